@@ -1,0 +1,106 @@
+//! EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time [NX | XX | GT | LT]
+//!
+//! A key without a deadline counts as an infinite one for GT and LT. A
+//! deadline in the past deletes the key (and still replies 1).
+
+use super::{is, Command, CmdError, Db};
+use crate::reply::Reply;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cond {
+    None,
+    Nx,
+    Xx,
+    Gt,
+    Lt,
+}
+
+/// `UNIT`: 0 EXPIRE, 1 PEXPIRE, 2 EXPIREAT, 3 PEXPIREAT.
+pub struct Expire<'a, const UNIT: u8> {
+    key: &'a [u8],
+    time: i64,
+    cond: Cond,
+}
+
+pub type PExpire<'a> = Expire<'a, 1>;
+pub type ExpireAt<'a> = Expire<'a, 2>;
+pub type PExpireAt<'a> = Expire<'a, 3>;
+
+impl<const UNIT: u8> Expire<'_, UNIT> {
+    fn name() -> &'static str {
+        ["expire", "pexpire", "expireat", "pexpireat"][UNIT as usize % 4]
+    }
+}
+
+impl<'a, const UNIT: u8> Command<'a> for Expire<'a, UNIT> {
+    fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
+        let key = super::arg(argv, 1)?;
+        let time = super::int_arg(super::arg(argv, 2)?)?;
+        let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+        for a in &argv[3..] {
+            if is(a, "NX") {
+                nx = true
+            } else if is(a, "XX") {
+                xx = true
+            } else if is(a, "GT") {
+                gt = true
+            } else if is(a, "LT") {
+                lt = true
+            } else {
+                return Err(CmdError(format!("ERR Unsupported option {}", String::from_utf8_lossy(a)).into()));
+            }
+        }
+        if nx && (xx || gt || lt) {
+            return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+        }
+        if gt && lt {
+            return Err("ERR GT and LT options at the same time are not compatible".into());
+        }
+        let cond = if nx {
+            Cond::Nx
+        } else if gt {
+            Cond::Gt
+        } else if lt {
+            Cond::Lt
+        } else if xx {
+            Cond::Xx
+        } else {
+            Cond::None
+        };
+        Ok(Expire { key, time, cond })
+    }
+
+    fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
+        let invalid = || format!("ERR invalid expire time in '{}' command", Self::name());
+        let ms = match UNIT {
+            0 | 2 => match self.time.checked_mul(1000) {
+                Some(v) => v,
+                None => return out.error(&invalid()),
+            },
+            _ => self.time,
+        };
+        let deadline = if UNIT < 2 { ms.checked_add(now_ms as i64) } else { Some(ms) };
+        let Some(deadline) = deadline else { return out.error(&invalid()) };
+        let ks = db.shard(self.key);
+        let Ok(current) = ks.deadline(self.key, now_ms) else { return out.int(0) };
+        let allowed = match (self.cond, current) {
+            (Cond::None, _) => true,
+            (Cond::Nx, c) => c.is_none(),
+            (Cond::Xx, c) => c.is_some(),
+            (Cond::Gt, None) => false,
+            (Cond::Gt, Some(c)) => deadline > c as i64,
+            (Cond::Lt, None) => true,
+            (Cond::Lt, Some(c)) => deadline < c as i64,
+        };
+        if !allowed {
+            return out.int(0);
+        }
+        if deadline <= now_ms as i64 {
+            ks.remove(self.key, now_ms);
+        } else {
+            ks.set_deadline(self.key, Some(deadline as u64), now_ms);
+        }
+        out.int(1)
+    }
+}
+

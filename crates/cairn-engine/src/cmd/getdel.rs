@@ -1,0 +1,21 @@
+//! GETDEL key
+
+use super::{Command, CmdError, Db};
+use crate::reply::Reply;
+
+pub struct GetDel<'a> {
+    key: &'a [u8],
+}
+
+impl<'a> Command<'a> for GetDel<'a> {
+    fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
+        Ok(GetDel { key: super::arg(argv, 1)? })
+    }
+
+    fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
+        match db.shard(self.key).remove(self.key, now_ms) {
+            Some((v, _)) => out.value(&v),
+            None => out.null(),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Commands on the keyspace, one file per command (or per family of
+//! commands that differ only in a unit or a flag).
+//!
+//! Each command is a type with three steps: `parse` from the argument list
+//! (arity was already checked by the caller against the command table),
+//! `apply` to the keyspace at a given time, writing the reply to a
+//! [`Reply`] sink. Parsing borrows the arguments; nothing is copied until a
+//! value is stored.
+
+use std::borrow::Cow;
+
+use crate::keyspace::Keyspace;
+use crate::reply::Reply;
+
+pub mod append;
+pub mod copy;
+pub mod del;
+pub mod exists;
+pub mod expire;
+pub mod get;
+pub mod getdel;
+pub mod getex;
+pub mod getrange;
+pub mod getset;
+pub mod incr;
+pub mod incrbyfloat;
+pub mod keys;
+pub mod mget;
+pub mod mset;
+pub mod object;
+pub mod persist;
+pub mod rename;
+pub mod scan;
+pub mod set;
+pub mod setex;
+pub mod setnx;
+pub mod setrange;
+pub mod strlen;
+pub mod touch;
+pub mod ttl;
+pub mod type_;
+
+pub const SYNTAX: &str = "ERR syntax error";
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+/// A command error; the text starts with the Redis error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdError(pub Cow<'static, str>);
+
+impl CmdError {
+    pub fn msg(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&'static str> for CmdError {
+    fn from(s: &'static str) -> Self {
+        CmdError(Cow::Borrowed(s))
+    }
+}
+
+pub fn wrong_arity(name: &str) -> CmdError {
+    CmdError(format!("ERR wrong number of arguments for '{}' command", name.to_ascii_lowercase()).into())
+}
+
+/// The keyspace shard(s) a command may touch. A single shard serves every
+/// key; a standalone server hands out the locked shard owning each key.
+pub trait Db {
+    fn shard(&mut self, key: &[u8]) -> &mut Keyspace;
+}
+
+impl Db for Keyspace {
+    fn shard(&mut self, _key: &[u8]) -> &mut Keyspace {
+        self
+    }
+}
+
+/// A command on keys: parse, then apply at a time.
+pub trait Command<'a>: Sized {
+    fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError>;
+    fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply);
+}
+
+pub(crate) fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+pub(crate) fn int_arg(arg: &[u8]) -> Result<i64, CmdError> {
+    crate::num::parse_i64(arg).ok_or(CmdError::from(NOT_INTEGER))
+}
+
+pub(crate) fn arg<'a>(argv: &[&'a [u8]], i: usize) -> Result<&'a [u8], CmdError> {
+    argv.get(i).copied().ok_or_else(|| wrong_arity(&String::from_utf8_lossy(argv.first().copied().unwrap_or(b"?"))))
+}
+
+/// How an expiry option was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireUnit {
+    /// Relative seconds (EX).
+    Seconds,
+    /// Relative milliseconds (PX).
+    Millis,
+    /// Absolute unix seconds (EXAT).
+    UnixSeconds,
+    /// Absolute unix milliseconds (PXAT).
+    UnixMillis,
+}
+
+impl ExpireUnit {
+    pub(crate) fn from_option(arg: &[u8]) -> Option<ExpireUnit> {
+        if is(arg, "EX") {
+            Some(ExpireUnit::Seconds)
+        } else if is(arg, "PX") {
+            Some(ExpireUnit::Millis)
+        } else if is(arg, "EXAT") {
+            Some(ExpireUnit::UnixSeconds)
+        } else if is(arg, "PXAT") {
+            Some(ExpireUnit::UnixMillis)
+        } else {
+            None
+        }
+    }
+
+    /// Redis' `getExpireMillisecondsOrReply`: non-positive or overflowing
+    /// values are rejected; the result is an absolute unix-ms deadline,
+    /// possibly already past.
+    pub(crate) fn deadline(self, v: i64, now_ms: u64, cmd: &str) -> Result<u64, CmdError> {
+        let invalid = || CmdError(format!("ERR invalid expire time in '{cmd}' command").into());
+        if v <= 0 {
+            return Err(invalid());
+        }
+        let ms = match self {
+            ExpireUnit::Seconds | ExpireUnit::UnixSeconds => v.checked_mul(1000).ok_or_else(invalid)?,
+            ExpireUnit::Millis | ExpireUnit::UnixMillis => v,
+        };
+        match self {
+            ExpireUnit::Seconds | ExpireUnit::Millis => ms.checked_add(now_ms as i64).map(|d| d as u64).ok_or_else(invalid),
+            _ => Ok(ms as u64),
+        }
+    }
+}
+
+/// Writes a `Result` that failed as an error reply.
+pub(crate) fn reply_err(out: &mut impl Reply, e: CmdError) {
+    out.error(e.msg());
+}

@@ -1,0 +1,109 @@
+//! SET key value [NX | XX | IFEQ comparison] [GET]
+//!     [EX s | PX ms | EXAT unix-s | PXAT unix-ms | KEEPTTL]
+//!
+//! IFEQ is Valkey 8.1's compare-and-set: the write happens only when the
+//! key exists and its current value equals `comparison`.
+
+use super::{is, Command, CmdError, Db, ExpireUnit, SYNTAX};
+use crate::reply::Reply;
+use crate::value::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition<'a> {
+    Always,
+    IfAbsent,
+    IfPresent,
+    IfEqual(&'a [u8]),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// Clear any deadline (plain SET).
+    Clear,
+    Keep,
+    At(ExpireUnit, i64),
+}
+
+pub struct Set<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub condition: Condition<'a>,
+    pub get: bool,
+    pub ttl: Ttl,
+}
+
+impl<'a> Command<'a> for Set<'a> {
+    fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
+        let mut cmd =
+            Set { key: super::arg(argv, 1)?, value: super::arg(argv, 2)?, condition: Condition::Always, get: false, ttl: Ttl::Clear };
+        let mut i = 3;
+        while i < argv.len() {
+            let a = argv[i];
+            let next = argv.get(i + 1).copied();
+            if is(a, "NX") && cmd.condition == Condition::Always {
+                cmd.condition = Condition::IfAbsent;
+            } else if is(a, "XX") && cmd.condition == Condition::Always {
+                cmd.condition = Condition::IfPresent;
+            } else if is(a, "IFEQ") && cmd.condition == Condition::Always && next.is_some() {
+                cmd.condition = Condition::IfEqual(next.unwrap_or_default());
+                i += 1;
+            } else if is(a, "GET") {
+                cmd.get = true;
+            } else if is(a, "KEEPTTL") && cmd.ttl == Ttl::Clear {
+                cmd.ttl = Ttl::Keep;
+            } else if let (Some(unit), Some(v), Ttl::Clear) = (ExpireUnit::from_option(a), next, cmd.ttl) {
+                cmd.ttl = Ttl::At(unit, super::int_arg(v)?);
+                i += 1;
+            } else {
+                return Err(SYNTAX.into());
+            }
+            i += 1;
+        }
+        Ok(cmd)
+    }
+
+    fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
+        let deadline = match self.ttl {
+            Ttl::At(unit, v) => match unit.deadline(v, now_ms, "set") {
+                Ok(d) => Some(Some(d)),
+                Err(e) => return super::reply_err(out, e),
+            },
+            Ttl::Keep => None,
+            Ttl::Clear => Some(None),
+        };
+        let ks = db.shard(self.key);
+        let pos = ks.find(self.key, now_ms);
+        let old = pos.map(|p| ks.value_at(p));
+        let allowed = match self.condition {
+            Condition::Always => true,
+            Condition::IfAbsent => old.is_none(),
+            Condition::IfPresent => old.is_some(),
+            Condition::IfEqual(cmp) => old.is_some_and(|v| v.with_bytes(|b| b == cmp)),
+        };
+        if self.get {
+            match old {
+                Some(v) => out.value(v),
+                None => out.null(),
+            }
+        }
+        if allowed {
+            match deadline {
+                // A deadline already past: the write is acknowledged and
+                // the key is gone, as in Redis.
+                Some(Some(d)) if d < now_ms => {
+                    ks.remove(self.key, now_ms);
+                }
+                _ => {
+                    ks.insert(self.key, Value::from_bytes(self.value), deadline, now_ms);
+                }
+            }
+        }
+        if !self.get {
+            if allowed {
+                out.ok()
+            } else {
+                out.null()
+            }
+        }
+    }
+}

@@ -1,0 +1,660 @@
+//! One shard of the keyspace: the state machine every command applies to.
+//!
+//! Layout: a dense `Vec<Entry>` holds keys and values; a `HashTable<u32>`
+//! maps a key's hash to its position; `volatile` lists the positions of
+//! keys with a deadline. Dense storage gives O(1) uniform random sampling
+//! (eviction, active expiry, RANDOMKEY) and tight memory; deletion is
+//! swap-remove, which patches the one moved entry's index slot.
+//!
+//! The thing not to get wrong: this type never reads a clock or an RNG of
+//! its own. Time is the `now_ms` argument (unix milliseconds, stamped by
+//! the caller or the Raft leader) and randomness comes from a seeded
+//! generator that is part of the state, so replaying the same commands
+//! gives the same state.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::bytes::SmallBytes;
+use crate::evict::{EvictionPool, Policy};
+use crate::value::Value;
+
+const NOT_VOLATILE: u32 = u32::MAX;
+/// LRU clock resolution. 10 ms units in a u32 wrap after ~497 days.
+const LRU_UNIT_MS: u64 = 10;
+/// Initial LFU counter of a new key (Redis' LFU_INIT_VAL).
+pub(crate) const LFU_INIT: u8 = 5;
+
+pub(crate) struct Entry {
+    pub(crate) key: SmallBytes,
+    pub(crate) value: Value,
+    /// Position in `volatile`, or NOT_VOLATILE.
+    vol: u32,
+    /// LRU clock (10 ms units) or LFU (16-bit minutes << 8 | counter).
+    pub(crate) meta: u32,
+}
+
+#[derive(Clone, Copy)]
+struct VolatileSlot {
+    entry: u32,
+    expire_ms: u64,
+}
+
+/// Per-shard counters reported by INFO.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub hits: u64,
+    pub misses: u64,
+    pub expired_keys: u64,
+    pub evicted_keys: u64,
+}
+
+/// How the per-key access metadata is kept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AccessTracking {
+    Lru,
+    Lfu { log_factor: u32, decay_minutes: u32 },
+}
+
+pub struct Keyspace {
+    entries: Vec<Entry>,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    volatile: Vec<VolatileSlot>,
+    heap_bytes: usize,
+    rng: u64,
+    pub(crate) pool: EvictionPool,
+    pub stats: Stats,
+    tracking: AccessTracking,
+    /// Delete keys found expired on access. Replicas leave this off and
+    /// wait for the leader's replicated deletion.
+    lazy_expire: bool,
+    /// Longest string APPEND/SETRANGE may build (proto-max-bulk-len).
+    string_len_max: usize,
+}
+
+impl Keyspace {
+    /// `seed` seeds both the hash function and the sampling generator.
+    pub fn new(seed: u64) -> Self {
+        Keyspace {
+            entries: Vec::new(),
+            index: HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+            volatile: Vec::new(),
+            heap_bytes: 0,
+            rng: seed | 1,
+            pool: EvictionPool::default(),
+            stats: Stats::default(),
+            tracking: AccessTracking::Lru,
+            lazy_expire: true,
+            string_len_max: 512 * 1024 * 1024,
+        }
+    }
+
+    pub fn set_access_tracking(&mut self, tracking: AccessTracking) {
+        self.tracking = tracking;
+    }
+
+    pub fn set_lazy_expire(&mut self, on: bool) {
+        self.lazy_expire = on;
+    }
+
+    pub fn string_len_max(&self) -> usize {
+        self.string_len_max
+    }
+
+    pub fn set_string_len_max(&mut self, n: usize) {
+        self.string_len_max = n;
+    }
+
+    pub fn access_tracking(&self) -> AccessTracking {
+        self.tracking
+    }
+
+    /// Bytes attributed to one key (MEMORY USAGE): its slot, index share,
+    /// deadline and heap allocations.
+    pub fn usage_at(&self, pos: usize) -> usize {
+        let e = &self.entries[pos];
+        std::mem::size_of::<Entry>()
+            + std::mem::size_of::<u32>()
+            + 1
+            + if e.vol == NOT_VOLATILE { 0 } else { std::mem::size_of::<VolatileSlot>() }
+            + e.key.heap_bytes()
+            + e.value.heap_bytes()
+    }
+
+    /// Keys stored, including expired ones not yet removed (as DBSIZE).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.len()
+    }
+
+    /// Bytes this shard holds: slots, index buckets, deadlines, and the
+    /// allocator-rounded size of every heap-allocated key and value.
+    pub fn bytes_used(&self) -> usize {
+        let buckets = if self.index.capacity() == 0 { 0 } else { (self.index.capacity() * 8 / 7).next_power_of_two() };
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + buckets * (std::mem::size_of::<u32>() + 1)
+            + self.volatile.capacity() * std::mem::size_of::<VolatileSlot>()
+            + self.heap_bytes
+    }
+
+    pub(crate) fn next_rand(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn position(&self, key: &[u8]) -> Option<usize> {
+        let entries = &self.entries;
+        self.index.find(self.hash(key), |&i| entries[i as usize].key.as_slice() == key).map(|&i| i as usize)
+    }
+
+    fn expire_of(&self, pos: usize) -> Option<u64> {
+        match self.entries[pos].vol {
+            NOT_VOLATILE => None,
+            v => Some(self.volatile[v as usize].expire_ms),
+        }
+    }
+
+    fn is_expired(&self, pos: usize, now_ms: u64) -> bool {
+        self.expire_of(pos).is_some_and(|at| now_ms > at)
+    }
+
+    /// Position of a live key; an expired key is removed (when lazy expiry
+    /// is on) and reported absent either way.
+    pub fn find(&mut self, key: &[u8], now_ms: u64) -> Option<usize> {
+        let pos = self.position(key)?;
+        if self.is_expired(pos, now_ms) {
+            if self.lazy_expire {
+                self.remove_at(pos);
+                self.stats.expired_keys += 1;
+            }
+            return None;
+        }
+        Some(pos)
+    }
+
+    /// Looks a key up for a read command: counts a hit or miss and
+    /// refreshes its access metadata.
+    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Value> {
+        match self.find(key, now_ms) {
+            Some(pos) => {
+                self.stats.hits += 1;
+                self.touch_at(pos, now_ms);
+                Some(&self.entries[pos].value)
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Whether a live key exists (no statistics, no touch).
+    pub fn contains(&mut self, key: &[u8], now_ms: u64) -> bool {
+        self.find(key, now_ms).is_some()
+    }
+
+    /// Reads the value at a position without touching it.
+    pub fn value_at(&self, pos: usize) -> &Value {
+        &self.entries[pos].value
+    }
+
+    /// Deadline of a live key (unix ms), `Ok(None)` without one,
+    /// `Err(())` when the key does not exist.
+    pub fn deadline(&mut self, key: &[u8], now_ms: u64) -> Result<Option<u64>, ()> {
+        let pos = self.find(key, now_ms).ok_or(())?;
+        Ok(self.expire_of(pos))
+    }
+
+    /// Mutates the value at `pos` in place, keeping memory accounting
+    /// right.
+    pub fn update_at<R>(&mut self, pos: usize, now_ms: u64, f: impl FnOnce(&mut Value) -> R) -> R {
+        self.touch_at(pos, now_ms);
+        let value = &mut self.entries[pos].value;
+        let before = value.heap_bytes();
+        let r = f(value);
+        let after = value.heap_bytes();
+        self.heap_bytes = self.heap_bytes + after - before;
+        r
+    }
+
+    /// Stores `value` under `key`. `expire` is `Some(deadline)`,
+    /// `Some(None)` to clear any deadline, or `None` to keep the existing
+    /// one (KEEPTTL). Returns whether the key already existed.
+    pub fn insert(&mut self, key: &[u8], value: Value, expire: Option<Option<u64>>, now_ms: u64) -> bool {
+        if let Some(pos) = self.find(key, now_ms) {
+            self.update_at(pos, now_ms, |v| *v = value);
+            if let Some(deadline) = expire {
+                self.set_deadline_at(pos, deadline);
+            }
+            return true;
+        }
+        let pos = self.entries.len();
+        assert!(pos < NOT_VOLATILE as usize - 1, "shard holds too many keys");
+        let key = SmallBytes::new(key);
+        self.heap_bytes += key.heap_bytes() + value.heap_bytes();
+        let h = self.hash(key.as_slice());
+        let meta = self.fresh_meta(now_ms);
+        self.entries.push(Entry { key, value, vol: NOT_VOLATILE, meta });
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(h, pos as u32, |&i| hasher.hash_one(entries[i as usize].key.as_slice()));
+        if let Some(Some(deadline)) = expire {
+            self.set_deadline_at(pos, Some(deadline));
+        }
+        false
+    }
+
+    /// Sets or clears the deadline of a live key; false if it is absent.
+    pub fn set_deadline(&mut self, key: &[u8], deadline: Option<u64>, now_ms: u64) -> bool {
+        match self.find(key, now_ms) {
+            Some(pos) => {
+                self.set_deadline_at(pos, deadline);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn set_deadline_at(&mut self, pos: usize, deadline: Option<u64>) {
+        let vol = self.entries[pos].vol;
+        match (vol, deadline) {
+            (NOT_VOLATILE, None) => {}
+            (NOT_VOLATILE, Some(at)) => {
+                self.entries[pos].vol = self.volatile.len() as u32;
+                self.volatile.push(VolatileSlot { entry: pos as u32, expire_ms: at });
+            }
+            (v, Some(at)) => self.volatile[v as usize].expire_ms = at,
+            (v, None) => {
+                self.remove_volatile(v as usize);
+                self.entries[pos].vol = NOT_VOLATILE;
+            }
+        }
+    }
+
+    fn remove_volatile(&mut self, v: usize) {
+        self.volatile.swap_remove(v);
+        if let Some(moved) = self.volatile.get(v) {
+            self.entries[moved.entry as usize].vol = v as u32;
+        }
+    }
+
+    /// Removes a live key, returning its value and deadline.
+    pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<(Value, Option<u64>)> {
+        let pos = self.find(key, now_ms)?;
+        let deadline = self.expire_of(pos);
+        Some((self.remove_at(pos), deadline))
+    }
+
+    pub(crate) fn remove_at(&mut self, pos: usize) -> Value {
+        let h = self.hash(self.entries[pos].key.as_slice());
+        match self.index.find_entry(h, |&i| i as usize == pos) {
+            Ok(slot) => {
+                slot.remove();
+            }
+            Err(_) => panic!("keyspace index lost position {pos}"),
+        }
+        let vol = self.entries[pos].vol;
+        if vol != NOT_VOLATILE {
+            self.remove_volatile(vol as usize);
+        }
+        let last = self.entries.len() - 1;
+        let entry = self.entries.swap_remove(pos);
+        if pos != last {
+            let h = self.hash(self.entries[pos].key.as_slice());
+            match self.index.find_mut(h, |&i| i as usize == last) {
+                Some(slot) => *slot = pos as u32,
+                None => panic!("keyspace index lost moved position {last}"),
+            }
+            let moved_vol = self.entries[pos].vol;
+            if moved_vol != NOT_VOLATILE {
+                self.volatile[moved_vol as usize].entry = pos as u32;
+            }
+        }
+        self.heap_bytes -= entry.key.heap_bytes() + entry.value.heap_bytes();
+        self.maybe_shrink();
+        entry.value
+    }
+
+    fn maybe_shrink(&mut self) {
+        let len = self.entries.len();
+        if self.entries.capacity() > 1024 && len < self.entries.capacity() / 4 {
+            self.entries.shrink_to(len * 2);
+            let (entries, hasher) = (&self.entries, &self.hasher);
+            self.index.shrink_to(len * 2, |&i| hasher.hash_one(entries[i as usize].key.as_slice()));
+            self.volatile.shrink_to(self.volatile.len() * 2);
+        }
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.entries = Vec::new();
+        self.index = HashTable::new();
+        self.volatile = Vec::new();
+        self.heap_bytes = 0;
+        self.pool.clear();
+    }
+
+    // ---- access metadata (LRU / LFU) ----
+
+    fn fresh_meta(&mut self, now_ms: u64) -> u32 {
+        match self.tracking {
+            AccessTracking::Lru => lru_clock(now_ms),
+            AccessTracking::Lfu { .. } => (lfu_minutes(now_ms) << 8) | LFU_INIT as u32,
+        }
+    }
+
+    /// Records an access (reads and writes; OBJECT does not call this).
+    pub fn touch_at(&mut self, pos: usize, now_ms: u64) {
+        let meta = match self.tracking {
+            AccessTracking::Lru => lru_clock(now_ms),
+            AccessTracking::Lfu { log_factor, decay_minutes } => {
+                let counter = self.lfu_decayed(self.entries[pos].meta, now_ms, decay_minutes);
+                let counter = self.lfu_log_incr(counter, log_factor);
+                (lfu_minutes(now_ms) << 8) | counter as u32
+            }
+        };
+        self.entries[pos].meta = meta;
+    }
+
+    fn lfu_decayed(&self, meta: u32, now_ms: u64, decay_minutes: u32) -> u8 {
+        let counter = (meta & 0xff) as u8;
+        if decay_minutes == 0 {
+            return counter;
+        }
+        let then = meta >> 8;
+        let now = lfu_minutes(now_ms);
+        let elapsed = now.wrapping_sub(then) & 0xffff;
+        let periods = elapsed / decay_minutes;
+        counter.saturating_sub(periods.min(255) as u8)
+    }
+
+    fn lfu_log_incr(&mut self, counter: u8, log_factor: u32) -> u8 {
+        if counter == 255 {
+            return 255;
+        }
+        let base = counter.saturating_sub(LFU_INIT) as f64;
+        let p = 1.0 / (base * log_factor as f64 + 1.0);
+        let r = (self.next_rand() >> 11) as f64 / (1u64 << 53) as f64;
+        if r < p {
+            counter + 1
+        } else {
+            counter
+        }
+    }
+
+    /// Seconds since the key's last access (OBJECT IDLETIME).
+    pub fn idle_ms_at(&self, pos: usize, now_ms: u64) -> u64 {
+        (lru_clock(now_ms).wrapping_sub(self.entries[pos].meta) as u64) * LRU_UNIT_MS
+    }
+
+    /// The decayed LFU counter (OBJECT FREQ).
+    pub fn freq_at(&self, pos: usize, now_ms: u64) -> u8 {
+        match self.tracking {
+            AccessTracking::Lfu { decay_minutes, .. } => self.lfu_decayed(self.entries[pos].meta, now_ms, decay_minutes),
+            AccessTracking::Lru => 0,
+        }
+    }
+
+    /// Eviction score of a position under a policy: higher goes first.
+    pub(crate) fn evict_score(&self, pos: usize, policy: Policy, now_ms: u64) -> u64 {
+        match policy {
+            Policy::AllkeysLfu | Policy::VolatileLfu => match self.tracking {
+                AccessTracking::Lfu { decay_minutes, .. } => {
+                    255 - self.lfu_decayed(self.entries[pos].meta, now_ms, decay_minutes) as u64
+                }
+                AccessTracking::Lru => self.idle_ms_at(pos, now_ms),
+            },
+            Policy::VolatileTtl => u64::MAX - self.expire_of(pos).unwrap_or(u64::MAX),
+            _ => match self.tracking {
+                AccessTracking::Lru => self.idle_ms_at(pos, now_ms),
+                AccessTracking::Lfu { .. } => 255 - (self.entries[pos].meta & 0xff) as u64,
+            },
+        }
+    }
+
+    // ---- sampling and iteration ----
+
+    /// A uniformly random position, from all keys or only volatile ones.
+    pub(crate) fn random_position(&mut self, volatile_only: bool) -> Option<usize> {
+        if volatile_only {
+            if self.volatile.is_empty() {
+                return None;
+            }
+            let v = (self.next_rand() % self.volatile.len() as u64) as usize;
+            Some(self.volatile[v].entry as usize)
+        } else {
+            if self.entries.is_empty() {
+                return None;
+            }
+            Some((self.next_rand() % self.entries.len() as u64) as usize)
+        }
+    }
+
+    pub(crate) fn key_at(&self, pos: usize) -> &SmallBytes {
+        &self.entries[pos].key
+    }
+
+    pub(crate) fn is_volatile_at(&self, pos: usize) -> bool {
+        self.entries[pos].vol != NOT_VOLATILE
+    }
+
+    /// Finds a position by key without expiry handling (eviction pool).
+    pub(crate) fn position_of(&self, key: &[u8]) -> Option<usize> {
+        self.position(key)
+    }
+
+    /// A random live key (RANDOMKEY); expired keys met on the way are
+    /// removed. Gives up after a bounded number of tries.
+    pub fn random_key(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        for _ in 0..100 {
+            let pos = self.random_position(false)?;
+            if self.is_expired(pos, now_ms) {
+                if self.lazy_expire {
+                    self.remove_at(pos);
+                    self.stats.expired_keys += 1;
+                }
+                continue;
+            }
+            return Some(self.entries[pos].key.as_slice().to_vec());
+        }
+        None
+    }
+
+    /// Visits up to `count` positions going down from `cursor` (0 starts
+    /// at the top) and returns the next cursor, 0 when done.
+    ///
+    /// Scanning downward makes SCAN's guarantee hold with swap-remove: a
+    /// removal only moves the last entry into a lower hole, so an entry
+    /// not yet visited stays below the cursor, and an entry already
+    /// visited can only be met again (a duplicate, which SCAN allows).
+    pub fn scan(&self, cursor: u64, count: usize, now_ms: u64, mut f: impl FnMut(&[u8], &Value)) -> u64 {
+        let len = self.entries.len() as u64;
+        let mut i = if cursor == 0 { len } else { cursor.min(len) };
+        let mut visited = 0;
+        while i > 0 && visited < count.max(1) {
+            i -= 1;
+            visited += 1;
+            let pos = i as usize;
+            if !self.is_expired(pos, now_ms) {
+                let e = &self.entries[pos];
+                f(e.key.as_slice(), &e.value);
+            }
+        }
+        i
+    }
+
+    /// Removes up to `samples` randomly chosen volatile keys that have
+    /// expired; returns how many it sampled and removed.
+    pub fn expire_sample(&mut self, now_ms: u64, samples: usize) -> (usize, usize) {
+        let (mut sampled, mut expired) = (0, 0);
+        for _ in 0..samples {
+            let Some(pos) = self.random_position(true) else { break };
+            sampled += 1;
+            if self.is_expired(pos, now_ms) {
+                self.remove_at(pos);
+                self.stats.expired_keys += 1;
+                expired += 1;
+            }
+        }
+        (sampled, expired)
+    }
+
+    /// A digest of the logical content (keys, values, deadlines),
+    /// independent of layout, so replicas can be compared.
+    pub fn digest(&self) -> u64 {
+        let fixed = foldhash::fast::FixedState::with_seed(0x6361_6972_6e00);
+        let mut acc = 0u64;
+        for (pos, e) in self.entries.iter().enumerate() {
+            let h = e.value.with_bytes(|v| fixed.hash_one((e.key.as_slice(), v, self.expire_of(pos))));
+            acc = acc.wrapping_add(h);
+        }
+        acc
+    }
+}
+
+fn lru_clock(now_ms: u64) -> u32 {
+    (now_ms / LRU_UNIT_MS) as u32
+}
+
+fn lfu_minutes(now_ms: u64) -> u32 {
+    ((now_ms / 60_000) & 0xffff) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Value {
+        Value::from_bytes(s.as_bytes())
+    }
+
+    #[test]
+    fn entry_is_seven_words() {
+        assert_eq!(std::mem::size_of::<Entry>(), 56);
+    }
+
+    #[test]
+    fn insert_get_remove_keep_index_consistent() {
+        let mut ks = Keyspace::new(1);
+        for i in 0..1000 {
+            ks.insert(format!("k{i}").as_bytes(), v(&format!("v{i}")), Some(if i % 3 == 0 { Some(10_000) } else { None }), 0);
+        }
+        for i in (0..1000).step_by(2) {
+            assert!(ks.remove(format!("k{i}").as_bytes(), 0).is_some());
+        }
+        assert_eq!(ks.len(), 500);
+        for i in 0..1000 {
+            let got = ks.get(format!("k{i}").as_bytes(), 0).map(|v| v.to_vec());
+            if i % 2 == 0 {
+                assert_eq!(got, None);
+            } else {
+                assert_eq!(got, Some(format!("v{i}").into_bytes()));
+                let dl = ks.deadline(format!("k{i}").as_bytes(), 0).unwrap();
+                assert_eq!(dl, if i % 3 == 0 { Some(10_000) } else { None });
+            }
+        }
+        assert_eq!(ks.volatile_len(), (0..1000).filter(|i| i % 2 == 1 && i % 3 == 0).count());
+    }
+
+    #[test]
+    fn expired_key_is_invisible_and_removed_on_access() {
+        let mut ks = Keyspace::new(1);
+        ks.insert(b"k", v("x"), Some(Some(100)), 0);
+        assert!(ks.get(b"k", 100).is_some(), "Redis: expired only when now > deadline");
+        assert!(ks.get(b"k", 101).is_none());
+        assert_eq!(ks.len(), 0);
+        assert_eq!(ks.stats.expired_keys, 1);
+    }
+
+    #[test]
+    fn replica_mode_hides_but_keeps_expired_keys() {
+        let mut ks = Keyspace::new(1);
+        ks.set_lazy_expire(false);
+        ks.insert(b"k", v("x"), Some(Some(100)), 0);
+        assert!(ks.get(b"k", 101).is_none());
+        assert_eq!(ks.len(), 1);
+    }
+
+    #[test]
+    fn scan_returns_every_key_present_throughout_despite_deletes() {
+        let mut ks = Keyspace::new(7);
+        for i in 0..200 {
+            ks.insert(format!("k{i}").as_bytes(), v("x"), None, 0);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            cursor = ks.scan(cursor, 10, 0, |k, _| {
+                seen.insert(k.to_vec());
+            });
+            // Delete keys 0..100 (some already seen, some not) as we go.
+            for j in 0..5 {
+                ks.remove(format!("k{}", round * 5 + j).as_bytes(), 0);
+            }
+            round += 1;
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 100..200 {
+            assert!(seen.contains(format!("k{i}").as_bytes()), "missed k{i}");
+        }
+    }
+
+    #[test]
+    fn expire_sample_removes_only_expired() {
+        let mut ks = Keyspace::new(3);
+        for i in 0..100 {
+            ks.insert(format!("k{i}").as_bytes(), v("x"), Some(Some(if i < 50 { 10 } else { 1000 })), 0);
+        }
+        let mut removed = 0;
+        for _ in 0..100 {
+            removed += ks.expire_sample(20, 20).1;
+        }
+        assert_eq!(removed, 50);
+        assert_eq!(ks.len(), 50);
+    }
+
+    #[test]
+    fn heap_accounting_returns_to_zero() {
+        let mut ks = Keyspace::new(3);
+        let big = "x".repeat(100);
+        ks.insert(big.as_bytes(), v(&big), None, 0);
+        assert!(ks.heap_bytes >= 200);
+        let pos = ks.find(big.as_bytes(), 0).unwrap();
+        ks.update_at(pos, 0, |v| v.make_growable().extend_from_slice(b"more"));
+        ks.remove(big.as_bytes(), 0);
+        assert_eq!(ks.heap_bytes, 0);
+    }
+
+    #[test]
+    fn digest_ignores_layout() {
+        let mut a = Keyspace::new(1);
+        let mut b = Keyspace::new(2);
+        a.insert(b"x", v("1"), None, 0);
+        a.insert(b"y", v("2"), Some(Some(5)), 0);
+        b.insert(b"y", v("2"), Some(Some(5)), 0);
+        b.insert(b"x", v("1"), None, 0);
+        assert_eq!(a.digest(), b.digest());
+        b.insert(b"x", v("3"), None, 0);
+        assert_ne!(a.digest(), b.digest());
+    }
+}

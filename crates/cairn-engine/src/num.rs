@@ -1,0 +1,69 @@
+//! Number parsing and formatting with Redis' exact rules.
+
+/// Redis' `string2ll`: optional '-', digits, no '+', no leading zeros, no
+/// surrounding space, must fit in i64.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let digit = (d - b'0') as i64;
+        v = if neg { v.checked_mul(10)?.checked_sub(digit)? } else { v.checked_mul(10)?.checked_add(digit)? };
+    }
+    Some(v)
+}
+
+/// Redis' `string2ld` for INCRBYFLOAT: a finite long double without
+/// spaces; "inf"/"nan" rejected.
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    if s.is_empty() || s.len() > 5000 || s[0].is_ascii_whitespace() || s[s.len() - 1].is_ascii_whitespace() {
+        return None;
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let v: f64 = text.parse().ok()?;
+    if v.is_nan() || v.is_infinite() {
+        return None;
+    }
+    Some(v)
+}
+
+/// Formats an INCRBYFLOAT result like Redis (`%.17Lg` then trimmed): up
+/// to 17 significant digits, no exponent for ordinary magnitudes, no
+/// trailing zeros.
+pub fn format_f64(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e17 {
+        return format!("{}", v as i64);
+    }
+    // Shortest representation that round-trips, which never has more than
+    // 17 significant digits; Rust prints no exponent for this form.
+    let s = format!("{v}");
+    if s.contains('e') {
+        format!("{v:.17}").trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_parse_and_format_match_redis_examples() {
+        assert_eq!(parse_f64(b"10.5"), Some(10.5));
+        assert_eq!(parse_f64(b"5.0e3"), Some(5000.0));
+        assert_eq!(parse_f64(b" 1"), None);
+        assert_eq!(parse_f64(b"inf"), None);
+        assert_eq!(format_f64(10.6), "10.6");
+        assert_eq!(format_f64(5200.0), "5200");
+        assert_eq!(format_f64(3.0e-3), "0.003");
+    }
+}

@@ -1,0 +1,155 @@
+//! The value stored under a key.
+//!
+//! Strings come in four encodings chosen by content, like Redis: integers
+//! (`int`), short strings inline in the table slot (`embstr`), longer ones
+//! in one exact-size allocation (`raw`), and strings that grew by APPEND or
+//! SETRANGE in a growable buffer so repeated appends stay amortised O(1).
+//! Hashes, lists, sets and sorted sets will join as further variants
+//! (boxed, so the enum stays three words).
+
+use crate::bytes::{malloc_size, INLINE_MAX};
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Value {
+    Int(i64),
+    Inline { len: u8, data: [u8; INLINE_MAX] },
+    Heap(Box<[u8]>),
+    Growable(Box<Vec<u8>>),
+}
+
+/// The Redis type name of a value (TYPE, SCAN TYPE).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ValueType {
+    String,
+}
+
+impl ValueType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::String => "string",
+        }
+    }
+}
+
+/// Longest string Redis turns into an integer encoding.
+const INT_ENCODABLE_LEN_MAX: usize = 20;
+
+impl Value {
+    /// A string value, stored as an integer when it is the canonical
+    /// decimal form of an i64 (so "12" is `int` but "012" is not).
+    pub fn from_bytes(b: &[u8]) -> Value {
+        if b.len() <= INT_ENCODABLE_LEN_MAX {
+            if let Some(n) = crate::num::parse_i64(b) {
+                return Value::Int(n);
+            }
+        }
+        Value::from_bytes_raw(b)
+    }
+
+    fn from_bytes_raw(b: &[u8]) -> Value {
+        if b.len() <= INLINE_MAX {
+            let mut data = [0u8; INLINE_MAX];
+            data[..b.len()].copy_from_slice(b);
+            Value::Inline { len: b.len() as u8, data }
+        } else {
+            Value::Heap(b.into())
+        }
+    }
+
+    pub fn value_type(&self) -> ValueType {
+        ValueType::String
+    }
+
+    /// Calls `f` with the string bytes (integers are formatted on the
+    /// stack, never allocated).
+    #[inline]
+    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            Value::Int(n) => f(itoa::Buffer::new().format(*n).as_bytes()),
+            Value::Inline { len, data } => f(&data[..*len as usize]),
+            Value::Heap(b) => f(b),
+            Value::Growable(v) => f(v),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.with_bytes(|b| b.to_vec())
+    }
+
+    pub fn str_len(&self) -> usize {
+        match self {
+            Value::Int(n) => itoa::Buffer::new().format(*n).len(),
+            Value::Inline { len, .. } => *len as usize,
+            Value::Heap(b) => b.len(),
+            Value::Growable(v) => v.len(),
+        }
+    }
+
+    /// The integer this string holds, if it is one (INCR's rule: the whole
+    /// string must be a valid i64).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            other => other.with_bytes(crate::num::parse_i64),
+        }
+    }
+
+    /// A mutable growable buffer holding this string, converting in place.
+    pub fn make_growable(&mut self) -> &mut Vec<u8> {
+        if !matches!(self, Value::Growable(_)) {
+            let v = self.to_vec();
+            *self = Value::Growable(Box::new(v));
+        }
+        match self {
+            Value::Growable(v) => v,
+            _ => unreachable!("converted just above"),
+        }
+    }
+
+    /// Redis' OBJECT ENCODING name.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Int(_) => "int",
+            Value::Inline { .. } => "embstr",
+            Value::Heap(b) if b.len() <= 44 => "embstr",
+            Value::Heap(_) | Value::Growable(_) => "raw",
+        }
+    }
+
+    /// Heap bytes owned by this value beyond its inline three words.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Value::Int(_) | Value::Inline { .. } => 0,
+            Value::Heap(b) => malloc_size(b.len()),
+            Value::Growable(v) => malloc_size(v.capacity()) + malloc_size(std::mem::size_of::<Vec<u8>>()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_is_three_words() {
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+    }
+
+    #[test]
+    fn canonical_integers_are_int_encoded_and_round_trip() {
+        assert_eq!(Value::from_bytes(b"123"), Value::Int(123));
+        assert_eq!(Value::from_bytes(b"-5").encoding(), "int");
+        assert_eq!(Value::from_bytes(b"0123").encoding(), "embstr");
+        assert_eq!(Value::from_bytes(b"0123").to_vec(), b"0123");
+        assert_eq!(Value::from_bytes(b"123").to_vec(), b"123");
+        assert_eq!(Value::from_bytes(&[b'x'; 50]).encoding(), "raw");
+    }
+
+    #[test]
+    fn growable_keeps_content() {
+        let mut v = Value::from_bytes(b"12");
+        v.make_growable().extend_from_slice(b"ab");
+        assert_eq!(v.to_vec(), b"12ab");
+        assert_eq!(v.str_len(), 4);
+    }
+}
