@@ -17,7 +17,10 @@ impl SmallBytes {
         if b.len() <= INLINE_MAX {
             let mut data = [0u8; INLINE_MAX];
             data[..b.len()].copy_from_slice(b);
-            SmallBytes::Inline { len: b.len() as u8, data }
+            SmallBytes::Inline {
+                len: b.len() as u8,
+                data,
+            }
         } else {
             SmallBytes::Heap(b.into())
         }
@@ -62,7 +65,10 @@ mod tests {
     #[test]
     fn small_bytes_is_three_words_and_inline_up_to_22() {
         assert_eq!(std::mem::size_of::<SmallBytes>(), 24);
-        assert!(matches!(SmallBytes::new(&[7; 22]), SmallBytes::Inline { .. }));
+        assert!(matches!(
+            SmallBytes::new(&[7; 22]),
+            SmallBytes::Inline { .. }
+        ));
         assert!(matches!(SmallBytes::new(&[7; 23]), SmallBytes::Heap(_)));
         assert_eq!(SmallBytes::new(b"abc").as_slice(), b"abc");
         assert_eq!(SmallBytes::new(&[1; 40]).as_slice(), &[1; 40][..]);

@@ -47,11 +47,19 @@ impl Policy {
     }
 
     pub fn parse(s: &str) -> Option<Policy> {
-        Policy::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(s))
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
     }
 
     pub fn volatile_only(self) -> bool {
-        matches!(self, Policy::VolatileLru | Policy::VolatileLfu | Policy::VolatileRandom | Policy::VolatileTtl)
+        matches!(
+            self,
+            Policy::VolatileLru
+                | Policy::VolatileLfu
+                | Policy::VolatileRandom
+                | Policy::VolatileTtl
+        )
     }
 
     pub fn uses_lfu(self) -> bool {
@@ -110,7 +118,9 @@ impl Keyspace {
 
     fn pool_candidate(&mut self, policy: Policy, samples: usize, now_ms: u64) -> Option<usize> {
         for _ in 0..samples.max(1) {
-            let Some(pos) = self.random_position(policy.volatile_only()) else { break };
+            let Some(pos) = self.random_position(policy.volatile_only()) else {
+                break;
+            };
             let score = self.evict_score(pos, policy, now_ms);
             let key = self.key_at(pos).clone();
             self.pool.offer(score, &key);
@@ -119,7 +129,9 @@ impl Keyspace {
         // come back with a lower score, behind a better one).
         for _ in 0..POOL_SIZE * 2 {
             let (score, key) = self.pool.items.pop()?;
-            let Some(pos) = self.position_of(key.as_slice()) else { continue };
+            let Some(pos) = self.position_of(key.as_slice()) else {
+                continue;
+            };
             if policy.volatile_only() && !self.is_volatile_at(pos) {
                 continue;
             }
@@ -143,7 +155,11 @@ mod tests {
 
     fn fill(ks: &mut Keyspace, n: usize, ttl_every: usize) {
         for i in 0..n {
-            let dl = if ttl_every > 0 && i % ttl_every == 0 { Some(Some(1_000_000 + i as u64)) } else { Some(None) };
+            let dl = if ttl_every > 0 && i % ttl_every == 0 {
+                Some(Some(1_000_000 + i as u64))
+            } else {
+                Some(None)
+            };
             ks.insert(format!("k{i}").as_bytes(), Value::Int(i as i64), dl, 0);
         }
     }
@@ -158,7 +174,12 @@ mod tests {
 
     #[test]
     fn volatile_policies_only_evict_keys_with_deadlines() {
-        for policy in [Policy::VolatileLru, Policy::VolatileLfu, Policy::VolatileRandom, Policy::VolatileTtl] {
+        for policy in [
+            Policy::VolatileLru,
+            Policy::VolatileLfu,
+            Policy::VolatileRandom,
+            Policy::VolatileTtl,
+        ] {
             let mut ks = Keyspace::new(9);
             fill(&mut ks, 100, 10);
             let mut evicted = 0;
@@ -175,20 +196,33 @@ mod tests {
     fn lru_prefers_keys_idle_longest() {
         let mut ks = Keyspace::new(5);
         for i in 0..1000u64 {
-            ks.insert(format!("k{i}").as_bytes(), Value::Int(0), Some(None), i * 1000);
+            ks.insert(
+                format!("k{i}").as_bytes(),
+                Value::Int(0),
+                Some(None),
+                i * 1000,
+            );
         }
         // Evict half; the survivors should be overwhelmingly the recent ones.
         for _ in 0..500 {
             assert!(ks.evict_one(Policy::AllkeysLru, 5, 2_000_000));
         }
-        let recent_kept = (500..1000).filter(|i| ks.contains(format!("k{i}").as_bytes(), 2_000_000)).count();
-        assert!(recent_kept > 400, "kept only {recent_kept} of the 500 most recent");
+        let recent_kept = (500..1000)
+            .filter(|i| ks.contains(format!("k{i}").as_bytes(), 2_000_000))
+            .count();
+        assert!(
+            recent_kept > 400,
+            "kept only {recent_kept} of the 500 most recent"
+        );
     }
 
     #[test]
     fn lfu_prefers_rarely_used_keys() {
         let mut ks = Keyspace::new(5);
-        ks.set_access_tracking(AccessTracking::Lfu { log_factor: 10, decay_minutes: 1 });
+        ks.set_access_tracking(AccessTracking::Lfu {
+            log_factor: 10,
+            decay_minutes: 1,
+        });
         fill(&mut ks, 200, 0);
         for _ in 0..50 {
             for i in 0..20 {
@@ -198,7 +232,9 @@ mod tests {
         for _ in 0..150 {
             assert!(ks.evict_one(Policy::AllkeysLfu, 5, 0));
         }
-        let hot_kept = (0..20).filter(|i| ks.contains(format!("k{i}").as_bytes(), 0)).count();
+        let hot_kept = (0..20)
+            .filter(|i| ks.contains(format!("k{i}").as_bytes(), 0))
+            .count();
         assert!(hot_kept >= 18, "kept only {hot_kept} of 20 hot keys");
     }
 
@@ -206,7 +242,12 @@ mod tests {
     fn volatile_ttl_evicts_nearest_deadline_first() {
         let mut ks = Keyspace::new(5);
         for i in 0..50u64 {
-            ks.insert(format!("k{i}").as_bytes(), Value::Int(0), Some(Some(10_000 + i)), 0);
+            ks.insert(
+                format!("k{i}").as_bytes(),
+                Value::Int(0),
+                Some(Some(10_000 + i)),
+                0,
+            );
         }
         for _ in 0..10 {
             ks.evict_one(Policy::VolatileTtl, 50, 0);

@@ -50,7 +50,11 @@ fn match_one(p: &[u8], pi: usize, c: u8) -> Option<usize> {
                     hit |= p[i + 1] == c;
                     i += 2;
                 } else if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
-                    let (lo, hi) = if p[i] <= p[i + 2] { (p[i], p[i + 2]) } else { (p[i + 2], p[i]) };
+                    let (lo, hi) = if p[i] <= p[i + 2] {
+                        (p[i], p[i + 2])
+                    } else {
+                        (p[i + 2], p[i])
+                    };
                     hit |= c >= lo && c <= hi;
                     i += 3;
                 } else {

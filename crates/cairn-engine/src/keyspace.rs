@@ -119,7 +119,11 @@ impl Keyspace {
         std::mem::size_of::<Entry>()
             + std::mem::size_of::<u32>()
             + 1
-            + if e.vol == NOT_VOLATILE { 0 } else { std::mem::size_of::<VolatileSlot>() }
+            + if e.vol == NOT_VOLATILE {
+                0
+            } else {
+                std::mem::size_of::<VolatileSlot>()
+            }
             + e.key.heap_bytes()
             + e.value.heap_bytes()
     }
@@ -140,10 +144,16 @@ impl Keyspace {
     /// Bytes this shard holds: slots, index buckets, deadlines, and the
     /// allocator-rounded size of every heap-allocated key and value.
     pub fn bytes_used(&self) -> usize {
-        let buckets = if self.index.capacity() == 0 { 0 } else { (self.index.capacity() * 8 / 7).next_power_of_two() };
-        self.entries.capacity() * std::mem::size_of::<Entry>()
+        let buckets = if self.index.capacity() == 0 {
+            0
+        } else {
+            (self.index.capacity() * 8 / 7).next_power_of_two()
+        };
+        // Slots count by use, not capacity, so evicting a key shows up at
+        // once; freed capacity is reused by later inserts.
+        self.entries.len() * std::mem::size_of::<Entry>()
             + buckets * (std::mem::size_of::<u32>() + 1)
-            + self.volatile.capacity() * std::mem::size_of::<VolatileSlot>()
+            + self.volatile.len() * std::mem::size_of::<VolatileSlot>()
             + self.heap_bytes
     }
 
@@ -162,7 +172,11 @@ impl Keyspace {
 
     fn position(&self, key: &[u8]) -> Option<usize> {
         let entries = &self.entries;
-        self.index.find(self.hash(key), |&i| entries[i as usize].key.as_slice() == key).map(|&i| i as usize)
+        self.index
+            .find(self.hash(key), |&i| {
+                entries[i as usize].key.as_slice() == key
+            })
+            .map(|&i| i as usize)
     }
 
     fn expire_of(&self, pos: usize) -> Option<u64> {
@@ -238,7 +252,13 @@ impl Keyspace {
     /// Stores `value` under `key`. `expire` is `Some(deadline)`,
     /// `Some(None)` to clear any deadline, or `None` to keep the existing
     /// one (KEEPTTL). Returns whether the key already existed.
-    pub fn insert(&mut self, key: &[u8], value: Value, expire: Option<Option<u64>>, now_ms: u64) -> bool {
+    pub fn insert(
+        &mut self,
+        key: &[u8],
+        value: Value,
+        expire: Option<Option<u64>>,
+        now_ms: u64,
+    ) -> bool {
         if let Some(pos) = self.find(key, now_ms) {
             self.update_at(pos, now_ms, |v| *v = value);
             if let Some(deadline) = expire {
@@ -252,9 +272,16 @@ impl Keyspace {
         self.heap_bytes += key.heap_bytes() + value.heap_bytes();
         let h = self.hash(key.as_slice());
         let meta = self.fresh_meta(now_ms);
-        self.entries.push(Entry { key, value, vol: NOT_VOLATILE, meta });
+        self.entries.push(Entry {
+            key,
+            value,
+            vol: NOT_VOLATILE,
+            meta,
+        });
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.insert_unique(h, pos as u32, |&i| hasher.hash_one(entries[i as usize].key.as_slice()));
+        self.index.insert_unique(h, pos as u32, |&i| {
+            hasher.hash_one(entries[i as usize].key.as_slice())
+        });
         if let Some(Some(deadline)) = expire {
             self.set_deadline_at(pos, Some(deadline));
         }
@@ -278,7 +305,10 @@ impl Keyspace {
             (NOT_VOLATILE, None) => {}
             (NOT_VOLATILE, Some(at)) => {
                 self.entries[pos].vol = self.volatile.len() as u32;
-                self.volatile.push(VolatileSlot { entry: pos as u32, expire_ms: at });
+                self.volatile.push(VolatileSlot {
+                    entry: pos as u32,
+                    expire_ms: at,
+                });
             }
             (v, Some(at)) => self.volatile[v as usize].expire_ms = at,
             (v, None) => {
@@ -337,7 +367,9 @@ impl Keyspace {
         if self.entries.capacity() > 1024 && len < self.entries.capacity() / 4 {
             self.entries.shrink_to(len * 2);
             let (entries, hasher) = (&self.entries, &self.hasher);
-            self.index.shrink_to(len * 2, |&i| hasher.hash_one(entries[i as usize].key.as_slice()));
+            self.index.shrink_to(len * 2, |&i| {
+                hasher.hash_one(entries[i as usize].key.as_slice())
+            });
             self.volatile.shrink_to(self.volatile.len() * 2);
         }
     }
@@ -364,7 +396,10 @@ impl Keyspace {
     pub fn touch_at(&mut self, pos: usize, now_ms: u64) {
         let meta = match self.tracking {
             AccessTracking::Lru => lru_clock(now_ms),
-            AccessTracking::Lfu { log_factor, decay_minutes } => {
+            AccessTracking::Lfu {
+                log_factor,
+                decay_minutes,
+            } => {
                 let counter = self.lfu_decayed(self.entries[pos].meta, now_ms, decay_minutes);
                 let counter = self.lfu_log_incr(counter, log_factor);
                 (lfu_minutes(now_ms) << 8) | counter as u32
@@ -407,7 +442,9 @@ impl Keyspace {
     /// The decayed LFU counter (OBJECT FREQ).
     pub fn freq_at(&self, pos: usize, now_ms: u64) -> u8 {
         match self.tracking {
-            AccessTracking::Lfu { decay_minutes, .. } => self.lfu_decayed(self.entries[pos].meta, now_ms, decay_minutes),
+            AccessTracking::Lfu { decay_minutes, .. } => {
+                self.lfu_decayed(self.entries[pos].meta, now_ms, decay_minutes)
+            }
             AccessTracking::Lru => 0,
         }
     }
@@ -484,7 +521,13 @@ impl Keyspace {
     /// removal only moves the last entry into a lower hole, so an entry
     /// not yet visited stays below the cursor, and an entry already
     /// visited can only be met again (a duplicate, which SCAN allows).
-    pub fn scan(&self, cursor: u64, count: usize, now_ms: u64, mut f: impl FnMut(&[u8], &Value)) -> u64 {
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now_ms: u64,
+        mut f: impl FnMut(&[u8], &Value),
+    ) -> u64 {
         let len = self.entries.len() as u64;
         let mut i = if cursor == 0 { len } else { cursor.min(len) };
         let mut visited = 0;
@@ -505,7 +548,9 @@ impl Keyspace {
     pub fn expire_sample(&mut self, now_ms: u64, samples: usize) -> (usize, usize) {
         let (mut sampled, mut expired) = (0, 0);
         for _ in 0..samples {
-            let Some(pos) = self.random_position(true) else { break };
+            let Some(pos) = self.random_position(true) else {
+                break;
+            };
             sampled += 1;
             if self.is_expired(pos, now_ms) {
                 self.remove_at(pos);
@@ -522,7 +567,9 @@ impl Keyspace {
         let fixed = foldhash::fast::FixedState::with_seed(0x6361_6972_6e00);
         let mut acc = 0u64;
         for (pos, e) in self.entries.iter().enumerate() {
-            let h = e.value.with_bytes(|v| fixed.hash_one((e.key.as_slice(), v, self.expire_of(pos))));
+            let h = e
+                .value
+                .with_bytes(|v| fixed.hash_one((e.key.as_slice(), v, self.expire_of(pos))));
             acc = acc.wrapping_add(h);
         }
         acc
@@ -554,7 +601,12 @@ mod tests {
     fn insert_get_remove_keep_index_consistent() {
         let mut ks = Keyspace::new(1);
         for i in 0..1000 {
-            ks.insert(format!("k{i}").as_bytes(), v(&format!("v{i}")), Some(if i % 3 == 0 { Some(10_000) } else { None }), 0);
+            ks.insert(
+                format!("k{i}").as_bytes(),
+                v(&format!("v{i}")),
+                Some(if i % 3 == 0 { Some(10_000) } else { None }),
+                0,
+            );
         }
         for i in (0..1000).step_by(2) {
             assert!(ks.remove(format!("k{i}").as_bytes(), 0).is_some());
@@ -570,14 +622,20 @@ mod tests {
                 assert_eq!(dl, if i % 3 == 0 { Some(10_000) } else { None });
             }
         }
-        assert_eq!(ks.volatile_len(), (0..1000).filter(|i| i % 2 == 1 && i % 3 == 0).count());
+        assert_eq!(
+            ks.volatile_len(),
+            (0..1000).filter(|i| i % 2 == 1 && i % 3 == 0).count()
+        );
     }
 
     #[test]
     fn expired_key_is_invisible_and_removed_on_access() {
         let mut ks = Keyspace::new(1);
         ks.insert(b"k", v("x"), Some(Some(100)), 0);
-        assert!(ks.get(b"k", 100).is_some(), "Redis: expired only when now > deadline");
+        assert!(
+            ks.get(b"k", 100).is_some(),
+            "Redis: expired only when now > deadline"
+        );
         assert!(ks.get(b"k", 101).is_none());
         assert_eq!(ks.len(), 0);
         assert_eq!(ks.stats.expired_keys, 1);
@@ -623,7 +681,12 @@ mod tests {
     fn expire_sample_removes_only_expired() {
         let mut ks = Keyspace::new(3);
         for i in 0..100 {
-            ks.insert(format!("k{i}").as_bytes(), v("x"), Some(Some(if i < 50 { 10 } else { 1000 })), 0);
+            ks.insert(
+                format!("k{i}").as_bytes(),
+                v("x"),
+                Some(Some(if i < 50 { 10 } else { 1000 })),
+                0,
+            );
         }
         let mut removed = 0;
         for _ in 0..100 {

@@ -16,7 +16,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
             return None;
         }
         let digit = (d - b'0') as i64;
-        v = if neg { v.checked_mul(10)?.checked_sub(digit)? } else { v.checked_mul(10)?.checked_add(digit)? };
+        v = if neg {
+            v.checked_mul(10)?.checked_sub(digit)?
+        } else {
+            v.checked_mul(10)?.checked_add(digit)?
+        };
     }
     Some(v)
 }
@@ -24,7 +28,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 /// Redis' `string2ld` for INCRBYFLOAT: a finite long double without
 /// spaces; "inf"/"nan" rejected.
 pub fn parse_f64(s: &[u8]) -> Option<f64> {
-    if s.is_empty() || s.len() > 5000 || s[0].is_ascii_whitespace() || s[s.len() - 1].is_ascii_whitespace() {
+    if s.is_empty()
+        || s.len() > 5000
+        || s[0].is_ascii_whitespace()
+        || s[s.len() - 1].is_ascii_whitespace()
+    {
         return None;
     }
     let text = std::str::from_utf8(s).ok()?;
@@ -46,7 +54,10 @@ pub fn format_f64(v: f64) -> String {
     // 17 significant digits; Rust prints no exponent for this form.
     let s = format!("{v}");
     if s.contains('e') {
-        format!("{v:.17}").trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{v:.17}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     } else {
         s
     }

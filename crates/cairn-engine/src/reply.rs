@@ -88,7 +88,9 @@ impl FrameReply {
             if *left > 0 {
                 return;
             }
-            let Some((is_map, _, items)) = self.open.pop() else { return };
+            let Some((is_map, _, items)) = self.open.pop() else {
+                return;
+            };
             f = if is_map {
                 let mut it = items.into_iter();
                 let mut pairs = Vec::new();
@@ -104,9 +106,14 @@ impl FrameReply {
 
     fn open(&mut self, is_map: bool, n: usize) {
         if n == 0 {
-            self.push(if is_map { Frame::Map(vec![]) } else { Frame::Array(vec![]) });
+            self.push(if is_map {
+                Frame::Map(vec![])
+            } else {
+                Frame::Array(vec![])
+            });
         } else {
-            self.open.push((is_map, if is_map { 2 * n } else { n }, Vec::new()));
+            self.open
+                .push((is_map, if is_map { 2 * n } else { n }, Vec::new()));
         }
     }
 }

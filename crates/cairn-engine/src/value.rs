@@ -50,7 +50,10 @@ impl Value {
         if b.len() <= INLINE_MAX {
             let mut data = [0u8; INLINE_MAX];
             data[..b.len()].copy_from_slice(b);
-            Value::Inline { len: b.len() as u8, data }
+            Value::Inline {
+                len: b.len() as u8,
+                data,
+            }
         } else {
             Value::Heap(b.into())
         }
@@ -121,7 +124,9 @@ impl Value {
         match self {
             Value::Int(_) | Value::Inline { .. } => 0,
             Value::Heap(b) => malloc_size(b.len()),
-            Value::Growable(v) => malloc_size(v.capacity()) + malloc_size(std::mem::size_of::<Vec<u8>>()),
+            Value::Growable(v) => {
+                malloc_size(v.capacity()) + malloc_size(std::mem::size_of::<Vec<u8>>())
+            }
         }
     }
 }

@@ -19,7 +19,10 @@ pub enum Frame {
     Double(f64),
     Boolean(bool),
     BigNumber(Vec<u8>),
-    Verbatim { format: [u8; 3], text: Vec<u8> },
+    Verbatim {
+        format: [u8; 3],
+        text: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +107,9 @@ impl Frame {
 
 fn read_line<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, FrameError> {
     let rest = &buf[*pos..];
-    let Some(cr) = memchr::memchr(b'\r', rest) else { return Ok(None) };
+    let Some(cr) = memchr::memchr(b'\r', rest) else {
+        return Ok(None);
+    };
     if rest.len() < cr + 2 {
         return Ok(None);
     }
@@ -129,11 +134,18 @@ fn length(line: &[u8], len_max: usize) -> Result<Option<usize>, FrameError> {
     Ok(Some(n as usize))
 }
 
-fn decode_at(buf: &[u8], pos: &mut usize, len_max: usize, depth: usize) -> Result<Option<Frame>, FrameError> {
+fn decode_at(
+    buf: &[u8],
+    pos: &mut usize,
+    len_max: usize,
+    depth: usize,
+) -> Result<Option<Frame>, FrameError> {
     if depth > DEPTH_MAX {
         return Err(FrameError::TooDeep);
     }
-    let Some(&tag) = buf.get(*pos) else { return Ok(None) };
+    let Some(&tag) = buf.get(*pos) else {
+        return Ok(None);
+    };
     let start = *pos;
     *pos += 1;
     let Some(line) = read_line(buf, pos)? else {
@@ -156,7 +168,9 @@ fn decode_at(buf: &[u8], pos: &mut usize, len_max: usize, depth: usize) -> Resul
             Frame::Double(s.parse::<f64>().map_err(|_| FrameError::BadNumber)?)
         }
         b'$' | b'=' | b'!' => {
-            let Some(n) = length(line, len_max)? else { return Ok(Some(Frame::Null)) };
+            let Some(n) = length(line, len_max)? else {
+                return Ok(Some(Frame::Null));
+            };
             let body_start = *pos;
             if buf.len() < body_start + n + 2 {
                 *pos = start;
@@ -174,14 +188,23 @@ fn decode_at(buf: &[u8], pos: &mut usize, len_max: usize, depth: usize) -> Resul
                     if n < 4 || body[3] != b':' {
                         return Err(FrameError::BadNumber);
                     }
-                    Frame::Verbatim { format: [body[0], body[1], body[2]], text: body[4..].to_vec() }
+                    Frame::Verbatim {
+                        format: [body[0], body[1], body[2]],
+                        text: body[4..].to_vec(),
+                    }
                 }
             }
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let Some(n) = length(line, len_max)? else { return Ok(Some(Frame::Null)) };
+            let Some(n) = length(line, len_max)? else {
+                return Ok(Some(Frame::Null));
+            };
             let pairs = matches!(tag, b'%' | b'|');
-            let count = if pairs { n.checked_mul(2).ok_or(FrameError::TooLong)? } else { n };
+            let count = if pairs {
+                n.checked_mul(2).ok_or(FrameError::TooLong)?
+            } else {
+                n
+            };
             // Never reserve more than the bytes present could hold.
             let mut items = Vec::with_capacity(count.min((buf.len() - *pos) / 3));
             for _ in 0..count {
@@ -228,7 +251,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_frame() -> impl Strategy<Value = Frame> {
-        let text = proptest::collection::vec(any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'), 0..16);
+        let text = proptest::collection::vec(
+            any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'),
+            0..16,
+        );
         let leaf = prop_oneof![
             text.clone().prop_map(Frame::Simple),
             text.prop_map(Frame::Error),
@@ -237,8 +263,10 @@ mod tests {
             Just(Frame::Null),
             any::<bool>().prop_map(Frame::Boolean),
             (-1e12f64..1e12).prop_map(|d| Frame::Double((d * 8.0).round() / 8.0)),
-            proptest::collection::vec(any::<u8>(), 0..16)
-                .prop_map(|text| Frame::Verbatim { format: *b"txt", text }),
+            proptest::collection::vec(any::<u8>(), 0..16).prop_map(|text| Frame::Verbatim {
+                format: *b"txt",
+                text
+            }),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
@@ -278,14 +306,23 @@ mod tests {
     #[test]
     fn announced_lengths_over_the_limit_are_rejected() {
         assert_eq!(Frame::decode(b"$100\r\n", 10), Err(FrameError::TooLong));
-        assert_eq!(Frame::decode(b"*999999999999\r\n", 1 << 20), Err(FrameError::TooLong));
+        assert_eq!(
+            Frame::decode(b"*999999999999\r\n", 1 << 20),
+            Err(FrameError::TooLong)
+        );
         assert_eq!(Frame::decode(b"$-2\r\n", 10), Err(FrameError::BadNumber));
         assert_eq!(Frame::decode(b"?\r\n", 10), Err(FrameError::BadType(b'?')));
     }
 
     #[test]
     fn resp2_nulls_decode_as_null() {
-        assert_eq!(Frame::decode(b"$-1\r\n", 10).unwrap(), Some((Frame::Null, 5)));
-        assert_eq!(Frame::decode(b"*-1\r\n", 10).unwrap(), Some((Frame::Null, 5)));
+        assert_eq!(
+            Frame::decode(b"$-1\r\n", 10).unwrap(),
+            Some((Frame::Null, 5))
+        );
+        assert_eq!(
+            Frame::decode(b"*-1\r\n", 10).unwrap(),
+            Some((Frame::Null, 5))
+        );
     }
 }

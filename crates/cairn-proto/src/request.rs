@@ -121,7 +121,12 @@ impl RequestParser {
     }
 
     pub fn args<'a>(&'a self, buf: &'a [u8]) -> Args<'a> {
-        Args { buf, ranges: &self.ranges, inline: &self.inline, is_inline: self.is_inline }
+        Args {
+            buf,
+            ranges: &self.ranges,
+            inline: &self.inline,
+            is_inline: self.is_inline,
+        }
     }
 
     fn finish(&mut self, consumed: usize) -> Result<Option<usize>, ProtoError> {
@@ -149,7 +154,11 @@ impl RequestParser {
         self.finish(nl + 1)
     }
 
-    fn parse_multibulk(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, ProtoError> {
+    fn parse_multibulk(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<usize>, ProtoError> {
         if self.argc.is_none() {
             let Some((n, next)) = read_header(buf, 1, ProtoError::MultibulkCountTooBig)? else {
                 return Ok(None);
@@ -174,7 +183,8 @@ impl RequestParser {
                 Some(b'$') => {}
                 Some(&c) => return Err(ProtoError::ExpectedBulk(c)),
             }
-            let Some((len, start)) = read_header(&buf[at..], 1, ProtoError::BulkCountTooBig)? else {
+            let Some((len, start)) = read_header(&buf[at..], 1, ProtoError::BulkCountTooBig)?
+            else {
                 return Ok(None);
             };
             if len < 0 || len as u64 > limits.bulk_len_max as u64 {
@@ -199,7 +209,11 @@ impl RequestParser {
 
 /// Reads `<prefix><integer>\r\n` starting at `buf[0]`; returns the integer
 /// and the offset after the line, or `None` when the line is incomplete.
-fn read_header(buf: &[u8], skip: usize, too_big: ProtoError) -> Result<Option<(i64, usize)>, ProtoError> {
+fn read_header(
+    buf: &[u8],
+    skip: usize,
+    too_big: ProtoError,
+) -> Result<Option<(i64, usize)>, ProtoError> {
     let window = &buf[..buf.len().min(HEADER_LINE_MAX)];
     let Some(cr) = memchr::memchr(b'\r', window) else {
         if buf.len() > HEADER_LINE_MAX {
@@ -271,7 +285,12 @@ fn split_inline(line: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), ProtoError> {
                     return Err(ProtoError::UnbalancedQuotes);
                 }
                 let c = line[i];
-                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3]) {
+                if c == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && is_hex(line[i + 2])
+                    && is_hex(line[i + 3])
+                {
                     cur.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
                     i += 3;
                 } else if c == b'\\' && i + 1 < n {
@@ -386,9 +405,23 @@ mod tests {
     #[test]
     fn inline_quotes_and_escapes_follow_redis() {
         let r = parse_all(b"set \"a b\" 'c\\'d' \"\\x41\\n\"\r\n").unwrap();
-        assert_eq!(r[0], vec![b"set".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()]);
-        assert_eq!(parse_all(b"set \"abc\r\n"), Err(ProtoError::UnbalancedQuotes));
-        assert_eq!(parse_all(b"set \"abc\"x\r\n"), Err(ProtoError::UnbalancedQuotes));
+        assert_eq!(
+            r[0],
+            vec![
+                b"set".to_vec(),
+                b"a b".to_vec(),
+                b"c'd".to_vec(),
+                b"A\n".to_vec()
+            ]
+        );
+        assert_eq!(
+            parse_all(b"set \"abc\r\n"),
+            Err(ProtoError::UnbalancedQuotes)
+        );
+        assert_eq!(
+            parse_all(b"set \"abc\"x\r\n"),
+            Err(ProtoError::UnbalancedQuotes)
+        );
     }
 
     #[test]
@@ -400,37 +433,78 @@ mod tests {
 
     #[test]
     fn malformed_lengths_get_redis_errors() {
-        assert_eq!(parse_all(b"*abc\r\n"), Err(ProtoError::InvalidMultibulkLength));
-        assert_eq!(parse_all(b"*3000000000\r\n"), Err(ProtoError::InvalidMultibulkLength));
-        assert_eq!(parse_all(b"*1\r\n$-5\r\n"), Err(ProtoError::InvalidBulkLength));
-        assert_eq!(parse_all(b"*1\r\n$99999999999\r\n"), Err(ProtoError::InvalidBulkLength));
-        assert_eq!(parse_all(b"*1\r\n:5\r\n"), Err(ProtoError::ExpectedBulk(b':')));
-        assert_eq!(parse_all(b"*1\r\n$1\r\nab\r\n"), Err(ProtoError::BulkNotTerminated));
-        assert_eq!(parse_all(b"*01\r\n"), Err(ProtoError::InvalidMultibulkLength));
+        assert_eq!(
+            parse_all(b"*abc\r\n"),
+            Err(ProtoError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*3000000000\r\n"),
+            Err(ProtoError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$-5\r\n"),
+            Err(ProtoError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$99999999999\r\n"),
+            Err(ProtoError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n:5\r\n"),
+            Err(ProtoError::ExpectedBulk(b':'))
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$1\r\nab\r\n"),
+            Err(ProtoError::BulkNotTerminated)
+        );
+        assert_eq!(
+            parse_all(b"*01\r\n"),
+            Err(ProtoError::InvalidMultibulkLength)
+        );
     }
 
     #[test]
     fn huge_announced_count_does_not_allocate_or_complete() {
         let limits = Limits::default();
         let mut p = RequestParser::new();
-        assert_eq!(p.parse(b"*2000000000\r\n$1\r\na\r\n", &limits).unwrap(), None);
+        assert_eq!(
+            p.parse(b"*2000000000\r\n$1\r\na\r\n", &limits).unwrap(),
+            None
+        );
         assert!(p.ranges.capacity() <= 1024);
     }
 
     #[test]
     fn limits_are_enforced() {
-        let limits = Limits { bulk_len_max: 10, inline_len_max: 8, multibulk_len_max: 3, ..Limits::default() };
+        let limits = Limits {
+            bulk_len_max: 10,
+            inline_len_max: 8,
+            multibulk_len_max: 3,
+            ..Limits::default()
+        };
         let mut p = RequestParser::new();
-        assert_eq!(p.parse(b"*1\r\n$11\r\n", &limits), Err(ProtoError::InvalidBulkLength));
+        assert_eq!(
+            p.parse(b"*1\r\n$11\r\n", &limits),
+            Err(ProtoError::InvalidBulkLength)
+        );
         let mut p = RequestParser::new();
-        assert_eq!(p.parse(b"*4\r\n", &limits), Err(ProtoError::InvalidMultibulkLength));
+        assert_eq!(
+            p.parse(b"*4\r\n", &limits),
+            Err(ProtoError::InvalidMultibulkLength)
+        );
         let mut p = RequestParser::new();
-        assert_eq!(p.parse(b"PING PING PING", &limits), Err(ProtoError::InlineTooBig));
+        assert_eq!(
+            p.parse(b"PING PING PING", &limits),
+            Err(ProtoError::InlineTooBig)
+        );
         let mut p = RequestParser::new();
         let long = vec![b'1'; HEADER_LINE_MAX + 10];
         let mut req = b"*".to_vec();
         req.extend_from_slice(&long);
-        assert_eq!(p.parse(&req, &limits), Err(ProtoError::MultibulkCountTooBig));
+        assert_eq!(
+            p.parse(&req, &limits),
+            Err(ProtoError::MultibulkCountTooBig)
+        );
     }
 
     #[test]

@@ -23,7 +23,8 @@ impl<'a> ReplyWriter<'a> {
 
     fn header(&mut self, tag: u8, n: impl itoa::Integer) {
         self.out.push(tag);
-        self.out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
 
@@ -37,7 +38,10 @@ impl<'a> ReplyWriter<'a> {
     /// Newlines in the message are replaced so the frame stays valid.
     pub fn error(&mut self, msg: &str) {
         self.out.push(b'-');
-        self.out.extend(msg.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        self.out.extend(
+            msg.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
         self.out.extend_from_slice(b"\r\n");
     }
 
@@ -106,7 +110,9 @@ impl<'a> ReplyWriter<'a> {
 
     pub fn boolean(&mut self, v: bool) {
         match self.proto {
-            Protocol::Resp3 => self.out.extend_from_slice(if v { b"#t\r\n" } else { b"#f\r\n" }),
+            Protocol::Resp3 => self
+                .out
+                .extend_from_slice(if v { b"#t\r\n" } else { b"#f\r\n" }),
             Protocol::Resp2 => self.int(v as i64),
         }
     }

@@ -1,6 +1,6 @@
 //! APPEND key value
 
-use super::{Command, CmdError, Db, TOO_BIG};
+use super::{CmdError, Command, Db, TOO_BIG};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -11,7 +11,10 @@ pub struct Append<'a> {
 
 impl<'a> Command<'a> for Append<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(Append { key: super::arg(argv, 1)?, value: super::arg(argv, 2)? })
+        Ok(Append {
+            key: super::arg(argv, 1)?,
+            value: super::arg(argv, 2)?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

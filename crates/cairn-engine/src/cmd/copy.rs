@@ -1,6 +1,6 @@
 //! COPY source destination [DB 0] [REPLACE]
 
-use super::{is, Command, CmdError, Db, SYNTAX};
+use super::{is, CmdError, Command, Db, SYNTAX};
 use crate::reply::Reply;
 
 pub struct Copy<'a> {
@@ -11,7 +11,11 @@ pub struct Copy<'a> {
 
 impl<'a> Command<'a> for Copy<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        let mut cmd = Copy { from: super::arg(argv, 1)?, to: super::arg(argv, 2)?, replace: false };
+        let mut cmd = Copy {
+            from: super::arg(argv, 1)?,
+            to: super::arg(argv, 2)?,
+            replace: false,
+        };
         let mut i = 3;
         while i < argv.len() {
             if is(argv[i], "REPLACE") {
@@ -34,7 +38,9 @@ impl<'a> Command<'a> for Copy<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let src = db.shard(self.from);
-        let Some(pos) = src.find(self.from, now_ms) else { return out.int(0) };
+        let Some(pos) = src.find(self.from, now_ms) else {
+            return out.int(0);
+        };
         let value = src.value_at(pos).clone();
         let deadline = src.deadline(self.from, now_ms).unwrap_or(None);
         let dst = db.shard(self.to);

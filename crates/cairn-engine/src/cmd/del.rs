@@ -1,7 +1,7 @@
 //! DEL key [key ...], UNLINK key [key ...] (UNLINK frees in place too:
 //! values are dropped by the shard that owns them)
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 pub struct Del<'a> {
@@ -15,7 +15,11 @@ impl<'a> Command<'a> for Del<'a> {
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let n = self.keys.iter().filter(|k| db.shard(k).remove(k, now_ms).is_some()).count();
+        let n = self
+            .keys
+            .iter()
+            .filter(|k| db.shard(k).remove(k, now_ms).is_some())
+            .count();
         out.int(n as i64)
     }
 }

@@ -1,6 +1,6 @@
 //! EXISTS key [key ...] (a key named twice counts twice)
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 pub struct Exists<'a> {
@@ -14,7 +14,11 @@ impl<'a> Command<'a> for Exists<'a> {
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let n = self.keys.iter().filter(|k| db.shard(k).contains(k, now_ms)).count();
+        let n = self
+            .keys
+            .iter()
+            .filter(|k| db.shard(k).contains(k, now_ms))
+            .count();
         out.int(n as i64)
     }
 }

@@ -3,7 +3,7 @@
 //! A key without a deadline counts as an infinite one for GT and LT. A
 //! deadline in the past deletes the key (and still replies 1).
 
-use super::{is, Command, CmdError, Db};
+use super::{is, CmdError, Command, Db};
 use crate::reply::Reply;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,11 +47,15 @@ impl<'a, const UNIT: u8> Command<'a> for Expire<'a, UNIT> {
             } else if is(a, "LT") {
                 lt = true
             } else {
-                return Err(CmdError(format!("ERR Unsupported option {}", String::from_utf8_lossy(a)).into()));
+                return Err(CmdError(
+                    format!("ERR Unsupported option {}", String::from_utf8_lossy(a)).into(),
+                ));
             }
         }
         if nx && (xx || gt || lt) {
-            return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+            return Err(
+                "ERR NX and XX, GT or LT options at the same time are not compatible".into(),
+            );
         }
         if gt && lt {
             return Err("ERR GT and LT options at the same time are not compatible".into());
@@ -79,10 +83,18 @@ impl<'a, const UNIT: u8> Command<'a> for Expire<'a, UNIT> {
             },
             _ => self.time,
         };
-        let deadline = if UNIT < 2 { ms.checked_add(now_ms as i64) } else { Some(ms) };
-        let Some(deadline) = deadline else { return out.error(&invalid()) };
+        let deadline = if UNIT < 2 {
+            ms.checked_add(now_ms as i64)
+        } else {
+            Some(ms)
+        };
+        let Some(deadline) = deadline else {
+            return out.error(&invalid());
+        };
         let ks = db.shard(self.key);
-        let Ok(current) = ks.deadline(self.key, now_ms) else { return out.int(0) };
+        let Ok(current) = ks.deadline(self.key, now_ms) else {
+            return out.int(0);
+        };
         let allowed = match (self.cond, current) {
             (Cond::None, _) => true,
             (Cond::Nx, c) => c.is_none(),
@@ -103,4 +115,3 @@ impl<'a, const UNIT: u8> Command<'a> for Expire<'a, UNIT> {
         out.int(1)
     }
 }
-

@@ -1,6 +1,6 @@
 //! GET key
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 pub struct Get<'a> {
@@ -9,7 +9,9 @@ pub struct Get<'a> {
 
 impl<'a> Command<'a> for Get<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(Get { key: super::arg(argv, 1)? })
+        Ok(Get {
+            key: super::arg(argv, 1)?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

@@ -1,6 +1,6 @@
 //! GETDEL key
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 pub struct GetDel<'a> {
@@ -9,7 +9,9 @@ pub struct GetDel<'a> {
 
 impl<'a> Command<'a> for GetDel<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(GetDel { key: super::arg(argv, 1)? })
+        Ok(GetDel {
+            key: super::arg(argv, 1)?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

@@ -1,6 +1,6 @@
 //! GETEX key [EX s | PX ms | EXAT unix-s | PXAT unix-ms | PERSIST]
 
-use super::{is, Command, CmdError, Db, ExpireUnit, SYNTAX};
+use super::{is, CmdError, Command, Db, ExpireUnit, SYNTAX};
 use crate::reply::Reply;
 
 enum Change {

@@ -1,6 +1,6 @@
 //! GETRANGE key start end (inclusive, negative offsets from the end)
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 pub struct GetRange<'a> {
@@ -19,7 +19,9 @@ impl<'a> Command<'a> for GetRange<'a> {
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let Some(v) = db.shard(self.key).get(self.key, now_ms) else { return out.bulk(b"") };
+        let Some(v) = db.shard(self.key).get(self.key, now_ms) else {
+            return out.bulk(b"");
+        };
         v.with_bytes(|b| match clamp_range(self.start, self.end, b.len()) {
             Some((s, e)) => out.bulk(&b[s..=e]),
             None => out.bulk(b""),

@@ -1,6 +1,6 @@
 //! GETSET key value (clears any deadline, like SET)
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -11,7 +11,10 @@ pub struct GetSet<'a> {
 
 impl<'a> Command<'a> for GetSet<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(GetSet { key: super::arg(argv, 1)?, value: super::arg(argv, 2)? })
+        Ok(GetSet {
+            key: super::arg(argv, 1)?,
+            value: super::arg(argv, 2)?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

@@ -2,7 +2,7 @@
 //!
 //! The stored value keeps its deadline, as in Redis.
 
-use super::{Command, CmdError, Db, NOT_INTEGER, OVERFLOW};
+use super::{CmdError, Command, Db, NOT_INTEGER, OVERFLOW};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -19,9 +19,15 @@ pub type DecrBy<'a> = IncrBy<'a, -1, true>;
 impl<'a, const SIGN: i8, const BY: bool> Command<'a> for IncrBy<'a, SIGN, BY> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         let key = super::arg(argv, 1)?;
-        let amount = if BY { super::int_arg(super::arg(argv, 2)?)? } else { 1 };
+        let amount = if BY {
+            super::int_arg(super::arg(argv, 2)?)?
+        } else {
+            1
+        };
         let delta = if SIGN < 0 {
-            amount.checked_neg().ok_or(CmdError::from("ERR decrement would overflow"))?
+            amount
+                .checked_neg()
+                .ok_or(CmdError::from("ERR decrement would overflow"))?
         } else {
             amount
         };

@@ -1,6 +1,6 @@
 //! INCRBYFLOAT key increment
 
-use super::{Command, CmdError, Db, NOT_FLOAT};
+use super::{CmdError, Command, Db, NOT_FLOAT};
 use crate::num::{format_f64, parse_f64};
 use crate::reply::Reply;
 use crate::value::Value;
@@ -12,7 +12,10 @@ pub struct IncrByFloat<'a> {
 
 impl<'a> Command<'a> for IncrByFloat<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(IncrByFloat { key: super::arg(argv, 1)?, delta: parse_f64(super::arg(argv, 2)?).ok_or(CmdError::from(NOT_FLOAT))? })
+        Ok(IncrByFloat {
+            key: super::arg(argv, 1)?,
+            delta: parse_f64(super::arg(argv, 2)?).ok_or(CmdError::from(NOT_FLOAT))?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

@@ -1,6 +1,6 @@
 //! MGET key [key ...]
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 pub struct MGet<'a> {

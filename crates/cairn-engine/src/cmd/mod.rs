@@ -64,7 +64,13 @@ impl From<&'static str> for CmdError {
 }
 
 pub fn wrong_arity(name: &str) -> CmdError {
-    CmdError(format!("ERR wrong number of arguments for '{}' command", name.to_ascii_lowercase()).into())
+    CmdError(
+        format!(
+            "ERR wrong number of arguments for '{}' command",
+            name.to_ascii_lowercase()
+        )
+        .into(),
+    )
 }
 
 /// The keyspace shard(s) a command may touch. A single shard serves every
@@ -94,7 +100,11 @@ pub(crate) fn int_arg(arg: &[u8]) -> Result<i64, CmdError> {
 }
 
 pub(crate) fn arg<'a>(argv: &[&'a [u8]], i: usize) -> Result<&'a [u8], CmdError> {
-    argv.get(i).copied().ok_or_else(|| wrong_arity(&String::from_utf8_lossy(argv.first().copied().unwrap_or(b"?"))))
+    argv.get(i).copied().ok_or_else(|| {
+        wrong_arity(&String::from_utf8_lossy(
+            argv.first().copied().unwrap_or(b"?"),
+        ))
+    })
 }
 
 /// How an expiry option was given.
@@ -134,11 +144,16 @@ impl ExpireUnit {
             return Err(invalid());
         }
         let ms = match self {
-            ExpireUnit::Seconds | ExpireUnit::UnixSeconds => v.checked_mul(1000).ok_or_else(invalid)?,
+            ExpireUnit::Seconds | ExpireUnit::UnixSeconds => {
+                v.checked_mul(1000).ok_or_else(invalid)?
+            }
             ExpireUnit::Millis | ExpireUnit::UnixMillis => v,
         };
         match self {
-            ExpireUnit::Seconds | ExpireUnit::Millis => ms.checked_add(now_ms as i64).map(|d| d as u64).ok_or_else(invalid),
+            ExpireUnit::Seconds | ExpireUnit::Millis => ms
+                .checked_add(now_ms as i64)
+                .map(|d| d as u64)
+                .ok_or_else(invalid),
             _ => Ok(ms as u64),
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! Atomic: the caller holds every involved shard for the whole command.
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -22,11 +22,17 @@ impl<'a, const NX: bool> Command<'a> for MSet<'a, NX> {
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        if NX && self.pairs.chunks(2).any(|kv| db.shard(kv[0]).contains(kv[0], now_ms)) {
+        if NX
+            && self
+                .pairs
+                .chunks(2)
+                .any(|kv| db.shard(kv[0]).contains(kv[0], now_ms))
+        {
             return out.int(0);
         }
         for kv in self.pairs.chunks(2) {
-            db.shard(kv[0]).insert(kv[0], Value::from_bytes(kv[1]), Some(None), now_ms);
+            db.shard(kv[0])
+                .insert(kv[0], Value::from_bytes(kv[1]), Some(None), now_ms);
         }
         if NX {
             out.int(1)

@@ -1,7 +1,7 @@
 //! OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT key, and MEMORY USAGE key
 //! [SAMPLES n]. Neither touches the key's access time.
 
-use super::{is, Command, CmdError, Db, SYNTAX};
+use super::{is, CmdError, Command, Db, SYNTAX};
 use crate::keyspace::AccessTracking;
 use crate::reply::Reply;
 
@@ -32,7 +32,10 @@ impl<'a> Object<'a> {
             }
             _ => return Err(SYNTAX.into()),
         }
-        Ok(Object { what: What::MemoryUsage, key })
+        Ok(Object {
+            what: What::MemoryUsage,
+            key,
+        })
     }
 }
 
@@ -49,7 +52,11 @@ impl<'a> Command<'a> for Object<'a> {
             What::RefCount
         } else {
             return Err(CmdError(
-                format!("ERR unknown subcommand '{}'. Try OBJECT HELP.", String::from_utf8_lossy(sub)).into(),
+                format!(
+                    "ERR unknown subcommand '{}'. Try OBJECT HELP.",
+                    String::from_utf8_lossy(sub)
+                )
+                .into(),
             ));
         };
         if argv.len() != 3 {
@@ -63,7 +70,9 @@ impl<'a> Command<'a> for Object<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let ks = db.shard(self.key);
-        let Some(pos) = ks.find(self.key, now_ms) else { return out.null() };
+        let Some(pos) = ks.find(self.key, now_ms) else {
+            return out.null();
+        };
         let lfu = matches!(ks.access_tracking(), AccessTracking::Lfu { .. });
         match self.what {
             What::Encoding => out.bulk(ks.value_at(pos).encoding().as_bytes()),

@@ -1,6 +1,6 @@
 //! RENAME key newkey, RENAMENX key newkey (the deadline moves too)
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 /// `NX` false: RENAME; true: RENAMENX.
@@ -13,7 +13,10 @@ pub type RenameNx<'a> = Rename<'a, true>;
 
 impl<'a, const NX: bool> Command<'a> for Rename<'a, NX> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(Rename { from: super::arg(argv, 1)?, to: super::arg(argv, 2)? })
+        Ok(Rename {
+            from: super::arg(argv, 1)?,
+            to: super::arg(argv, 2)?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
@@ -29,7 +32,8 @@ impl<'a, const NX: bool> Command<'a> for Rename<'a, NX> {
         let Some((value, deadline)) = db.shard(self.from).remove(self.from, now_ms) else {
             return out.error("ERR no such key");
         };
-        db.shard(self.to).insert(self.to, value, Some(deadline), now_ms);
+        db.shard(self.to)
+            .insert(self.to, value, Some(deadline), now_ms);
         if NX {
             out.int(1)
         } else {

@@ -22,10 +22,17 @@ impl<'a> Scan<'a> {
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or(CmdError::from("ERR invalid cursor"))?;
-        let mut scan = Scan { cursor, pattern: None, count: 10, type_name: None };
+        let mut scan = Scan {
+            cursor,
+            pattern: None,
+            count: 10,
+            type_name: None,
+        };
         let mut i = 2;
         while i < argv.len() {
-            let Some(v) = argv.get(i + 1).copied() else { return Err(SYNTAX.into()) };
+            let Some(v) = argv.get(i + 1).copied() else {
+                return Err(SYNTAX.into());
+            };
             if is(argv[i], "MATCH") {
                 scan.pattern = Some(v);
             } else if is(argv[i], "COUNT") {
@@ -46,7 +53,13 @@ impl<'a> Scan<'a> {
 
     /// Scans one shard from its local cursor; returns the next local
     /// cursor (0 when the shard is done).
-    pub fn scan_shard(&self, ks: &Keyspace, local: u64, now_ms: u64, out: &mut Vec<Vec<u8>>) -> u64 {
+    pub fn scan_shard(
+        &self,
+        ks: &Keyspace,
+        local: u64,
+        now_ms: u64,
+        out: &mut Vec<Vec<u8>>,
+    ) -> u64 {
         ks.scan(local, self.count, now_ms, |k, v| {
             if let Some(t) = self.type_name {
                 if !t.eq_ignore_ascii_case(v.value_type().name().as_bytes()) {

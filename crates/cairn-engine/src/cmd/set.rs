@@ -4,7 +4,7 @@
 //! IFEQ is Valkey 8.1's compare-and-set: the write happens only when the
 //! key exists and its current value equals `comparison`.
 
-use super::{is, Command, CmdError, Db, ExpireUnit, SYNTAX};
+use super::{is, CmdError, Command, Db, ExpireUnit, SYNTAX};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -34,8 +34,13 @@ pub struct Set<'a> {
 
 impl<'a> Command<'a> for Set<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        let mut cmd =
-            Set { key: super::arg(argv, 1)?, value: super::arg(argv, 2)?, condition: Condition::Always, get: false, ttl: Ttl::Clear };
+        let mut cmd = Set {
+            key: super::arg(argv, 1)?,
+            value: super::arg(argv, 2)?,
+            condition: Condition::Always,
+            get: false,
+            ttl: Ttl::Clear,
+        };
         let mut i = 3;
         while i < argv.len() {
             let a = argv[i];
@@ -51,7 +56,9 @@ impl<'a> Command<'a> for Set<'a> {
                 cmd.get = true;
             } else if is(a, "KEEPTTL") && cmd.ttl == Ttl::Clear {
                 cmd.ttl = Ttl::Keep;
-            } else if let (Some(unit), Some(v), Ttl::Clear) = (ExpireUnit::from_option(a), next, cmd.ttl) {
+            } else if let (Some(unit), Some(v), Ttl::Clear) =
+                (ExpireUnit::from_option(a), next, cmd.ttl)
+            {
                 cmd.ttl = Ttl::At(unit, super::int_arg(v)?);
                 i += 1;
             } else {

@@ -1,6 +1,6 @@
 //! SETRANGE key offset value
 
-use super::{Command, CmdError, Db, TOO_BIG};
+use super::{CmdError, Command, Db, TOO_BIG};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -12,7 +12,11 @@ pub struct SetRange<'a> {
 
 impl<'a> Command<'a> for SetRange<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(SetRange { key: super::arg(argv, 1)?, offset: super::int_arg(super::arg(argv, 2)?)?, value: super::arg(argv, 3)? })
+        Ok(SetRange {
+            key: super::arg(argv, 1)?,
+            offset: super::int_arg(super::arg(argv, 2)?)?,
+            value: super::arg(argv, 3)?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

@@ -1,6 +1,6 @@
 //! STRLEN key
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 pub struct StrLen<'a> {
@@ -9,10 +9,16 @@ pub struct StrLen<'a> {
 
 impl<'a> Command<'a> for StrLen<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(StrLen { key: super::arg(argv, 1)? })
+        Ok(StrLen {
+            key: super::arg(argv, 1)?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        out.int(db.shard(self.key).get(self.key, now_ms).map_or(0, |v| v.str_len() as i64))
+        out.int(
+            db.shard(self.key)
+                .get(self.key, now_ms)
+                .map_or(0, |v| v.str_len() as i64),
+        )
     }
 }

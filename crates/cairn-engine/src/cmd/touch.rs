@@ -1,6 +1,6 @@
 //! TOUCH key [key ...]: refreshes access time, returns keys found
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 pub struct Touch<'a> {

@@ -1,7 +1,7 @@
 //! TTL, PTTL (time left), EXPIRETIME, PEXPIRETIME (absolute deadline)
 //! key. -2: no such key; -1: no deadline.
 
-use super::{Command, CmdError, Db};
+use super::{CmdError, Command, Db};
 use crate::reply::Reply;
 
 /// `MODE`: 0 TTL, 1 PTTL, 2 EXPIRETIME, 3 PEXPIRETIME.
@@ -15,7 +15,9 @@ pub type PExpireTime<'a> = Ttl<'a, 3>;
 
 impl<'a, const MODE: u8> Command<'a> for Ttl<'a, MODE> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(Ttl { key: super::arg(argv, 1)? })
+        Ok(Ttl {
+            key: super::arg(argv, 1)?,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

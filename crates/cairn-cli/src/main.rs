@@ -1,0 +1,162 @@
+//! `cairn`: the server and its tools.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "A distributed cache and coordination service that speaks Redis"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a cairn node (standalone unless peers are given).
+    Server(ServerArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// TOML config file; flags given here override it.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    bind: Option<String>,
+    /// RESP port (0 = any free port).
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
+    /// Memory limit for the keyspace, e.g. 64mb (0 = unlimited).
+    #[arg(long)]
+    maxmemory: Option<String>,
+    /// noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru,
+    /// volatile-lfu, volatile-random or volatile-ttl.
+    #[arg(long)]
+    maxmemory_policy: Option<String>,
+    #[arg(long)]
+    maxmemory_samples: Option<u32>,
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// Worker threads (0 = one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Keyspace shards, a power of two (0 = 16 per thread).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Close clients idle this many seconds (0 = never).
+    #[arg(long)]
+    timeout: Option<u64>,
+    #[arg(long)]
+    proto_max_bulk_len: Option<String>,
+    #[arg(long)]
+    client_query_buffer_limit: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+    /// Log filter (tracing env-filter syntax), e.g. info or cairn=debug.
+    #[arg(long, env = "CAIRN_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Server(args) => server(args),
+    }
+}
+
+fn init_logs(format: &str, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("unknown --log-format '{other}' (text or json)"),
+    }
+    Ok(())
+}
+
+fn memory(flag: &str, v: &str) -> anyhow::Result<u64> {
+    cairn_server::parse_memory(v)
+        .with_context(|| format!("--{flag}: invalid memory size '{v}' (e.g. 64mb, 1gb)"))
+}
+
+fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
+    let mut c = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            cairn_server::Config::from_toml(&text)
+                .with_context(|| format!("in {}", path.display()))?
+        }
+        None => cairn_server::Config::default(),
+    };
+    if let Some(v) = &a.bind {
+        c.bind = v.clone();
+    }
+    if let Some(v) = a.port {
+        c.port = v;
+    }
+    if let Some(v) = &a.maxmemory {
+        c.maxmemory = memory("maxmemory", v)?;
+    }
+    if let Some(v) = &a.maxmemory_policy {
+        c.maxmemory_policy = v.clone();
+    }
+    if let Some(v) = a.maxmemory_samples {
+        c.maxmemory_samples = v;
+    }
+    if let Some(v) = a.maxclients {
+        c.maxclients = v;
+    }
+    if let Some(v) = a.threads {
+        c.threads = v;
+    }
+    if let Some(v) = a.shards {
+        c.shards = v;
+    }
+    if let Some(v) = a.timeout {
+        c.timeout = v;
+    }
+    if let Some(v) = &a.proto_max_bulk_len {
+        c.proto_max_bulk_len = memory("proto-max-bulk-len", v)?;
+    }
+    if let Some(v) = &a.client_query_buffer_limit {
+        c.client_query_buffer_limit = memory("client-query-buffer-limit", v)?;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn server(args: ServerArgs) -> anyhow::Result<()> {
+    init_logs(&args.log_format, &args.log)?;
+    let config = build_config(&args)?;
+    let handle = cairn_server::start(config).context("starting server")?;
+    // Block until SIGINT/SIGTERM or a SHUTDOWN command.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut requested = handle.shutdown_requested();
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = requested.wait_for(|v| *v) => {}
+        }
+        anyhow::Ok(())
+    })?;
+    handle.shutdown();
+    handle.wait();
+    tracing::info!("cairn stopped");
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The command table and dispatch.
+//!
+//! Keyspace commands live in `cairn_engine::cmd` (one file each); this
+//! module adds the connection and server commands (one file each here),
+//! and a table that gives every command its arity, flags and key
+//! positions — the same metadata COMMAND INFO reports and the router uses
+//! to find the shards a command touches.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use cairn_engine::cmd::{self as ecmd, CmdError, Command};
+use cairn_proto::ReplyWriter;
+
+use crate::conn::ConnState;
+use crate::stats::bump;
+use crate::Shared;
+
+mod auth;
+mod client;
+mod command;
+mod config;
+mod dbsize;
+mod echo;
+mod flush;
+mod hello;
+mod info;
+mod keys;
+mod latency;
+mod memory;
+mod ping;
+mod quit;
+mod randomkey;
+mod reset;
+mod scan;
+mod select;
+mod shutdown;
+mod slowlog;
+mod time;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// What a handler sees: the server, its connection, the reply sink.
+pub(crate) struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub conn: &'a mut ConnState,
+    pub out: ReplyWriter<'a>,
+    pub now_ms: u64,
+    pub spec: &'static Spec,
+}
+
+pub(crate) type Handler = fn(&mut Ctx<'_>, &[&[u8]]) -> Flow;
+
+pub(crate) const WRITE: u32 = 1;
+pub(crate) const READONLY: u32 = 1 << 1;
+pub(crate) const DENYOOM: u32 = 1 << 2;
+pub(crate) const FAST: u32 = 1 << 3;
+pub(crate) const ADMIN: u32 = 1 << 4;
+pub(crate) const LOADING: u32 = 1 << 5;
+pub(crate) const STALE: u32 = 1 << 6;
+pub(crate) const NOSCRIPT: u32 = 1 << 7;
+
+pub(crate) const FLAG_NAMES: [(u32, &str); 8] = [
+    (WRITE, "write"),
+    (READONLY, "readonly"),
+    (DENYOOM, "denyoom"),
+    (ADMIN, "admin"),
+    (NOSCRIPT, "noscript"),
+    (LOADING, "loading"),
+    (STALE, "stale"),
+    (FAST, "fast"),
+];
+
+pub(crate) struct Spec {
+    pub name: &'static str,
+    /// Redis arity: n = exactly n arguments (name included), -n = at least n.
+    pub arity: i32,
+    pub flags: u32,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub group: &'static str,
+    pub summary: &'static str,
+    pub since: &'static str,
+    pub handler: Handler,
+}
+
+impl Spec {
+    /// Argument positions of the keys in a call with `argc` arguments.
+    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let last = if self.last_key < 0 {
+            argc as i32 + self.last_key
+        } else {
+            self.last_key
+        };
+        let (first, step) = (self.first_key, self.step.max(1));
+        (first..=last)
+            .step_by(step as usize)
+            .filter(move |&i| first > 0 && (i as usize) < argc)
+            .map(|i| i as usize)
+    }
+}
+
+/// Runs a keyspace command: lock the shard(s) its keys live in, apply.
+fn engine<'a, C: Command<'a>>(
+    ctx: &mut Ctx<'_>,
+    argv: &'a [&'a [u8]],
+    parsed: Result<C, CmdError>,
+) -> Flow {
+    let cmd = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.out.error(e.msg());
+            return Flow::Continue;
+        }
+    };
+    let db = &ctx.shared.db;
+    let spec = ctx.spec;
+    if spec.first_key == spec.last_key && spec.first_key > 0 {
+        let i = db.index_of(argv[spec.first_key as usize]);
+        let mut g = db.lock(i);
+        cmd.apply(&mut *g, ctx.now_ms, &mut ctx.out);
+        db.refresh(i, &g);
+    } else {
+        let mut guard = db.lock_keys(spec.key_positions(argv.len()).map(|i| argv[i]));
+        cmd.apply(&mut guard, ctx.now_ms, &mut ctx.out);
+    }
+    Flow::Continue
+}
+
+macro_rules! eng {
+    ($t:ty) => {
+        |ctx: &mut Ctx<'_>, argv: &[&[u8]]| engine(ctx, argv, <$t>::parse(argv))
+    };
+}
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $first:expr, $last:expr, $step:expr, $group:literal, $since:literal, $summary:literal, $h:expr) => {
+        Spec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: $first,
+            last_key: $last,
+            step: $step,
+            group: $group,
+            since: $since,
+            summary: $summary,
+            handler: $h,
+        }
+    };
+}
+
+use ecmd::*;
+
+static TABLE: &[Spec] = &[
+    // strings
+    spec!("get", 2, READONLY | FAST, 1, 1, 1, "string", "1.0.0", "Returns the string value of a key.", eng!(get::Get)),
+    spec!("set", -3, WRITE | DENYOOM, 1, 1, 1, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", eng!(set::Set)),
+    spec!("setnx", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Set the string value of a key only when the key doesn't exist.", eng!(setnx::SetNx)),
+    spec!("setex", 4, WRITE | DENYOOM, 1, 1, 1, "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", eng!(setex::SetEx<false>)),
+    spec!("psetex", 4, WRITE | DENYOOM, 1, 1, 1, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.", eng!(setex::PSetEx)),
+    spec!("getset", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value.", eng!(getset::GetSet)),
+    spec!("getdel", 2, WRITE | FAST, 1, 1, 1, "string", "6.2.0", "Returns the string value of a key after deleting the key.", eng!(getdel::GetDel)),
+    spec!("getex", -2, WRITE | FAST, 1, 1, 1, "string", "6.2.0", "Returns the string value of a key after setting its expiration time.", eng!(getex::GetEx)),
+    spec!("mget", -2, READONLY | FAST, 1, -1, 1, "string", "1.0.0", "Atomically returns the string values of one or more keys.", eng!(mget::MGet)),
+    spec!("mset", -3, WRITE | DENYOOM, 1, -1, 2, "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys.", eng!(mset::MSet<false>)),
+    spec!("msetnx", -3, WRITE | DENYOOM, 1, -1, 2, "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.", eng!(mset::MSetNx)),
+    spec!("append", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.", eng!(append::Append)),
+    spec!("strlen", 2, READONLY | FAST, 1, 1, 1, "string", "2.2.0", "Returns the length of a string value.", eng!(strlen::StrLen)),
+    spec!("getrange", 4, READONLY, 1, 1, 1, "string", "2.4.0", "Returns a substring of the string stored at a key.", eng!(getrange::GetRange)),
+    spec!("setrange", 4, WRITE | DENYOOM, 1, 1, 1, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", eng!(setrange::SetRange)),
+    spec!("incr", 2, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", eng!(incr::Incr)),
+    spec!("decr", 2, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", eng!(incr::Decr)),
+    spec!("incrby", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", eng!(incr::IncrBy<1, true>)),
+    spec!("decrby", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", eng!(incr::DecrBy)),
+    spec!("incrbyfloat", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", eng!(incrbyfloat::IncrByFloat)),
+    // keys
+    spec!("del", -2, WRITE, 1, -1, 1, "generic", "1.0.0", "Deletes one or more keys.", eng!(del::Del)),
+    spec!("unlink", -2, WRITE | FAST, 1, -1, 1, "generic", "4.0.0", "Asynchronously deletes one or more keys.", eng!(del::Del)),
+    spec!("exists", -2, READONLY | FAST, 1, -1, 1, "generic", "1.0.0", "Determines whether one or more keys exist.", eng!(exists::Exists)),
+    spec!("touch", -2, READONLY | FAST, 1, -1, 1, "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", eng!(touch::Touch)),
+    spec!("type", 2, READONLY | FAST, 1, 1, 1, "generic", "1.0.0", "Determines the type of value stored at a key.", eng!(type_::Type)),
+    spec!("expire", -3, WRITE | FAST, 1, 1, 1, "generic", "1.0.0", "Sets the expiration time of a key in seconds.", eng!(expire::Expire<0>)),
+    spec!("pexpire", -3, WRITE | FAST, 1, 1, 1, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds.", eng!(expire::PExpire)),
+    spec!("expireat", -3, WRITE | FAST, 1, 1, 1, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp.", eng!(expire::ExpireAt)),
+    spec!("pexpireat", -3, WRITE | FAST, 1, 1, 1, "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.", eng!(expire::PExpireAt)),
+    spec!("ttl", 2, READONLY | FAST, 1, 1, 1, "generic", "1.0.0", "Returns the expiration time in seconds of a key.", eng!(ttl::Ttl<0>)),
+    spec!("pttl", 2, READONLY | FAST, 1, 1, 1, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key.", eng!(ttl::PTtl)),
+    spec!("expiretime", 2, READONLY | FAST, 1, 1, 1, "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp.", eng!(ttl::ExpireTime)),
+    spec!("pexpiretime", 2, READONLY | FAST, 1, 1, 1, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", eng!(ttl::PExpireTime)),
+    spec!("persist", 2, WRITE | FAST, 1, 1, 1, "generic", "2.2.0", "Removes the expiration time of a key.", eng!(persist::Persist)),
+    spec!("rename", 3, WRITE, 1, 2, 1, "generic", "1.0.0", "Renames a key and overwrites the destination.", eng!(rename::Rename<false>)),
+    spec!("renamenx", 3, WRITE | FAST, 1, 2, 1, "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.", eng!(rename::RenameNx)),
+    spec!("copy", -3, WRITE | DENYOOM, 1, 2, 1, "generic", "6.2.0", "Copies the value of a key to a new key.", eng!(copy::Copy)),
+    spec!("object", -2, READONLY, 2, 2, 1, "generic", "2.2.3", "A container for object introspection commands.", eng!(object::Object)),
+    spec!("keys", 2, READONLY, 0, 0, 0, "generic", "1.0.0", "Returns all key names that match a pattern.", keys::run),
+    spec!("scan", -2, READONLY, 0, 0, 0, "generic", "2.8.0", "Iterates over the key names in the database.", scan::run),
+    spec!("randomkey", 1, READONLY, 0, 0, 0, "generic", "1.0.0", "Returns a random key name from the database.", randomkey::run),
+    spec!("dbsize", 1, READONLY | FAST, 0, 0, 0, "server", "1.0.0", "Returns the number of keys in the database.", dbsize::run),
+    spec!("flushdb", -1, WRITE, 0, 0, 0, "server", "1.0.0", "Remove all keys from the current database.", flush::run),
+    spec!("flushall", -1, WRITE, 0, 0, 0, "server", "1.0.0", "Removes all keys from all databases.", flush::run),
+    // connection
+    spec!("ping", -1, FAST | STALE | LOADING, 0, 0, 0, "connection", "1.0.0", "Returns the server's liveliness response.", ping::run),
+    spec!("echo", 2, FAST | STALE | LOADING, 0, 0, 0, "connection", "1.0.0", "Returns the given string.", echo::run),
+    spec!("hello", -1, FAST | STALE | LOADING | NOSCRIPT, 0, 0, 0, "connection", "6.0.0", "Handshakes with the Redis server.", hello::run),
+    spec!("auth", -2, FAST | STALE | LOADING | NOSCRIPT, 0, 0, 0, "connection", "1.0.0", "Authenticates the connection.", auth::run),
+    spec!("quit", -1, FAST | STALE | LOADING | NOSCRIPT, 0, 0, 0, "connection", "1.0.0", "Closes the connection.", quit::run),
+    spec!("reset", 1, FAST | STALE | LOADING | NOSCRIPT, 0, 0, 0, "connection", "6.2.0", "Resets the connection.", reset::run),
+    spec!("select", 2, FAST | STALE | LOADING, 0, 0, 0, "connection", "1.0.0", "Changes the selected database.", select::run),
+    spec!("client", -2, STALE | LOADING | NOSCRIPT, 0, 0, 0, "connection", "2.4.0", "A container for client connection commands.", client::run),
+    // server
+    spec!("command", -1, STALE | LOADING, 0, 0, 0, "server", "2.8.13", "Returns detailed information about all commands.", command::run),
+    spec!("info", -1, STALE | LOADING, 0, 0, 0, "server", "1.0.0", "Returns information and statistics about the server.", info::run),
+    spec!("config", -2, ADMIN | STALE | LOADING | NOSCRIPT, 0, 0, 0, "server", "2.0.0", "A container for server configuration commands.", config::run),
+    spec!("time", 1, FAST | STALE | LOADING, 0, 0, 0, "server", "2.6.0", "Returns the server time.", time::run),
+    spec!("slowlog", -2, ADMIN | STALE | LOADING, 0, 0, 0, "server", "2.2.12", "A container for slow log commands.", slowlog::run),
+    spec!("latency", -2, ADMIN | STALE | LOADING | NOSCRIPT, 0, 0, 0, "server", "2.8.13", "A container for latency diagnostics commands.", latency::run),
+    spec!("memory", -2, READONLY, 0, 0, 0, "server", "4.0.0", "A container for memory diagnostics commands.", memory::run),
+    spec!("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, 0, 0, 0, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.", shutdown::run),
+];
+
+pub(crate) fn table() -> &'static [Spec] {
+    TABLE
+}
+
+fn index() -> &'static HashMap<&'static [u8], usize> {
+    static INDEX: OnceLock<HashMap<&'static [u8], usize>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        TABLE
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_bytes(), i))
+            .collect()
+    })
+}
+
+/// Finds a command by name, case-insensitively, without allocating.
+pub(crate) fn lookup(name: &[u8]) -> Option<usize> {
+    let mut buf = [0u8; 24];
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    index().get(&buf[..name.len()]).copied()
+}
+
+pub(crate) fn unknown_command_error(argv: &[&[u8]]) -> String {
+    let mut args = String::new();
+    for a in &argv[1..] {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        let s = String::from_utf8_lossy(a);
+        let cut: String = s.chars().take(room).collect();
+        args.push_str(&format!("'{cut}' "));
+    }
+    let name: String = String::from_utf8_lossy(argv[0]).chars().take(128).collect();
+    format!("ERR unknown command '{name}', with args beginning with: {args}")
+}
+
+/// Executes one command, writing its reply to `wbuf`.
+pub(crate) fn dispatch(
+    shared: &Shared,
+    conn: &mut ConnState,
+    argv: &[&[u8]],
+    wbuf: &mut Vec<u8>,
+    now_ms: u64,
+) -> Flow {
+    let proto = conn.proto;
+    let Some(idx) = lookup(argv[0]) else {
+        ReplyWriter::new(wbuf, proto).error(&unknown_command_error(argv));
+        return Flow::Continue;
+    };
+    let spec = &TABLE[idx];
+    let stat = &conn.stats.commands[idx];
+    let argc = argv.len() as i32;
+    if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+        bump(&stat.rejected, 1);
+        ReplyWriter::new(wbuf, proto).error(&ecmd::wrong_arity(spec.name).0);
+        return Flow::Continue;
+    }
+    if spec.flags & DENYOOM != 0 {
+        let s = &shared.settings;
+        let max = s.maxmemory.load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if max > 0
+            && !shared.db.ensure_memory(
+                max,
+                s.policy(),
+                s.samples.load(std::sync::atomic::Ordering::Relaxed) as usize,
+                now_ms,
+            )
+        {
+            bump(&stat.rejected, 1);
+            ReplyWriter::new(wbuf, proto)
+                .error("OOM command not allowed when used memory > 'maxmemory'.");
+            return Flow::Continue;
+        }
+    }
+    let reply_at = wbuf.len();
+    let started = Instant::now();
+    let flow = {
+        let mut ctx = Ctx {
+            shared,
+            conn: &mut *conn,
+            out: ReplyWriter::new(wbuf, proto),
+            now_ms,
+            spec,
+        };
+        (spec.handler)(&mut ctx, argv)
+    };
+    let us = started.elapsed().as_micros() as u64;
+    let stat = &conn.stats.commands[idx];
+    bump(&stat.calls, 1);
+    bump(&stat.usec, us);
+    if wbuf.get(reply_at) == Some(&b'-') {
+        bump(&stat.failed, 1);
+    }
+    conn.info
+        .last_cmd
+        .store(idx, std::sync::atomic::Ordering::Relaxed);
+    conn.info.last_active_ms.store(
+        conn.info.created.elapsed().as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    slow_path_logs(shared, conn, argv, us);
+    flow
+}
+
+#[inline]
+fn slow_path_logs(shared: &Shared, conn: &ConnState, argv: &[&[u8]], us: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &shared.settings;
+    if us >= s.slowlog_slower_than_us.load(Relaxed) {
+        let name = conn.info.name.lock().clone();
+        let len_max = s.slowlog_max_len.load(Relaxed) as usize;
+        shared.slowlog.lock().push(
+            argv,
+            us,
+            crate::unix_ms() / 1000,
+            conn.info.addr.to_string(),
+            name,
+            len_max,
+        );
+    }
+    let threshold_ms = s.latency_threshold_ms.load(Relaxed);
+    if threshold_ms > 0 && us / 1000 >= threshold_ms {
+        shared
+            .latency
+            .lock()
+            .record(crate::unix_ms() / 1000, us / 1000);
+    }
+}
+
+/// Shared helper: the subcommand word, uppercased, for container commands.
+pub(crate) fn sub(argv: &[&[u8]]) -> String {
+    String::from_utf8_lossy(argv.get(1).copied().unwrap_or_default()).to_ascii_uppercase()
+}
+
+pub(crate) fn unknown_subcommand(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
+    let name = ctx.spec.name.to_ascii_uppercase();
+    let s = String::from_utf8_lossy(argv.get(1).copied().unwrap_or_default()).into_owned();
+    ctx.out
+        .error(&format!("ERR unknown subcommand '{s}'. Try {name} HELP."));
+    Flow::Continue
+}
+
+pub(crate) fn sub_arity(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
+    let name = format!(
+        "{}|{}",
+        ctx.spec.name,
+        String::from_utf8_lossy(argv[1]).to_ascii_lowercase()
+    );
+    ctx.out.error(&ecmd::wrong_arity(&name).0);
+    Flow::Continue
+}
+
+/// Writes a HELP reply: an array of status lines.
+pub(crate) fn help(ctx: &mut Ctx<'_>, lines: &[&str]) -> Flow {
+    let name = ctx.spec.name.to_ascii_uppercase();
+    ctx.out.array(lines.len() + 1);
+    ctx.out.simple(&format!(
+        "{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    ));
+    for l in lines {
+        ctx.out.simple(l);
+    }
+    Flow::Continue
+}

@@ -1,0 +1,17 @@
+//! RESET: back to a fresh connection's state (RESP2, no name).
+
+use cairn_proto::Protocol;
+
+use super::{Ctx, Flow};
+
+pub(crate) fn run(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> Flow {
+    ctx.conn.proto = Protocol::Resp2;
+    ctx.conn
+        .info
+        .resp
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    ctx.conn.info.name.lock().clear();
+    ctx.out.proto = Protocol::Resp2;
+    ctx.out.simple("RESET");
+    Flow::Continue
+}

@@ -1,0 +1,285 @@
+//! Server configuration: defaults that need no file, an optional TOML
+//! file, command-line overrides, and the settings CONFIG SET may change
+//! at run time.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+
+use cairn_engine::Policy;
+use serde::Deserialize;
+
+/// Everything `cairn server` can be told. Field names match the TOML
+/// keys and Redis' config names (with `_` for `-`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Like Redis' shipped config, loopback only
+    /// unless told otherwise.
+    pub bind: String,
+    /// RESP port (0 picks a free port).
+    pub port: u16,
+    /// Memory limit for the keyspace, e.g. "64mb"; 0 or "" = unlimited.
+    #[serde(deserialize_with = "de_memory")]
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub maxmemory_samples: u32,
+    pub maxclients: usize,
+    /// Worker threads; 0 = one per CPU.
+    pub threads: usize,
+    /// Keyspace shards (a power of two from 1 to 1024); 0 = 16 per
+    /// worker thread, rounded to a power of two.
+    pub shards: usize,
+    #[serde(deserialize_with = "de_memory")]
+    pub proto_max_bulk_len: u64,
+    #[serde(deserialize_with = "de_memory")]
+    pub client_query_buffer_limit: u64,
+    /// Close connections idle this many seconds (0 = never).
+    pub timeout: u64,
+    /// Background task frequency (active expiry), 1..=500.
+    pub hz: u32,
+    pub lfu_log_factor: u32,
+    pub lfu_decay_time: u32,
+    pub slowlog_log_slower_than: i64,
+    pub slowlog_max_len: u64,
+    pub latency_monitor_threshold: u64,
+    /// Seconds to wait for connections to finish on shutdown.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".into(),
+            maxmemory_samples: 5,
+            maxclients: 10_000,
+            threads: 0,
+            shards: 0,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            client_query_buffer_limit: 1024 * 1024 * 1024,
+            timeout: 0,
+            hz: 10,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
+            shutdown_timeout: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("invalid value for '{name}': {why}")]
+    Invalid { name: &'static str, why: String },
+    #[error("config file: {0}")]
+    File(String),
+}
+
+fn invalid(name: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        why: why.into(),
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::File(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if Policy::parse(&self.maxmemory_policy).is_none() {
+            return Err(invalid(
+                "maxmemory-policy",
+                format!("unknown policy '{}'", self.maxmemory_policy),
+            ));
+        }
+        if !(1..=64).contains(&self.maxmemory_samples) {
+            return Err(invalid("maxmemory-samples", "must be 1..64"));
+        }
+        if self.maxclients == 0 {
+            return Err(invalid("maxclients", "must be at least 1"));
+        }
+        if self.shards != 0 && (!self.shards.is_power_of_two() || self.shards > 1024) {
+            return Err(invalid("shards", "must be a power of two up to 1024"));
+        }
+        if self.threads > 1024 {
+            return Err(invalid("threads", "must be at most 1024"));
+        }
+        if self.proto_max_bulk_len < 1024 {
+            return Err(invalid("proto-max-bulk-len", "must be at least 1024"));
+        }
+        if self.client_query_buffer_limit < 1024 * 1024 {
+            return Err(invalid("client-query-buffer-limit", "must be at least 1mb"));
+        }
+        if !(1..=500).contains(&self.hz) {
+            return Err(invalid("hz", "must be 1..500"));
+        }
+        self.bind
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| invalid("bind", format!("'{}' is not an IP address", self.bind)))?;
+        Ok(())
+    }
+
+    pub fn worker_threads(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            return self.shards;
+        }
+        (self.worker_threads() * 16).next_power_of_two().min(1024)
+    }
+}
+
+/// Redis' `memtoull`: "1k"=1000, "1kb"=1024, likewise m/mb, g/gb.
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    if s.is_empty() {
+        return Some(0);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+fn de_memory<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrStr {
+        N(u64),
+        S(String),
+    }
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::N(n) => Ok(n),
+        NumOrStr::S(s) => parse_memory(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid memory size '{s}'"))),
+    }
+}
+
+/// The settings CONFIG SET may change while running. Readers take a
+/// relaxed snapshot; a change applies from the next command on.
+pub struct Settings {
+    pub maxmemory: AtomicU64,
+    pub policy: AtomicU8,
+    pub samples: AtomicU32,
+    pub maxclients: AtomicUsize,
+    pub bulk_len_max: AtomicUsize,
+    pub query_buffer_max: AtomicUsize,
+    pub timeout_s: AtomicU64,
+    pub lfu_log_factor: AtomicU32,
+    pub lfu_decay_time: AtomicU32,
+    pub slowlog_slower_than_us: AtomicU64,
+    pub slowlog_max_len: AtomicU64,
+    pub latency_threshold_ms: AtomicU64,
+    pub hz: AtomicU32,
+}
+
+impl Settings {
+    pub fn new(c: &Config) -> Settings {
+        Settings {
+            maxmemory: AtomicU64::new(c.maxmemory),
+            policy: AtomicU8::new(policy_index(
+                Policy::parse(&c.maxmemory_policy).unwrap_or_default(),
+            )),
+            samples: AtomicU32::new(c.maxmemory_samples),
+            maxclients: AtomicUsize::new(c.maxclients),
+            bulk_len_max: AtomicUsize::new(c.proto_max_bulk_len as usize),
+            query_buffer_max: AtomicUsize::new(c.client_query_buffer_limit as usize),
+            timeout_s: AtomicU64::new(c.timeout),
+            lfu_log_factor: AtomicU32::new(c.lfu_log_factor),
+            lfu_decay_time: AtomicU32::new(c.lfu_decay_time),
+            slowlog_slower_than_us: AtomicU64::new(if c.slowlog_log_slower_than < 0 {
+                u64::MAX
+            } else {
+                c.slowlog_log_slower_than as u64
+            }),
+            slowlog_max_len: AtomicU64::new(c.slowlog_max_len),
+            latency_threshold_ms: AtomicU64::new(c.latency_monitor_threshold),
+            hz: AtomicU32::new(c.hz),
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy::ALL[self.policy.load(Relaxed) as usize % Policy::ALL.len()]
+    }
+
+    pub fn set_policy(&self, p: Policy) {
+        self.policy.store(policy_index(p), Relaxed);
+    }
+
+    pub fn limits(&self) -> cairn_proto::Limits {
+        cairn_proto::Limits {
+            bulk_len_max: self.bulk_len_max.load(Relaxed),
+            query_buffer_max: self.query_buffer_max.load(Relaxed),
+            ..cairn_proto::Limits::default()
+        }
+    }
+}
+
+fn policy_index(p: Policy) -> u8 {
+    Policy::ALL.iter().position(|q| *q == p).unwrap_or(0) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units_follow_redis() {
+        assert_eq!(parse_memory("64mb"), Some(64 * 1024 * 1024));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("1KB"), Some(1024));
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("1tb"), None);
+        assert_eq!(parse_memory("-1"), None);
+    }
+
+    #[test]
+    fn toml_file_overrides_defaults_and_rejects_unknown_keys() {
+        let c = Config::from_toml(
+            "port = 7000\nmaxmemory = \"64mb\"\nmaxmemory_policy = \"allkeys-lru\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.maxmemory, 64 << 20);
+        assert!(matches!(
+            Config::from_toml("prot = 1"),
+            Err(ConfigError::File(_))
+        ));
+        assert!(matches!(
+            Config::from_toml("maxmemory_policy = \"lru\""),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Config::from_toml("shards = 3"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Config::from_toml("bind = \"localhost:1\""),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,195 @@
+//! One client connection: read, parse, execute, write — in batches.
+//!
+//! Every read is parsed completely and all replies of the batch go out in
+//! one write, so a pipelining client costs one read and one write per
+//! batch, not per command.
+//!
+//! Bounds (the thing not to get wrong):
+//! - input: a request may not exceed the query-buffer limit (1 GB) nor a
+//!   bulk the bulk limit (512 MB); past either the client gets Redis'
+//!   error and is disconnected;
+//! - output: replies are flushed whenever 64 KB are pending, and no more
+//!   input is read until they are written, so a client that never reads
+//!   only stalls itself: its memory stays at one batch of replies.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use cairn_proto::{Protocol, RequestParser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::clients::ClientInfo;
+use crate::cmd::{self, Flow};
+use crate::stats::{bump, WorkerStats};
+use crate::{unix_ms, Shared};
+
+/// Replies pending before the batch is interrupted to write them.
+const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+/// Buffers bigger than this are given back after use.
+const BUFFER_KEEP_BYTES: usize = 256 * 1024;
+
+/// Per-connection state that commands may change.
+pub(crate) struct ConnState {
+    pub info: Arc<ClientInfo>,
+    pub proto: Protocol,
+    pub stats: Arc<WorkerStats>,
+}
+
+pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stream: TcpStream) {
+    let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    let max = shared.settings.maxclients.load(Relaxed);
+    let Some(info) = shared.clients.register(addr, laddr, max) else {
+        bump(&stats.rejected_connections, 1);
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let id = info.id;
+    let mut conn = ConnState {
+        info,
+        proto: Protocol::Resp2,
+        stats,
+    };
+    run(&shared, &mut conn, &mut stream).await;
+    shared.clients.remove(id);
+}
+
+async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut parser = RequestParser::new();
+    let info = conn.info.clone();
+    let mut pending_input = false;
+    loop {
+        if !pending_input {
+            let need = parser.bytes_needed();
+            if need > rbuf.len() {
+                rbuf.reserve(need - rbuf.len());
+            } else if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                rbuf.reserve(READ_CHUNK);
+            }
+            let timeout_s = shared.settings.timeout_s.load(Relaxed);
+            let idle = async {
+                if timeout_s == 0 {
+                    std::future::pending::<()>().await
+                } else {
+                    tokio::time::sleep(Duration::from_secs(timeout_s)).await
+                }
+            };
+            let n = tokio::select! {
+                r = stream.read_buf(&mut rbuf) => r,
+                _ = info.kill.notified() => return,
+                _ = shutdown.wait_for(|v| *v) => return,
+                _ = idle => return,
+            };
+            match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => bump(&conn.stats.net_input_bytes, n as u64),
+            }
+            if info.killed.load(Relaxed) {
+                return;
+            }
+        }
+        let flow = process(shared, conn, &mut parser, &mut rbuf, &mut wbuf);
+        pending_input = flow == Batch::OutputFull;
+        if !wbuf.is_empty() {
+            conn.info.obuf.store(wbuf.len(), Relaxed);
+            if stream.write_all(&wbuf).await.is_err() {
+                return;
+            }
+            bump(&conn.stats.net_output_bytes, wbuf.len() as u64);
+            wbuf.clear();
+            conn.info.obuf.store(0, Relaxed);
+            if wbuf.capacity() > BUFFER_KEEP_BYTES {
+                wbuf = Vec::with_capacity(READ_CHUNK);
+            }
+        }
+        if flow == Batch::Close {
+            return;
+        }
+        if rbuf.is_empty() && rbuf.capacity() > BUFFER_KEEP_BYTES {
+            rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        conn.info.qbuf.store(rbuf.len(), Relaxed);
+        if rbuf.len() > shared.settings.query_buffer_max.load(Relaxed) {
+            tracing::warn!(
+                client = conn.info.id,
+                "closing client that reached max query buffer length"
+            );
+            return;
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Batch {
+    /// All complete requests were executed; read more.
+    Done,
+    /// Replies reached the flush size; write them, then continue parsing.
+    OutputFull,
+    Close,
+}
+
+fn process(
+    shared: &Shared,
+    conn: &mut ConnState,
+    parser: &mut RequestParser,
+    rbuf: &mut BytesMut,
+    wbuf: &mut Vec<u8>,
+) -> Batch {
+    let limits = shared.settings.limits();
+    let now_ms = unix_ms();
+    let mut off = 0;
+    let mut spare: Vec<&'static [u8]> = Vec::with_capacity(8);
+    let mut outcome = Batch::Done;
+    loop {
+        let input = &rbuf[off..];
+        match parser.parse(input, &limits) {
+            Ok(Some(n)) => {
+                let args = parser.args(input);
+                off += n;
+                if args.is_empty() {
+                    continue;
+                }
+                let mut argv = recycle(std::mem::take(&mut spare));
+                args.collect_into(&mut argv);
+                let flow = cmd::dispatch(shared, conn, &argv, wbuf, now_ms);
+                spare = recycle(argv);
+                if flow == Flow::Close {
+                    outcome = Batch::Close;
+                    break;
+                }
+                if wbuf.len() >= OUTPUT_FLUSH_BYTES {
+                    outcome = Batch::OutputFull;
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let mut w = cairn_proto::ReplyWriter::new(wbuf, conn.proto);
+                w.error(&format!("ERR {e}"));
+                outcome = Batch::Close;
+                break;
+            }
+        }
+    }
+    rbuf.advance(off);
+    outcome
+}
+
+/// Empties a vector of borrowed slices and hands its allocation back
+/// with a new lifetime (in-place collect reuses the buffer), so argument
+/// lists cost no allocation per command.
+fn recycle<'b>(mut v: Vec<&[u8]>) -> Vec<&'b [u8]> {
+    v.clear();
+    v.into_iter().map(|_| -> &'b [u8] { &[] }).collect()
+}

@@ -1,0 +1,288 @@
+//! cairn's network server: accepts RESP connections and runs commands
+//! against the sharded keyspace.
+//!
+//! ```no_run
+//! let handle = cairn_server::start(cairn_server::Config { port: 0, ..Default::default() }).unwrap();
+//! println!("listening on {}", handle.local_addr());
+//! handle.shutdown();
+//! handle.wait();
+//! ```
+//!
+//! Threads: one acceptor hands connections round-robin to worker threads,
+//! each running a single-threaded tokio runtime, so a connection's
+//! commands always run on one thread and no task migrates. Shards are
+//! shared by all workers (see [`db`]). The thing to keep true: every
+//! buffer a peer can grow is bounded (see [`conn`]).
+
+pub mod clients;
+mod cmd;
+pub mod config;
+mod conn;
+pub mod db;
+mod slowlog;
+mod stats;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_engine::AccessTracking;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+
+pub use config::{parse_memory, Config, ConfigError};
+
+/// State shared by every thread of one server.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub settings: config::Settings,
+    pub db: db::Shards,
+    pub clients: clients::Registry,
+    pub workers: Vec<Arc<stats::WorkerStats>>,
+    pub slowlog: Mutex<slowlog::SlowLog>,
+    pub latency: Mutex<slowlog::Latency>,
+    pub started: Instant,
+    pub run_id: String,
+    pub local_addr: SocketAddr,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn tracking(&self) -> AccessTracking {
+        if self.settings.policy().uses_lfu() {
+            AccessTracking::Lfu {
+                log_factor: self.settings.lfu_log_factor.load(Relaxed),
+                decay_minutes: self.settings.lfu_decay_time.load(Relaxed),
+            }
+        } else {
+            AccessTracking::Lru
+        }
+    }
+}
+
+/// Wall-clock time in unix milliseconds: the timestamp commands apply at.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(unix_ms())
+}
+
+/// A running server.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Asks the server to stop: no new connections; open ones finish the
+    /// commands they have read, then close.
+    pub fn shutdown(&self) {
+        let _ = self.shared.shutdown.send(true);
+    }
+
+    /// Waits until every thread has stopped (after [`Self::shutdown`], or
+    /// a SHUTDOWN command).
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Resolves when shutdown has been requested by any means.
+    pub fn shutdown_requested(&self) -> watch::Receiver<bool> {
+        self.shared.shutdown.subscribe()
+    }
+}
+
+/// Binds the listener and starts the worker threads.
+pub fn start(config: Config) -> io::Result<ServerHandle> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let ip: std::net::IpAddr = config
+        .bind
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad bind address"))?;
+    let listener = std::net::TcpListener::bind((ip, config.port))?;
+    listener.set_nonblocking(true)?;
+    let local_addr = listener.local_addr()?;
+    let threads_n = config.worker_threads();
+    let seed = random_seed();
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        settings: config::Settings::new(&config),
+        db: db::Shards::new(config.shard_count(), seed),
+        clients: clients::Registry::default(),
+        workers: (0..threads_n)
+            .map(|_| Arc::new(stats::WorkerStats::new(cmd::table().len())))
+            .collect(),
+        slowlog: Mutex::new(slowlog::SlowLog::default()),
+        latency: Mutex::new(slowlog::Latency::default()),
+        started: Instant::now(),
+        run_id: format!(
+            "{:016x}{:016x}{:08x}",
+            seed,
+            seed.rotate_left(17) ^ 0x5bd1e995,
+            seed as u32 ^ 0xdeadbeef
+        ),
+        local_addr,
+        shutdown,
+        config,
+    });
+    shared.db.set_tracking(shared.tracking());
+    shared
+        .db
+        .set_string_len_max(shared.settings.bulk_len_max.load(Relaxed));
+
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..threads_n {
+        // Bounded hand-off: a worker that falls this far behind makes the
+        // acceptor refuse connections rather than queue without limit.
+        let (tx, rx) = mpsc::channel::<std::net::TcpStream>(1024);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let mut threads = Vec::new();
+    let mut listener = Some(listener);
+    let mut senders = Some(senders);
+    for (i, rx) in receivers.into_iter().enumerate() {
+        let shared = shared.clone();
+        let acceptor = if i == 0 {
+            listener.take().zip(senders.take())
+        } else {
+            None
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("cairn-worker-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start worker runtime");
+                        let _ = shared.shutdown.send(true);
+                        return;
+                    }
+                };
+                rt.block_on(worker(i, shared, rx, acceptor));
+            })?;
+        threads.push(t);
+    }
+    tracing::info!(addr = %local_addr, threads = threads_n, shards = shared.db.count(), "cairn ready to accept connections");
+    Ok(ServerHandle { shared, threads })
+}
+
+async fn worker(
+    index: usize,
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<std::net::TcpStream>,
+    acceptor: Option<(
+        std::net::TcpListener,
+        Vec<mpsc::Sender<std::net::TcpStream>>,
+    )>,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let stats = shared.workers[index].clone();
+    let mut conns = tokio::task::JoinSet::new();
+    if let Some((listener, senders)) = acceptor {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                tokio::spawn(accept_loop(shared.clone(), l, senders));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register listener");
+                let _ = shared.shutdown.send(true);
+            }
+        }
+        tokio::spawn(cron(shared.clone()));
+    }
+    loop {
+        tokio::select! {
+            s = rx.recv() => {
+                let Some(s) = s else { break };
+                let Ok(stream) = tokio::net::TcpStream::from_std(s) else { continue };
+                conns.spawn(conn::serve(shared.clone(), stats.clone(), stream));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.wait_for(|v| *v) => break,
+        }
+    }
+    let grace = Duration::from_secs(shared.config.shutdown_timeout);
+    let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    senders: Vec<mpsc::Sender<std::net::TcpStream>>,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|v| *v) => return,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        stats::bump(&shared.workers[0].connections_received, 1);
+        let Ok(std_stream) = stream.into_std() else {
+            continue;
+        };
+        let target = next % senders.len();
+        next = next.wrapping_add(1);
+        if let Err(mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s)) =
+            senders[target].try_send(std_stream)
+        {
+            stats::bump(&shared.workers[0].rejected_connections, 1);
+            reject(s, b"-ERR server is overloaded, try again\r\n");
+        }
+    }
+}
+
+/// Best-effort error line to a connection we will not serve.
+pub(crate) fn reject(s: std::net::TcpStream, msg: &[u8]) {
+    use std::io::Write;
+    let mut s = s;
+    let _ = s.set_nonblocking(true);
+    let _ = s.write(msg);
+}
+
+/// Background work, `hz` times a second: active expiry with a budget of
+/// a quarter of each period (Redis' default effort).
+async fn cron(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let hz = shared.settings.hz.load(Relaxed).clamp(1, 500) as u64;
+        let period = Duration::from_millis(1000 / hz);
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+        let budget_end = Instant::now() + period / 4;
+        shared.db.active_expire(unix_ms(), budget_end);
+    }
+}
