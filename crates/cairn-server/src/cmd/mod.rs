@@ -305,6 +305,7 @@ pub(crate) fn dispatch(
             return Flow::Continue;
         }
     }
+    conn.info.last_cmd.store(idx, std::sync::atomic::Ordering::Relaxed);
     let reply_at = wbuf.len();
     let started = Instant::now();
     let flow = {
@@ -317,18 +318,16 @@ pub(crate) fn dispatch(
         };
         (spec.handler)(&mut ctx, argv)
     };
-    let us = started.elapsed().as_micros() as u64;
+    let done = Instant::now();
+    let us = done.duration_since(started).as_micros() as u64;
     let stat = &conn.stats.commands[idx];
     bump(&stat.calls, 1);
     bump(&stat.usec, us);
     if wbuf.get(reply_at) == Some(&b'-') {
         bump(&stat.failed, 1);
     }
-    conn.info
-        .last_cmd
-        .store(idx, std::sync::atomic::Ordering::Relaxed);
     conn.info.last_active_ms.store(
-        conn.info.created.elapsed().as_millis() as u64,
+        done.duration_since(conn.info.created).as_millis() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
     slow_path_logs(shared, conn, argv, us);
