@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs cairn's whole test suite on a fresh Debian machine, installing what
+# it needs first. CI (.ci/run) calls exactly this.
+#
+#   scripts/test.sh            # everything CI runs (about 10 minutes on 2 cores)
+#   FUZZ_SECONDS=600 scripts/test.sh   # longer fuzzing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+need_apt=()
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing ${need_apt[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust 1.85 or newer (https://rustup.rs) and re-run" >&2
+  exit 1
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, property, integration with real clients)"
+cargo build --workspace --locked
+cargo test --workspace --locked
+
+step "redis-cli and redis-benchmark against a real cairn process"
+CAIRN_BIN=target/debug/cairn bash tests/redis-cli.sh
+
+if [ -f scripts/fuzz.sh ]; then
+  step "fuzzing the RESP decoders for ${FUZZ_SECONDS:-60}s"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+fi
+
+step "all tests passed"
