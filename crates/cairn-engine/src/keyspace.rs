@@ -230,11 +230,11 @@ impl Keyspace {
         &self.entries[pos].value
     }
 
-    /// Deadline of a live key (unix ms), `Ok(None)` without one,
-    /// `Err(())` when the key does not exist.
-    pub fn deadline(&mut self, key: &[u8], now_ms: u64) -> Result<Option<u64>, ()> {
-        let pos = self.find(key, now_ms).ok_or(())?;
-        Ok(self.expire_of(pos))
+    /// `None` when the key does not exist, else `Some(deadline)` where the
+    /// deadline (unix ms) is `None` for a key without one.
+    pub fn deadline(&mut self, key: &[u8], now_ms: u64) -> Option<Option<u64>> {
+        let pos = self.find(key, now_ms)?;
+        Some(self.expire_of(pos))
     }
 
     /// Mutates the value at `pos` in place, keeping memory accounting
@@ -618,7 +618,9 @@ mod tests {
                 assert_eq!(got, None);
             } else {
                 assert_eq!(got, Some(format!("v{i}").into_bytes()));
-                let dl = ks.deadline(format!("k{i}").as_bytes(), 0).unwrap();
+                let dl = ks
+                    .deadline(format!("k{i}").as_bytes(), 0)
+                    .expect("live key");
                 assert_eq!(dl, if i % 3 == 0 { Some(10_000) } else { None });
             }
         }

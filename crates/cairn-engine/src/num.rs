@@ -25,8 +25,8 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     Some(v)
 }
 
-/// Redis' `string2ld` for INCRBYFLOAT: a finite long double without
-/// spaces; "inf"/"nan" rejected.
+/// Redis' `string2ld` for INCRBYFLOAT: a number without surrounding
+/// spaces; "inf" is accepted (the sum is then rejected), "nan" is not.
 pub fn parse_f64(s: &[u8]) -> Option<f64> {
     if s.is_empty()
         || s.len() > 5000
@@ -37,7 +37,7 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
     }
     let text = std::str::from_utf8(s).ok()?;
     let v: f64 = text.parse().ok()?;
-    if v.is_nan() || v.is_infinite() {
+    if v.is_nan() {
         return None;
     }
     Some(v)
@@ -72,7 +72,8 @@ mod tests {
         assert_eq!(parse_f64(b"10.5"), Some(10.5));
         assert_eq!(parse_f64(b"5.0e3"), Some(5000.0));
         assert_eq!(parse_f64(b" 1"), None);
-        assert_eq!(parse_f64(b"inf"), None);
+        assert_eq!(parse_f64(b"inf"), Some(f64::INFINITY));
+        assert_eq!(parse_f64(b"nan"), None);
         assert_eq!(format_f64(10.6), "10.6");
         assert_eq!(format_f64(5200.0), "5200");
         assert_eq!(format_f64(3.0e-3), "0.003");

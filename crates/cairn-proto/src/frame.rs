@@ -67,6 +67,12 @@ impl Frame {
         }
         match self {
             Frame::Simple(s) => line(out, b'+', s),
+            // An error with CR or LF cannot be a `-` line: send a blob error.
+            Frame::Error(s) if s.iter().any(|&b| b == b'\r' || b == b'\n') => {
+                num(out, b'!', s.len());
+                out.extend_from_slice(s);
+                out.extend_from_slice(b"\r\n");
+            }
             Frame::Error(s) => line(out, b'-', s),
             Frame::Integer(n) => num(out, b':', *n),
             Frame::Bulk(b) => {
@@ -312,6 +318,14 @@ mod tests {
         );
         assert_eq!(Frame::decode(b"$-2\r\n", 10), Err(FrameError::BadNumber));
         assert_eq!(Frame::decode(b"?\r\n", 10), Err(FrameError::BadType(b'?')));
+    }
+
+    #[test]
+    fn errors_with_newlines_round_trip_as_blob_errors() {
+        let f = Frame::Error(b"a\r\nbc".to_vec());
+        let mut out = Vec::new();
+        f.encode(&mut out);
+        assert_eq!(Frame::decode(&out, 100).unwrap(), Some((f, out.len())));
     }
 
     #[test]

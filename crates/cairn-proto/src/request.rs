@@ -104,6 +104,7 @@ impl RequestParser {
     /// when more bytes are needed. An empty request (blank inline line,
     /// `*0`) completes with zero arguments; callers skip it.
     pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, ProtoError> {
+        self.need = 0;
         if self.pos == 0 && self.argc.is_none() {
             self.ranges.clear();
             self.inline.clear();
@@ -270,7 +271,7 @@ fn split_inline(line: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), ProtoError> {
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_space(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -304,7 +305,7 @@ fn split_inline(line: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), ProtoError> {
                         other => other,
                     });
                 } else if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return Err(ProtoError::UnbalancedQuotes);
                     }
                     i += 1;
@@ -321,7 +322,7 @@ fn split_inline(line: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), ProtoError> {
                     i += 1;
                     cur.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return Err(ProtoError::UnbalancedQuotes);
                     }
                     i += 1;
@@ -334,7 +335,7 @@ fn split_inline(line: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), ProtoError> {
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b' ' | b'\n' | b'\r' | b'\t' | b'\x0b' | b'\x0c' => break,
                     b'"' => in_dq = true,
                     b'\'' => in_sq = true,
                     c => cur.push(c),
@@ -344,6 +345,11 @@ fn split_inline(line: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), ProtoError> {
         }
         out.push(cur);
     }
+}
+
+/// C's isspace(), which Redis' sdssplitargs uses. NUL is not a space.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t' | b'\x0b' | b'\x0c')
 }
 
 fn is_hex(c: u8) -> bool {
@@ -422,6 +428,13 @@ mod tests {
             parse_all(b"set \"abc\"x\r\n"),
             Err(ProtoError::UnbalancedQuotes)
         );
+    }
+
+    #[test]
+    fn nul_bytes_in_inline_requests_are_argument_bytes() {
+        let r = parse_all(b"ECHO a\0b\r\n\0\n").unwrap();
+        assert_eq!(r[0], vec![b"ECHO".to_vec(), b"a\0b".to_vec()]);
+        assert_eq!(r[1], vec![b"\0".to_vec()]);
     }
 
     #[test]

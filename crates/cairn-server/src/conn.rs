@@ -53,6 +53,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stre
     };
     let _ = stream.set_nodelay(true);
     let id = info.id;
+    if *shared.shutdown.borrow() {
+        shared.clients.remove(id);
+        return;
+    }
     let mut conn = ConnState {
         info,
         proto: Protocol::Resp2,
@@ -63,11 +67,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stre
 }
 
 async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
-    let mut shutdown = shared.shutdown.subscribe();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();
     let info = conn.info.clone();
+    // Created once: CLIENT KILL and server shutdown both notify it, and a
+    // permit stored while the batch runs is seen at the next read.
+    let cancel = info.kill.notified();
+    tokio::pin!(cancel);
     let mut pending_input = false;
     loop {
         if !pending_input {
@@ -78,25 +85,23 @@ async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
                 rbuf.reserve(READ_CHUNK);
             }
             let timeout_s = shared.settings.timeout_s.load(Relaxed);
-            let idle = async {
-                if timeout_s == 0 {
-                    std::future::pending::<()>().await
-                } else {
-                    tokio::time::sleep(Duration::from_secs(timeout_s)).await
+            let n = if timeout_s == 0 {
+                tokio::select! {
+                    biased;
+                    _ = &mut cancel => return,
+                    r = stream.read_buf(&mut rbuf) => r,
                 }
-            };
-            let n = tokio::select! {
-                r = stream.read_buf(&mut rbuf) => r,
-                _ = info.kill.notified() => return,
-                _ = shutdown.wait_for(|v| *v) => return,
-                _ = idle => return,
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = &mut cancel => return,
+                    r = stream.read_buf(&mut rbuf) => r,
+                    _ = tokio::time::sleep(Duration::from_secs(timeout_s)) => return,
+                }
             };
             match n {
                 Ok(0) | Err(_) => return,
                 Ok(n) => bump(&conn.stats.net_input_bytes, n as u64),
-            }
-            if info.killed.load(Relaxed) {
-                return;
             }
         }
         let flow = process(shared, conn, &mut parser, &mut rbuf, &mut wbuf);
@@ -113,7 +118,7 @@ async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
                 wbuf = Vec::with_capacity(READ_CHUNK);
             }
         }
-        if flow == Batch::Close {
+        if flow == Batch::Close || info.killed.load(Relaxed) {
             return;
         }
         if rbuf.is_empty() && rbuf.capacity() > BUFFER_KEEP_BYTES {

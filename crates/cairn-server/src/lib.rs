@@ -223,6 +223,11 @@ async fn worker(
             _ = shutdown.wait_for(|v| *v) => break,
         }
     }
+    // Every connection stops at its next read; a batch in progress
+    // finishes and its replies are written first.
+    for c in shared.clients.snapshot() {
+        c.request_kill();
+    }
     let grace = Duration::from_secs(shared.config.shutdown_timeout);
     let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
 }

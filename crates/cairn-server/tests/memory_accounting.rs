@@ -32,8 +32,15 @@ fn load(c: &mut redis::Connection, prefix: &str, n: usize, value: &[u8]) {
 }
 
 fn check(prefix: &str, n: usize, value: &[u8]) {
-    let h = cairn_server::start(cairn_server::Config { port: 0, ..Default::default() }).expect("start");
-    let mut c = redis::Client::open(format!("redis://{}/", h.local_addr())).unwrap().get_connection().unwrap();
+    let h = cairn_server::start(cairn_server::Config {
+        port: 0,
+        ..Default::default()
+    })
+    .expect("start");
+    let mut c = redis::Client::open(format!("redis://{}/", h.local_addr()))
+        .unwrap()
+        .get_connection()
+        .unwrap();
     // Warm up allocator and connection buffers before the baseline.
     load(&mut c, "warm", 1000, value);
     let (rss0, ds0) = (rss_bytes(), dataset_bytes(&mut c));
@@ -41,8 +48,14 @@ fn check(prefix: &str, n: usize, value: &[u8]) {
     let (rss1, ds1) = (rss_bytes(), dataset_bytes(&mut c));
     let (rss, ds) = ((rss1 - rss0) as f64, (ds1 - ds0) as f64);
     let ratio = rss / ds;
-    eprintln!("{n} keys x {} B values: dataset +{ds} B, RSS +{rss} B, ratio {ratio:.2}", value.len());
-    assert!((0.7..=1.4).contains(&ratio), "RSS grew {rss} B while the dataset grew {ds} B (ratio {ratio:.2})");
+    eprintln!(
+        "{n} keys x {} B values: dataset +{ds} B, RSS +{rss} B, ratio {ratio:.2}",
+        value.len()
+    );
+    assert!(
+        (0.7..=1.4).contains(&ratio),
+        "RSS grew {rss} B while the dataset grew {ds} B (ratio {ratio:.2})"
+    );
     h.shutdown();
     h.wait();
 }

@@ -9,7 +9,10 @@ struct Server(Option<cairn_server::ServerHandle>);
 
 impl Server {
     fn start() -> Server {
-        Self::with(cairn_server::Config { port: 0, ..Default::default() })
+        Self::with(cairn_server::Config {
+            port: 0,
+            ..Default::default()
+        })
     }
 
     fn with(config: cairn_server::Config) -> Server {
@@ -18,7 +21,10 @@ impl Server {
 
     fn url(&self, resp3: bool) -> String {
         let addr = self.0.as_ref().map(|h| h.local_addr()).expect("running");
-        format!("redis://{addr}/{}", if resp3 { "?protocol=resp3" } else { "" })
+        format!(
+            "redis://{addr}/{}",
+            if resp3 { "?protocol=resp3" } else { "" }
+        )
     }
 
     fn client(&self, resp3: bool) -> redis::Client {
@@ -36,11 +42,18 @@ impl Drop for Server {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 async fn strings_and_counters(client: redis::Client) {
-    let mut c = client.get_multiplexed_async_connection().await.expect("connect");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
     let _: () = c.set("greeting", "hello").await.unwrap();
     let v: String = c.get("greeting").await.unwrap();
     assert_eq!(v, "hello");
@@ -48,12 +61,20 @@ async fn strings_and_counters(client: redis::Client) {
     assert_eq!(missing, None);
     assert_eq!(c.incr::<_, _, i64>("counter", 5).await.unwrap(), 5);
     assert_eq!(c.decr::<_, _, i64>("counter", 2).await.unwrap(), 3);
-    let f: f64 = redis::cmd("INCRBYFLOAT").arg("counter").arg("0.5").query_async(&mut c).await.unwrap();
+    let f: f64 = redis::cmd("INCRBYFLOAT")
+        .arg("counter")
+        .arg("0.5")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(f, 3.5);
     let _: () = c.mset(&[("a", "1"), ("b", "2")]).await.unwrap();
     let vals: Vec<Option<String>> = c.mget(&["a", "b", "zz"]).await.unwrap();
     assert_eq!(vals, vec![Some("1".into()), Some("2".into()), None]);
-    assert_eq!(c.append::<_, _, i64>("greeting", " world").await.unwrap(), 11);
+    assert_eq!(
+        c.append::<_, _, i64>("greeting", " world").await.unwrap(),
+        11
+    );
     assert_eq!(c.strlen::<_, i64>("greeting").await.unwrap(), 11);
     let sub: String = c.getrange("greeting", 0, 4).await.unwrap();
     assert_eq!(sub, "hello");
@@ -64,35 +85,83 @@ async fn strings_and_counters(client: redis::Client) {
     let back: Vec<u8> = c.get(&key).await.unwrap();
     assert_eq!(back, val);
     // SET options, IFEQ compare-and-set.
-    let nx: Option<String> = redis::cmd("SET").arg("a").arg("x").arg("NX").query_async(&mut c).await.unwrap();
+    let nx: Option<String> = redis::cmd("SET")
+        .arg("a")
+        .arg("x")
+        .arg("NX")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(nx, None);
-    let old: Option<String> = redis::cmd("SET").arg("a").arg("9").arg("GET").query_async(&mut c).await.unwrap();
+    let old: Option<String> = redis::cmd("SET")
+        .arg("a")
+        .arg("9")
+        .arg("GET")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(old.as_deref(), Some("1"));
-    let cas: Option<String> = redis::cmd("SET").arg("a").arg("10").arg("IFEQ").arg("9").query_async(&mut c).await.unwrap();
+    let cas: Option<String> = redis::cmd("SET")
+        .arg("a")
+        .arg("10")
+        .arg("IFEQ")
+        .arg("9")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(cas.as_deref(), Some("OK"));
-    let cas: Option<String> = redis::cmd("SET").arg("a").arg("11").arg("IFEQ").arg("9").query_async(&mut c).await.unwrap();
+    let cas: Option<String> = redis::cmd("SET")
+        .arg("a")
+        .arg("11")
+        .arg("IFEQ")
+        .arg("9")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(cas, None);
     assert_eq!(c.get::<_, String>("a").await.unwrap(), "10");
     // Errors come back as errors, with Redis' wording.
     let err = c.incr::<_, _, i64>("greeting", 1).await.unwrap_err();
-    assert!(err.to_string().contains("value is not an integer or out of range"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("value is not an integer or out of range"),
+        "{err}"
+    );
 }
 
 async fn keys_and_ttl(client: redis::Client) {
-    let mut c = client.get_multiplexed_async_connection().await.expect("connect");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
     let _: () = c.set_ex("temp", "v", 100).await.unwrap();
     let ttl: i64 = c.ttl("temp").await.unwrap();
     assert!((99..=100).contains(&ttl), "{ttl}");
-    let _: () = redis::cmd("SET").arg("short").arg("v").arg("PX").arg(50).query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("short")
+        .arg("v")
+        .arg("PX")
+        .arg(50)
+        .query_async(&mut c)
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(120)).await;
-    assert_eq!(c.get::<_, Option<String>>("short").await.unwrap(), None, "expired key is invisible");
+    assert_eq!(
+        c.get::<_, Option<String>>("short").await.unwrap(),
+        None,
+        "expired key is invisible"
+    );
     assert_eq!(c.exists::<_, i64>("short").await.unwrap(), 0);
     assert!(c.persist::<_, bool>("temp").await.unwrap());
     assert_eq!(c.ttl::<_, i64>("temp").await.unwrap(), -1);
     assert_eq!(c.ttl::<_, i64>("missing").await.unwrap(), -2);
     let _: () = c.rename("temp", "temp2").await.unwrap();
     assert_eq!(c.get::<_, String>("temp2").await.unwrap(), "v");
-    let t: String = redis::cmd("TYPE").arg("temp2").query_async(&mut c).await.unwrap();
+    let t: String = redis::cmd("TYPE")
+        .arg("temp2")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(t, "string");
     for i in 0..250 {
         let _: () = c.set(format!("scan:{i}"), i).await.unwrap();
@@ -109,11 +178,19 @@ async fn keys_and_ttl(client: redis::Client) {
     assert_eq!(found.len(), 250);
     let keys: Vec<String> = c.keys("scan:1?").await.unwrap();
     assert_eq!(keys.len(), 10);
-    assert_eq!(c.del::<_, i64>(&["scan:1", "scan:2", "nope"]).await.unwrap(), 2);
+    assert_eq!(
+        c.del::<_, i64>(&["scan:1", "scan:2", "nope"])
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 async fn pipelines_and_concurrency(client: redis::Client) {
-    let mut c = client.get_multiplexed_async_connection().await.expect("connect");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
     let mut pipe = redis::pipe();
     for i in 0..1000 {
         pipe.set(format!("p:{i}"), i).ignore();
@@ -126,7 +203,10 @@ async fn pipelines_and_concurrency(client: redis::Client) {
     for _ in 0..8 {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = client.get_multiplexed_async_connection().await.expect("connect");
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect");
             for _ in 0..500 {
                 let _: i64 = c.incr("shared", 1).await.unwrap();
             }
@@ -137,11 +217,17 @@ async fn pipelines_and_concurrency(client: redis::Client) {
     }
     assert_eq!(c.get::<_, i64>("shared").await.unwrap(), 4000);
     // MSET is atomic across shards: a reader never sees half of it.
-    let _: () = c.mset(&[("{x}1", "a"), ("y2", "a"), ("z3", "a")]).await.unwrap();
+    let _: () = c
+        .mset(&[("{x}1", "a"), ("y2", "a"), ("z3", "a")])
+        .await
+        .unwrap();
     let writer = {
         let client = client.clone();
         tokio::spawn(async move {
-            let mut c = client.get_multiplexed_async_connection().await.expect("connect");
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect");
             for i in 0..300 {
                 let v = if i % 2 == 0 { "b" } else { "a" };
                 let _: () = c.mset(&[("{x}1", v), ("y2", v), ("z3", v)]).await.unwrap();
@@ -150,7 +236,10 @@ async fn pipelines_and_concurrency(client: redis::Client) {
     };
     for _ in 0..300 {
         let vals: Vec<String> = c.mget(&["{x}1", "y2", "z3"]).await.unwrap();
-        assert!(vals.iter().all(|v| *v == vals[0]), "torn MSET seen: {vals:?}");
+        assert!(
+            vals.iter().all(|v| *v == vals[0]),
+            "torn MSET seen: {vals:?}"
+        );
     }
     writer.await.unwrap();
 }
@@ -190,15 +279,22 @@ fn resp3_hello_returns_a_map_and_nulls_are_native() {
     let s = Server::start();
     let mut c = s.client(false).get_connection().expect("connect");
     let v: Value = redis::cmd("HELLO").arg(3).query(&mut c).unwrap();
-    let Value::Map(pairs) = v else { panic!("HELLO 3 must reply with a map, got {v:?}") };
-    let m: HashMap<String, Value> =
-        pairs.into_iter().map(|(k, v)| (redis::from_redis_value::<String>(k).unwrap(), v)).collect();
+    let Value::Map(pairs) = v else {
+        panic!("HELLO 3 must reply with a map, got {v:?}")
+    };
+    let m: HashMap<String, Value> = pairs
+        .into_iter()
+        .map(|(k, v)| (redis::from_redis_value::<String>(k).unwrap(), v))
+        .collect();
     assert_eq!(m.get("proto"), Some(&Value::Int(3)));
     let v: Value = redis::cmd("GET").arg("missing").query(&mut c).unwrap();
     assert_eq!(v, Value::Nil);
     let info: String = redis::cmd("INFO").arg("server").query(&mut c).unwrap();
     assert!(info.contains("redis_version:"), "{info}");
-    let v: Value = redis::cmd("HELLO").arg(4).query(&mut c).unwrap_or(Value::Nil);
+    let v: Value = redis::cmd("HELLO")
+        .arg(4)
+        .query(&mut c)
+        .unwrap_or(Value::Nil);
     assert_eq!(v, Value::Nil, "unsupported protocol is an error");
 }
 
@@ -210,11 +306,18 @@ fn sync_client_connection_commands() {
     assert_eq!(pong, "PONG");
     let echo: String = redis::cmd("ECHO").arg("hi").query(&mut c).unwrap();
     assert_eq!(echo, "hi");
-    let _: () = redis::cmd("CLIENT").arg("SETNAME").arg("tester").query(&mut c).unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("tester")
+        .query(&mut c)
+        .unwrap();
     let name: String = redis::cmd("CLIENT").arg("GETNAME").query(&mut c).unwrap();
     assert_eq!(name, "tester");
     let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
-    assert!(list.contains("name=tester") && list.contains("cmd=client"), "{list}");
+    assert!(
+        list.contains("name=tester") && list.contains("cmd=client"),
+        "{list}"
+    );
     let n: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
     assert!(n > 50);
     let e = redis::cmd("SELECT").arg(1).query::<()>(&mut c).unwrap_err();
@@ -222,12 +325,33 @@ fn sync_client_connection_commands() {
     let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
     let t: Vec<String> = redis::cmd("TIME").query(&mut c).unwrap();
     assert_eq!(t.len(), 2);
-    let cfg: HashMap<String, String> = redis::cmd("CONFIG").arg("GET").arg("maxmemory*").query(&mut c).unwrap();
-    assert_eq!(cfg.get("maxmemory-policy").map(String::as_str), Some("noeviction"));
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("10mb").query(&mut c).unwrap();
-    let cfg: HashMap<String, String> = redis::cmd("CONFIG").arg("GET").arg("maxmemory").query(&mut c).unwrap();
+    let cfg: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory*")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        cfg.get("maxmemory-policy").map(String::as_str),
+        Some("noeviction")
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("10mb")
+        .query(&mut c)
+        .unwrap();
+    let cfg: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .query(&mut c)
+        .unwrap();
     assert_eq!(cfg.get("maxmemory").map(String::as_str), Some("10485760"));
-    let e = redis::cmd("CONFIG").arg("SET").arg("port").arg("1").query::<()>(&mut c).unwrap_err();
+    let e = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("port")
+        .arg("1")
+        .query::<()>(&mut c)
+        .unwrap_err();
     assert!(e.to_string().contains("can't set immutable config"), "{e}");
     let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
@@ -236,23 +360,43 @@ fn sync_client_connection_commands() {
 
 #[test]
 fn noeviction_answers_oom_and_lru_evicts_instead() {
-    let s = Server::with(cairn_server::Config { port: 0, maxmemory: 2 << 20, ..Default::default() });
+    let s = Server::with(cairn_server::Config {
+        port: 0,
+        maxmemory: 2 << 20,
+        ..Default::default()
+    });
     let mut c = s.client(false).get_connection().expect("connect");
     let big = vec![b'x'; 10_000];
     let mut oom = None;
     for i in 0..1000 {
-        if let Err(e) = redis::cmd("SET").arg(format!("k{i}")).arg(&big).query::<()>(&mut c) {
+        if let Err(e) = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(&big)
+            .query::<()>(&mut c)
+        {
             oom = Some(e.to_string());
             break;
         }
     }
     let oom = oom.expect("writes past maxmemory fail under noeviction");
-    assert!(oom.contains("OOM") && oom.contains("command not allowed when used memory > 'maxmemory'"), "{oom}");
+    assert!(
+        oom.contains("OOM") && oom.contains("command not allowed when used memory > 'maxmemory'"),
+        "{oom}"
+    );
     // Reads still work; deletes (not denyoom) still work.
     let _: Vec<u8> = redis::cmd("GET").arg("k0").query(&mut c).unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("allkeys-lru").query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query(&mut c)
+        .unwrap();
     for i in 1000..2000 {
-        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(&big).query(&mut c).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(&big)
+            .query(&mut c)
+            .unwrap();
     }
     let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
     let used: u64 = info

@@ -42,7 +42,7 @@ impl<'a> Command<'a> for Copy<'a> {
             return out.int(0);
         };
         let value = src.value_at(pos).clone();
-        let deadline = src.deadline(self.from, now_ms).unwrap_or(None);
+        let deadline = src.deadline(self.from, now_ms).flatten();
         let dst = db.shard(self.to);
         if !self.replace && dst.contains(self.to, now_ms) {
             return out.int(0);

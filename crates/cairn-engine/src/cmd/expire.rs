@@ -6,13 +6,14 @@
 use super::{is, CmdError, Command, Db};
 use crate::reply::Reply;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cond {
-    None,
-    Nx,
-    Xx,
-    Gt,
-    Lt,
+/// Conditions as Redis checks them: NX needs no deadline, XX needs one;
+/// GT/LT compare with the current deadline (none counts as infinite).
+#[derive(Clone, Copy, Default)]
+struct Cond {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
 }
 
 /// `UNIT`: 0 EXPIRE, 1 PEXPIRE, 2 EXPIREAT, 3 PEXPIREAT.
@@ -35,43 +36,37 @@ impl<const UNIT: u8> Expire<'_, UNIT> {
 impl<'a, const UNIT: u8> Command<'a> for Expire<'a, UNIT> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         let key = super::arg(argv, 1)?;
-        let time = super::int_arg(super::arg(argv, 2)?)?;
-        let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+        let time = super::arg(argv, 2)?;
+        // Redis validates the options before the number.
+        let mut c = Cond::default();
         for a in &argv[3..] {
             if is(a, "NX") {
-                nx = true
+                c.nx = true
             } else if is(a, "XX") {
-                xx = true
+                c.xx = true
             } else if is(a, "GT") {
-                gt = true
+                c.gt = true
             } else if is(a, "LT") {
-                lt = true
+                c.lt = true
             } else {
                 return Err(CmdError(
                     format!("ERR Unsupported option {}", String::from_utf8_lossy(a)).into(),
                 ));
             }
         }
-        if nx && (xx || gt || lt) {
+        if c.nx && (c.xx || c.gt || c.lt) {
             return Err(
                 "ERR NX and XX, GT or LT options at the same time are not compatible".into(),
             );
         }
-        if gt && lt {
+        if c.gt && c.lt {
             return Err("ERR GT and LT options at the same time are not compatible".into());
         }
-        let cond = if nx {
-            Cond::Nx
-        } else if gt {
-            Cond::Gt
-        } else if lt {
-            Cond::Lt
-        } else if xx {
-            Cond::Xx
-        } else {
-            Cond::None
-        };
-        Ok(Expire { key, time, cond })
+        Ok(Expire {
+            key,
+            time: super::int_arg(time)?,
+            cond: c,
+        })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
@@ -92,19 +87,15 @@ impl<'a, const UNIT: u8> Command<'a> for Expire<'a, UNIT> {
             return out.error(&invalid());
         };
         let ks = db.shard(self.key);
-        let Ok(current) = ks.deadline(self.key, now_ms) else {
+        let Some(current) = ks.deadline(self.key, now_ms) else {
             return out.int(0);
         };
-        let allowed = match (self.cond, current) {
-            (Cond::None, _) => true,
-            (Cond::Nx, c) => c.is_none(),
-            (Cond::Xx, c) => c.is_some(),
-            (Cond::Gt, None) => false,
-            (Cond::Gt, Some(c)) => deadline > c as i64,
-            (Cond::Lt, None) => true,
-            (Cond::Lt, Some(c)) => deadline < c as i64,
-        };
-        if !allowed {
+        let c = self.cond;
+        let refused = (c.nx && current.is_some())
+            || (c.xx && current.is_none())
+            || (c.gt && current.is_none_or(|cur| deadline <= cur as i64))
+            || (c.lt && current.is_some_and(|cur| deadline >= cur as i64));
+        if refused {
             return out.int(0);
         }
         if deadline <= now_ms as i64 {

@@ -17,14 +17,28 @@ pub struct GetEx<'a> {
 impl<'a> Command<'a> for GetEx<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         let key = super::arg(argv, 1)?;
-        let change = match &argv[2.min(argv.len())..] {
-            [] => Change::None,
-            [p] if is(p, "PERSIST") => Change::Persist,
-            [opt, v] => match ExpireUnit::from_option(opt) {
-                Some(unit) => Change::At(unit, super::int_arg(v)?),
-                None => return Err(SYNTAX.into()),
-            },
-            _ => return Err(SYNTAX.into()),
+        let mut expiry: Option<(ExpireUnit, &'a [u8])> = None;
+        let mut persist = false;
+        let mut i = 2;
+        while i < argv.len() {
+            let a = argv[i];
+            if is(a, "PERSIST") && expiry.is_none() {
+                persist = true;
+            } else if let (Some(unit), Some(v)) = (ExpireUnit::from_option(a), argv.get(i + 1)) {
+                if persist || expiry.is_some_and(|(u, _)| u != unit) {
+                    return Err(SYNTAX.into());
+                }
+                expiry = Some((unit, v));
+                i += 1;
+            } else {
+                return Err(SYNTAX.into());
+            }
+            i += 1;
+        }
+        let change = match expiry {
+            Some((unit, v)) => Change::At(unit, super::int_arg(v)?),
+            None if persist => Change::Persist,
+            None => Change::None,
         };
         Ok(GetEx { key, change })
     }
@@ -44,7 +58,7 @@ impl<'a> Command<'a> for GetEx<'a> {
             Some(v) => {
                 out.value(v);
                 match deadline {
-                    Some(Some(d)) if d < now_ms => {
+                    Some(Some(d)) if d <= now_ms => {
                         ks.remove(self.key, now_ms);
                     }
                     Some(d) => {

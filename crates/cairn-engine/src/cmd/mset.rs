@@ -15,7 +15,7 @@ pub type MSetNx<'a> = MSet<'a, true>;
 
 impl<'a, const NX: bool> Command<'a> for MSet<'a, NX> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        if argv.len() < 3 || argv.len() % 2 == 0 {
+        if argv.len() < 3 || argv.len().is_multiple_of(2) {
             return Err(super::wrong_arity(if NX { "msetnx" } else { "mset" }));
         }
         Ok(MSet { pairs: &argv[1..] })

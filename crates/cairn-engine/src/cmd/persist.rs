@@ -17,7 +17,7 @@ impl<'a> Command<'a> for Persist<'a> {
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let ks = db.shard(self.key);
         match ks.deadline(self.key, now_ms) {
-            Ok(Some(_)) => {
+            Some(Some(_)) => {
                 ks.set_deadline(self.key, None, now_ms);
                 out.int(1)
             }

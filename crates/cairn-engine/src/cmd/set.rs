@@ -41,31 +41,46 @@ impl<'a> Command<'a> for Set<'a> {
             get: false,
             ttl: Ttl::Clear,
         };
+        // Like Redis: an option may repeat (the last value wins) but not
+        // combine with a conflicting one; numbers are checked after all
+        // options parsed.
+        let mut expiry: Option<(ExpireUnit, &'a [u8])> = None;
+        let mut keep = false;
         let mut i = 3;
         while i < argv.len() {
             let a = argv[i];
             let next = argv.get(i + 1).copied();
-            if is(a, "NX") && cmd.condition == Condition::Always {
+            let cond = cmd.condition;
+            if is(a, "NX") && matches!(cond, Condition::Always | Condition::IfAbsent) {
                 cmd.condition = Condition::IfAbsent;
-            } else if is(a, "XX") && cmd.condition == Condition::Always {
+            } else if is(a, "XX") && matches!(cond, Condition::Always | Condition::IfPresent) {
                 cmd.condition = Condition::IfPresent;
-            } else if is(a, "IFEQ") && cmd.condition == Condition::Always && next.is_some() {
-                cmd.condition = Condition::IfEqual(next.unwrap_or_default());
+            } else if let (true, Some(v)) = (is(a, "IFEQ"), next) {
+                if !matches!(cond, Condition::Always | Condition::IfEqual(_)) {
+                    return Err(SYNTAX.into());
+                }
+                cmd.condition = Condition::IfEqual(v);
                 i += 1;
             } else if is(a, "GET") {
                 cmd.get = true;
-            } else if is(a, "KEEPTTL") && cmd.ttl == Ttl::Clear {
-                cmd.ttl = Ttl::Keep;
-            } else if let (Some(unit), Some(v), Ttl::Clear) =
-                (ExpireUnit::from_option(a), next, cmd.ttl)
-            {
-                cmd.ttl = Ttl::At(unit, super::int_arg(v)?);
+            } else if is(a, "KEEPTTL") && expiry.is_none() {
+                keep = true;
+            } else if let (Some(unit), Some(v)) = (ExpireUnit::from_option(a), next) {
+                if keep || expiry.is_some_and(|(u, _)| u != unit) {
+                    return Err(SYNTAX.into());
+                }
+                expiry = Some((unit, v));
                 i += 1;
             } else {
                 return Err(SYNTAX.into());
             }
             i += 1;
         }
+        cmd.ttl = match expiry {
+            Some((unit, v)) => Ttl::At(unit, super::int_arg(v)?),
+            None if keep => Ttl::Keep,
+            None => Ttl::Clear,
+        };
         Ok(cmd)
     }
 

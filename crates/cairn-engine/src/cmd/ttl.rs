@@ -22,14 +22,14 @@ impl<'a, const MODE: u8> Command<'a> for Ttl<'a, MODE> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         match db.shard(self.key).deadline(self.key, now_ms) {
-            Err(()) => out.int(-2),
-            Ok(None) => out.int(-1),
-            Ok(Some(at)) => {
+            None => out.int(-2),
+            Some(None) => out.int(-1),
+            Some(Some(at)) => {
                 let left = at.saturating_sub(now_ms);
                 out.int(match MODE {
                     0 => ((left + 500) / 1000) as i64,
                     1 => left as i64,
-                    2 => (at / 1000) as i64,
+                    2 => ((at + 500) / 1000) as i64,
                     _ => at as i64,
                 })
             }

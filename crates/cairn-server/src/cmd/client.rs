@@ -157,6 +157,9 @@ fn list(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     Flow::Continue
 }
 
+/// One CLIENT KILL filter; a client is killed when all match.
+type Filter = Box<dyn Fn(&ClientInfo) -> bool>;
+
 fn kill(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     let clients = ctx.shared.clients.snapshot();
     // Old form: CLIENT KILL ip:port -> +OK or an error.
@@ -171,7 +174,7 @@ fn kill(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
         }
         return Flow::Continue;
     }
-    let mut filters: Vec<Box<dyn Fn(&ClientInfo) -> bool>> = Vec::new();
+    let mut filters: Vec<Filter> = Vec::new();
     let mut skipme = true;
     let me = ctx.conn.info.id;
     let mut i = 2;

@@ -143,7 +143,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                 ctx.out.bulk(get(ctx.shared, name).as_bytes());
             }
         }
-        "SET" if argv.len() >= 4 && argv.len() % 2 == 0 => {
+        "SET" if argv.len() >= 4 && argv.len().is_multiple_of(2) => {
             // Validate every pair first so a failing call changes nothing.
             let pairs: Vec<(String, String)> = argv[2..]
                 .chunks(2)

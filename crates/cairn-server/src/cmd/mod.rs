@@ -229,8 +229,10 @@ pub(crate) fn table() -> &'static [Spec] {
     TABLE
 }
 
-fn index() -> &'static HashMap<&'static [u8], usize> {
-    static INDEX: OnceLock<HashMap<&'static [u8], usize>> = OnceLock::new();
+type Index = HashMap<&'static [u8], usize, foldhash::fast::FixedState>;
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
     INDEX.get_or_init(|| {
         TABLE
             .iter()
@@ -305,7 +307,9 @@ pub(crate) fn dispatch(
             return Flow::Continue;
         }
     }
-    conn.info.last_cmd.store(idx, std::sync::atomic::Ordering::Relaxed);
+    conn.info
+        .last_cmd
+        .store(idx, std::sync::atomic::Ordering::Relaxed);
     let reply_at = wbuf.len();
     let started = Instant::now();
     let flow = {
