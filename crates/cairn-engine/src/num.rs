@@ -1,28 +1,9 @@
 //! Number parsing and formatting with Redis' exact rules.
 
 /// Redis' `string2ll`: optional '-', digits, no '+', no leading zeros, no
-/// surrounding space, must fit in i64.
+/// surrounding space, must fit in i64 (the same rule the protocol uses).
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let digit = (d - b'0') as i64;
-        v = if neg {
-            v.checked_mul(10)?.checked_sub(digit)?
-        } else {
-            v.checked_mul(10)?.checked_add(digit)?
-        };
-    }
-    Some(v)
+    cairn_proto::parse_i64_strict(s)
 }
 
 /// Redis' `string2ld` for INCRBYFLOAT: a number without surrounding

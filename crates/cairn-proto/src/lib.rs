@@ -21,5 +21,5 @@ mod writer;
 
 pub use frame::{Frame, FrameError};
 pub use limits::Limits;
-pub use request::{Args, ProtoError, RequestParser};
+pub use request::{parse_i64_strict, Args, ProtoError, RequestParser};
 pub use writer::{Protocol, ReplyWriter};

@@ -237,7 +237,7 @@ fn read_header(
 }
 
 /// Redis' `string2ll`: optional '-', no '+', no leading zeros, no spaces.
-pub(crate) fn parse_i64_strict(s: &[u8]) -> Option<i64> {
+pub fn parse_i64_strict(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),

@@ -1,6 +1,6 @@
 //! GETEX key [EX s | PX ms | EXAT unix-s | PXAT unix-ms | PERSIST]
 
-use super::{is, CmdError, Command, Db, ExpireUnit, SYNTAX};
+use super::{CmdError, Command, Db, ExpireUnit, ExpiryOptions, SYNTAX};
 use crate::reply::Reply;
 
 enum Change {
@@ -17,27 +17,17 @@ pub struct GetEx<'a> {
 impl<'a> Command<'a> for GetEx<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         let key = super::arg(argv, 1)?;
-        let mut expiry: Option<(ExpireUnit, &'a [u8])> = None;
-        let mut persist = false;
+        let mut opts = ExpiryOptions::new("PERSIST");
         let mut i = 2;
         while i < argv.len() {
-            let a = argv[i];
-            if is(a, "PERSIST") && expiry.is_none() {
-                persist = true;
-            } else if let (Some(unit), Some(v)) = (ExpireUnit::from_option(a), argv.get(i + 1)) {
-                if persist || expiry.is_some_and(|(u, _)| u != unit) {
-                    return Err(SYNTAX.into());
-                }
-                expiry = Some((unit, v));
-                i += 1;
-            } else {
-                return Err(SYNTAX.into());
+            match opts.offer(argv, i)? {
+                0 => return Err(SYNTAX.into()),
+                n => i += n,
             }
-            i += 1;
         }
-        let change = match expiry {
-            Some((unit, v)) => Change::At(unit, super::int_arg(v)?),
-            None if persist => Change::Persist,
+        let change = match opts.finish()? {
+            Some((unit, v)) => Change::At(unit, v),
+            None if opts.keyword_seen => Change::Persist,
             None => Change::None,
         };
         Ok(GetEx { key, change })

@@ -159,6 +159,55 @@ impl ExpireUnit {
     }
 }
 
+/// The expiry options shared by SET and GETEX: EX/PX/EXAT/PXAT with a
+/// number, or one keyword meaning "no new deadline" (KEEPTTL for SET,
+/// PERSIST for GETEX). As in Redis, the same option may repeat (the last
+/// value wins); different ones conflict. Numbers are parsed by `finish`,
+/// after every option was checked.
+pub(crate) struct ExpiryOptions<'a> {
+    keyword: &'static str,
+    pub expiry: Option<(ExpireUnit, &'a [u8])>,
+    pub keyword_seen: bool,
+}
+
+impl<'a> ExpiryOptions<'a> {
+    pub fn new(keyword: &'static str) -> Self {
+        ExpiryOptions {
+            keyword,
+            expiry: None,
+            keyword_seen: false,
+        }
+    }
+
+    /// Consumes the option at `argv[i]` if it is one of these; returns how
+    /// many arguments it took (0 = not an expiry option).
+    pub fn offer(&mut self, argv: &[&'a [u8]], i: usize) -> Result<usize, CmdError> {
+        let a = argv[i];
+        if is(a, self.keyword) {
+            if self.expiry.is_some() {
+                return Err(SYNTAX.into());
+            }
+            self.keyword_seen = true;
+            return Ok(1);
+        }
+        let (Some(unit), Some(v)) = (ExpireUnit::from_option(a), argv.get(i + 1)) else {
+            return Ok(0);
+        };
+        if self.keyword_seen || self.expiry.is_some_and(|(u, _)| u != unit) {
+            return Err(SYNTAX.into());
+        }
+        self.expiry = Some((unit, v));
+        Ok(2)
+    }
+
+    /// The chosen deadline option with its number parsed.
+    pub fn finish(&self) -> Result<Option<(ExpireUnit, i64)>, CmdError> {
+        self.expiry
+            .map(|(unit, v)| Ok((unit, int_arg(v)?)))
+            .transpose()
+    }
+}
+
 /// Writes a `Result` that failed as an error reply.
 pub(crate) fn reply_err(out: &mut impl Reply, e: CmdError) {
     out.error(e.msg());

@@ -4,7 +4,7 @@
 //! IFEQ is Valkey 8.1's compare-and-set: the write happens only when the
 //! key exists and its current value equals `comparison`.
 
-use super::{is, CmdError, Command, Db, ExpireUnit, SYNTAX};
+use super::{is, CmdError, Command, Db, ExpireUnit, ExpiryOptions, SYNTAX};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -44,10 +44,14 @@ impl<'a> Command<'a> for Set<'a> {
         // Like Redis: an option may repeat (the last value wins) but not
         // combine with a conflicting one; numbers are checked after all
         // options parsed.
-        let mut expiry: Option<(ExpireUnit, &'a [u8])> = None;
-        let mut keep = false;
+        let mut opts = ExpiryOptions::new("KEEPTTL");
         let mut i = 3;
         while i < argv.len() {
+            let taken = opts.offer(argv, i)?;
+            if taken > 0 {
+                i += taken;
+                continue;
+            }
             let a = argv[i];
             let next = argv.get(i + 1).copied();
             let cond = cmd.condition;
@@ -63,22 +67,14 @@ impl<'a> Command<'a> for Set<'a> {
                 i += 1;
             } else if is(a, "GET") {
                 cmd.get = true;
-            } else if is(a, "KEEPTTL") && expiry.is_none() {
-                keep = true;
-            } else if let (Some(unit), Some(v)) = (ExpireUnit::from_option(a), next) {
-                if keep || expiry.is_some_and(|(u, _)| u != unit) {
-                    return Err(SYNTAX.into());
-                }
-                expiry = Some((unit, v));
-                i += 1;
             } else {
                 return Err(SYNTAX.into());
             }
             i += 1;
         }
-        cmd.ttl = match expiry {
-            Some((unit, v)) => Ttl::At(unit, super::int_arg(v)?),
-            None if keep => Ttl::Keep,
+        cmd.ttl = match opts.finish()? {
+            Some((unit, v)) => Ttl::At(unit, v),
+            None if opts.keyword_seen => Ttl::Keep,
             None => Ttl::Clear,
         };
         Ok(cmd)
