@@ -44,7 +44,7 @@ struct ServerArgs {
     maxmemory_samples: Option<u32>,
     #[arg(long)]
     maxclients: Option<usize>,
-    /// Worker threads (0 = one per CPU).
+    /// Worker threads (0 = one per CPU but one, at least 1).
     #[arg(long)]
     threads: Option<usize>,
     /// Keyspace shards, a power of two (0 = 16 per thread).

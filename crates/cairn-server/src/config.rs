@@ -23,7 +23,8 @@ pub struct Config {
     pub maxmemory_policy: String,
     pub maxmemory_samples: u32,
     pub maxclients: usize,
-    /// Worker threads; 0 = one per CPU.
+    /// Worker threads; 0 = one per CPU but one (at least 1), leaving a core
+    /// to the kernel's network processing and co-located clients.
     pub threads: usize,
     /// Keyspace shards (a power of two from 1 to 1024); 0 = 16 per
     /// worker thread, rounded to a power of two.
@@ -130,9 +131,13 @@ impl Config {
         if self.threads > 0 {
             return self.threads;
         }
-        std::thread::available_parallelism()
+        // Measured on 2 cores with the load generator on the same box: two
+        // workers oversubscribe the CPUs and lose to one at -P 1 (rps 0.90x
+        // and a worse p99 than one worker); see docs/BENCHMARKS.md.
+        let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1);
+        cpus.saturating_sub(1).max(1)
     }
 
     pub fn shard_count(&self) -> usize {
