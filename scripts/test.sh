@@ -29,16 +29,21 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 step "cargo test (unit, property, integration with real clients)"
 cargo build --workspace --locked
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$log"
 
 step "redis-cli and redis-benchmark against a real cairn process"
-CAIRN_BIN=target/debug/cairn bash tests/redis-cli.sh
+CAIRN_BIN=target/debug/cairn bash tests/redis-cli.sh 2>&1 | tee -a "$log"
 
 if [ -f scripts/fuzz.sh ]; then
   step "fuzzing the RESP decoders for ${FUZZ_SECONDS:-60}s"
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
 
+passed=$(grep -Eo '(ok\. |redis-cli: )[0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
 step "all tests passed"
+echo "summary: ${passed} passed, 0 failed"
