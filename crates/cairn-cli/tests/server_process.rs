@@ -1,0 +1,177 @@
+//! The `cairn` binary as an operator runs it: flags, config errors, and
+//! graceful shutdown on signals.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn cairn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+}
+
+/// Starts `cairn server --port 0 ...` and returns it with the port it
+/// logged.
+fn start(extra: &[&str]) -> (Child, u16) {
+    let mut child = cairn()
+        .args(["server", "--port", "0", "--log", "info"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.split("addr=127.0.0.1:").nth(1) {
+            let port: u16 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port in log");
+            // Keep draining the log so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return (child, port);
+        }
+    }
+    let _ = child.kill();
+    panic!("cairn did not log its address");
+}
+
+fn roundtrip(port: u16, req: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(req).expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).expect("read");
+    buf.truncate(n);
+    buf
+}
+
+fn signal_and_wait(child: &mut Child, sig: i32) -> std::process::ExitStatus {
+    // SAFETY: kill(2) on a child we own.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cairn did not exit after signal {sig}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serves_then_stops_cleanly_on_sigterm_and_sigint() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let (mut child, port) = start(&[]);
+        assert_eq!(
+            roundtrip(port, b"SET k v\r\nGET k\r\n"),
+            b"+OK\r\n$1\r\nv\r\n"
+        );
+        // An idle open connection must not hold the shutdown up.
+        let idle = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let status = signal_and_wait(&mut child, sig);
+        assert!(
+            status.success(),
+            "exit status {status:?} after signal {sig}"
+        );
+        drop(idle);
+    }
+}
+
+#[test]
+fn shutdown_command_stops_the_process() {
+    let (mut child, port) = start(&[]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"SHUTDOWN\r\n").expect("write");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "SHUTDOWN did not stop cairn");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn flags_and_config_file_are_applied() {
+    let dir = std::env::temp_dir().join(format!("cairn-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("cairn.toml");
+    std::fs::write(
+        &file,
+        "maxmemory = \"2mb\"\nmaxmemory_policy = \"allkeys-lru\"\n",
+    )
+    .expect("write config");
+    let path = file.to_string_lossy().into_owned();
+    // The flag overrides the file's policy.
+    let (mut child, port) = start(&["--config", &path, "--maxmemory-policy", "allkeys-lfu"]);
+    let reply = roundtrip(port, b"CONFIG GET maxmemory*\r\n");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("2097152"), "{text}");
+    assert!(text.contains("allkeys-lfu"), "{text}");
+    assert!(signal_and_wait(&mut child, libc::SIGTERM).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    let dir = std::env::temp_dir().join(format!("cairn-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "maxmemroy = 5\n").expect("write config");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--config".into(), file.to_string_lossy().into_owned()],
+            "maxmemroy",
+        ),
+        (
+            vec!["--maxmemory".into(), "lots".into()],
+            "invalid memory size 'lots'",
+        ),
+        (
+            vec!["--maxmemory-policy".into(), "lru".into()],
+            "unknown policy 'lru'",
+        ),
+        (vec!["--shards".into(), "3".into()], "power of two"),
+        (vec!["--bind".into(), "nowhere".into()], "not an IP address"),
+        (
+            vec!["--config".into(), "/nonexistent/cairn.toml".into()],
+            "reading /nonexistent/cairn.toml",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = cairn()
+            .arg("server")
+            .args(&args)
+            .output()
+            .expect("run cairn");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected '{expected}' in: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn port_in_use_is_reported() {
+    let (mut child, port) = start(&[]);
+    let out = cairn()
+        .args(["server", "--port", &port.to_string()])
+        .output()
+        .expect("run cairn");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.to_lowercase().contains("address already in use"),
+        "{stderr}"
+    );
+    assert!(signal_and_wait(&mut child, libc::SIGTERM).success());
+}
