@@ -410,3 +410,179 @@ fn noeviction_answers_oom_and_lru_evicts_instead() {
     let stats: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
     assert!(!stats.contains("evicted_keys:0\r"), "{stats}");
 }
+
+#[test]
+fn active_expiry_removes_keys_nobody_reads() {
+    let s = Server::start();
+    let mut c = s.client(false).get_connection().expect("connect");
+    let mut p = redis::pipe();
+    for i in 0..2000 {
+        p.cmd("SET")
+            .arg(format!("gone:{i}"))
+            .arg("v")
+            .arg("PX")
+            .arg(100)
+            .ignore();
+    }
+    p.cmd("SET").arg("stays").arg("v").ignore();
+    let _: () = p.query(&mut c).unwrap();
+    // DBSIZE counts keys not yet removed; only the background cycle can
+    // bring it down, since nothing reads the expired keys.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "active expiry left {n} keys"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stats: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    assert!(stats.contains("expired_keys:2000"), "{stats}");
+}
+
+#[test]
+fn slowlog_records_commands_over_the_threshold() {
+    let s = Server::start();
+    let mut c = s.client(false).get_connection().expect("connect");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("slow")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = redis::cmd("SLOWLOG").arg("LEN").query(&mut c).unwrap();
+    assert!(n >= 2, "{n}");
+    let entries: Vec<Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    let text = format!("{entries:?}");
+    assert!(text.contains("slow") || text.contains("SLOWLOG"), "{text}");
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(-1)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("fast")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = redis::cmd("SLOWLOG").arg("LEN").query(&mut c).unwrap();
+    assert_eq!(
+        n, 1,
+        "only the CONFIG SET that disabled logging may be recorded"
+    );
+    let latest: Vec<Value> = redis::cmd("LATENCY").arg("LATEST").query(&mut c).unwrap();
+    assert!(latest.is_empty(), "latency monitor is off by default");
+}
+
+#[test]
+fn client_kill_by_id_closes_that_connection_only() {
+    let s = Server::start();
+    let mut a = s.client(false).get_connection().expect("connect");
+    let mut b = s.client(false).get_connection().expect("connect");
+    let b_id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut b).unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(b_id)
+        .query(&mut a)
+        .unwrap();
+    assert_eq!(killed, 1);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = redis::cmd("PING").query::<String>(&mut b);
+    assert!(r.is_err(), "killed connection still answered: {r:?}");
+    let pong: String = redis::cmd("PING").query(&mut a).unwrap();
+    assert_eq!(pong, "PONG");
+    let e = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("127.0.0.1:1")
+        .query::<()>(&mut a)
+        .unwrap_err();
+    assert!(e.to_string().contains("No such client"), "{e}");
+}
+
+#[test]
+fn object_reports_encoding_idle_time_and_lfu_frequency() {
+    let s = Server::start();
+    let mut c = s.client(false).get_connection().expect("connect");
+    let _: () = redis::cmd("SET")
+        .arg("n")
+        .arg("12345")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("long")
+        .arg("x".repeat(100))
+        .query(&mut c)
+        .unwrap();
+    let enc: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg("n")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(enc, "int");
+    let enc: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg("long")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(enc, "raw");
+    let idle: i64 = redis::cmd("OBJECT")
+        .arg("IDLETIME")
+        .arg("n")
+        .query(&mut c)
+        .unwrap();
+    assert!((0..=1).contains(&idle));
+    let e = redis::cmd("OBJECT")
+        .arg("FREQ")
+        .arg("n")
+        .query::<i64>(&mut c)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("An LFU maxmemory policy is not selected"),
+        "{e}"
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lfu")
+        .query(&mut c)
+        .unwrap();
+    for _ in 0..50 {
+        let _: String = redis::cmd("GET").arg("n").query(&mut c).unwrap();
+    }
+    let freq: i64 = redis::cmd("OBJECT")
+        .arg("FREQ")
+        .arg("n")
+        .query(&mut c)
+        .unwrap();
+    assert!(freq >= 1, "{freq}");
+    let usage: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("long")
+        .query(&mut c)
+        .unwrap();
+    assert!(usage >= 100, "{usage}");
+    let missing: Option<i64> = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("nope")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(missing, None);
+}
