@@ -12,6 +12,9 @@ step() { printf '\n=== %s\n' "$*"; }
 need_apt=()
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The fault lab (crates/cairn-lab) builds network namespaces and cuts links.
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -32,7 +35,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-step "cargo test (unit, property, integration with real clients)"
+# As root the fault-lab tests must really run; elsewhere they skip and say why.
+if [ "$(id -u)" -eq 0 ]; then export CAIRN_LAB_REQUIRED=1; fi
+
+step "cargo test (unit, property, integration with real clients, fault lab)"
 cargo build --workspace --locked
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 

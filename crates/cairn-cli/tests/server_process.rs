@@ -36,6 +36,7 @@ fn start(extra: &[&str]) -> (Child, u16) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("cairn did not log its address");
 }
 

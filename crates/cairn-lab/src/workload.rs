@@ -1,0 +1,358 @@
+//! The register workload: concurrent client processes issue random `GET`,
+//! `SET` and `SET k v IFEQ old` on a few keys over plain RESP and record a
+//! [`cairn_check::History`].
+//!
+//! Outcomes: a reply is `Ok`; an error reply is `Fail` (the server refused
+//! it); a timeout or connection error is `Info` (it may or may not have
+//! happened), after which the client process is retired and its slot goes
+//! on as a *new* process id with a new connection (Jepsen style), so every
+//! process stays sequential.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_check::{Call, History, Op, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
+
+/// Workload parameters.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `IP:PORT` of the node.
+    pub addr: String,
+    /// Number of keys (`lab:k0` ..).
+    pub keys: usize,
+    /// Total operations to issue (all processes together).
+    pub ops: u64,
+    /// Concurrent client slots.
+    pub processes: usize,
+    /// Per-operation (and per-connect) timeout.
+    pub timeout: Duration,
+    /// Stop issuing new operations after this long, if set.
+    pub duration: Option<Duration>,
+    /// Pause between a slot's operations.
+    pub think: Duration,
+    /// Seed of the operation mix.
+    pub seed: u64,
+}
+
+/// Counts of a finished run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Operations recorded.
+    pub ops: u64,
+    /// `Ok` outcomes.
+    pub ok: u64,
+    /// `Fail` outcomes.
+    pub fail: u64,
+    /// `Info` outcomes.
+    pub info: u64,
+    /// Process ids used.
+    pub processes: u64,
+    /// Failed connection attempts (no op recorded).
+    pub connect_failures: u64,
+    /// Replies of an unexpected shape (recorded as `Info`; a server bug).
+    pub unexpected: u64,
+}
+
+struct Shared {
+    cfg: Config,
+    start: Instant,
+    deadline: Option<Instant>,
+    issued: AtomicU64,
+    next_process: AtomicU64,
+    next_value: AtomicI64,
+    connect_failures: AtomicU64,
+    unexpected: AtomicU64,
+    /// Recently written values per key, for CAS expectations.
+    recent: Mutex<Vec<Vec<i64>>>,
+    ops: Mutex<Vec<Op>>,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn remember(&self, key: usize, v: i64) {
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = recent.get_mut(key) {
+            list.push(v);
+            if list.len() > 4 {
+                list.remove(0);
+            }
+        }
+    }
+
+    fn pick_expect(&self, key: usize, r: u64) -> Option<i64> {
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = recent.get(key)?;
+        if list.is_empty() {
+            return None;
+        }
+        list.get(usize::try_from(r).unwrap_or(0) % list.len())
+            .copied()
+    }
+
+    fn record(&self, op: Op) {
+        self.ops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(op);
+    }
+}
+
+/// xorshift64*: enough randomness for an operation mix, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+enum Ending {
+    Ok(Value),
+    Fail,
+    Info,
+}
+
+/// Fail only for an error the server sent back (it refused the command);
+/// anything else (I/O, dropped connection, parse error) is indeterminate.
+fn classify(e: &RedisError) -> Ending {
+    match e.kind() {
+        ErrorKind::Server(_) | ErrorKind::Extension => Ending::Fail,
+        _ => Ending::Info,
+    }
+}
+
+async fn execute(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    call: &Call,
+    shared: &Shared,
+) -> Ending {
+    let cmd = match call {
+        Call::Read => {
+            let mut c = redis::cmd("GET");
+            c.arg(key);
+            c
+        }
+        Call::Write(v) => {
+            let mut c = redis::cmd("SET");
+            c.arg(key).arg(v.to_string());
+            c
+        }
+        Call::Cas { expect, new } => {
+            let mut c = redis::cmd("SET");
+            c.arg(key)
+                .arg(new.to_string())
+                .arg("IFEQ")
+                .arg(expect.to_string());
+            c
+        }
+        // The register workload issues no other calls.
+        _ => return Ending::Fail,
+    };
+    let reply =
+        match tokio::time::timeout(shared.cfg.timeout, cmd.query_async::<redis::Value>(conn)).await
+        {
+            Err(_elapsed) => return Ending::Info,
+            Ok(Err(e)) => return classify(&e),
+            Ok(Ok(v)) => v,
+        };
+    let value = match (call, &reply) {
+        (Call::Read, redis::Value::Nil) => Some(Value::Nil),
+        (Call::Read, redis::Value::BulkString(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Value::Int),
+        (Call::Write(_), redis::Value::Okay) => Some(Value::Ack),
+        (Call::Cas { .. }, redis::Value::Okay) => Some(Value::Bool(true)),
+        (Call::Cas { .. }, redis::Value::Nil) => Some(Value::Bool(false)),
+        _ => None,
+    };
+    match value {
+        Some(v) => Ending::Ok(v),
+        None => {
+            shared.unexpected.fetch_add(1, Ordering::Relaxed);
+            eprintln!("cairn-lab workload: unexpected reply {reply:?} to {call:?} on {key}");
+            Ending::Info
+        }
+    }
+}
+
+async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize) {
+    let cfg = &shared.cfg;
+    let mut rng = Rng::new(cfg.seed ^ (index as u64).wrapping_mul(0x1000_0001));
+    let conn_cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(cfg.timeout))
+        .set_response_timeout(None);
+    let mut process = shared.next_process.fetch_add(1, Ordering::Relaxed);
+    let mut conn: Option<MultiplexedConnection> = None;
+    let retry_pause = cfg.timeout.min(Duration::from_millis(50));
+    loop {
+        if shared.out_of_time() || shared.issued.load(Ordering::Relaxed) >= cfg.ops {
+            break;
+        }
+        if conn.is_none() {
+            let attempt = tokio::time::timeout(
+                cfg.timeout,
+                client.get_multiplexed_async_connection_with_config(&conn_cfg),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(c)) => conn = Some(c),
+                _ => {
+                    shared.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(retry_pause).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            continue;
+        };
+        if shared.issued.fetch_add(1, Ordering::Relaxed) >= cfg.ops {
+            break;
+        }
+        let k = usize::try_from(rng.below(cfg.keys as u64)).unwrap_or(0);
+        let key = format!("lab:k{k}");
+        let roll = rng.below(100);
+        let call = if roll < 50 {
+            Call::Read
+        } else {
+            let new = shared.next_value.fetch_add(1, Ordering::Relaxed);
+            match shared.pick_expect(k, rng.next()) {
+                Some(expect) if roll >= 75 => Call::Cas { expect, new },
+                _ => Call::Write(new),
+            }
+        };
+        let invoke = shared.now_ns();
+        let ending = execute(c, &key, &call, &shared).await;
+        let complete = shared.now_ns().max(invoke);
+        match (&call, &ending) {
+            (Call::Write(v) | Call::Cas { new: v, .. }, _) => shared.remember(k, *v),
+            (Call::Read, Ending::Ok(Value::Int(v))) => shared.remember(k, *v),
+            _ => {}
+        }
+        let op = match ending {
+            Ending::Ok(v) => Op::ok(process, &key, call, invoke, complete, v),
+            Ending::Fail => Op::fail(process, &key, call, invoke, complete),
+            Ending::Info => {
+                // Retire the process: its op may still be in flight.
+                conn = None;
+                let retired = process;
+                process = shared.next_process.fetch_add(1, Ordering::Relaxed);
+                Op::info(retired, &key, call, invoke)
+            }
+        };
+        shared.record(op);
+        if !cfg.think.is_zero() {
+            tokio::time::sleep(cfg.think).await;
+        }
+    }
+}
+
+/// Runs the workload to completion and returns the history (in no
+/// particular order) and counts.
+pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
+    let client = redis::Client::open(format!("redis://{}/", cfg.addr))?;
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        deadline: cfg.duration.map(|d| start + d),
+        start,
+        issued: AtomicU64::new(0),
+        next_process: AtomicU64::new(1),
+        next_value: AtomicI64::new(1),
+        connect_failures: AtomicU64::new(0),
+        unexpected: AtomicU64::new(0),
+        recent: Mutex::new(vec![Vec::new(); cfg.keys.max(1)]),
+        ops: Mutex::new(Vec::new()),
+        cfg: Config {
+            keys: cfg.keys.max(1),
+            ..cfg
+        },
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..shared.cfg.processes.max(1) {
+        tasks.spawn(slot(Arc::clone(&shared), client.clone(), i));
+    }
+    while tasks.join_next().await.is_some() {}
+    let ops = std::mem::take(
+        &mut *shared
+            .ops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let mut stats = Stats {
+        ops: ops.len() as u64,
+        processes: shared.next_process.load(Ordering::Relaxed) - 1,
+        connect_failures: shared.connect_failures.load(Ordering::Relaxed),
+        unexpected: shared.unexpected.load(Ordering::Relaxed),
+        ..Stats::default()
+    };
+    for op in &ops {
+        match op.outcome {
+            cairn_check::Outcome::Ok(_) => stats.ok += 1,
+            cairn_check::Outcome::Fail => stats.fail += 1,
+            cairn_check::Outcome::Info => stats.info += 1,
+        }
+    }
+    Ok((History::from(ops), stats))
+}
+
+/// Sends `PING` until the node answers `PONG`, for at most `limit`.
+pub async fn wait_ready(addr: &str, limit: Duration) -> Result<Duration, String> {
+    let client =
+        redis::Client::open(format!("redis://{addr}/")).map_err(|e| format!("bad address: {e}"))?;
+    let start = Instant::now();
+    let step = Duration::from_millis(300);
+    let conn_cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(step))
+        .set_response_timeout(Some(step));
+    let mut last = String::from("no attempt");
+    while start.elapsed() < limit {
+        match client
+            .get_multiplexed_async_connection_with_config(&conn_cfg)
+            .await
+        {
+            Ok(mut c) => match redis::cmd("PING").query_async::<String>(&mut c).await {
+                Ok(s) if s == "PONG" => return Ok(start.elapsed()),
+                Ok(s) => last = format!("PING answered {s:?}"),
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("{addr} not ready after {limit:?}: {last}"))
+}
