@@ -141,23 +141,30 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
 }
 
 fn server(args: ServerArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     init_logs(&args.log_format, &args.log)?;
     let config = build_config(&args)?;
-    let handle = cairn_server::start(config).context("starting server")?;
-    // Block until SIGINT/SIGTERM or a SHUTDOWN command.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Handlers first: a signal that arrives as soon as the server reports
+    // ready must already mean "shut down gracefully", not the default kill.
+    let (mut int, mut term) = rt.block_on(async {
+        anyhow::Ok((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
+    let handle = cairn_server::start(config).context("starting server")?;
+    // Block until SIGINT/SIGTERM or a SHUTDOWN command.
     let mut requested = handle.shutdown_requested();
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
             _ = requested.wait_for(|v| *v) => {}
         }
-        anyhow::Ok(())
-    })?;
+    });
     handle.shutdown();
     handle.wait();
     tracing::info!("cairn stopped");
