@@ -251,6 +251,35 @@ fn policy_index(p: Policy) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// The config file is untrusted input: any text gives a config
+        /// or an error naming the problem, never a panic.
+        #[test]
+        fn arbitrary_config_text_never_panics(text in "\\PC{0,200}") {
+            let _ = Config::from_toml(&text);
+        }
+
+        #[test]
+        fn arbitrary_known_keys_and_values_never_panic(
+            key in proptest::sample::select(vec![
+                "bind", "port", "maxmemory", "maxmemory_policy", "maxmemory_samples", "maxclients",
+                "threads", "shards", "proto_max_bulk_len", "client_query_buffer_limit", "hz",
+            ]),
+            value in proptest::prop_oneof![
+                proptest::num::i64::ANY.prop_map(|v| v.to_string()),
+                "\"[a-z0-9.:-]{0,12}\"",
+                proptest::strategy::Just("[1, 2]".to_string()),
+                proptest::strategy::Just("{ a = 1 }".to_string()),
+            ],
+        ) {
+            let text = format!("{key} = {value}\n");
+            if let Ok(c) = Config::from_toml(&text) {
+                proptest::prop_assert!(c.validate().is_ok());
+            }
+        }
+    }
 
     #[test]
     fn memory_units_follow_redis() {
