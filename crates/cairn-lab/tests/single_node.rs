@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cairn_check::{check, Budget, History, Register, Verdict};
-use cairn_lab::{Lab, LabError};
+use cairn_lab::{Lab, LabError, ProcId};
 
 const PORT: u16 = 6390;
 
@@ -48,6 +48,24 @@ fn cairn_binary() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Waits for the workload process, checks that it and the server are
+/// fine, and returns the history it recorded.
+fn finish_workload(lab: &Lab, workload: ProcId, server: ProcId, out: &std::path::Path) -> History {
+    let status = lab
+        .wait_timeout(workload, Duration::from_secs(20))
+        .unwrap()
+        .expect("workload did not finish within 20 s");
+    let wlog = lab.log(workload);
+    eprintln!("workload: {wlog}");
+    assert!(status.success(), "workload failed: {status}: {wlog}");
+    assert!(
+        lab.try_wait(server).unwrap().is_none(),
+        "server died: {}",
+        lab.log(server)
+    );
+    History::from_jsonl_str(&std::fs::read_to_string(out).unwrap()).unwrap()
 }
 
 #[test]
@@ -135,21 +153,7 @@ fn register_workload_under_pause_and_partition_is_linearizable() {
         });
     });
 
-    let status = lab
-        .wait_timeout(workload, Duration::from_secs(20))
-        .unwrap()
-        .expect("workload did not finish within 20 s");
-    let wlog = lab.log(workload);
-    eprintln!("workload: {wlog}");
-    assert!(status.success(), "workload failed: {status}: {wlog}");
-    assert!(
-        lab.try_wait(server).unwrap().is_none(),
-        "server died: {}",
-        lab.log(server)
-    );
-
-    let text = std::fs::read_to_string(&out).unwrap();
-    let history = History::from_jsonl_str(&text).unwrap();
+    let history = finish_workload(&lab, workload, server, &out);
     let ok = history
         .ops
         .iter()
@@ -160,8 +164,16 @@ fn register_workload_under_pause_and_partition_is_linearizable() {
         .iter()
         .filter(|o| o.outcome == cairn_check::Outcome::Info)
         .count();
-    assert!(ok > 100, "too few completed ops ({ok}): {wlog}");
-    assert!(info > 0, "the nemesis caused no indeterminate ops: {wlog}");
+    assert!(
+        ok > 100,
+        "too few completed ops ({ok}): {}",
+        lab.log(workload)
+    );
+    assert!(
+        info > 0,
+        "the nemesis caused no indeterminate ops: {}",
+        lab.log(workload)
+    );
     let t = Instant::now();
     let report = check(&history, &Register, &Budget::default()).unwrap();
     eprintln!(
@@ -351,19 +363,7 @@ fn crash_restart_of_an_in_memory_node_is_caught() {
     lab.kill(first).unwrap();
     eprintln!("nemesis: killed node");
     let second = start_server();
-    let status = lab
-        .wait_timeout(workload, Duration::from_secs(20))
-        .unwrap()
-        .expect("workload did not finish within 20 s");
-    let wlog = lab.log(workload);
-    eprintln!("workload: {wlog}");
-    assert!(status.success(), "workload failed: {status}: {wlog}");
-    assert!(
-        lab.try_wait(second).unwrap().is_none(),
-        "restarted server died: {}",
-        lab.log(second)
-    );
-    let history = History::from_jsonl_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let history = finish_workload(&lab, workload, second, &out);
     let report = check(&history, &Register, &Budget::default()).unwrap();
     let lost = report.keys.values().filter(|r| r.is_violation()).count();
     eprintln!(
