@@ -46,7 +46,7 @@ step "redis-cli and redis-benchmark against a real cairn process"
 CAIRN_BIN=target/debug/cairn bash tests/redis-cli.sh 2>&1 | tee -a "$log"
 
 if [ -f scripts/fuzz.sh ]; then
-  step "fuzzing the RESP decoders for ${FUZZ_SECONDS:-60}s"
+  step "fuzzing the RESP and peer-frame decoders for ${FUZZ_SECONDS:-60}s"
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
 
