@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cairn_check::{check, Budget, History, Register, Verdict};
+use cairn_check::{check, Budget, Counter, History, Register, Verdict};
 use cairn_lab::workload;
 use clap::{Parser, Subcommand};
 
@@ -23,8 +23,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the concurrent register workload and record a history (JSON Lines).
+    /// Run a concurrent workload and record a history (JSON Lines).
     Workload {
+        /// register (GET/SET/SET IFEQ) or counter (GET/INCRBY).
+        #[arg(long, default_value = "register")]
+        kind: String,
         /// Node address, IP:PORT.
         #[arg(long)]
         addr: SocketAddr,
@@ -62,8 +65,11 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
     },
-    /// Check a recorded register history for linearizability.
+    /// Check a recorded history for linearizability.
     Check {
+        /// The model: register or counter.
+        #[arg(long, default_value = "register")]
+        kind: String,
         /// The history (JSON Lines).
         history: PathBuf,
     },
@@ -77,6 +83,14 @@ fn guard(addr: &SocketAddr) -> anyhow::Result<()> {
     }
     cairn_lab::assert_not_root_netns().with_context(|| format!("not connecting to {addr}"))?;
     Ok(())
+}
+
+fn parse_kind(kind: &str) -> anyhow::Result<workload::Kind> {
+    match kind {
+        "register" => Ok(workload::Kind::Register),
+        "counter" => Ok(workload::Kind::Counter),
+        other => bail!("unknown workload kind '{other}' (register or counter)"),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -99,6 +113,7 @@ fn main() -> ExitCode {
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Cmd::Workload {
+            kind,
             addr,
             keys,
             ops,
@@ -110,7 +125,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
             out,
         } => {
             guard(&addr)?;
+            let kind = parse_kind(&kind)?;
             let cfg = workload::Config {
+                kind,
                 addr: addr.to_string(),
                 keys,
                 ops,
@@ -155,11 +172,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
             println!("{addr} ready after {} ms", took.as_millis());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { history } => {
+        Cmd::Check { kind, history } => {
             let file =
                 File::open(&history).with_context(|| format!("opening {}", history.display()))?;
             let h = History::read_jsonl(std::io::BufReader::new(file))?;
-            let report = check(&h, &Register, &Budget::default())?;
+            let report = match parse_kind(&kind)? {
+                workload::Kind::Register => check(&h, &Register, &Budget::default())?,
+                workload::Kind::Counter => check(&h, &Counter, &Budget::default())?,
+            };
             for (key, result) in &report.keys {
                 println!("{key}: {result:?}");
             }

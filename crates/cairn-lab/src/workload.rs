@@ -35,6 +35,18 @@ pub struct Config {
     pub think: Duration,
     /// Seed of the operation mix.
     pub seed: u64,
+    /// Which workload to run.
+    pub kind: Kind,
+}
+
+/// The workloads the lab can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// GET / SET / SET IFEQ with unique values (checked with `Register`).
+    #[default]
+    Register,
+    /// GET / INCRBY 1..=5 (checked with `Counter`).
+    Counter,
 }
 
 /// Counts of a finished run.
@@ -171,6 +183,11 @@ async fn execute(
             c.arg(key).arg(v.to_string());
             c
         }
+        Call::Add(delta) => {
+            let mut c = redis::cmd("INCRBY");
+            c.arg(key).arg(delta.to_string());
+            c
+        }
         Call::Cas { expect, new } => {
             let mut c = redis::cmd("SET");
             c.arg(key)
@@ -179,7 +196,7 @@ async fn execute(
                 .arg(expect.to_string());
             c
         }
-        // The register workload issues no other calls.
+        // The workloads issue no other calls.
         _ => return Ending::Fail,
     };
     let reply =
@@ -196,6 +213,7 @@ async fn execute(
             .and_then(|s| s.parse().ok())
             .map(Value::Int),
         (Call::Write(_), redis::Value::Okay) => Some(Value::Ack),
+        (Call::Add(_), redis::Value::Int(n)) => Some(Value::Int(*n)),
         (Call::Cas { .. }, redis::Value::Okay) => Some(Value::Bool(true)),
         (Call::Cas { .. }, redis::Value::Nil) => Some(Value::Bool(false)),
         _ => None,
@@ -249,6 +267,8 @@ async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize) {
         let roll = rng.below(100);
         let call = if roll < 50 {
             Call::Read
+        } else if cfg.kind == Kind::Counter {
+            Call::Add(1 + rng.below(5) as i64)
         } else {
             let new = shared.next_value.fetch_add(1, Ordering::Relaxed);
             match shared.pick_expect(k, rng.next()) {

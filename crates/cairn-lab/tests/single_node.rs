@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cairn_check::{check, Budget, History, Register, Verdict};
+use cairn_check::{check, Budget, Counter, History, Register, Verdict};
 use cairn_lab::{Lab, LabError, ProcId};
 
 const PORT: u16 = 6390;
@@ -70,6 +70,18 @@ fn finish_workload(lab: &Lab, workload: ProcId, server: ProcId, out: &std::path:
 
 #[test]
 fn register_workload_under_pause_and_partition_is_linearizable() {
+    workload_under_pause_and_partition("register");
+}
+
+#[test]
+fn counter_workload_under_pause_and_partition_is_linearizable() {
+    workload_under_pause_and_partition("counter");
+}
+
+/// One node, a client host, 5 s of `kind` workload while the node is
+/// paused for 1 s and cut off from the client for 1 s; the history must be
+/// linearizable.
+fn workload_under_pause_and_partition(kind: &str) {
     let Some(lab) = lab(1) else { return };
     let started = Instant::now();
     let cairn = cairn_binary();
@@ -115,6 +127,8 @@ fn register_workload_under_pause_and_partition_is_linearizable() {
             tool,
             &[
                 "workload",
+                "--kind",
+                kind,
                 "--addr",
                 &addr,
                 "--keys",
@@ -175,9 +189,12 @@ fn register_workload_under_pause_and_partition_is_linearizable() {
         lab.log(workload)
     );
     let t = Instant::now();
-    let report = check(&history, &Register, &Budget::default()).unwrap();
+    let report = match kind {
+        "counter" => check(&history, &Counter, &Budget::default()).unwrap(),
+        _ => check(&history, &Register, &Budget::default()).unwrap(),
+    };
     eprintln!(
-        "checked {} ops ({ok} ok, {info} info) in {:?}: {:?}",
+        "checked {kind}: {} ops ({ok} ok, {info} info) in {:?}: {:?}",
         history.ops.len(),
         t.elapsed(),
         report.verdict
