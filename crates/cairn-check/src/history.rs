@@ -107,25 +107,36 @@ impl Op {
         complete_ns: u64,
         value: Value,
     ) -> Op {
-        Op {
+        Op::completed(
             process,
-            key: key.to_owned(),
+            key,
             call,
             invoke_ns,
-            complete_ns: Some(complete_ns),
-            outcome: Outcome::Ok(value),
-        }
+            complete_ns,
+            Outcome::Ok(value),
+        )
     }
 
     /// An operation that definitely did not happen.
     pub fn fail(process: u64, key: &str, call: Call, invoke_ns: u64, complete_ns: u64) -> Op {
+        Op::completed(process, key, call, invoke_ns, complete_ns, Outcome::Fail)
+    }
+
+    fn completed(
+        process: u64,
+        key: &str,
+        call: Call,
+        invoke_ns: u64,
+        complete_ns: u64,
+        outcome: Outcome,
+    ) -> Op {
         Op {
             process,
             key: key.to_owned(),
             call,
             invoke_ns,
             complete_ns: Some(complete_ns),
-            outcome: Outcome::Fail,
+            outcome,
         }
     }
 

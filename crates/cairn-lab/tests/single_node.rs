@@ -50,6 +50,35 @@ fn cairn_binary() -> PathBuf {
     bin
 }
 
+/// Starts cairn on lab host `node` at the lab address and waits (from the
+/// client namespace) until it answers; returns the process and `IP:PORT`.
+fn start_node(lab: &Lab, node: usize) -> (ProcId, String) {
+    let node_ip = lab.addr(node).unwrap().to_string();
+    let addr = format!("{node_ip}:{PORT}");
+    let port = PORT.to_string();
+    let args = [
+        "server", "--bind", &node_ip, "--port", &port, "--log", "warn",
+    ];
+    let server = lab
+        .spawn(node, cairn_binary().to_str().unwrap(), &args)
+        .unwrap();
+    let tool = env!("CARGO_BIN_EXE_cairn-lab");
+    let (status, log) = lab
+        .exec(
+            lab.client(),
+            tool,
+            &["wait-ready", "--addr", &addr, "--timeout-ms", "10000"],
+            Duration::from_secs(15),
+        )
+        .unwrap();
+    assert!(
+        status.success(),
+        "node never ready: {log}\nserver log: {}",
+        lab.log(server)
+    );
+    (server, addr)
+}
+
 /// Waits for the workload process, checks that it and the server are
 /// fine, and returns the history it recorded.
 fn finish_workload(lab: &Lab, workload: ProcId, server: ProcId, out: &std::path::Path) -> History {
@@ -84,41 +113,10 @@ fn counter_workload_under_pause_and_partition_is_linearizable() {
 fn workload_under_pause_and_partition(kind: &str) {
     let Some(lab) = lab(1) else { return };
     let started = Instant::now();
-    let cairn = cairn_binary();
     let tool = env!("CARGO_BIN_EXE_cairn-lab");
     let node = 0;
     let client = lab.client();
-    let node_ip = lab.addr(node).unwrap().to_string();
-    let addr = format!("{node_ip}:{PORT}");
-
-    let server = lab
-        .spawn(
-            node,
-            cairn.to_str().unwrap(),
-            &[
-                "server",
-                "--bind",
-                &node_ip,
-                "--port",
-                &PORT.to_string(),
-                "--log",
-                "warn",
-            ],
-        )
-        .unwrap();
-    let (status, log) = lab
-        .exec(
-            client,
-            tool,
-            &["wait-ready", "--addr", &addr, "--timeout-ms", "10000"],
-            Duration::from_secs(15),
-        )
-        .unwrap();
-    assert!(
-        status.success(),
-        "node never ready: {log}\nserver log: {}",
-        lab.log(server)
-    );
+    let (server, addr) = start_node(&lab, node);
 
     let out = lab.dir().join("history.jsonl");
     let workload = lab
@@ -318,38 +316,9 @@ fn the_guard_refuses_the_root_namespace() {
 #[test]
 fn crash_restart_of_an_in_memory_node_is_caught() {
     let Some(lab) = lab(1) else { return };
-    let cairn = cairn_binary();
     let tool = env!("CARGO_BIN_EXE_cairn-lab");
     let (node, client) = (0, lab.client());
-    let node_ip = lab.addr(node).unwrap().to_string();
-    let addr = format!("{node_ip}:{PORT}");
-    let server_args = [
-        "server",
-        "--bind",
-        node_ip.as_str(),
-        "--port",
-        &PORT.to_string(),
-        "--log",
-        "warn",
-    ]
-    .map(str::to_owned);
-    let start_server = || {
-        lab.spawn(node, cairn.to_str().unwrap(), &server_args)
-            .unwrap()
-    };
-    let wait_ready = || {
-        let (status, log) = lab
-            .exec(
-                client,
-                tool,
-                &["wait-ready", "--addr", &addr, "--timeout-ms", "10000"],
-                Duration::from_secs(15),
-            )
-            .unwrap();
-        assert!(status.success(), "node never ready: {log}");
-    };
-    let first = start_server();
-    wait_ready();
+    let (first, addr) = start_node(&lab, node);
     let out = lab.dir().join("history.jsonl");
     let workload = lab
         .spawn(
@@ -379,7 +348,7 @@ fn crash_restart_of_an_in_memory_node_is_caught() {
     std::thread::sleep(Duration::from_millis(1500));
     lab.kill(first).unwrap();
     eprintln!("nemesis: killed node");
-    let second = start_server();
+    let (second, _) = start_node(&lab, node);
     let history = finish_workload(&lab, workload, second, &out);
     let report = check(&history, &Register, &Budget::default()).unwrap();
     let lost = report.keys.values().filter(|r| r.is_violation()).count();
