@@ -259,7 +259,26 @@ impl Keyspace {
         expire: Option<Option<u64>>,
         now_ms: u64,
     ) -> bool {
-        if let Some(pos) = self.find(key, now_ms) {
+        let found = self.find(key, now_ms);
+        self.insert_found(found, key, value, expire, now_ms)
+    }
+
+    /// [`Self::insert`] for a caller that already has `find(key)`'s result
+    /// and changed nothing since, so the hot path hashes the key once.
+    pub fn insert_found(
+        &mut self,
+        found: Option<usize>,
+        key: &[u8],
+        value: Value,
+        expire: Option<Option<u64>>,
+        now_ms: u64,
+    ) -> bool {
+        debug_assert_eq!(
+            found,
+            self.position(key),
+            "stale position passed to insert_found"
+        );
+        if let Some(pos) = found {
             self.update_at(pos, now_ms, |v| *v = value);
             if let Some(deadline) = expire {
                 self.set_deadline_at(pos, deadline);

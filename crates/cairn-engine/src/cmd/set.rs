@@ -112,7 +112,13 @@ impl<'a> Command<'a> for Set<'a> {
                     ks.remove(self.key, now_ms);
                 }
                 _ => {
-                    ks.insert(self.key, Value::from_bytes(self.value), deadline, now_ms);
+                    ks.insert_found(
+                        pos,
+                        self.key,
+                        Value::from_bytes(self.value),
+                        deadline,
+                        now_ms,
+                    );
                 }
             }
         }
