@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod dev;
+
 #[derive(Parser)]
 #[command(
     name = "cairn",
@@ -18,8 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a cairn node (standalone unless peers are given).
+    /// Run a cairn node (standalone unless --cluster-peers is given).
     Server(ServerArgs),
+    /// Run a local cluster of N nodes (one process each) until Ctrl-C.
+    Dev(dev::DevArgs),
 }
 
 #[derive(Args)]
@@ -57,11 +61,39 @@ struct ServerArgs {
     proto_max_bulk_len: Option<String>,
     #[arg(long)]
     client_query_buffer_limit: Option<String>,
+    /// This node's id in the cluster (with --cluster-peers).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Peer (Raft) port; default RESP port + 10000.
+    #[arg(long)]
+    peer_port: Option<u16>,
+    /// The cluster's members: ID=HOST:PORT[@PEERPORT],... (same list on
+    /// every node). Without it the node is standalone.
+    #[arg(long)]
+    cluster_peers: Option<String>,
+    /// Raft data groups (power of two; default 64).
+    #[arg(long)]
+    cluster_groups: Option<u16>,
+    /// Data directory for the Raft log and snapshots.
+    #[arg(long)]
+    dir: Option<String>,
+    /// durable (fsync before acknowledging; default) or volatile.
+    #[arg(long)]
+    durability: Option<String>,
+    #[arg(long)]
+    election_timeout_min: Option<u64>,
+    #[arg(long)]
+    election_timeout_max: Option<u64>,
+    #[arg(long)]
+    heartbeat_interval: Option<u64>,
+    /// TEST ONLY: serve reads without the linearizability check.
+    #[arg(long, hide = true)]
+    unsafe_stale_reads: bool,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
     /// Log filter (tracing env-filter syntax), e.g. info or cairn=debug.
-    #[arg(long, env = "CAIRN_LOG", default_value = "info")]
+    #[arg(long, env = "CAIRN_LOG", default_value = "info,openraft=off")]
     log: String,
 }
 
@@ -69,6 +101,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Server(args) => server(args),
+        Cmd::Dev(args) => dev::run(args),
     }
 }
 
@@ -135,6 +168,36 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     }
     if let Some(v) = &a.client_query_buffer_limit {
         c.client_query_buffer_limit = memory("client-query-buffer-limit", v)?;
+    }
+    if let Some(v) = a.node_id {
+        c.node_id = v;
+    }
+    if let Some(v) = a.peer_port {
+        c.peer_port = v;
+    }
+    if let Some(v) = &a.cluster_peers {
+        c.cluster_peers = v.clone();
+    }
+    if let Some(v) = a.cluster_groups {
+        c.cluster_groups = v;
+    }
+    if let Some(v) = &a.dir {
+        c.dir = v.clone();
+    }
+    if let Some(v) = &a.durability {
+        c.durability = v.clone();
+    }
+    if let Some(v) = a.election_timeout_min {
+        c.election_timeout_min = v;
+    }
+    if let Some(v) = a.election_timeout_max {
+        c.election_timeout_max = v;
+    }
+    if let Some(v) = a.heartbeat_interval {
+        c.heartbeat_interval = v;
+    }
+    if a.unsafe_stale_reads {
+        c.unsafe_stale_reads = true;
     }
     c.validate()?;
     Ok(c)

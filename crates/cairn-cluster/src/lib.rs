@@ -1,12 +1,24 @@
-//! cairn's cluster layer. Today: the framing of messages between nodes
-//! ([`frame`]); the Raft groups, log storage and placement described in
-//! docs/design/replication.md will live here, behind an API that never
-//! exposes openraft types to the server.
+//! cairn's cluster layer: Raft shard groups on openraft, the peer
+//! transport, and log and snapshot storage. The server uses [`Cluster`]
+//! and implements [`Host`]; no openraft type crosses this crate's API.
 //!
-//! The one thing not to get wrong: every byte from a peer is untrusted —
-//! lengths are checked against a limit before anything is allocated, and
-//! every frame carries a version and a checksum.
+//! The one thing not to get wrong: every byte from a peer or the disk is
+//! untrusted — lengths are checked against a limit before anything is
+//! allocated, and every frame and record carries a version and a checksum.
 
 pub mod frame;
+pub mod host;
+mod lease;
+pub mod log;
+mod net;
+mod node;
+mod raftlog;
+mod raftnet;
+mod sm;
+pub mod snapfile;
+pub mod types;
 
 pub use frame::{PeerFrame, PeerFrameError, FRAME_VERSION};
+pub use host::{BoxFuture, Forward, Host};
+pub use node::{Cluster, ClusterConfig, ClusterError, ClusterStats, GroupStatus, SLOTS};
+pub use types::{decode_argvs, encode_argv, NodeInfo};

@@ -273,6 +273,19 @@ impl Keyspace {
         expire: Option<Option<u64>>,
         now_ms: u64,
     ) -> bool {
+        let found = match found {
+            None if !self.lazy_expire => {
+                // Replica mode: `find` hides an expired key without
+                // removing it. A write replaces it: drop the hidden entry
+                // first, or the key would be stored twice.
+                if let Some(stale) = self.position(key) {
+                    self.remove_at(stale);
+                    self.stats.expired_keys += 1;
+                }
+                None
+            }
+            f => f,
+        };
         debug_assert_eq!(
             found,
             self.position(key),
@@ -580,6 +593,128 @@ impl Keyspace {
         (sampled, expired)
     }
 
+    // ---- replicated expiry (cluster mode) ----
+
+    /// Keys whose deadline passed, found by scanning at most `max_scan`
+    /// volatile slots from `cursor` (wrapping). Changes nothing — not
+    /// even the sampling generator — so a leader can look without its
+    /// state drifting from its replicas'. Returns the keys and the cursor
+    /// to continue from.
+    pub fn expired_keys(
+        &self,
+        cursor: usize,
+        max_scan: usize,
+        now_ms: u64,
+    ) -> (Vec<Vec<u8>>, usize) {
+        let n = self.volatile.len();
+        if n == 0 {
+            return (Vec::new(), 0);
+        }
+        let mut keys = Vec::new();
+        let mut c = cursor % n;
+        for _ in 0..max_scan.min(n) {
+            let slot = self.volatile[c];
+            if now_ms > slot.expire_ms {
+                keys.push(self.entries[slot.entry as usize].key.as_slice().to_vec());
+            }
+            c = (c + 1) % n;
+        }
+        (keys, c)
+    }
+
+    /// Deletes `key` if its deadline passed at `now_ms` (the replicated
+    /// form of active expiry: a key re-set with a later deadline since
+    /// the leader looked survives). Returns whether it was deleted.
+    pub fn expire_if_due(&mut self, key: &[u8], now_ms: u64) -> bool {
+        match self.position(key) {
+            Some(pos) if self.is_expired(pos, now_ms) => {
+                self.remove_at(pos);
+                self.stats.expired_keys += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ---- snapshot support (see snapshot.rs) ----
+
+    /// The sampling generator's state. A snapshot carries it so that a
+    /// restored replica draws the same samples as the original.
+    pub fn rng_state(&self) -> u64 {
+        self.rng
+    }
+
+    /// Restores the sampling generator's state. Panics on zero, the one
+    /// state xorshift never leaves.
+    pub fn set_rng_state(&mut self, state: u64) {
+        assert!(
+            state != 0,
+            "the sampling generator's state must be non-zero"
+        );
+        self.rng = state;
+    }
+
+    /// Every stored entry in position order, expired ones included, as
+    /// `(key, value, access meta)`. Touches and expires nothing.
+    pub fn stored_entries(&self) -> impl ExactSizeIterator<Item = (&[u8], &Value, u32)> + '_ {
+        self.entries
+            .iter()
+            .map(|e| (e.key.as_slice(), &e.value, e.meta))
+    }
+
+    /// Every deadline in the order of the volatile list (the list volatile
+    /// sampling draws from), as `(position, deadline in unix ms)`.
+    pub fn stored_deadlines(&self) -> impl ExactSizeIterator<Item = (usize, u64)> + '_ {
+        self.volatile
+            .iter()
+            .map(|s| (s.entry as usize, s.expire_ms))
+    }
+
+    /// Appends an entry at position `len()` with the given access meta and
+    /// no deadline (snapshot restore). Returns false, changing nothing,
+    /// when the key is already stored.
+    pub fn push_restored(&mut self, key: &[u8], value: Value, meta: u32) -> bool {
+        let pos = self.entries.len();
+        assert!(pos < NOT_VOLATILE as usize - 1, "shard holds too many keys");
+        let h = self.hash(key);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        // `entry` makes room before it returns, rehashing only the entries
+        // already pushed; the new slot is filled before the entry exists,
+        // and nothing reads it in between.
+        match self.index.entry(
+            h,
+            |&i| entries[i as usize].key.as_slice() == key,
+            |&i| hasher.hash_one(entries[i as usize].key.as_slice()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => return false,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(pos as u32);
+            }
+        }
+        let key = SmallBytes::new(key);
+        self.heap_bytes += key.heap_bytes() + value.heap_bytes();
+        self.entries.push(Entry {
+            key,
+            value,
+            vol: NOT_VOLATILE,
+            meta,
+        });
+        true
+    }
+
+    /// Gives the entry at `pos` a deadline, appended to the volatile list
+    /// (snapshot restore). Returns false, changing nothing, when `pos` is
+    /// out of range or already has a deadline.
+    pub fn push_restored_deadline(&mut self, pos: usize, deadline_ms: u64) -> bool {
+        match self.entries.get(pos) {
+            Some(e) if e.vol == NOT_VOLATILE => {
+                self.set_deadline_at(pos, Some(deadline_ms));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A digest of the logical content (keys, values, deadlines),
     /// independent of layout, so replicas can be compared.
     pub fn digest(&self) -> u64 {
@@ -669,6 +804,11 @@ mod tests {
         ks.insert(b"k", v("x"), Some(Some(100)), 0);
         assert!(ks.get(b"k", 101).is_none());
         assert_eq!(ks.len(), 1);
+        // A write over the hidden key replaces it: one entry, no deadline.
+        assert!(!ks.insert(b"k", v("y"), Some(None), 102));
+        assert_eq!(ks.len(), 1);
+        assert_eq!(ks.volatile_len(), 0);
+        assert!(ks.get(b"k", 103).is_some());
     }
 
     #[test]

@@ -26,8 +26,10 @@ pub mod evict;
 pub mod glob;
 pub mod keyspace;
 pub mod num;
+pub mod replicated;
 pub mod reply;
 pub mod slot;
+pub mod snapshot;
 pub mod value;
 
 pub use evict::Policy;

@@ -28,6 +28,26 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// A client that is not in the registry: a request another node
+    /// forwarded here runs as one.
+    pub fn detached(addr: SocketAddr) -> ClientInfo {
+        ClientInfo {
+            id: 0,
+            addr,
+            laddr: addr,
+            created: Instant::now(),
+            name: Mutex::new(Vec::new()),
+            lib: Mutex::new((String::new(), String::new())),
+            last_cmd: AtomicUsize::new(usize::MAX),
+            last_active_ms: AtomicU64::new(0),
+            resp: AtomicU8::new(3),
+            qbuf: AtomicUsize::new(0),
+            obuf: AtomicUsize::new(0),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+        }
+    }
+
     pub fn request_kill(&self) {
         self.killed.store(true, Relaxed);
         self.kill.notify_one();

@@ -44,6 +44,27 @@ pub struct Config {
     pub latency_monitor_threshold: u64,
     /// Seconds to wait for connections to finish on shutdown.
     pub shutdown_timeout: u64,
+    /// This node's id in a cluster (0 = standalone).
+    pub node_id: u64,
+    /// Peer (Raft) port; 0 = RESP port + 10000, as Redis Cluster's bus.
+    pub peer_port: u16,
+    /// The cluster's initial members, `ID=HOST:PORT@PEERPORT,...`
+    /// (empty = standalone). Every member gets the same list.
+    pub cluster_peers: String,
+    /// Raft data groups the 16384 slots are split over (power of two).
+    pub cluster_groups: u16,
+    /// Data directory (Raft log and snapshots). Required when durable.
+    pub dir: String,
+    /// `durable` (fsync before acknowledging) or `volatile` (memory-only
+    /// log: survives a minority of failures, not a full-cluster loss).
+    pub durability: String,
+    /// Raft election timeout range and heartbeat, milliseconds.
+    pub election_timeout_min: u64,
+    pub election_timeout_max: u64,
+    pub heartbeat_interval: u64,
+    /// TEST ONLY: serve reads from the local replica without the
+    /// linearizability check. The fault lab must catch this.
+    pub unsafe_stale_reads: bool,
 }
 
 impl Default for Config {
@@ -67,6 +88,16 @@ impl Default for Config {
             slowlog_max_len: 128,
             latency_monitor_threshold: 0,
             shutdown_timeout: 10,
+            node_id: 0,
+            peer_port: 0,
+            cluster_peers: String::new(),
+            cluster_groups: 64,
+            dir: String::new(),
+            durability: "durable".into(),
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            heartbeat_interval: 100,
+            unsafe_stale_reads: false,
         }
     }
 }
@@ -124,7 +155,52 @@ impl Config {
         self.bind
             .parse::<std::net::IpAddr>()
             .map_err(|_| invalid("bind", format!("'{}' is not an IP address", self.bind)))?;
+        if self.is_cluster() {
+            let peers = parse_peers(&self.cluster_peers)?;
+            if !peers.contains_key(&self.node_id) {
+                return Err(invalid(
+                    "node-id",
+                    format!("{} is not among cluster-peers", self.node_id),
+                ));
+            }
+            if !self.cluster_groups.is_power_of_two() || self.cluster_groups > 16384 {
+                return Err(invalid(
+                    "cluster-groups",
+                    "must be a power of two up to 16384",
+                ));
+            }
+            match self.durability.as_str() {
+                "durable" if self.dir.is_empty() => {
+                    return Err(invalid("dir", "durable mode needs a data directory"))
+                }
+                "durable" | "volatile" => {}
+                _ => return Err(invalid("durability", "must be durable or volatile")),
+            }
+            if self.heartbeat_interval == 0
+                || self.election_timeout_min <= self.heartbeat_interval
+                || self.election_timeout_max <= self.election_timeout_min
+            {
+                return Err(invalid(
+                    "election-timeout",
+                    "need heartbeat-interval < election-timeout-min < election-timeout-max",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether this node is part of a Raft cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_peers.is_empty()
+    }
+
+    /// The peer port this node listens on.
+    pub fn peer_port(&self) -> u16 {
+        if self.peer_port != 0 {
+            self.peer_port
+        } else {
+            self.port.wrapping_add(10000)
+        }
     }
 
     pub fn worker_threads(&self) -> usize {
@@ -146,6 +222,52 @@ impl Config {
         }
         (self.worker_threads() * 16).next_power_of_two().min(1024)
     }
+}
+
+/// A cluster member as configured: where clients and peers reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub resp: String,
+    pub peer: String,
+}
+
+/// Parses `ID=HOST:PORT@PEERPORT[,...]` (PEERPORT defaults to
+/// PORT + 10000).
+pub fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, PeerSpec>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let bad = || {
+            invalid(
+                "cluster-peers",
+                format!("'{item}' is not ID=HOST:PORT[@PEERPORT]"),
+            )
+        };
+        let (id, addr) = item.split_once('=').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        if id == 0 {
+            return Err(invalid("cluster-peers", "node ids start at 1"));
+        }
+        let (resp, peer_port) = match addr.split_once('@') {
+            Some((r, p)) => (r, Some(p.parse::<u16>().map_err(|_| bad())?)),
+            None => (addr, None),
+        };
+        let sa: std::net::SocketAddr = resp.parse().map_err(|_| bad())?;
+        let pp = peer_port.unwrap_or(sa.port().wrapping_add(10000));
+        let spec = PeerSpec {
+            resp: sa.to_string(),
+            peer: std::net::SocketAddr::new(sa.ip(), pp).to_string(),
+        };
+        if out.insert(id, spec).is_some() {
+            return Err(invalid(
+                "cluster-peers",
+                format!("node id {id} given twice"),
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid("cluster-peers", "no members"));
+    }
+    Ok(out)
 }
 
 /// Redis' `memtoull`: "1k"=1000, "1kb"=1024, likewise m/mb, g/gb.

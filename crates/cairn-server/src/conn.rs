@@ -37,6 +37,38 @@ pub(crate) struct ConnState {
     pub info: Arc<ClientInfo>,
     pub proto: Protocol,
     pub stats: Arc<WorkerStats>,
+    /// READONLY was sent: reads may be served by this node's replica.
+    pub readonly: bool,
+    /// The client asked for the cluster layout: answer -MOVED instead of
+    /// forwarding to the leader.
+    pub cluster_aware: bool,
+    /// A command waiting for the cluster (set when dispatch returns
+    /// `Flow::Defer`).
+    pub deferred: Option<Box<crate::cluster::Deferred>>,
+}
+
+impl ConnState {
+    fn new(info: Arc<ClientInfo>, stats: Arc<WorkerStats>) -> ConnState {
+        ConnState {
+            info,
+            proto: Protocol::Resp2,
+            stats,
+            readonly: false,
+            cluster_aware: false,
+            deferred: None,
+        }
+    }
+
+    /// The state a forwarded request runs with (RESP3, no registry).
+    pub fn detached() -> ConnState {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut c = ConnState::new(
+            Arc::new(ClientInfo::detached(addr)),
+            Arc::new(WorkerStats::new(cmd::table().len())),
+        );
+        c.proto = Protocol::Resp3;
+        c
+    }
 }
 
 pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stream: TcpStream) {
@@ -57,11 +89,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stre
         shared.clients.remove(id);
         return;
     }
-    let mut conn = ConnState {
-        info,
-        proto: Protocol::Resp2,
-        stats,
-    };
+    let mut conn = ConnState::new(info, stats);
     run(&shared, &mut conn, &mut stream).await;
     shared.clients.remove(id);
 }
@@ -110,7 +138,13 @@ async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
                 }
             }
         }
-        let flow = process(shared, conn, &mut parser, &mut rbuf, &mut wbuf);
+        let mut flow = process(shared, conn, &mut parser, &mut rbuf, &mut wbuf);
+        if flow == Batch::Defer {
+            if let Some(d) = conn.deferred.take() {
+                crate::cluster::execute(shared, conn, *d, &mut wbuf).await;
+            }
+            flow = Batch::OutputFull;
+        }
         pending_input = flow == Batch::OutputFull;
         if !wbuf.is_empty() {
             conn.info.obuf.store(wbuf.len(), Relaxed);
@@ -158,6 +192,9 @@ enum Batch {
     Done,
     /// Replies reached the flush size; write them, then continue parsing.
     OutputFull,
+    /// A command waits for the cluster (`conn.deferred`): run it, then
+    /// continue parsing.
+    Defer,
     Close,
 }
 
@@ -188,6 +225,10 @@ fn process(
                 spare = recycle(argv);
                 if flow == Flow::Close {
                     outcome = Batch::Close;
+                    break;
+                }
+                if flow == Flow::Defer {
+                    outcome = Batch::Defer;
                     break;
                 }
                 if wbuf.len() >= OUTPUT_FLUSH_BYTES {

@@ -102,6 +102,19 @@ impl Shards {
         (0..self.shards.len()).map(|i| self.lock(i)).collect()
     }
 
+    /// Replaces shard `i`'s keyspace (a restored Raft snapshot).
+    pub fn replace(&self, i: usize, ks: Keyspace) {
+        let mut g = self.lock(i);
+        *g = ks;
+        self.refresh(i, &g);
+    }
+
+    /// Replica mode: expired keys are hidden but only deleted by
+    /// replicated commands.
+    pub fn set_lazy_expire(&self, on: bool) {
+        self.for_each(|_, ks| ks.set_lazy_expire(on));
+    }
+
     pub fn bytes_used(&self) -> usize {
         self.shards.iter().map(|s| s.bytes.load(Relaxed)).sum()
     }

@@ -15,6 +15,7 @@
 //! buffer a peer can grow is bounded (see [`conn`]).
 
 pub mod clients;
+mod cluster;
 mod cmd;
 pub mod config;
 mod conn;
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub run_id: String,
     pub local_addr: SocketAddr,
     pub shutdown: watch::Sender<bool>,
+    /// Set once at start in cluster mode.
+    pub cluster: std::sync::OnceLock<cairn_cluster::Cluster>,
 }
 
 impl Shared {
@@ -71,7 +74,7 @@ pub(crate) fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(unix_ms())
 }
@@ -99,6 +102,9 @@ impl ServerHandle {
         for t in self.threads {
             let _ = t.join();
         }
+        if let Some(c) = self.shared.cluster.get() {
+            c.shutdown();
+        }
     }
 
     /// Resolves when shutdown has been requested by any means.
@@ -124,7 +130,14 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let (shutdown, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         settings: config::Settings::new(&config),
-        db: db::Shards::new(config.shard_count(), seed),
+        db: db::Shards::new(
+            if config.is_cluster() {
+                config.cluster_groups as usize
+            } else {
+                config.shard_count()
+            },
+            seed,
+        ),
         clients: clients::Registry::default(),
         workers: (0..threads_n)
             .map(|_| Arc::new(stats::WorkerStats::new(cmd::table().len())))
@@ -140,12 +153,17 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         ),
         local_addr,
         shutdown,
+        cluster: std::sync::OnceLock::new(),
         config,
     });
     shared.db.set_tracking(shared.tracking());
     shared
         .db
         .set_string_len_max(shared.settings.bulk_len_max.load(Relaxed));
+
+    if shared.config.is_cluster() {
+        start_cluster(&shared, local_addr)?;
+    }
 
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
@@ -210,7 +228,11 @@ async fn worker(
                 let _ = shared.shutdown.send(true);
             }
         }
-        tokio::spawn(cron(shared.clone()));
+        if shared.cluster.get().is_some() {
+            tokio::spawn(cluster::expire_cron(shared.clone()));
+        } else {
+            tokio::spawn(cron(shared.clone()));
+        }
     }
     loop {
         tokio::select! {
@@ -266,6 +288,47 @@ async fn accept_loop(
             reject(s, b"-ERR server is overloaded, try again\r\n");
         }
     }
+}
+
+/// Starts this node's Raft groups; shard i is group i's state machine.
+fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()> {
+    let c = &shared.config;
+    let inval = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let peers = config::parse_peers(&c.cluster_peers).map_err(|e| inval(e.to_string()))?;
+    let members = peers
+        .into_iter()
+        .map(|(id, p)| {
+            (
+                id,
+                cairn_cluster::NodeInfo {
+                    peer: p.peer,
+                    resp: p.resp,
+                },
+            )
+        })
+        .collect();
+    let peer_listen = SocketAddr::new(local_addr.ip(), c.peer_port());
+    let mut cc = cairn_cluster::ClusterConfig::new(c.node_id, peer_listen, members);
+    cc.groups = c.cluster_groups;
+    cc.dir = (c.durability == "durable").then(|| std::path::PathBuf::from(&c.dir));
+    cc.heartbeat_ms = c.heartbeat_interval;
+    cc.election_min_ms = c.election_timeout_min;
+    cc.election_max_ms = c.election_timeout_max;
+    shared.db.set_lazy_expire(false);
+    let host = Arc::new(cluster::ServerHost {
+        shared: std::sync::OnceLock::new(),
+    });
+    let _ = host.shared.set(Arc::downgrade(shared));
+    let cl = cairn_cluster::Cluster::start(cc, host)?;
+    tracing::info!(
+        node = c.node_id,
+        peer = %peer_listen,
+        groups = c.cluster_groups,
+        durability = %c.durability,
+        "cluster node started"
+    );
+    let _ = shared.cluster.set(cl);
+    Ok(())
 }
 
 /// Best-effort error line to a connection we will not serve.

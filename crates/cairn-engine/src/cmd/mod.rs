@@ -17,6 +17,7 @@ pub mod copy;
 pub mod del;
 pub mod exists;
 pub mod expire;
+pub mod expired;
 pub mod get;
 pub mod getdel;
 pub mod getex;

@@ -19,6 +19,7 @@ use crate::Shared;
 
 mod auth;
 mod client;
+mod cluster;
 mod command;
 mod config;
 mod dbsize;
@@ -32,6 +33,7 @@ mod memory;
 mod ping;
 mod quit;
 mod randomkey;
+mod readonly;
 mod reset;
 mod scan;
 mod select;
@@ -43,6 +45,8 @@ mod time;
 pub(crate) enum Flow {
     Continue,
     Close,
+    /// The command went to `conn.deferred` to wait for the cluster.
+    Defer,
 }
 
 /// What a handler sees: the server, its connection, the reply sink.
@@ -213,6 +217,10 @@ static TABLE: &[Spec] = &[
     spec!("quit", -1, FAST | STALE | LOADING | NOSCRIPT, 0, 0, 0, "connection", "1.0.0", "Closes the connection.", quit::run),
     spec!("reset", 1, FAST | STALE | LOADING | NOSCRIPT, 0, 0, 0, "connection", "6.2.0", "Resets the connection.", reset::run),
     spec!("select", 2, FAST | STALE | LOADING, 0, 0, 0, "connection", "1.0.0", "Changes the selected database.", select::run),
+    spec!("readonly", 1, FAST | LOADING | STALE, 0, 0, 0, "cluster", "3.0.0", "Enables read-only queries for a connection to a Redis Cluster replica node.", readonly::readonly),
+    spec!("readwrite", 1, FAST | LOADING | STALE, 0, 0, 0, "cluster", "3.0.0", "Enables read-write queries for a connection to a Redis Cluster replica node.", readonly::readwrite),
+    spec!("asking", 1, FAST, 0, 0, 0, "cluster", "3.0.0", "Signals that a cluster client is following an -ASK redirect.", readonly::asking),
+    spec!("cluster", -2, STALE, 0, 0, 0, "cluster", "3.0.0", "A container for Redis Cluster commands.", cluster::run),
     spec!("client", -2, STALE | LOADING | NOSCRIPT, 0, 0, 0, "connection", "2.4.0", "A container for client connection commands.", client::run),
     // server
     spec!("command", -1, STALE | LOADING, 0, 0, 0, "server", "2.8.13", "Returns detailed information about all commands.", command::run),
@@ -290,7 +298,40 @@ pub(crate) fn dispatch(
         ReplyWriter::new(wbuf, proto).error(&ecmd::wrong_arity(spec.name).0);
         return Flow::Continue;
     }
-    if spec.flags & DENYOOM != 0 {
+    let clustered = shared.cluster.get().is_some();
+    if clustered && spec.flags & DENYOOM != 0 {
+        // Eviction would have to be decided by each group's leader and
+        // replicated; until then a full cluster refuses writes
+        // (noeviction) rather than evicting on one replica.
+        let max = shared
+            .settings
+            .maxmemory
+            .load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if max > 0 && shared.db.bytes_used() > max {
+            bump(&stat.rejected, 1);
+            ReplyWriter::new(wbuf, proto)
+                .error("OOM command not allowed when used memory > 'maxmemory'.");
+            return Flow::Continue;
+        }
+    }
+    if clustered {
+        match crate::cluster::route(shared, conn, idx, argv) {
+            crate::cluster::Route::Local => {}
+            crate::cluster::Route::Error(e) => {
+                bump(&stat.rejected, 1);
+                ReplyWriter::new(wbuf, proto).error(&e);
+                return Flow::Continue;
+            }
+            crate::cluster::Route::Deferred(d) => {
+                bump(&stat.calls, 1);
+                conn.info
+                    .last_cmd
+                    .store(idx, std::sync::atomic::Ordering::Relaxed);
+                conn.deferred = Some(d);
+                return Flow::Defer;
+            }
+        }
+    } else if spec.flags & DENYOOM != 0 {
         let s = &shared.settings;
         let max = s.maxmemory.load(std::sync::atomic::Ordering::Relaxed) as usize;
         if max > 0
@@ -336,6 +377,28 @@ pub(crate) fn dispatch(
     );
     slow_path_logs(shared, conn, argv, us);
     flow
+}
+
+/// Runs a command's handler here and now (a read after its cluster
+/// barrier, or a forwarded request), writing the reply to `out`.
+pub(crate) fn run_handler(
+    shared: &Shared,
+    conn: &mut ConnState,
+    idx: usize,
+    argv: &[&[u8]],
+    out: &mut Vec<u8>,
+    now_ms: u64,
+) -> Flow {
+    let spec = &TABLE[idx];
+    let proto = conn.proto;
+    let mut ctx = Ctx {
+        shared,
+        conn,
+        out: ReplyWriter::new(out, proto),
+        now_ms,
+        spec,
+    };
+    (spec.handler)(&mut ctx, argv)
 }
 
 #[inline]

@@ -1,0 +1,162 @@
+//! `cairn dev`: a local cluster in one command. Starts N `cairn server`
+//! processes (this same binary) on consecutive ports, prints how to
+//! connect, and stops them all on Ctrl-C / SIGTERM (or when one dies).
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Number of nodes (1, 3 or 5 make sense for Raft).
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// RESP port of the first node; node i listens on PORT+i-1 and its
+    /// peer port on that + 10000.
+    #[arg(long, default_value_t = 7001)]
+    port: u16,
+    /// Data directory (node-N subdirectories). Default: a temporary
+    /// directory removed on exit.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// durable (default) or volatile.
+    #[arg(long, default_value = "durable")]
+    durability: String,
+    /// Raft data groups.
+    #[arg(long, default_value_t = 64)]
+    groups: u16,
+    /// Worker threads per node (0 = the server's default).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Address the nodes listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Log filter passed to the nodes.
+    #[arg(long, env = "CAIRN_LOG", default_value = "warn,openraft=off")]
+    log: String,
+}
+
+pub fn run(a: DevArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    anyhow::ensure!((1..=9).contains(&a.nodes), "--nodes must be 1..9");
+    anyhow::ensure!(
+        (a.port as u32) + (a.nodes as u32) + 10000 <= 65535,
+        "--port too high for {} nodes",
+        a.nodes
+    );
+    let (dir, temporary) = match &a.dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            let d = std::env::temp_dir().join(format!("cairn-dev-{}", std::process::id()));
+            (d, true)
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let peers: Vec<String> = (0..a.nodes)
+        .map(|i| format!("{}={}:{}", i + 1, a.bind, a.port + i))
+        .collect();
+    let peers = peers.join(",");
+    let exe = std::env::current_exe().context("locating the cairn binary")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut int, mut term) = rt.block_on(async {
+        anyhow::Ok((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
+    let mut children: Vec<Child> = Vec::new();
+    for i in 0..a.nodes {
+        let node_dir = dir.join(format!("node-{}", i + 1));
+        std::fs::create_dir_all(&node_dir)?;
+        let child = Command::new(&exe)
+            .arg("server")
+            .args(["--bind", &a.bind])
+            .args(["--port", &(a.port + i).to_string()])
+            .args(["--node-id", &(i + 1).to_string()])
+            .args(["--cluster-peers", &peers])
+            .args(["--cluster-groups", &a.groups.to_string()])
+            .args(["--durability", &a.durability])
+            .args(["--dir", &node_dir.to_string_lossy()])
+            .args(["--threads", &a.threads.to_string()])
+            .args(["--log", &a.log])
+            .spawn()
+            .with_context(|| format!("starting node {}", i + 1));
+        match child {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                stop_all(&mut children);
+                return Err(e);
+            }
+        }
+    }
+    println!(
+        "cairn dev: {} nodes, {} groups, {} log, data in {}{}",
+        a.nodes,
+        a.groups,
+        a.durability,
+        dir.display(),
+        if temporary { " (removed on exit)" } else { "" }
+    );
+    for i in 0..a.nodes {
+        println!(
+            "  node {}: redis-cli -p {}    (peer port {})",
+            i + 1,
+            a.port + i,
+            a.port + i + 10000
+        );
+    }
+    println!("  cluster-aware clients: redis-cli -c -p {}", a.port);
+    println!("Ctrl-C stops every node.");
+    let died = rt.block_on(async {
+        loop {
+            tokio::select! {
+                _ = int.recv() => return None,
+                _ = term.recv() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            for (i, c) in children.iter_mut().enumerate() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Some((i + 1, status));
+                }
+            }
+        }
+    });
+    if let Some((n, status)) = died {
+        eprintln!("cairn dev: node {n} exited ({status}); stopping the others");
+    }
+    stop_all(&mut children);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!("cairn dev: stopped");
+    Ok(())
+}
+
+/// SIGTERM to every node, up to 10 s to finish, then SIGKILL.
+fn stop_all(children: &mut [Child]) {
+    for c in children.iter() {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for c in children.iter_mut() {
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}

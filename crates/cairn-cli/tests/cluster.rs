@@ -1,0 +1,484 @@
+//! Real `cairn server` processes forming a 3-node Raft cluster on
+//! loopback: acknowledged writes survive leaders being SIGKILLed (and the
+//! whole cluster being killed, in durable mode), replicas converge to
+//! identical state digests, and failover time is measured.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------- a minimal blocking RESP client ----------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Reply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Reply>),
+}
+
+struct Conn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Conn {
+    fn open(port: u16) -> std::io::Result<Conn> {
+        let s = TcpStream::connect_timeout(
+            &format!("127.0.0.1:{port}").parse().unwrap(),
+            Duration::from_secs(2),
+        )?;
+        s.set_read_timeout(Some(Duration::from_secs(15)))?;
+        s.set_nodelay(true)?;
+        Ok(Conn {
+            r: BufReader::new(s.try_clone()?),
+            w: s,
+        })
+    }
+
+    fn send(&mut self, argv: &[&[u8]]) -> std::io::Result<()> {
+        let mut b = format!("*{}\r\n", argv.len()).into_bytes();
+        for a in argv {
+            b.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            b.extend_from_slice(a);
+            b.extend_from_slice(b"\r\n");
+        }
+        self.w.write_all(&b)
+    }
+
+    fn read(&mut self) -> std::io::Result<Reply> {
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end().to_string();
+        let (t, rest) = line.split_at(1);
+        let bad = || std::io::Error::other(format!("bad reply line {line:?}"));
+        Ok(match t {
+            "+" => Reply::Simple(rest.into()),
+            "-" => Reply::Error(rest.into()),
+            ":" => Reply::Int(rest.parse().map_err(|_| bad())?),
+            "$" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    Reply::Bulk(None)
+                } else {
+                    let mut v = vec![0; n as usize + 2];
+                    self.r.read_exact(&mut v)?;
+                    v.truncate(n as usize);
+                    Reply::Bulk(Some(v))
+                }
+            }
+            "*" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                let mut items = Vec::new();
+                for _ in 0..n.max(0) {
+                    items.push(self.read()?);
+                }
+                Reply::Array(items)
+            }
+            "=" => {
+                // RESP3 verbatim never arrives on RESP2; tolerate anyway.
+                let n: usize = rest.parse().map_err(|_| bad())?;
+                let mut v = vec![0; n + 2];
+                self.r.read_exact(&mut v)?;
+                Reply::Bulk(Some(v[4..n].to_vec()))
+            }
+            _ => return Err(bad()),
+        })
+    }
+
+    fn cmd(&mut self, argv: &[&[u8]]) -> std::io::Result<Reply> {
+        self.send(argv)?;
+        self.read()
+    }
+}
+
+fn text(r: &Reply) -> String {
+    match r {
+        Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+        Reply::Simple(s) | Reply::Error(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+// ---------- the cluster ----------
+
+fn free_port_pair() -> (u16, u16) {
+    loop {
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 55000 {
+            // The peer port is p + 10000 by default; check it is free too.
+            if TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+                return (p, p + 10000);
+            }
+        }
+    }
+}
+
+struct TestCluster {
+    ports: Vec<u16>,
+    dirs: Vec<tempfile::TempDir>,
+    peers: String,
+    nodes: Vec<Option<Child>>,
+    durability: &'static str,
+}
+
+impl TestCluster {
+    fn new(n: usize, durability: &'static str) -> TestCluster {
+        let ports: Vec<u16> = (0..n).map(|_| free_port_pair().0).collect();
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = TestCluster {
+            ports,
+            dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
+            peers,
+            nodes: (0..n).map(|_| None).collect(),
+            durability,
+        };
+        for i in 0..n {
+            c.start(i);
+        }
+        c.wait_ok();
+        c
+    }
+
+    fn start(&mut self, i: usize) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["server", "--threads", "1", "--log"])
+            .arg(std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".into()))
+            .args(["--port", &self.ports[i].to_string()])
+            .args(["--node-id", &(i + 1).to_string()])
+            .args(["--cluster-peers", &self.peers])
+            .args(["--cluster-groups", "16"])
+            // Unoptimized test builds on 2 busy cores: every AppendEntries
+            // (openraft's timeout is the heartbeat interval) needs room.
+            .args([
+                "--heartbeat-interval",
+                "250",
+                "--election-timeout-min",
+                "1000",
+            ])
+            .args(["--election-timeout-max", "2000"])
+            .args(["--durability", self.durability])
+            .args(["--dir", &self.dirs[i].path().to_string_lossy()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cairn");
+        // Forward the node's log to the test output, prefixed.
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[node {}] {l}", i + 1);
+            }
+        });
+        self.nodes[i] = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
+    }
+
+    /// Waits until every live node reports every group with a leader.
+    fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for i in self.live() {
+            loop {
+                let ok = Conn::open(self.ports[i])
+                    .and_then(|mut c| c.cmd(&[b"CLUSTER", b"INFO"]))
+                    .map(|r| text(&r).contains("cluster_state:ok"))
+                    .unwrap_or(false);
+                if ok {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {} never became ok", i + 1);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// The node currently leading the group of `key`'s slot, as `i`.
+    fn leader_of(&self, key: &[u8]) -> Option<usize> {
+        for i in self.live() {
+            let Ok(mut c) = Conn::open(self.ports[i]) else {
+                continue;
+            };
+            let Ok(Reply::Int(slot)) = c.cmd(&[b"CLUSTER", b"KEYSLOT", key]) else {
+                continue;
+            };
+            let Ok(Reply::Array(ranges)) = c.cmd(&[b"CLUSTER", b"SLOTS"]) else {
+                continue;
+            };
+            for r in ranges {
+                let Reply::Array(items) = r else { continue };
+                let (Some(Reply::Int(a)), Some(Reply::Int(b)), Some(Reply::Array(node))) =
+                    (items.first(), items.get(1), items.get(2))
+                else {
+                    continue;
+                };
+                if *a <= slot && slot <= *b {
+                    if let Some(Reply::Int(port)) = node.get(1) {
+                        return self.ports.iter().position(|p| *p as i64 == *port);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until all live replicas report the same applied index and
+    /// digest for every group; returns the digests.
+    fn converged_digests(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ds: Vec<Option<String>> = self
+                .live()
+                .into_iter()
+                .map(|i| {
+                    Conn::open(self.ports[i])
+                        .and_then(|mut c| c.cmd(&[b"CLUSTER", b"DIGEST"]))
+                        .ok()
+                        .map(|r| text(&r))
+                })
+                .collect();
+            if ds.iter().all(|d| d.is_some() && *d == ds[0]) {
+                return ds[0].clone().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not converge: {ds:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Reads every key on node `i`'s own replica (READONLY) and checks
+    /// the values.
+    fn check_replica(&self, i: usize, expect: &BTreeMap<String, String>) {
+        let mut c = Conn::open(self.ports[i]).unwrap();
+        assert_eq!(c.cmd(&[b"READONLY"]).unwrap(), Reply::Simple("OK".into()));
+        let keys: Vec<(&String, &String)> = expect.iter().collect();
+        for chunk in keys.chunks(500) {
+            for (k, _) in chunk {
+                c.send(&[b"GET", k.as_bytes()]).unwrap();
+            }
+            for (k, v) in chunk {
+                let r = c.read().unwrap();
+                assert_eq!(
+                    r,
+                    Reply::Bulk(Some(v.as_bytes().to_vec())),
+                    "node {}: acknowledged write of {k} lost",
+                    i + 1
+                );
+            }
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Writes unique keys from `threads` connections until `total` writes
+/// are acknowledged; retries a key after -TRYAGAIN/-UNKNOWN or a broken
+/// connection (SET of a unique key to a fixed value is idempotent).
+fn write_load(
+    ports: Vec<u16>,
+    threads: usize,
+    total: usize,
+    stop: Arc<AtomicBool>,
+) -> BTreeMap<String, String> {
+    let acked = Arc::new(AtomicUsize::new(0));
+    let out = Arc::new(Mutex::new(BTreeMap::new()));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (ports, acked, out, stop) =
+                (ports.clone(), acked.clone(), out.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut node = t % ports.len();
+                let mut conn: Option<Conn> = None;
+                let mut i = 0u64;
+                let deadline = Instant::now() + Duration::from_secs(300);
+                while acked.load(SeqCst) < total && !stop.load(SeqCst) {
+                    assert!(Instant::now() < deadline, "write load did not finish");
+                    let key = format!("w{t}:{i}");
+                    let val = format!("v{i}");
+                    if conn.is_none() {
+                        conn = Conn::open(ports[node]).ok();
+                        if conn.is_none() {
+                            node = (node + 1) % ports.len();
+                            std::thread::sleep(Duration::from_millis(20));
+                            continue;
+                        }
+                    }
+                    let c = conn.as_mut().unwrap();
+                    match c.cmd(&[b"SET", key.as_bytes(), val.as_bytes()]) {
+                        Ok(Reply::Simple(s)) if s == "OK" => {
+                            acked.fetch_add(1, SeqCst);
+                            out.lock().unwrap().insert(key, val);
+                            i += 1;
+                        }
+                        Ok(Reply::Error(e)) => {
+                            assert!(
+                                e.starts_with("TRYAGAIN") || e.starts_with("UNKNOWN"),
+                                "unexpected error {e}"
+                            );
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Ok(other) => panic!("unexpected reply {other:?}"),
+                        Err(_) => {
+                            conn = None;
+                            node = (node + 1) % ports.len();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("writer panicked");
+    }
+    Arc::try_unwrap(out).unwrap().into_inner().unwrap()
+}
+
+/// Kills the leader of `key`'s group and measures the time until a write
+/// to that group succeeds through another node.
+fn kill_leader_and_time_failover(c: &mut TestCluster, key: &[u8]) -> (usize, Duration) {
+    let leader = c.leader_of(key).expect("a leader");
+    let other = c.live().into_iter().find(|&i| i != leader).unwrap();
+    c.kill(leader);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(30);
+    loop {
+        if let Ok(mut conn) = Conn::open(c.ports[other]) {
+            while Instant::now() < deadline {
+                match conn.cmd(&[b"SET", key, b"probe"]) {
+                    Ok(Reply::Simple(_)) => return (leader, t0.elapsed()),
+                    Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+                    Err(_) => break,
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no failover within 30 s");
+    }
+}
+
+#[test]
+fn leaders_killed_during_50k_writes_lose_no_acknowledged_write() {
+    let mut c = TestCluster::new(3, "durable");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.ports.clone();
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || write_load(ports, 24, 50_000, stop))
+    };
+    let mut failovers = Vec::new();
+    for round in 0..4 {
+        std::thread::sleep(Duration::from_millis(1500));
+        if load.is_finished() {
+            break;
+        }
+        let key = format!("probe{round}");
+        let (killed, took) = kill_leader_and_time_failover(&mut c, key.as_bytes());
+        failovers.push(took);
+        std::thread::sleep(Duration::from_millis(300));
+        c.start(killed);
+    }
+    let expect = load.join().expect("load");
+    stop.store(true, SeqCst);
+    assert!(
+        expect.len() >= 50_000,
+        "only {} writes acknowledged",
+        expect.len()
+    );
+    assert!(
+        !failovers.is_empty(),
+        "no leader was killed during the load"
+    );
+    c.wait_ok();
+    let digests = c.converged_digests();
+    for i in 0..3 {
+        c.check_replica(i, &expect);
+    }
+    failovers.sort();
+    eprintln!(
+        "50k writes: {} acknowledged; {} leader kills; failover times {:?} (p50 {:?}); digests equal:\n{digests}",
+        expect.len(),
+        failovers.len(),
+        failovers,
+        failovers[failovers.len() / 2]
+    );
+}
+
+#[test]
+fn durable_cluster_killed_entirely_keeps_every_acknowledged_write() {
+    let mut c = TestCluster::new(3, "durable");
+    let expect = write_load(c.ports.clone(), 8, 3000, Arc::new(AtomicBool::new(false)));
+    for i in 0..3 {
+        c.kill(i);
+    }
+    for i in 0..3 {
+        c.start(i);
+    }
+    c.wait_ok();
+    // Linearizable reads through node 1 (forwarded where it does not lead).
+    let mut conn = Conn::open(c.ports[0]).unwrap();
+    for (k, v) in &expect {
+        assert_eq!(
+            conn.cmd(&[b"GET", k.as_bytes()]).unwrap(),
+            Reply::Bulk(Some(v.as_bytes().to_vec())),
+            "{k} lost after the whole cluster was killed"
+        );
+    }
+    c.converged_digests();
+    for i in 0..3 {
+        c.check_replica(i, &expect);
+    }
+}
+
+#[test]
+fn volatile_cluster_survives_a_minority_and_the_lost_node_catches_up() {
+    let mut c = TestCluster::new(3, "volatile");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.ports.clone();
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || write_load(ports, 8, 6000, stop))
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let victim = c.leader_of(b"x").unwrap();
+    c.kill(victim);
+    let expect = load.join().unwrap();
+    stop.store(true, SeqCst);
+    for i in c.live() {
+        c.check_replica(i, &expect);
+    }
+    // The lost node comes back with nothing and catches up from the others.
+    c.start(victim);
+    c.wait_ok();
+    c.converged_digests();
+    c.check_replica(victim, &expect);
+}

@@ -1,0 +1,35 @@
+//! What the cluster layer needs from the server: apply replicated
+//! commands to a group's keyspace, dump and restore it, and execute a
+//! client request another node forwarded here.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A client command a node forwards to the group's leader (plain clients
+/// never see -MOVED: the node they talk to proxies).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Forward {
+    pub group: u16,
+    /// Arguments, [`crate::types::encode_argv`] encoding.
+    #[serde(with = "serde_bytes")]
+    pub argv: Vec<u8>,
+}
+
+pub trait Host: Send + Sync + 'static {
+    /// Applies one replicated command at the leader's time `ts_ms` to
+    /// `group`'s keyspace, appending its RESP3 reply to `out`.
+    /// Deterministic: every replica gets the same state.
+    fn apply(&self, group: u16, ts_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>);
+    /// The group's keyspace in the engine's snapshot format.
+    fn snapshot(&self, group: u16) -> Vec<u8>;
+    /// Replaces the group's keyspace with a snapshot; on error the old
+    /// state stays.
+    fn restore(&self, group: u16, data: &[u8]) -> Result<(), String>;
+    /// Executes a forwarded client command as if a client of this node
+    /// sent it; returns its RESP3 reply.
+    fn forward(&self, req: Forward) -> BoxFuture<Vec<u8>>;
+}

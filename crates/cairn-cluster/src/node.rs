@@ -1,0 +1,716 @@
+//! A cluster node: one Raft group per slot range (all hosted here), the
+//! shared log store and peer transport, proposal batching, coalesced
+//! linearizable reads, request forwarding, and leader spreading.
+//!
+//! The server sees only this module's API: [`Cluster::write`],
+//! [`Cluster::read_barrier`], [`Cluster::forward`], [`Cluster::leader`]
+//! and [`Cluster::topology`]. openraft types stay inside the crate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{Config, ServerState, SnapshotPolicy};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use crate::host::{Forward, Host};
+use crate::lease::{LeaseClock, LEASE_FRACTION};
+use crate::log::{LogOptions, LogStore};
+use crate::net::{self, NetError, PeerNet, K_APPEND, K_FORWARD, K_SNAPSHOT, K_VOTE};
+use crate::raftlog::GroupLog;
+use crate::raftnet::Factory;
+use crate::sm::GroupSm;
+use crate::types::{encode_argv, Batch, NodeInfo, Raft};
+
+/// Slots of Redis Cluster.
+pub const SLOTS: u32 = 16384;
+
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    /// Address the peer listener binds.
+    pub peer_listen: SocketAddr,
+    /// Initial members, this node included. The lowest id bootstraps
+    /// every group the first time the cluster starts.
+    pub members: BTreeMap<u64, NodeInfo>,
+    /// Data groups; a power of two dividing 16384.
+    pub groups: u16,
+    /// Durable log and snapshots here; `None` = volatile (memory only).
+    pub dir: Option<PathBuf>,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Log entries between snapshots of a group.
+    pub snapshot_logs: u64,
+    /// Move group leadership to each group's preferred node when it is
+    /// healthy (spreads leaders evenly).
+    pub spread_leaders: bool,
+}
+
+impl ClusterConfig {
+    pub fn new(node_id: u64, peer_listen: SocketAddr, members: BTreeMap<u64, NodeInfo>) -> Self {
+        ClusterConfig {
+            node_id,
+            peer_listen,
+            members,
+            groups: 64,
+            dir: None,
+            // openraft also uses the heartbeat interval as the timeout of
+            // every AppendEntries (which includes the follower's fsync).
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
+            snapshot_logs: 20_000,
+            spread_leaders: true,
+        }
+    }
+}
+
+/// Why a request got no result.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// Nothing was proposed: this node does not lead the group (the
+    /// leader, if known, is named). Safe to retry anywhere.
+    #[error("not the leader")]
+    NotLeader(Option<(u64, NodeInfo)>),
+    /// The command was proposed but its fate is not known (leadership
+    /// lost or connection broken after sending). It may or may not have
+    /// been applied.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// No quorum answered in time; nothing is known to be applied (reads)
+    /// or the fate is unknown (writes report [`ClusterError::Unknown`]).
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+    #[error("cluster is shutting down")]
+    Shutdown,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClusterStats {
+    pub writes: u64,
+    pub batches: u64,
+    pub lease_reads: u64,
+    pub index_reads: u64,
+}
+
+struct Proposal {
+    argv: Vec<u8>,
+    tx: oneshot::Sender<Result<Vec<u8>, ClusterError>>,
+}
+
+#[derive(Default)]
+struct Barrier {
+    running: bool,
+    waiters: Vec<oneshot::Sender<Result<(), ClusterError>>>,
+}
+
+struct Group {
+    raft: Raft,
+    metrics: watch::Receiver<openraft::RaftMetrics<u64, NodeInfo>>,
+    props: mpsc::Sender<Proposal>,
+    reads: Mutex<Barrier>,
+    log: GroupLog,
+    sm: GroupSm,
+    lease: Arc<LeaseClock>,
+}
+
+/// Per-group state for INFO and CLUSTER commands.
+#[derive(Clone, Debug)]
+pub struct GroupStatus {
+    pub group: u16,
+    pub slots: (u32, u32),
+    pub leader: Option<(u64, NodeInfo)>,
+    pub voters: Vec<(u64, NodeInfo)>,
+    pub term: u64,
+    pub last_applied: u64,
+    pub last_log: u64,
+    pub is_leader: bool,
+    pub cached_entries: usize,
+    pub snapshot_index: Option<u64>,
+}
+
+struct Inner {
+    id: u64,
+    cfg: ClusterConfig,
+    groups: Vec<Group>,
+    net: Arc<PeerNet>,
+    store: LogStore,
+    stop: watch::Sender<bool>,
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    pub writes: AtomicU64,
+    pub batches: AtomicU64,
+    pub lease_reads: AtomicU64,
+    pub index_reads: AtomicU64,
+    lease: Duration,
+}
+
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+const BATCH_CMDS: usize = 512;
+const BATCH_BYTES: usize = 1 << 20;
+const INFLIGHT_BATCHES: usize = 8;
+const PROPOSAL_QUEUE: usize = 8192;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Cluster {
+    /// Starts the node: opens (or creates) the log and snapshots,
+    /// starts every group's Raft, listens for peers, and bootstraps the
+    /// groups if this is the lowest member id and nothing was ever
+    /// stored. Must be called outside any async runtime.
+    pub fn start(cfg: ClusterConfig, host: Arc<dyn Host>) -> std::io::Result<Cluster> {
+        if cfg.groups == 0 || !cfg.groups.is_power_of_two() || cfg.groups as u32 > SLOTS {
+            return Err(std::io::Error::other(
+                "groups must be a power of two between 1 and 16384",
+            ));
+        }
+        if !cfg.members.contains_key(&cfg.node_id) {
+            return Err(std::io::Error::other(format!(
+                "node id {} is not among the members",
+                cfg.node_id
+            )));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cairn-raft")
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (store, mut recovered) = match &cfg.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d.join("snapshots"))?;
+                LogStore::open(&d.join("log"), LogOptions::default())?
+            }
+            None => (LogStore::volatile(), Default::default()),
+        };
+        let net = PeerNet::new(cfg.node_id, handle.clone());
+        let rcfg = Arc::new(
+            Config {
+                cluster_name: "cairn".into(),
+                heartbeat_interval: cfg.heartbeat_ms,
+                election_timeout_min: cfg.election_min_ms,
+                election_timeout_max: cfg.election_max_ms,
+                max_payload_entries: 64,
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
+                max_in_snapshot_log_to_keep: 1000,
+                snapshot_max_chunk_size: 4 << 20,
+                ..Default::default()
+            }
+            .validate()
+            .map_err(|e| std::io::Error::other(e.to_string()))?,
+        );
+        let mut groups = Vec::with_capacity(cfg.groups as usize);
+        let mut fresh = Vec::new();
+        let mut prop_rxs = Vec::new();
+        for g in 0..cfg.groups {
+            let rec = recovered.groups.remove(&g).unwrap_or_default();
+            let empty = rec.vote.is_none() && rec.entries.is_empty() && rec.purged.is_none();
+            let log = GroupLog::new(g, store.clone(), rec)?;
+            let snap = cfg
+                .dir
+                .as_ref()
+                .map(|d| d.join("snapshots").join(format!("g{g}.snap")));
+            let sm = GroupSm::open(g, host.clone(), snap)?;
+            let empty = empty && sm.state.lock().last_applied.is_none();
+            let lease = Arc::new(LeaseClock::default());
+            let factory = Factory {
+                net: net.clone(),
+                group: g,
+                lease: lease.clone(),
+            };
+            let raft = handle
+                .block_on(Raft::new(
+                    cfg.node_id,
+                    rcfg.clone(),
+                    factory,
+                    log.clone(),
+                    sm.clone(),
+                ))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let (ptx, prx) = mpsc::channel(PROPOSAL_QUEUE);
+            prop_rxs.push(prx);
+            fresh.push(empty);
+            groups.push(Group {
+                metrics: raft.metrics(),
+                raft,
+                props: ptx,
+                reads: Mutex::new(Barrier::default()),
+                log,
+                sm,
+                lease,
+            });
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            id: cfg.node_id,
+            cfg: cfg.clone(),
+            groups,
+            net,
+            store,
+            stop,
+            rt: Mutex::new(None),
+            handle: handle.clone(),
+            writes: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            lease_reads: AtomicU64::new(0),
+            index_reads: AtomicU64::new(0),
+            lease: Duration::from_secs_f64(cfg.election_min_ms as f64 / 1000.0 * LEASE_FRACTION),
+        });
+        // Peer listener.
+        let listener = handle.block_on(tokio::net::TcpListener::bind(cfg.peer_listen))?;
+        let weak = Arc::downgrade(&inner);
+        let host2 = host.clone();
+        let handler: net::Handler = Arc::new(move |group, kind, body| {
+            let weak = weak.clone();
+            let host = host2.clone();
+            Box::pin(async move {
+                let inner = weak.upgrade()?;
+                inner.handle_peer(&host, group, kind, body).await
+            })
+        });
+        handle.spawn(net::serve(listener, handler, stop_rx.clone()));
+        for (g, prx) in prop_rxs.into_iter().enumerate() {
+            handle.spawn(batcher(inner.clone(), g as u16, prx));
+        }
+        // Bootstrap.
+        let lowest = cfg.members.keys().next().copied();
+        if lowest == Some(cfg.node_id) {
+            for (g, grp) in inner.groups.iter().enumerate() {
+                if fresh[g] {
+                    let members = cfg.members.clone();
+                    let r = handle.block_on(grp.raft.initialize(members));
+                    if let Err(e) = r {
+                        tracing::debug!(group = g, error = %e, "initialize skipped");
+                    }
+                }
+            }
+        }
+        if cfg.spread_leaders && cfg.members.len() > 1 {
+            handle.spawn(spread_leaders(Arc::downgrade(&inner), stop_rx));
+        }
+        *inner.rt.lock() = Some(rt);
+        Ok(Cluster { inner })
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub fn groups(&self) -> u16 {
+        self.inner.cfg.groups
+    }
+
+    /// The group owning a slot.
+    pub fn group_of_slot(&self, slot: u32) -> u16 {
+        (slot * self.inner.cfg.groups as u32 / SLOTS) as u16
+    }
+
+    /// Proposes one command to `group` and returns its RESP3 reply once
+    /// committed and applied here. Commands proposed at the same time are
+    /// batched into one log entry.
+    pub async fn write<A: AsRef<[u8]>>(
+        &self,
+        group: u16,
+        argv: &[A],
+    ) -> Result<Vec<u8>, ClusterError> {
+        let g = self
+            .inner
+            .groups
+            .get(group as usize)
+            .ok_or(ClusterError::Shutdown)?;
+        if !self.inner.is_leader(group) {
+            return Err(ClusterError::NotLeader(self.leader(group)));
+        }
+        let mut enc = Vec::new();
+        encode_argv(&mut enc, argv);
+        let (tx, rx) = oneshot::channel();
+        g.props
+            .send(Proposal { argv: enc, tx })
+            .await
+            .map_err(|_| ClusterError::Shutdown)?;
+        rx.await.map_err(|_| ClusterError::Shutdown)?
+    }
+
+    /// Returns once a read on this node's copy of `group` is
+    /// linearizable: this node is confirmed leader by a quorum after the
+    /// call began and has applied everything committed before it. All
+    /// reads waiting on a group share one confirmation round.
+    pub async fn read_barrier(&self, group: u16) -> Result<(), ClusterError> {
+        let inner = &self.inner;
+        let g = inner
+            .groups
+            .get(group as usize)
+            .ok_or(ClusterError::Shutdown)?;
+        if !inner.is_leader(group) {
+            return Err(ClusterError::NotLeader(self.leader(group)));
+        }
+        if inner.lease_valid(group) {
+            inner.lease_reads.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+        inner.index_reads.fetch_add(1, Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut b = g.reads.lock();
+            b.waiters.push(tx);
+            if !b.running {
+                b.running = true;
+                inner.handle.spawn(read_rounds(inner.clone(), group));
+            }
+        }
+        rx.await.map_err(|_| ClusterError::Shutdown)?
+    }
+
+    /// Sends a client command to node `to` (the group's leader) and
+    /// returns its RESP3 reply. `Unreachable` means nothing was sent.
+    pub async fn forward<A: AsRef<[u8]>>(
+        &self,
+        to: &(u64, NodeInfo),
+        group: u16,
+        argv: &[A],
+    ) -> Result<Vec<u8>, ClusterError> {
+        let mut enc = Vec::new();
+        encode_argv(&mut enc, argv);
+        let body = postcard::to_allocvec(&Forward { group, argv: enc })
+            .map_err(|e| ClusterError::Unknown(e.to_string()))?;
+        match self
+            .inner
+            .net
+            .call(to.0, &to.1.peer, group, K_FORWARD, body, FORWARD_TIMEOUT)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(NetError::Unreachable(_)) => Err(ClusterError::NotLeader(None)),
+            Err(e) => Err(ClusterError::Unknown(e.to_string())),
+        }
+    }
+
+    /// The group's current leader as this node knows it.
+    pub fn leader(&self, group: u16) -> Option<(u64, NodeInfo)> {
+        self.inner.leader(group)
+    }
+
+    pub fn is_leader(&self, group: u16) -> bool {
+        self.inner.is_leader(group)
+    }
+
+    pub fn members(&self) -> BTreeMap<u64, NodeInfo> {
+        self.inner.cfg.members.clone()
+    }
+
+    pub fn topology(&self) -> Vec<GroupStatus> {
+        let n = self.inner.cfg.groups as u32;
+        let per = SLOTS / n;
+        (0..self.inner.cfg.groups)
+            .map(|g| {
+                let grp = &self.inner.groups[g as usize];
+                let m = grp.metrics.borrow();
+                let voters = m
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .filter(|(id, _)| {
+                        m.membership_config
+                            .membership()
+                            .voter_ids()
+                            .any(|v| v == **id)
+                    })
+                    .map(|(id, n)| (*id, n.clone()))
+                    .collect();
+                let snap = grp
+                    .sm
+                    .state
+                    .lock()
+                    .current
+                    .as_ref()
+                    .and_then(|s| s.meta.last_log_id.map(|l| l.index));
+                GroupStatus {
+                    group: g,
+                    slots: (g as u32 * per, (g as u32 + 1) * per - 1),
+                    leader: self.inner.leader(g),
+                    voters,
+                    term: m.current_term,
+                    last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+                    last_log: m.last_log_index.unwrap_or(0),
+                    is_leader: m.state == ServerState::Leader,
+                    cached_entries: grp.log.cached(),
+                    snapshot_index: snap,
+                }
+            })
+            .collect()
+    }
+
+    /// Test hook: make this node unable to reach `peer` (both directions
+    /// need blocking on both nodes for a full partition).
+    pub fn block_peer(&self, peer: u64) {
+        self.inner.net.faults.block(peer);
+    }
+
+    pub fn heal(&self) {
+        self.inner.net.faults.heal();
+    }
+
+    /// Counters: commands proposed and log entries they were batched
+    /// into; reads served under the lease and by a read-index round.
+    pub fn stats(&self) -> ClusterStats {
+        ClusterStats {
+            writes: self.inner.writes.load(Relaxed),
+            batches: self.inner.batches.load(Relaxed),
+            lease_reads: self.inner.lease_reads.load(Relaxed),
+            index_reads: self.inner.index_reads.load(Relaxed),
+        }
+    }
+
+    /// Forces a snapshot of every group (tests and operators).
+    pub fn snapshot_all(&self) {
+        for g in &self.inner.groups {
+            let raft = g.raft.clone();
+            self.inner.handle.spawn(async move {
+                let _ = raft.trigger().snapshot().await;
+            });
+        }
+    }
+
+    /// Stops every group, flushes the log, stops the runtime. Call from
+    /// outside any async runtime.
+    pub fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        self.inner.net.shutdown();
+        let rt = self.inner.rt.lock().take();
+        if let Some(rt) = rt {
+            rt.block_on(async {
+                for g in &self.inner.groups {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), g.raft.shutdown()).await;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.store.sync()).await;
+            });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Inner {
+    fn is_leader(&self, group: u16) -> bool {
+        self.groups.get(group as usize).is_some_and(|g| {
+            let m = g.metrics.borrow();
+            m.state == ServerState::Leader && m.current_leader == Some(self.id)
+        })
+    }
+
+    /// Whether a read of `group` may be served locally right now: this
+    /// node leads the group, has applied an entry of its own term (so
+    /// everything committed by earlier leaders is applied), and a quorum
+    /// acknowledged its leadership recently enough (see `lease.rs`).
+    fn lease_valid(&self, group: u16) -> bool {
+        let Some(g) = self.groups.get(group as usize) else {
+            return false;
+        };
+        let (term, voters) = {
+            let m = g.metrics.borrow();
+            if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+                return false;
+            }
+            if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
+                return false;
+            }
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            (m.current_term, voters)
+        };
+        let now = std::time::Instant::now();
+        g.lease
+            .valid_until(term, self.id, &voters, self.lease, now)
+            .is_some_and(|until| now < until)
+    }
+
+    fn leader(&self, group: u16) -> Option<(u64, NodeInfo)> {
+        let g = self.groups.get(group as usize)?;
+        let m = g.metrics.borrow();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    async fn handle_peer(
+        &self,
+        host: &Arc<dyn Host>,
+        group: u16,
+        kind: u8,
+        body: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        if kind == K_FORWARD {
+            let fwd: Forward = postcard::from_bytes(&body).ok()?;
+            if fwd.group != group {
+                return None;
+            }
+            return Some(host.forward(fwd).await);
+        }
+        let g = self.groups.get(group as usize)?;
+        let out = match kind {
+            K_APPEND => {
+                let req = postcard::from_bytes(&body).ok()?;
+                postcard::to_allocvec(&g.raft.append_entries(req).await)
+            }
+            K_VOTE => {
+                let req = postcard::from_bytes(&body).ok()?;
+                postcard::to_allocvec(&g.raft.vote(req).await)
+            }
+            K_SNAPSHOT => {
+                let req = postcard::from_bytes(&body).ok()?;
+                postcard::to_allocvec(&g.raft.install_snapshot(req).await)
+            }
+            _ => return None,
+        };
+        out.ok()
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Gathers the proposals queued for a group into log entries: one entry
+/// per wake-up, up to BATCH_CMDS commands or BATCH_BYTES, at most
+/// INFLIGHT_BATCHES entries awaiting commit at once.
+async fn batcher(inner: Arc<Inner>, group: u16, mut rx: mpsc::Receiver<Proposal>) {
+    let slots = Arc::new(Semaphore::new(INFLIGHT_BATCHES));
+    let mut last_ts = 0u64;
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut cmds = first.argv;
+        let mut txs = vec![first.tx];
+        while txs.len() < BATCH_CMDS && cmds.len() < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    cmds.extend_from_slice(&p.argv);
+                    txs.push(p.tx);
+                }
+                Err(_) => break,
+            }
+        }
+        if !inner.is_leader(group) {
+            let leader = inner.leader(group);
+            for tx in txs {
+                let _ = tx.send(Err(ClusterError::NotLeader(leader.clone())));
+            }
+            continue;
+        }
+        // The leader's clock, never going backwards within this leader.
+        last_ts = last_ts.max(unix_ms());
+        let batch = Batch {
+            ts_ms: last_ts,
+            cmds,
+        };
+        inner.writes.fetch_add(txs.len() as u64, Relaxed);
+        inner.batches.fetch_add(1, Relaxed);
+        let raft = inner.groups[group as usize].raft.clone();
+        inner.handle.spawn(async move {
+            let r = raft.client_write(batch).await;
+            drop(permit);
+            match r {
+                Ok(resp) => {
+                    for (i, tx) in txs.into_iter().enumerate() {
+                        let reply = resp.data.get(i).map(|b| b.to_vec()).ok_or_else(|| {
+                            ClusterError::Unknown("reply missing from the applied entry".into())
+                        });
+                        let _ = tx.send(reply);
+                    }
+                }
+                Err(e) => {
+                    // The entry may have been appended before leadership
+                    // was lost: a later leader may still commit it.
+                    let err = match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                            ClusterError::Unknown("leadership lost while committing".into())
+                        }
+                        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                            ClusterError::Unknown(e.to_string())
+                        }
+                        RaftError::Fatal(e) => ClusterError::Unknown(e.to_string()),
+                    };
+                    for tx in txs {
+                        let _ = tx.send(Err(err.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Runs confirmation rounds for a group's waiting reads until none wait.
+/// A round serves only reads that were waiting before it started.
+async fn read_rounds(inner: Arc<Inner>, group: u16) {
+    let g = &inner.groups[group as usize];
+    loop {
+        let waiters = {
+            let mut b = g.reads.lock();
+            if b.waiters.is_empty() {
+                b.running = false;
+                return;
+            }
+            std::mem::take(&mut b.waiters)
+        };
+        let r = match g.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                Err(ClusterError::NotLeader(inner.leader(group)))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(ClusterError::NoQuorum(e.to_string()))
+            }
+            Err(RaftError::Fatal(_)) => Err(ClusterError::Shutdown),
+        };
+        for w in waiters {
+            let _ = w.send(r.clone());
+        }
+    }
+}
+
+/// Every few seconds, claims leadership of the groups this node is the
+/// preferred leader of (group g prefers the (g mod n)-th member) when
+/// another node leads them and this node's log is caught up.
+async fn spread_leaders(inner: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let ids: Vec<u64> = inner.cfg.members.keys().copied().collect();
+        let Some(pos) = ids.iter().position(|&i| i == inner.id) else {
+            return;
+        };
+        for (g, grp) in inner.groups.iter().enumerate() {
+            if g % ids.len() != pos {
+                continue;
+            }
+            let claim = {
+                let m = grp.metrics.borrow();
+                let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+                m.current_leader.is_some_and(|l| l != inner.id)
+                    && voters.contains(&inner.id)
+                    && m.state == ServerState::Follower
+                    && m.last_applied.map(|l| l.index) == m.last_log_index
+            };
+            if claim {
+                let _ = grp.raft.trigger().elect().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

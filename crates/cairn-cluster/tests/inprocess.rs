@@ -1,0 +1,272 @@
+//! Three nodes in one process on loopback, with a key-value test host:
+//! replication, convergence, partitions (the transport's fault hook),
+//! failover, and restart from the durable log.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cairn_cluster::{
+    decode_argvs, BoxFuture, Cluster, ClusterConfig, ClusterError, Forward, Host, NodeInfo,
+};
+use parking_lot::Mutex;
+
+/// A tiny state machine: SET k v → +OK, INCR k → :n, GET k (unused here).
+#[derive(Default)]
+struct KvHost {
+    groups: Mutex<BTreeMap<u16, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    cluster: OnceLock<Cluster>,
+}
+
+impl KvHost {
+    fn state(&self, g: u16) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.groups.lock().get(&g).cloned().unwrap_or_default()
+    }
+}
+
+impl Host for KvHost {
+    fn apply(&self, group: u16, _ts: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+        let mut gs = self.groups.lock();
+        let m = gs.entry(group).or_default();
+        match argv {
+            [b"SET", k, v] => {
+                m.insert(k.to_vec(), v.to_vec());
+                out.extend_from_slice(b"+OK\r\n");
+            }
+            [b"INCR", k] => {
+                let n: i64 = m
+                    .get(*k)
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                    .unwrap_or(0)
+                    + 1;
+                m.insert(k.to_vec(), n.to_string().into_bytes());
+                out.extend_from_slice(format!(":{n}\r\n").as_bytes());
+            }
+            _ => out.extend_from_slice(b"-ERR unknown\r\n"),
+        }
+    }
+    fn snapshot(&self, group: u16) -> Vec<u8> {
+        let m = self.state(group);
+        let mut out = Vec::new();
+        for (k, v) in m {
+            cairn_cluster::encode_argv(&mut out, &[k, v]);
+        }
+        out
+    }
+    fn restore(&self, group: u16, data: &[u8]) -> Result<(), String> {
+        let mut m = BTreeMap::new();
+        decode_argvs(data, |kv| {
+            m.insert(kv[0].to_vec(), kv[1].to_vec());
+        })?;
+        self.groups.lock().insert(group, m);
+        Ok(())
+    }
+    fn forward(&self, req: Forward) -> BoxFuture<Vec<u8>> {
+        let c = self.cluster.get().cloned();
+        Box::pin(async move {
+            let Some(c) = c else {
+                return b"-ERR not started\r\n".to_vec();
+            };
+            let mut argv = Vec::new();
+            let _ = decode_argvs(&req.argv, |a| argv = a.iter().map(|x| x.to_vec()).collect());
+            match c.write(req.group, &argv).await {
+                Ok(r) => r,
+                Err(e) => format!("-TRYAGAIN {e}\r\n").into_bytes(),
+            }
+        })
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Node {
+    cluster: Cluster,
+    host: Arc<KvHost>,
+}
+
+fn members(ports: &[u16]) -> BTreeMap<u64, NodeInfo> {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                i as u64 + 1,
+                NodeInfo {
+                    peer: format!("127.0.0.1:{p}"),
+                    resp: format!("127.0.0.1:{}", 7000 + i),
+                },
+            )
+        })
+        .collect()
+}
+
+fn start(id: u64, ports: &[u16], groups: u16, dir: Option<std::path::PathBuf>) -> Node {
+    let mut cfg = ClusterConfig::new(
+        id,
+        format!("127.0.0.1:{}", ports[id as usize - 1])
+            .parse()
+            .unwrap(),
+        members(ports),
+    );
+    cfg.groups = groups;
+    cfg.dir = dir;
+    cfg.snapshot_logs = 200;
+    let host = Arc::new(KvHost::default());
+    let cluster = Cluster::start(cfg, host.clone()).unwrap();
+    let _ = host.cluster.set(cluster.clone());
+    Node { cluster, host }
+}
+
+/// Writes through whichever node leads the group, retrying while there
+/// is no leader; returns the reply.
+fn write(rt: &tokio::runtime::Runtime, nodes: &[Option<Node>], g: u16, argv: &[&[u8]]) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for n in nodes.iter().flatten() {
+            if n.cluster.is_leader(g) {
+                match rt.block_on(n.cluster.write(g, argv)) {
+                    Ok(r) => return r,
+                    Err(ClusterError::NotLeader(_)) | Err(ClusterError::Unknown(_)) => {}
+                    Err(e) => panic!("write failed: {e}"),
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader for group {g}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_converged(nodes: &[Option<Node>], groups: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let live: Vec<&Node> = nodes.iter().flatten().collect();
+        let same = (0..groups).all(|g| {
+            let s0 = live[0].host.state(g);
+            live.iter().all(|n| n.host.state(g) == s0)
+        });
+        if same {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replicas did not converge");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn three_nodes_replicate_fail_over_and_recover_from_disk() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let groups = 4;
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|id| {
+            Some(start(
+                id,
+                &ports,
+                groups,
+                Some(dirs[id as usize - 1].path().to_path_buf()),
+            ))
+        })
+        .collect();
+    // Replication: every group takes writes; all replicas agree.
+    for i in 0..300u32 {
+        let g = (i % groups as u32) as u16;
+        let r = write(&rt, &nodes, g, &[b"INCR", format!("c{g}").as_bytes()]);
+        assert!(r.starts_with(b":"), "{:?}", String::from_utf8_lossy(&r));
+    }
+    wait_converged(&nodes, groups);
+    for g in 0..groups {
+        let s = nodes[0].as_ref().unwrap().host.state(g);
+        assert_eq!(s.get(format!("c{g}").as_bytes()).unwrap(), b"75");
+    }
+    // Failover: isolate group 0's leader; the others elect a new one and
+    // keep taking writes; the old leader's counter catches up on heal.
+    let leader = (1..=3u64)
+        .find(|&id| {
+            nodes[id as usize - 1]
+                .as_ref()
+                .unwrap()
+                .cluster
+                .is_leader(0)
+        })
+        .expect("group 0 has a leader");
+    for id in 1..=3u64 {
+        let c = &nodes[id as usize - 1].as_ref().unwrap().cluster;
+        if id == leader {
+            for o in 1..=3 {
+                if o != leader {
+                    c.block_peer(o);
+                }
+            }
+        } else {
+            c.block_peer(leader);
+        }
+    }
+    let t0 = Instant::now();
+    let others: Vec<Option<Node>> = Vec::new();
+    drop(others);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let new_leader = (1..=3u64).filter(|&id| id != leader).find(|&id| {
+            nodes[id as usize - 1]
+                .as_ref()
+                .unwrap()
+                .cluster
+                .is_leader(0)
+        });
+        if let Some(nl) = new_leader {
+            let c = &nodes[nl as usize - 1].as_ref().unwrap().cluster;
+            if let Ok(r) = rt.block_on(c.write(0, &[b"INCR".as_slice(), b"c0"])) {
+                assert_eq!(r, b":76\r\n");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no failover");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("failover after isolation took {:?}", t0.elapsed());
+    for n in nodes.iter().flatten() {
+        n.cluster.heal();
+    }
+    wait_converged(&nodes, groups);
+    // Snapshots, then a full stop and restart from disk: nothing lost.
+    for n in nodes.iter().flatten() {
+        n.cluster.snapshot_all();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|id| {
+            Some(start(
+                id,
+                &ports,
+                groups,
+                Some(dirs[id as usize - 1].path().to_path_buf()),
+            ))
+        })
+        .collect();
+    let r = write(&rt, &nodes, 0, &[b"INCR", b"c0"]);
+    assert_eq!(r, b":77\r\n");
+    let r = write(&rt, &nodes, 3, &[b"INCR", b"c3"]);
+    assert_eq!(r, b":76\r\n");
+    wait_converged(&nodes, groups);
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Cluster mode: how a command reaches its Raft group.
+//!
+//! For each keyed command the connection computes the group of its keys
+//! (all keys must be in one group, else -CROSSSLOT). Then:
+//! - a write is proposed to the group when this node leads it; otherwise
+//!   a cluster-aware connection (one that asked CLUSTER SLOTS/SHARDS/NODES)
+//!   gets `-MOVED slot host:port`, and a plain client's request is
+//!   forwarded to the leader over the peer connection;
+//! - a read waits for a read-index confirmation (shared by all reads of
+//!   the group waiting at that moment), then runs on the local copy; a
+//!   connection that sent READONLY reads the local copy directly.
+//!
+//! Outcomes are never dropped silently: a committed write's reply, or
+//! `-TRYAGAIN` (nothing was proposed: no leader right now; retry), or
+//! `-UNKNOWN` (proposed, fate unknown: the leader changed or the link
+//! broke before the commit was confirmed).
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use cairn_cluster::{decode_argvs, BoxFuture, ClusterError, Forward, Host, NodeInfo};
+use cairn_engine::slot::slot;
+use cairn_proto::{Frame, Protocol, ReplyWriter};
+
+use crate::cmd::{self, Flow, Spec, READONLY, WRITE};
+use crate::conn::ConnState;
+use crate::{unix_ms, Shared};
+
+/// How long a request waits for a group to have a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+pub(crate) const TRYAGAIN: &str =
+    "TRYAGAIN no leader for this slot's group right now (nothing was applied); retry";
+
+/// A command that must wait for the cluster before it can be answered.
+pub(crate) struct Deferred {
+    pub idx: usize,
+    pub argv: Vec<Vec<u8>>,
+    /// Target group; `None` = every group (FLUSHALL).
+    pub group: Option<u16>,
+    pub write: bool,
+    pub slot: u16,
+}
+
+pub(crate) enum Route {
+    /// Run it here and now (no keys, or a READONLY connection's read).
+    Local,
+    Deferred(Box<Deferred>),
+    Error(String),
+}
+
+/// Decides how a command runs in cluster mode.
+pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]]) -> Route {
+    let Some(cluster) = shared.cluster.get() else {
+        return Route::Local;
+    };
+    let spec: &Spec = &cmd::table()[idx];
+    let owned = || argv.iter().map(|a| a.to_vec()).collect::<Vec<_>>();
+    if spec.name == "flushall" || spec.name == "flushdb" {
+        return Route::Deferred(Box::new(Deferred {
+            idx,
+            argv: owned(),
+            group: None,
+            write: true,
+            slot: 0,
+        }));
+    }
+    if spec.first_key <= 0 || spec.flags & (WRITE | READONLY) == 0 {
+        return Route::Local;
+    }
+    let mut group = None;
+    let mut first_slot = 0;
+    for i in spec.key_positions(argv.len()) {
+        let s = slot(argv[i]);
+        let g = cluster.group_of_slot(s as u32);
+        match group {
+            None => {
+                group = Some(g);
+                first_slot = s;
+            }
+            Some(g0) if g0 != g => {
+                return Route::Error("CROSSSLOT Keys in request don't hash to the same slot".into())
+            }
+            _ => {}
+        }
+    }
+    let Some(group) = group else {
+        return Route::Local;
+    };
+    let write = spec.flags & WRITE != 0;
+    if !write && (conn.readonly || shared.config.unsafe_stale_reads) {
+        return Route::Local;
+    }
+    Route::Deferred(Box::new(Deferred {
+        idx,
+        argv: owned(),
+        group: Some(group),
+        write,
+        slot: first_slot,
+    }))
+}
+
+/// Runs a deferred command to its outcome and writes the reply.
+pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, out: &mut Vec<u8>) {
+    let proto = conn.proto;
+    let reply = match d.group {
+        None => flush_all(shared, &d).await,
+        Some(g) => run_in_group(shared, conn, &d, g, true).await,
+    };
+    match reply {
+        Ok(Output::Resp3(bytes)) => write_resp3(out, proto, &bytes),
+        Ok(Output::Written(bytes)) => out.extend_from_slice(&bytes),
+        Err(e) => ReplyWriter::new(out, proto).error(&e),
+    }
+}
+
+enum Output {
+    /// A reply in RESP3, to convert to the connection's protocol.
+    Resp3(Vec<u8>),
+    /// A reply already in the connection's protocol.
+    Written(Vec<u8>),
+}
+
+fn error_text(e: &ClusterError) -> String {
+    match e {
+        ClusterError::NotLeader(_) | ClusterError::NoQuorum(_) => TRYAGAIN.into(),
+        ClusterError::Unknown(why) => {
+            format!("UNKNOWN outcome unknown ({why}): the write may or may not have been applied")
+        }
+        ClusterError::Shutdown => "ERR server is shutting down".into(),
+    }
+}
+
+async fn run_in_group(
+    shared: &Shared,
+    conn: &mut ConnState,
+    d: &Deferred,
+    g: u16,
+    may_forward: bool,
+) -> Result<Output, String> {
+    let Some(cluster) = shared.cluster.get() else {
+        return Err("ERR cluster not started".into());
+    };
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let leader = cluster.leader(g);
+        let me = cluster.node_id();
+        let r: Result<Output, ClusterError> = match &leader {
+            Some((id, _)) if *id == me => {
+                if d.write {
+                    cluster.write(g, &d.argv).await.map(Output::Resp3)
+                } else {
+                    match cluster.read_barrier(g).await {
+                        Ok(()) => Ok(Output::Written(run_local(shared, conn, d))),
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+            Some(l) if may_forward => {
+                if conn.cluster_aware {
+                    return Err(format!("MOVED {} {}", d.slot, l.1.resp));
+                }
+                cluster.forward(l, g, &d.argv).await.map(Output::Resp3)
+            }
+            _ => Err(ClusterError::NotLeader(None)),
+        };
+        match r {
+            Ok(o) => return Ok(o),
+            Err(ClusterError::NotLeader(_)) | Err(ClusterError::NoQuorum(_))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(e) => return Err(error_text(&e)),
+        }
+    }
+}
+
+/// FLUSHALL in cluster mode: proposed to every group in turn (not atomic
+/// across groups, like FLUSHALL in Redis Cluster, which is per node).
+async fn flush_all(shared: &Shared, d: &Deferred) -> Result<Output, String> {
+    let Some(cluster) = shared.cluster.get() else {
+        return Err("ERR cluster not started".into());
+    };
+    let argv: Vec<&[u8]> = vec![&d.argv[0]];
+    for g in 0..cluster.groups() {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let r = match cluster.leader(g) {
+                Some((id, _)) if id == cluster.node_id() => cluster.write(g, &argv).await,
+                Some(l) => cluster.forward(&l, g, &argv).await,
+                None => Err(ClusterError::NotLeader(None)),
+            };
+            match r {
+                Ok(reply) if reply.first() == Some(&b'-') && Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await
+                }
+                Ok(reply) if reply.first() == Some(&b'-') => {
+                    return Ok(Output::Resp3(reply));
+                }
+                Ok(_) => break,
+                Err(ClusterError::NotLeader(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await
+                }
+                Err(e) => return Err(error_text(&e)),
+            }
+        }
+    }
+    Ok(Output::Resp3(b"+OK\r\n".to_vec()))
+}
+
+/// Runs a read on this node's copy (after the barrier), in the
+/// connection's protocol.
+fn run_local(shared: &Shared, conn: &mut ConnState, d: &Deferred) -> Vec<u8> {
+    let argv: Vec<&[u8]> = d.argv.iter().map(|a| a.as_slice()).collect();
+    let mut out = Vec::new();
+    let _: Flow = cmd::run_handler(shared, conn, d.idx, &argv, &mut out, unix_ms());
+    out
+}
+
+/// Writes a RESP3 reply in the connection's protocol.
+pub(crate) fn write_resp3(out: &mut Vec<u8>, proto: Protocol, resp3: &[u8]) {
+    if proto == Protocol::Resp3 {
+        out.extend_from_slice(resp3);
+        return;
+    }
+    let mut w = ReplyWriter::new(out, proto);
+    match Frame::decode(resp3, usize::MAX) {
+        Ok(Some((f, _))) => write_frame(&mut w, &f),
+        _ => w.error("ERR malformed reply from the cluster"),
+    }
+}
+
+fn write_frame(w: &mut ReplyWriter<'_>, f: &Frame) {
+    match f {
+        Frame::Simple(s) => w.simple(&String::from_utf8_lossy(s)),
+        Frame::Error(e) => w.error(&String::from_utf8_lossy(e)),
+        Frame::Integer(n) => w.int(*n),
+        Frame::Bulk(b) | Frame::BigNumber(b) => w.bulk(b),
+        Frame::Verbatim { text, .. } => w.bulk(text),
+        Frame::Null => w.null(),
+        Frame::Double(v) => w.double(*v),
+        Frame::Boolean(b) => w.int(*b as i64),
+        Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+            w.array(items.len());
+            for i in items {
+                write_frame(w, i);
+            }
+        }
+        Frame::Map(pairs) => {
+            w.map(pairs.len());
+            for (k, v) in pairs {
+                write_frame(w, k);
+                write_frame(w, v);
+            }
+        }
+    }
+}
+
+/// The cluster layer's view of this server: replicated commands apply to
+/// the shard whose index is the group id.
+pub(crate) struct ServerHost {
+    pub shared: OnceLock<Weak<Shared>>,
+}
+
+impl ServerHost {
+    fn shared(&self) -> Option<Arc<Shared>> {
+        self.shared.get()?.upgrade()
+    }
+}
+
+impl Host for ServerHost {
+    fn apply(&self, group: u16, ts_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        let i = group as usize;
+        let mut ks = shared.db.lock(i);
+        let mut w = ReplyWriter::new(out, Protocol::Resp3);
+        cairn_engine::replicated::apply_argv(&mut *ks, argv, ts_ms, &mut w);
+        shared.db.refresh(i, &ks);
+    }
+
+    fn snapshot(&self, group: u16) -> Vec<u8> {
+        let Some(shared) = self.shared() else {
+            return Vec::new();
+        };
+        let ks = shared.db.lock(group as usize);
+        let mut out = Vec::new();
+        if let Err(e) = cairn_engine::snapshot::write(&ks, &mut out) {
+            tracing::error!(group, error = %e, "snapshot failed");
+        }
+        out
+    }
+
+    fn restore(&self, group: u16, data: &[u8]) -> Result<(), String> {
+        let Some(shared) = self.shared() else {
+            return Err("server stopped".into());
+        };
+        let seed = crate::random_seed();
+        let (mut ks, _) =
+            cairn_engine::snapshot::read(&mut &data[..], seed).map_err(|e| e.to_string())?;
+        ks.set_lazy_expire(false);
+        ks.set_access_tracking(shared.tracking());
+        ks.set_string_len_max(
+            shared
+                .settings
+                .bulk_len_max
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        shared.db.replace(group as usize, ks);
+        Ok(())
+    }
+
+    fn forward(&self, req: Forward) -> BoxFuture<Vec<u8>> {
+        let shared = self.shared();
+        Box::pin(async move {
+            let Some(shared) = shared else {
+                return b"-ERR server stopped\r\n".to_vec();
+            };
+            serve_forwarded(&shared, req).await
+        })
+    }
+}
+
+/// Executes a request another node forwarded: as the group's leader,
+/// never forwarding again (no loops); RESP3 reply.
+async fn serve_forwarded(shared: &Shared, req: Forward) -> Vec<u8> {
+    let mut argv: Vec<Vec<u8>> = Vec::new();
+    if decode_argvs(&req.argv, |a| argv = a.iter().map(|x| x.to_vec()).collect()).is_err()
+        || argv.is_empty()
+    {
+        return b"-ERR malformed forwarded request\r\n".to_vec();
+    }
+    let mut out = Vec::new();
+    // FLUSHALL/FLUSHDB arrive per group.
+    if argv[0].eq_ignore_ascii_case(b"flushall") || argv[0].eq_ignore_ascii_case(b"flushdb") {
+        let Some(cluster) = shared.cluster.get() else {
+            return b"-ERR cluster not started\r\n".to_vec();
+        };
+        return match cluster.write(req.group, &argv).await {
+            Ok(r) => r,
+            Err(e) => {
+                ReplyWriter::new(&mut out, Protocol::Resp3).error(&error_text(&e));
+                out
+            }
+        };
+    }
+    let Some(idx) = cmd::lookup(&argv[0]) else {
+        ReplyWriter::new(&mut out, Protocol::Resp3).error("ERR unknown command");
+        return out;
+    };
+    let mut conn = ConnState::detached();
+    let refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+    let d = match route(shared, &conn, idx, &refs) {
+        Route::Deferred(d) => d,
+        Route::Error(e) => {
+            ReplyWriter::new(&mut out, Protocol::Resp3).error(&e);
+            return out;
+        }
+        Route::Local => {
+            let _ = cmd::run_handler(shared, &mut conn, idx, &refs, &mut out, unix_ms());
+            return out;
+        }
+    };
+    let Some(g) = d.group else {
+        ReplyWriter::new(&mut out, Protocol::Resp3).error("ERR cannot forward this command");
+        return out;
+    };
+    match run_in_group(shared, &mut conn, &d, g, false).await {
+        Ok(Output::Resp3(b)) | Ok(Output::Written(b)) => b,
+        Err(e) => {
+            ReplyWriter::new(&mut out, Protocol::Resp3).error(&e);
+            out
+        }
+    }
+}
+
+/// Active expiry in cluster mode: for each group this node leads, look
+/// for expired keys and propose their deletion through the log.
+pub(crate) async fn expire_cron(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut cursors: Vec<usize> = Vec::new();
+    loop {
+        let hz = shared
+            .settings
+            .hz
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .clamp(1, 500) as u64;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(1000 / hz)) => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+        let Some(cluster) = shared.cluster.get() else {
+            continue;
+        };
+        cursors.resize(cluster.groups() as usize, 0);
+        let now = unix_ms();
+        for g in 0..cluster.groups() {
+            if !cluster.is_leader(g) {
+                continue;
+            }
+            let keys = {
+                let ks = shared.db.lock(g as usize);
+                let (keys, next) = ks.expired_keys(cursors[g as usize], 64, now);
+                cursors[g as usize] = next;
+                keys
+            };
+            if keys.is_empty() {
+                continue;
+            }
+            let mut argv: Vec<&[u8]> = vec![b"CAIRN.EXPIRED"];
+            argv.extend(keys.iter().map(|k| k.as_slice()));
+            if let Err(e) = cluster.write(g, &argv).await {
+                tracing::debug!(group = g, error = %e, "expiry proposal failed");
+            }
+        }
+    }
+}
+
+/// This node's cluster id as Redis Cluster clients expect it: 40 hex.
+pub(crate) fn node_name(id: u64) -> String {
+    format!("{id:040x}")
+}
+
+/// Splits `host:port` for CLUSTER replies.
+pub(crate) fn host_port(n: &NodeInfo) -> (String, u16) {
+    match n.resp.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(0)),
+        None => (n.resp.clone(), 0),
+    }
+}
