@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a cairn node (standalone unless --cluster-peers is given).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a local cluster of N nodes (one process each) until Ctrl-C.
     Dev(dev::DevArgs),
 }
@@ -100,7 +100,7 @@ struct ServerArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Server(args) => server(args),
+        Cmd::Server(args) => server(*args),
         Cmd::Dev(args) => dev::run(args),
     }
 }

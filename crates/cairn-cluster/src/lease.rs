@@ -10,7 +10,7 @@
 //! `t + LEASE_FRACTION * election_timeout_min`.
 //!
 //! Clock assumption (documented in docs/CONSISTENCY.md): monotonic clocks
-//! of the nodes advance at rates within 10% of each other. Wall-clock
+//! of the nodes advance at rates within 20% of each other. Wall-clock
 //! jumps do not matter (monotonic time only). A paused leader is safe:
 //! the send times were taken before the pause, so its lease has expired
 //! when it resumes.

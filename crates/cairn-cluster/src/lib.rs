@@ -22,3 +22,11 @@ pub use frame::{PeerFrame, PeerFrameError, FRAME_VERSION};
 pub use host::{BoxFuture, Forward, Host};
 pub use node::{Cluster, ClusterConfig, ClusterError, ClusterStats, GroupStatus, SLOTS};
 pub use types::{decode_argvs, encode_argv, NodeInfo};
+
+/// Decodes `data` as every kind of peer message body a node accepts from
+/// the network (AppendEntries, Vote, InstallSnapshot, forwarded request,
+/// membership change). For fuzzing: must never panic.
+#[doc(hidden)]
+pub fn fuzz_peer_bodies(data: &[u8]) {
+    node::fuzz_bodies(data);
+}

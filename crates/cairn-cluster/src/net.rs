@@ -28,6 +28,7 @@ pub const K_APPEND: u8 = 1;
 pub const K_VOTE: u8 = 2;
 pub const K_SNAPSHOT: u8 = 3;
 pub const K_FORWARD: u8 = 4;
+pub const K_ADMIN: u8 = 5;
 pub const RESPONSE: u8 = 0x80;
 
 /// Largest frame accepted: a log entry may carry a 512 MB value.

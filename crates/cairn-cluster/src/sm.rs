@@ -7,6 +7,9 @@
 //! Durable groups keep the latest snapshot in a file written as
 //! tmp → fsync → rename → fsync(dir); see [`crate::snapfile`].
 
+// openraft's StorageError is large by design; its trait methods return it.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -12,15 +12,17 @@ use cairn_cluster::{
 };
 use parking_lot::Mutex;
 
+type Kv = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// A tiny state machine: SET k v → +OK, INCR k → :n, GET k (unused here).
 #[derive(Default)]
 struct KvHost {
-    groups: Mutex<BTreeMap<u16, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    groups: Mutex<BTreeMap<u16, Kv>>,
     cluster: OnceLock<Cluster>,
 }
 
 impl KvHost {
-    fn state(&self, g: u16) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    fn state(&self, g: u16) -> Kv {
         self.groups.lock().get(&g).cloned().unwrap_or_default()
     }
 }

@@ -41,6 +41,50 @@ pub(crate) struct Deferred {
     pub group: Option<u16>,
     pub write: bool,
     pub slot: u16,
+    /// CLUSTER ADDNODE / DELNODE: a membership change of every group.
+    pub admin: Option<AdminOp>,
+}
+
+pub(crate) enum AdminOp {
+    Add(u64, NodeInfo),
+    Remove(u64),
+}
+
+/// Parses CLUSTER ADDNODE <id> <host:port[@peerport]> | DELNODE <id>.
+fn admin_op(argv: &[&[u8]]) -> Option<Result<AdminOp, String>> {
+    let sub = String::from_utf8_lossy(argv.get(1)?).to_ascii_uppercase();
+    let id = || -> Result<u64, String> {
+        std::str::from_utf8(argv.get(2).copied().unwrap_or_default())
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| "ERR invalid node id".to_string())
+    };
+    match sub.as_str() {
+        "ADDNODE" => Some((|| {
+            if argv.len() != 4 {
+                return Err("ERR wrong number of arguments for 'cluster|addnode' command".into());
+            }
+            let id = id()?;
+            let spec = format!("{id}={}", String::from_utf8_lossy(argv[3]));
+            let peers = crate::config::parse_peers(&spec).map_err(|e| format!("ERR {e}"))?;
+            let p = peers.into_values().next().ok_or("ERR bad address")?;
+            Ok(AdminOp::Add(
+                id,
+                NodeInfo {
+                    peer: p.peer,
+                    resp: p.resp,
+                },
+            ))
+        })()),
+        "DELNODE" => Some((|| {
+            if argv.len() != 3 {
+                return Err("ERR wrong number of arguments for 'cluster|delnode' command".into());
+            }
+            Ok(AdminOp::Remove(id()?))
+        })()),
+        _ => None,
+    }
 }
 
 pub(crate) enum Route {
@@ -64,7 +108,22 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
             group: None,
             write: true,
             slot: 0,
+            admin: None,
         }));
+    }
+    if spec.name == "cluster" {
+        return match admin_op(argv) {
+            None => Route::Local,
+            Some(Err(e)) => Route::Error(e),
+            Some(Ok(op)) => Route::Deferred(Box::new(Deferred {
+                idx,
+                argv: Vec::new(),
+                group: None,
+                write: true,
+                slot: 0,
+                admin: Some(op),
+            })),
+        };
     }
     if spec.first_key <= 0 || spec.flags & (WRITE | READONLY) == 0 {
         return Route::Local;
@@ -98,12 +157,26 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
         group: Some(group),
         write,
         slot: first_slot,
+        admin: None,
     }))
 }
 
 /// Runs a deferred command to its outcome and writes the reply.
 pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, out: &mut Vec<u8>) {
     let proto = conn.proto;
+    if let Some(op) = &d.admin {
+        let r = match (shared.cluster.get(), op) {
+            (None, _) => Err("cluster not started".to_string()),
+            (Some(c), AdminOp::Add(id, node)) => c.add_node(*id, node.clone()).await,
+            (Some(c), AdminOp::Remove(id)) => c.remove_node(*id).await,
+        };
+        let mut w = ReplyWriter::new(out, proto);
+        match r {
+            Ok(()) => w.simple("OK"),
+            Err(e) => w.error(&format!("ERR membership change failed: {e}")),
+        }
+        return;
+    }
     let reply = match d.group {
         None => flush_all(shared, &d).await,
         Some(g) => run_in_group(shared, conn, &d, g, true).await,

@@ -23,6 +23,8 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                 "KEYSLOT <key>", "    Return the hash slot for <key>.",
                 "MYID", "    Return the node id.",
                 "DIGEST", "    (cairn) Per group: applied log index and state digest of this replica.",
+                "ADDNODE <id> <host:port[@peerport]>", "    (cairn) Add a running node to every group (learner, then voter).",
+                "DELNODE <id>", "    (cairn) Remove a node from every group.",
                 "NODES", "    Return cluster configuration seen by node.",
                 "SHARDS", "    Return information about slot range mappings and the nodes associated with them.",
                 "SLOTS", "    Return information about slots range mappings.",

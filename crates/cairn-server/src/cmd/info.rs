@@ -10,7 +10,7 @@ use super::{table, Ctx, Flow};
 /// supports (HELLO, RESP3, SET options).
 pub(crate) const REDIS_VERSION: &str = "7.2.0";
 
-const DEFAULT_SECTIONS: [&str; 8] = [
+const DEFAULT_SECTIONS: [&str; 9] = [
     "server",
     "clients",
     "memory",
@@ -18,6 +18,7 @@ const DEFAULT_SECTIONS: [&str; 8] = [
     "stats",
     "replication",
     "cpu",
+    "cluster",
     "keyspace",
 ];
 
@@ -154,6 +155,34 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
     }
     if has("replication") {
         o.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+    }
+    if ctx.shared.cluster.get().is_some() {
+        o = o.replacen("redis_mode:standalone", "redis_mode:cluster", 1);
+    }
+    if has("cluster") {
+        match ctx.shared.cluster.get() {
+            None => o.push_str("# Cluster\r\ncluster_enabled:0\r\n\r\n"),
+            Some(c) => {
+                let st = c.stats();
+                let topo = c.topology();
+                let _ = write!(
+                    o,
+                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\n\r\n",
+                    c.node_id(),
+                    topo.len(),
+                    topo.iter().filter(|g| g.is_leader).count(),
+                    topo.iter().filter(|g| g.leader.is_none()).count(),
+                    st.writes,
+                    st.batches,
+                    st.lease_reads,
+                    st.index_reads,
+                    ctx.shared.config.durability,
+                    st.log_appends,
+                    st.log_fsyncs,
+                    st.log_bytes,
+                );
+            }
+        }
     }
     if has("cpu") {
         let (sys, user) = cpu_seconds();

@@ -1,0 +1,447 @@
+//! The writer thread: owns the segment files, turns queued operations into
+//! one write and one fdatasync per batch, then completes them.
+//!
+//! The one thing not to get wrong: completion only after the fsync of the
+//! batch returned, and after any write or sync error, never again a
+//! success (the store is failed for good; reopen to recover).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+#[cfg(not(test))]
+use super::record::PAYLOAD_LEN_MAX;
+use super::record::{self, ENTRY_LEN_MAX, VALUE_LEN_MAX};
+use super::segment::{self, GroupMeta, SegmentInfo};
+use super::{LogOptions, MetaKey, Stats};
+
+pub(crate) type Callback = Box<dyn FnOnce(io::Result<()>) + Send + 'static>;
+
+/// Who hears that an operation is durable.
+pub(crate) enum Done {
+    Callback(Callback),
+    Waiter(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
+impl Done {
+    fn complete(self, r: io::Result<()>) {
+        match self {
+            Done::Callback(f) => f(r),
+            Done::Waiter(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+pub(crate) enum Op {
+    Append {
+        group: u16,
+        entries: Vec<(u64, Bytes)>,
+        done: Callback,
+    },
+    Truncate {
+        group: u16,
+        from: u64,
+    },
+    Purge {
+        group: u16,
+        upto: u64,
+        id: Bytes,
+    },
+    Meta {
+        group: u16,
+        key: MetaKey,
+        value: Bytes,
+        done: Done,
+    },
+    Sync {
+        done: Done,
+    },
+    /// Ends the writer's use of the directory (see `LogStore::close`).
+    Close {
+        done: Done,
+    },
+}
+
+/// Entries records are cut at this payload size (a single larger entry
+/// gets a record of its own, up to the format's limit). Small in tests so
+/// that every test exercises the split.
+#[cfg(not(test))]
+const SPLIT_PAYLOAD_BYTES: usize = PAYLOAD_LEN_MAX;
+#[cfg(test)]
+const SPLIT_PAYLOAD_BYTES: usize = 2048;
+
+/// Smallest cost of an op, so a batch of tiny ops is bounded in count too.
+const OP_COST_MIN_BYTES: usize = 64;
+
+impl Op {
+    /// Completes the op without writing it (volatile store, failure).
+    pub(crate) fn complete(self, r: io::Result<()>) {
+        match self {
+            Op::Append { done, .. } => done(r),
+            Op::Meta { done, .. } | Op::Sync { done } | Op::Close { done } => done.complete(r),
+            Op::Truncate { .. } | Op::Purge { .. } => {}
+        }
+    }
+
+    fn cost_bytes(&self) -> usize {
+        let payload = match self {
+            Op::Append { entries, .. } => entries.iter().map(|(_, e)| e.len() + 16).sum(),
+            Op::Purge { id, .. } => id.len(),
+            Op::Meta { value, .. } => value.len(),
+            Op::Truncate { .. } | Op::Sync { .. } | Op::Close { .. } => 0,
+        };
+        payload.max(OP_COST_MIN_BYTES)
+    }
+}
+
+/// Fault injection for tests: fail the next write or fsync, or hold the
+/// writer just before it fsyncs.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestHooks {
+    pub fail_write: std::sync::atomic::AtomicBool,
+    pub fail_fsync: std::sync::atomic::AtomicBool,
+    pub fsync_gate: parking_lot::Mutex<()>,
+}
+
+#[cfg(test)]
+impl TestHooks {
+    fn injected(flag: &std::sync::atomic::AtomicBool, what: &str) -> io::Result<()> {
+        if flag.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(io::Error::other(format!("injected {what} failure")));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Writer {
+    dir: PathBuf,
+    opts: LogOptions,
+    /// The newest segment, open for appending.
+    file: File,
+    file_len: u64,
+    /// Oldest first; the last one is `file`.
+    segments: VecDeque<SegmentInfo>,
+    meta: BTreeMap<u16, GroupMeta>,
+    /// Encoding buffer of the current batch, reused.
+    buf: Vec<u8>,
+    /// Completions of the current batch, reused.
+    pending: Vec<Done>,
+    /// Set by the first write, sync or rotation error: (kind, message).
+    failed: Option<(io::ErrorKind, String)>,
+    stats: Arc<Stats>,
+    _lock: File,
+    #[cfg(test)]
+    hooks: Arc<TestHooks>,
+}
+
+impl Writer {
+    /// Takes over the replayed segments, starts a fresh segment headed by
+    /// a checkpoint of `meta`, and deletes what is already purged.
+    pub(crate) fn start(
+        dir: &Path,
+        opts: LogOptions,
+        segments: VecDeque<SegmentInfo>,
+        meta: BTreeMap<u16, GroupMeta>,
+        stats: Arc<Stats>,
+        #[cfg(test)] hooks: Arc<TestHooks>,
+    ) -> io::Result<Writer> {
+        let lock = segment::lock_dir(dir)?;
+        let seq = segments.back().map_or(0, |s| s.seq + 1);
+        let mut buf = Vec::new();
+        let (file, file_len) = segment::create_segment(dir, seq, &meta, &mut buf)?;
+        stats.add(0, 1, file_len);
+        let mut segments = segments;
+        segments.push_back(SegmentInfo::new(seq, segment::segment_path(dir, seq)));
+        let mut w = Writer {
+            dir: dir.to_path_buf(),
+            opts,
+            file,
+            file_len,
+            segments,
+            meta,
+            buf,
+            pending: Vec::new(),
+            failed: None,
+            stats,
+            _lock: lock,
+            #[cfg(test)]
+            hooks,
+        };
+        w.delete_purged_segments();
+        Ok(w)
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<Op>) {
+        let mut batch = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut cost = first.cost_bytes();
+            batch.push(first);
+            while cost < self.opts.max_batch_bytes {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        cost += op.cost_bytes();
+                        batch.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Some(at) = batch.iter().position(|op| matches!(op, Op::Close { .. })) {
+                let after = batch.split_off(at);
+                self.commit(&mut batch);
+                return self.close(after, rx);
+            }
+            self.commit(&mut batch);
+        }
+    }
+
+    /// Closes the segment and releases the directory lock, answers the
+    /// `Close` at the head of `after`, then fails every later op until the
+    /// last handle is dropped (so each callback still fires exactly once).
+    fn close(self, after: Vec<Op>, rx: Receiver<Op>) {
+        let result = match self.failed {
+            None => Ok(()),
+            Some(_) => Err(self.failure()),
+        };
+        drop(self);
+        let closed = || io::Error::other("log store is closed");
+        let mut after = after.into_iter();
+        if let Some(op) = after.next() {
+            op.complete(result);
+        }
+        for op in after.chain(rx.iter()) {
+            op.complete(Err(closed()));
+        }
+    }
+
+    /// The error every operation gets once the store has failed.
+    fn failure(&self) -> io::Error {
+        match &self.failed {
+            Some((kind, msg)) => io::Error::new(*kind, format!("log store failed earlier: {msg}")),
+            None => io::Error::other("log store failed earlier"),
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Op>) {
+        if self.failed.is_some() {
+            for op in batch.drain(..) {
+                op.complete(Err(self.failure()));
+            }
+            return;
+        }
+        self.buf.clear();
+        let mut appends = 0;
+        for op in batch.drain(..) {
+            appends += u64::from(self.encode(op));
+        }
+        let written = self.buf.len() as u64;
+        let result = if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.write_and_sync()
+        };
+        match result {
+            Ok(()) => {
+                self.stats.add(appends, 0, written);
+                for d in self.pending.drain(..) {
+                    d.complete(Ok(()));
+                }
+                self.after_commit();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log write failed; the store now fails every operation");
+                let (kind, msg) = (e.kind(), e.to_string());
+                for d in self.pending.drain(..) {
+                    d.complete(Err(io::Error::new(kind, msg.clone())));
+                }
+                self.failed = Some((kind, msg));
+            }
+        }
+        // A jumbo op may have grown the buffer far past a normal batch.
+        if self.buf.capacity() > 2 * self.opts.max_batch_bytes.max(1 << 20) {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Encodes one op into the batch buffer and updates the state it
+    /// changes; a malformed op is refused on its own, nothing written.
+    /// Returns true for an accepted append.
+    fn encode(&mut self, op: Op) -> bool {
+        let first = self.buf.is_empty();
+        match op {
+            Op::Append {
+                group,
+                entries,
+                done,
+            } => {
+                if let Err(e) = check_append(&entries) {
+                    done(Err(e));
+                    return false;
+                }
+                self.encode_entries(group, &entries);
+                self.pending.push(Done::Callback(done));
+                return true;
+            }
+            Op::Truncate { group, from } => record::put_truncate(&mut self.buf, group, first, from),
+            Op::Purge { group, upto, id } => {
+                if id.len() > VALUE_LEN_MAX {
+                    // No one to tell: keeping the entries is the safe side.
+                    tracing::error!(
+                        group,
+                        upto,
+                        id_len = id.len(),
+                        "purge id too long; purge ignored"
+                    );
+                    return false;
+                }
+                record::put_purge(&mut self.buf, group, first, upto, &id);
+                self.meta.entry(group).or_default().purge(upto, id);
+            }
+            Op::Meta {
+                group,
+                key,
+                value,
+                done,
+            } => {
+                if value.len() > VALUE_LEN_MAX {
+                    done.complete(Err(invalid(format!(
+                        "meta value of {} bytes exceeds {VALUE_LEN_MAX}",
+                        value.len()
+                    ))));
+                    return false;
+                }
+                record::put_meta(&mut self.buf, group, first, key, &value);
+                self.meta.entry(group).or_default().set(key, value);
+                self.pending.push(done);
+            }
+            // `run` takes `Close` out of the batch before encoding.
+            Op::Sync { done } | Op::Close { done } => self.pending.push(done),
+        }
+        false
+    }
+
+    /// Splits the entries over as many records as the payload limit needs.
+    fn encode_entries(&mut self, group: u16, entries: &[(u64, Bytes)]) {
+        let mut rest = entries;
+        while let Some(&(first, _)) = rest.first() {
+            let mut payload = record::entries_payload_len([]);
+            let n = rest
+                .iter()
+                .take_while(|(_, e)| {
+                    payload += record::entry_cost(e.len());
+                    payload <= SPLIT_PAYLOAD_BYTES
+                })
+                .count()
+                .max(1);
+            let (now, later) = rest.split_at(n);
+            let batch_start = self.buf.is_empty();
+            record::put_entries(
+                &mut self.buf,
+                group,
+                batch_start,
+                first,
+                now.iter().map(|(_, e)| &e[..]),
+            );
+            rest = later;
+        }
+        if let Some(&(last, _)) = entries.last() {
+            if let Some(seg) = self.segments.back_mut() {
+                seg.saw_entries(group, last);
+            }
+        }
+    }
+
+    fn write_and_sync(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        TestHooks::injected(&self.hooks.fail_write, "write")?;
+        self.file.write_all(&self.buf)?;
+        self.file_len += self.buf.len() as u64;
+        #[cfg(test)]
+        {
+            drop(self.hooks.fsync_gate.lock());
+            TestHooks::injected(&self.hooks.fail_fsync, "fsync")?;
+        }
+        self.file.sync_data()?;
+        self.stats.add(0, 1, 0);
+        Ok(())
+    }
+
+    fn after_commit(&mut self) {
+        if self.file_len >= self.opts.segment_bytes {
+            if let Err(e) = self.rotate() {
+                tracing::error!(error = %e, "log segment rotation failed; the store now fails every operation");
+                self.failed = Some((e.kind(), format!("rotating the log segment: {e}")));
+                return;
+            }
+        }
+        self.delete_purged_segments();
+    }
+
+    /// The old segment is already fsynced (every batch is); the new one is
+    /// durable with its checkpoint and directory entry before use.
+    fn rotate(&mut self) -> io::Result<()> {
+        let seq = self.segments.back().map_or(0, |s| s.seq + 1);
+        let (file, len) = segment::create_segment(&self.dir, seq, &self.meta, &mut self.buf)?;
+        self.stats.add(0, 1, len);
+        self.file = file;
+        self.file_len = len;
+        self.segments
+            .push_back(SegmentInfo::new(seq, segment::segment_path(&self.dir, seq)));
+        Ok(())
+    }
+
+    /// Deletes the oldest segments while every entry in them is purged.
+    /// Oldest first only: a truncation recorded in a segment must not
+    /// vanish while entries it cancelled, in older segments, remain. Runs
+    /// after the fsync that made the purges durable, and never touches the
+    /// newest segment, whose checkpoint (or a later one) restates all the
+    /// metadata the deleted segments held.
+    fn delete_purged_segments(&mut self) {
+        let mut deleted = false;
+        while self.segments.len() > 1 && self.segments[0].deletable(&self.meta) {
+            let path = self.segments[0].path.clone();
+            if let Err(e) = std::fs::remove_file(&path) {
+                // Not a durability problem: the file stays and is replayed.
+                tracing::warn!(file = %path.display(), error = %e, "cannot delete a purged log segment");
+                break;
+            }
+            self.segments.pop_front();
+            deleted = true;
+        }
+        if deleted {
+            if let Err(e) = segment::fsync_dir(&self.dir) {
+                tracing::warn!(error = %e, "fsync of the log directory after deleting segments failed");
+            }
+        }
+    }
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// An append's indices must be consecutive and each entry fit in a record.
+fn check_append(entries: &[(u64, Bytes)]) -> io::Result<()> {
+    for w in entries.windows(2) {
+        if w[0].0.checked_add(1) != Some(w[1].0) {
+            return Err(invalid(format!(
+                "append indices must be consecutive: {} then {}",
+                w[0].0, w[1].0
+            )));
+        }
+    }
+    if let Some((i, e)) = entries.iter().find(|(_, e)| e.len() > ENTRY_LEN_MAX) {
+        return Err(invalid(format!(
+            "log entry {i} of {} bytes exceeds {ENTRY_LEN_MAX}",
+            e.len()
+        )));
+    }
+    Ok(())
+}
