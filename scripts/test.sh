@@ -38,12 +38,16 @@ trap 'rm -f "$log"' EXIT
 # As root the fault-lab tests must really run; elsewhere they skip and say why.
 if [ "$(id -u)" -eq 0 ]; then export CAIRN_LAB_REQUIRED=1; fi
 
-step "cargo test (unit, property, integration with real clients, fault lab)"
+step "release build of cairn (the cluster and fault-lab tests run real processes of it)"
+cargo build --release --locked -p cairn-cli
+export CAIRN_BIN="$PWD/target/release/cairn"
+
+step "cargo test (unit, property, integration with real clients and clusters, fault lab)"
 cargo build --workspace --locked
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 
 step "redis-cli and redis-benchmark against a real cairn process"
-CAIRN_BIN=target/debug/cairn bash tests/redis-cli.sh 2>&1 | tee -a "$log"
+bash tests/redis-cli.sh 2>&1 | tee -a "$log"
 
 if [ -f scripts/fuzz.sh ]; then
   step "fuzzing the RESP and peer-frame decoders for ${FUZZ_SECONDS:-60}s"

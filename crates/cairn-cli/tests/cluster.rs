@@ -154,7 +154,9 @@ impl TestCluster {
     }
 
     fn start(&mut self, i: usize) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        // CAIRN_BIN: a release build for faster runs (scripts/test.sh sets it).
+        let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
+        let mut child = Command::new(bin)
             .args(["server", "--threads", "1", "--log"])
             .arg(std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".into()))
             .args(["--port", &self.ports[i].to_string()])
@@ -481,4 +483,91 @@ fn volatile_cluster_survives_a_minority_and_the_lost_node_catches_up() {
     c.wait_ok();
     c.converged_digests();
     c.check_replica(victim, &expect);
+}
+
+#[test]
+fn redis_cluster_clients_work_against_a_cairn_cluster() {
+    let c = TestCluster::new(3, "volatile");
+    // The `redis` crate's cluster client: reads CLUSTER SLOTS, routes by
+    // slot, follows -MOVED.
+    let client =
+        redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{}", c.ports[0])])
+            .unwrap();
+    let mut conn = client.get_connection().expect("cluster connection");
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg(i)
+            .query(&mut conn)
+            .expect("SET through the cluster client");
+    }
+    for i in 0..300 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("key:{i}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    // Multi-key commands within one hashtag are atomic in one group.
+    let _: () = redis::cmd("MSET")
+        .arg("{u1}:a")
+        .arg("1")
+        .arg("{u1}:b")
+        .arg("2")
+        .query(&mut conn)
+        .unwrap();
+    let got: Vec<String> = redis::cmd("MGET")
+        .arg("{u1}:a")
+        .arg("{u1}:b")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(got, vec!["1", "2"]);
+    let n: i64 = redis::cmd("INCRBY")
+        .arg("ctr")
+        .arg(5)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(n, 5);
+    // A plain connection to a node that does not lead a key's group is
+    // proxied; a cluster-aware one gets -MOVED.
+    let leader = c.leader_of(b"key:7").unwrap();
+    let other = (leader + 1) % 3;
+    let mut plain = Conn::open(c.ports[other]).unwrap();
+    assert_eq!(
+        plain.cmd(&[b"GET", b"key:7"]).unwrap(),
+        Reply::Bulk(Some(b"7".to_vec()))
+    );
+    let mut aware = Conn::open(c.ports[other]).unwrap();
+    let _ = aware.cmd(&[b"CLUSTER", b"SLOTS"]).unwrap();
+    match aware.cmd(&[b"GET", b"key:7"]).unwrap() {
+        Reply::Error(e) => assert!(
+            e.starts_with("MOVED ") && e.ends_with(&format!(":{}", c.ports[leader])),
+            "{e}"
+        ),
+        other => panic!("expected -MOVED, got {other:?}"),
+    }
+    // Keys of different groups in one command: -CROSSSLOT.
+    match plain.cmd(&[b"MSET", b"a", b"1", b"b", b"2"]).unwrap() {
+        Reply::Error(e) => assert!(e.starts_with("CROSSSLOT"), "{e}"),
+        other => panic!("expected -CROSSSLOT, got {other:?}"),
+    }
+    // redis-cli -c (when installed) follows the redirections too.
+    if let Ok(out) = Command::new("redis-cli")
+        .args([
+            "-c",
+            "-p",
+            &c.ports[other].to_string(),
+            "SET",
+            "key:7",
+            "seven",
+        ])
+        .output()
+    {
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+        let out = Command::new("redis-cli")
+            .args(["-c", "-p", &c.ports[other].to_string(), "GET", "key:7"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "seven");
+    }
 }

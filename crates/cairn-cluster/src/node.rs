@@ -173,7 +173,7 @@ pub struct Cluster {
 
 const BATCH_CMDS: usize = 512;
 const BATCH_BYTES: usize = 1 << 20;
-const INFLIGHT_BATCHES: usize = 8;
+const INFLIGHT_BATCHES: usize = 2;
 const PROPOSAL_QUEUE: usize = 8192;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -302,16 +302,42 @@ impl Cluster {
         // spread evenly. Every member gets the same member list, so exactly
         // one node initializes each group. (openraft 0.9 has no leadership
         // transfer; moving leaders later would need one.)
+        //
+        // A node with empty storage cannot tell a new cluster from one it
+        // lost its state in (volatile mode, or a wiped directory), so it
+        // first listens for two maximum election timeouts: a group that
+        // already has a leader heartbeats it meanwhile, and is left alone.
         let ids: Vec<u64> = cfg.members.keys().copied().collect();
         if let Some(pos) = ids.iter().position(|&i| i == cfg.node_id) {
-            for (g, grp) in inner.groups.iter().enumerate() {
-                if fresh[g] && g % ids.len() == pos {
-                    let members = cfg.members.clone();
-                    let r = handle.block_on(grp.raft.initialize(members));
-                    if let Err(e) = r {
-                        tracing::debug!(group = g, error = %e, "initialize skipped");
+            let mine: Vec<usize> = (0..inner.groups.len())
+                .filter(|&g| fresh[g] && g % ids.len() == pos)
+                .collect();
+            if !mine.is_empty() {
+                let weak = Arc::downgrade(&inner);
+                let members = cfg.members.clone();
+                let wait = Duration::from_millis(cfg.election_max_ms * 2);
+                handle.spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let Some(inner) = weak.upgrade() else {
+                        return;
+                    };
+                    for g in mine {
+                        let grp = &inner.groups[g];
+                        let untouched = {
+                            let m = grp.metrics.borrow();
+                            m.current_term == 0
+                                && m.current_leader.is_none()
+                                && m.last_log_index.is_none()
+                        };
+                        if !untouched {
+                            tracing::info!(group = g, "group already running; not initializing");
+                            continue;
+                        }
+                        if let Err(e) = grp.raft.initialize(members.clone()).await {
+                            tracing::debug!(group = g, error = %e, "initialize skipped");
+                        }
                     }
-                }
+                });
             }
         }
         if cfg.spread_leaders && cfg.members.len() > 1 {
