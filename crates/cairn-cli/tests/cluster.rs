@@ -122,6 +122,32 @@ fn free_port_pair() -> (u16, u16) {
     }
 }
 
+/// Raft timings: the defaults with a release binary (CAIRN_BIN), so the
+/// failover times printed are the defaults'; generous ones for an
+/// unoptimized build on 2 busy cores, where an AppendEntries (openraft's
+/// timeout for it is the heartbeat interval) takes longer.
+fn raft_timing() -> Vec<&'static str> {
+    if std::env::var_os("CAIRN_BIN").is_some() {
+        Vec::new()
+    } else {
+        vec![
+            "--heartbeat-interval",
+            "250",
+            "--election-timeout-min",
+            "1000",
+            "--election-timeout-max",
+            "2000",
+        ]
+    }
+}
+
+/// One cluster at a time: these tests each run 3 processes and a load,
+/// and the machine may have 2 cores.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct TestCluster {
     ports: Vec<u16>,
     dirs: Vec<tempfile::TempDir>,
@@ -163,15 +189,7 @@ impl TestCluster {
             .args(["--node-id", &(i + 1).to_string()])
             .args(["--cluster-peers", &self.peers])
             .args(["--cluster-groups", "16"])
-            // Unoptimized test builds on 2 busy cores: every AppendEntries
-            // (openraft's timeout is the heartbeat interval) needs room.
-            .args([
-                "--heartbeat-interval",
-                "250",
-                "--election-timeout-min",
-                "1000",
-            ])
-            .args(["--election-timeout-max", "2000"])
+            .args(raft_timing())
             .args(["--durability", self.durability])
             .args(["--dir", &self.dirs[i].path().to_string_lossy()])
             .stderr(Stdio::piped())
@@ -390,6 +408,7 @@ fn kill_leader_and_time_failover(c: &mut TestCluster, key: &[u8]) -> (usize, Dur
 
 #[test]
 fn leaders_killed_during_50k_writes_lose_no_acknowledged_write() {
+    let _serial = serial();
     let mut c = TestCluster::new(3, "durable");
     let stop = Arc::new(AtomicBool::new(false));
     let ports = c.ports.clone();
@@ -437,6 +456,7 @@ fn leaders_killed_during_50k_writes_lose_no_acknowledged_write() {
 
 #[test]
 fn durable_cluster_killed_entirely_keeps_every_acknowledged_write() {
+    let _serial = serial();
     let mut c = TestCluster::new(3, "durable");
     let expect = write_load(c.ports.clone(), 8, 3000, Arc::new(AtomicBool::new(false)));
     for i in 0..3 {
@@ -463,6 +483,7 @@ fn durable_cluster_killed_entirely_keeps_every_acknowledged_write() {
 
 #[test]
 fn volatile_cluster_survives_a_minority_and_the_lost_node_catches_up() {
+    let _serial = serial();
     let mut c = TestCluster::new(3, "volatile");
     let stop = Arc::new(AtomicBool::new(false));
     let ports = c.ports.clone();
@@ -487,6 +508,7 @@ fn volatile_cluster_survives_a_minority_and_the_lost_node_catches_up() {
 
 #[test]
 fn redis_cluster_clients_work_against_a_cairn_cluster() {
+    let _serial = serial();
     let c = TestCluster::new(3, "volatile");
     // The `redis` crate's cluster client: reads CLUSTER SLOTS, routes by
     // slot, follows -MOVED.

@@ -63,8 +63,12 @@ impl ClusterConfig {
             // openraft also uses the heartbeat interval as the timeout of
             // every AppendEntries (which includes the follower's fsync).
             heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
+            // A follower that has a leader waits the leader lease
+            // (openraft: election_max) plus a random election timeout
+            // before it campaigns, so failover ≈ max + U(min, max):
+            // measured p50 ≈ 0.8 s with these values.
+            election_min_ms: 250,
+            election_max_ms: 400,
             snapshot_logs: 20_000,
             // Off: without leadership transfer in openraft 0.9, a claim
             // is an election that the followers' leader lease refuses,

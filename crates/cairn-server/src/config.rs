@@ -94,8 +94,8 @@ impl Default for Config {
             cluster_groups: 64,
             dir: String::new(),
             durability: "durable".into(),
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            election_timeout_min: 250,
+            election_timeout_max: 400,
             heartbeat_interval: 100,
             unsafe_stale_reads: false,
         }
