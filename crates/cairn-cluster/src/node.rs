@@ -514,6 +514,19 @@ impl Cluster {
         (0..self.inner.cfg.groups)
             .map(|g| {
                 let grp = &self.inner.groups[g as usize];
+                // Everything that borrows the metrics itself (leader) or
+                // takes other locks comes first: a second borrow of the
+                // same watch while one is held deadlocks as soon as the
+                // Raft core waits to publish (the lock prefers writers).
+                let leader = self.inner.leader(g);
+                let snap = grp
+                    .sm
+                    .state
+                    .lock()
+                    .current
+                    .as_ref()
+                    .and_then(|s| s.meta.last_log_id.map(|l| l.index));
+                let cached_entries = grp.log.cached();
                 let m = grp.metrics.borrow();
                 let voters = m
                     .membership_config
@@ -527,23 +540,16 @@ impl Cluster {
                     })
                     .map(|(id, n)| (*id, n.clone()))
                     .collect();
-                let snap = grp
-                    .sm
-                    .state
-                    .lock()
-                    .current
-                    .as_ref()
-                    .and_then(|s| s.meta.last_log_id.map(|l| l.index));
                 GroupStatus {
                     group: g,
                     slots: (g as u32 * per, (g as u32 + 1) * per - 1),
-                    leader: self.inner.leader(g),
+                    leader,
                     voters,
                     term: m.current_term,
                     last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
                     last_log: m.last_log_index.unwrap_or(0),
                     is_leader: m.state == ServerState::Leader,
-                    cached_entries: grp.log.cached(),
+                    cached_entries,
                     snapshot_index: snap,
                 }
             })
