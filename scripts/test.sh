@@ -2,7 +2,7 @@
 # Runs cairn's whole test suite on a fresh Debian machine, installing what
 # it needs first. CI (.ci/run) calls exactly this.
 #
-#   scripts/test.sh            # everything CI runs (about 10 minutes on 2 cores)
+#   scripts/test.sh            # everything CI runs (about 20 minutes on 2 cores)
 #   FUZZ_SECONDS=600 scripts/test.sh   # longer fuzzing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,7 @@ step "redis-cli and redis-benchmark against a real cairn process"
 bash tests/redis-cli.sh 2>&1 | tee -a "$log"
 
 if [ -f scripts/fuzz.sh ]; then
-  step "fuzzing the RESP and peer-frame decoders for ${FUZZ_SECONDS:-60}s"
+  step "fuzzing every decoder of untrusted bytes (RESP, peer frames and bodies, log records, snapshots) for ${FUZZ_SECONDS:-60}s"
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
 
