@@ -129,6 +129,12 @@ struct Group {
     log: GroupLog,
     sm: GroupSm,
     lease: Arc<LeaseClock>,
+    /// Last log index recovered at start-up. No read is served here until
+    /// the state machine has applied at least this far: openraft 0.9 may
+    /// restore a restarted node as leader of its old term at once, before
+    /// it re-applied entries it had committed before the crash (found by
+    /// the fault lab: stale reads right after a fast leader restart).
+    read_fence: u64,
 }
 
 /// A membership change of one group, run by its leader.
@@ -232,6 +238,12 @@ impl Cluster {
         let mut prop_rxs = Vec::new();
         for g in 0..cfg.groups {
             let rec = recovered.groups.remove(&g).unwrap_or_default();
+            let read_fence = rec
+                .entries
+                .last()
+                .map(|e| e.0)
+                .or(rec.purged.as_ref().map(|p| p.0))
+                .unwrap_or(0);
             let empty = rec.vote.is_none() && rec.entries.is_empty() && rec.purged.is_none();
             let log = GroupLog::new(g, store.clone(), rec)?;
             let snap = cfg
@@ -266,6 +278,7 @@ impl Cluster {
                 log,
                 sm,
                 lease,
+                read_fence,
             });
         }
         let (stop, stop_rx) = watch::channel(false);
@@ -404,6 +417,30 @@ impl Cluster {
             .ok_or(ClusterError::Shutdown)?;
         if !inner.is_leader(group) {
             return Err(ClusterError::NotLeader(self.leader(group)));
+        }
+        let applied = g
+            .metrics
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0);
+        if applied < g.read_fence {
+            // Commit a new (empty) entry: applying it applies everything
+            // before it, including what was committed before a restart.
+            let raft = g.raft.clone();
+            inner.handle.spawn(async move {
+                let _ = raft
+                    .client_write(Batch {
+                        ts_ms: unix_ms(),
+                        cmds: Vec::new(),
+                    })
+                    .await;
+            });
+            g.raft
+                .wait(Some(Duration::from_secs(2)))
+                .applied_index_at_least(Some(g.read_fence), "read fence")
+                .await
+                .map_err(|e| ClusterError::NoQuorum(e.to_string()))?;
         }
         if inner.lease_valid(group) {
             inner.lease_reads.fetch_add(1, Relaxed);
