@@ -20,6 +20,10 @@
 
 #![warn(missing_docs)]
 
+pub mod campaign;
+pub mod cluster;
+pub mod nemesis;
+pub mod probe;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -641,7 +645,7 @@ impl Lab {
     }
 
     /// The folder holding process logs (removed on cleanup unless
-    /// `CAIRN_LAB_KEEP_LOGS` is set).
+    /// `CAIRN_LAB_KEEP_LOGS` is set or the thread is panicking).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -979,7 +983,9 @@ impl Lab {
         if first.is_none() {
             let _ = fs::remove_file(&self.marker);
         }
-        if std::env::var_os("CAIRN_LAB_KEEP_LOGS").is_none() {
+        // A failing test (dropping the lab while panicking) keeps its logs,
+        // histories and data dirs as evidence.
+        if std::env::var_os("CAIRN_LAB_KEEP_LOGS").is_none() && !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
             eprintln!("cairn-lab: logs kept in {}", self.dir.display());

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cairn_check::{check, Budget, Counter, History, Register, Verdict};
-use cairn_lab::workload;
+use cairn_lab::{campaign, probe, workload};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -28,12 +28,27 @@ enum Cmd {
         /// register (GET/SET/SET IFEQ) or counter (GET/INCRBY).
         #[arg(long, default_value = "register")]
         kind: String,
-        /// Node address, IP:PORT.
-        #[arg(long)]
-        addr: SocketAddr,
+        /// Node address, IP:PORT (one node; same as --targets with one).
+        #[arg(long, conflicts_with = "targets", required_unless_present = "targets")]
+        addr: Option<SocketAddr>,
+        /// Node addresses, IP:PORT,IP:PORT,...: client slot i uses target
+        /// i mod n.
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<SocketAddr>,
         /// Number of keys.
         #[arg(long, default_value_t = 5)]
         keys: usize,
+        /// Key prefix: keys are PREFIXk0, PREFIXk1, ... (a hash tag such
+        /// as `{t}:` keeps them all in one cluster slot).
+        #[arg(long, default_value = "lab:")]
+        key_prefix: String,
+        /// Share of reads (GET), in percent.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+        read_percent: u8,
+        /// Rotate keys: after about N operations per key move on to fresh
+        /// keys (0 = never), keeping per-key histories short to check.
+        #[arg(long, default_value_t = 0)]
+        ops_per_key: u64,
         /// Total operations (all processes together).
         #[arg(long, default_value_t = 1000)]
         ops: u64,
@@ -56,6 +71,43 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print, as JSON, which node each target names as leader of KEY's
+    /// group (CLUSTER KEYSLOT + CLUSTER SHARDS), and the majority answer.
+    Leader {
+        /// Node addresses, IP:PORT,...
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<SocketAddr>,
+        /// The key whose group matters.
+        #[arg(long)]
+        key: String,
+        /// Per-node limit in milliseconds.
+        #[arg(long, default_value_t = 700)]
+        timeout_ms: u64,
+    },
+    /// Wait until every target reports cluster_state:ok (CLUSTER INFO).
+    WaitCluster {
+        /// Node addresses, IP:PORT,...
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<SocketAddr>,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 30000)]
+        timeout_ms: u64,
+    },
+    /// Print every target's CLUSTER DIGEST as JSON:
+    /// {"IP:PORT": {"GROUP": [applied_index, "digest"]} or "error"}.
+    Digest {
+        /// Node addresses, IP:PORT,...
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<SocketAddr>,
+        /// Per-node limit in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
+    /// Long randomized fault campaign against a 3-node cluster: rounds of
+    /// register + counter workloads under a seeded random nemesis, every
+    /// history checked, a summary table at the end. Run as root from the
+    /// root namespace (it builds its own lab); see docs/VERIFICATION.md.
+    Campaign(campaign::Args),
     /// PING a node until it answers (or time runs out).
     WaitReady {
         /// Node address, IP:PORT.
@@ -115,7 +167,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Cmd::Workload {
             kind,
             addr,
+            targets,
             keys,
+            key_prefix,
+            read_percent,
+            ops_per_key,
             ops,
             processes,
             timeout_ms,
@@ -124,12 +180,21 @@ fn real_main() -> anyhow::Result<ExitCode> {
             seed,
             out,
         } => {
-            guard(&addr)?;
+            let targets: Vec<SocketAddr> = addr.into_iter().chain(targets).collect();
+            if targets.is_empty() {
+                bail!("no target: give --addr or --targets");
+            }
+            for t in &targets {
+                guard(t)?;
+            }
             let kind = parse_kind(&kind)?;
             let cfg = workload::Config {
                 kind,
-                addr: addr.to_string(),
+                targets: targets.iter().map(ToString::to_string).collect(),
                 keys,
+                key_prefix,
+                read_percent,
+                ops_per_key,
                 ops,
                 processes,
                 timeout: Duration::from_millis(timeout_ms.max(1)),
@@ -149,7 +214,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "ops": stats.ops, "ok": stats.ok, "fail": stats.fail, "info": stats.info,
                     "processes": stats.processes, "connect_failures": stats.connect_failures,
-                    "unexpected": stats.unexpected, "out": out.display().to_string(),
+                    "unexpected": stats.unexpected, "errors": stats.errors,
+                    "ok_per_target": stats.ok_per_target, "out": out.display().to_string(),
                 })
             );
             if stats.unexpected > 0 {
@@ -161,6 +227,79 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Leader {
+            targets,
+            key,
+            timeout_ms,
+        } => {
+            for t in &targets {
+                guard(t)?;
+            }
+            let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+            let report = runtime()?.block_on(probe::leader(
+                &targets,
+                &key,
+                Duration::from_millis(timeout_ms),
+            ));
+            let views: serde_json::Map<String, serde_json::Value> = report
+                .views
+                .iter()
+                .map(|(t, v)| {
+                    let v = match v {
+                        Ok(v) => serde_json::json!({"leader": v.leader, "applied": v.applied}),
+                        Err(e) => serde_json::json!({"error": e}),
+                    };
+                    (t.clone(), v)
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"key": key, "slot": report.slot, "leader": report.leader, "views": views})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::WaitCluster {
+            targets,
+            timeout_ms,
+        } => {
+            for t in &targets {
+                guard(t)?;
+            }
+            let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+            let took = runtime()?
+                .block_on(probe::wait_cluster(
+                    &targets,
+                    Duration::from_millis(timeout_ms),
+                ))
+                .map_err(anyhow::Error::msg)?;
+            println!("cluster ready after {} ms", took.as_millis());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Digest {
+            targets,
+            timeout_ms,
+        } => {
+            for t in &targets {
+                guard(t)?;
+            }
+            let limit = Duration::from_millis(timeout_ms);
+            let rt = runtime()?;
+            let mut all = serde_json::Map::new();
+            for t in targets.iter().map(ToString::to_string) {
+                let v = match rt.block_on(probe::digest(&t, limit)) {
+                    Ok(d) => serde_json::Value::Object(
+                        d.into_iter()
+                            .map(|(g, (idx, dig))| (g.to_string(), serde_json::json!([idx, dig])))
+                            .collect(),
+                    ),
+                    Err(e) => serde_json::Value::String(e),
+                };
+                all.insert(t, v);
+            }
+            println!("{}", serde_json::Value::Object(all));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Campaign(args) => campaign::main(args),
         Cmd::WaitReady { addr, timeout_ms } => {
             guard(&addr)?;
             let took = runtime()?

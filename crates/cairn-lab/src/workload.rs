@@ -2,12 +2,18 @@
 //! `SET` and `SET k v IFEQ old` on a few keys over plain RESP and record a
 //! [`cairn_check::History`].
 //!
+//! Client slot `i` talks to target `i mod n` of the configured node
+//! addresses (a cluster accepts any command on any node).
+//!
 //! Outcomes: a reply is `Ok`; an error reply is `Fail` (the server refused
-//! it); a timeout or connection error is `Info` (it may or may not have
+//! it: `-TRYAGAIN`, `-ERR ...`), except `-UNKNOWN` (a cluster write whose
+//! fate is unknown) and errors that say the node stopped mid-way, which are
+//! `Info`; a timeout or connection error is `Info` (it may or may not have
 //! happened), after which the client process is retired and its slot goes
 //! on as a *new* process id with a new connection (Jepsen style), so every
 //! process stays sequential.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,10 +25,20 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 /// Workload parameters.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `IP:PORT` of the node.
-    pub addr: String,
-    /// Number of keys (`lab:k0` ..).
+    /// `IP:PORT` of each node; client slot `i` uses `targets[i % n]`.
+    pub targets: Vec<String>,
+    /// Number of keys (`<key_prefix>k0` ..).
     pub keys: usize,
+    /// Prefix of every key (`lab:` gives `lab:k0`; a hash tag such as
+    /// `{t}:` puts every key in one cluster slot).
+    pub key_prefix: String,
+    /// Share of reads (`GET`) in percent; the rest are writes.
+    pub read_percent: u8,
+    /// Rotate keys Jepsen-style: `0` = always the same `keys` keys;
+    /// `N` = after about `N * keys` operations move on to `keys` fresh
+    /// keys, so each key's history stays about `N` operations long and
+    /// the checker can decide it quickly whatever the run's length.
+    pub ops_per_key: u64,
     /// Total operations to issue (all processes together).
     pub ops: u64,
     /// Concurrent client slots.
@@ -66,6 +82,11 @@ pub struct Stats {
     pub connect_failures: u64,
     /// Replies of an unexpected shape (recorded as `Info`; a server bug).
     pub unexpected: u64,
+    /// Non-`Ok` endings by cause: error codes (`TRYAGAIN`, `UNKNOWN`,
+    /// `ERR`, ...), `timeout`, `io`.
+    pub errors: BTreeMap<String, u64>,
+    /// `Ok` outcomes per target, in `Config::targets` order.
+    pub ok_per_target: Vec<u64>,
 }
 
 struct Shared {
@@ -77,8 +98,10 @@ struct Shared {
     next_value: AtomicI64,
     connect_failures: AtomicU64,
     unexpected: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+    ok_per_target: Vec<AtomicU64>,
     /// Recently written values per key, for CAS expectations.
-    recent: Mutex<Vec<Vec<i64>>>,
+    recent: Mutex<BTreeMap<u64, Vec<i64>>>,
     ops: Mutex<Vec<Op>>,
 }
 
@@ -91,30 +114,46 @@ impl Shared {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    fn remember(&self, key: usize, v: i64) {
+    fn remember(&self, key: u64, v: i64) {
         let mut recent = self
             .recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(list) = recent.get_mut(key) {
-            list.push(v);
-            if list.len() > 4 {
-                list.remove(0);
-            }
+        let list = recent.entry(key).or_default();
+        list.push(v);
+        if list.len() > 4 {
+            list.remove(0);
+        }
+        // Forget keys of long-gone generations.
+        let keep_from = key.saturating_sub(4 * self.cfg.keys as u64);
+        while recent
+            .first_key_value()
+            .is_some_and(|(&k, _)| k < keep_from)
+        {
+            recent.pop_first();
         }
     }
 
-    fn pick_expect(&self, key: usize, r: u64) -> Option<i64> {
+    fn pick_expect(&self, key: u64, r: u64) -> Option<i64> {
         let recent = self
             .recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let list = recent.get(key)?;
+        let list = recent.get(&key)?;
         if list.is_empty() {
             return None;
         }
         list.get(usize::try_from(r).unwrap_or(0) % list.len())
             .copied()
+    }
+
+    fn count_error(&self, cause: &str) {
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(cause.to_owned())
+            .or_default() += 1;
     }
 
     fn record(&self, op: Op) {
@@ -125,15 +164,19 @@ impl Shared {
     }
 }
 
-/// xorshift64*: enough randomness for an operation mix, no dependency.
-struct Rng(u64);
+/// xorshift64*: enough randomness for an operation mix or a nemesis
+/// schedule, no dependency; the same seed always gives the same sequence.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    /// A generator seeded with `seed` (any value, 0 included).
+    pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -142,27 +185,45 @@ impl Rng {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
         } else {
-            self.next() % n
+            self.next_u64() % n
         }
     }
 }
 
 enum Ending {
     Ok(Value),
-    Fail,
-    Info,
+    /// Definitely not applied; the cause (error code).
+    Fail(String),
+    /// Maybe applied; the cause.
+    Info(String),
 }
 
-/// Fail only for an error the server sent back (it refused the command);
-/// anything else (I/O, dropped connection, parse error) is indeterminate.
+/// `Fail` only for an error the server sent back that says the command was
+/// refused (`-TRYAGAIN` = nothing was applied, `-ERR`, `-MOVED`, ...);
+/// `-UNKNOWN` (a replicated write whose fate is unknown), an error saying
+/// the node stopped or a forwarded reply broke, and anything that is not a
+/// server reply (I/O, dropped connection, parse error) are indeterminate.
 fn classify(e: &RedisError) -> Ending {
     match e.kind() {
-        ErrorKind::Server(_) | ErrorKind::Extension => Ending::Fail,
-        _ => Ending::Info,
+        ErrorKind::Server(_) | ErrorKind::Extension => {
+            let code = e.code().unwrap_or("ERR").to_owned();
+            let detail = e.detail().unwrap_or("").to_ascii_lowercase();
+            let ambiguous = code == "UNKNOWN"
+                || ["shutting down", "stopped", "malformed"]
+                    .iter()
+                    .any(|w| detail.contains(w));
+            if ambiguous {
+                Ending::Info(code)
+            } else {
+                Ending::Fail(code)
+            }
+        }
+        _ => Ending::Info("io".into()),
     }
 }
 
@@ -197,13 +258,14 @@ async fn execute(
             c
         }
         // The workloads issue no other calls.
-        _ => return Ending::Fail,
+        _ => return Ending::Fail("unsupported".into()),
     };
     let reply =
         match tokio::time::timeout(shared.cfg.timeout, cmd.query_async::<redis::Value>(conn)).await
         {
-            Err(_elapsed) => return Ending::Info,
+            Err(_elapsed) => return Ending::Info("timeout".into()),
             Ok(Err(e)) => return classify(&e),
+            Ok(Ok(redis::Value::ServerError(e))) => return classify(&e.into()),
             Ok(Ok(v)) => v,
         };
     let value = match (call, &reply) {
@@ -223,12 +285,12 @@ async fn execute(
         None => {
             shared.unexpected.fetch_add(1, Ordering::Relaxed);
             eprintln!("cairn-lab workload: unexpected reply {reply:?} to {call:?} on {key}");
-            Ending::Info
+            Ending::Info("unexpected".into())
         }
     }
 }
 
-async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize) {
+async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize, target: usize) {
     let cfg = &shared.cfg;
     let mut rng = Rng::new(cfg.seed ^ (index as u64).wrapping_mul(0x1000_0001));
     let conn_cfg = AsyncConnectionConfig::new()
@@ -259,20 +321,28 @@ async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize) {
         let Some(c) = conn.as_mut() else {
             continue;
         };
-        if shared.issued.fetch_add(1, Ordering::Relaxed) >= cfg.ops {
+        let n = shared.issued.fetch_add(1, Ordering::Relaxed);
+        if n >= cfg.ops {
             break;
         }
-        let k = usize::try_from(rng.below(cfg.keys as u64)).unwrap_or(0);
-        let key = format!("lab:k{k}");
+        let keys = cfg.keys as u64;
+        let generation = match cfg.ops_per_key {
+            0 => 0,
+            per => n / (per * keys).max(1),
+        };
+        let k = generation * keys + rng.below(keys);
+        let key = format!("{}k{k}", cfg.key_prefix);
         let roll = rng.below(100);
-        let call = if roll < 50 {
+        let reads = u64::from(cfg.read_percent.min(100));
+        let call = if roll < reads {
             Call::Read
         } else if cfg.kind == Kind::Counter {
             Call::Add(1 + rng.below(5) as i64)
         } else {
             let new = shared.next_value.fetch_add(1, Ordering::Relaxed);
-            match shared.pick_expect(k, rng.next()) {
-                Some(expect) if roll >= 75 => Call::Cas { expect, new },
+            // Half the writes are compare-and-sets.
+            match shared.pick_expect(k, rng.next_u64()) {
+                Some(expect) if (roll - reads) * 2 >= 100 - reads => Call::Cas { expect, new },
                 _ => Call::Write(new),
             }
         };
@@ -285,9 +355,16 @@ async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize) {
             _ => {}
         }
         let op = match ending {
-            Ending::Ok(v) => Op::ok(process, &key, call, invoke, complete, v),
-            Ending::Fail => Op::fail(process, &key, call, invoke, complete),
-            Ending::Info => {
+            Ending::Ok(v) => {
+                shared.ok_per_target[target].fetch_add(1, Ordering::Relaxed);
+                Op::ok(process, &key, call, invoke, complete, v)
+            }
+            Ending::Fail(cause) => {
+                shared.count_error(&cause);
+                Op::fail(process, &key, call, invoke, complete)
+            }
+            Ending::Info(cause) => {
+                shared.count_error(&cause);
                 // Retire the process: its op may still be in flight.
                 conn = None;
                 let retired = process;
@@ -305,7 +382,17 @@ async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize) {
 /// Runs the workload to completion and returns the history (in no
 /// particular order) and counts.
 pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
-    let client = redis::Client::open(format!("redis://{}/", cfg.addr))?;
+    if cfg.targets.is_empty() {
+        return Err(RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "no target address",
+        )));
+    }
+    let clients = cfg
+        .targets
+        .iter()
+        .map(|a| redis::Client::open(format!("redis://{a}/")))
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     let shared = Arc::new(Shared {
         deadline: cfg.duration.map(|d| start + d),
@@ -315,7 +402,9 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
         next_value: AtomicI64::new(1),
         connect_failures: AtomicU64::new(0),
         unexpected: AtomicU64::new(0),
-        recent: Mutex::new(vec![Vec::new(); cfg.keys.max(1)]),
+        errors: Mutex::new(BTreeMap::new()),
+        ok_per_target: clients.iter().map(|_| AtomicU64::new(0)).collect(),
+        recent: Mutex::new(BTreeMap::new()),
         ops: Mutex::new(Vec::new()),
         cfg: Config {
             keys: cfg.keys.max(1),
@@ -324,7 +413,8 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
     });
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..shared.cfg.processes.max(1) {
-        tasks.spawn(slot(Arc::clone(&shared), client.clone(), i));
+        let t = i % clients.len();
+        tasks.spawn(slot(Arc::clone(&shared), clients[t].clone(), i, t));
     }
     while tasks.join_next().await.is_some() {}
     let ops = std::mem::take(
@@ -338,6 +428,17 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
         processes: shared.next_process.load(Ordering::Relaxed) - 1,
         connect_failures: shared.connect_failures.load(Ordering::Relaxed),
         unexpected: shared.unexpected.load(Ordering::Relaxed),
+        errors: std::mem::take(
+            &mut *shared
+                .errors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ),
+        ok_per_target: shared
+            .ok_per_target
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect(),
         ..Stats::default()
     };
     for op in &ops {

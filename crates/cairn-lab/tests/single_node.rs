@@ -3,52 +3,16 @@
 //! must be linearizable. Needs root, `ip` and `nft`; without them the tests
 //! print why and skip (set `CAIRN_LAB_REQUIRED=1` to make that a failure).
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cairn_check::{check, Budget, Counter, History, Register, Verdict};
 use cairn_lab::{Lab, LabError, ProcId};
+use common::{cairn_binary, lab};
 
 const PORT: u16 = 6390;
-
-/// A lab, or `None` (with the reason printed) where the lab cannot run.
-fn lab(hosts: usize) -> Option<Lab> {
-    match Lab::new(hosts) {
-        Ok(lab) => Some(lab),
-        Err(e @ (LabError::LabUnavailable(_) | LabError::NftMissing))
-            if std::env::var_os("CAIRN_LAB_REQUIRED").is_none() =>
-        {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("creating the lab: {e}"),
-    }
-}
-
-/// target/debug/cairn, built on demand.
-fn cairn_binary() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../../target"));
-    let bin = target.join("debug/cairn");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "cairn-cli"])
-            .current_dir(&manifest)
-            .status()
-            .expect("running cargo build -p cairn-cli");
-        assert!(status.success(), "cargo build -p cairn-cli failed");
-    }
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p cairn-cli`",
-        bin.display()
-    );
-    bin
-}
 
 /// Starts cairn on lab host `node` at the lab address and waits (from the
 /// client namespace) until it answers; returns the process and `IP:PORT`.

@@ -1,0 +1,115 @@
+//! Helpers shared by the fault-lab test files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::SystemTime;
+
+use cairn_lab::{Lab, LabError};
+
+/// The `cairn-lab` binary of this build.
+pub const TOOL: &str = env!("CARGO_BIN_EXE_cairn-lab");
+
+/// A lab, or `None` (with the reason printed) where the lab cannot run.
+/// `CAIRN_LAB_REQUIRED=1` turns "cannot run" into a failure.
+pub fn lab(hosts: usize) -> Option<Lab> {
+    match Lab::new(hosts) {
+        Ok(lab) => Some(lab),
+        Err(e @ (LabError::LabUnavailable(_) | LabError::NftMissing))
+            if std::env::var_os("CAIRN_LAB_REQUIRED").is_none() =>
+        {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+        Err(e) => panic!("creating the lab: {e}"),
+    }
+}
+
+/// Newest modification time of the files under `dir` (recursive).
+fn newest(dir: &Path, acc: &mut Option<SystemTime>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            newest(&e.path(), acc);
+        } else if let Ok(m) = meta.modified() {
+            if acc.is_none_or(|a| m > a) {
+                *acc = Some(m);
+            }
+        }
+    }
+}
+
+/// The cairn binary the tests run: `CAIRN_LAB_CAIRN_BIN` if set (e.g. a
+/// release build), else `<target>/debug/cairn` (`CARGO_TARGET_DIR` or the
+/// workspace's `target`), built with `cargo build -p cairn-cli` when it is
+/// missing or older than the sources of the crates it is made of (once
+/// per test binary).
+pub fn cairn_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("CAIRN_LAB_CAIRN_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.exists(),
+                "CAIRN_LAB_CAIRN_BIN={} missing",
+                bin.display()
+            );
+            return bin;
+        }
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest.join("../..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug/cairn");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let mut sources = None;
+        for c in [
+            "cairn-cli",
+            "cairn-server",
+            "cairn-cluster",
+            "cairn-engine",
+            "cairn-proto",
+        ] {
+            newest(&root.join("crates").join(c).join("src"), &mut sources);
+        }
+        let stale = match (built, sources) {
+            (None, _) => true,
+            (Some(b), Some(s)) => s > b,
+            (Some(_), None) => false,
+        };
+        if stale {
+            eprintln!(
+                "building {} (missing or older than its sources)",
+                bin.display()
+            );
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "cairn-cli"])
+                .current_dir(&manifest)
+                .status()
+                .expect("running cargo build -p cairn-cli");
+            assert!(status.success(), "cargo build -p cairn-cli failed");
+        }
+        assert!(
+            bin.exists(),
+            "{} missing: run `cargo build -p cairn-cli`",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
+
+/// Serializes the heavy tests of one test binary (several clusters at
+/// once would starve each other on a small machine). Poison-tolerant.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
