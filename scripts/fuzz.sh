@@ -67,6 +67,12 @@ trap 'rm -rf "$logs"' EXIT
 pids=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
+    # git does not keep empty folders: a target without committed seeds
+    # would make libFuzzer exit at once ("No such file or directory").
+    if ! compgen -G "seeds/$t/*" >/dev/null; then
+        echo "fuzz.sh: no committed seeds in fuzz/seeds/$t (add at least one file)" >&2
+        exit 2
+    fi
     # The first corpus directory receives new inputs; seeds stay read-only.
     cargo fuzz run --release "$t" "corpus/$t" "seeds/$t" -- "${run_args[@]}" \
         >"$logs/$t.log" 2>&1 &

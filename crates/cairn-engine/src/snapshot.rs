@@ -1385,3 +1385,23 @@ mod tests {
         );
     }
 }
+#[cfg(test)]
+mod fuzz_seeds {
+    /// The committed seeds of the `snapshot` fuzz target (mode byte 0 +
+    /// a whole snapshot stream) must stay valid snapshots, or the fuzzer
+    /// starts from garbage after a format change.
+    #[test]
+    fn committed_fuzz_seeds_are_valid_snapshots() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/snapshot");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("fuzz/seeds/snapshot exists") {
+            let bytes = std::fs::read(entry.expect("dir entry").path()).expect("readable seed");
+            assert_eq!(bytes.first(), Some(&0), "mode byte: whole stream");
+            let (ks, info) = super::read(&mut &bytes[1..], 1).expect("seed decodes");
+            assert_eq!(info.bytes as usize, bytes.len() - 1);
+            assert_eq!(info.keys, ks.len() as u64);
+            n += 1;
+        }
+        assert!(n >= 2, "seeds present");
+    }
+}

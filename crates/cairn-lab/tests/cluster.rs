@@ -338,8 +338,8 @@ fn unsafe_stale_reads_are_caught_and_default_reads_pass_the_same_schedule() {
 /// cairn serves reads on it before it has re-learned the commit index
 /// (openraft's read index is max(first log of the term, committed), and
 /// `committed` restarts at the snapshot), so a read can miss acknowledged
-/// writes. Ignored until cairn-cluster gates reads after a restart:
-/// `cargo test -p cairn-lab --test cluster -- --ignored restarted_leader`
+/// writes. Fixed in cairn-cluster (no read before a restarted node has
+/// re-applied its recovered log); this keeps it fixed.
 #[test]
 fn restarted_leader_serves_no_stale_reads() {
     let _serial = serial();
