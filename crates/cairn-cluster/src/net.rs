@@ -234,6 +234,25 @@ async fn dial_loop(c: Arc<PeerClient>, mut rx: mpsc::Receiver<Vec<u8>>, me: u64)
     }
 }
 
+/// Appends queued frames to `buf` (up to `WRITE_COALESCE` bytes) so that
+/// one `send` carries the messages of many groups. Before giving up on an
+/// empty queue it yields once: the tasks woken together with this one (the
+/// groups whose appends one fsync completed) get to queue their messages
+/// first. Measured on the 3-node SET benchmark: fewer sends per write.
+async fn coalesce(buf: &mut Vec<u8>, rx: &mut mpsc::Receiver<Vec<u8>>) {
+    let mut yielded = false;
+    while buf.len() < WRITE_COALESCE {
+        match rx.try_recv() {
+            Ok(f) => buf.extend_from_slice(&f),
+            Err(_) if !yielded => {
+                yielded = true;
+                tokio::task::yield_now().await;
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 async fn run_client_conn(c: &PeerClient, stream: TcpStream, rx: &mut mpsc::Receiver<Vec<u8>>) {
     let (mut rd, mut wr) = stream.into_split();
     let writer = async {
@@ -241,12 +260,7 @@ async fn run_client_conn(c: &PeerClient, stream: TcpStream, rx: &mut mpsc::Recei
         while let Some(f) = rx.recv().await {
             buf.clear();
             buf.extend_from_slice(&f);
-            while buf.len() < WRITE_COALESCE {
-                match rx.try_recv() {
-                    Ok(f) => buf.extend_from_slice(&f),
-                    Err(_) => break,
-                }
-            }
+            coalesce(&mut buf, rx).await;
             if wr.write_all(&buf).await.is_err() {
                 return;
             }
@@ -330,12 +344,7 @@ async fn serve_conn(
         while let Some(f) = rx.recv().await {
             buf.clear();
             buf.extend_from_slice(&f);
-            while buf.len() < WRITE_COALESCE {
-                match rx.try_recv() {
-                    Ok(f) => buf.extend_from_slice(&f),
-                    Err(_) => break,
-                }
-            }
+            coalesce(&mut buf, &mut rx).await;
             if wr.write_all(&buf).await.is_err() {
                 return;
             }
