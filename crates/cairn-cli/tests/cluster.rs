@@ -593,3 +593,101 @@ fn redis_cluster_clients_work_against_a_cairn_cluster() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "seven");
     }
 }
+
+/// `field:value` from an INFO reply.
+fn info_field(conn: &mut Conn, section: &[u8], field: &str) -> u64 {
+    let t = text(&conn.cmd(&[b"INFO", section]).unwrap());
+    t.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO: {t}"))
+}
+
+/// Replicated eviction: cluster-wide maxmemory and policy set once
+/// through the meta group reach every node; writes past the limit make
+/// each group's leader commit CAIRN.EVICT, so every replica evicts the
+/// same keys (equal digests), memory stays near the limit on every node,
+/// and nothing is refused. With noeviction, the same cluster answers -OOM.
+#[test]
+fn replicated_eviction_keeps_a_full_cluster_under_maxmemory() {
+    let _serial = serial();
+    let c = TestCluster::new(3, "durable");
+    let mut conn = Conn::open(c.ports[0]).unwrap();
+    for (k, v) in [("maxmemory", "1mb"), ("maxmemory-policy", "allkeys-lru")] {
+        let r = conn
+            .cmd(&[b"CLUSTER", b"SETTING", k.as_bytes(), v.as_bytes()])
+            .unwrap();
+        assert_eq!(r, Reply::Simple("OK".into()), "{k}");
+    }
+    for bad in [&["maxmemory-policy", "bogus"][..], &["port", "1"]] {
+        let r = conn
+            .cmd(&[b"CLUSTER", b"SETTING", bad[0].as_bytes(), bad[1].as_bytes()])
+            .unwrap();
+        assert!(matches!(r, Reply::Error(_)), "{bad:?}: {r:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for &p in &c.ports {
+        let mut n = Conn::open(p).unwrap();
+        while info_field(&mut n, b"memory", "maxmemory") != 1 << 20 {
+            assert!(Instant::now() < deadline, "setting never reached port {p}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The meta group's first leader seeds the members within a
+        // reconciler tick or two of the cluster forming.
+        loop {
+            let meta = text(&n.cmd(&[b"CLUSTER", b"META"]).unwrap());
+            assert!(
+                meta.contains("setting:maxmemory-policy allkeys-lru"),
+                "{meta}"
+            );
+            if meta.matches(" joined").count() == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "members never seeded: {meta}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // ~2.5 MB of values into a 1 MB cluster, pipelined through node 1.
+    let value = vec![b'v'; 200];
+    for chunk in 0..25 {
+        for i in 0..500 {
+            let k = format!("evict:{chunk}:{i}");
+            conn.send(&[b"SET", k.as_bytes(), &value]).unwrap();
+        }
+        for _ in 0..500 {
+            let r = conn.read().unwrap();
+            assert_eq!(r, Reply::Simple("OK".into()), "a write was refused");
+        }
+    }
+    c.converged_digests();
+    for &p in &c.ports {
+        let mut n = Conn::open(p).unwrap();
+        let used = info_field(&mut n, b"memory", "used_memory_dataset");
+        let evicted = info_field(&mut n, b"stats", "evicted_keys");
+        assert!(evicted > 3_000, "port {p}: only {evicted} keys evicted");
+        assert!(
+            used < 2 << 20,
+            "port {p}: {used} bytes used with maxmemory 1mb"
+        );
+    }
+    let r = conn
+        .cmd(&[b"CLUSTER", b"SETTING", b"maxmemory-policy", b"noeviction"])
+        .unwrap();
+    assert_eq!(r, Reply::Simple("OK".into()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Fill up to the limit if eviction left room, then expect -OOM.
+        let r = conn
+            .cmd(&[b"SET", b"one-more", &vec![b'x'; 100_000]])
+            .unwrap();
+        if let Reply::Error(e) = &r {
+            assert!(e.starts_with("OOM"), "{e}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "noeviction never refused a write"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

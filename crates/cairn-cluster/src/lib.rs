@@ -10,6 +10,7 @@ pub mod frame;
 pub mod host;
 mod lease;
 pub mod log;
+pub mod meta;
 mod net;
 mod node;
 mod raftlog;
@@ -20,7 +21,10 @@ pub mod types;
 
 pub use frame::{PeerFrame, PeerFrameError, FRAME_VERSION};
 pub use host::{BoxFuture, Forward, Host};
-pub use node::{Cluster, ClusterConfig, ClusterError, ClusterStats, GroupStatus, SLOTS};
+pub use meta::MetaState;
+pub use node::{
+    Cluster, ClusterConfig, ClusterError, ClusterStats, GroupStatus, SLOTS, WIPED_MEMBER_ERROR,
+};
 pub use types::{decode_argvs, encode_argv, NodeInfo};
 
 /// Decodes `data` as every kind of peer message body a node accepts from

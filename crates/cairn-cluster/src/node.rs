@@ -21,11 +21,12 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::host::{Forward, Host};
 use crate::lease::{LeaseClock, LEASE_FRACTION};
 use crate::log::{LogOptions, LogStore};
+use crate::meta::{HostMux, Meta, MetaState};
 use crate::net::{self, NetError, PeerNet, K_ADMIN, K_APPEND, K_FORWARD, K_SNAPSHOT, K_VOTE};
 use crate::raftlog::GroupLog;
 use crate::raftnet::Factory;
 use crate::sm::GroupSm;
-use crate::types::{encode_argv, Batch, NodeInfo, Raft};
+use crate::types::{decode_argvs, encode_argv, Batch, NodeInfo, Raft};
 
 /// Slots of Redis Cluster.
 pub const SLOTS: u32 = 16384;
@@ -137,13 +138,39 @@ struct Group {
     read_fence: u64,
 }
 
-/// A membership change of one group, run by its leader.
+/// Requests between nodes outside Raft itself.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Admin {
-    /// Add as learner, wait until caught up, then promote to voter.
+    /// Membership change of one group, run by its leader: add as
+    /// learner, wait until caught up, then promote to voter.
     AddVoter(u64, NodeInfo),
     RemoveVoter(u64),
+    /// A meta command ([`encode_argv`] encoding), run by the meta
+    /// group's leader.
+    Meta(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// "Is the cluster initialized, and is node `id` a member?", asked by
+    /// a node starting with an empty data directory. Answered with a
+    /// [`Probe`].
+    Probe(u64),
 }
+
+/// A node's answer to [`Admin::Probe`], from its copy of the meta state.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Probe {
+    /// The cluster has formed: the meta state lists members.
+    initialized: bool,
+    /// The asking node is one of them.
+    listed: bool,
+    /// The asking node has stored Raft state before (`META.JOINED`).
+    joined: bool,
+}
+
+/// What a node with an empty durable data directory prints when its
+/// peers already count it as a member: it lost its votes and the entries
+/// it acknowledged, so rejoining as a voter could lose committed writes.
+pub const WIPED_MEMBER_ERROR: &str = "data directory is empty but this node is a member of an \
+initialized cluster; remove it first (CLUSTER DELNODE <id> on a healthy node), then start it \
+with an empty directory and add it back (CLUSTER ADDNODE)";
 
 /// Per-group state for INFO and CLUSTER commands.
 #[derive(Clone, Debug)]
@@ -163,7 +190,13 @@ pub struct GroupStatus {
 struct Inner {
     id: u64,
     cfg: ClusterConfig,
+    /// Data groups `0..cfg.groups`, then the meta group at `cfg.groups`.
     groups: Vec<Group>,
+    meta: Arc<Meta>,
+    /// Set while a node with empty storage asks its peers whether the
+    /// cluster already exists; Raft messages are not answered meanwhile
+    /// (no vote from a node that may have forgotten one).
+    probing: std::sync::atomic::AtomicBool,
     net: Arc<PeerNet>,
     store: LogStore,
     stop: watch::Sender<bool>,
@@ -218,6 +251,12 @@ impl Cluster {
             None => (LogStore::volatile(), Default::default()),
         };
         let net = PeerNet::new(cfg.node_id, handle.clone());
+        let meta = Meta::new();
+        let host: Arc<dyn Host> = Arc::new(HostMux {
+            meta_group: cfg.groups,
+            meta: meta.clone(),
+            host,
+        });
         let rcfg = Arc::new(
             Config {
                 cluster_name: "cairn".into(),
@@ -233,10 +272,11 @@ impl Cluster {
             .validate()
             .map_err(|e| std::io::Error::other(e.to_string()))?,
         );
-        let mut groups = Vec::with_capacity(cfg.groups as usize);
+        let mut groups = Vec::with_capacity(cfg.groups as usize + 1);
         let mut fresh = Vec::new();
         let mut prop_rxs = Vec::new();
-        for g in 0..cfg.groups {
+        // The data groups, then the meta group (index cfg.groups).
+        for g in 0..=cfg.groups {
             let rec = recovered.groups.remove(&g).unwrap_or_default();
             let read_fence = rec
                 .entries
@@ -281,11 +321,15 @@ impl Cluster {
                 read_fence,
             });
         }
+        let all_fresh = fresh.iter().all(|&f| f);
         let (stop, stop_rx) = watch::channel(false);
+        let probe = all_fresh && cfg.members.len() > 1;
         let inner = Arc::new(Inner {
             id: cfg.node_id,
             cfg: cfg.clone(),
             groups,
+            meta,
+            probing: std::sync::atomic::AtomicBool::new(probe),
             net,
             store,
             stop,
@@ -313,6 +357,29 @@ impl Cluster {
         for (g, prx) in prop_rxs.into_iter().enumerate() {
             handle.spawn(batcher(inner.clone(), g as u16, prx));
         }
+        // Empty storage: a new cluster, a node about to be added, or a
+        // member that lost its data. Only the peers can tell.
+        let mut joining = false;
+        if probe {
+            let p = handle.block_on(probe_peers(&inner));
+            if p.joined && cfg.dir.is_some() {
+                inner.probing.store(false, Relaxed);
+                *inner.rt.lock() = Some(rt);
+                Cluster { inner }.shutdown();
+                return Err(std::io::Error::other(WIPED_MEMBER_ERROR));
+            }
+            if p.initialized && !p.listed {
+                tracing::info!(
+                    "the cluster exists and this node is not a member: waiting to be added"
+                );
+                joining = true;
+            } else if p.joined {
+                tracing::info!("volatile member restarted empty: catching up from the leaders");
+                joining = true;
+            }
+            inner.probing.store(false, Relaxed);
+        }
+        handle.spawn(reconcile(Arc::downgrade(&inner), stop_rx.clone()));
         // Bootstrap: the first time the cluster starts, each group is
         // initialized by its preferred member (group g: the (g mod n)-th
         // member), which becomes its first leader, so leadership starts
@@ -325,7 +392,11 @@ impl Cluster {
         // first listens for two maximum election timeouts: a group that
         // already has a leader heartbeats it meanwhile, and is left alone.
         let ids: Vec<u64> = cfg.members.keys().copied().collect();
-        if let Some(pos) = ids.iter().position(|&i| i == cfg.node_id) {
+        if let Some(pos) = ids
+            .iter()
+            .position(|&i| i == cfg.node_id)
+            .filter(|_| !joining)
+        {
             let mine: Vec<usize> = (0..inner.groups.len())
                 .filter(|&g| fresh[g] && g % ids.len() == pos)
                 .collect();
@@ -498,51 +569,91 @@ impl Cluster {
         self.inner.members()
     }
 
-    /// Adds node `id` (already running with the same --cluster-peers
-    /// convention, not bootstrapping) to every group: as a learner first,
-    /// caught up by log or snapshot, then promoted to voter. Idempotent.
+    /// Adds node `id` (already running, started with an empty data
+    /// directory and the members' addresses): records it in the meta
+    /// group, then waits until every group has it as a voter (each
+    /// group's leader adds it as a learner, streams it the log or a
+    /// snapshot, then promotes it). Idempotent.
     pub async fn add_node(&self, id: u64, node: NodeInfo) -> Result<(), String> {
-        self.admin_all(Admin::AddVoter(id, node)).await
+        let id_s = id.to_string();
+        self.meta_write(&[
+            b"META.MEMBER".as_slice(),
+            id_s.as_bytes(),
+            node.resp.as_bytes(),
+            node.peer.as_bytes(),
+        ])
+        .await?;
+        self.wait_members(|voters| voters.contains(&id)).await
     }
 
-    /// Removes node `id` from every group (voter and learner). Groups it
-    /// leads elect another leader first.
+    /// Removes node `id` from the meta group's members, then waits until
+    /// no group has it as a voter (groups it leads elect another leader).
     pub async fn remove_node(&self, id: u64) -> Result<(), String> {
-        self.admin_all(Admin::RemoveVoter(id)).await
+        let id_s = id.to_string();
+        self.meta_write(&[b"META.FORGET".as_slice(), id_s.as_bytes()])
+            .await?;
+        self.wait_members(|voters| !voters.contains(&id)).await
     }
 
-    async fn admin_all(&self, op: Admin) -> Result<(), String> {
-        for g in 0..self.inner.cfg.groups {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let r = match self.inner.leader(g) {
-                    Some((id, _)) if id == self.inner.id => self.inner.admin(g, op.clone()).await,
-                    Some((id, node)) => {
-                        let body = postcard::to_allocvec(&op).map_err(|e| e.to_string())?;
-                        match self
-                            .inner
-                            .net
-                            .call(id, &node.peer, g, K_ADMIN, body, Duration::from_secs(60))
-                            .await
-                        {
-                            Ok(b) => postcard::from_bytes::<Result<(), String>>(&b)
-                                .unwrap_or_else(|e| Err(e.to_string())),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
-                    None => Err("no leader".into()),
-                };
-                match r {
-                    Ok(()) => break,
-                    Err(e) if std::time::Instant::now() < deadline => {
-                        tracing::debug!(group = g, error = %e, "membership change retry");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(e) => return Err(format!("group {g}: {e}")),
-                }
+    /// The meta group's state as this node has applied it.
+    pub fn meta(&self) -> MetaState {
+        self.inner.meta.get()
+    }
+
+    /// Sees every change of the meta state applied here.
+    pub fn subscribe_meta(&self) -> watch::Receiver<MetaState> {
+        self.inner.meta.subscribe()
+    }
+
+    /// Sets a cluster-wide setting through the meta group; every node
+    /// sees it once applied (see [`Cluster::subscribe_meta`]).
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), String> {
+        self.meta_write(&[b"META.SET".as_slice(), name.as_bytes(), value.as_bytes()])
+            .await
+    }
+
+    /// Commits one meta command through the meta group's leader.
+    async fn meta_write(&self, argv: &[&[u8]]) -> Result<(), String> {
+        let mut enc = Vec::new();
+        encode_argv(&mut enc, argv);
+        self.inner
+            .admin_on_leader(
+                self.inner.cfg.groups,
+                Admin::Meta(enc),
+                Duration::from_secs(30),
+            )
+            .await
+    }
+
+    /// Waits (at most two minutes) until every group's voters, as this
+    /// node sees them, satisfy `ok`.
+    async fn wait_members(&self, ok: impl Fn(&BTreeSet<u64>) -> bool) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let pending: Vec<usize> = (0..self.inner.groups.len())
+                .filter(|&g| {
+                    let voters: BTreeSet<u64> = self.inner.groups[g]
+                        .metrics
+                        .borrow()
+                        .membership_config
+                        .membership()
+                        .voter_ids()
+                        .collect();
+                    !ok(&voters)
+                })
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
             }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{} groups not reconciled yet (first: {}); reconciliation goes on in the background",
+                    pending.len(),
+                    pending[0]
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(())
     }
 
     pub fn topology(&self) -> Vec<GroupStatus> {
@@ -651,6 +762,58 @@ impl Cluster {
 }
 
 impl Inner {
+    /// Runs `op` on `g`'s leader (here or by a peer call), retrying while
+    /// there is no leader or it moves, until `timeout`. Errors starting
+    /// with "refused:" are final.
+    async fn admin_on_leader(&self, g: u16, op: Admin, timeout: Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let r = match self.leader(g) {
+                Some((id, _)) if id == self.id => self.admin(g, op.clone()).await,
+                Some((id, node)) => {
+                    let body = postcard::to_allocvec(&op).map_err(|e| e.to_string())?;
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match self
+                        .net
+                        .call(
+                            id,
+                            &node.peer,
+                            g,
+                            K_ADMIN,
+                            body,
+                            left.max(Duration::from_secs(1)),
+                        )
+                        .await
+                    {
+                        Ok(b) => postcard::from_bytes::<Result<(), String>>(&b)
+                            .unwrap_or_else(|e| Err(e.to_string())),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                None => Err("no leader".into()),
+            };
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) if e.starts_with("refused:") => return Err(e),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(group = g, error = %e, "admin retry");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(format!("group {g}: {e}")),
+            }
+        }
+    }
+
+    /// The answer to a starting node's [`Admin::Probe`].
+    fn probe_answer(&self, id: u64) -> Probe {
+        let st = self.meta.get();
+        Probe {
+            initialized: !st.members.is_empty(),
+            listed: st.members.contains_key(&id),
+            joined: st.joined.contains(&id),
+        }
+    }
+
     fn is_leader(&self, group: u16) -> bool {
         self.groups.get(group as usize).is_some_and(|g| {
             let m = g.metrics.borrow();
@@ -716,6 +879,30 @@ impl Inner {
         if !self.is_leader(group) {
             return Err("not the leader".into());
         }
+        if let Admin::Meta(cmds) = op {
+            if group != self.cfg.groups {
+                return Err("refused: meta commands go to the meta group".into());
+            }
+            if decode_argvs(&cmds, |_| {}).is_err() {
+                return Err("refused: undecodable meta command".into());
+            }
+            let r = g
+                .raft
+                .client_write(Batch {
+                    ts_ms: unix_ms(),
+                    cmds,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            return match r.data.get(0) {
+                Some(b) if b.starts_with(b"-") => Err(format!(
+                    "refused: {}",
+                    String::from_utf8_lossy(&b[1..]).trim_end()
+                )),
+                Some(_) => Ok(()),
+                None => Err("no reply from the meta group".into()),
+            };
+        }
         let voters: BTreeSet<u64> = g
             .metrics
             .borrow()
@@ -741,10 +928,16 @@ impl Inner {
                 if !voters.contains(&id) {
                     return Ok(());
                 }
+                if voters.len() == 1 {
+                    return Err("refused: the last voter stays".into());
+                }
                 g.raft
                     .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
                     .await
                     .map_err(|e| e.to_string())?;
+            }
+            Admin::Meta(_) | Admin::Probe(_) => {
+                return Err("refused: not a membership change".into())
             }
         }
         Ok(())
@@ -759,8 +952,16 @@ impl Inner {
     ) -> Option<Vec<u8>> {
         if kind == K_ADMIN {
             let op: Admin = postcard::from_bytes(&body).ok()?;
+            if let Admin::Probe(id) = op {
+                return postcard::to_allocvec(&self.probe_answer(id)).ok();
+            }
             let r = self.admin(group, op).await;
             return postcard::to_allocvec(&r).ok();
+        }
+        if self.probing.load(Relaxed) && matches!(kind, K_APPEND | K_VOTE | K_SNAPSHOT) {
+            // No Raft state may be shared before the peers said whether
+            // this node lost its data (no answer: the sender retries).
+            return None;
         }
         if kind == K_FORWARD {
             let fwd: Forward = postcard::from_bytes(&body).ok()?;
@@ -891,6 +1092,156 @@ async fn read_rounds(inner: Arc<Inner>, group: u16) {
         };
         for w in waiters {
             let _ = w.send(r.clone());
+        }
+    }
+}
+
+/// Asks every peer whether the cluster exists and knows this node, for
+/// up to two maximum election timeouts (at least a second) or until all
+/// answered; merges the answers.
+async fn probe_peers(inner: &Arc<Inner>) -> Probe {
+    let body = match postcard::to_allocvec(&Admin::Probe(inner.id)) {
+        Ok(b) => b,
+        Err(_) => return Probe::default(),
+    };
+    let deadline = std::time::Instant::now()
+        + Duration::from_millis((inner.cfg.election_max_ms * 2).max(1000));
+    let mut pending: BTreeMap<u64, NodeInfo> = inner
+        .cfg
+        .members
+        .iter()
+        .filter(|(id, _)| **id != inner.id)
+        .map(|(id, n)| (*id, n.clone()))
+        .collect();
+    let mut merged = Probe::default();
+    while !pending.is_empty() && std::time::Instant::now() < deadline {
+        let mut calls = tokio::task::JoinSet::new();
+        for (id, n) in &pending {
+            let (net, body) = (inner.net.clone(), body.clone());
+            let (id, peer, group) = (*id, n.peer.clone(), inner.cfg.groups);
+            calls.spawn(async move {
+                let r = net
+                    .call(id, &peer, group, K_ADMIN, body, Duration::from_millis(300))
+                    .await;
+                (
+                    id,
+                    r.ok().and_then(|b| postcard::from_bytes::<Probe>(&b).ok()),
+                )
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            if let Ok((id, Some(p))) = joined {
+                merged.initialized |= p.initialized;
+                merged.listed |= p.listed;
+                merged.joined |= p.joined;
+                pending.remove(&id);
+            }
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    merged
+}
+
+/// Makes the Raft membership of every group match the meta group's
+/// members. Runs on every node; acts only on the meta group's leader once
+/// it has applied an entry of its own term (so its meta state includes
+/// everything committed), which sends each change to the group's leader.
+/// Also seeds the meta state from the initial membership, and records
+/// that this node has stored Raft state (`META.JOINED`).
+async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
+    let busy: Arc<Mutex<BTreeSet<u16>>> = Arc::default();
+    let slots = Arc::new(Semaphore::new(8));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let meta_g = inner.cfg.groups;
+        let st = inner.meta.get();
+        if st.members.contains_key(&inner.id) && !st.joined.contains(&inner.id) {
+            let id_s = inner.id.to_string();
+            let mut enc = Vec::new();
+            encode_argv(&mut enc, &[b"META.JOINED".as_slice(), id_s.as_bytes()]);
+            let i2 = inner.clone();
+            inner.handle.spawn(async move {
+                let _ = i2
+                    .admin_on_leader(meta_g, Admin::Meta(enc), Duration::from_secs(5))
+                    .await;
+            });
+        }
+        let caught_up = {
+            let m = inner.groups[meta_g as usize].metrics.borrow();
+            m.state == ServerState::Leader
+                && m.current_leader == Some(inner.id)
+                && m.last_applied.map(|l| l.leader_id.term) == Some(m.current_term)
+        };
+        if !caught_up {
+            continue;
+        }
+        if st.members.is_empty() {
+            // A new cluster: the meta group's initial voters are the members.
+            let nodes: Vec<(u64, NodeInfo)> = inner.groups[meta_g as usize]
+                .metrics
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, n)| (*id, n.clone()))
+                .collect();
+            for (id, n) in nodes {
+                let id_s = id.to_string();
+                let mut enc = Vec::new();
+                encode_argv(
+                    &mut enc,
+                    &[
+                        b"META.MEMBER".as_slice(),
+                        id_s.as_bytes(),
+                        n.resp.as_bytes(),
+                        n.peer.as_bytes(),
+                    ],
+                );
+                if let Err(e) = inner.admin(meta_g, Admin::Meta(enc)).await {
+                    tracing::debug!(error = %e, "seeding the meta state");
+                }
+            }
+            continue;
+        }
+        for g in 0..=meta_g {
+            let voters: BTreeSet<u64> = inner.groups[g as usize]
+                .metrics
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            let op = if let Some((id, n)) = st.members.iter().find(|(id, _)| !voters.contains(id)) {
+                Admin::AddVoter(*id, n.clone())
+            } else if let Some(id) = voters.iter().find(|id| !st.members.contains_key(id)) {
+                Admin::RemoveVoter(*id)
+            } else {
+                continue;
+            };
+            if !busy.lock().insert(g) {
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                busy.lock().remove(&g);
+                break;
+            };
+            let (i2, busy2) = (inner.clone(), busy.clone());
+            inner.handle.spawn(async move {
+                tracing::info!(group = g, ?op, "reconciling membership with the meta group");
+                if let Err(e) = i2.admin_on_leader(g, op, Duration::from_secs(60)).await {
+                    tracing::warn!(group = g, error = %e, "membership change failed; will retry");
+                }
+                busy2.lock().remove(&g);
+                drop(permit);
+            });
         }
     }
 }

@@ -272,3 +272,126 @@ fn three_nodes_replicate_fail_over_and_recover_from_disk() {
         }
     }
 }
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The meta group: seeded with the initial members, every node joined;
+/// settings replicate; a member restarted with a wiped durable directory
+/// refuses to start; DELNODE + ADDNODE bring a fresh node back, caught up.
+#[test]
+fn meta_group_tracks_members_settings_and_refuses_a_wiped_member() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let groups = 4;
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|id| {
+            Some(start(
+                id,
+                &ports,
+                groups,
+                Some(dirs[id as usize - 1].path().into()),
+            ))
+        })
+        .collect();
+    wait_for(
+        "the meta state on every node to list and mark joined 3 members",
+        || {
+            nodes.iter().flatten().all(|n| {
+                let m = n.cluster.meta();
+                m.members.len() == 3 && m.joined.len() == 3
+            })
+        },
+    );
+    for g in 0..groups {
+        write(&rt, &nodes, g, &[b"SET", b"k", format!("v{g}").as_bytes()]);
+    }
+    // A cluster-wide setting, set through node 2, reaches every node.
+    let n2 = &nodes[1].as_ref().unwrap().cluster;
+    rt.block_on(n2.set_setting("maxmemory", "1mb")).unwrap();
+    wait_for("the setting on every node", || {
+        nodes.iter().flatten().all(|n| {
+            n.cluster
+                .meta()
+                .settings
+                .get("maxmemory")
+                .map(String::as_str)
+                == Some("1mb")
+        })
+    });
+    // Node 3 loses its data directory: it must refuse to rejoin.
+    nodes[2].take().unwrap().cluster.shutdown();
+    let wiped = tempfile::tempdir().unwrap();
+    let mut cfg3 = ClusterConfig::new(
+        3,
+        format!("127.0.0.1:{}", ports[2]).parse().unwrap(),
+        members(&ports),
+    );
+    cfg3.groups = groups;
+    cfg3.dir = Some(wiped.path().into());
+    let err = match Cluster::start(cfg3.clone(), Arc::new(KvHost::default())) {
+        Ok(_) => panic!("a wiped member must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("data directory is empty but this node is a member"),
+        "{err}"
+    );
+    // The documented recovery: remove it, start it empty, add it back.
+    let n1 = nodes[0].as_ref().unwrap().cluster.clone();
+    rt.block_on(n1.remove_node(3)).unwrap();
+    assert!(!n1.meta().members.contains_key(&3));
+    assert!(n1
+        .topology()
+        .iter()
+        .all(|g| g.voters.iter().all(|(id, _)| *id != 3)));
+    write(&rt, &nodes, 0, &[b"SET", b"k", b"after-remove"]);
+    let fresh = tempfile::tempdir().unwrap();
+    cfg3.dir = Some(fresh.path().into());
+    let host3 = Arc::new(KvHost::default());
+    let c3 = Cluster::start(cfg3, host3.clone()).expect("a removed node starts empty and waits");
+    let _ = host3.cluster.set(c3.clone());
+    nodes[2] = Some(Node {
+        cluster: c3,
+        host: host3,
+    });
+    let info = members(&ports)[&3].clone();
+    rt.block_on(n1.add_node(3, info)).unwrap();
+    for g in 0..groups {
+        let voters: Vec<u64> = n1.topology()[g as usize]
+            .voters
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(voters, vec![1, 2, 3], "group {g}");
+    }
+    write(&rt, &nodes, 1, &[b"SET", b"k", b"after-add"]);
+    wait_converged(&nodes, groups);
+    assert_eq!(
+        nodes[2]
+            .as_ref()
+            .unwrap()
+            .host
+            .state(0)
+            .get(b"k".as_slice())
+            .unwrap(),
+        b"after-remove"
+    );
+    wait_for("node 3 marked joined again", || {
+        n1.meta().joined.contains(&3)
+    });
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+}

@@ -116,6 +116,60 @@ impl Keyspace {
         }
     }
 
+    /// Chooses up to `n` keys to evict under `policy` without removing
+    /// them (a Raft leader proposes them as `CAIRN.EVICT`; every replica
+    /// then removes the same keys). Distinct keys; empty under
+    /// `noeviction` or when nothing qualifies.
+    pub fn pick_victims(
+        &mut self,
+        policy: Policy,
+        samples: usize,
+        now_ms: u64,
+        n: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        // Bounded: a few tries per wanted key (random picks may repeat).
+        for _ in 0..n.saturating_mul(4) {
+            if out.len() >= n {
+                break;
+            }
+            let pos = match policy {
+                Policy::NoEviction => return out,
+                Policy::AllkeysRandom | Policy::VolatileRandom => {
+                    self.random_position(policy.volatile_only())
+                }
+                // The pool may hold only keys already gone (evicted by an
+                // earlier CAIRN.EVICT, which does not pass through it) and
+                // refuse fresh samples that score lower: fall back to a
+                // random key rather than report nothing to evict.
+                _ => self
+                    .pool_candidate(policy, samples, now_ms)
+                    .or_else(|| self.random_position(policy.volatile_only())),
+            };
+            let Some(pos) = pos else {
+                break;
+            };
+            let key = self.key_at(pos).as_slice().to_vec();
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    /// Removes `key` as an eviction (counted in `evicted_keys`), whatever
+    /// its deadline. Returns whether it existed.
+    pub fn evict_key(&mut self, key: &[u8]) -> bool {
+        match self.position_of(key) {
+            Some(pos) => {
+                self.remove_at(pos);
+                self.stats.evicted_keys += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn pool_candidate(&mut self, policy: Policy, samples: usize, now_ms: u64) -> Option<usize> {
         for _ in 0..samples.max(1) {
             let Some(pos) = self.random_position(policy.volatile_only()) else {

@@ -63,6 +63,7 @@ pub fn apply_argv(db: &mut impl Db, argv: &[&[u8]], now_ms: u64, out: &mut impl 
         b"renamenx" => run!(3, true, rename::RenameNx),
         b"copy" => run!(3, false, copy::Copy),
         b"cairn.expired" => run!(1, false, expired::Expired),
+        b"cairn.evict" => run!(1, false, evict::Evict),
         b"flushall" | b"flushdb" => {
             db.shard(b"").clear();
             out.ok();

@@ -18,7 +18,7 @@
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use cairn_cluster::{decode_argvs, BoxFuture, ClusterError, Forward, Host, NodeInfo};
+use cairn_cluster::{decode_argvs, BoxFuture, Cluster, ClusterError, Forward, Host, NodeInfo};
 use cairn_engine::slot::slot;
 use cairn_proto::{Frame, Protocol, ReplyWriter};
 
@@ -40,6 +40,9 @@ pub(crate) struct Deferred {
     /// Target group; `None` = every group (FLUSHALL).
     pub group: Option<u16>,
     pub write: bool,
+    /// A command that may need memory (DENYOOM): under maxmemory the
+    /// leader evicts first.
+    pub denyoom: bool,
     pub slot: u16,
     /// CLUSTER ADDNODE / DELNODE: a membership change of every group.
     pub admin: Option<AdminOp>,
@@ -48,7 +51,14 @@ pub(crate) struct Deferred {
 pub(crate) enum AdminOp {
     Add(u64, NodeInfo),
     Remove(u64),
+    /// CLUSTER SETTING name value: a cluster-wide setting via the meta group.
+    Setting(String, String),
 }
+
+/// Settings `CLUSTER SETTING` may set: the ones every leader's eviction
+/// decisions depend on.
+pub(crate) const CLUSTER_SETTINGS: &[&str] =
+    &["maxmemory", "maxmemory-policy", "maxmemory-samples"];
 
 /// Parses CLUSTER ADDNODE <id> <host:port[@peerport]> | DELNODE <id>.
 fn admin_op(argv: &[&[u8]]) -> Option<Result<AdminOp, String>> {
@@ -76,6 +86,22 @@ fn admin_op(argv: &[&[u8]]) -> Option<Result<AdminOp, String>> {
                     resp: p.resp,
                 },
             ))
+        })()),
+        "SETTING" => Some((|| {
+            if argv.len() != 4 {
+                return Err("ERR wrong number of arguments for 'cluster|setting' command".into());
+            }
+            let name = String::from_utf8_lossy(argv[2]).to_ascii_lowercase();
+            let value = String::from_utf8_lossy(argv[3]).to_string();
+            if !CLUSTER_SETTINGS.contains(&name.as_str()) {
+                return Err(format!(
+                    "ERR '{name}' is not a cluster-wide setting (one of: {})",
+                    CLUSTER_SETTINGS.join(", ")
+                ));
+            }
+            // Validate here, so a bad value never reaches the meta log.
+            crate::cmd::config::validate(&name, &value)?;
+            Ok(AdminOp::Setting(name, value))
         })()),
         "DELNODE" => Some((|| {
             if argv.len() != 3 {
@@ -107,6 +133,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
             argv: owned(),
             group: None,
             write: true,
+            denyoom: false,
             slot: 0,
             admin: None,
         }));
@@ -120,6 +147,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
                 argv: Vec::new(),
                 group: None,
                 write: true,
+                denyoom: false,
                 slot: 0,
                 admin: Some(op),
             })),
@@ -156,6 +184,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
         argv: owned(),
         group: Some(group),
         write,
+        denyoom: spec.flags & cmd::DENYOOM != 0,
         slot: first_slot,
         admin: None,
     }))
@@ -169,11 +198,12 @@ pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, 
             (None, _) => Err("cluster not started".to_string()),
             (Some(c), AdminOp::Add(id, node)) => c.add_node(*id, node.clone()).await,
             (Some(c), AdminOp::Remove(id)) => c.remove_node(*id).await,
+            (Some(c), AdminOp::Setting(k, v)) => c.set_setting(k, v).await,
         };
         let mut w = ReplyWriter::new(out, proto);
         match r {
             Ok(()) => w.simple("OK"),
-            Err(e) => w.error(&format!("ERR membership change failed: {e}")),
+            Err(e) => w.error(&format!("ERR cluster change failed: {e}")),
         }
         return;
     }
@@ -222,6 +252,9 @@ async fn run_in_group(
         let r: Result<Output, ClusterError> = match &leader {
             Some((id, _)) if *id == me => {
                 if d.write {
+                    if d.denyoom {
+                        make_room(shared, cluster, g).await?;
+                    }
                     cluster.write(g, &d.argv).await.map(Output::Resp3)
                 } else {
                     match cluster.read_barrier(g).await {
@@ -246,6 +279,97 @@ async fn run_in_group(
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
             Err(e) => return Err(error_text(&e)),
+        }
+    }
+}
+
+/// Keys one `CAIRN.EVICT` proposal names, and proposals one command may
+/// make before it proceeds anyway (bounded work per command, as Redis
+/// bounds eviction by time).
+const EVICT_BATCH: usize = 32;
+const EVICT_ROUNDS: usize = 8;
+
+/// Under maxmemory with an evicting policy, the leader of `g` picks
+/// victims in `g` by the policy and commits their removal through the
+/// log until the node is under the limit. Only the written group evicts:
+/// memory is freed where it is being consumed (every group is on every
+/// node, so each node's memory is the same sum). -OOM when `g` has
+/// nothing left to evict.
+async fn make_room(shared: &Shared, cluster: &Cluster, g: u16) -> Result<(), String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+    let s = &shared.settings;
+    let over = || {
+        let max = s.maxmemory.load(Relaxed) as usize;
+        max > 0 && shared.db.bytes_used() > max
+    };
+    if !over() {
+        return Ok(());
+    }
+    let locks = shared.evicting.get_or_init(|| {
+        (0..cluster.groups())
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect()
+    });
+    let _one_at_a_time = match locks.get(g as usize) {
+        Some(l) => l.lock().await,
+        None => return Ok(()),
+    };
+    for _ in 0..EVICT_ROUNDS {
+        if !over() {
+            return Ok(());
+        }
+        let (victims, empty) = {
+            let mut ks = shared.db.lock(g as usize);
+            let v = ks.pick_victims(
+                s.policy(),
+                s.samples.load(Relaxed) as usize,
+                unix_ms(),
+                EVICT_BATCH,
+            );
+            (v, ks.is_empty())
+        };
+        if victims.is_empty() {
+            // Nothing of this group holds the memory: let the write in
+            // (its key becomes evictable); keys of this group that the
+            // policy may not evict (volatile-* without TTLs) refuse it.
+            return if empty { Ok(()) } else { Err(OOM.into()) };
+        }
+        let mut argv: Vec<&[u8]> = vec![b"CAIRN.EVICT"];
+        argv.extend(victims.iter().map(|v| v.as_slice()));
+        cluster.write(g, &argv).await.map_err(|e| error_text(&e))?;
+    }
+    Ok(())
+}
+
+/// Applies the cluster-wide settings of the meta group here whenever they
+/// change (`CLUSTER SETTING`); a local `CONFIG SET` still changes this node
+/// only, as in Redis Cluster, until the next cluster-wide change.
+pub(crate) async fn follow_settings(shared: Arc<Shared>) {
+    let Some(cluster) = shared.cluster.get() else {
+        return;
+    };
+    let mut rx = cluster.subscribe_meta();
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut applied: std::collections::BTreeMap<String, String> = Default::default();
+    loop {
+        let settings = rx.borrow_and_update().settings.clone();
+        for (k, v) in &settings {
+            if applied.get(k) != Some(v) && CLUSTER_SETTINGS.contains(&k.as_str()) {
+                match crate::cmd::config::set(&shared, k, v) {
+                    Ok(()) => {
+                        tracing::info!(setting = %k, value = %v, "cluster-wide setting applied")
+                    }
+                    Err(e) => {
+                        tracing::warn!(setting = %k, error = %e, "cluster-wide setting refused")
+                    }
+                }
+            }
+        }
+        applied = settings;
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = shutdown.wait_for(|v| *v) => return,
         }
     }
 }

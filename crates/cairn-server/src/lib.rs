@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Set once at start in cluster mode.
     pub cluster: std::sync::OnceLock<cairn_cluster::Cluster>,
+    /// Cluster mode: one eviction at a time per group (concurrent writers
+    /// would each evict for the same shortfall and empty the group).
+    pub evicting: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>>,
 }
 
 impl Shared {
@@ -154,6 +157,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         local_addr,
         shutdown,
         cluster: std::sync::OnceLock::new(),
+        evicting: std::sync::OnceLock::new(),
         config,
     });
     shared.db.set_tracking(shared.tracking());
@@ -230,6 +234,7 @@ async fn worker(
         }
         if shared.cluster.get().is_some() {
             tokio::spawn(cluster::expire_cron(shared.clone()));
+            tokio::spawn(cluster::follow_settings(shared.clone()));
         } else {
             tokio::spawn(cron(shared.clone()));
         }

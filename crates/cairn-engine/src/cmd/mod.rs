@@ -15,6 +15,7 @@ use crate::reply::Reply;
 pub mod append;
 pub mod copy;
 pub mod del;
+pub mod evict;
 pub mod exists;
 pub mod expire;
 pub mod expired;

@@ -25,6 +25,8 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                 "DIGEST", "    (cairn) Per group: applied log index and state digest of this replica.",
                 "ADDNODE <id> <host:port[@peerport]>", "    (cairn) Add a running node to every group (learner, then voter).",
                 "DELNODE <id>", "    (cairn) Remove a node from every group.",
+                "SETTING <name> <value>", "    (cairn) Set maxmemory, maxmemory-policy or maxmemory-samples on every node (meta group).",
+                "META", "    (cairn) The meta group's state on this node: epoch, members, settings.",
                 "NODES", "    Return cluster configuration seen by node.",
                 "SHARDS", "    Return information about slot range mappings and the nodes associated with them.",
                 "SLOTS", "    Return information about slots range mappings.",
@@ -45,6 +47,23 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     let me = cluster.node_id();
     match sub.as_str() {
         "MYID" => ctx.out.bulk(node_name(me).as_bytes()),
+        // cairn extension: the meta group's state as applied here.
+        "META" => {
+            let m = cluster.meta();
+            let mut text = format!("epoch:{}\r\n", m.epoch);
+            for (id, n) in &m.members {
+                let joined = if m.joined.contains(id) {
+                    "joined"
+                } else {
+                    "new"
+                };
+                text.push_str(&format!("member:{id} {} {} {joined}\r\n", n.resp, n.peer));
+            }
+            for (k, v) in &m.settings {
+                text.push_str(&format!("setting:{k} {v}\r\n"));
+            }
+            ctx.out.verbatim("txt", text.as_bytes());
+        }
         // cairn extension: per group "group applied-index digest" of this
         // node's replica, to compare replicas (equal index ⇒ equal digest).
         "DIGEST" => {

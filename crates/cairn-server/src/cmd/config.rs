@@ -59,12 +59,35 @@ fn get(sh: &Shared, name: &str) -> String {
         "save" => String::new(),
         "appendonly" => "no".into(),
         "io-threads" => sh.workers.len().to_string(),
-        "cluster-enabled" => "no".into(),
+        "cluster-enabled" => if sh.cluster.get().is_some() {
+            "yes"
+        } else {
+            "no"
+        }
+        .into(),
         _ => String::new(),
     }
 }
 
-fn set(sh: &Shared, name: &str, value: &str) -> Result<(), String> {
+/// Checks a value of a cluster-wide setting (`CLUSTER SETTING`) without
+/// applying it, with CONFIG SET's wording.
+pub(crate) fn validate(name: &str, value: &str) -> Result<(), String> {
+    let ok = match name {
+        "maxmemory" => parse_memory(value).is_some(),
+        "maxmemory-policy" => Policy::parse(value).is_some(),
+        "maxmemory-samples" => matches!(value.parse::<u64>(), Ok(1..=64)),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "ERR Invalid argument '{value}' for CLUSTER SETTING '{name}'"
+        ))
+    }
+}
+
+pub(crate) fn set(sh: &Shared, name: &str, value: &str) -> Result<(), String> {
     let s = &sh.settings;
     let num = |lo: u64, hi: u64| -> Result<u64, String> {
         match value.parse::<u64>() {

@@ -21,7 +21,7 @@ mod auth;
 mod client;
 mod cluster;
 mod command;
-mod config;
+pub(crate) mod config;
 mod dbsize;
 mod echo;
 mod flush;
@@ -300,14 +300,17 @@ pub(crate) fn dispatch(
     }
     let clustered = shared.cluster.get().is_some();
     if clustered && spec.flags & DENYOOM != 0 {
-        // Eviction would have to be decided by each group's leader and
-        // replicated; until then a full cluster refuses writes
-        // (noeviction) rather than evicting on one replica.
+        // Under an evicting policy the group's leader makes room by
+        // proposing CAIRN.EVICT before the write (cluster.rs,
+        // `make_room`); replicas never evict on their own.
         let max = shared
             .settings
             .maxmemory
             .load(std::sync::atomic::Ordering::Relaxed) as usize;
-        if max > 0 && shared.db.bytes_used() > max {
+        if max > 0
+            && shared.db.bytes_used() > max
+            && shared.settings.policy() == cairn_engine::evict::Policy::NoEviction
+        {
             bump(&stat.rejected, 1);
             ReplyWriter::new(wbuf, proto)
                 .error("OOM command not allowed when used memory > 'maxmemory'.");
