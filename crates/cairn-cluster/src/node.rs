@@ -614,14 +614,9 @@ impl Cluster {
 
     /// Commits one meta command through the meta group's leader.
     async fn meta_write(&self, argv: &[&[u8]]) -> Result<(), String> {
-        let mut enc = Vec::new();
-        encode_argv(&mut enc, argv);
+        let op = meta_cmd(argv);
         self.inner
-            .admin_on_leader(
-                self.inner.cfg.groups,
-                Admin::Meta(enc),
-                Duration::from_secs(30),
-            )
+            .admin_on_leader(self.inner.cfg.groups, op, Duration::from_secs(30))
             .await
     }
 
@@ -1096,6 +1091,13 @@ async fn read_rounds(inner: Arc<Inner>, group: u16) {
     }
 }
 
+/// A meta command as the request its leader runs.
+fn meta_cmd(argv: &[&[u8]]) -> Admin {
+    let mut enc = Vec::new();
+    encode_argv(&mut enc, argv);
+    Admin::Meta(enc)
+}
+
 /// Asks every peer whether the cluster exists and knows this node, for
 /// up to two maximum election timeouts (at least a second) or until all
 /// answered; merges the answers.
@@ -1164,14 +1166,10 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
         let meta_g = inner.cfg.groups;
         let st = inner.meta.get();
         if st.members.contains_key(&inner.id) && !st.joined.contains(&inner.id) {
-            let id_s = inner.id.to_string();
-            let mut enc = Vec::new();
-            encode_argv(&mut enc, &[b"META.JOINED".as_slice(), id_s.as_bytes()]);
+            let op = meta_cmd(&[b"META.JOINED".as_slice(), inner.id.to_string().as_bytes()]);
             let i2 = inner.clone();
             inner.handle.spawn(async move {
-                let _ = i2
-                    .admin_on_leader(meta_g, Admin::Meta(enc), Duration::from_secs(5))
-                    .await;
+                let _ = i2.admin_on_leader(meta_g, op, Duration::from_secs(5)).await;
             });
         }
         let caught_up = {
@@ -1195,17 +1193,13 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
                 .collect();
             for (id, n) in nodes {
                 let id_s = id.to_string();
-                let mut enc = Vec::new();
-                encode_argv(
-                    &mut enc,
-                    &[
-                        b"META.MEMBER".as_slice(),
-                        id_s.as_bytes(),
-                        n.resp.as_bytes(),
-                        n.peer.as_bytes(),
-                    ],
-                );
-                if let Err(e) = inner.admin(meta_g, Admin::Meta(enc)).await {
+                let op = meta_cmd(&[
+                    b"META.MEMBER".as_slice(),
+                    id_s.as_bytes(),
+                    n.resp.as_bytes(),
+                    n.peer.as_bytes(),
+                ]);
+                if let Err(e) = inner.admin(meta_g, op).await {
                     tracing::debug!(error = %e, "seeding the meta state");
                 }
             }

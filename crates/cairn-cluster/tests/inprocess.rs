@@ -161,25 +161,38 @@ fn wait_converged(nodes: &[Option<Node>], groups: u16) {
     }
 }
 
-#[test]
-fn three_nodes_replicate_fail_over_and_recover_from_disk() {
+type Started = (
+    tokio::runtime::Runtime,
+    Vec<tempfile::TempDir>,
+    Vec<u16>,
+    Vec<Option<Node>>,
+);
+
+/// A runtime for the test's own calls and three durable nodes.
+fn three_durable_nodes(groups: u16) -> Started {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let groups = 4;
-    let mut nodes: Vec<Option<Node>> = (1..=3)
+    let nodes = (1..=3)
         .map(|id| {
             Some(start(
                 id,
                 &ports,
                 groups,
-                Some(dirs[id as usize - 1].path().to_path_buf()),
+                Some(dirs[id as usize - 1].path().into()),
             ))
         })
         .collect();
+    (rt, dirs, ports, nodes)
+}
+
+#[test]
+fn three_nodes_replicate_fail_over_and_recover_from_disk() {
+    let groups = 4;
+    let (rt, dirs, ports, mut nodes) = three_durable_nodes(groups);
     // Replication: every group takes writes; all replicas agree.
     for i in 0..300u32 {
         let g = (i % groups as u32) as u16;
@@ -286,23 +299,8 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 /// refuses to start; DELNODE + ADDNODE bring a fresh node back, caught up.
 #[test]
 fn meta_group_tracks_members_settings_and_refuses_a_wiped_member() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let groups = 4;
-    let mut nodes: Vec<Option<Node>> = (1..=3)
-        .map(|id| {
-            Some(start(
-                id,
-                &ports,
-                groups,
-                Some(dirs[id as usize - 1].path().into()),
-            ))
-        })
-        .collect();
+    let (rt, _dirs, ports, mut nodes) = three_durable_nodes(groups);
     wait_for(
         "the meta state on every node to list and mark joined 3 members",
         || {
