@@ -205,6 +205,19 @@ impl TestCluster {
         self.nodes[i] = Some(child);
     }
 
+    /// Starts one more node (empty directory, the member list plus
+    /// itself); it joins only once added with CLUSTER ADDNODE.
+    fn add_process(&mut self) -> usize {
+        let p = free_port_pair().0;
+        let i = self.ports.len();
+        self.ports.push(p);
+        self.dirs.push(tempfile::tempdir().unwrap());
+        self.peers.push_str(&format!(",{}=127.0.0.1:{p}", i + 1));
+        self.nodes.push(None);
+        self.start(i);
+        i
+    }
+
     fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].take() {
             let _ = c.kill();
@@ -689,5 +702,61 @@ fn replicated_eviction_keeps_a_full_cluster_under_maxmemory() {
             "noeviction never refused a write"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Replacing a node without downtime: while clients write through nodes 2
+/// and 3, node 4 starts empty and is added (CLUSTER ADDNODE), then node 1
+/// is removed (CLUSTER DELNODE) and stopped. No write gets more than the
+/// retryable -TRYAGAIN/-UNKNOWN, writes keep being acknowledged during the
+/// change, and node 4's replica holds every acknowledged write.
+#[test]
+fn a_node_is_replaced_under_load_without_downtime() {
+    let _serial = serial();
+    let mut c = TestCluster::new(3, "durable");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = vec![c.ports[1], c.ports[2]];
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || write_load(ports, 6, usize::MAX, stop))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let n4 = c.add_process();
+    let mut admin = Conn::open(c.ports[1]).unwrap();
+    let add = format!("127.0.0.1:{}", c.ports[n4]);
+    let r = admin
+        .cmd(&[b"CLUSTER", b"ADDNODE", b"4", add.as_bytes()])
+        .unwrap();
+    assert_eq!(r, Reply::Simple("OK".into()), "ADDNODE");
+    let r = admin.cmd(&[b"CLUSTER", b"DELNODE", b"1"]).unwrap();
+    assert_eq!(r, Reply::Simple("OK".into()), "DELNODE");
+    c.kill(0);
+    let before = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, SeqCst);
+    let expect = load.join().unwrap();
+    assert!(
+        expect.len() > 200,
+        "only {} writes acknowledged",
+        expect.len()
+    );
+    eprintln!(
+        "{} writes acknowledged while node 4 replaced node 1 ({:?} after the removal)",
+        expect.len(),
+        before.elapsed()
+    );
+    let meta = text(&admin.cmd(&[b"CLUSTER", b"META"]).unwrap());
+    assert!(
+        meta.contains("member:4 ") && !meta.contains("member:1 "),
+        "{meta}"
+    );
+    c.converged_digests();
+    c.check_replica(n4, &expect);
+    // Every group has a leader among the remaining nodes and takes writes.
+    c.wait_ok();
+    for i in 0..64 {
+        let key = format!("after:{i}");
+        let r = admin.cmd(&[b"SET", key.as_bytes(), b"1"]).unwrap();
+        assert_eq!(r, Reply::Simple("OK".into()), "{key}");
     }
 }
