@@ -15,6 +15,10 @@ mod net;
 mod node;
 mod raftlog;
 mod raftnet;
+/// Deterministic simulation of the Raft layer (feature `sim`; see
+/// docs/design/simulation.md).
+#[cfg(feature = "sim")]
+pub mod sim;
 mod sm;
 pub mod snapfile;
 pub mod types;
