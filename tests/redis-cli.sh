@@ -235,6 +235,9 @@ c "config set maxmemory" "OK" CONFIG SET maxmemory 100mb
 c "config get maxmemory set" $'maxmemory\n104857600' CONFIG GET maxmemory
 c "config set maxmemory back" "OK" CONFIG SET maxmemory 0
 c "config get maxmemory back" $'maxmemory\n0' CONFIG GET maxmemory
+# A CONFIG SET that fails on a later pair changes nothing (hz stays 10).
+c "config set fails as a whole" "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be between 1 and 1000000 inclusive" CONFIG SET hz 20 maxclients 0
+c "config set failure undone" $'hz\n10' CONFIG GET hz
 check "client setname/getname" $'OK\ntester' bash -c "printf 'CLIENT SETNAME tester\nCLIENT GETNAME\n' | redis-cli -h 127.0.0.1 -p $PORT"
 c "client getname unset" "" CLIENT GETNAME
 # COMMAND COUNT counts top-level commands; COMMAND LIST also names

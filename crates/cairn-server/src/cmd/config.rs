@@ -192,13 +192,22 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                     Some(_) => {}
                 }
             }
+            // Values are checked as they are applied: on a failure, the
+            // pairs applied before it go back to their old values, so a
+            // failing call changes nothing (as Redis 7).
+            let mut undo: Vec<(&str, String)> = Vec::new();
             for (name, value) in &pairs {
+                let old = get(ctx.shared, name);
                 if let Err(why) = set(ctx.shared, name, value) {
+                    for (n, v) in undo.into_iter().rev() {
+                        let _ = set(ctx.shared, n, &v);
+                    }
                     ctx.out.error(&format!(
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
                     ));
                     return Flow::Continue;
                 }
+                undo.push((name, old));
             }
             ctx.out.simple("OK");
         }
