@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Fuzzes cairn's RESP decoders with libFuzzer (cargo-fuzz) on stable Rust.
+# Fuzzes cairn's decoders of untrusted bytes (RESP, peer messages, log
+# records, snapshot files, the config file) with libFuzzer (cargo-fuzz) on
+# stable Rust.
 #
-#   scripts/fuzz.sh [SECONDS]     # default 60
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     # default 60 s, every target
 #
-# Runs every target in fuzz/fuzz_targets/ in parallel, each for SECONDS
+# Runs every target in fuzz/fuzz_targets/ (or only the TARGETs named, e.g.
+# `scripts/fuzz.sh 20 config`) in parallel, each for SECONDS
 # (so wall time is about SECONDS plus the build), and exits non-zero if any
 # target crashes, panics, times out or runs out of memory. The reproducer is
 # left in fuzz/artifacts/<target>/; replay it with
@@ -21,10 +24,11 @@ set -euo pipefail
 seconds="${1:-60}"
 case "$seconds" in
 '' | *[!0-9]*)
-    echo "usage: $0 [SECONDS]" >&2
+    echo "usage: $0 [SECONDS] [TARGET...]" >&2
     exit 2
     ;;
 esac
+shift $(($# > 0 ? 1 : 0))
 [ "$seconds" -ge 1 ] || seconds=1
 
 CARGO_FUZZ_VERSION=0.13.2
@@ -40,14 +44,30 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 targets=()
-for f in fuzz_targets/*.rs; do
-    t="$(basename "$f" .rs)"
-    targets+=("$t")
-done
+if [ $# -gt 0 ]; then
+    for t in "$@"; do
+        if [ ! -f "fuzz_targets/$t.rs" ]; then
+            echo "fuzz.sh: no target '$t' (fuzz/fuzz_targets/$t.rs)" >&2
+            exit 2
+        fi
+        targets+=("$t")
+    done
+else
+    for f in fuzz_targets/*.rs; do
+        t="$(basename "$f" .rs)"
+        targets+=("$t")
+    done
+fi
 
 echo "== building ${targets[*]}"
 build_start=$SECONDS
-cargo fuzz build --release
+if [ $# -gt 0 ]; then
+    for t in "${targets[@]}"; do
+        cargo fuzz build --release "$t"
+    done
+else
+    cargo fuzz build --release
+fi
 echo "== built in $((SECONDS - build_start)) s"
 
 # libFuzzer options: bounded time; inputs up to 4 KiB; any single input

@@ -18,6 +18,10 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # Latency faults: iptables' NFQUEUE target (nft's queue expression is not
 # built into these kernels) feeding the lab's own delayer.
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+# Clock and disk faults: libfaketime (wall-clock jumps) and libfiu (failing
+# fsync); time namespaces and private tmpfs mounts come with util-linux.
+command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
+command -v fiu-run >/dev/null 2>&1 || need_apt+=(fiu-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -7,17 +7,19 @@
 //!    (`round_seed`), so any round can be replayed alone with
 //!    `--seed S --first-round R --rounds 1`;
 //! 2. picks a fresh hash tag so the round's keys land in one group (a
-//!    different one most rounds), and starts a register and a counter
-//!    workload on it, clients spread over every node;
+//!    different one most rounds), and starts a register, a counter and a
+//!    set workload on it, clients spread over every node;
 //! 3. runs a random nemesis schedule (drawn from every [`Fault`]) aimed at
 //!    that group's leader;
 //! 4. heals, restarts anything the nemesis killed, waits for the cluster,
 //!    restarts (and reports) any node that died on its own, and compares
 //!    the replicas' per-group digests;
-//! 5. checks both histories for linearizability.
+//! 5. checks the register and counter histories for linearizability and
+//!    the set history for lost acknowledged adds and unexpected elements
+//!    (its verdict is tabulated on the same scale: valid = linearizable).
 //!
 //! Histories, schedules and node logs of any round that is not plainly
-//! linearizable are saved under `--save-dir`. The cluster lives across
+//! linearizable (or valid) are saved under `--save-dir`. The cluster lives across
 //! rounds (restarts accumulate state); if it fails to recover, the lab is
 //! rebuilt and that is reported as an anomaly.
 
@@ -29,7 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cairn_check::{check, Budget, Counter, History, Outcome, Register, Report, Verdict};
+use cairn_check::{
+    check, check_set, Budget, Counter, History, Outcome, Register, Report, SetVerdict, Verdict,
+};
 
 use crate::cluster::{Cluster, ClusterSpec, WorkloadSpec};
 use crate::nemesis::{Fault, Schedule, ScheduleSpec};
@@ -112,12 +116,25 @@ pub struct RoundReport {
     pub register: KindResult,
     /// Counter: ops recorded, ok, info, verdict.
     pub counter: KindResult,
+    /// Set: ops recorded, ok, info, verdict (valid = `Linearizable`).
+    pub set: KindResult,
     /// Anomalies (node crashes, diverged replicas, no recovery, ...).
     pub anomalies: Vec<String>,
     /// Notes that are not anomalies (replicas still catching up).
     pub notes: Vec<String>,
     /// Wall time of the round.
     pub took: Duration,
+}
+
+impl RoundReport {
+    /// Whether any workload's verdict is not linearizable (valid) or the
+    /// round showed an anomaly.
+    pub fn suspicious(&self) -> bool {
+        [&self.register, &self.counter, &self.set]
+            .iter()
+            .any(|k| k.verdict != Some(Verdict::Linearizable))
+            || !self.anomalies.is_empty()
+    }
 }
 
 /// One workload's result in a round.
@@ -141,6 +158,48 @@ pub fn check_kind(kind: &str, history: &History, budget: &Budget) -> anyhow::Res
         "counter" => check(history, &Counter, budget)?,
         _ => check(history, &Register, budget)?,
     })
+}
+
+/// Checks a set-workload history with [`check_set`]. The verdict is put on
+/// the scale the campaign tabulates: valid = `Linearizable`, lost or
+/// unexpected elements = `NotLinearizable`, a set without a final read =
+/// `Unknown`. The text has one line per set, then the verdict.
+pub fn check_set_history(history: &History) -> anyhow::Result<(Verdict, String)> {
+    let report = check_set(history)?;
+    let mut s = String::new();
+    for (key, r) in &report.keys {
+        let _ = writeln!(
+            s,
+            "set {key}: {:?}: {} acknowledged adds, lost {:?}, unexpected {:?}, {} indeterminate adds present, {} acknowledged adds concurrent with the final read and missing",
+            r.verdict,
+            r.acknowledged,
+            r.lost,
+            r.unexpected,
+            r.recovered.len(),
+            r.concurrent_missing.len()
+        );
+    }
+    let _ = writeln!(s, "set verdict: {:?}", report.verdict);
+    let verdict = match report.verdict {
+        SetVerdict::Valid => Verdict::Linearizable,
+        SetVerdict::Invalid => Verdict::NotLinearizable,
+        SetVerdict::Unknown => Verdict::Unknown,
+    };
+    Ok((verdict, s))
+}
+
+/// Checks a history of workload `kind` (`register`, `counter` or `set`):
+/// the verdict and, unless it is linearizable (valid), an account of why.
+pub fn judge(kind: &str, history: &History, budget: &Budget) -> anyhow::Result<(Verdict, String)> {
+    if kind == "set" {
+        return check_set_history(history);
+    }
+    let report = check_kind(kind, history, budget)?;
+    let text = match report.verdict {
+        Verdict::Linearizable => String::new(),
+        _ => explain(&report, history),
+    };
+    Ok((report.verdict, text))
 }
 
 /// A readable account of a report's non-linearizable keys (witnesses).
@@ -273,11 +332,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let summary = summarize(seed, &args, &reports, started.elapsed());
     println!("{summary}");
     let _ = std::fs::write(args.save_dir.join(format!("summary-{seed}.md")), &summary);
-    let bad = reports.iter().any(|r| {
-        r.register.verdict != Some(Verdict::Linearizable)
-            || r.counter.verdict != Some(Verdict::Linearizable)
-            || !r.anomalies.is_empty()
-    });
+    let bad = reports.iter().any(RoundReport::suspicious);
     Ok(if bad {
         ExitCode::from(1)
     } else {
@@ -311,14 +366,22 @@ fn run_round(
     };
     let reg = mk("register", "r", 1);
     let ctr = mk("counter", "c", 2);
+    // Mostly adds: mid-run reads can only show unexpected elements; lost
+    // adds are judged by the final read.
+    let set = WorkloadSpec {
+        read_percent: 20,
+        ..mk("set", "s", 3)
+    };
     let schedule = Schedule::generate(
         seed,
         &round_schedule_spec(round_ms, cluster.spec().election_max_ms),
     );
     let reg_out = lab.dir().join(format!("round{round}-register.jsonl"));
     let ctr_out = lab.dir().join(format!("round{round}-counter.jsonl"));
+    let set_out = lab.dir().join(format!("round{round}-set.jsonl"));
     let wr = cluster.spawn_workload(&reg, &reg_out)?;
     let wc = cluster.spawn_workload(&ctr, &ctr_out)?;
+    let ws = cluster.spawn_workload(&set, &set_out)?;
     let start = Instant::now();
     let stop = AtomicBool::new(false);
     let key = reg.first_key();
@@ -326,8 +389,11 @@ fn run_round(
     let mut notes = Vec::new();
     let (events, statuses) = std::thread::scope(|s| {
         let nemesis = s.spawn(|| schedule.run(cluster, &key, start, &stop));
-        let limit = Duration::from_millis(round_ms) + Duration::from_secs(60);
-        let statuses: Vec<_> = [wr, wc]
+        // The set workload's final reads may retry for FINAL_READ_LIMIT.
+        let limit = Duration::from_millis(round_ms)
+            + Duration::from_secs(60)
+            + crate::workload::FINAL_READ_LIMIT;
+        let statuses: Vec<_> = [wr, wc, ws]
             .iter()
             .map(|&w| lab.wait_timeout(w, limit))
             .collect();
@@ -347,6 +413,7 @@ fn run_round(
     for (name, w, st) in [
         ("register", wr, &statuses[0]),
         ("counter", wc, &statuses[1]),
+        ("set", ws, &statuses[2]),
     ] {
         match st {
             Ok(Some(s)) if s.success() => {}
@@ -382,7 +449,11 @@ fn run_round(
     };
     let mut results = Vec::new();
     let mut explanations = String::new();
-    for (kind, out, w) in [("register", &reg_out, wr), ("counter", &ctr_out, wc)] {
+    for (kind, out, w) in [
+        ("register", &reg_out, wr),
+        ("counter", &ctr_out, wc),
+        ("set", &set_out, ws),
+    ] {
         let mut kr = KindResult::default();
         match std::fs::read_to_string(out)
             .map_err(anyhow::Error::from)
@@ -391,11 +462,11 @@ fn run_round(
             Ok(h) => {
                 (kr.ops, kr.ok, kr.info) = history_counts(&h);
                 let t = Instant::now();
-                match check_kind(kind, &h, &budget) {
-                    Ok(rep) => {
-                        kr.verdict = Some(rep.verdict);
-                        if rep.verdict != Verdict::Linearizable {
-                            explanations.push_str(&format!("=== {kind}\n{}", explain(&rep, &h)));
+                match judge(kind, &h, &budget) {
+                    Ok((verdict, text)) => {
+                        kr.verdict = Some(verdict);
+                        if verdict != Verdict::Linearizable {
+                            explanations.push_str(&format!("=== {kind}\n{text}"));
                         }
                     }
                     Err(e) => anomalies.push(format!("{kind} history rejected: {e}")),
@@ -409,6 +480,7 @@ fn run_round(
         }
         results.push(kr);
     }
+    let set = results.pop().unwrap_or_default();
     let counter = results.pop().unwrap_or_default();
     let register = results.pop().unwrap_or_default();
     let report = RoundReport {
@@ -420,14 +492,12 @@ fn run_round(
             .collect(),
         register,
         counter,
+        set,
         anomalies,
         notes,
         took: t0.elapsed(),
     };
-    let suspicious = report.register.verdict != Some(Verdict::Linearizable)
-        || report.counter.verdict != Some(Verdict::Linearizable)
-        || !report.anomalies.is_empty();
-    if suspicious {
+    if report.suspicious() {
         let dir = args
             .save_dir
             .join(format!("seed{campaign_seed}-round{round}"));
@@ -437,7 +507,7 @@ fn run_round(
             cluster,
             &schedule,
             &events,
-            &[&reg_out, &ctr_out],
+            &[&reg_out, &ctr_out, &set_out],
             &explanations,
         ) {
             eprintln!("saving round {round} to {}: {e}", dir.display());
@@ -448,6 +518,7 @@ fn run_round(
     // Histories of passing rounds are not kept (they are large).
     let _ = std::fs::remove_file(&reg_out);
     let _ = std::fs::remove_file(&ctr_out);
+    let _ = std::fs::remove_file(&set_out);
     Ok(report)
 }
 
@@ -503,9 +574,18 @@ fn verdict_str(v: Option<Verdict>) -> &'static str {
     }
 }
 
+fn set_verdict_str(v: Option<Verdict>) -> &'static str {
+    match v {
+        Some(Verdict::Linearizable) => "valid",
+        Some(Verdict::NotLinearizable) => "LOST OR UNEXPECTED ADDS",
+        Some(Verdict::Unknown) => "unknown (no final read)",
+        None => "no history",
+    }
+}
+
 fn print_round(r: &RoundReport) {
     println!(
-        "round {:>3} seed {:>20} | {:>5.1} s | register {:>6} ops ({:>4} info) {} | counter {:>6} ops ({:>4} info) {} | faults: {}{}{}",
+        "round {:>3} seed {:>20} | {:>5.1} s | register {:>6} ops ({:>4} info) {} | counter {:>6} ops ({:>4} info) {} | set {:>6} ops ({:>4} info) {} | faults: {}{}{}",
         r.round,
         r.seed,
         r.took.as_secs_f64(),
@@ -515,6 +595,9 @@ fn print_round(r: &RoundReport) {
         r.counter.ops,
         r.counter.info,
         verdict_str(r.counter.verdict),
+        r.set.ops,
+        r.set.info,
+        set_verdict_str(r.set.verdict),
         r.faults.join(", "),
         if r.anomalies.is_empty() {
             String::new()
@@ -544,6 +627,7 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
     };
     let reg = |r: &RoundReport| r.register.verdict;
     let ctr = |r: &RoundReport| r.counter.verdict;
+    let set = |r: &RoundReport| r.set.verdict;
     let mut s = String::new();
     let _ = writeln!(s, "\n## campaign summary (seed {seed})\n");
     let _ = writeln!(s, "| | |\n|---|---|");
@@ -575,6 +659,13 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
     );
     let _ = writeln!(
         s,
+        "| set ops checked | {} ({} ok, {} info) |",
+        sum(&|r| r.set.ops),
+        sum(&|r| r.set.ok),
+        sum(&|r| r.set.info)
+    );
+    let _ = writeln!(
+        s,
         "| register verdicts | {} linearizable, {} NOT, {} unknown |",
         count(reg, Verdict::Linearizable),
         count(reg, Verdict::NotLinearizable),
@@ -586,6 +677,13 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
         count(ctr, Verdict::Linearizable),
         count(ctr, Verdict::NotLinearizable),
         count(ctr, Verdict::Unknown)
+    );
+    let _ = writeln!(
+        s,
+        "| set verdicts | {} valid, {} LOST OR UNEXPECTED, {} unknown |",
+        count(set, Verdict::Linearizable),
+        count(set, Verdict::NotLinearizable),
+        count(set, Verdict::Unknown)
     );
     let anomalies: Vec<String> = reports
         .iter()

@@ -8,6 +8,11 @@
 //! (`cairn-lab workload --targets ...`) are started there with
 //! [`Lab::exec`] / [`Lab::spawn`]; this process only starts processes,
 //! sends signals and edits nftables rules.
+//!
+//! Clock and disk faults need a node's process wrapped at start-up
+//! ([`NodeEnv`]): libfaketime for its wall clock, a time namespace for its
+//! monotonic clock, a private size-limited tmpfs for its data dir, libfiu
+//! for failing syscalls. The wrappers are kept across restarts.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -68,9 +73,54 @@ impl ClusterSpec {
     }
 }
 
+/// How a node's process is wrapped (clock and disk faults). The default
+/// is a plain `cairn server`. Kept across restarts until changed with
+/// [`Cluster::set_env`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeEnv {
+    /// Preload libfaketime (`FAKETIME_DONT_FAKE_MONOTONIC=1`,
+    /// `FAKETIME_NO_CACHE=1`): the wall-clock offset is read from
+    /// [`Cluster::clock_file`] at every call, so
+    /// [`Cluster::set_wall_clock_offset`] moves it at run time. Only
+    /// `CLOCK_REALTIME` is faked: faking the monotonic clock hangs tokio.
+    pub faketime: bool,
+    /// Run in a new time namespace (`unshare --fork --kill-child --time`)
+    /// whose `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` are this many seconds
+    /// ahead (an offset, not a rate; fixed for the process's life).
+    pub monotonic_offset_secs: Option<i64>,
+    /// Keep the data dir on a tmpfs of this many bytes, mounted in a
+    /// private mount namespace held by a `sleep` process on the node's host
+    /// (so the data outlives restarts and vanishes with the lab); the node
+    /// enters it with `nsenter -m`. See [`Cluster::fill_disk`].
+    pub tmpfs_bytes: Option<u64>,
+    /// Preload libfiu (`fiu_run_preload.so` + `fiu_posix_preload.so`, as
+    /// `fiu-run -x` does) with a control FIFO in the lab folder; failure
+    /// points are switched with [`Cluster::fiu_ctrl`].
+    pub fiu: bool,
+}
+
+impl NodeEnv {
+    /// No wrapper at all.
+    pub fn is_plain(&self) -> bool {
+        *self == NodeEnv::default()
+    }
+}
+
+/// Most bytes a node's private tmpfs may have (a bound on what a test
+/// can make the lab hold in memory).
+pub const TMPFS_BYTES_MAX: u64 = 1 << 30;
+
+/// The file name of the filler [`Cluster::fill_disk`] writes into a
+/// node's data dir (cairn keeps its files in `log/` and `snapshots/`).
+pub const FILLER: &str = "cairn-lab-filler";
+
 #[derive(Default)]
 struct NodeState {
     proc: Option<ProcId>,
+    /// How the process is wrapped.
+    env: NodeEnv,
+    /// The process holding the node's private mount namespace (tmpfs).
+    holder: Option<ProcId>,
     /// Killed by us and not restarted yet.
     down: bool,
     paused: bool,
@@ -103,6 +153,17 @@ impl<'l> Cluster<'l> {
         spec: ClusterSpec,
         ready_limit: Duration,
     ) -> Result<Cluster<'l>, LabError> {
+        Cluster::start_with(lab, spec, &[], ready_limit)
+    }
+
+    /// Like [`Cluster::start`], node `i` wrapped as `envs[i]` (missing
+    /// entries: plain).
+    pub fn start_with(
+        lab: &'l Lab,
+        spec: ClusterSpec,
+        envs: &[NodeEnv],
+        ready_limit: Duration,
+    ) -> Result<Cluster<'l>, LabError> {
         if spec.nodes == 0 || spec.nodes > lab.node_count() {
             return Err(LabError::Invalid(format!(
                 "{} nodes on a lab of {} node hosts",
@@ -115,6 +176,9 @@ impl<'l> Cluster<'l> {
             state: Mutex::new((0..spec.nodes).map(|_| NodeState::default()).collect()),
             spec,
         };
+        for (i, env) in envs.iter().enumerate().take(cluster.spec.nodes) {
+            cluster.set_env(i, env.clone())?;
+        }
         for i in 0..cluster.spec.nodes {
             cluster.spawn_node(i)?;
         }
@@ -225,10 +289,47 @@ impl<'l> Cluster<'l> {
             path: dir,
             source,
         })?;
-        let args = self.args(i);
-        let p = self
-            .lab
-            .spawn(i, &self.spec.cairn.to_string_lossy(), &args)?;
+        let env = self.env(i);
+        let mut cmd: Vec<String> = Vec::new();
+        if let Some(bytes) = env.tmpfs_bytes {
+            let holder = self.ensure_holder(i, bytes)?;
+            cmd.extend(["nsenter".into(), "-t".into(), holder.to_string()]);
+            cmd.extend(["-m".into(), "--".into()]);
+        }
+        if let Some(secs) = env.monotonic_offset_secs {
+            let secs = secs.to_string();
+            cmd.extend(
+                ["unshare", "--fork", "--kill-child", "--time", "--monotonic"].map(String::from),
+            );
+            cmd.extend([secs.clone(), "--boottime".into(), secs]);
+        }
+        let mut preload = Vec::new();
+        let mut vars = Vec::new();
+        if env.faketime {
+            preload.push(find_lib(FAKETIME_LIBS)?);
+            let file = self.clock_file(i);
+            if !file.exists() {
+                self.set_wall_clock_offset(i, 0)?;
+            }
+            vars.push(format!("FAKETIME_TIMESTAMP_FILE={}", file.display()));
+            vars.push("FAKETIME_NO_CACHE=1".into());
+            vars.push("FAKETIME_DONT_FAKE_MONOTONIC=1".into());
+        }
+        if env.fiu {
+            preload.push(find_lib(FIU_RUN_LIBS)?);
+            preload.push(find_lib(FIU_POSIX_LIBS)?);
+            vars.push(format!("FIU_CTRL_FIFO={}", self.fiu_fifo(i).display()));
+            vars.push("FIU_ENABLE=".into());
+        }
+        if !preload.is_empty() {
+            let libs: Vec<String> = preload.iter().map(|p| p.display().to_string()).collect();
+            cmd.push("env".into());
+            cmd.extend(vars);
+            cmd.push(format!("LD_PRELOAD={}", libs.join(" ")));
+        }
+        cmd.push(self.spec.cairn.to_string_lossy().into_owned());
+        cmd.extend(self.args(i));
+        let p = self.lab.spawn(i, &cmd[0], &cmd[1..])?;
         let mut st = self.state();
         let n = st.get_mut(i).ok_or(LabError::NoSuchHost(i))?;
         n.proc = Some(p);
@@ -236,6 +337,221 @@ impl<'l> Cluster<'l> {
         n.paused = false;
         n.starts += 1;
         Ok(p)
+    }
+
+    /// How node `i` is wrapped.
+    pub fn env(&self, i: usize) -> NodeEnv {
+        self.state()
+            .get(i)
+            .map(|n| n.env.clone())
+            .unwrap_or_default()
+    }
+
+    /// Wraps node `i` as `env` from its next start on. The tmpfs size of
+    /// a node cannot change once its holder runs (the data lives there).
+    pub fn set_env(&self, i: usize, env: NodeEnv) -> Result<(), LabError> {
+        if env
+            .tmpfs_bytes
+            .is_some_and(|b| b == 0 || b > TMPFS_BYTES_MAX)
+        {
+            return Err(LabError::Invalid(format!(
+                "tmpfs of {:?} bytes (1..={TMPFS_BYTES_MAX})",
+                env.tmpfs_bytes
+            )));
+        }
+        let mut st = self.state();
+        let n = st.get_mut(i).ok_or(LabError::NoSuchHost(i))?;
+        if n.holder.is_some() && env.tmpfs_bytes != n.env.tmpfs_bytes {
+            return Err(LabError::Invalid(format!(
+                "n{}: its data lives on a tmpfs of {:?} bytes; cannot change it to {:?}",
+                i + 1,
+                n.env.tmpfs_bytes,
+                env.tmpfs_bytes
+            )));
+        }
+        n.env = env;
+        Ok(())
+    }
+
+    /// Kills node `i` (if it runs) and starts it again wrapped as `env`.
+    pub fn restart_with(&self, i: usize, env: NodeEnv) -> Result<(), LabError> {
+        if let Some(p) = self.proc(i) {
+            if self.lab.try_wait(p)?.is_none() {
+                self.kill(i)?;
+            }
+        }
+        self.set_env(i, env)?;
+        self.restart(i)
+    }
+
+    // ----- clock faults ----------------------------------------------------
+
+    /// The libfaketime timestamp file of node `i` (`<lab dir>/n<i+1>.faketime`).
+    pub fn clock_file(&self, i: usize) -> PathBuf {
+        self.lab.dir().join(format!("n{}.faketime", i + 1))
+    }
+
+    /// Moves node `i`'s wall clock to `secs` seconds from the real time
+    /// (a node under [`NodeEnv::faketime`] reads it at its next
+    /// `clock_gettime(CLOCK_REALTIME)`). The file is replaced atomically.
+    pub fn set_wall_clock_offset(&self, i: usize, secs: i64) -> Result<(), LabError> {
+        let file = self.clock_file(i);
+        let tmp = file.with_extension("faketime.tmp");
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| LabError::Io { what, path, source }
+        };
+        std::fs::write(&tmp, format!("{secs:+}s\n")).map_err(io("writing", &tmp))?;
+        std::fs::rename(&tmp, &file).map_err(io("renaming", &file))
+    }
+
+    // ----- disk faults -----------------------------------------------------
+
+    /// The PID of the process holding node `i`'s private mount namespace
+    /// (its data dir is a tmpfs there), starting it if needed.
+    fn ensure_holder(&self, i: usize, bytes: u64) -> Result<u32, LabError> {
+        if let Some(h) = self.state().get(i).and_then(|n| n.holder) {
+            if self.lab.try_wait(h)?.is_none() {
+                return self.lab.pid(h);
+            }
+            // Its namespace, and the node's data with it, is gone.
+            return Err(LabError::Invalid(format!(
+                "the mount namespace holder of n{} died: {}",
+                i + 1,
+                self.lab.log(h)
+            )));
+        }
+        let dir = self.data_dir(i).to_string_lossy().into_owned();
+        let script = format!(
+            "mount -t tmpfs -o size={bytes},mode=0755 cairnlab \"$0\" && exec sleep 2147483647"
+        );
+        let h = self.lab.spawn(
+            i,
+            "unshare",
+            &[
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+                &dir,
+            ],
+        )?;
+        let pid = self.lab.pid(h)?;
+        if let Some(n) = self.state().get_mut(i) {
+            n.holder = Some(h);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mounts =
+                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+            let mounted = mounts
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some(dir.as_str()) && l.contains(" tmpfs "));
+            // `sh` has exec'd `sleep` once the mount is done.
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if mounted && comm.trim() == "sleep" {
+                return Ok(pid);
+            }
+            if let Some(status) = self.lab.try_wait(h)? {
+                return Err(LabError::Command {
+                    cmd: format!("unshare --mount sh -c '{script}'"),
+                    status: status.to_string(),
+                    stderr: self.lab.log(h),
+                });
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(LabError::Timeout(format!(
+                    "tmpfs of n{} not mounted after 10 s",
+                    i + 1
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `sh -c script` in node `i`'s private mount namespace (`$0` is
+    /// its data dir), at most 30 s; returns its stdout.
+    pub fn in_node_mounts(&self, i: usize, script: &str) -> Result<String, LabError> {
+        let holder = self
+            .state()
+            .get(i)
+            .and_then(|n| n.holder)
+            .ok_or_else(|| LabError::Invalid(format!("n{} has no private tmpfs", i + 1)))?;
+        let pid = self.lab.pid(holder)?.to_string();
+        let dir = self.data_dir(i).to_string_lossy().into_owned();
+        crate::run_cmd(
+            "timeout",
+            &[
+                "30", "nsenter", "-t", &pid, "-m", "--", "sh", "-c", script, &dir,
+            ],
+        )
+    }
+
+    /// Fills node `i`'s tmpfs (a [`FILLER`] file in its data dir, written
+    /// until `ENOSPC`); returns the bytes left free (0 unless root's
+    /// reserve applies).
+    pub fn fill_disk(&self, i: usize) -> Result<u64, LabError> {
+        let out = self.in_node_mounts(
+            i,
+            &format!(
+                "dd if=/dev/zero of=\"$0/{FILLER}\" bs=64k 2>/dev/null; stat -f -c '%a %S' \"$0\""
+            ),
+        )?;
+        let mut f = out.split_whitespace().map(|x| x.parse::<u64>().ok());
+        match (f.next().flatten(), f.next().flatten()) {
+            (Some(blocks), Some(size)) => Ok(blocks * size),
+            _ => Err(LabError::Invalid(format!("stat -f printed {out:?}"))),
+        }
+    }
+
+    /// Removes the filler of [`Cluster::fill_disk`].
+    pub fn free_disk(&self, i: usize) -> Result<(), LabError> {
+        self.in_node_mounts(i, &format!("rm -f \"$0/{FILLER}\""))
+            .map(|_| ())
+    }
+
+    /// Remounts node `i`'s tmpfs read-only (or read-write again). Linux
+    /// refuses (`EBUSY`) while a process has a file there open for
+    /// writing, so do it while the node is down.
+    pub fn set_read_only(&self, i: usize, read_only: bool) -> Result<(), LabError> {
+        let mode = if read_only { "ro" } else { "rw" };
+        self.in_node_mounts(i, &format!("mount -o remount,{mode} \"$0\""))
+            .map(|_| ())
+    }
+
+    /// The libfiu control FIFO prefix of node `i`.
+    fn fiu_fifo(&self, i: usize) -> PathBuf {
+        self.lab.dir().join(format!("n{}-fiu", i + 1))
+    }
+
+    /// Sends a libfiu control command (e.g. `enable
+    /// name=posix/io/sync/fdatasync`) to node `i`, which must run under
+    /// [`NodeEnv::fiu`]. `fiu-ctrl` writes to the node's FIFO and waits
+    /// for its answer (at most 10 s here).
+    pub fn fiu_ctrl(&self, i: usize, command: &str) -> Result<(), LabError> {
+        let pid = self.server_pid(i)?.to_string();
+        let fifo = self.fiu_fifo(i).to_string_lossy().into_owned();
+        crate::run_cmd(
+            "timeout",
+            &["10", "fiu-ctrl", "-f", &fifo, "-c", command, &pid],
+        )
+        .map(|_| ())
+    }
+
+    /// The PID of node `i`'s `cairn` process itself: the process started
+    /// ([`Lab::spawn`] execs in place through `env` and `nsenter`), or its
+    /// child where `unshare --fork` sits in between.
+    pub fn server_pid(&self, i: usize) -> Result<u32, LabError> {
+        let p = self.proc(i).ok_or(LabError::NoSuchHost(i))?;
+        let pid = self.lab.pid(p)?;
+        if self.env(i).monotonic_offset_secs.is_none() {
+            return Ok(pid);
+        }
+        descendants(pid).first().copied().ok_or_else(|| {
+            LabError::Invalid(format!("n{}: unshare (pid {pid}) has no child", i + 1))
+        })
     }
 
     /// The current process of node `i`.
@@ -256,7 +572,15 @@ impl<'l> Cluster<'l> {
     /// SIGKILLs node `i` (it stays down until [`Cluster::restart`]).
     pub fn kill(&self, i: usize) -> Result<(), LabError> {
         let p = self.proc(i).ok_or(LabError::NoSuchHost(i))?;
+        // `unshare --fork` stands between the process started and cairn;
+        // cairn must be gone (its data dir lock and ports released)
+        // before a restart.
+        let children = self.lab.pid(p).map(descendants).unwrap_or_default();
         self.lab.kill(p)?;
+        for &c in &children {
+            let _ = crate::kill_pid(c, libc::SIGKILL);
+        }
+        wait_gone(&children, Duration::from_secs(10))?;
         let mut st = self.state();
         if let Some(n) = st.get_mut(i) {
             n.down = true;
@@ -276,10 +600,50 @@ impl<'l> Cluster<'l> {
         self.spawn_node(i).map(|_| ())
     }
 
+    /// Deletes node `i`'s durable data (its data dir's contents; on a
+    /// private tmpfs, inside its mount namespace). The node must be down.
+    pub fn wipe_data_dir(&self, i: usize) -> Result<(), LabError> {
+        if let Some(p) = self.proc(i) {
+            if self.lab.try_wait(p)?.is_none() {
+                return Err(LabError::Invalid(format!("n{} runs: kill it first", i + 1)));
+            }
+        }
+        if self.env(i).tmpfs_bytes.is_some()
+            && self.state().get(i).is_some_and(|n| n.holder.is_some())
+        {
+            return self
+                .in_node_mounts(i, "find \"$0\" -mindepth 1 -delete")
+                .map(|_| ());
+        }
+        let dir = self.data_dir(i);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(LabError::Io {
+                what: "removing",
+                path: dir,
+                source,
+            }),
+        }
+    }
+
+    /// Records that node `i`'s process ended on purpose (e.g. it refused
+    /// to start), so [`Cluster::crashed`] does not report it and
+    /// [`Cluster::heal_all`] starts it again.
+    pub fn mark_down(&self, i: usize) {
+        if let Some(n) = self.state().get_mut(i) {
+            n.down = true;
+            n.paused = false;
+        }
+    }
+
     /// SIGSTOPs node `i`.
     pub fn pause(&self, i: usize) -> Result<(), LabError> {
         let p = self.proc(i).ok_or(LabError::NoSuchHost(i))?;
         self.lab.pause(p)?;
+        if self.env(i).monotonic_offset_secs.is_some() {
+            signal_pid(self.server_pid(i)?, libc::SIGSTOP)?;
+        }
         if let Some(n) = self.state().get_mut(i) {
             n.paused = true;
         }
@@ -290,6 +654,9 @@ impl<'l> Cluster<'l> {
     pub fn resume(&self, i: usize) -> Result<(), LabError> {
         let p = self.proc(i).ok_or(LabError::NoSuchHost(i))?;
         self.lab.resume(p)?;
+        if self.env(i).monotonic_offset_secs.is_some() {
+            signal_pid(self.server_pid(i)?, libc::SIGCONT)?;
+        }
         if let Some(n) = self.state().get_mut(i) {
             n.paused = false;
         }
@@ -360,7 +727,8 @@ impl<'l> Cluster<'l> {
         if let Some(status) = self.lab.try_wait(p).ok().flatten() {
             return Err(format!("the process has exited: {status}"));
         }
-        let pid = self.lab.pid(p).map_err(|e| e.to_string())?;
+        let _ = p;
+        let pid = self.server_pid(i).map_err(|e| e.to_string())?;
         let out = std::process::Command::new("timeout")
             .args([
                 "60",
@@ -562,6 +930,38 @@ impl<'l> Cluster<'l> {
         }
     }
 
+    /// Sends one command to node `i` from the client host (bash's
+    /// `/dev/tcp` inside the client namespace, followed by `QUIT`) and
+    /// returns the raw RESP reply text (the command's reply, then `+OK`
+    /// for the `QUIT`), or why it failed. Waits at most `limit` (at
+    /// least 1 s) for the replies.
+    pub fn command(&self, i: usize, args: &[&str], limit: Duration) -> Result<String, LabError> {
+        let ip = self.lab.addr(i)?.to_string();
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        req.push_str("*1\r\n$4\r\nQUIT\r\n");
+        let script =
+            "exec 3<>\"/dev/tcp/$1/$2\" || exit 2; printf '%s' \"$3\" >&3; timeout \"$4\" cat <&3";
+        let port = self.spec.port.to_string();
+        let secs = limit.as_secs().max(1);
+        let (status, log) = self.lab.exec(
+            self.lab.client(),
+            "bash",
+            &["-c", script, "bash", &ip, &port, &req, &secs.to_string()],
+            Duration::from_secs(secs + 5),
+        )?;
+        if !status.success() {
+            return Err(LabError::Command {
+                cmd: format!("{} to n{}", args.join(" "), i + 1),
+                status: status.to_string(),
+                stderr: log,
+            });
+        }
+        Ok(log)
+    }
+
     /// Starts a workload in the client host against every node (slot `i`
     /// uses node `i mod n`), writing its history to `out`.
     pub fn spawn_workload(&self, w: &WorkloadSpec, out: &Path) -> Result<ProcId, LabError> {
@@ -569,6 +969,133 @@ impl<'l> Cluster<'l> {
         self.lab
             .spawn(self.lab.client(), &self.spec.tool.to_string_lossy(), &args)
     }
+}
+
+/// Where Debian and others put libfaketime (`faketime` package).
+const FAKETIME_LIBS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+    "/usr/lib64/faketime/libfaketime.so.1",
+];
+/// libfiu's control preload (`fiu-utils` package).
+const FIU_RUN_LIBS: &[&str] = &[
+    "/usr/lib/fiu/fiu_run_preload.so",
+    "/usr/local/lib/fiu/fiu_run_preload.so",
+    "/usr/lib64/fiu/fiu_run_preload.so",
+];
+/// libfiu's POSIX wrappers (`posix/io/sync/fdatasync`...).
+const FIU_POSIX_LIBS: &[&str] = &[
+    "/usr/lib/fiu/fiu_posix_preload.so",
+    "/usr/local/lib/fiu/fiu_posix_preload.so",
+    "/usr/lib64/fiu/fiu_posix_preload.so",
+];
+
+/// The first of `candidates` that exists, or why the lab cannot wrap
+/// nodes with it.
+fn find_lib(candidates: &[&str]) -> Result<PathBuf, LabError> {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            let pkg = if candidates == FAKETIME_LIBS {
+                "faketime"
+            } else {
+                "fiu-utils"
+            };
+            LabError::LabUnavailable(format!(
+                "none of {candidates:?} exists: install it with `apt-get install {pkg}`"
+            ))
+        })
+}
+
+/// Whether the clock and disk wrappers can run here: libfaketime, libfiu
+/// (and `fiu-ctrl`), `unshare` with time namespaces, `nsenter`. The
+/// reason names the package to install.
+pub fn check_wrappers() -> Result<(), LabError> {
+    find_lib(FAKETIME_LIBS)?;
+    find_lib(FIU_RUN_LIBS)?;
+    find_lib(FIU_POSIX_LIBS)?;
+    for (tool, pkg) in [
+        ("fiu-ctrl", "fiu-utils"),
+        ("nsenter", "util-linux"),
+        ("unshare", "util-linux"),
+    ] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).exists()));
+        if !found {
+            return Err(LabError::LabUnavailable(format!(
+                "`{tool}` is missing: install it with `apt-get install {pkg}`"
+            )));
+        }
+    }
+    if !Path::new("/proc/self/ns/time").exists() {
+        return Err(LabError::LabUnavailable(
+            "this kernel has no time namespaces (Linux >= 5.6 with CONFIG_TIME_NS)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every descendant of `pid` (children first), from
+/// `/proc/PID/task/*/children`, at most 64.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for k in kids
+                .split_whitespace()
+                .filter_map(|k| k.parse::<u32>().ok())
+            {
+                if out.len() < 64 && !out.contains(&k) {
+                    out.push(k);
+                    todo.push(k);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Waits (at most `limit`) until none of `pids` runs (gone or a zombie).
+fn wait_gone(pids: &[u32], limit: Duration) -> Result<(), LabError> {
+    let deadline = std::time::Instant::now() + limit;
+    let running = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+            })
+            .is_some_and(|zombie| !zombie)
+    };
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(running).collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(LabError::Timeout(format!(
+                "processes {left:?} still run {limit:?} after SIGKILL"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal_pid(pid: u32, signal: i32) -> Result<(), LabError> {
+    crate::kill_pid(pid, signal).map_err(|source| LabError::Signal {
+        signal,
+        pid,
+        source,
+    })
 }
 
 /// The last line of `log` that looks like a JSON object.

@@ -22,6 +22,7 @@
 
 pub mod campaign;
 pub mod cluster;
+pub mod delay;
 pub mod nemesis;
 pub mod probe;
 pub mod workload;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cairn_check::{check, Budget, Counter, History, Register, Verdict};
-use cairn_lab::{campaign, probe, workload};
+use cairn_lab::{campaign, delay, probe, workload};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -25,7 +25,8 @@ struct Cli {
 enum Cmd {
     /// Run a concurrent workload and record a history (JSON Lines).
     Workload {
-        /// register (GET/SET/SET IFEQ) or counter (GET/INCRBY).
+        /// register (GET/SET/SET IFEQ), counter (GET/INCRBY) or set
+        /// (unique adds, MGET reads, a final read of every set).
         #[arg(long, default_value = "register")]
         kind: String,
         /// Node address, IP:PORT (one node; same as --targets with one).
@@ -108,6 +109,11 @@ enum Cmd {
     /// history checked, a summary table at the end. Run as root from the
     /// root namespace (it builds its own lab); see docs/VERIFICATION.md.
     Campaign(campaign::Args),
+    /// Delay (and optionally drop) the packets an iptables NFQUEUE rule
+    /// sends to a netfilter queue: run it inside the namespace whose rule
+    /// feeds the queue. Stops on SIGTERM (releasing what it holds) or after
+    /// --max-lifetime-ms.
+    Delayer(delay::Args),
     /// PING a node until it answers (or time runs out).
     WaitReady {
         /// Node address, IP:PORT.
@@ -117,9 +123,10 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
     },
-    /// Check a recorded history for linearizability.
+    /// Check a recorded history for linearizability (register, counter)
+    /// or lost and unexpected elements (set).
     Check {
-        /// The model: register or counter.
+        /// The model: register, counter or set.
         #[arg(long, default_value = "register")]
         kind: String,
         /// The history (JSON Lines).
@@ -141,7 +148,8 @@ fn parse_kind(kind: &str) -> anyhow::Result<workload::Kind> {
     match kind {
         "register" => Ok(workload::Kind::Register),
         "counter" => Ok(workload::Kind::Counter),
-        other => bail!("unknown workload kind '{other}' (register or counter)"),
+        "set" => Ok(workload::Kind::Set),
+        other => bail!("unknown workload kind '{other}' (register, counter or set)"),
     }
 }
 
@@ -300,6 +308,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Campaign(args) => campaign::main(args),
+        Cmd::Delayer(args) => delay::main(args),
         Cmd::WaitReady { addr, timeout_ms } => {
             guard(&addr)?;
             let took = runtime()?
@@ -318,6 +327,16 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let report = match parse_kind(&kind)? {
                 workload::Kind::Register => check(&h, &Register, &Budget::default())?,
                 workload::Kind::Counter => check(&h, &Counter, &Budget::default())?,
+                workload::Kind::Set => {
+                    let (verdict, text) = campaign::check_set_history(&h)?;
+                    print!("{text}");
+                    println!("{} ops", h.ops.len());
+                    return match verdict {
+                        Verdict::Linearizable => Ok(ExitCode::SUCCESS),
+                        Verdict::NotLinearizable => Ok(ExitCode::from(1)),
+                        _ => bail!("verdict {verdict:?}: a set has no final read"),
+                    };
+                }
             };
             for (key, result) in &report.keys {
                 println!("{key}: {result:?}");

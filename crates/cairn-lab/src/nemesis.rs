@@ -14,7 +14,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NodeEnv};
+use crate::delay::{Delay, DelaySpec};
 use crate::workload::Rng;
 use crate::LabError;
 
@@ -63,7 +64,47 @@ pub enum Fault {
     /// Drop this percentage of packets at random on every link between
     /// nodes and between the client host and the nodes.
     Loss(u8),
+    /// Jump a node's wall clock (libfaketime, `CLOCK_REALTIME` only) one
+    /// hour ahead, half-way through the hold to ten minutes behind, and
+    /// back to the real time at the end. A node not yet under libfaketime
+    /// is first SIGKILLed and restarted under it (same data dir), once:
+    /// it stays wrapped.
+    WallClockJump(Role),
+    /// SIGKILL a node and restart it at once in a new time namespace whose
+    /// monotonic and boot-time clocks are 1 to 30 days (the step's pick)
+    /// ahead of the host's; it keeps that offset. The hold is quiet time.
+    MonotonicRestart(Role),
+    /// Fill a node's data-dir tmpfs to `ENOSPC` for the hold time, then
+    /// free the space and SIGKILL + restart the node (cairn's log store
+    /// fails for good after a failed write). Needs the node started with
+    /// [`NodeEnv::tmpfs_bytes`](crate::cluster::NodeEnv::tmpfs_bytes).
+    DiskFull(Role),
+    /// Make every `fsync`/`fdatasync` of a node fail (libfiu,
+    /// `posix/io/sync/*`) for the hold time, then switch it off and
+    /// SIGKILL + restart the node. A node not yet under libfiu is first
+    /// restarted under it, once.
+    FsyncFails(Role),
+    /// SIGKILL a follower (never node 1, which bootstraps from an empty
+    /// dir), delete its data directory and start it again: it must refuse
+    /// (non-zero exit, [`WIPED_REFUSAL`] in its log). Undo: `CLUSTER
+    /// DELNODE` on a healthy node, start it with an empty dir, `CLUSTER
+    /// ADDNODE` it back (docs/OPERATIONS.md). Membership changes: not for
+    /// the campaign.
+    WipeRejoin,
+    /// Add 100 ± 50 ms (seeded by the step's pick) to everything a node
+    /// sends, peers and clients alike (NFQUEUE delayer, [`crate::delay`]),
+    /// for the hold time.
+    Latency(Role),
 }
+
+/// What a node whose durable data dir was wiped must say when it refuses
+/// to start as a member of an initialized cluster.
+pub const WIPED_REFUSAL: &str =
+    "data directory is empty but this node is a member of an initialized cluster";
+
+/// The wall-clock offsets of [`Fault::WallClockJump`]: first, then from
+/// half-way through the hold.
+pub const CLOCK_JUMPS_SECS: (i64, i64) = (3600, -600);
 
 impl Fault {
     /// A short stable name for tables (`isolate-leader`, `kill-leader`...).
@@ -87,10 +128,19 @@ impl Fault {
             Fault::CrashRestart(r) => format!("crash-restart-{}", role(r)),
             Fault::Pause(r) => format!("pause-{}", role(r)),
             Fault::Loss(p) => format!("loss-{p}pct"),
+            Fault::WallClockJump(r) => format!("clock-jump-{}", role(r)),
+            Fault::MonotonicRestart(r) => format!("monotonic-restart-{}", role(r)),
+            Fault::DiskFull(r) => format!("disk-full-{}", role(r)),
+            Fault::FsyncFails(r) => format!("fsync-fails-{}", role(r)),
+            Fault::WipeRejoin => "wipe-rejoin-follower".into(),
+            Fault::Latency(r) => format!("latency-{}", role(r)),
         }
     }
 
-    /// Every kind of fault, for randomized campaigns.
+    /// Every kind of fault safe for randomized campaigns on a plain
+    /// cluster. Left out: [`Fault::DiskFull`] (needs nodes started on a
+    /// private tmpfs), [`Fault::FsyncFails`] and [`Fault::WipeRejoin`]
+    /// (see docs/design/faultlab.md, "Clock and disk faults").
     pub fn all() -> Vec<Fault> {
         vec![
             Fault::IsolateLeader,
@@ -110,6 +160,12 @@ impl Fault {
             Fault::Pause(Role::Leader),
             Fault::Pause(Role::Follower),
             Fault::Loss(20),
+            Fault::WallClockJump(Role::Leader),
+            Fault::WallClockJump(Role::Follower),
+            Fault::MonotonicRestart(Role::Leader),
+            Fault::MonotonicRestart(Role::Follower),
+            Fault::Latency(Role::Leader),
+            Fault::Latency(Role::Follower),
         ]
     }
 
@@ -258,6 +314,7 @@ impl Schedule {
         events.push(Event {
             at_ms,
             fault: None,
+            node: None,
             text: "nemesis: healed everything".into(),
         });
         result.and(healed).map(|()| events)
@@ -275,6 +332,11 @@ impl Schedule {
             if !sleep_until(start + Duration::from_millis(step.at_ms), stop) {
                 return Ok(());
             }
+            // The node a WipeRejoin hit (not a role).
+            let mut target = None;
+            // A Latency fault's delayer; dropping it (also on an early
+            // return) removes the rules and stops the process.
+            let mut latency: Option<Delay<'_>> = None;
             let leader = cluster.leader_of(key)?;
             let n = cluster.nodes();
             let (lead, known) = match leader {
@@ -373,6 +435,89 @@ impl Schedule {
                     }
                     format!("{p}% loss on every link")
                 }
+                Fault::WallClockJump(r) => {
+                    let x = role(&r);
+                    let mut note = String::new();
+                    let env = cluster.env(x);
+                    if !env.faketime {
+                        cluster.restart_with(
+                            x,
+                            NodeEnv {
+                                faketime: true,
+                                ..env
+                            },
+                        )?;
+                        note = format!("SIGKILLed {} and restarted it under libfaketime; ", who(x));
+                    }
+                    cluster.set_wall_clock_offset(x, CLOCK_JUMPS_SECS.0)?;
+                    format!("{note}wall clock of {} {:+} s", who(x), CLOCK_JUMPS_SECS.0)
+                }
+                Fault::MonotonicRestart(r) => {
+                    let x = role(&r);
+                    let secs = 86_400 * (1 + i64::try_from(step.pick % 30).unwrap_or(0));
+                    let env = NodeEnv {
+                        monotonic_offset_secs: Some(secs),
+                        ..cluster.env(x)
+                    };
+                    cluster.restart_with(x, env)?;
+                    format!(
+                        "SIGKILL {} and restart it with CLOCK_MONOTONIC {secs:+} s",
+                        who(x)
+                    )
+                }
+                Fault::DiskFull(r) => {
+                    let x = role(&r);
+                    let free = cluster.fill_disk(x)?;
+                    format!(
+                        "filled the data-dir tmpfs of {} ({free} bytes left)",
+                        who(x)
+                    )
+                }
+                Fault::FsyncFails(r) => {
+                    let x = role(&r);
+                    let env = cluster.env(x);
+                    let mut note = String::new();
+                    if !env.fiu {
+                        cluster.restart_with(x, NodeEnv { fiu: true, ..env })?;
+                        note = format!("SIGKILLed {} and restarted it under libfiu; ", who(x));
+                        // fiu's control thread starts with the process.
+                        cluster.wait_ready(Duration::from_secs(30))?;
+                    }
+                    cluster.fiu_ctrl(x, FSYNC_FAILS_ON)?;
+                    format!("{note}every fsync/fdatasync of {} fails", who(x))
+                }
+                Fault::Latency(r) => {
+                    let x = role(&r);
+                    let spec = DelaySpec {
+                        seed: step.pick,
+                        lifetime_ms: step.hold_ms + 60_000,
+                        ..DelaySpec::new(100, 50)
+                    };
+                    latency = Some(Delay::on_node(cluster, x, &spec)?);
+                    format!("delay everything {} sends by 100 ± 50 ms", who(x))
+                }
+                Fault::WipeRejoin => {
+                    let x = wipe_target(n, lead, step.pick)?;
+                    target = Some(x);
+                    format!(
+                        "SIGKILL {}, wipe its data dir, start it: {}",
+                        who(x),
+                        wipe(cluster, x)?
+                    )
+                }
+            };
+            let hit = match step.fault {
+                Fault::IsolateNode(r)
+                | Fault::KillRestart(r)
+                | Fault::CrashRestart(r)
+                | Fault::Pause(r)
+                | Fault::WallClockJump(r)
+                | Fault::MonotonicRestart(r)
+                | Fault::DiskFull(r)
+                | Fault::FsyncFails(r)
+                | Fault::Latency(r) => Some(role(&r)),
+                Fault::WipeRejoin => target,
+                _ => None,
             };
             let leader_note = if known {
                 format!("leader n{}", lead + 1)
@@ -382,11 +527,29 @@ impl Schedule {
             let ev = Event {
                 at_ms: elapsed_ms(start),
                 fault: Some(step.fault),
+                node: hit,
                 text: format!("nemesis: {} ({leader_note}): {text}", step.fault),
             };
             eprintln!("[{:>6} ms] {}", ev.at_ms, ev.text);
             events.push(ev);
-            sleep_until(Instant::now() + Duration::from_millis(step.hold_ms), stop);
+            let held = Instant::now();
+            if let Fault::WallClockJump(r) = step.fault {
+                sleep_until(held + Duration::from_millis(step.hold_ms / 2), stop);
+                cluster.set_wall_clock_offset(role(&r), CLOCK_JUMPS_SECS.1)?;
+                let ev = Event {
+                    at_ms: elapsed_ms(start),
+                    fault: None,
+                    node: Some(role(&r)),
+                    text: format!(
+                        "nemesis: wall clock of {} {:+} s",
+                        who(role(&r)),
+                        CLOCK_JUMPS_SECS.1
+                    ),
+                };
+                eprintln!("[{:>6} ms] {}", ev.at_ms, ev.text);
+                events.push(ev);
+            }
+            sleep_until(held + Duration::from_millis(step.hold_ms), stop);
             // Undo.
             let undo = match step.fault {
                 Fault::KillRestart(r) => {
@@ -397,7 +560,38 @@ impl Schedule {
                     cluster.resume(role(&r))?;
                     format!("SIGCONT {}", who(role(&r)))
                 }
-                Fault::CrashRestart(_) => "quiet time over".into(),
+                Fault::CrashRestart(_) | Fault::MonotonicRestart(_) => "quiet time over".into(),
+                Fault::WallClockJump(r) => {
+                    cluster.set_wall_clock_offset(role(&r), 0)?;
+                    format!("wall clock of {} back to the real time", who(role(&r)))
+                }
+                Fault::DiskFull(r) => {
+                    let x = role(&r);
+                    cluster.free_disk(x)?;
+                    let note = kill_and_restart(cluster, x)?;
+                    format!("freed the tmpfs of {}; {note}", who(x))
+                }
+                Fault::FsyncFails(r) => {
+                    let x = role(&r);
+                    // The process may have exited on the failure.
+                    let _ = cluster.fiu_ctrl(x, FSYNC_FAILS_OFF);
+                    let note = kill_and_restart(cluster, x)?;
+                    format!("fsync of {} works again; {note}", who(x))
+                }
+                Fault::WipeRejoin => {
+                    let x = target.ok_or_else(|| LabError::Invalid("no wipe target".into()))?;
+                    rejoin(cluster, x)?
+                }
+                Fault::Latency(_) => match latency.take() {
+                    Some(d) => {
+                        let st = d.stop()?;
+                        format!(
+                            "removed the delay ({} packets held, mean {} µs)",
+                            st.released, st.hold_us_mean
+                        )
+                    }
+                    None => "no delay to remove".into(),
+                },
                 _ => {
                     cluster.lab().heal()?;
                     "healed the network".into()
@@ -406,6 +600,7 @@ impl Schedule {
             let ev = Event {
                 at_ms: elapsed_ms(start),
                 fault: None,
+                node: hit,
                 text: format!("nemesis: {undo}"),
             };
             eprintln!("[{:>6} ms] {}", ev.at_ms, ev.text);
@@ -418,6 +613,108 @@ impl Schedule {
     }
 }
 
+/// libfiu command making every fsync and fdatasync fail (random errno of
+/// the valid ones: `EIO`, `EBADF`, `EINVAL`, `EROFS`).
+pub const FSYNC_FAILS_ON: &str = "enable name=posix/io/sync/*";
+/// libfiu command ending [`FSYNC_FAILS_ON`].
+pub const FSYNC_FAILS_OFF: &str = "disable name=posix/io/sync/*";
+
+/// How long a wiped node may take to refuse.
+const WIPED_REFUSAL_LIMIT: Duration = Duration::from_secs(20);
+
+/// The node [`Fault::WipeRejoin`] hits: a non-leader other than node 1
+/// (index 0), chosen by `pick`.
+fn wipe_target(n: usize, lead: usize, pick: u64) -> Result<usize, LabError> {
+    let candidates: Vec<usize> = (1..n).filter(|&i| i != lead).collect();
+    if candidates.is_empty() {
+        return Err(LabError::Invalid(format!(
+            "no follower other than n1 to wipe in a cluster of {n}"
+        )));
+    }
+    let k = usize::try_from(pick % candidates.len() as u64).unwrap_or(0);
+    Ok(candidates[k])
+}
+
+/// SIGKILLs node `x` (if it still runs) and starts it again; says how it
+/// had ended.
+fn kill_and_restart(cluster: &Cluster<'_>, x: usize) -> Result<String, LabError> {
+    let p = cluster
+        .proc(x)
+        .ok_or_else(|| LabError::Invalid(format!("n{} has no process", x + 1)))?;
+    let note = match cluster.lab().try_wait(p)? {
+        Some(status) => format!("n{} had exited ({status}); started it", x + 1),
+        None => {
+            cluster.kill(x)?;
+            format!("SIGKILLed n{} (still running) and started it", x + 1)
+        }
+    };
+    cluster.restart(x)?;
+    Ok(note)
+}
+
+/// The [`Fault::WipeRejoin`] injection: kill, wipe, start, and report
+/// whether the node refused (`REFUSED ...`) or not (`DID NOT REFUSE`:
+/// then it is killed again, to keep a member without its votes out).
+fn wipe(cluster: &Cluster<'_>, x: usize) -> Result<String, LabError> {
+    cluster.kill(x)?;
+    cluster.wipe_data_dir(x)?;
+    cluster.restart(x)?;
+    let p = cluster
+        .proc(x)
+        .ok_or_else(|| LabError::Invalid(format!("n{} has no process", x + 1)))?;
+    match cluster.lab().wait_timeout(p, WIPED_REFUSAL_LIMIT)? {
+        Some(status) => {
+            let said = cluster.lab().log(p).contains(WIPED_REFUSAL);
+            let verdict = match (status.success(), said) {
+                (false, true) => "REFUSED with the expected message",
+                (false, false) => "exited non-zero WITHOUT the expected message",
+                (true, _) => "exited with status 0",
+            };
+            cluster.mark_down(x);
+            Ok(format!("{verdict} ({status})"))
+        }
+        None => {
+            cluster.kill(x)?;
+            Ok(format!(
+                "DID NOT REFUSE: still running {WIPED_REFUSAL_LIMIT:?} after starting on an empty dir; SIGKILLed it"
+            ))
+        }
+    }
+}
+
+/// The documented recovery of a wiped node: `CLUSTER DELNODE` on a
+/// healthy node, start it with an empty dir, `CLUSTER ADDNODE` it back.
+fn rejoin(cluster: &Cluster<'_>, x: usize) -> Result<String, LabError> {
+    let id = (x + 1).to_string();
+    let healthy = (0..cluster.nodes())
+        .find(|&i| i != x)
+        .ok_or_else(|| LabError::Invalid("no healthy node".into()))?;
+    let del = cluster.command(
+        healthy,
+        &["CLUSTER", "DELNODE", &id],
+        Duration::from_secs(30),
+    )?;
+    cluster.wipe_data_dir(x)?;
+    cluster.restart(x)?;
+    let peer = format!(
+        "{}@{}",
+        cluster.addr(x),
+        u32::from(cluster.spec().port) + 10_000
+    );
+    let add = cluster.command(
+        healthy,
+        &["CLUSTER", "ADDNODE", &id, &peer],
+        Duration::from_secs(60),
+    )?;
+    let first = |r: &str| r.lines().next().unwrap_or("").to_owned();
+    Ok(format!(
+        "CLUSTER DELNODE {id} -> {}; started n{} on an empty dir; CLUSTER ADDNODE {id} {peer} -> {}",
+        first(&del),
+        x + 1,
+        first(&add)
+    ))
+}
+
 /// Something the nemesis did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -425,6 +722,9 @@ pub struct Event {
     pub at_ms: u64,
     /// The fault injected (`None` for an undo).
     pub fault: Option<Fault>,
+    /// The node (index) a single-node fault hit, on its injection and its
+    /// undo.
+    pub node: Option<usize>,
     /// What was done, to which nodes.
     pub text: String,
 }

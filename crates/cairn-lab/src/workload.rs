@@ -1,6 +1,10 @@
-//! The register workload: concurrent client processes issue random `GET`,
-//! `SET` and `SET k v IFEQ old` on a few keys over plain RESP and record a
-//! [`cairn_check::History`].
+//! The lab's workloads: concurrent client processes issue random commands
+//! on a few keys over plain RESP and record a [`cairn_check::History`]:
+//! - register: `GET`, `SET`, `SET k v IFEQ old` (checked with `Register`);
+//! - counter: `GET`, `INCRBY` (checked with `Counter`);
+//! - set: unique adds and reads of a grow-only set, then a final read of
+//!   everything (checked with [`cairn_check::check_set`]); see
+//!   [`Kind::Set`] for how a set is laid out on cairn, which has no `SADD`.
 //!
 //! Client slot `i` talks to target `i mod n` of the configured node
 //! addresses (a cluster accepts any command on any node).
@@ -63,6 +67,52 @@ pub enum Kind {
     Register,
     /// GET / INCRBY 1..=5 (checked with `Counter`).
     Counter,
+    /// A grow-only set per key, checked with `check_set`: every
+    /// acknowledged add must be in the final read, nothing never (possibly)
+    /// added may be read.
+    ///
+    /// cairn has no set type, so element `x` of set `S` is its own string
+    /// key, `SET <S>:<x> x` ([`set_element_key`]), in `S`'s hash slot (the
+    /// set key's hash tag, or `{S}` when it has none), so every element of
+    /// a set lives in one Raft group. A read of `S` is `MGET` of every
+    /// element ever attempted on `S` (acknowledged, failed or
+    /// indeterminate) plus a few ids never issued yet ([`SET_DECOYS`]), in
+    /// chunks of [`SET_READ_CHUNK`]: `MGET` is a keyed read, so cairn
+    /// serves it linearizably (read index), unlike `KEYS`/`SCAN`, which
+    /// read one node's local copy and would miss or invent elements on a
+    /// lagging node. Chunking keeps the read sound: the set only grows and
+    /// every chunk runs after the read's invocation, so an add
+    /// acknowledged before it must show in its chunk. Failed adds are read
+    /// too, so a `-TRYAGAIN` that was applied after all shows up as an
+    /// unexpected element.
+    ///
+    /// When the run's time or operations are up, every set is read once
+    /// more (retrying over the targets for at most [`FINAL_READ_LIMIT`]
+    /// while the cluster recovers): that final read is what lost
+    /// acknowledged adds are judged by. `read_percent` sets the share of
+    /// reads during the run (they can only show unexpected elements).
+    Set,
+}
+
+/// Ids beyond the last one issued that every set read also asks for: they
+/// were never added anywhere, so seeing one is a bug.
+pub const SET_DECOYS: i64 = 4;
+/// Keys per `MGET` of a set read.
+pub const SET_READ_CHUNK: usize = 256;
+/// How long the set workload keeps retrying its final reads.
+pub const FINAL_READ_LIMIT: Duration = Duration::from_secs(45);
+
+/// The key holding element `id` of set `set_key`: in the set key's hash
+/// slot (its own hash tag if it has one, else `{set_key}`).
+pub fn set_element_key(set_key: &str, id: i64) -> String {
+    let tagged = set_key
+        .find('{')
+        .is_some_and(|open| set_key[open + 1..].find('}').is_some_and(|len| len > 0));
+    if tagged {
+        format!("{set_key}:{id}")
+    } else {
+        format!("{{{set_key}}}:{id}")
+    }
 }
 
 /// Counts of a finished run.
@@ -102,6 +152,8 @@ struct Shared {
     ok_per_target: Vec<AtomicU64>,
     /// Recently written values per key, for CAS expectations.
     recent: Mutex<BTreeMap<u64, Vec<i64>>>,
+    /// Set workload: every element id ever attempted, per set (key number).
+    attempted: Mutex<BTreeMap<u64, Vec<i64>>>,
     ops: Mutex<Vec<Op>>,
 }
 
@@ -145,6 +197,30 @@ impl Shared {
         }
         list.get(usize::try_from(r).unwrap_or(0) % list.len())
             .copied()
+    }
+
+    fn attempt(&self, key: u64, id: i64) {
+        self.attempted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .push(id);
+    }
+
+    /// What a read of set `key` asks for: every id attempted on it so far
+    /// and [`SET_DECOYS`] ids not issued yet.
+    fn set_read_ids(&self, key: u64) -> Vec<i64> {
+        let mut ids = self
+            .attempted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
+        let next = self.next_value.load(Ordering::Relaxed);
+        ids.extend(next..next + SET_DECOYS);
+        ids
     }
 
     fn count_error(&self, cause: &str) {
@@ -227,10 +303,74 @@ fn classify(e: &RedisError) -> Ending {
     }
 }
 
+/// Sends `cmd`, waiting at most the operation timeout; an error reply or
+/// a timeout is the operation's (non-`Ok`) ending.
+async fn query(
+    conn: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+    shared: &Shared,
+) -> Result<redis::Value, Ending> {
+    match tokio::time::timeout(shared.cfg.timeout, cmd.query_async::<redis::Value>(conn)).await {
+        Err(_elapsed) => Err(Ending::Info("timeout".into())),
+        Ok(Err(e)) => Err(classify(&e)),
+        Ok(Ok(redis::Value::ServerError(e))) => Err(classify(&e.into())),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+fn unexpected_reply(shared: &Shared, reply: &redis::Value, what: &str) -> Ending {
+    shared.unexpected.fetch_add(1, Ordering::Relaxed);
+    eprintln!("cairn-lab workload: unexpected reply {reply:?} to {what}");
+    Ending::Info("unexpected".into())
+}
+
+/// Reads set `key`: `MGET` of the element keys of `ids`, in chunks (see
+/// [`Kind::Set`]). `Ok(Set(present ids))`, or the first chunk's failure.
+async fn read_set(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    ids: &[i64],
+    shared: &Shared,
+) -> Ending {
+    let mut present = Vec::new();
+    for chunk in ids.chunks(SET_READ_CHUNK) {
+        let mut cmd = redis::cmd("MGET");
+        for &id in chunk {
+            cmd.arg(set_element_key(key, id));
+        }
+        let reply = match query(conn, &cmd, shared).await {
+            Ok(v) => v,
+            Err(ending) => return ending,
+        };
+        let redis::Value::Array(values) = &reply else {
+            return unexpected_reply(shared, &reply, &format!("MGET of set {key}"));
+        };
+        if values.len() != chunk.len() {
+            return unexpected_reply(shared, &reply, &format!("MGET of set {key}"));
+        }
+        for (&id, v) in chunk.iter().zip(values) {
+            match v {
+                redis::Value::Nil => {}
+                // An element key holds its own id; anything else is a bug.
+                redis::Value::BulkString(b) if b.as_slice() == id.to_string().as_bytes() => {
+                    present.push(id);
+                }
+                other => {
+                    return unexpected_reply(shared, other, &format!("MGET of {key} element {id}"))
+                }
+            }
+        }
+    }
+    present.sort_unstable();
+    Ending::Ok(Value::Set(present))
+}
+
+/// Runs `call` on `key`; `set_ids` are the ids a set read asks for.
 async fn execute(
     conn: &mut MultiplexedConnection,
     key: &str,
     call: &Call,
+    set_ids: &[i64],
     shared: &Shared,
 ) -> Ending {
     let cmd = match call {
@@ -257,17 +397,17 @@ async fn execute(
                 .arg(expect.to_string());
             c
         }
-        // The workloads issue no other calls.
-        _ => return Ending::Fail("unsupported".into()),
+        Call::AddElement(id) => {
+            let mut c = redis::cmd("SET");
+            c.arg(set_element_key(key, *id)).arg(id.to_string());
+            c
+        }
+        Call::ReadAll => return read_set(conn, key, set_ids, shared).await,
     };
-    let reply =
-        match tokio::time::timeout(shared.cfg.timeout, cmd.query_async::<redis::Value>(conn)).await
-        {
-            Err(_elapsed) => return Ending::Info("timeout".into()),
-            Ok(Err(e)) => return classify(&e),
-            Ok(Ok(redis::Value::ServerError(e))) => return classify(&e.into()),
-            Ok(Ok(v)) => v,
-        };
+    let reply = match query(conn, &cmd, shared).await {
+        Ok(v) => v,
+        Err(ending) => return ending,
+    };
     let value = match (call, &reply) {
         (Call::Read, redis::Value::Nil) => Some(Value::Nil),
         (Call::Read, redis::Value::BulkString(b)) => std::str::from_utf8(b)
@@ -278,15 +418,12 @@ async fn execute(
         (Call::Add(_), redis::Value::Int(n)) => Some(Value::Int(*n)),
         (Call::Cas { .. }, redis::Value::Okay) => Some(Value::Bool(true)),
         (Call::Cas { .. }, redis::Value::Nil) => Some(Value::Bool(false)),
+        (Call::AddElement(_), redis::Value::Okay) => Some(Value::Ack),
         _ => None,
     };
     match value {
         Some(v) => Ending::Ok(v),
-        None => {
-            shared.unexpected.fetch_add(1, Ordering::Relaxed);
-            eprintln!("cairn-lab workload: unexpected reply {reply:?} to {call:?} on {key}");
-            Ending::Info("unexpected".into())
-        }
+        None => unexpected_reply(shared, &reply, &format!("{call:?} on {key}")),
     }
 }
 
@@ -335,7 +472,16 @@ async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize, target: 
         let roll = rng.below(100);
         let reads = u64::from(cfg.read_percent.min(100));
         let call = if roll < reads {
-            Call::Read
+            match cfg.kind {
+                Kind::Set => Call::ReadAll,
+                _ => Call::Read,
+            }
+        } else if cfg.kind == Kind::Set {
+            let id = shared.next_value.fetch_add(1, Ordering::Relaxed);
+            // Recorded before the invocation, so every later read asks
+            // for it (failed adds included).
+            shared.attempt(k, id);
+            Call::AddElement(id)
         } else if cfg.kind == Kind::Counter {
             Call::Add(1 + rng.below(5) as i64)
         } else {
@@ -347,7 +493,12 @@ async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize, target: 
             }
         };
         let invoke = shared.now_ns();
-        let ending = execute(c, &key, &call, &shared).await;
+        // After the invocation: the read covers every add invoked before.
+        let set_ids = match call {
+            Call::ReadAll => shared.set_read_ids(k),
+            _ => Vec::new(),
+        };
+        let ending = execute(c, &key, &call, &set_ids, &shared).await;
         let complete = shared.now_ns().max(invoke);
         match (&call, &ending) {
             (Call::Write(v) | Call::Cas { new: v, .. }, _) => shared.remember(k, *v),
@@ -379,6 +530,78 @@ async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize, target: 
     }
 }
 
+/// The set workload's final reads: one successful read of every set that
+/// had an add attempted, by one fresh process, after every slot finished.
+/// A failed attempt (the cluster may still be recovering) is retried on
+/// the next target with a new connection until [`FINAL_READ_LIMIT`]; it is
+/// not recorded (a read that returned nothing constrains nothing). A set
+/// left unread makes the checker's verdict `Unknown`, never `Valid`.
+async fn final_set_reads(shared: &Shared, clients: &[redis::Client]) {
+    let deadline = Instant::now() + FINAL_READ_LIMIT;
+    let sets: Vec<u64> = shared
+        .attempted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .keys()
+        .copied()
+        .collect();
+    let process = shared.next_process.fetch_add(1, Ordering::Relaxed);
+    let conn_cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.cfg.timeout))
+        .set_response_timeout(None);
+    let pause = shared.cfg.timeout.min(Duration::from_millis(100));
+    let mut target = 0;
+    let mut conn: Option<MultiplexedConnection> = None;
+    'sets: for k in sets {
+        let key = format!("{}k{k}", shared.cfg.key_prefix);
+        while Instant::now() < deadline {
+            if conn.is_none() {
+                let attempt = tokio::time::timeout(
+                    shared.cfg.timeout,
+                    clients[target].get_multiplexed_async_connection_with_config(&conn_cfg),
+                )
+                .await;
+                match attempt {
+                    Ok(Ok(c)) => conn = Some(c),
+                    _ => {
+                        shared.connect_failures.fetch_add(1, Ordering::Relaxed);
+                        target = (target + 1) % clients.len();
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else {
+                continue;
+            };
+            let invoke = shared.now_ns();
+            let ids = shared.set_read_ids(k);
+            match read_set(c, &key, &ids, shared).await {
+                Ending::Ok(members) => {
+                    let complete = shared.now_ns().max(invoke);
+                    shared.ok_per_target[target].fetch_add(1, Ordering::Relaxed);
+                    shared.record(Op::ok(
+                        process,
+                        &key,
+                        Call::ReadAll,
+                        invoke,
+                        complete,
+                        members,
+                    ));
+                    continue 'sets;
+                }
+                Ending::Fail(cause) | Ending::Info(cause) => {
+                    shared.count_error(&format!("final-read-{cause}"));
+                    conn = None;
+                    target = (target + 1) % clients.len();
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        eprintln!("cairn-lab workload: no final read of set {key} within {FINAL_READ_LIMIT:?}");
+    }
+}
+
 /// Runs the workload to completion and returns the history (in no
 /// particular order) and counts.
 pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
@@ -405,6 +628,7 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
         errors: Mutex::new(BTreeMap::new()),
         ok_per_target: clients.iter().map(|_| AtomicU64::new(0)).collect(),
         recent: Mutex::new(BTreeMap::new()),
+        attempted: Mutex::new(BTreeMap::new()),
         ops: Mutex::new(Vec::new()),
         cfg: Config {
             keys: cfg.keys.max(1),
@@ -417,6 +641,9 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
         tasks.spawn(slot(Arc::clone(&shared), clients[t].clone(), i, t));
     }
     while tasks.join_next().await.is_some() {}
+    if shared.cfg.kind == Kind::Set {
+        final_set_reads(&shared, &clients).await;
+    }
     let ops = std::mem::take(
         &mut *shared
             .ops
@@ -476,4 +703,21 @@ pub async fn wait_ready(addr: &str, limit: Duration) -> Result<Duration, String>
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(format!("{addr} not ready after {limit:?}: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_elements_share_the_set_keys_hash_tag() {
+        // A tagged set key keeps its tag: same slot as the set key and
+        // every other key of the workload's prefix.
+        assert_eq!(set_element_key("{t}s:k0", 7), "{t}s:k0:7");
+        // An untagged one becomes the tag: one slot per set.
+        assert_eq!(set_element_key("lab:k1", 7), "{lab:k1}:7");
+        // An empty tag is no tag (Redis Cluster rule).
+        assert_eq!(set_element_key("a{}k0", 3), "{a{}k0}:3");
+        assert_eq!(set_element_key("{x:k0", -1), "{{x:k0}:-1");
+    }
 }

@@ -1,0 +1,328 @@
+//! The set workload (unique adds, then a final read of every set) and
+//! `check_set`:
+//!
+//! - on a 3-node cluster in the fault lab, while the leader of the sets'
+//!   group is SIGKILLed and restarted (after a hold, and at once) and cut
+//!   off from the other nodes, no acknowledged add may be lost and nothing
+//!   never added may appear. Needs root, `ip` and `nft`; without them it
+//!   prints why and skips (`CAIRN_LAB_REQUIRED=1` makes that a failure).
+//!   `CAIRN_LAB_SEED=S` replaces the default seed of the fault schedule.
+//! - must-fail, on one cairn node on loopback (no root needed): a saboteur
+//!   deletes acknowledged elements behind the workload's back, and the
+//!   checker must report them lost. The checker's own must-fail cases on
+//!   hand-written histories are in `cairn-check`'s
+//!   `tests/checker.rs::set_detects_lost_and_unexpected_elements`.
+//!
+//! The tests of this file run one at a time ([`common::serial`]).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cairn_check::{check_set, Call, History, Outcome, SetReport, SetVerdict, Value};
+use cairn_lab::cluster::{Cluster, ClusterSpec, WorkloadSpec};
+use cairn_lab::nemesis::{Fault, Role, Schedule, ScheduleSpec};
+use cairn_lab::workload::{self, set_element_key, Kind, FINAL_READ_LIMIT};
+use common::{cairn_binary, lab, serial, TOOL};
+
+/// Seed of a test: `CAIRN_LAB_SEED` or the test's default.
+fn seed(default: u64) -> u64 {
+    std::env::var("CAIRN_LAB_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The final read of `key`: the successful `ReadAll` invoked last.
+fn final_read(history: &History, key: &str) -> Option<usize> {
+    history
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            o.key == key && o.call == Call::ReadAll && matches!(o.outcome, Outcome::Ok(_))
+        })
+        .max_by_key(|(i, o)| (o.invoke_ns, *i))
+        .map(|(i, _)| i)
+}
+
+fn count(history: &History, f: impl Fn(&Outcome) -> bool) -> usize {
+    history.ops.iter().filter(|o| f(&o.outcome)).count()
+}
+
+/// Removes from `history` the final read's copy of one element of `key`
+/// whose add was acknowledged before that read began, and adds an id that
+/// was never attempted; the checker must then report both.
+fn must_fail_on_tampered_copy(history: &History, key: &str) {
+    let fi = final_read(history, key).expect("no final read");
+    let read_start = history.ops[fi].invoke_ns;
+    let victim = history
+        .ops
+        .iter()
+        .find_map(|o| match (&o.call, &o.outcome, o.complete_ns) {
+            (Call::AddElement(x), Outcome::Ok(_), Some(done))
+                if o.key == key && done < read_start =>
+            {
+                Some(*x)
+            }
+            _ => None,
+        })
+        .expect("no add acknowledged before the final read");
+    let never = 1
+        + history
+            .ops
+            .iter()
+            .filter_map(|o| match o.call {
+                Call::AddElement(x) => Some(x),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+        + 1000;
+    let mut tampered = history.clone();
+    let Outcome::Ok(Value::Set(members)) = &mut tampered.ops[fi].outcome else {
+        panic!("final read without members");
+    };
+    assert!(members.contains(&victim), "{victim} not in the final read");
+    members.retain(|&x| x != victim);
+    members.push(never);
+    let report = check_set(&tampered).unwrap();
+    assert_eq!(report.verdict, SetVerdict::Invalid);
+    assert_eq!(report.keys[key].lost, vec![victim]);
+    assert_eq!(report.keys[key].unexpected, vec![never]);
+}
+
+/// Asserts every set key of `history` is valid and has a final read.
+fn assert_valid(report: &SetReport, seed: u64) {
+    assert_eq!(
+        report.verdict,
+        SetVerdict::Valid,
+        "seed {seed}: {:#?}",
+        report
+            .keys
+            .iter()
+            .filter(|(_, r)| r.verdict != SetVerdict::Valid)
+            .collect::<Vec<_>>()
+    );
+    for (key, r) in &report.keys {
+        assert!(r.final_read.is_some(), "{key}: no final read");
+        assert!(r.acknowledged > 0, "{key}: no acknowledged add");
+    }
+}
+
+/// Faults aimed at the leader of the sets' group: SIGKILL + restart after
+/// a hold, SIGKILL + restart at once (it comes back believing it leads),
+/// and isolation from the other nodes, each once in a seeded order.
+fn leader_schedule(seed: u64) -> Schedule {
+    Schedule::generate(
+        seed,
+        &ScheduleSpec {
+            faults: vec![
+                Fault::KillRestart(Role::Leader),
+                Fault::CrashRestart(Role::Leader),
+                Fault::IsolateLeader,
+            ],
+            each_once: true,
+            warmup_ms: 1500,
+            hold_ms: (2500, 3500),
+            pause_min_ms: 0,
+            gap_ms: (1000, 1500),
+            total_ms: 0,
+        },
+    )
+}
+
+#[test]
+fn set_keeps_acknowledged_adds_through_leader_kill_restart_and_isolation() {
+    let _serial = serial();
+    let Some(lab) = lab(3) else { return };
+    let t0 = Instant::now();
+    let seed = seed(11);
+    let schedule = leader_schedule(seed);
+    eprint!("{}", schedule.describe());
+    let cluster = Cluster::start(
+        &lab,
+        ClusterSpec::new(cairn_binary(), TOOL),
+        Duration::from_secs(90),
+    )
+    .unwrap_or_else(|e| panic!("cluster did not start: {e}"));
+    eprintln!("cluster ready after {:?}", t0.elapsed());
+    let w = WorkloadSpec {
+        kind: "set".into(),
+        keys: 3,
+        key_prefix: "{t}s:".into(),
+        processes: 6,
+        timeout_ms: 1000,
+        duration_ms: schedule.end_ms() + 2000,
+        think_ms: 5,
+        read_percent: 20,
+        ops_per_key: 0,
+        seed,
+    };
+    let key = w.first_key();
+    let out = lab.dir().join("history-set.jsonl");
+    let p = cluster.spawn_workload(&w, &out).unwrap();
+    let start = Instant::now();
+    let stop = AtomicBool::new(false);
+    let limit = Duration::from_millis(w.duration_ms) + Duration::from_secs(60) + FINAL_READ_LIMIT;
+    let (events, status) = std::thread::scope(|s| {
+        let nemesis = s.spawn(|| schedule.run(&cluster, &key, start, &stop));
+        let status = lab.wait_timeout(p, limit);
+        stop.store(true, Ordering::Relaxed);
+        (nemesis.join().expect("nemesis panicked"), status)
+    });
+    let events = events.unwrap_or_else(|e| panic!("nemesis failed: {e}"));
+    let faults = events.iter().filter(|e| e.fault.is_some()).count();
+    assert_eq!(faults, 3, "not every fault was injected: {events:?}");
+    let status = status
+        .unwrap()
+        .unwrap_or_else(|| panic!("set workload did not finish within {limit:?}"));
+    let wlog = lab.log(p);
+    eprintln!("set workload: {}", wlog.trim());
+    assert!(status.success(), "set workload failed: {status}: {wlog}");
+    let crashed = cluster.crashed();
+    assert!(crashed.is_empty(), "nodes died on their own: {crashed:?}");
+    cluster
+        .wait_ready(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("no recovery after the nemesis: {e}"));
+
+    let history = History::from_jsonl_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let report = check_set(&history).unwrap();
+    assert_valid(&report, seed);
+    assert_eq!(report.keys.len(), 3, "sets: {:?}", report.keys.keys());
+    let acked: usize = report.keys.values().map(|r| r.acknowledged).sum();
+    let present: usize = report
+        .keys
+        .values()
+        .filter_map(|r| match &history.ops[r.final_read?].outcome {
+            Outcome::Ok(Value::Set(m)) => Some(m.len()),
+            _ => None,
+        })
+        .sum();
+    let (fail, info) = (
+        count(&history, |o| *o == Outcome::Fail),
+        count(&history, |o| *o == Outcome::Info),
+    );
+    eprintln!(
+        "{} ops: {acked} acknowledged adds, {present} elements in the final reads, {fail} fail, {info} info; took {:?}",
+        history.ops.len(),
+        t0.elapsed()
+    );
+    assert!(acked > 100, "too few acknowledged adds ({acked})");
+    // The faults bit: some adds or reads did not simply succeed.
+    assert!(fail + info > 0, "no operation failed or timed out");
+    must_fail_on_tampered_copy(&history, &key);
+}
+
+/// Kills the server when dropped, even if the test panics.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a standalone cairn on a free loopback port.
+fn loopback_server() -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let child = Command::new(cairn_binary())
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--log",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Server(child), format!("127.0.0.1:{port}"))
+}
+
+/// A client on loopback that deletes the element keys of ids `0..ids` of
+/// every set, over and over, until `stop`: acknowledged adds vanish.
+async fn saboteur(addr: &str, prefix: &str, sets: u64, ids: i64, stop: &AtomicBool) -> usize {
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut deleted = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let mut del = redis::cmd("DEL");
+        for k in 0..sets {
+            for id in 0..ids {
+                del.arg(set_element_key(&format!("{prefix}k{k}"), id));
+            }
+        }
+        deleted += del.query_async::<usize>(&mut conn).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    deleted
+}
+
+#[test]
+fn set_checker_catches_adds_deleted_behind_the_workloads_back() {
+    let _serial = serial();
+    let (_server, addr) = loopback_server();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(workload::wait_ready(&addr, Duration::from_secs(20)))
+        .unwrap();
+    let cfg = workload::Config {
+        targets: vec![addr.clone()],
+        keys: 2,
+        key_prefix: "lab:".into(),
+        read_percent: 20,
+        ops_per_key: 0,
+        // Long enough for many saboteur passes after ids 0..20 are
+        // acknowledged (they are the first ids issued).
+        ops: u64::MAX,
+        processes: 4,
+        timeout: Duration::from_secs(2),
+        duration: Some(Duration::from_millis(1500)),
+        think: Duration::from_millis(1),
+        seed: 5,
+        kind: Kind::Set,
+    };
+    let stop = AtomicBool::new(false);
+    let (history, deleted) = rt.block_on(async {
+        let run = async {
+            let r = workload::run(cfg).await;
+            stop.store(true, Ordering::Relaxed);
+            r
+        };
+        let (r, deleted) = tokio::join!(run, saboteur(&addr, "lab:", 2, 20, &stop));
+        (r.unwrap().0, deleted)
+    });
+    assert!(deleted > 0, "the saboteur deleted nothing");
+    let report = check_set(&history).unwrap();
+    assert_eq!(report.verdict, SetVerdict::Invalid, "{report:#?}");
+    let lost: BTreeSet<i64> = report
+        .keys
+        .values()
+        .flat_map(|r| r.lost.iter().copied())
+        .collect();
+    assert!(!lost.is_empty(), "no loss reported: {report:#?}");
+    assert!(
+        lost.iter().all(|&x| (0..20).contains(&x)),
+        "lost elements the saboteur never touched: {lost:?}"
+    );
+    // Ids 20.. were left alone: each set's final read has every one of
+    // them whose add was acknowledged.
+    for (key, r) in &report.keys {
+        assert!(r.final_read.is_some(), "{key}: no final read");
+        assert!(r.unexpected.is_empty(), "{key}: {:?}", r.unexpected);
+    }
+}

@@ -1,0 +1,155 @@
+//! Fuzzes the config file decoder (`Config::from_toml`: TOML, then
+//! `validate`) and the value parsers it shares with CONFIG SET and the
+//! command line (`parse_memory`, `parse_peers`). The file is untrusted
+//! text: any bytes give a config or an error, never a panic, and an
+//! accepted config
+//! - still validates, and every derived setting is in range (worker
+//!   threads, shard count, the runtime `Settings` and protocol limits, a
+//!   cluster member list that names this node);
+//! - round-trips: rendered back to TOML (every field, memory sizes as
+//!   strings so values above i64::MAX survive) it parses to the same
+//!   config.
+//!
+//! CONFIG SET's per-parameter parser is private to the server (it needs a
+//! running server's state); its value syntax is `parse_memory` and plain
+//! integers, both covered here.
+
+#![no_main]
+
+use cairn_server::config::{parse_peers, Settings};
+use cairn_server::{parse_memory, Config};
+use libfuzzer_sys::fuzz_target;
+
+/// Renders every field of `c` as TOML. The destructuring lists every
+/// field, so a new one fails the build until it is rendered here too.
+fn render(c: &Config) -> String {
+    let Config {
+        bind,
+        port,
+        maxmemory,
+        maxmemory_policy,
+        maxmemory_samples,
+        maxclients,
+        threads,
+        shards,
+        proto_max_bulk_len,
+        client_query_buffer_limit,
+        timeout,
+        hz,
+        lfu_log_factor,
+        lfu_decay_time,
+        slowlog_log_slower_than,
+        slowlog_max_len,
+        latency_monitor_threshold,
+        shutdown_timeout,
+        node_id,
+        peer_port,
+        cluster_peers,
+        cluster_groups,
+        dir,
+        durability,
+        election_timeout_min,
+        election_timeout_max,
+        heartbeat_interval,
+        unsafe_stale_reads,
+    } = c;
+    let mut t = toml::Table::new();
+    let mut int = |k: &str, v: i64| {
+        t.insert(k.into(), toml::Value::Integer(v));
+    };
+    // Integer fields come from TOML integers (i64), so they fit.
+    let i = |v: u64| i64::try_from(v).expect("a TOML integer field above i64::MAX");
+    let u = |v: usize| i64::try_from(v).expect("a TOML integer field above i64::MAX");
+    int("port", i64::from(*port));
+    int("maxmemory_samples", i64::from(*maxmemory_samples));
+    int("maxclients", u(*maxclients));
+    int("threads", u(*threads));
+    int("shards", u(*shards));
+    int("timeout", i(*timeout));
+    int("hz", i64::from(*hz));
+    int("lfu_log_factor", i64::from(*lfu_log_factor));
+    int("lfu_decay_time", i64::from(*lfu_decay_time));
+    int("slowlog_log_slower_than", *slowlog_log_slower_than);
+    int("slowlog_max_len", i(*slowlog_max_len));
+    int("latency_monitor_threshold", i(*latency_monitor_threshold));
+    int("shutdown_timeout", i(*shutdown_timeout));
+    int("node_id", i(*node_id));
+    int("peer_port", i64::from(*peer_port));
+    int("cluster_groups", i64::from(*cluster_groups));
+    int("election_timeout_min", i(*election_timeout_min));
+    int("election_timeout_max", i(*election_timeout_max));
+    int("heartbeat_interval", i(*heartbeat_interval));
+    let mut s = |k: &str, v: String| {
+        t.insert(k.into(), toml::Value::String(v));
+    };
+    // Memory sizes may come from "<n>gb" strings and exceed i64::MAX.
+    s("maxmemory", maxmemory.to_string());
+    s("proto_max_bulk_len", proto_max_bulk_len.to_string());
+    s(
+        "client_query_buffer_limit",
+        client_query_buffer_limit.to_string(),
+    );
+    s("bind", bind.clone());
+    s("maxmemory_policy", maxmemory_policy.clone());
+    s("cluster_peers", cluster_peers.clone());
+    s("dir", dir.clone());
+    s("durability", durability.clone());
+    t.insert(
+        "unsafe_stale_reads".into(),
+        toml::Value::Boolean(*unsafe_stale_reads),
+    );
+    toml::to_string(&t).expect("rendering a TOML table")
+}
+
+fn check_accepted(c: &Config) {
+    c.validate().expect("an accepted config validates again");
+    let threads = c.worker_threads();
+    assert!(threads >= 1, "no worker thread");
+    assert!(c.threads == 0 || threads == c.threads, "threads {threads}");
+    let shards = c.shard_count();
+    assert!(
+        shards.is_power_of_two() && shards <= 1024,
+        "shard count {shards}"
+    );
+    assert!(c.maxmemory_samples >= 1 && c.maxmemory_samples <= 64);
+    assert!((1..=500).contains(&c.hz));
+    let _ = c.peer_port();
+    if c.is_cluster() {
+        let peers = parse_peers(&c.cluster_peers).expect("validated peers parse");
+        assert!(peers.contains_key(&c.node_id), "node id not a member");
+        assert!(c.cluster_groups.is_power_of_two());
+        assert!(c.election_timeout_min < c.election_timeout_max);
+    }
+    let settings = Settings::new(c);
+    let limits = settings.limits();
+    assert!(limits.bulk_len_max >= 1024);
+    assert!(limits.query_buffer_max >= 1024 * 1024);
+    let _ = settings.policy();
+
+    let text = render(c);
+    let again = Config::from_toml(&text)
+        .unwrap_or_else(|e| panic!("the rendering of an accepted config fails: {e}\n{text}"));
+    assert_eq!(&again, c, "round trip differs; rendered:\n{text}");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(c) = Config::from_toml(&text) {
+        check_accepted(&c);
+    }
+    if let Some(n) = parse_memory(&text) {
+        // A plain number is itself, in bytes.
+        if let Ok(plain) = text.trim().parse::<u64>() {
+            assert_eq!(n, plain);
+        }
+    }
+    if let Ok(peers) = parse_peers(&text) {
+        assert!(!peers.is_empty());
+        for (id, p) in &peers {
+            assert!(*id >= 1);
+            let resp: std::net::SocketAddr = p.resp.parse().expect("resp address");
+            let peer: std::net::SocketAddr = p.peer.parse().expect("peer address");
+            assert_eq!(resp.ip(), peer.ip());
+        }
+    }
+});
