@@ -85,15 +85,25 @@ struct PeerClient {
 
 pub struct PeerNet {
     me: u64,
+    /// Source address of outbound peer connections: the peer listener's
+    /// IP when it is a specific one, so peers (and firewalls, and the
+    /// fault lab's loopback proxy) see connections come from the address
+    /// this node is known by. `None`: the kernel chooses.
+    source: Option<std::net::IpAddr>,
     peers: Mutex<HashMap<u64, Arc<PeerClient>>>,
     pub faults: Arc<Faults>,
     rt: tokio::runtime::Handle,
 }
 
 impl PeerNet {
-    pub fn new(me: u64, rt: tokio::runtime::Handle) -> Arc<PeerNet> {
+    pub fn new(
+        me: u64,
+        source: Option<std::net::IpAddr>,
+        rt: tokio::runtime::Handle,
+    ) -> Arc<PeerNet> {
         Arc::new(PeerNet {
             me,
+            source: source.filter(|ip| !ip.is_unspecified()),
             peers: Mutex::new(HashMap::new()),
             faults: Arc::new(Faults::default()),
             rt,
@@ -121,7 +131,7 @@ impl PeerNet {
             stop: AtomicBool::new(false),
             up: tokio::sync::Notify::new(),
         });
-        self.rt.spawn(dial_loop(c.clone(), rx, self.me));
+        self.rt.spawn(dial_loop(c.clone(), rx, self.me, self.source));
         peers.insert(target, c.clone());
         c
     }
@@ -206,12 +216,37 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-async fn dial_loop(c: Arc<PeerClient>, mut rx: mpsc::Receiver<Vec<u8>>, me: u64) {
+/// Connects to `addr`, from `source` when given and of the same family.
+async fn connect(addr: &str, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let target = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{addr}: no address")))?;
+    match source.filter(|ip| ip.is_ipv4() == target.is_ipv4()) {
+        Some(ip) => {
+            let sock = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            sock.bind(SocketAddr::new(ip, 0))?;
+            sock.connect(target).await
+        }
+        None => TcpStream::connect(target).await,
+    }
+}
+
+async fn dial_loop(
+    c: Arc<PeerClient>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    me: u64,
+    source: Option<std::net::IpAddr>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut seed = me.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ c.target;
     while !c.stop.load(Relaxed) {
         let addr = c.addr.lock().clone();
-        let conn = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr)).await;
+        let conn = tokio::time::timeout(Duration::from_secs(1), connect(&addr, source)).await;
         if let Ok(Ok(stream)) = conn {
             let _ = stream.set_nodelay(true);
             // Requests queued while disconnected were already failed.

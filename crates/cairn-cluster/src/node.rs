@@ -250,7 +250,7 @@ impl Cluster {
             }
             None => (LogStore::volatile(), Default::default()),
         };
-        let net = PeerNet::new(cfg.node_id, handle.clone());
+        let net = PeerNet::new(cfg.node_id, Some(cfg.peer_listen.ip()), handle.clone());
         let meta = Meta::new();
         let host: Arc<dyn Host> = Arc::new(HostMux {
             meta_group: cfg.groups,

@@ -23,6 +23,7 @@
 pub mod campaign;
 pub mod cluster;
 pub mod delay;
+pub mod loopback;
 pub mod nemesis;
 pub mod probe;
 pub mod workload;

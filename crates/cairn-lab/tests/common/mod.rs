@@ -20,7 +20,7 @@ pub fn lab(hosts: usize) -> Option<Lab> {
         Err(e @ (LabError::LabUnavailable(_) | LabError::NftMissing))
             if std::env::var_os("CAIRN_LAB_REQUIRED").is_none() =>
         {
-            eprintln!("SKIPPED: {e}");
+            eprintln!("SKIPPED: {e}; {}", cairn_lab::loopback::FALLBACK_NOTE);
             None
         }
         Err(e) => panic!("creating the lab: {e}"),
