@@ -37,7 +37,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# --all-features: also the deterministic simulation (cairn-cluster's `sim`).
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -54,7 +55,6 @@ cargo build --workspace --locked
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 
 step "deterministic simulation of the Raft layer (fixed seeds; CAIRN_SIM_SEED=N replays one)"
-cargo clippy -p cairn-cluster --all-targets --features sim --locked -- -D warnings
 cargo test -p cairn-cluster --features sim --test sim --locked 2>&1 | tee -a "$log"
 
 step "redis-cli and redis-benchmark against a real cairn process"
