@@ -55,7 +55,8 @@ cargo build --workspace --locked
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 
 step "deterministic simulation of the Raft layer (fixed seeds; CAIRN_SIM_SEED=N replays one)"
-cargo test -p cairn-cluster --features sim --test sim --locked 2>&1 | tee -a "$log"
+# --nocapture: the per-seed lines and this run's random seed go to the log.
+cargo test -p cairn-cluster --features sim --test sim --locked -- --nocapture 2>&1 | tee -a "$log"
 
 step "redis-cli and redis-benchmark against a real cairn process"
 bash tests/redis-cli.sh 2>&1 | tee -a "$log"

@@ -4,6 +4,7 @@
 //!   on failure); `CAIRN_SIM_SEEDS=K` runs seeds 1..=K instead of the
 //!   fixed list; `CAIRN_SIM_SECS=S` changes the simulated client time.
 //! - `CAIRN_SIM_TRACE=path` writes the trace of the seeds run to `path`.
+//! - By default: the fixed seeds plus one random seed, printed.
 //!
 //! See docs/design/simulation.md.
 
@@ -42,7 +43,18 @@ fn seeds_are_safe_and_linearizable() {
     let seeds: Vec<u64> = match (env_u64("CAIRN_SIM_SEED"), env_u64("CAIRN_SIM_SEEDS")) {
         (Some(s), _) => vec![s],
         (None, Some(k)) => (1..=k).collect(),
-        (None, None) => FIXED_SEEDS.collect(),
+        // The fixed seeds, plus one random seed per run (printed, so a
+        // failure it finds can be replayed with CAIRN_SIM_SEED).
+        (None, None) => {
+            let random = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                >> 16;
+            println!("random seed this run: {random} (CAIRN_SIM_SEED={random} replays it)");
+            FIXED_SEEDS.chain(std::iter::once(random)).collect()
+        }
     };
     let mut failed = Vec::new();
     let mut faults = 0;
