@@ -131,7 +131,8 @@ impl PeerNet {
             stop: AtomicBool::new(false),
             up: tokio::sync::Notify::new(),
         });
-        self.rt.spawn(dial_loop(c.clone(), rx, self.me, self.source));
+        self.rt
+            .spawn(dial_loop(c.clone(), rx, self.me, self.source));
         peers.insert(target, c.clone());
         c
     }
