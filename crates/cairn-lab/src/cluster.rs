@@ -708,13 +708,15 @@ impl<'l> Cluster<'l> {
         out
     }
 
-    /// The last `lines` lines of node `i`'s current log.
+    /// The last `lines` lines of node `i`'s current log, backtrace frames
+    /// left out (with `RUST_BACKTRACE=1` they would push the error message
+    /// itself out of the tail; seen in the session-3 campaign).
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let Some(p) = self.proc(i) else {
             return String::new();
         };
         let log = self.lab.log(p);
-        let all: Vec<&str> = log.lines().collect();
+        let all: Vec<&str> = log.lines().filter(|l| !is_backtrace_frame(l)).collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
@@ -1168,5 +1170,28 @@ impl WorkloadSpec {
             "--out".into(),
             out.to_string_lossy().into_owned(),
         ]
+    }
+}
+
+/// A line of a Rust backtrace (`  12: symbol` or `       at file:line`).
+fn is_backtrace_frame(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("at ")
+        || t.split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod log_tail_tests {
+    #[test]
+    fn backtrace_frames_are_recognized_and_messages_are_not() {
+        use super::is_backtrace_frame as f;
+        assert!(f("   4: core::ops::function::FnOnce::call_once"));
+        assert!(f(
+            "             at /rustc/abc/library/core/src/ops/function.rs:250:5"
+        ));
+        assert!(!f("Error: starting server"));
+        assert!(!f("    data directory is locked: 12: busy"));
+        assert!(!f("2026-11-26T08:58:49Z  INFO cairn_server: ready"));
     }
 }
