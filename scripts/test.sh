@@ -62,8 +62,8 @@ step "redis-cli and redis-benchmark against a real cairn process"
 bash tests/redis-cli.sh 2>&1 | tee -a "$log"
 
 if [ -f scripts/fuzz.sh ]; then
-  step "fuzzing every decoder of untrusted bytes (RESP, peer frames and bodies, log records, snapshots) for ${FUZZ_SECONDS:-60}s"
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+  step "fuzzing every decoder of untrusted bytes (RESP, peer frames and bodies, log records, snapshots) for ${FUZZ_SECONDS:-30}s"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 fi
 
 passed=$(grep -Eo '(ok\. |redis-cli: )[0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
