@@ -16,12 +16,12 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use cairn_check::{Budget, History, Outcome, Report, Verdict};
-use cairn_lab::campaign::{check_kind, explain};
+use cairn_check::{Budget, History, Report, Verdict};
+use cairn_lab::campaign::explain;
 use cairn_lab::cluster::{Cluster, ClusterSpec, WorkloadSpec};
 use cairn_lab::nemesis::{Fault, Role, Schedule, ScheduleSpec};
 use cairn_lab::Lab;
-use common::{cairn_binary, lab, serial, TOOL};
+use common::{cairn_binary, check_histories, lab, serial, TOOL};
 
 /// Seed of a test: `CAIRN_LAB_SEED` or the test's default.
 fn seed(default: u64) -> u64 {
@@ -139,36 +139,8 @@ fn run_scenario(
     }
     let mut checked = Vec::new();
     let mut summaries = Vec::new();
-    for (w, p, out) in &procs {
-        let summary = lab
-            .log(*p)
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .unwrap_or("")
-            .to_owned();
-        eprintln!("{} workload: {summary}", w.kind);
-        let history = History::from_jsonl_str(&std::fs::read_to_string(out).unwrap()).unwrap();
-        let ok = history
-            .ops
-            .iter()
-            .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
-            .count();
-        assert!(
-            ok > 100,
-            "too few completed {} ops ({ok}): {summary}",
-            w.kind
-        );
-        let t = Instant::now();
-        let report = check_kind(&w.kind, &history, &Budget::default()).unwrap();
-        eprintln!(
-            "checked {}: {} ops ({ok} ok) in {:?}: {:?}",
-            w.kind,
-            history.ops.len(),
-            t.elapsed(),
-            report.verdict
-        );
-        checked.push((w.kind.clone(), history, report));
+    for (kind, summary, history, report) in check_histories(lab, &procs, &Budget::default()) {
+        checked.push((kind, history, report));
         summaries.push(summary);
     }
     eprintln!("scenario took {:?}", t0.elapsed());
@@ -458,7 +430,7 @@ fn dropping_a_cluster_lab_leaves_nothing_behind() {
 /// start-up; on failure the lab folder (logs, gdb stacks) is kept.
 /// `cargo test -p cairn-lab --test cluster -- --ignored repeated_starts`
 #[test]
-#[ignore]
+#[ignore = "diagnostic: ~20 cluster starts (~2 min); run on demand"]
 fn repeated_starts() {
     let _serial = serial();
     let n: usize = std::env::var("CAIRN_LAB_STARTS")

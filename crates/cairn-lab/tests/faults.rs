@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cairn_check::{Budget, History, Outcome, Report, Verdict};
-use cairn_lab::campaign::{check_kind, explain};
+use cairn_check::{Budget, History, Report, Verdict};
+use cairn_lab::campaign::explain;
 use cairn_lab::cluster::{check_wrappers, Cluster, ClusterSpec, NodeEnv, WorkloadSpec};
 use cairn_lab::nemesis::{Event, Fault, Role, Schedule, ScheduleSpec, WIPED_REFUSAL};
 use cairn_lab::{Lab, LabError};
-use common::{cairn_binary, lab, serial, TOOL};
+use common::{cairn_binary, check_histories, lab, serial, TOOL};
 
 fn seed(default: u64) -> u64 {
     std::env::var("CAIRN_LAB_SEED")
@@ -249,41 +249,15 @@ fn run(
         "replicas did not converge to equal digests: {cmp:?}"
     );
     after(&cluster, &events);
-    let mut checked = Vec::new();
-    for (w, p, out) in &procs {
-        let summary = lab
-            .log(*p)
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .unwrap_or("")
-            .to_owned();
-        eprintln!("{} workload: {summary}", w.kind);
-        let history = History::from_jsonl_str(&std::fs::read_to_string(out).unwrap()).unwrap();
-        let ok = history
-            .ops
-            .iter()
-            .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
-            .count();
-        assert!(
-            ok > 100,
-            "too few completed {} ops ({ok}): {summary}",
-            w.kind
-        );
-        // Failing nodes leave many indeterminate ops on a few keys.
-        let budget = Budget {
-            max_steps: 20_000_000,
-            max_time: Some(Duration::from_secs(60)),
-        };
-        let report = check_kind(&w.kind, &history, &budget).unwrap();
-        eprintln!(
-            "checked {}: {} ops ({ok} ok): {:?}",
-            w.kind,
-            history.ops.len(),
-            report.verdict
-        );
-        checked.push((w.kind.clone(), history, report));
-    }
+    // Failing nodes leave many indeterminate ops on a few keys.
+    let budget = Budget {
+        max_steps: 20_000_000,
+        max_time: Some(Duration::from_secs(60)),
+    };
+    let checked = check_histories(lab, &procs, &budget)
+        .into_iter()
+        .map(|(kind, _, history, report)| (kind, history, report))
+        .collect();
     eprintln!("scenario took {:?}", t0.elapsed());
     Run {
         checked,

@@ -113,3 +113,50 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// One workload's checked result: kind, its summary line, history, report.
+pub type Checked = (String, String, cairn_check::History, cairn_check::Report);
+
+/// For each workload process: its summary line (the last JSON line of its
+/// log), its history (asserting more than 100 operations completed) and
+/// the linearizability (or set) check of that history under `budget`.
+pub fn check_histories(
+    lab: &Lab,
+    procs: &[(cairn_lab::cluster::WorkloadSpec, cairn_lab::ProcId, PathBuf)],
+    budget: &cairn_check::Budget,
+) -> Vec<Checked> {
+    use cairn_check::{History, Outcome};
+    let mut checked = Vec::new();
+    for (w, p, out) in procs {
+        let summary = lab
+            .log(*p)
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("")
+            .to_owned();
+        eprintln!("{} workload: {summary}", w.kind);
+        let history = History::from_jsonl_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+        let ok = history
+            .ops
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
+            .count();
+        assert!(
+            ok > 100,
+            "too few completed {} ops ({ok}): {summary}",
+            w.kind
+        );
+        let t = std::time::Instant::now();
+        let report = cairn_lab::campaign::check_kind(&w.kind, &history, budget).unwrap();
+        eprintln!(
+            "checked {}: {} ops ({ok} ok) in {:?}: {:?}",
+            w.kind,
+            history.ops.len(),
+            t.elapsed(),
+            report.verdict
+        );
+        checked.push((w.kind.clone(), summary, history, report));
+    }
+    checked
+}
