@@ -1066,20 +1066,22 @@ fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
-/// Waits (at most `limit`) until none of `pids` runs (gone or a zombie).
+/// Waits (at most `limit`) until none of `pids` runs.
+///
+/// A process counts as gone only when every one of its threads has
+/// exited (`/proc/PID/task/*` all zombies, or the process reaped). The
+/// thread-group leader of a SIGKILLed process turns zombie while its other
+/// threads may still be finishing (a thread in `fdatasync` takes the
+/// signal only when the flush returns), and the file table — cairn's data
+/// directory lock and listening sockets — is released only by the last of
+/// them. Waiting for the leader alone let the campaign start a node's next
+/// incarnation too early, which then failed to take the lock or a port and
+/// exited with status 1 (the 22 "died on its own" nodes of the session-3
+/// campaign, all running behind `unshare --fork`).
 fn wait_gone(pids: &[u32], limit: Duration) -> Result<(), LabError> {
     let deadline = std::time::Instant::now() + limit;
-    let running = |p: &u32| {
-        std::fs::read_to_string(format!("/proc/{p}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')')
-                    .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-            })
-            .is_some_and(|zombie| !zombie)
-    };
     loop {
-        let left: Vec<u32> = pids.iter().copied().filter(running).collect();
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| !process_gone(p)).collect();
         if left.is_empty() {
             return Ok(());
         }
@@ -1090,6 +1092,31 @@ fn wait_gone(pids: &[u32], limit: Duration) -> Result<(), LabError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Whether process `pid` no longer runs any thread (see [`wait_gone`]).
+fn process_gone(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    let states = tasks.flatten().filter_map(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| stat_state(&s))
+    });
+    all_exited(states)
+}
+
+/// The state letter of a `/proc/.../stat` line (the field after the
+/// parenthesised command name, which may itself hold spaces and parens).
+fn stat_state(stat: &str) -> Option<char> {
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next())
+}
+
+/// True when no thread state is a live one (`Z` zombie, `X` dead).
+fn all_exited(states: impl IntoIterator<Item = char>) -> bool {
+    states.into_iter().all(|c| c == 'Z' || c == 'X')
 }
 
 fn signal_pid(pid: u32, signal: i32) -> Result<(), LabError> {
@@ -1193,5 +1220,40 @@ mod log_tail_tests {
         assert!(!f("Error: starting server"));
         assert!(!f("    data directory is locked: 12: busy"));
         assert!(!f("2026-11-26T08:58:49Z  INFO cairn_server: ready"));
+    }
+}
+
+#[cfg(test)]
+mod wait_gone_tests {
+    use super::{all_exited, process_gone, stat_state};
+
+    #[test]
+    fn a_zombie_leader_with_a_live_thread_still_runs() {
+        // SIGKILLed cairn: the main thread is a zombie, the log writer is
+        // still in fdatasync (D). Its files are not released yet.
+        assert!(!all_exited(['Z', 'D']));
+        assert!(!all_exited(['Z', 'R', 'S']));
+        assert!(all_exited(['Z']));
+        assert!(all_exited(['Z', 'X']));
+        assert!(all_exited([]));
+    }
+
+    #[test]
+    fn stat_state_skips_a_command_name_with_spaces_and_parens() {
+        assert_eq!(stat_state("123 (cairn) S 1 2 3"), Some('S'));
+        assert_eq!(stat_state("123 (a) b) (c) Z 1 2 3"), Some('Z'));
+        assert_eq!(stat_state("garbage"), None);
+    }
+
+    #[test]
+    fn a_real_process_runs_until_killed_and_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        assert!(!process_gone(child.id()));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert!(process_gone(child.id()));
     }
 }
