@@ -47,6 +47,11 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
         "--port too high for {} nodes",
         a.nodes
     );
+    // The nodes would refuse it too, but only after the banner was printed.
+    anyhow::ensure!(
+        a.groups.is_power_of_two() && a.groups <= 16384,
+        "--groups must be a power of two up to 16384"
+    );
     let (dir, temporary) = match &a.dir {
         Some(d) => (d.clone(), false),
         None => {

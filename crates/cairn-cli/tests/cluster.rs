@@ -760,3 +760,132 @@ fn a_node_is_replaced_under_load_without_downtime() {
         assert_eq!(r, Reply::Simple("OK".into()), "{key}");
     }
 }
+
+/// `cairn dev --nodes 3 --port P`, the README's run command: three nodes
+/// on P..P+2 form a cluster, a plain client's write through one node is
+/// read back through another, the data lives in a temporary directory,
+/// and SIGINT (Ctrl-C) stops every node and removes that directory.
+#[test]
+fn cairn_dev_runs_a_local_cluster_and_ctrl_c_stops_it() {
+    let _g = serial();
+    // Three consecutive free RESP ports whose peer ports (+10000) are free too.
+    let base = loop {
+        let (p, _) = free_port_pair();
+        if p < 54990
+            && (1..3).all(|i| {
+                TcpListener::bind(("127.0.0.1", p + i)).is_ok()
+                    && TcpListener::bind(("127.0.0.1", p + i + 10000)).is_ok()
+            })
+        {
+            break p;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
+    let mut dev = Command::new(&bin)
+        .args(["dev", "--nodes", "3", "--port", &base.to_string()])
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn dev");
+    // Read the banner, then keep draining stdout (a closed pipe would
+    // make the nodes' and the supervisor's writes fail).
+    let (btx, brx) = std::sync::mpsc::channel();
+    let stdout = dev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = btx.send(l);
+        }
+    });
+    let mut banner = String::new();
+    while let Ok(l) = brx.recv_timeout(Duration::from_secs(30)) {
+        banner.push_str(&l);
+        banner.push('\n');
+        if l.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    for i in 0..3 {
+        assert!(
+            banner.contains(&format!("redis-cli -p {}", base + i)),
+            "banner does not say how to connect to node {}:\n{banner}",
+            i + 1
+        );
+    }
+    let data: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(data.len(), 1, "one temporary data directory: {data:?}");
+    let ports: Vec<u16> = (0..3).map(|i| base + i).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for &p in &ports {
+        loop {
+            let ok = Conn::open(p)
+                .and_then(|mut c| c.cmd(&[b"CLUSTER", b"INFO"]))
+                .map(|r| text(&r).contains("cluster_state:ok"))
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "port {p} never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let mut c1 = Conn::open(ports[0]).unwrap();
+    assert_eq!(
+        c1.cmd(&[b"SET", b"dev-key", b"dev-value"]).unwrap(),
+        Reply::Simple("OK".into())
+    );
+    let mut c3 = Conn::open(ports[2]).unwrap();
+    assert_eq!(
+        c3.cmd(&[b"GET", b"dev-key"]).unwrap(),
+        Reply::Bulk(Some(b"dev-value".to_vec()))
+    );
+    // Ctrl-C: every node stops, the temporary directory goes.
+    unsafe { libc::kill(dev.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = dev.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = dev.kill();
+            panic!("cairn dev still runs 30 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "cairn dev exited with {status}");
+    for &p in &ports {
+        assert!(
+            TcpStream::connect(("127.0.0.1", p)).is_err(),
+            "port {p} still accepts connections after Ctrl-C"
+        );
+    }
+    assert!(!data[0].exists(), "{} was not removed", data[0].display());
+}
+
+#[test]
+fn cairn_dev_refuses_a_bad_group_count_before_starting_anything() {
+    let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(&bin)
+        .args(["dev", "--nodes", "3", "--groups", "3"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .expect("run cairn dev");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--groups must be a power of two"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "printed a banner: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "created a data directory"
+    );
+}
