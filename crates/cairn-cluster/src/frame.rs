@@ -12,7 +12,9 @@
 
 use crc::{Crc, CRC_32_ISCSI};
 
-pub const FRAME_VERSION: u8 = 1;
+/// 2: one connection per node pair, opened by HELLO frames (1: one
+/// connection per direction, no HELLO).
+pub const FRAME_VERSION: u8 = 2;
 const HEADER: usize = 4;
 /// version + group + kind + crc
 const OVERHEAD: usize = 1 + 2 + 1 + 4;

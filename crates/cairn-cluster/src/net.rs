@@ -1,25 +1,40 @@
-//! Peer transport: every node keeps one outbound TCP connection to each
-//! peer and sends its requests for all groups over it; responses come
-//! back on the same connection, matched by request id.
+//! Peer transport: **one TCP connection per pair of nodes** carries the
+//! requests of every group in both directions, and their responses.
+//!
+//! Either node of a pair dials when it needs the connection and has none.
+//! The connection dialled by the lower node id is the pair's *canonical*
+//! one. A node keeps one connection per peer: a canonical connection
+//! replaces a non-canonical one, a non-canonical one is refused while a
+//! canonical one is up, and otherwise the newer replaces the older. Both
+//! nodes apply the same rule, so two dials that cross settle on the
+//! canonical connection (the other is closed; requests written on it fail
+//! at once and are retried by their callers).
+//!
+//! A connection opens with a HELLO frame each way carrying `from` and `to`
+//! node ids: the acceptor refuses a HELLO addressed to another node id
+//! (a stale address) or from itself, the dialer a reply from a node other
+//! than the one it dialled.
 //!
 //! Frames are [`PeerFrame`]s (length, version, group, kind, CRC-32C); a
-//! payload is `request id u64 BE | body`. Responses set the kind's high
-//! bit. Bounds: at most `INFLIGHT_BYTES` of requests in flight per peer
-//! (callers wait for room), at most `HANDLERS_PER_CONN` requests being
-//! served per inbound connection, frames over `FRAME_MAX` close the
-//! connection. A connection that breaks fails every request waiting on it
-//! and is re-dialled with exponential backoff (50 ms .. 2 s) and jitter.
+//! request or response payload is `request id u64 BE | body`; responses
+//! set the kind's high bit. Bounds: at most `INFLIGHT_BYTES` of requests in
+//! flight per peer (callers wait for room), at most `QUEUE` frames queued
+//! per peer, at most `HANDLERS_PER_CONN` inbound requests being served per
+//! connection, frames over `FRAME_MAX` close the connection. A broken
+//! connection fails every request written on it and is re-dialled with
+//! exponential backoff (50 ms .. 2 s) and jitter.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::frame::PeerFrame;
 use crate::host::BoxFuture;
@@ -29,6 +44,11 @@ pub const K_VOTE: u8 = 2;
 pub const K_SNAPSHOT: u8 = 3;
 pub const K_FORWARD: u8 = 4;
 pub const K_ADMIN: u8 = 5;
+/// First frame each way on a new connection: `from u64 BE | to u64 BE`.
+pub const K_HELLO: u8 = 6;
+/// No-op frame (request id 0, no answer): written on a connection only to
+/// learn whether it still works (see [`Peer::probe`]).
+pub const K_PING: u8 = 7;
 pub const RESPONSE: u8 = 0x80;
 
 /// Largest frame accepted: a log entry may carry a 512 MB value.
@@ -40,6 +60,9 @@ const WRITE_COALESCE: usize = 256 << 10;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const CONNECT_GRACE: Duration = Duration::from_millis(150);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+/// A HELLO frame is 16 bytes of payload; anything longer is not one.
+const HELLO_MAX: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -51,8 +74,8 @@ pub enum NetError {
     Timeout(u64),
 }
 
-/// Test hook: targets this node pretends it cannot reach (requests fail
-/// as unreachable, inbound requests from them are dropped).
+/// Test hook: peers this node pretends it cannot reach (requests to them
+/// fail as unreachable, requests from them are dropped unanswered).
 #[derive(Default)]
 pub struct Faults {
     blocked: Mutex<HashSet<u64>>,
@@ -70,17 +93,108 @@ impl Faults {
     }
 }
 
-struct PeerClient {
+/// Serves inbound peer requests: `handle(group, kind, body)` returns the
+/// response body (`None`: no answer, the caller times out).
+pub type Handler = Arc<dyn Fn(u16, u8, Vec<u8>) -> BoxFuture<Option<Vec<u8>>> + Send + Sync>;
+
+/// A request waiting for its response.
+struct Pending {
+    tx: oneshot::Sender<Vec<u8>>,
+    /// Serial of the connection it was written on (0: not written yet).
+    conn: u64,
+}
+
+/// The connection in use with a peer.
+struct Current {
+    serial: u64,
+    canonical: bool,
+    close: watch::Sender<bool>,
+}
+
+/// Everything about one peer: its request queue, the requests waiting
+/// for responses, and the connection in use.
+struct Peer {
     target: u64,
+    /// Where to dial it; empty while only known from an inbound connection.
     addr: Mutex<String>,
-    tx: mpsc::Sender<Vec<u8>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    tx: mpsc::Sender<(u64, Vec<u8>)>,
+    /// Taken by the writer of the connection in use.
+    rx: tokio::sync::Mutex<mpsc::Receiver<(u64, Vec<u8>)>>,
+    pending: Mutex<HashMap<u64, Pending>>,
     next: AtomicU64,
-    connected: AtomicBool,
     budget: Arc<Semaphore>,
     stop: AtomicBool,
+    current: Mutex<Option<Current>>,
+    serials: AtomicU64,
     /// Notified when a connection comes up.
     up: tokio::sync::Notify,
+    /// Wakes the dial loop: connection lost, address learned, stop.
+    redial: tokio::sync::Notify,
+}
+
+impl Peer {
+    fn connected(&self) -> bool {
+        self.current.lock().is_some()
+    }
+
+    /// Makes connection `serial` the one in use, by the rule in the
+    /// module docs; `None` if it is refused.
+    fn install(&self, canonical: bool) -> Option<(u64, watch::Receiver<bool>)> {
+        let mut cur = self.current.lock();
+        if let Some(c) = cur.as_ref() {
+            if c.canonical && !canonical {
+                return None;
+            }
+            let _ = c.close.send(true);
+        }
+        let serial = self.serials.fetch_add(1, Relaxed) + 1;
+        let (close, closed) = watch::channel(false);
+        *cur = Some(Current {
+            serial,
+            canonical,
+            close,
+        });
+        drop(cur);
+        self.up.notify_waiters();
+        Some((serial, closed))
+    }
+
+    /// Connection `serial` ended: fails the requests written on it and,
+    /// if it was the one in use, lets the dial loop reconnect.
+    fn ended(&self, serial: u64) {
+        {
+            let mut cur = self.current.lock();
+            if cur.as_ref().is_some_and(|c| c.serial == serial) {
+                *cur = None;
+            }
+        }
+        self.pending.lock().retain(|_, p| p.conn != serial);
+        self.redial.notify_one();
+    }
+
+    /// Writes a PING on the connection in use. A node refusing a dial
+    /// because it has a canonical connection calls this: the dialer would
+    /// not dial if it had that connection, so it may be stale (the peer
+    /// restarted while the network dropped its FIN); the PING then draws a
+    /// reset, the connection ends and the next dial is accepted.
+    fn probe(&self) {
+        let mut frame = Vec::with_capacity(32);
+        PeerFrame {
+            group: 0,
+            kind: K_PING,
+            payload: 0u64.to_be_bytes().to_vec(),
+        }
+        .encode(&mut frame);
+        let _ = self.tx.try_send((0, frame));
+    }
+
+    fn close(&self) {
+        self.stop.store(true, Relaxed);
+        if let Some(c) = self.current.lock().as_ref() {
+            let _ = c.close.send(true);
+        }
+        self.redial.notify_one();
+    }
 }
 
 pub struct PeerNet {
@@ -90,9 +204,11 @@ pub struct PeerNet {
     /// fault lab's loopback proxy) see connections come from the address
     /// this node is known by. `None`: the kernel chooses.
     source: Option<std::net::IpAddr>,
-    peers: Mutex<HashMap<u64, Arc<PeerClient>>>,
+    peers: Mutex<HashMap<u64, Arc<Peer>>>,
     pub faults: Arc<Faults>,
     rt: tokio::runtime::Handle,
+    handler: OnceLock<Handler>,
+    stopped: AtomicBool,
 }
 
 impl PeerNet {
@@ -107,39 +223,51 @@ impl PeerNet {
             peers: Mutex::new(HashMap::new()),
             faults: Arc::new(Faults::default()),
             rt,
+            handler: OnceLock::new(),
+            stopped: AtomicBool::new(false),
         })
     }
 
-    fn client(&self, target: u64, addr: &str) -> Arc<PeerClient> {
+    /// The peer `target`, created (with its dial loop) on first use.
+    /// `addr` (when not empty) is where to dial it from now on.
+    fn peer(self: &Arc<Self>, target: u64, addr: &str) -> Arc<Peer> {
         let mut peers = self.peers.lock();
-        if let Some(c) = peers.get(&target) {
-            let mut a = c.addr.lock();
-            if *a != addr {
-                *a = addr.to_string();
+        if let Some(p) = peers.get(&target) {
+            if !addr.is_empty() {
+                let mut a = p.addr.lock();
+                if *a != addr {
+                    let learned = a.is_empty();
+                    *a = addr.to_string();
+                    if learned {
+                        p.redial.notify_one();
+                    }
+                }
             }
-            return c.clone();
+            return p.clone();
         }
         let (tx, rx) = mpsc::channel(QUEUE);
-        let c = Arc::new(PeerClient {
+        let p = Arc::new(Peer {
             target,
             addr: Mutex::new(addr.to_string()),
             tx,
+            rx: tokio::sync::Mutex::new(rx),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
-            connected: AtomicBool::new(false),
             budget: Arc::new(Semaphore::new(INFLIGHT_BYTES)),
-            stop: AtomicBool::new(false),
+            stop: AtomicBool::new(self.stopped.load(Relaxed)),
+            current: Mutex::new(None),
+            serials: AtomicU64::new(0),
             up: tokio::sync::Notify::new(),
+            redial: tokio::sync::Notify::new(),
         });
-        self.rt
-            .spawn(dial_loop(c.clone(), rx, self.me, self.source));
-        peers.insert(target, c.clone());
-        c
+        self.rt.spawn(dial_loop(self.clone(), p.clone()));
+        peers.insert(target, p.clone());
+        p
     }
 
     /// Sends one request and waits for its response body.
     pub async fn call(
-        &self,
+        self: &Arc<Self>,
         target: u64,
         addr: &str,
         group: u16,
@@ -150,27 +278,29 @@ impl PeerNet {
         if self.faults.is_blocked(target) {
             return Err(NetError::Unreachable(target));
         }
-        let c = self.client(target, addr);
-        if !c.connected.load(Relaxed) {
+        let p = self.peer(target, addr);
+        if !p.connected() {
             // A connection being (re)dialled gets a moment before the
             // request is given up as unreachable.
-            let wait = c.up.notified();
-            if !c.connected.load(Relaxed) {
+            let wait = p.up.notified();
+            tokio::pin!(wait);
+            wait.as_mut().enable();
+            if !p.connected() {
                 let _ = tokio::time::timeout(CONNECT_GRACE.min(timeout), wait).await;
             }
-            if !c.connected.load(Relaxed) {
+            if !p.connected() {
                 return Err(NetError::Unreachable(target));
             }
         }
         let permits = body.len().clamp(1, INFLIGHT_BYTES) as u32;
         let fut = async {
-            let _permit = c
+            let _permit = p
                 .budget
                 .clone()
                 .acquire_many_owned(permits)
                 .await
                 .map_err(|_| NetError::Lost(target))?;
-            let id = c.next.fetch_add(1, Relaxed);
+            let id = p.next.fetch_add(1, Relaxed);
             let mut payload = Vec::with_capacity(8 + body.len());
             payload.extend_from_slice(&id.to_be_bytes());
             payload.extend_from_slice(&body);
@@ -183,9 +313,9 @@ impl PeerNet {
             }
             .encode(&mut frame);
             let (otx, orx) = oneshot::channel();
-            c.pending.lock().insert(id, otx);
-            let guard = PendingGuard { c: &c, id };
-            if c.tx.send(frame).await.is_err() {
+            p.pending.lock().insert(id, Pending { tx: otx, conn: 0 });
+            let guard = PendingGuard { p: &p, id };
+            if p.tx.send((id, frame)).await.is_err() {
                 return Err(NetError::Lost(target));
             }
             let r = orx.await.map_err(|_| NetError::Lost(target));
@@ -198,22 +328,46 @@ impl PeerNet {
         }
     }
 
+    /// Accepts peer connections until `stop`; `handler` serves the
+    /// requests that arrive on every connection, accepted or dialled.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        handler: Handler,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let _ = self.handler.set(handler);
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = stop.changed() => return,
+            };
+            let Ok((stream, from)) = accepted else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            tokio::spawn(accept(self.clone(), stream, from));
+        }
+    }
+
+    /// Closes every connection and stops dialling.
     pub fn shutdown(&self) {
-        for c in self.peers.lock().values() {
-            c.stop.store(true, Relaxed);
+        self.stopped.store(true, Relaxed);
+        for p in self.peers.lock().values() {
+            p.close();
         }
     }
 }
 
 /// Removes a request's pending slot however the call ends.
 struct PendingGuard<'a> {
-    c: &'a PeerClient,
+    p: &'a Peer,
     id: u64,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.c.pending.lock().remove(&self.id);
+        self.p.pending.lock().remove(&self.id);
     }
 }
 
@@ -237,28 +391,83 @@ async fn connect(addr: &str, source: Option<std::net::IpAddr>) -> std::io::Resul
     }
 }
 
-async fn dial_loop(
-    c: Arc<PeerClient>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    me: u64,
-    source: Option<std::net::IpAddr>,
-) {
+fn hello(from: u64, to: u64) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(16);
+    payload.extend_from_slice(&from.to_be_bytes());
+    payload.extend_from_slice(&to.to_be_bytes());
+    let mut out = Vec::with_capacity(32);
+    PeerFrame {
+        group: 0,
+        kind: K_HELLO,
+        payload,
+    }
+    .encode(&mut out);
+    out
+}
+
+/// Reads the HELLO that opens a connection: `(from, to)` and the bytes
+/// read past it.
+async fn read_hello(stream: &mut TcpStream) -> std::io::Result<((u64, u64), Vec<u8>)> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        match PeerFrame::decode(&buf, HELLO_MAX) {
+            Ok(Some((f, used))) => {
+                if f.kind != K_HELLO || f.payload.len() != 16 {
+                    return Err(bad("the first frame is not a HELLO"));
+                }
+                let from = u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
+                let to = u64::from_be_bytes(f.payload[8..].try_into().unwrap_or([0; 8]));
+                buf.drain(..used);
+                return Ok(((from, to), buf));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(bad(&e.to_string())),
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(bad("closed before the HELLO"));
+        }
+    }
+}
+
+/// Dials peer `p` and exchanges HELLOs: the stream and the bytes read
+/// past the peer's HELLO.
+async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
+    let mut stream = connect(addr, net.source).await?;
+    let _ = stream.set_nodelay(true);
+    stream.write_all(&hello(net.me, p.target)).await?;
+    let ((from, to), rest) = read_hello(&mut stream).await?;
+    if from != p.target || to != net.me {
+        return Err(std::io::Error::other(format!(
+            "{addr} answered as node {from} (for node {to}), not node {}",
+            p.target
+        )));
+    }
+    Ok((stream, rest))
+}
+
+async fn dial_loop(net: Arc<PeerNet>, p: Arc<Peer>) {
     let mut backoff = BACKOFF_MIN;
-    let mut seed = me.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ c.target;
-    while !c.stop.load(Relaxed) {
-        let addr = c.addr.lock().clone();
-        let conn = tokio::time::timeout(Duration::from_secs(1), connect(&addr, source)).await;
-        if let Ok(Ok(stream)) = conn {
-            let _ = stream.set_nodelay(true);
-            // Requests queued while disconnected were already failed.
-            while rx.try_recv().is_ok() {}
-            c.connected.store(true, Relaxed);
-            c.up.notify_waiters();
-            backoff = BACKOFF_MIN;
-            run_client_conn(&c, stream, &mut rx).await;
-            c.connected.store(false, Relaxed);
-            // Fail everything that was waiting on this connection.
-            c.pending.lock().clear();
+    let mut seed = net.me.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ p.target;
+    loop {
+        if p.stop.load(Relaxed) {
+            return;
+        }
+        let addr = p.addr.lock().clone();
+        if p.connected() || addr.is_empty() {
+            // Woken when the connection ends or an address is learned;
+            // the timeout only bounds a missed wake-up.
+            let _ = tokio::time::timeout(Duration::from_secs(1), p.redial.notified()).await;
+            continue;
+        }
+        let dialled = tokio::time::timeout(HELLO_TIMEOUT, dial(&net, &p, &addr)).await;
+        match dialled {
+            Ok(Ok((stream, rest))) => {
+                backoff = BACKOFF_MIN;
+                run_conn(&net, &p, stream, rest, net.me < p.target).await;
+            }
+            Ok(Err(e)) => tracing::debug!(peer = p.target, %addr, error = %e, "dial failed"),
+            Err(_) => tracing::debug!(peer = p.target, %addr, "dial timed out"),
         }
         // Exponential backoff with jitter (xorshift).
         seed ^= seed << 13;
@@ -270,174 +479,444 @@ async fn dial_loop(
     }
 }
 
-/// Appends queued frames to `buf` (up to `WRITE_COALESCE` bytes) so that
-/// one `send` carries the messages of many groups. Before giving up on an
-/// empty queue it yields once: the tasks woken together with this one (the
+/// An accepted connection: HELLO, then the same as a dialled one.
+async fn accept(net: Arc<PeerNet>, mut stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let greeted = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream)).await;
+    let ((from, to), rest) = match greeted {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            tracing::warn!(%addr, error = %e, "peer connection without a valid HELLO; closing");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%addr, "no HELLO within {HELLO_TIMEOUT:?}; closing");
+            return;
+        }
+    };
+    if to != net.me || from == net.me {
+        tracing::warn!(%addr, from, to, "HELLO not for this node ({}); closing", net.me);
+        return;
+    }
+    if net.stopped.load(Relaxed) {
+        return;
+    }
+    let p = net.peer(from, "");
+    // Refused (a canonical connection is up): close without answering,
+    // the dialer backs off and uses the canonical connection meanwhile.
+    let Some((serial, closed)) = p.install(from < net.me) else {
+        p.probe();
+        return;
+    };
+    if stream.write_all(&hello(net.me, from)).await.is_err() {
+        p.ended(serial);
+        return;
+    }
+    serve_conn(&net, &p, stream, rest, serial, closed).await;
+}
+
+/// Runs a dialled connection, if it may become the one in use.
+async fn run_conn(net: &PeerNet, p: &Peer, stream: TcpStream, rest: Vec<u8>, canonical: bool) {
+    let Some((serial, closed)) = p.install(canonical) else {
+        return;
+    };
+    serve_conn(net, p, stream, rest, serial, closed).await;
+}
+
+/// Reads and writes connection `serial` until it breaks or is closed.
+async fn serve_conn(
+    net: &PeerNet,
+    p: &Peer,
+    stream: TcpStream,
+    rest: Vec<u8>,
+    serial: u64,
+    closed: watch::Receiver<bool>,
+) {
+    let (rd, wr) = stream.into_split();
+    let (resp_tx, resp_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    tokio::select! {
+        _ = write_loop(p, wr, resp_rx, serial, closed.clone()) => {}
+        _ = read_loop(net, p, rd, rest, resp_tx, closed) => {}
+    }
+    p.ended(serial);
+}
+
+/// Writes this node's requests (from the peer's queue) and its responses
+/// (from `resp_rx`), many frames per `send`.
+async fn write_loop(
+    p: &Peer,
+    mut wr: OwnedWriteHalf,
+    mut resp_rx: mpsc::Receiver<Vec<u8>>,
+    serial: u64,
+    mut closed: watch::Receiver<bool>,
+) {
+    // The previous connection's writer lets go of the queue once closed.
+    let mut rx = tokio::select! {
+        rx = p.rx.lock() => rx,
+        _ = closed.wait_for(|c| *c) => return,
+    };
+    let mut reqs: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut resps: Vec<Vec<u8>> = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = closed.wait_for(|c| *c) => return,
+            r = resp_rx.recv() => match r {
+                Some(f) => resps.push(f),
+                None => return,
+            },
+            r = rx.recv() => match r {
+                Some(f) => reqs.push(f),
+                None => return,
+            },
+        }
+        coalesce(&mut rx, &mut resp_rx, &mut reqs, &mut resps).await;
+        buf.clear();
+        for f in resps.drain(..) {
+            buf.extend_from_slice(&f);
+        }
+        {
+            // Requests whose callers gave up are not sent; the others are
+            // marked as written on this connection.
+            let mut pending = p.pending.lock();
+            for (id, f) in reqs.drain(..) {
+                if id == 0 {
+                    buf.extend_from_slice(&f);
+                } else if let Some(w) = pending.get_mut(&id) {
+                    w.conn = serial;
+                    buf.extend_from_slice(&f);
+                }
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        tokio::select! {
+            r = wr.write_all(&buf) => if r.is_err() { return },
+            _ = closed.wait_for(|c| *c) => return,
+        }
+    }
+}
+
+/// Takes more queued frames (up to `WRITE_COALESCE` bytes) so that one
+/// `send` carries the messages of many groups. Before giving up on empty
+/// queues it yields once: the tasks woken together with this one (the
 /// groups whose appends one fsync completed) get to queue their messages
 /// first. Measured on the 3-node SET benchmark: fewer sends per write.
-async fn coalesce(buf: &mut Vec<u8>, rx: &mut mpsc::Receiver<Vec<u8>>) {
+async fn coalesce(
+    rx: &mut mpsc::Receiver<(u64, Vec<u8>)>,
+    resp_rx: &mut mpsc::Receiver<Vec<u8>>,
+    reqs: &mut Vec<(u64, Vec<u8>)>,
+    resps: &mut Vec<Vec<u8>>,
+) {
+    let mut bytes: usize = reqs.iter().map(|(_, f)| f.len()).sum::<usize>()
+        + resps.iter().map(Vec::len).sum::<usize>();
     let mut yielded = false;
-    while buf.len() < WRITE_COALESCE {
-        match rx.try_recv() {
-            Ok(f) => buf.extend_from_slice(&f),
-            Err(_) if !yielded => {
-                yielded = true;
-                tokio::task::yield_now().await;
-            }
-            Err(_) => break,
+    while bytes < WRITE_COALESCE {
+        let mut got = false;
+        if let Ok(f) = resp_rx.try_recv() {
+            bytes += f.len();
+            resps.push(f);
+            got = true;
         }
-    }
-}
-
-async fn run_client_conn(c: &PeerClient, stream: TcpStream, rx: &mut mpsc::Receiver<Vec<u8>>) {
-    let (mut rd, mut wr) = stream.into_split();
-    let writer = async {
-        let mut buf = Vec::new();
-        while let Some(f) = rx.recv().await {
-            buf.clear();
-            buf.extend_from_slice(&f);
-            coalesce(&mut buf, rx).await;
-            if wr.write_all(&buf).await.is_err() {
-                return;
-            }
+        if let Ok(f) = rx.try_recv() {
+            bytes += f.1.len();
+            reqs.push(f);
+            got = true;
         }
-    };
-    let reader = async {
-        let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
-        loop {
-            loop {
-                match PeerFrame::decode(&buf, FRAME_MAX) {
-                    Ok(Some((f, used))) => {
-                        buf.drain(..used);
-                        if f.kind & RESPONSE == 0 || f.payload.len() < 8 {
-                            tracing::warn!(peer = c.target, "unexpected frame from peer");
-                            return;
-                        }
-                        let id = u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
-                        let tx = c.pending.lock().remove(&id);
-                        if let Some(tx) = tx {
-                            let mut p = f.payload;
-                            p.drain(..8);
-                            let _ = tx.send(p);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(peer = c.target, error = %e, "bad frame from peer");
-                        return;
-                    }
-                }
-            }
-            if c.stop.load(Relaxed) {
-                return;
-            }
-            match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::select! {
-        _ = writer => {}
-        _ = reader => {}
-    }
-}
-
-/// Serves inbound peer requests: `handle(from_conn, group, kind, body)`
-/// returns the response body.
-pub type Handler = Arc<dyn Fn(u16, u8, Vec<u8>) -> BoxFuture<Option<Vec<u8>>> + Send + Sync>;
-
-pub async fn serve(
-    listener: TcpListener,
-    handler: Handler,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let mut stop2 = stop.clone();
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop2.changed() => return,
-        };
-        let Ok((stream, peer)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        if got {
             continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_conn(stream, peer, handler.clone(), stop.clone()));
+        }
+        if yielded {
+            break;
+        }
+        yielded = true;
+        tokio::task::yield_now().await;
     }
 }
 
-async fn serve_conn(
-    stream: TcpStream,
-    peer: SocketAddr,
-    handler: Handler,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+/// Reads frames: responses complete this node's requests, requests go to
+/// the handler (at most `HANDLERS_PER_CONN` at once) and their responses
+/// to the writer.
+async fn read_loop(
+    net: &PeerNet,
+    p: &Peer,
+    mut rd: OwnedReadHalf,
+    rest: Vec<u8>,
+    resp_tx: mpsc::Sender<Vec<u8>>,
+    mut closed: watch::Receiver<bool>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-    let writer = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        while let Some(f) = rx.recv().await {
-            buf.clear();
-            buf.extend_from_slice(&f);
-            coalesce(&mut buf, &mut rx).await;
-            if wr.write_all(&buf).await.is_err() {
-                return;
-            }
-        }
-    });
     let handlers = Arc::new(Semaphore::new(HANDLERS_PER_CONN));
-    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
-    'conn: loop {
+    let mut buf = rest;
+    buf.reserve(64 << 10);
+    loop {
         loop {
-            match PeerFrame::decode(&buf, FRAME_MAX) {
-                Ok(Some((f, used))) => {
-                    buf.drain(..used);
-                    if f.kind & RESPONSE != 0 || f.payload.len() < 8 {
-                        tracing::warn!(%peer, "unexpected frame on a peer connection");
-                        break 'conn;
-                    }
-                    let Ok(permit) = handlers.clone().acquire_owned().await else {
-                        break 'conn;
-                    };
-                    let (group, kind) = (f.group, f.kind);
-                    let mut payload = f.payload;
-                    let id: Vec<u8> = payload.drain(..8).collect();
-                    let h = handler.clone();
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        let resp = h(group, kind, payload).await;
-                        drop(permit);
-                        if let Some(resp) = resp {
-                            let mut p = id;
-                            p.extend_from_slice(&resp);
-                            let mut out = Vec::with_capacity(p.len() + 16);
-                            PeerFrame {
-                                group,
-                                kind: kind | RESPONSE,
-                                payload: p,
-                            }
-                            .encode(&mut out);
-                            let _ = tx.send(out).await;
-                        }
-                    });
-                }
+            let (f, used) = match PeerFrame::decode(&buf, FRAME_MAX) {
+                Ok(Some(x)) => x,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(%peer, error = %e, "bad frame from peer; closing");
-                    break 'conn;
+                    tracing::warn!(peer = p.target, error = %e, "bad frame from peer; closing");
+                    return;
                 }
+            };
+            buf.drain(..used);
+            if f.payload.len() < 8 || f.kind == K_HELLO {
+                tracing::warn!(
+                    peer = p.target,
+                    kind = f.kind,
+                    "unexpected frame from peer; closing"
+                );
+                return;
             }
+            if f.kind == K_PING {
+                continue;
+            }
+            let mut payload = f.payload;
+            let id: Vec<u8> = payload.drain(..8).collect();
+            if f.kind & RESPONSE != 0 {
+                let id = u64::from_be_bytes(id.as_slice().try_into().unwrap_or([0; 8]));
+                let w = p.pending.lock().remove(&id);
+                if let Some(w) = w {
+                    let _ = w.tx.send(payload);
+                }
+                continue;
+            }
+            if net.faults.is_blocked(p.target) {
+                continue;
+            }
+            let Some(handler) = net.handler.get().cloned() else {
+                // Not serving yet (the node is starting): no answer, the
+                // sender times out and retries.
+                continue;
+            };
+            let permit = tokio::select! {
+                p = handlers.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = closed.wait_for(|c| *c) => return,
+            };
+            let (group, kind) = (f.group, f.kind);
+            let tx = resp_tx.clone();
+            tokio::spawn(async move {
+                let resp = handler(group, kind, payload).await;
+                drop(permit);
+                if let Some(resp) = resp {
+                    let mut p = id;
+                    p.extend_from_slice(&resp);
+                    let mut out = Vec::with_capacity(p.len() + 16);
+                    PeerFrame {
+                        group,
+                        kind: kind | RESPONSE,
+                        payload: p,
+                    }
+                    .encode(&mut out);
+                    let _ = tx.send(out).await;
+                }
+            });
+        }
+        if p.stop.load(Relaxed) {
+            return;
         }
         let r = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
-            _ = stop.changed() => break 'conn,
+            _ = closed.wait_for(|c| *c) => return,
         };
         match r {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
     }
-    drop(tx);
-    writer.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node on a free loopback port whose handler answers
+    /// `node id | body`.
+    async fn node(id: u64) -> (Arc<PeerNet>, String, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let net = PeerNet::new(id, None, tokio::runtime::Handle::current());
+        let handler: Handler = Arc::new(move |_g, _k, body| {
+            Box::pin(async move {
+                let mut out = id.to_be_bytes().to_vec();
+                out.extend_from_slice(&body);
+                Some(out)
+            })
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(net.clone().serve(listener, handler, stop_rx));
+        (net, addr, stop)
+    }
+
+    fn current(net: &PeerNet, target: u64) -> Option<(u64, bool)> {
+        let peers = net.peers.lock();
+        let p = peers.get(&target)?;
+        let c = p.current.lock();
+        c.as_ref().map(|c| (c.serial, c.canonical))
+    }
+
+    async fn call(
+        net: &Arc<PeerNet>,
+        target: u64,
+        addr: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, NetError> {
+        let mut last = Err(NetError::Unreachable(target));
+        // The first calls may find the connection still being dialled.
+        for _ in 0..50 {
+            last = net
+                .call(
+                    target,
+                    addr,
+                    7,
+                    K_ADMIN,
+                    body.to_vec(),
+                    Duration::from_secs(2),
+                )
+                .await;
+            if last.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        last
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crossing_dials_settle_on_one_canonical_connection_serving_both_ways() {
+        let (a, a_addr, _sa) = node(1).await;
+        let (b, b_addr, _sb) = node(2).await;
+        // Both dial at once.
+        let (ra, rb) = tokio::join!(call(&a, 2, &b_addr, b"x"), call(&b, 1, &a_addr, b"y"));
+        assert_eq!(ra.unwrap(), [&2u64.to_be_bytes()[..], b"x"].concat());
+        assert_eq!(rb.unwrap(), [&1u64.to_be_bytes()[..], b"y"].concat());
+        // Settled: each side uses one connection, the one node 1 dialled.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (ca, cb) = (current(&a, 2), current(&b, 1));
+            if ca.is_some_and(|c| c.1) && cb.is_some_and(|c| c.1) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not settled: {ca:?} {cb:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // And it stays the one: many calls both ways, no new connection.
+        let (sa, sb) = (current(&a, 2), current(&b, 1));
+        for i in 0..200u32 {
+            let body = i.to_be_bytes();
+            let (x, y) = tokio::join!(
+                a.call(
+                    2,
+                    &b_addr,
+                    1,
+                    K_ADMIN,
+                    body.to_vec(),
+                    Duration::from_secs(2)
+                ),
+                b.call(
+                    1,
+                    &a_addr,
+                    1,
+                    K_ADMIN,
+                    body.to_vec(),
+                    Duration::from_secs(2)
+                )
+            );
+            assert_eq!(x.unwrap(), [&2u64.to_be_bytes()[..], &body].concat());
+            assert_eq!(y.unwrap(), [&1u64.to_be_bytes()[..], &body].concat());
+        }
+        assert_eq!((current(&a, 2), current(&b, 1)), (sa, sb));
+        a.shutdown();
+        b.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_higher_id_can_open_the_connection_and_a_restarted_peer_is_redialled() {
+        let (a, a_addr, _sa) = node(1).await;
+        let (b, b_addr, sb) = node(2).await;
+        // Only node 2 (the higher id) needs the connection: it dials, and
+        // node 1 answers on it (its own calls go over the same one).
+        assert!(call(&b, 1, &a_addr, b"hi").await.is_ok());
+        assert_eq!(current(&b, 1).map(|c| c.1), Some(false));
+        assert_eq!(current(&a, 2).map(|c| c.1), Some(false));
+        assert!(
+            call(&a, 2, "", b"back").await.is_ok(),
+            "node 1 answers over the inbound connection"
+        );
+        // Node 2 goes away; node 1 notices and, once node 2 is back on
+        // the same address, dials it.
+        b.shutdown();
+        let _ = sb.send(true);
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            current(&a, 2).is_none(),
+            "node 1 still holds the dead connection"
+        );
+        let listener = loop {
+            match TcpListener::bind(&b_addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let b2 = PeerNet::new(2, None, tokio::runtime::Handle::current());
+        let handler: Handler = Arc::new(|_g, _k, body| Box::pin(async move { Some(body) }));
+        let (_s2, s2_rx) = watch::channel(false);
+        tokio::spawn(b2.clone().serve(listener, handler, s2_rx));
+        // Node 1 learned node 2's address from an inbound connection only
+        // (""), so give it the address as a real caller would.
+        assert_eq!(call(&a, 2, &b_addr, b"again").await.unwrap(), b"again");
+        assert_eq!(current(&a, 2).map(|c| c.1), Some(true));
+        a.shutdown();
+        b2.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hello_for_another_node_or_garbage_gets_no_service() {
+        let (_b, b_addr, _sb) = node(2).await;
+        // Node 1 believes node 3 listens at node 2's address.
+        let a = PeerNet::new(1, None, tokio::runtime::Handle::current());
+        let r = a
+            .call(
+                3,
+                &b_addr,
+                1,
+                K_ADMIN,
+                b"x".to_vec(),
+                Duration::from_millis(500),
+            )
+            .await;
+        assert!(
+            r.is_err(),
+            "node 2 answered a request meant for node 3: {r:?}"
+        );
+        // Raw garbage, and a request before any HELLO: closed unanswered.
+        for bytes in [b"GET / HTTP/1.1\r\n\r\n".to_vec(), {
+            let mut f = Vec::new();
+            PeerFrame {
+                group: 0,
+                kind: K_ADMIN,
+                payload: vec![0; 9],
+            }
+            .encode(&mut f);
+            f
+        }] {
+            let mut s = TcpStream::connect(&b_addr).await.unwrap();
+            s.write_all(&bytes).await.unwrap();
+            let mut buf = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+                .await
+                .expect("closed within the HELLO timeout")
+                .unwrap_or(0);
+            assert_eq!(n, 0, "answered {:?}", &buf[..n]);
+        }
+        a.shutdown();
+    }
 }

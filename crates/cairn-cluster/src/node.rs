@@ -353,7 +353,7 @@ impl Cluster {
                 inner.handle_peer(&host, group, kind, body).await
             })
         });
-        handle.spawn(net::serve(listener, handler, stop_rx.clone()));
+        handle.spawn(inner.net.clone().serve(listener, handler, stop_rx.clone()));
         for (g, prx) in prop_rxs.into_iter().enumerate() {
             handle.spawn(batcher(inner.clone(), g as u16, prx));
         }
