@@ -5,6 +5,7 @@
 #   benches/vs-etcd.sh [--quick] [--duration SECS] [--warmup SECS] [--reps N]
 #                      [--clients N] [--only SYSTEMS] [--cairn-dev-args "ARGS"]
 #                      [--results-dir DIR] [--cairn-bin PATH] [--etcd-conns N] [--no-build]
+#                      [--cairn3-groups N[,N...]]
 #
 # Systems (comma-separated for --only; default: all of them, in this order):
 #   etcd     3 etcd members (127.0.0.1, client ports 23791-23793, peer ports
@@ -22,6 +23,9 @@
 # --quick: 3 s measured, 1 s warm-up, 1 repetition (default: 3, medians).
 # --cairn-bin: use this cairn binary instead of building target/release/cairn.
 # --etcd-conns N: the etcd clients share N gRPC connections (default: one each).
+# --cairn3-groups 16,4: after cairn3 (default 64 Raft groups), also measure
+#            SETs on `cairn dev ... --groups N` for each N (system cairn3-gN),
+#            to show how the group count trades against batching.
 #
 # Everything talks to 127.0.0.1 only; everything started here is stopped on exit.
 # See docs/BENCHMARKS.md.
@@ -44,6 +48,7 @@ RESULTS_DIR=""
 CAIRN_DEV_ARGS=""
 CAIRN_GIVEN=0
 ETCD_CONNS=0
+CAIRN3_GROUPS=""
 
 usage() {
     sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -87,6 +92,10 @@ while (($#)); do
         ;;
     --etcd-conns)
         ETCD_CONNS="${2:?--etcd-conns needs a value}"
+        shift
+        ;;
+    --cairn3-groups)
+        CAIRN3_GROUPS="${2:?--cairn3-groups needs a value}"
         shift
         ;;
     --no-build) BUILD=0 ;;
@@ -133,6 +142,10 @@ fi
 }
 [[ "$CLIENTS" =~ ^[1-9][0-9]{0,3}$ ]] || {
     echo "--clients must be 1..9999" >&2
+    exit 2
+}
+[[ -z "$CAIRN3_GROUPS" || "$CAIRN3_GROUPS" =~ ^[0-9]{1,5}(,[0-9]{1,5})*$ ]] || {
+    echo "--cairn3-groups must be a comma-separated list of group counts, e.g. 16,4" >&2
     exit 2
 }
 [[ "$ETCD_CONNS" =~ ^[0-9]{1,4}$ ]] || {
@@ -310,7 +323,7 @@ run_load() {
     [[ "$target" == etcd ]] && extra=(--conns "$ETCD_CONNS")
     # cairn 3-node: a cluster-aware client (slot -> leader, as Redis Cluster
     # clients do), so requests go to the group leader instead of being proxied.
-    [[ "$system" == cairn3 ]] && extra=(--cluster)
+    [[ "$system" == cairn3* ]] && extra=(--cluster)
     # In the background and waited for, so that a signal reaches the trap at once.
     timeout "$RUN_TIMEOUT" "$LOAD" --target "$target" --endpoints "$endpoints" --op "$op" \
         --clients "$CLIENTS" --duration "${DURATION}s" --warmup "${WARMUP}s" --keys "$KEYS" \
@@ -472,14 +485,18 @@ wait_resp_ok() {
     return 1
 }
 
+# cairn3_bench [SYSTEM GROUPS]: the 3-node cluster; with GROUPS, `--groups
+# GROUPS` and SETs only (system name SYSTEM).
 cairn3_bench() {
+    local system=${1:-cairn3} groups=${2:-}
     if ! "$CAIRN" dev --help >/dev/null 2>&1; then
         log "SKIPPED cairn3: this cairn binary has no 'dev' subcommand yet ($("$CAIRN" dev --help 2>&1 | head -n 1))"
         CAIRN3_SKIPPED="$CAIRN has no 'dev' subcommand"
         return 0
     fi
     check_ports_free "${CAIRN3_PORTS[@]}" "${CAIRN3_PEER_PORTS[@]}"
-    local dir="$TMP/cairn3" pid dur=()
+    local dir="$TMP/$system" pid dur=() gargs=()
+    [[ -n "$groups" ]] && gargs=(--groups "$groups")
     mkdir -p "$dir"
     # Durable is cairn's default; say so explicitly where the flag exists.
     if "$CAIRN" dev --help 2>/dev/null | grep -q -- '--durability'; then
@@ -488,15 +505,15 @@ cairn3_bench() {
         log "WARNING: 'cairn dev' has no --durability flag; relying on its default for durable SETs"
     fi
     # shellcheck disable=SC2086
-    "$CAIRN" dev --nodes 3 --port "${CAIRN3_PORTS[0]}" --dir "$dir" "${dur[@]}" $CAIRN_DEV_ARGS \
-        >"$TMP/cairn3.log" 2>&1 &
+    "$CAIRN" dev --nodes 3 --port "${CAIRN3_PORTS[0]}" --dir "$dir" "${dur[@]}" $CAIRN_DEV_ARGS "${gargs[@]}" \
+        >"$TMP/$system.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     local port
     for port in "${CAIRN3_PORTS[@]}"; do
         wait_resp_ok "$port" "$pid" 256 || {
             echo "cairn dev: port $port did not answer 256 SETs with OK within ${READY_TIMEOUT}s" >&2
-            tail -n 30 "$TMP/cairn3.log" >&2
+            tail -n 30 "$TMP/$system.log" >&2
             return 1
         }
     done
@@ -507,13 +524,13 @@ cairn3_bench() {
         eps+="${eps:+,}127.0.0.1:$port"
     done
     log "cairn dev: 3 nodes answer SET ($eps), processes $pidlist"
-    grep -v ' ERROR \| WARN ' "$TMP/cairn3.log" | head -n 8 | sed 's/^/#   /' >&2
+    grep -v ' ERROR \| WARN ' "$TMP/$system.log" | head -n 8 | sed 's/^/#   /' >&2
     local rep
     for ((rep = 1; rep <= REPS; rep++)); do
-        run_load cairn3 put "$rep" resp "$eps" "$pidlist"
-        run_load cairn3 get "$rep" resp "$eps" "$pidlist"
+        run_load "$system" put "$rep" resp "$eps" "$pidlist"
+        [[ -n "$groups" ]] || run_load "$system" get "$rep" resp "$eps" "$pidlist"
     done
-    check_on_disk cairn3 "$dir"
+    check_on_disk "$system" "$dir"
     stop_procs "$pid"
     rm -rf "$dir"
 }
@@ -540,6 +557,11 @@ cairn1_bench() {
 
 # ---------------------------------------------------------------- report
 declare -A NAME=([etcd]="etcd 3-node" [cairn3]="cairn 3-node" [cairn1]="cairn 1-node")
+EXTRA_SYSTEMS=()
+for g in ${CAIRN3_GROUPS//,/ }; do
+    EXTRA_SYSTEMS+=("cairn3-g$g")
+    NAME[cairn3-g$g]="cairn 3-node, $g groups"
+done
 declare -A OPNAME=([etcd-put]="Put" [etcd-get]="Range (linearizable)" [resp-put]="SET" [resp-get]="GET")
 
 print_results() {
@@ -549,11 +571,12 @@ print_results() {
     echo
     echo "| system | op | ops/s | p50 ms | p99 ms | server CPU (cores of $(nproc)) | server CPU µs/op | load-generator CPU (cores) | errors (all reps) |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-    for s in etcd cairn3 cairn1; do
+    for s in etcd cairn3 cairn1 "${EXTRA_SYSTEMS[@]}"; do
         have "$s" || continue
         proto=resp
         [[ $s == etcd ]] && proto=etcd
         for op in put get; do
+            [[ $s == cairn3-g* && $op == get ]] && continue
             printf '| %s | %s | %.0f | %.2f | %.2f | %.2f | %.1f | %.2f | %s |\n' "${NAME[$s]}" "${OPNAME[$proto-$op]}" \
                 "$(get_med "$s" "$op" rps)" "$(get_med "$s" "$op" p50_ms)" "$(get_med "$s" "$op" p99_ms)" \
                 "$(get_med "$s" "$op" server_cpu)" "$(get_med "$s" "$op" server_cpu_us_per_op)" \
@@ -592,6 +615,9 @@ print_results() {
     cmp_row cairn3 cairn1 get "cairn 3-node GET / cairn 1-node GET (cost of replication)" "" ""
     cmp_row cairn1 etcd put "cairn 1-node SET / etcd Put (not like for like: no replication)" "" ""
     cmp_row cairn1 etcd get "cairn 1-node GET / etcd Range (not like for like: no replication)" "" ""
+    for s in "${EXTRA_SYSTEMS[@]}"; do
+        cmp_row "$s" etcd put "${NAME[$s]} (not the default 64) SET / etcd Put" "" ""
+    done
 }
 
 # ---------------------------------------------------------------- main
@@ -620,6 +646,10 @@ if want cairn1; then
     log "system: cairn server (single node)"
     cairn1_bench
 fi
+for g in ${CAIRN3_GROUPS//,/ }; do
+    log "system: cairn dev --nodes 3 --groups $g (SET only)"
+    cairn3_bench "cairn3-g$g" "$g"
+done
 
 print_results
 echo

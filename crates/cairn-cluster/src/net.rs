@@ -550,10 +550,15 @@ async fn write_loop(
     serial: u64,
     mut closed: watch::Receiver<bool>,
 ) {
+    // One future for the whole connection (not one per select).
+    let closed = async move {
+        let _ = closed.wait_for(|c| *c).await;
+    };
+    tokio::pin!(closed);
     // The previous connection's writer lets go of the queue once closed.
     let mut rx = tokio::select! {
         rx = p.rx.lock() => rx,
-        _ = closed.wait_for(|c| *c) => return,
+        _ = &mut closed => return,
     };
     let mut reqs: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut resps: Vec<Vec<u8>> = Vec::new();
@@ -561,7 +566,7 @@ async fn write_loop(
     loop {
         tokio::select! {
             biased;
-            _ = closed.wait_for(|c| *c) => return,
+            _ = &mut closed => return,
             r = resp_rx.recv() => match r {
                 Some(f) => resps.push(f),
                 None => return,
@@ -594,7 +599,7 @@ async fn write_loop(
         }
         tokio::select! {
             r = wr.write_all(&buf) => if r.is_err() { return },
-            _ = closed.wait_for(|c| *c) => return,
+            _ = &mut closed => return,
         }
     }
 }
@@ -647,6 +652,10 @@ async fn read_loop(
     resp_tx: mpsc::Sender<Vec<u8>>,
     mut closed: watch::Receiver<bool>,
 ) {
+    let closed = async move {
+        let _ = closed.wait_for(|c| *c).await;
+    };
+    tokio::pin!(closed);
     let handlers = Arc::new(Semaphore::new(HANDLERS_PER_CONN));
     let mut buf = rest;
     buf.reserve(64 << 10);
@@ -695,7 +704,7 @@ async fn read_loop(
                     Ok(p) => p,
                     Err(_) => return,
                 },
-                _ = closed.wait_for(|c| *c) => return,
+                _ = &mut closed => return,
             };
             let (group, kind) = (f.group, f.kind);
             let tx = resp_tx.clone();
@@ -721,7 +730,7 @@ async fn read_loop(
         }
         let r = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
-            _ = closed.wait_for(|c| *c) => return,
+            _ = &mut closed => return,
         };
         match r {
             Ok(0) | Err(_) => return,
