@@ -22,6 +22,8 @@ command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 # fsync); time namespaces and private tmpfs mounts come with util-linux.
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
 command -v fiu-run >/dev/null 2>&1 || need_apt+=(fiu-utils)
+# A cairn-lab unit test makes a process whose main thread exits first (ctypes).
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

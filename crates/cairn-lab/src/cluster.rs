@@ -1245,6 +1245,42 @@ mod wait_gone_tests {
         assert_eq!(stat_state("garbage"), None);
     }
 
+    /// The state the session-3 campaign tripped on, made on purpose: the
+    /// main thread has exited (a zombie, what the old wait looked at)
+    /// while another thread still runs (and would still hold the
+    /// process's files). The process is not gone until that thread ends.
+    #[test]
+    fn a_zombie_main_thread_is_not_gone_while_another_thread_runs() {
+        let script = "import ctypes, threading, time\n\
+                      t = threading.Thread(target=time.sleep, args=(1.5,))\n\
+                      t.start()\n\
+                      ctypes.CDLL(None).pthread_exit(None)\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .spawn()
+            .expect("python3 (scripts/test.sh installs it)");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| stat_state(&s))
+            != Some('Z')
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "main thread never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            !process_gone(pid),
+            "a process with a live thread was taken for gone"
+        );
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "{status}");
+        assert!(process_gone(pid));
+    }
+
     #[test]
     fn a_real_process_runs_until_killed_and_reaped() {
         let mut child = std::process::Command::new("sleep")
