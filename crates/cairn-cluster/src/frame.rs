@@ -42,18 +42,28 @@ pub enum PeerFrameError {
 impl PeerFrame {
     /// Appends the frame's encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let len = OVERHEAD + self.payload.len();
-        out.reserve(HEADER + len);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-        let body_start = out.len();
-        out.push(FRAME_VERSION);
-        out.extend_from_slice(&self.group.to_be_bytes());
-        out.push(self.kind);
-        out.extend_from_slice(&self.payload);
-        let crc = CRC32C.checksum(&out[body_start..]);
-        out.extend_from_slice(&crc.to_be_bytes());
+        encode_parts(self.group, self.kind, &[&self.payload], out);
     }
+}
 
+/// Appends the encoding of a frame whose payload is `parts` one after
+/// another, without first gathering them into one buffer.
+pub fn encode_parts(group: u16, kind: u8, parts: &[&[u8]], out: &mut Vec<u8>) {
+    let len = OVERHEAD + parts.iter().map(|p| p.len()).sum::<usize>();
+    out.reserve(HEADER + len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    let body_start = out.len();
+    out.push(FRAME_VERSION);
+    out.extend_from_slice(&group.to_be_bytes());
+    out.push(kind);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    let crc = CRC32C.checksum(&out[body_start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+impl PeerFrame {
     /// Decodes one frame from the front of `buf`: `Ok(None)` when more
     /// bytes are needed, else the frame and the bytes it used. `len_max`
     /// bounds the announced length before any allocation.
@@ -164,6 +174,24 @@ mod tests {
             PeerFrame::decode(&[0, 0, 0, 3, 1, 0, 0], 1 << 20),
             Err(PeerFrameError::TooShort(3))
         );
+    }
+
+    #[test]
+    fn a_payload_in_parts_encodes_as_the_whole_payload() {
+        let (a, b) = (
+            b"\x00\x00\x00\x00\x00\x00\x00\x07".as_slice(),
+            b"body".as_slice(),
+        );
+        let mut parts = Vec::new();
+        super::encode_parts(3, 1, &[a, b], &mut parts);
+        let mut whole = Vec::new();
+        PeerFrame {
+            group: 3,
+            kind: 1,
+            payload: [a, b].concat(),
+        }
+        .encode(&mut whole);
+        assert_eq!(parts, whole);
     }
 
     #[test]

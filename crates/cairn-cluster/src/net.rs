@@ -36,7 +36,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::frame::PeerFrame;
+use crate::frame::{encode_parts, PeerFrame};
 use crate::host::BoxFuture;
 
 pub const K_APPEND: u8 = 1;
@@ -137,8 +137,8 @@ impl Peer {
         self.current.lock().is_some()
     }
 
-    /// Makes connection `serial` the one in use, by the rule in the
-    /// module docs; `None` if it is refused.
+    /// Makes a new connection the one in use, by the rule in the module
+    /// docs: its serial and close signal, or `None` if it is refused.
     fn install(&self, canonical: bool) -> Option<(u64, watch::Receiver<bool>)> {
         let mut cur = self.current.lock();
         if let Some(c) = cur.as_ref() {
@@ -178,14 +178,7 @@ impl Peer {
     /// restarted while the network dropped its FIN); the PING then draws a
     /// reset, the connection ends and the next dial is accepted.
     fn probe(&self) {
-        let mut frame = Vec::with_capacity(32);
-        PeerFrame {
-            group: 0,
-            kind: K_PING,
-            payload: 0u64.to_be_bytes().to_vec(),
-        }
-        .encode(&mut frame);
-        let _ = self.tx.try_send((0, frame));
+        let _ = self.tx.try_send((0, message(0, K_PING, 0, &[])));
     }
 
     fn close(&self) {
@@ -301,17 +294,8 @@ impl PeerNet {
                 .await
                 .map_err(|_| NetError::Lost(target))?;
             let id = p.next.fetch_add(1, Relaxed);
-            let mut payload = Vec::with_capacity(8 + body.len());
-            payload.extend_from_slice(&id.to_be_bytes());
-            payload.extend_from_slice(&body);
+            let frame = message(group, kind, id, &body);
             drop(body);
-            let mut frame = Vec::with_capacity(payload.len() + 16);
-            PeerFrame {
-                group,
-                kind,
-                payload,
-            }
-            .encode(&mut frame);
             let (otx, orx) = oneshot::channel();
             p.pending.lock().insert(id, Pending { tx: otx, conn: 0 });
             let guard = PendingGuard { p: &p, id };
@@ -391,17 +375,21 @@ async fn connect(addr: &str, source: Option<std::net::IpAddr>) -> std::io::Resul
     }
 }
 
+/// A request, response or PING frame: payload `id u64 BE | body`.
+fn message(group: u16, kind: u8, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 24);
+    encode_parts(group, kind, &[&id.to_be_bytes(), body], &mut out);
+    out
+}
+
 fn hello(from: u64, to: u64) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(16);
-    payload.extend_from_slice(&from.to_be_bytes());
-    payload.extend_from_slice(&to.to_be_bytes());
     let mut out = Vec::with_capacity(32);
-    PeerFrame {
-        group: 0,
-        kind: K_HELLO,
-        payload,
-    }
-    .encode(&mut out);
+    encode_parts(
+        0,
+        K_HELLO,
+        &[&from.to_be_bytes(), &to.to_be_bytes()],
+        &mut out,
+    );
     out
 }
 
@@ -682,9 +670,9 @@ async fn read_loop(
                 continue;
             }
             let mut payload = f.payload;
-            let id: Vec<u8> = payload.drain(..8).collect();
+            let id = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
+            payload.drain(..8);
             if f.kind & RESPONSE != 0 {
-                let id = u64::from_be_bytes(id.as_slice().try_into().unwrap_or([0; 8]));
                 let w = p.pending.lock().remove(&id);
                 if let Some(w) = w {
                     let _ = w.tx.send(payload);
@@ -712,16 +700,7 @@ async fn read_loop(
                 let resp = handler(group, kind, payload).await;
                 drop(permit);
                 if let Some(resp) = resp {
-                    let mut p = id;
-                    p.extend_from_slice(&resp);
-                    let mut out = Vec::with_capacity(p.len() + 16);
-                    PeerFrame {
-                        group,
-                        kind: kind | RESPONSE,
-                        payload: p,
-                    }
-                    .encode(&mut out);
-                    let _ = tx.send(out).await;
+                    let _ = tx.send(message(group, kind | RESPONSE, id, &resp)).await;
                 }
             });
         }

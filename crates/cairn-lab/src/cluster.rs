@@ -1107,11 +1107,9 @@ fn process_gone(pid: u32) -> bool {
     all_exited(states)
 }
 
-/// The state letter of a `/proc/.../stat` line (the field after the
-/// parenthesised command name, which may itself hold spaces and parens).
+/// The state letter of a `/proc/.../stat` line.
 fn stat_state(stat: &str) -> Option<char> {
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].trim_start().chars().next())
+    crate::stat_fields(stat)?.next()?.chars().next()
 }
 
 /// True when no thread state is a live one (`Z` zombie, `X` dead).

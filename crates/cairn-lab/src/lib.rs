@@ -339,10 +339,15 @@ fn default_route() -> Option<String> {
 /// owner from a reused PID.
 fn proc_start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces; fields restart after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts with field 3 (state); starttime is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    // starttime is field 22, the 20th from field 3 (state).
+    stat_fields(&stat)?.nth(19)?.parse().ok()
+}
+
+/// The fields of a `/proc/.../stat` line from field 3 (state) on: the
+/// command name before them may itself hold spaces and parentheses, so
+/// they start after the last ')'.
+pub(crate) fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
 }
 
 fn kill_pid(pid: u32, signal: i32) -> Result<(), std::io::Error> {

@@ -139,7 +139,7 @@ fn run_scenario(
     }
     let mut checked = Vec::new();
     let mut summaries = Vec::new();
-    for (kind, summary, history, report) in check_histories(lab, &procs, &Budget::default()) {
+    for (kind, summary, history, report) in check_histories(lab, &procs, &Budget::default(), 100) {
         checked.push((kind, history, report));
         summaries.push(summary);
     }

@@ -254,7 +254,7 @@ fn run(
         max_steps: 20_000_000,
         max_time: Some(Duration::from_secs(60)),
     };
-    let checked = check_histories(lab, &procs, &budget)
+    let checked = check_histories(lab, &procs, &budget, 100)
         .into_iter()
         .map(|(kind, _, history, report)| (kind, history, report))
         .collect();

@@ -12,12 +12,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use cairn_check::{Budget, History, Outcome, Verdict};
-use cairn_lab::campaign::{check_kind, explain};
+use cairn_check::{Budget, Verdict};
+use cairn_lab::campaign::explain;
 use cairn_lab::cluster::{Cluster, ClusterSpec, WorkloadSpec};
 use cairn_lab::delay::{self, Delay, DelaySpec};
 use cairn_lab::{Lab, LabError, ProcId};
-use common::{cairn_binary, serial, TOOL};
+use common::{cairn_binary, check_histories, serial, TOOL};
 
 const PORT: u16 = 6390;
 
@@ -191,7 +191,7 @@ fn register_and_counter_stay_linearizable_with_a_slow_follower_then_a_slow_leade
         assert!(stats.hold_us_min >= 50_000, "{stats:?}");
     }
 
-    for (w, p, out) in &procs {
+    for (w, p, _) in &procs {
         let status = lab
             .wait_timeout(*p, Duration::from_secs(30))
             .unwrap()
@@ -202,25 +202,12 @@ fn register_and_counter_stay_linearizable_with_a_slow_follower_then_a_slow_leade
             w.kind,
             lab.log(*p)
         );
-        let history = History::from_jsonl_str(&std::fs::read_to_string(out).unwrap()).unwrap();
-        let ok = history
-            .ops
-            .iter()
-            .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
-            .count();
-        let report = check_kind(&w.kind, &history, &Budget::default()).unwrap();
-        eprintln!(
-            "{}: {} ops, {ok} ok: {:?}",
-            w.kind,
-            history.ops.len(),
-            report.verdict
-        );
-        assert!(ok > 20, "too few completed {} ops: {ok}", w.kind);
+    }
+    for (kind, _, history, report) in check_histories(&lab, &procs, &Budget::default(), 20) {
         assert_eq!(
             report.verdict,
             Verdict::Linearizable,
-            "{}\n{}",
-            w.kind,
+            "{kind}\n{}",
             explain(&report, &history)
         );
     }

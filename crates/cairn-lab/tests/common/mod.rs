@@ -118,12 +118,13 @@ pub fn serial() -> MutexGuard<'static, ()> {
 pub type Checked = (String, String, cairn_check::History, cairn_check::Report);
 
 /// For each workload process: its summary line (the last JSON line of its
-/// log), its history (asserting more than 100 operations completed) and
-/// the linearizability (or set) check of that history under `budget`.
+/// log), its history (asserting more than `min_ok` operations completed)
+/// and the linearizability (or set) check of that history under `budget`.
 pub fn check_histories(
     lab: &Lab,
     procs: &[(cairn_lab::cluster::WorkloadSpec, cairn_lab::ProcId, PathBuf)],
     budget: &cairn_check::Budget,
+    min_ok: usize,
 ) -> Vec<Checked> {
     use cairn_check::{History, Outcome};
     let mut checked = Vec::new();
@@ -143,7 +144,7 @@ pub fn check_histories(
             .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
             .count();
         assert!(
-            ok > 100,
+            ok > min_ok,
             "too few completed {} ops ({ok}): {summary}",
             w.kind
         );
