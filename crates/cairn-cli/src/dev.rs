@@ -31,6 +31,9 @@ pub struct DevArgs {
     /// Worker threads per node (0 = the server's default).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Raft threads per node (0 = the server's default).
+    #[arg(long, default_value_t = 0)]
+    raft_threads: usize,
     /// Address the nodes listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
@@ -88,6 +91,7 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
             .args(["--durability", &a.durability])
             .args(["--dir", &node_dir.to_string_lossy()])
             .args(["--threads", &a.threads.to_string()])
+            .args(["--raft-threads", &a.raft_threads.to_string()])
             .args(["--log", &a.log])
             .spawn()
             .with_context(|| format!("starting node {}", i + 1));

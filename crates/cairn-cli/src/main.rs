@@ -54,6 +54,9 @@ struct ServerArgs {
     /// Keyspace shards, a power of two (0 = 16 per thread).
     #[arg(long)]
     shards: Option<usize>,
+    /// Raft threads in cluster mode (0 = the default, 2).
+    #[arg(long)]
+    raft_threads: Option<usize>,
     /// Close clients idle this many seconds (0 = never).
     #[arg(long)]
     timeout: Option<u64>,
@@ -159,6 +162,9 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     }
     if let Some(v) = a.shards {
         c.shards = v;
+    }
+    if let Some(v) = a.raft_threads {
+        c.raft_threads = v;
     }
     if let Some(v) = a.timeout {
         c.timeout = v;

@@ -889,3 +889,53 @@ fn cairn_dev_refuses_a_bad_group_count_before_starting_anything() {
         "created a data directory"
     );
 }
+
+/// Threads of process `pid` named `name` (from /proc/PID/task/*/comm).
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .map(|c| c.trim() == name)
+                        .unwrap_or(false)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn raft_threads_sets_the_raft_runtime_size() {
+    let _g = serial();
+    let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
+    for (flag, want) in [(None, 2), (Some("3"), 3)] {
+        let port = free_port_pair().0;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["server", "--threads", "1", "--log", "warn,openraft=off"])
+            .args(["--port", &port.to_string(), "--node-id", "1"])
+            .args(["--cluster-peers", &format!("1=127.0.0.1:{port}")])
+            .args(["--cluster-groups", "4", "--durability", "volatile"])
+            .stderr(Stdio::null());
+        if let Some(n) = flag {
+            cmd.args(["--raft-threads", n]);
+        }
+        let mut child = cmd.spawn().expect("spawn cairn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Conn::open(port)
+                .and_then(|mut c| c.cmd(&[b"CLUSTER", b"INFO"]))
+                .map(|r| text(&r).contains("cluster_state:ok"))
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "single node never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let n = threads_named(child.id(), "cairn-raft");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(n, want, "cairn-raft threads with --raft-threads {flag:?}");
+    }
+}

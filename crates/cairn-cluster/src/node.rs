@@ -51,6 +51,9 @@ pub struct ClusterConfig {
     /// Move group leadership to each group's preferred node when it is
     /// healthy (spreads leaders evenly).
     pub spread_leaders: bool,
+    /// Threads of the runtime that drives every group's Raft tasks and
+    /// the peer transport (at least 1).
+    pub raft_threads: usize,
 }
 
 impl ClusterConfig {
@@ -76,6 +79,7 @@ impl ClusterConfig {
             // and the leader steps down anyway on seeing the higher term
             // (measured: groups churned every round). Kept for 0.10.
             spread_leaders: false,
+            raft_threads: 2,
         }
     }
 }
@@ -238,7 +242,7 @@ impl Cluster {
             )));
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(cfg.raft_threads.max(1))
             .thread_name("cairn-raft")
             .enable_all()
             .build()?;

@@ -29,6 +29,9 @@ pub struct Config {
     /// Keyspace shards (a power of two from 1 to 1024); 0 = 16 per
     /// worker thread, rounded to a power of two.
     pub shards: usize,
+    /// Threads driving the Raft groups and the peer transport (cluster
+    /// mode); 0 = the default, 2.
+    pub raft_threads: usize,
     #[serde(deserialize_with = "de_memory")]
     pub proto_max_bulk_len: u64,
     #[serde(deserialize_with = "de_memory")]
@@ -77,6 +80,7 @@ impl Default for Config {
             maxmemory_samples: 5,
             maxclients: 10_000,
             threads: 0,
+            raft_threads: 0,
             shards: 0,
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
@@ -142,6 +146,9 @@ impl Config {
         }
         if self.threads > 1024 {
             return Err(invalid("threads", "must be at most 1024"));
+        }
+        if self.raft_threads > 256 {
+            return Err(invalid("raft-threads", "must be at most 256"));
         }
         if self.proto_max_bulk_len < 1024 {
             return Err(invalid("proto-max-bulk-len", "must be at least 1024"));
@@ -214,6 +221,18 @@ impl Config {
             .map(|n| n.get())
             .unwrap_or(1);
         cpus.saturating_sub(1).max(1)
+    }
+
+    /// Threads of the Raft runtime. Two by default whatever the CPU
+    /// count: on a 16-core machine a 3-node cluster's durable SETs at 64
+    /// clients were latency-bound, and 4 or 8 threads per node gave 4-17%
+    /// less throughput than 2, with more CPU per SET (docs/BENCHMARKS.md,
+    /// benches/cairn-threads.sh).
+    pub fn raft_worker_threads(&self) -> usize {
+        if self.raft_threads > 0 {
+            return self.raft_threads;
+        }
+        2
     }
 
     pub fn shard_count(&self) -> usize {
@@ -387,7 +406,7 @@ mod tests {
         fn arbitrary_known_keys_and_values_never_panic(
             key in proptest::sample::select(vec![
                 "bind", "port", "maxmemory", "maxmemory_policy", "maxmemory_samples", "maxclients",
-                "threads", "shards", "proto_max_bulk_len", "client_query_buffer_limit", "hz",
+                "threads", "raft_threads", "shards", "proto_max_bulk_len", "client_query_buffer_limit", "hz",
             ]),
             value in proptest::prop_oneof![
                 proptest::num::i64::ANY.prop_map(|v| v.to_string()),
@@ -435,6 +454,21 @@ mod tests {
         ));
         assert!(matches!(
             Config::from_toml("bind = \"localhost:1\""),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn raft_threads_default_to_two_and_are_bounded() {
+        assert_eq!(Config::default().raft_worker_threads(), 2);
+        assert_eq!(
+            Config::from_toml("raft_threads = 6")
+                .unwrap()
+                .raft_worker_threads(),
+            6
+        );
+        assert!(matches!(
+            Config::from_toml("raft_threads = 257"),
             Err(ConfigError::Invalid { .. })
         ));
     }

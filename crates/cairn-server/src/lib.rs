@@ -317,6 +317,7 @@ fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()>
     cc.groups = c.cluster_groups;
     cc.dir = (c.durability == "durable").then(|| std::path::PathBuf::from(&c.dir));
     cc.heartbeat_ms = c.heartbeat_interval;
+    cc.raft_threads = c.raft_worker_threads();
     cc.election_min_ms = c.election_timeout_min;
     cc.election_max_ms = c.election_timeout_max;
     shared.db.set_lazy_expire(false);
