@@ -4,7 +4,7 @@
 //! text: any bytes give a config or an error, never a panic, and an
 //! accepted config
 //! - still validates, and every derived setting is in range (worker
-//!   threads, shard count, the runtime `Settings` and protocol limits, a
+//!   threads, Raft threads, shard count, the runtime `Settings` and protocol limits, a
 //!   cluster member list that names this node);
 //! - round-trips: rendered back to TOML (every field, memory sizes as
 //!   strings so values above i64::MAX survive) it parses to the same
@@ -32,6 +32,7 @@ fn render(c: &Config) -> String {
         maxclients,
         threads,
         shards,
+        raft_threads,
         proto_max_bulk_len,
         client_query_buffer_limit,
         timeout,
@@ -65,6 +66,7 @@ fn render(c: &Config) -> String {
     int("maxclients", u(*maxclients));
     int("threads", u(*threads));
     int("shards", u(*shards));
+    int("raft_threads", u(*raft_threads));
     int("timeout", i(*timeout));
     int("hz", i64::from(*hz));
     int("lfu_log_factor", i64::from(*lfu_log_factor));
@@ -106,6 +108,9 @@ fn check_accepted(c: &Config) {
     let threads = c.worker_threads();
     assert!(threads >= 1, "no worker thread");
     assert!(c.threads == 0 || threads == c.threads, "threads {threads}");
+    let raft = c.raft_worker_threads();
+    assert!((1..=256).contains(&raft), "raft threads {raft}");
+    assert!(c.raft_threads == 0 || raft == c.raft_threads);
     let shards = c.shard_count();
     assert!(
         shards.is_power_of_two() && shards <= 1024,

@@ -148,6 +148,21 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Waits until the node on `port` reports `cluster_state:ok`.
+fn wait_cluster_ok(port: u16, deadline: Instant) {
+    loop {
+        let ok = Conn::open(port)
+            .and_then(|mut c| c.cmd(&[b"CLUSTER", b"INFO"]))
+            .map(|r| text(&r).contains("cluster_state:ok"))
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "port {port} never became ok");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 struct TestCluster {
     ports: Vec<u16>,
     dirs: Vec<tempfile::TempDir>,
@@ -235,17 +250,7 @@ impl TestCluster {
     fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         for i in self.live() {
-            loop {
-                let ok = Conn::open(self.ports[i])
-                    .and_then(|mut c| c.cmd(&[b"CLUSTER", b"INFO"]))
-                    .map(|r| text(&r).contains("cluster_state:ok"))
-                    .unwrap_or(false);
-                if ok {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "node {} never became ok", i + 1);
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            wait_cluster_ok(self.ports[i], deadline);
         }
     }
 
@@ -821,17 +826,7 @@ fn cairn_dev_runs_a_local_cluster_and_ctrl_c_stops_it() {
     let ports: Vec<u16> = (0..3).map(|i| base + i).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     for &p in &ports {
-        loop {
-            let ok = Conn::open(p)
-                .and_then(|mut c| c.cmd(&[b"CLUSTER", b"INFO"]))
-                .map(|r| text(&r).contains("cluster_state:ok"))
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            assert!(Instant::now() < deadline, "port {p} never became ok");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_cluster_ok(p, deadline);
     }
     let mut c1 = Conn::open(ports[0]).unwrap();
     assert_eq!(
@@ -921,18 +916,7 @@ fn raft_threads_sets_the_raft_runtime_size() {
             cmd.args(["--raft-threads", n]);
         }
         let mut child = cmd.spawn().expect("spawn cairn");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = Conn::open(port)
-                .and_then(|mut c| c.cmd(&[b"CLUSTER", b"INFO"]))
-                .map(|r| text(&r).contains("cluster_state:ok"))
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            assert!(Instant::now() < deadline, "single node never became ok");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_cluster_ok(port, Instant::now() + Duration::from_secs(30));
         let n = threads_named(child.id(), "cairn-raft");
         let _ = child.kill();
         let _ = child.wait();
