@@ -923,3 +923,97 @@ fn raft_threads_sets_the_raft_runtime_size() {
         assert_eq!(n, want, "cairn-raft threads with --raft-threads {flag:?}");
     }
 }
+
+/// Groups led by each node (by RESP port), as node `i`'s CLUSTER SLOTS says.
+fn leaders_by_port(port: u16) -> BTreeMap<i64, usize> {
+    let mut out = BTreeMap::new();
+    let Ok(Reply::Array(ranges)) =
+        Conn::open(port).and_then(|mut c| c.cmd(&[b"CLUSTER", b"SLOTS"]))
+    else {
+        return out;
+    };
+    for r in ranges {
+        let Reply::Array(items) = r else { continue };
+        if let Some(Reply::Array(node)) = items.get(2) {
+            if let Some(Reply::Int(p)) = node.get(1) {
+                *out.entry(*p).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn cluster_rebalance_spreads_leaders_again_after_a_restart_without_losing_writes() {
+    let _serial = serial();
+    let mut c = TestCluster::new(3, "durable");
+    // Node 1 down and back: the groups it led elected leaders elsewhere.
+    c.kill(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.start(0);
+    c.wait_ok();
+    let before = leaders_by_port(c.ports[1]);
+    let n1 = c.ports[0] as i64;
+    assert!(
+        before.get(&n1).copied().unwrap_or(0) < 5,
+        "node 1 still leads its share after a restart: {before:?}"
+    );
+    // Writes from 6 plain clients run through the rebalance.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (ports, stop) = (c.ports.clone(), stop.clone());
+        std::thread::spawn(move || write_load(ports, 6, usize::MAX, stop))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let moved = Conn::open(c.ports[2])
+        .unwrap()
+        .cmd(&[b"CLUSTER", b"REBALANCE"])
+        .unwrap();
+    let Reply::Int(moved) = moved else {
+        panic!("CLUSTER REBALANCE answered {moved:?}")
+    };
+    assert!(moved >= 1, "nothing moved: {before:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, SeqCst);
+    let expect = load.join().expect("load");
+    // 16 groups over 3 nodes, group g preferring the (g mod 3)-th node:
+    // 6, 5 and 5 — as every node sees it once it has heard the leaders.
+    let want: BTreeMap<i64, usize> = [(0, 6), (1, 5), (2, 5)]
+        .into_iter()
+        .map(|(i, n)| (c.ports[i] as i64, n))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..3 {
+        loop {
+            let got = leaders_by_port(c.ports[i]);
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} sees leaders {got:?}, want {want:?} (moved {moved})",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // Balanced already: nothing to move.
+    let again = Conn::open(c.ports[0])
+        .unwrap()
+        .cmd(&[b"CLUSTER", b"REBALANCE"])
+        .unwrap();
+    assert_eq!(again, Reply::Int(0));
+    assert!(
+        expect.len() > 100,
+        "only {} writes acknowledged",
+        expect.len()
+    );
+    c.converged_digests();
+    for i in 0..3 {
+        c.check_replica(i, &expect);
+    }
+    eprintln!(
+        "rebalance: moved {moved} groups from {before:?}; {} writes acknowledged meanwhile, all on every replica",
+        expect.len()
+    );
+}

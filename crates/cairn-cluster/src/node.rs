@@ -24,7 +24,7 @@ use crate::log::{LogOptions, LogStore};
 use crate::meta::{HostMux, Meta, MetaState};
 use crate::net::{self, NetError, PeerNet, K_ADMIN, K_APPEND, K_FORWARD, K_SNAPSHOT, K_VOTE};
 use crate::raftlog::GroupLog;
-use crate::raftnet::Factory;
+use crate::raftnet::{Factory, Hold};
 use crate::sm::GroupSm;
 use crate::types::{decode_argvs, encode_argv, Batch, NodeInfo, Raft};
 
@@ -134,6 +134,8 @@ struct Group {
     log: GroupLog,
     sm: GroupSm,
     lease: Arc<LeaseClock>,
+    /// Set while this node hands the group's leadership to another.
+    hold: Arc<Hold>,
     /// Last log index recovered at start-up. No read is served here until
     /// the state machine has applied at least this far: openraft 0.9 may
     /// restore a restarted node as leader of its old term at once, before
@@ -156,6 +158,12 @@ enum Admin {
     /// a node starting with an empty data directory. Answered with a
     /// [`Probe`].
     Probe(u64),
+    /// Hand the group's leadership to this voter, run by the leader (see
+    /// `Inner::transfer`).
+    Transfer(u64),
+    /// "Campaign for the group now", sent by its leader to the node it
+    /// hands leadership to, once the followers' leases have lapsed.
+    Elect,
 }
 
 /// A node's answer to [`Admin::Probe`], from its copy of the meta state.
@@ -297,10 +305,12 @@ impl Cluster {
             let sm = GroupSm::open(g, host.clone(), snap)?;
             let empty = empty && sm.state.lock().last_applied.is_none();
             let lease = Arc::new(LeaseClock::default());
+            let hold = Arc::new(Hold::default());
             let factory = Factory {
                 net: net.clone(),
                 group: g,
                 lease: lease.clone(),
+                hold: hold.clone(),
             };
             let raft = handle
                 .block_on(Raft::new(
@@ -322,6 +332,7 @@ impl Cluster {
                 log,
                 sm,
                 lease,
+                hold,
                 read_fence,
             });
         }
@@ -599,6 +610,48 @@ impl Cluster {
         self.wait_members(|voters| !voters.contains(&id)).await
     }
 
+    /// Moves each data group's leadership to its preferred node — group g
+    /// to the (g mod n)-th of the n voters, by id, as at bootstrap — one
+    /// group at a time, so leaders are spread evenly again after
+    /// failovers or membership changes. Each move leaves that group
+    /// unavailable for about one election timeout (clients retry).
+    /// Returns how many groups moved; errors name the groups that did not.
+    pub async fn rebalance(&self) -> Result<usize, String> {
+        let inner = &self.inner;
+        let mut moved = 0;
+        let mut failed = Vec::new();
+        for g in 0..inner.cfg.groups {
+            let (voters, leader) = {
+                let m = inner.groups[g as usize].metrics.borrow();
+                let v: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+                (v, m.current_leader)
+            };
+            if voters.is_empty() {
+                continue;
+            }
+            let want = voters[g as usize % voters.len()];
+            if leader == Some(want) {
+                continue;
+            }
+            // A transfer takes up to ~1 s of draining, election_max, and 2 s
+            // of election; one retry fits.
+            let limit = Duration::from_millis(2 * inner.cfg.election_max_ms + 4000);
+            match inner.admin_on_leader(g, Admin::Transfer(want), limit).await {
+                Ok(()) => moved += 1,
+                Err(e) => failed.push(format!("group {g}: {e}")),
+            }
+        }
+        if failed.is_empty() {
+            Ok(moved)
+        } else {
+            Err(format!(
+                "moved {moved}, {} not: {}",
+                failed.len(),
+                failed.join("; ")
+            ))
+        }
+    }
+
     /// The meta group's state as this node has applied it.
     pub fn meta(&self) -> MetaState {
         self.inner.meta.get()
@@ -803,6 +856,113 @@ impl Inner {
         }
     }
 
+    /// Hands `group`'s leadership from this node to voter `to` (openraft
+    /// 0.9 has no leadership transfer; this builds one from what it has):
+    /// 1. stop taking reads and writes for the group here (callers get
+    ///    "not the leader" and retry), and wait until `to` holds every
+    ///    entry this leader appended, so nothing in flight is lost;
+    /// 2. stop sending the followers anything, so their leader leases
+    ///    (openraft refuses votes for `election_max` after hearing from a
+    ///    leader) lapse — exactly what a partition of this leader does;
+    /// 3. ask `to` to campaign: its log is as long as any, so it wins;
+    /// 4. wait until this node sees that it lost the lead, then resume.
+    ///
+    /// Safety is Raft's own (dropping messages never breaks it); reads
+    /// stay linearizable because this node's read lease runs out
+    /// (0.8 × election_min after the last acknowledgement) before any
+    /// follower's vote lease does, as in any failover. The group is
+    /// unavailable for about `election_max` plus one election.
+    async fn transfer(&self, group: u16, to: u64) -> Result<(), String> {
+        let g = self
+            .groups
+            .get(group as usize)
+            .ok_or("refused: no such group")?;
+        if to == self.id {
+            return Ok(());
+        }
+        let target = {
+            let m = g.metrics.borrow();
+            let member = m.membership_config.membership();
+            if !member.voter_ids().any(|v| v == to) {
+                return Err(format!(
+                    "refused: node {to} is not a voter of group {group}"
+                ));
+            }
+            member.get_node(&to).cloned()
+        };
+        let target = target.ok_or("refused: no address for the target")?;
+        struct Release<'a>(&'a Hold);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.network.store(false, Relaxed);
+                self.0.refuse.store(false, Relaxed);
+            }
+        }
+        if g.hold.refuse.swap(true, Relaxed) {
+            return Err("a transfer of this group is under way".into());
+        }
+        let _release = Release(&g.hold);
+        // 1. Drain: `to` has everything this leader appended.
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let (leader, caught_up) = {
+                let m = g.metrics.borrow();
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&to).copied().flatten())
+                    .map(|l| l.index);
+                (
+                    m.state == ServerState::Leader && m.current_leader == Some(self.id),
+                    matched.is_some() && matched == m.last_log_index,
+                )
+            };
+            if !leader {
+                return Err("not the leader".into());
+            }
+            if caught_up {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("node {to} did not catch up within 1 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // 2. Let the followers' leases lapse.
+        g.hold.network.store(true, Relaxed);
+        tokio::time::sleep(Duration::from_millis(self.cfg.election_max_ms + 50)).await;
+        // 3. The target campaigns.
+        let body = postcard::to_allocvec(&Admin::Elect).map_err(|e| e.to_string())?;
+        let answer = self
+            .net
+            .call(
+                to,
+                &target.peer,
+                group,
+                K_ADMIN,
+                body,
+                Duration::from_secs(1),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        postcard::from_bytes::<Result<(), String>>(&answer).map_err(|e| e.to_string())??;
+        // 4. Until this node has lost the lead (to `to`, normally).
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let still = {
+                let m = g.metrics.borrow();
+                m.state == ServerState::Leader && m.current_leader == Some(self.id)
+            };
+            if !still {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("node {to} did not win the election within 2 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The answer to a starting node's [`Admin::Probe`].
     fn probe_answer(&self, id: u64) -> Probe {
         let st = self.meta.get();
@@ -813,10 +973,14 @@ impl Inner {
         }
     }
 
+    /// This node leads `group` and is not handing it over (a group being
+    /// transferred takes no new reads or writes here; callers retry).
     fn is_leader(&self, group: u16) -> bool {
         self.groups.get(group as usize).is_some_and(|g| {
             let m = g.metrics.borrow();
-            m.state == ServerState::Leader && m.current_leader == Some(self.id)
+            m.state == ServerState::Leader
+                && m.current_leader == Some(self.id)
+                && !g.hold.refuse.load(Relaxed)
         })
     }
 
@@ -935,7 +1099,8 @@ impl Inner {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            Admin::Meta(_) | Admin::Probe(_) => {
+            Admin::Transfer(to) => return self.transfer(group, to).await,
+            Admin::Meta(_) | Admin::Probe(_) | Admin::Elect => {
                 return Err("refused: not a membership change".into())
             }
         }
@@ -953,6 +1118,13 @@ impl Inner {
             let op: Admin = postcard::from_bytes(&body).ok()?;
             if let Admin::Probe(id) = op {
                 return postcard::to_allocvec(&self.probe_answer(id)).ok();
+            }
+            if let Admin::Elect = op {
+                let r: Result<(), String> = match self.groups.get(group as usize) {
+                    Some(g) => g.raft.trigger().elect().await.map_err(|e| e.to_string()),
+                    None => Err("refused: no such group".into()),
+                };
+                return postcard::to_allocvec(&r).ok();
             }
             let r = self.admin(group, op).await;
             return postcard::to_allocvec(&r).ok();

@@ -1,5 +1,6 @@
 //! openraft's network for one group, on top of the shared [`PeerNet`].
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,17 @@ pub struct Factory {
     pub net: Arc<PeerNet>,
     pub group: u16,
     pub lease: Arc<LeaseClock>,
+    pub hold: Arc<Hold>,
+}
+
+/// A group's state during a leadership transfer (see `Inner::transfer`).
+#[derive(Default)]
+pub struct Hold {
+    /// This node takes no new reads or writes for the group.
+    pub refuse: AtomicBool,
+    /// This node sends the group's followers nothing (no appends, no
+    /// heartbeats), so their leader leases lapse.
+    pub network: AtomicBool,
 }
 
 impl RaftNetworkFactory<C> for Factory {
@@ -34,6 +46,7 @@ impl RaftNetworkFactory<C> for Factory {
             target,
             node: node.clone(),
             lease: self.lease.clone(),
+            hold: self.hold.clone(),
         }
     }
 }
@@ -44,6 +57,7 @@ pub struct Client {
     target: u64,
     node: NodeInfo,
     lease: Arc<LeaseClock>,
+    hold: Arc<Hold>,
 }
 
 type RpcErr<E> = RPCError<u64, NodeInfo, RaftError<u64, E>>;
@@ -64,6 +78,10 @@ impl Client {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        if kind != K_VOTE && self.hold.network.load(Relaxed) {
+            let why = Msg("held for a leadership transfer".into());
+            return Err(RPCError::Unreachable(Unreachable::new(&why)));
+        }
         let body = postcard::to_allocvec(req)
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
         let ttl = option.hard_ttl().max(Duration::from_millis(50));

@@ -95,6 +95,12 @@ pub enum Fault {
     /// sends, peers and clients alike (NFQUEUE delayer, [`crate::delay`]),
     /// for the hold time.
     Latency(Role),
+    /// `CLUSTER REBALANCE` on a node (the step's pick): every group whose
+    /// leader is not its preferred node hands its leadership over (cairn's
+    /// leadership transfer: the leader stops taking requests and sending
+    /// appends, the preferred node campaigns once the followers' leases
+    /// lapsed). Nothing to undo.
+    Rebalance,
 }
 
 /// What a node whose durable data dir was wiped must say when it refuses
@@ -134,6 +140,7 @@ impl Fault {
             Fault::FsyncFails(r) => format!("fsync-fails-{}", role(r)),
             Fault::WipeRejoin => "wipe-rejoin-follower".into(),
             Fault::Latency(r) => format!("latency-{}", role(r)),
+            Fault::Rebalance => "rebalance".into(),
         }
     }
 
@@ -166,6 +173,7 @@ impl Fault {
             Fault::MonotonicRestart(Role::Follower),
             Fault::Latency(Role::Leader),
             Fault::Latency(Role::Follower),
+            Fault::Rebalance,
         ]
     }
 
@@ -496,6 +504,16 @@ impl Schedule {
                     latency = Some(Delay::on_node(cluster, x, &spec)?);
                     format!("delay everything {} sends by 100 ± 50 ms", who(x))
                 }
+                Fault::Rebalance => {
+                    let x = usize::try_from(step.pick % n as u64).unwrap_or(0);
+                    // Each move takes about one election timeout.
+                    let limit = Duration::from_secs(120);
+                    let reply = match cluster.command(x, &["CLUSTER", "REBALANCE"], limit) {
+                        Ok(r) => r.lines().next().unwrap_or("").to_owned(),
+                        Err(e) => format!("failed: {e}"),
+                    };
+                    format!("CLUSTER REBALANCE via {} -> {reply}", who(x))
+                }
                 Fault::WipeRejoin => {
                     let x = wipe_target(n, lead, step.pick)?;
                     target = Some(x);
@@ -582,6 +600,7 @@ impl Schedule {
                     let x = target.ok_or_else(|| LabError::Invalid("no wipe target".into()))?;
                     rejoin(cluster, x)?
                 }
+                Fault::Rebalance => "nothing to undo".into(),
                 Fault::Latency(_) => match latency.take() {
                     Some(d) => {
                         let st = d.stop()?;

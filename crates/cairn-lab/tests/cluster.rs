@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use cairn_check::{Budget, History, Report, Verdict};
 use cairn_lab::campaign::explain;
 use cairn_lab::cluster::{Cluster, ClusterSpec, WorkloadSpec};
-use cairn_lab::nemesis::{Fault, Role, Schedule, ScheduleSpec};
+use cairn_lab::nemesis::{Event, Fault, Role, Schedule, ScheduleSpec, Step};
 use cairn_lab::Lab;
 use common::{cairn_binary, check_histories, lab, serial, TOOL};
 
@@ -43,6 +43,8 @@ struct RunResult {
     checked: Vec<(String, History, Report)>,
     /// Workload summaries (their JSON line).
     summaries: Vec<String>,
+    /// What the nemesis did and saw.
+    events: Vec<Event>,
 }
 
 impl RunResult {
@@ -144,7 +146,11 @@ fn run_scenario(
         summaries.push(summary);
     }
     eprintln!("scenario took {:?}", t0.elapsed());
-    RunResult { checked, summaries }
+    RunResult {
+        checked,
+        summaries,
+        events,
+    }
 }
 
 fn workload(kind: &str, tag: &str, processes: usize, read_percent: u8, seed: u64) -> WorkloadSpec {
@@ -223,6 +229,68 @@ fn register_and_counter_survive_leader_isolation_kill_and_pause() {
         info > 0,
         "the nemesis caused no indeterminate ops: {:?}",
         r.summaries
+    );
+}
+
+/// Leadership transfer under load, twice: the workload group's leader is
+/// SIGKILLed and restarted (its groups elect leaders elsewhere), then
+/// `CLUSTER REBALANCE` hands the groups back to their preferred nodes
+/// (cairn's own transfer: requests refused and appends withheld on the
+/// old leader until the followers' leases lapse, then the preferred node
+/// campaigns). Histories must stay linearizable and something must move.
+#[test]
+fn register_and_counter_stay_linearizable_through_leadership_transfers() {
+    let _serial = serial();
+    let Some(lab) = lab(3) else { return };
+    let seed = seed(11);
+    eprintln!("seed {seed}");
+    let step = |at_ms, hold_ms, fault| Step {
+        at_ms,
+        hold_ms,
+        fault,
+        pick: seed,
+    };
+    let schedule = Schedule {
+        seed,
+        steps: vec![
+            // Down longer than a failover (lease 2 s + election 1-2 s),
+            // so the other nodes elect leaders for its groups.
+            step(2000, 6000, Fault::KillRestart(Role::Leader)),
+            // A move takes about one election timeout (2 s here).
+            step(12_000, 500, Fault::Rebalance),
+            step(28_000, 6000, Fault::KillRestart(Role::Leader)),
+            step(38_000, 500, Fault::Rebalance),
+        ],
+    };
+    let r = run_scenario(
+        &lab,
+        spec(false),
+        &[
+            workload("register", "t", 6, 50, seed),
+            workload("counter", "t", 6, 50, seed + 1),
+        ],
+        &schedule,
+        3000,
+    );
+    assert!(
+        r.checked
+            .iter()
+            .all(|(_, _, rep)| rep.verdict == Verdict::Linearizable),
+        "seed {seed}: {:?}\n{}",
+        r.verdicts(),
+        r.explain()
+    );
+    // Each REBALANCE answered with how many groups moved (":N").
+    let moved: Vec<i64> = r
+        .events
+        .iter()
+        .filter_map(|e| e.text.split("REBALANCE via ").nth(1))
+        .filter_map(|t| t.split("-> :").nth(1)?.trim().parse().ok())
+        .collect();
+    assert_eq!(moved.len(), 2, "two answered rebalances: {:?}", r.events);
+    assert!(
+        moved.iter().any(|&m| m > 0),
+        "no rebalance moved a group: {moved:?}"
     );
 }
 

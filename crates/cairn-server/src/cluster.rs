@@ -53,6 +53,8 @@ pub(crate) enum AdminOp {
     Remove(u64),
     /// CLUSTER SETTING name value: a cluster-wide setting via the meta group.
     Setting(String, String),
+    /// CLUSTER REBALANCE: each group's leadership back to its preferred node.
+    Rebalance,
 }
 
 /// Settings `CLUSTER SETTING` may set: the ones every leader's eviction
@@ -103,6 +105,11 @@ fn admin_op(argv: &[&[u8]]) -> Option<Result<AdminOp, String>> {
             crate::cmd::config::validate(&name, &value)?;
             Ok(AdminOp::Setting(name, value))
         })()),
+        "REBALANCE" => Some(if argv.len() == 2 {
+            Ok(AdminOp::Rebalance)
+        } else {
+            Err("ERR wrong number of arguments for 'cluster|rebalance' command".into())
+        }),
         "DELNODE" => Some((|| {
             if argv.len() != 3 {
                 return Err("ERR wrong number of arguments for 'cluster|delnode' command".into());
@@ -193,12 +200,21 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
 /// Runs a deferred command to its outcome and writes the reply.
 pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, out: &mut Vec<u8>) {
     let proto = conn.proto;
+    if let (Some(AdminOp::Rebalance), Some(c)) = (&d.admin, shared.cluster.get()) {
+        let mut w = ReplyWriter::new(out, proto);
+        match c.rebalance().await {
+            Ok(moved) => w.int(moved as i64),
+            Err(e) => w.error(&format!("ERR rebalance incomplete: {e}")),
+        }
+        return;
+    }
     if let Some(op) = &d.admin {
         let r = match (shared.cluster.get(), op) {
             (None, _) => Err("cluster not started".to_string()),
             (Some(c), AdminOp::Add(id, node)) => c.add_node(*id, node.clone()).await,
             (Some(c), AdminOp::Remove(id)) => c.remove_node(*id).await,
             (Some(c), AdminOp::Setting(k, v)) => c.set_setting(k, v).await,
+            (Some(_), AdminOp::Rebalance) => Ok(()),
         };
         let mut w = ReplyWriter::new(out, proto);
         match r {

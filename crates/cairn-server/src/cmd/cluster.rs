@@ -27,6 +27,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                 "DELNODE <id>", "    (cairn) Remove a node from every group.",
                 "SETTING <name> <value>", "    (cairn) Set maxmemory, maxmemory-policy or maxmemory-samples on every node (meta group).",
                 "META", "    (cairn) The meta group's state on this node: epoch, members, settings.",
+                "REBALANCE", "    (cairn) Move each group's leadership back to its preferred node; returns how many moved.",
                 "NODES", "    Return cluster configuration seen by node.",
                 "SHARDS", "    Return information about slot range mappings and the nodes associated with them.",
                 "SLOTS", "    Return information about slots range mappings.",
