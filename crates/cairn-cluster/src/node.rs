@@ -290,14 +290,9 @@ impl Cluster {
         // The data groups, then the meta group (index cfg.groups).
         for g in 0..=cfg.groups {
             let rec = recovered.groups.remove(&g).unwrap_or_default();
-            let read_fence = rec
-                .entries
-                .last()
-                .map(|e| e.0)
-                .or(rec.purged.as_ref().map(|p| p.0))
-                .unwrap_or(0);
             let empty = rec.vote.is_none() && rec.entries.is_empty() && rec.purged.is_none();
             let log = GroupLog::new(g, store.clone(), rec)?;
+            let read_fence = log.last_index();
             let snap = cfg
                 .dir
                 .as_ref()

@@ -72,6 +72,22 @@ impl GroupLog {
     pub fn cached(&self) -> usize {
         self.inner.lock().entries.len()
     }
+
+    /// The index of the last entry this log holds (or purged), 0 if none.
+    /// Read at start-up it is the read fence: openraft 0.9 may restore a
+    /// restarted node as leader of its old term at once, before it
+    /// re-applied the entries it had committed before the crash, so no
+    /// read may be served until the state machine has applied this far.
+    pub fn last_index(&self) -> u64 {
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .keys()
+            .next_back()
+            .copied()
+            .or(inner.purged.map(|p| p.index))
+            .unwrap_or(0)
+    }
 }
 
 impl RaftLogReader<C> for GroupLog {

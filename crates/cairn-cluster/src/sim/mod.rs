@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_check::{Budget, Call, History, KeyResult, Model, Op, Value};
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, RaftLogReader, ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
@@ -349,6 +349,9 @@ struct Live {
     raft: Raft,
     host: Arc<SimHost>,
     dead: Arc<AtomicBool>,
+    /// The log's last index when this incarnation started: no read before
+    /// the state machine applied it (as `read_barrier`, node.rs).
+    read_fence: u64,
 }
 
 /// A node's durable part (log, snapshot file) outlives its incarnations.
@@ -726,6 +729,7 @@ impl Sim {
             slot.inc += 1;
             (slot.log.clone(), slot.snap.clone(), slot.inc, election)
         };
+        let read_fence = log.last_index();
         let host = Arc::new(SimHost::new(self.0.cfg.sabotage == Sabotage::BrokenCas));
         let sm = GroupSm::open(0, host.clone(), Some(snap)).map_err(|e| e.to_string())?;
         let dead = Arc::new(AtomicBool::new(false));
@@ -759,6 +763,7 @@ impl Sim {
                     raft: raft.clone(),
                     host,
                     dead,
+                    read_fence,
                 });
             }
             if inc > 1 {
@@ -859,6 +864,30 @@ async fn exec(sim: &Sim, target: u64, key: &str, call: &Call) -> Res {
             return Res::Ok(value(&live.host));
         }
         let read = async {
+            let applied = |m: &openraft::RaftMetrics<u64, NodeInfo>| {
+                m.last_applied.map(|l| l.index).unwrap_or(0)
+            };
+            // The read fence, as node.rs's read_barrier: a restarted
+            // leader commits an empty entry, so everything before it is
+            // applied, before it serves any read.
+            let mut rx = live.raft.metrics();
+            if applied(&rx.borrow()) < live.read_fence {
+                let ts_ms = sim.0.world.lock().start.elapsed().as_millis() as u64;
+                let blank = Batch {
+                    ts_ms,
+                    cmds: Vec::new(),
+                };
+                if let Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) =
+                    live.raft.client_write(blank).await
+                {
+                    return Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)));
+                }
+                while applied(&rx.borrow_and_update()) < live.read_fence {
+                    if rx.changed().await.is_err() {
+                        return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
+                    }
+                }
+            }
             // openraft's ensure_linearizable, with the wait for the state
             // machine done here (openraft's own wait uses an unbiased
             // select!, which draws from tokio's unseeded RNG).
