@@ -193,21 +193,17 @@ fn leader_faults_schedule(seed: u64) -> Schedule {
     )
 }
 
-#[test]
-fn register_and_counter_survive_leader_isolation_kill_and_pause() {
-    let _serial = serial();
-    let Some(lab) = lab(3) else { return };
-    let seed = seed(7);
-    eprintln!("seed {seed}");
-    let schedule = leader_faults_schedule(seed);
+/// Register and counter workloads (6 clients each, half reads) on one
+/// group under `schedule`; both histories must be linearizable.
+fn register_and_counter(lab: &Lab, seed: u64, schedule: &Schedule) -> RunResult {
     let r = run_scenario(
-        &lab,
+        lab,
         spec(false),
         &[
             workload("register", "t", 6, 50, seed),
             workload("counter", "t", 6, 50, seed + 1),
         ],
-        &schedule,
+        schedule,
         3000,
     );
     assert!(
@@ -218,6 +214,17 @@ fn register_and_counter_survive_leader_isolation_kill_and_pause() {
         r.verdicts(),
         r.explain()
     );
+    r
+}
+
+#[test]
+fn register_and_counter_survive_leader_isolation_kill_and_pause() {
+    let _serial = serial();
+    let Some(lab) = lab(3) else { return };
+    let seed = seed(7);
+    eprintln!("seed {seed}");
+    let schedule = leader_faults_schedule(seed);
+    let r = register_and_counter(&lab, seed, &schedule);
     // The faults bit: some operations ended indeterminate or failed.
     let info: u64 = r
         .summaries
@@ -232,7 +239,7 @@ fn register_and_counter_survive_leader_isolation_kill_and_pause() {
     );
 }
 
-/// Leadership transfer under load, twice: the workload group's leader is
+/// Leadership transfer under load: the workload group's leader is
 /// SIGKILLed and restarted (its groups elect leaders elsewhere), then
 /// `CLUSTER REBALANCE` hands the groups back to their preferred nodes
 /// (cairn's own transfer: requests refused and appends withheld on the
@@ -258,28 +265,9 @@ fn register_and_counter_stay_linearizable_through_leadership_transfers() {
             step(2000, 6000, Fault::KillRestart(Role::Leader)),
             // A move takes about one election timeout (2 s here).
             step(12_000, 500, Fault::Rebalance),
-            step(28_000, 6000, Fault::KillRestart(Role::Leader)),
-            step(38_000, 500, Fault::Rebalance),
         ],
     };
-    let r = run_scenario(
-        &lab,
-        spec(false),
-        &[
-            workload("register", "t", 6, 50, seed),
-            workload("counter", "t", 6, 50, seed + 1),
-        ],
-        &schedule,
-        3000,
-    );
-    assert!(
-        r.checked
-            .iter()
-            .all(|(_, _, rep)| rep.verdict == Verdict::Linearizable),
-        "seed {seed}: {:?}\n{}",
-        r.verdicts(),
-        r.explain()
-    );
+    let r = register_and_counter(&lab, seed, &schedule);
     // Each REBALANCE answered with how many groups moved (":N").
     let moved: Vec<i64> = r
         .events
@@ -287,11 +275,8 @@ fn register_and_counter_stay_linearizable_through_leadership_transfers() {
         .filter_map(|e| e.text.split("REBALANCE via ").nth(1))
         .filter_map(|t| t.split("-> :").nth(1)?.trim().parse().ok())
         .collect();
-    assert_eq!(moved.len(), 2, "two answered rebalances: {:?}", r.events);
-    assert!(
-        moved.iter().any(|&m| m > 0),
-        "no rebalance moved a group: {moved:?}"
-    );
+    assert_eq!(moved.len(), 1, "one answered rebalance: {:?}", r.events);
+    assert!(moved[0] > 0, "the rebalance moved no group: {moved:?}");
 }
 
 /// The must-show schedule: the register group's leader is cut off from the
