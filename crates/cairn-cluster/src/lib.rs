@@ -1,27 +1,23 @@
-//! cairn's cluster layer: Raft shard groups on openraft, the peer
-//! transport, and log and snapshot storage. The server uses [`Cluster`]
-//! and implements [`Host`]; no openraft type crosses this crate's API.
+//! cairn's cluster layer: Raft shard groups (tikv/raft-rs cores stepped
+//! by a few batch loops per node), the peer transport, and log and
+//! snapshot storage. The server uses [`Cluster`] and implements [`Host`];
+//! no raft-rs type crosses this crate's API.
 //!
 //! The one thing not to get wrong: every byte from a peer or the disk is
 //! untrusted — lengths are checked against a limit before anything is
 //! allocated, and every frame and record carries a version and a checksum.
 
+mod driver;
 pub mod frame;
 pub mod host;
-mod lease;
 pub mod log;
 pub mod meta;
 mod net;
 mod node;
-mod raftlog;
-mod raftnet;
-/// Deterministic simulation of the Raft layer (feature `sim`; see
-/// docs/design/simulation.md).
-#[cfg(feature = "sim")]
-pub mod sim;
-mod sm;
 pub mod snapfile;
+mod storage;
 pub mod types;
+pub mod wire;
 
 pub use frame::{PeerFrame, PeerFrameError, FRAME_VERSION};
 pub use host::{BoxFuture, Forward, Host};
@@ -32,8 +28,8 @@ pub use node::{
 pub use types::{decode_argvs, encode_argv, NodeInfo};
 
 /// Decodes `data` as every kind of peer message body a node accepts from
-/// the network (AppendEntries, Vote, InstallSnapshot, forwarded request,
-/// membership change). For fuzzing: must never panic.
+/// the network (Raft message batches, log entries and their data, hard
+/// states, forwarded requests, admin requests). For fuzzing: must never panic.
 #[doc(hidden)]
 pub fn fuzz_peer_bodies(data: &[u8]) {
     node::fuzz_bodies(data);

@@ -39,9 +39,8 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::frame::{encode_parts, PeerFrame};
 use crate::host::BoxFuture;
 
-pub const K_APPEND: u8 = 1;
-pub const K_VOTE: u8 = 2;
-pub const K_SNAPSHOT: u8 = 3;
+// Kinds 1-3 were the openraft engine's AppendEntries, Vote and
+// InstallSnapshot requests; not reused.
 pub const K_FORWARD: u8 = 4;
 pub const K_ADMIN: u8 = 5;
 /// First frame each way on a new connection: `from u64 BE | to u64 BE`.
@@ -49,6 +48,9 @@ pub const K_HELLO: u8 = 6;
 /// No-op frame (request id 0, no answer): written on a connection only to
 /// learn whether it still works (see [`Peer::probe`]).
 pub const K_PING: u8 = 7;
+/// One-way batch of Raft messages for many groups (request id 0, no
+/// answer): see `wire::RaftBatch`.
+pub const K_RAFT: u8 = 8;
 pub const RESPONSE: u8 = 0x80;
 
 /// Largest frame accepted: a log entry may carry a 512 MB value.
@@ -96,6 +98,10 @@ impl Faults {
 /// Serves inbound peer requests: `handle(group, kind, body)` returns the
 /// response body (`None`: no answer, the caller times out).
 pub type Handler = Arc<dyn Fn(u16, u8, Vec<u8>) -> BoxFuture<Option<Vec<u8>>> + Send + Sync>;
+
+/// Takes inbound one-way frames (`K_RAFT`): `sink(from, body)`, called on
+/// the connection's reader task; must not block.
+pub type Sink = Arc<dyn Fn(u64, &[u8]) + Send + Sync>;
 
 /// A request waiting for its response.
 struct Pending {
@@ -201,6 +207,7 @@ pub struct PeerNet {
     pub faults: Arc<Faults>,
     rt: tokio::runtime::Handle,
     handler: OnceLock<Handler>,
+    sink: OnceLock<Sink>,
     stopped: AtomicBool,
 }
 
@@ -217,6 +224,7 @@ impl PeerNet {
             faults: Arc::new(Faults::default()),
             rt,
             handler: OnceLock::new(),
+            sink: OnceLock::new(),
             stopped: AtomicBool::new(false),
         })
     }
@@ -310,6 +318,22 @@ impl PeerNet {
             Ok(r) => r,
             Err(_) => Err(NetError::Timeout(target)),
         }
+    }
+
+    /// Queues a one-way frame of `kind` to `target` without waiting: dropped
+    /// (like a lost packet) when the peer is blocked or its queue is full.
+    /// Callable from any thread.
+    pub fn send_oneway(self: &Arc<Self>, target: u64, addr: &str, kind: u8, body: &[u8]) -> bool {
+        if self.faults.is_blocked(target) || self.stopped.load(Relaxed) {
+            return false;
+        }
+        let p = self.peer(target, addr);
+        p.tx.try_send((0, message(0, kind, 0, body))).is_ok()
+    }
+
+    /// Sets where inbound one-way frames go (before `serve`).
+    pub fn set_sink(&self, sink: Sink) {
+        let _ = self.sink.set(sink);
     }
 
     /// Accepts peer connections until `stop`; `handler` serves the
@@ -667,6 +691,14 @@ async fn read_loop(
                 return;
             }
             if f.kind == K_PING {
+                continue;
+            }
+            if f.kind == K_RAFT {
+                if !net.faults.is_blocked(p.target) {
+                    if let Some(sink) = net.sink.get() {
+                        sink(p.target, &f.payload[8..]);
+                    }
+                }
                 continue;
             }
             let mut payload = f.payload;

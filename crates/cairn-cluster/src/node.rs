@@ -1,43 +1,48 @@
-//! A cluster node: one Raft group per slot range (all hosted here), the
-//! shared log store and peer transport, proposal batching, coalesced
-//! linearizable reads, request forwarding, and leader spreading.
+//! A cluster node: every shard group (and the meta group) as a raft-rs
+//! core, stepped by a few batch loops (`driver.rs`), the shared log store
+//! and peer transport, request forwarding, membership reconciliation and
+//! leadership transfer.
 //!
 //! The server sees only this module's API: [`Cluster::write`],
 //! [`Cluster::read_barrier`], [`Cluster::forward`], [`Cluster::leader`]
-//! and [`Cluster::topology`]. openraft types stay inside the crate.
+//! and [`Cluster::topology`]. raft-rs types stay inside the crate.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use raft::RawNode;
+use tokio::sync::{oneshot, watch, Semaphore};
 
+use crate::driver::{Ctx, EngineStats, GroupCore, GroupView, Input, Loop};
 use crate::host::{Forward, Host};
-use crate::lease::{LeaseClock, LEASE_FRACTION};
 use crate::log::{LogOptions, LogStore};
 use crate::meta::{HostMux, Meta, MetaState};
-use crate::net::{self, NetError, PeerNet, K_ADMIN, K_APPEND, K_FORWARD, K_SNAPSHOT, K_VOTE};
-use crate::raftlog::GroupLog;
-use crate::raftnet::{Factory, Hold};
-use crate::sm::GroupSm;
-use crate::types::{decode_argvs, encode_argv, Batch, NodeInfo, Raft};
+use crate::net::{self, NetError, PeerNet, K_ADMIN, K_FORWARD};
+use crate::snapfile::{self, SnapshotMeta};
+use crate::storage::{decode_entry, decode_hard_state, GroupStorage, INIT_INDEX, INIT_TERM};
+use crate::types::{decode_argvs, encode_argv, NodeInfo};
+use crate::wire;
 
 /// Slots of Redis Cluster.
 pub const SLOTS: u32 = 16384;
+
+/// Marker file of a data directory written by this engine.
+const ENGINE_FILE: &str = "ENGINE";
+const ENGINE_ID: &str = "cairn raft-rs engine 1\n";
 
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
     pub node_id: u64,
     /// Address the peer listener binds.
     pub peer_listen: SocketAddr,
-    /// Initial members, this node included. The lowest id bootstraps
-    /// every group the first time the cluster starts.
+    /// Initial members, this node included.
     pub members: BTreeMap<u64, NodeInfo>,
     /// Data groups; a power of two dividing 16384.
     pub groups: u16,
@@ -48,12 +53,11 @@ pub struct ClusterConfig {
     pub election_max_ms: u64,
     /// Log entries between snapshots of a group.
     pub snapshot_logs: u64,
-    /// Move group leadership to each group's preferred node when it is
-    /// healthy (spreads leaders evenly).
-    pub spread_leaders: bool,
-    /// Threads of the runtime that drives every group's Raft tasks and
-    /// the peer transport (at least 1).
+    /// Threads of the runtime that runs the peer transport and the API's
+    /// waits (at least 1).
     pub raft_threads: usize,
+    /// Raft loops (OS threads) that step the groups (at least 1).
+    pub raft_loops: usize,
 }
 
 impl ClusterConfig {
@@ -64,22 +68,13 @@ impl ClusterConfig {
             members,
             groups: 64,
             dir: None,
-            // openraft also uses the heartbeat interval as the timeout of
-            // every AppendEntries (which includes the follower's fsync).
             heartbeat_ms: 100,
-            // A follower that has a leader waits the leader lease
-            // (openraft: election_max) plus a random election timeout
-            // before it campaigns, so failover ≈ max + U(min, max):
-            // measured p50 ≈ 0.8 s with these values.
+            // raft-rs draws each election timeout from [min, max).
             election_min_ms: 250,
             election_max_ms: 400,
             snapshot_logs: 20_000,
-            // Off: without leadership transfer in openraft 0.9, a claim
-            // is an election that the followers' leader lease refuses,
-            // and the leader steps down anyway on seeing the higher term
-            // (measured: groups churned every round). Kept for 0.10.
-            spread_leaders: false,
             raft_threads: 2,
+            raft_loops: 1,
         }
     }
 }
@@ -87,8 +82,9 @@ impl ClusterConfig {
 /// Why a request got no result.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
-    /// Nothing was proposed: this node does not lead the group (the
-    /// leader, if known, is named). Safe to retry anywhere.
+    /// Nothing was applied: this node does not lead the group (the
+    /// leader, if known, is named), or the proposal was dropped or
+    /// overwritten. Safe to retry anywhere.
     #[error("not the leader")]
     NotLeader(Option<(u64, NodeInfo)>),
     /// The command was proposed but its fate is not known (leadership
@@ -113,35 +109,9 @@ pub struct ClusterStats {
     pub log_appends: u64,
     pub log_fsyncs: u64,
     pub log_bytes: u64,
-}
-
-struct Proposal {
-    argv: Vec<u8>,
-    tx: oneshot::Sender<Result<Vec<u8>, ClusterError>>,
-}
-
-#[derive(Default)]
-struct Barrier {
-    running: bool,
-    waiters: Vec<oneshot::Sender<Result<(), ClusterError>>>,
-}
-
-struct Group {
-    raft: Raft,
-    metrics: watch::Receiver<openraft::RaftMetrics<u64, NodeInfo>>,
-    props: mpsc::Sender<Proposal>,
-    reads: Mutex<Barrier>,
-    log: GroupLog,
-    sm: GroupSm,
-    lease: Arc<LeaseClock>,
-    /// Set while this node hands the group's leadership to another.
-    hold: Arc<Hold>,
-    /// Last log index recovered at start-up. No read is served here until
-    /// the state machine has applied at least this far: openraft 0.9 may
-    /// restore a restarted node as leader of its old term at once, before
-    /// it re-applied entries it had committed before the crash (found by
-    /// the fault lab: stale reads right after a fast leader restart).
-    read_fence: u64,
+    /// Raft loop iterations, and peer frames they sent.
+    pub loop_iterations: u64,
+    pub frames_sent: u64,
 }
 
 /// Requests between nodes outside Raft itself.
@@ -155,25 +125,17 @@ enum Admin {
     /// group's leader.
     Meta(#[serde(with = "serde_bytes")] Vec<u8>),
     /// "Is the cluster initialized, and is node `id` a member?", asked by
-    /// a node starting with an empty data directory. Answered with a
-    /// [`Probe`].
+    /// a node starting with an empty data directory.
     Probe(u64),
-    /// Hand the group's leadership to this voter, run by the leader (see
-    /// `Inner::transfer`).
+    /// Hand the group's leadership to this voter, run by the leader.
     Transfer(u64),
-    /// "Campaign for the group now", sent by its leader to the node it
-    /// hands leadership to, once the followers' leases have lapsed.
-    Elect,
 }
 
 /// A node's answer to [`Admin::Probe`], from its copy of the meta state.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Probe {
-    /// The cluster has formed: the meta state lists members.
     initialized: bool,
-    /// The asking node is one of them.
     listed: bool,
-    /// The asking node has stored Raft state before (`META.JOINED`).
     joined: bool,
 }
 
@@ -202,23 +164,21 @@ pub struct GroupStatus {
 struct Inner {
     id: u64,
     cfg: ClusterConfig,
-    /// Data groups `0..cfg.groups`, then the meta group at `cfg.groups`.
-    groups: Vec<Group>,
     meta: Arc<Meta>,
     /// Set while a node with empty storage asks its peers whether the
-    /// cluster already exists; Raft messages are not answered meanwhile
-    /// (no vote from a node that may have forgotten one).
-    probing: std::sync::atomic::AtomicBool,
+    /// cluster already exists; Raft messages are dropped meanwhile.
+    probing: Arc<AtomicBool>,
     net: Arc<PeerNet>,
     store: LogStore,
+    views: Arc<Vec<Mutex<GroupView>>>,
+    addrs: Arc<Mutex<BTreeMap<u64, NodeInfo>>>,
+    stats: Arc<EngineStats>,
+    failed: Arc<AtomicBool>,
+    inboxes: Vec<SyncSender<Input>>,
+    loops: Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop: watch::Sender<bool>,
     rt: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
-    pub writes: AtomicU64,
-    pub batches: AtomicU64,
-    pub lease_reads: AtomicU64,
-    pub index_reads: AtomicU64,
-    lease: Duration,
 }
 
 #[derive(Clone)]
@@ -226,24 +186,149 @@ pub struct Cluster {
     inner: Arc<Inner>,
 }
 
-const BATCH_CMDS: usize = 512;
-const BATCH_BYTES: usize = 1 << 20;
-const INFLIGHT_BATCHES: usize = 2;
-const PROPOSAL_QUEUE: usize = 8192;
+/// Inputs queued per loop at most; a full inbox makes API callers wait
+/// (up to `INBOX_WAIT`) and drops peer messages (Raft resends).
+const INBOX: usize = 65536;
+const INBOX_WAIT: Duration = Duration::from_secs(5);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write or read not answered within this long is given up (unknown).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Refuses a data directory written by the openraft engine; marks a new
+/// one as this engine's.
+fn check_engine_dir(dir: &Path) -> std::io::Result<()> {
+    let marker = dir.join(ENGINE_FILE);
+    match std::fs::read_to_string(&marker) {
+        Ok(s) if s == ENGINE_ID => return Ok(()),
+        Ok(s) => {
+            return Err(io_err(format!(
+                "{}: data directory of another engine ({:?}); start with an empty directory",
+                dir.display(),
+                s.trim()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let log = dir.join("log");
+    let old = std::fs::read_dir(&log)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if old {
+        return Err(io_err(format!(
+            "{}: data directory written by the openraft engine of cairn 0.1 (no {ENGINE_FILE} \
+             marker); this release cannot read it — start the node with an empty directory and \
+             let it catch up from its peers",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join("ENGINE.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(ENGINE_ID.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &marker)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A group's storage rebuilt from its snapshot file and the log store.
+/// Returns it, its snapshot index, and whether nothing was stored.
+fn recover_group(
+    g: u16,
+    host: &Arc<dyn Host>,
+    snap_path: Option<&Path>,
+    rec: crate::log::GroupRecovered,
+) -> std::io::Result<(GroupStorage, Option<u64>, bool)> {
+    let mut st = GroupStorage::new(g, host.clone());
+    let mut snap_index = None;
+    if let Some(p) = snap_path {
+        if let Some((m, data)) = snapfile::read(p)? {
+            host.restore(g, &data)
+                .map_err(|e| io_err(format!("{}: {e}", p.display())))?;
+            st.apply_snapshot(&m.to_raft());
+            snap_index = Some(m.index);
+        }
+    }
+    let stored = rec.vote.is_some() || !rec.entries.is_empty() || rec.purged.is_some();
+    if stored && snap_index.is_none() {
+        return Err(io_err(format!(
+            "group {g}: the log has records but the snapshot file is missing"
+        )));
+    }
+    if let Some(v) = rec.vote {
+        let hs = decode_hard_state(&v).map_err(|e| io_err(format!("group {g}: {e}")))?;
+        let (commit, term) = (st.hs.commit, st.hs.term);
+        st.hs = hs;
+        st.hs.commit = st.hs.commit.max(commit);
+        st.hs.term = st.hs.term.max(term);
+    }
+    let mut ents = Vec::new();
+    for (index, bytes) in rec.entries {
+        if index <= st.base.0 {
+            continue;
+        }
+        let e = decode_entry(&bytes).map_err(|e| io_err(format!("group {g}: {e}")))?;
+        if e.index != index || index != st.base.0 + ents.len() as u64 + 1 {
+            return Err(io_err(format!(
+                "group {g}: log record at index {index} out of place (entry {})",
+                e.index
+            )));
+        }
+        ents.push(e);
+    }
+    st.append(&ents);
+    st.hs.commit = st.hs.commit.min(st.last_index()).max(st.base.0);
+    Ok((st, snap_index, !stored && snap_index.is_none()))
+}
+
+fn raft_config(cfg: &ClusterConfig, applied: u64) -> raft::Config {
+    let tick_ms = (cfg.heartbeat_ms / 2).max(1);
+    let ticks = |ms: u64| ms.div_ceil(tick_ms).max(1) as usize;
+    let heartbeat_tick = ticks(cfg.heartbeat_ms).max(1);
+    let min = ticks(cfg.election_min_ms).max(heartbeat_tick + 1);
+    let max = ticks(cfg.election_max_ms).max(min + 1);
+    raft::Config {
+        id: cfg.node_id,
+        election_tick: min,
+        heartbeat_tick,
+        min_election_tick: min,
+        max_election_tick: max,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        read_only_option: raft::ReadOnlyOption::Safe,
+        // Followers learn the commit index with the next append or
+        // heartbeat; no extra message per commit (the leader answers
+        // clients from its own apply).
+        skip_bcast_commit: true,
+        batch_append: true,
+        max_uncommitted_size: 256 << 20,
+        ..Default::default()
+    }
+}
 
 impl Cluster {
     /// Starts the node: opens (or creates) the log and snapshots,
-    /// starts every group's Raft, listens for peers, and bootstraps the
-    /// groups if this is the lowest member id and nothing was ever
-    /// stored. Must be called outside any async runtime.
+    /// recovers every group, listens for peers, and starts the raft
+    /// loops. A new cluster's groups all start from the same initial
+    /// conf state on every member. Must be called outside any async
+    /// runtime.
     pub fn start(cfg: ClusterConfig, host: Arc<dyn Host>) -> std::io::Result<Cluster> {
         if cfg.groups == 0 || !cfg.groups.is_power_of_two() || cfg.groups as u32 > SLOTS {
             return Err(std::io::Error::other(
                 "groups must be a power of two between 1 and 16384",
             ));
         }
-        if !cfg.members.contains_key(&cfg.node_id) {
+        if !cfg.members.contains_key(&cfg.node_id) || cfg.node_id == 0 {
             return Err(std::io::Error::other(format!(
                 "node id {} is not among the members",
                 cfg.node_id
@@ -257,6 +342,7 @@ impl Cluster {
         let handle = rt.handle().clone();
         let (store, mut recovered) = match &cfg.dir {
             Some(d) => {
+                check_engine_dir(d)?;
                 std::fs::create_dir_all(d.join("snapshots"))?;
                 LogStore::open(&d.join("log"), LogOptions::default())?
             }
@@ -269,89 +355,76 @@ impl Cluster {
             meta: meta.clone(),
             host,
         });
-        let rcfg = Arc::new(
-            Config {
-                cluster_name: "cairn".into(),
-                heartbeat_interval: cfg.heartbeat_ms,
-                election_timeout_min: cfg.election_min_ms,
-                election_timeout_max: cfg.election_max_ms,
-                max_payload_entries: 64,
-                snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
-                max_in_snapshot_log_to_keep: 1000,
-                snapshot_max_chunk_size: 4 << 20,
-                ..Default::default()
-            }
-            .validate()
-            .map_err(|e| std::io::Error::other(e.to_string()))?,
-        );
-        let mut groups = Vec::with_capacity(cfg.groups as usize + 1);
-        let mut fresh = Vec::new();
-        let mut prop_rxs = Vec::new();
-        // The data groups, then the meta group (index cfg.groups).
+        let snap_dir = cfg.dir.as_ref().map(|d| d.join("snapshots"));
+        let mut storages = Vec::with_capacity(cfg.groups as usize + 1);
         for g in 0..=cfg.groups {
             let rec = recovered.groups.remove(&g).unwrap_or_default();
-            let empty = rec.vote.is_none() && rec.entries.is_empty() && rec.purged.is_none();
-            let log = GroupLog::new(g, store.clone(), rec)?;
-            let read_fence = log.last_index();
-            let snap = cfg
-                .dir
-                .as_ref()
-                .map(|d| d.join("snapshots").join(format!("g{g}.snap")));
-            let sm = GroupSm::open(g, host.clone(), snap)?;
-            let empty = empty && sm.state.lock().last_applied.is_none();
-            let lease = Arc::new(LeaseClock::default());
-            let hold = Arc::new(Hold::default());
-            let factory = Factory {
-                net: net.clone(),
-                group: g,
-                lease: lease.clone(),
-                hold: hold.clone(),
-            };
-            let raft = handle
-                .block_on(Raft::new(
-                    cfg.node_id,
-                    rcfg.clone(),
-                    factory,
-                    log.clone(),
-                    sm.clone(),
-                ))
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let (ptx, prx) = mpsc::channel(PROPOSAL_QUEUE);
-            prop_rxs.push(prx);
-            fresh.push(empty);
-            groups.push(Group {
-                metrics: raft.metrics(),
-                raft,
-                props: ptx,
-                reads: Mutex::new(Barrier::default()),
-                log,
-                sm,
-                lease,
-                hold,
-                read_fence,
-            });
+            let path = snap_dir.as_ref().map(|d| d.join(format!("g{g}.snap")));
+            storages.push(recover_group(g, &host, path.as_deref(), rec)?);
         }
-        let all_fresh = fresh.iter().all(|&f| f);
-        let (stop, stop_rx) = watch::channel(false);
+        let all_fresh = storages.iter().all(|s| s.2);
         let probe = all_fresh && cfg.members.len() > 1;
+        let (stop, stop_rx) = watch::channel(false);
+        let views: Arc<Vec<Mutex<GroupView>>> = Arc::new(
+            (0..=cfg.groups)
+                .map(|_| Mutex::new(GroupView::default()))
+                .collect(),
+        );
+        let loops_n = cfg.raft_loops.max(1);
+        let mut inboxes = Vec::with_capacity(loops_n);
+        let mut rxs = Vec::with_capacity(loops_n);
+        for _ in 0..loops_n {
+            let (tx, rx) = sync_channel(INBOX);
+            inboxes.push(tx);
+            rxs.push(rx);
+        }
         let inner = Arc::new(Inner {
             id: cfg.node_id,
             cfg: cfg.clone(),
-            groups,
             meta,
-            probing: std::sync::atomic::AtomicBool::new(probe),
+            probing: Arc::new(AtomicBool::new(probe)),
             net,
-            store,
+            store: store.clone(),
+            views: views.clone(),
+            addrs: Arc::new(Mutex::new(cfg.members.clone())),
+            stats: Arc::new(EngineStats::default()),
+            failed: Arc::new(AtomicBool::new(false)),
+            inboxes,
+            loops: Mutex::new(Vec::new()),
             stop,
             rt: Mutex::new(None),
             handle: handle.clone(),
-            writes: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            lease_reads: AtomicU64::new(0),
-            index_reads: AtomicU64::new(0),
-            lease: Duration::from_secs_f64(cfg.election_min_ms as f64 / 1000.0 * LEASE_FRACTION),
         });
-        // Peer listener.
+        // Inbound Raft messages: decoded on the connection's task, routed
+        // to the loops of their groups.
+        {
+            let (inboxes, probing) = (inner.inboxes.clone(), inner.probing.clone());
+            let total = cfg.groups as usize + 1;
+            inner.net.set_sink(Arc::new(move |from, body| {
+                if probing.load(Relaxed) {
+                    return;
+                }
+                let msgs = match wire::decode_batch(body) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(peer = from, error = %e, "bad raft batch from peer");
+                        return;
+                    }
+                };
+                let mut per: Vec<Vec<_>> = vec![Vec::new(); inboxes.len()];
+                for (g, m) in msgs {
+                    if (g as usize) < total && m.from == from {
+                        per[g as usize % inboxes.len()].push((g, m));
+                    }
+                }
+                for (i, msgs) in per.into_iter().enumerate() {
+                    if !msgs.is_empty() {
+                        let _ = inboxes[i].try_send(Input::Raft(msgs));
+                    }
+                }
+            }));
+        }
+        // Peer listener (requests: forwarded commands, admin).
         let listener = handle.block_on(tokio::net::TcpListener::bind(cfg.peer_listen))?;
         let weak = Arc::downgrade(&inner);
         let host2 = host.clone();
@@ -364,9 +437,6 @@ impl Cluster {
             })
         });
         handle.spawn(inner.net.clone().serve(listener, handler, stop_rx.clone()));
-        for (g, prx) in prop_rxs.into_iter().enumerate() {
-            handle.spawn(batcher(inner.clone(), g as u16, prx));
-        }
         // Empty storage: a new cluster, a node about to be added, or a
         // member that lost its data. Only the peers can tell.
         let mut joining = false;
@@ -387,62 +457,62 @@ impl Cluster {
                 tracing::info!("volatile member restarted empty: catching up from the leaders");
                 joining = true;
             }
-            inner.probing.store(false, Relaxed);
+        }
+        // Bootstrap: every initial member starts each fresh group from
+        // the same initial snapshot (the members as voters); the group's
+        // preferred member (g mod n) campaigns at once.
+        let ids: Vec<u64> = cfg.members.keys().copied().collect();
+        let my_pos = ids.iter().position(|&i| i == cfg.node_id).unwrap_or(0);
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut cores: Vec<Vec<GroupCore>> = (0..loops_n).map(|_| Vec::new()).collect();
+        for (g, (mut st, mut snap_index, fresh)) in storages.into_iter().enumerate() {
+            let g = g as u16;
+            let mut campaign = false;
+            if fresh && !joining {
+                let meta = SnapshotMeta {
+                    index: INIT_INDEX,
+                    term: INIT_TERM,
+                    voters: ids.clone(),
+                    ..Default::default()
+                };
+                if let Some(d) = &snap_dir {
+                    let data = host.snapshot(g);
+                    snapfile::write(&d.join(format!("g{g}.snap")), &meta, &data)?;
+                }
+                st.apply_snapshot(&meta.to_raft());
+                snap_index = Some(INIT_INDEX);
+                campaign = g as usize % ids.len() == my_pos;
+            }
+            let applied = st.applied;
+            let mut raw = RawNode::new(&raft_config(&cfg, applied), st, &logger).map_err(io_err)?;
+            if campaign {
+                let _ = raw.campaign();
+            }
+            cores[g as usize % loops_n].push(GroupCore::new(g, raw, snap_index));
+        }
+        inner.probing.store(false, Relaxed);
+        let ctx = Arc::new(Ctx {
+            me: cfg.node_id,
+            host: host.clone(),
+            store,
+            net: inner.net.clone(),
+            views,
+            addrs: inner.addrs.clone(),
+            stats: inner.stats.clone(),
+            snapshot_logs: cfg.snapshot_logs.max(1),
+            snap_dir,
+            tick: Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
+            failed: inner.failed.clone(),
+        });
+        for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
+            let lp = Loop::new(ctx.clone(), groups, rx);
+            let t = std::thread::Builder::new()
+                .name(format!("cairn-loop-{i}"))
+                .spawn(move || lp.run())?;
+            inner.loops.lock().push(t);
         }
         handle.spawn(reconcile(Arc::downgrade(&inner), stop_rx.clone()));
-        // Bootstrap: the first time the cluster starts, each group is
-        // initialized by its preferred member (group g: the (g mod n)-th
-        // member), which becomes its first leader, so leadership starts
-        // spread evenly. Every member gets the same member list, so exactly
-        // one node initializes each group. (openraft 0.9 has no leadership
-        // transfer; moving leaders later would need one.)
-        //
-        // A node with empty storage cannot tell a new cluster from one it
-        // lost its state in (volatile mode, or a wiped directory), so it
-        // first listens for two maximum election timeouts: a group that
-        // already has a leader heartbeats it meanwhile, and is left alone.
-        let ids: Vec<u64> = cfg.members.keys().copied().collect();
-        if let Some(pos) = ids
-            .iter()
-            .position(|&i| i == cfg.node_id)
-            .filter(|_| !joining)
-        {
-            let mine: Vec<usize> = (0..inner.groups.len())
-                .filter(|&g| fresh[g] && g % ids.len() == pos)
-                .collect();
-            if !mine.is_empty() {
-                let weak = Arc::downgrade(&inner);
-                let members = cfg.members.clone();
-                let wait = Duration::from_millis(cfg.election_max_ms * 2);
-                handle.spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    let Some(inner) = weak.upgrade() else {
-                        return;
-                    };
-                    for g in mine {
-                        let grp = &inner.groups[g];
-                        let untouched = {
-                            let m = grp.metrics.borrow();
-                            m.current_term == 0
-                                && m.current_leader.is_none()
-                                && m.last_log_index.is_none()
-                        };
-                        if !untouched {
-                            tracing::info!(group = g, "group already running; not initializing");
-                            continue;
-                        }
-                        if let Err(e) = grp.raft.initialize(members.clone()).await {
-                            tracing::debug!(group = g, error = %e, "initialize skipped");
-                        }
-                    }
-                });
-            }
-        }
-        if cfg.spread_leaders && cfg.members.len() > 1 {
-            handle.spawn(spread_leaders(Arc::downgrade(&inner), stop_rx));
-        } else {
-            drop(stop_rx);
-        }
+        handle.spawn(learn_addresses(Arc::downgrade(&inner), stop_rx));
         *inner.rt.lock() = Some(rt);
         Ok(Cluster { inner })
     }
@@ -461,87 +531,39 @@ impl Cluster {
     }
 
     /// Proposes one command to `group` and returns its RESP3 reply once
-    /// committed and applied here. Commands proposed at the same time are
-    /// batched into one log entry.
+    /// committed and applied here. Commands proposed in the same loop
+    /// iteration are batched into one log entry.
     pub async fn write<A: AsRef<[u8]>>(
         &self,
         group: u16,
         argv: &[A],
     ) -> Result<Vec<u8>, ClusterError> {
-        let g = self
-            .inner
-            .groups
-            .get(group as usize)
-            .ok_or(ClusterError::Shutdown)?;
-        if !self.inner.is_leader(group) {
-            return Err(ClusterError::NotLeader(self.leader(group)));
-        }
-        let mut enc = Vec::new();
-        encode_argv(&mut enc, argv);
-        let (tx, rx) = oneshot::channel();
-        g.props
-            .send(Proposal { argv: enc, tx })
-            .await
-            .map_err(|_| ClusterError::Shutdown)?;
-        rx.await.map_err(|_| ClusterError::Shutdown)?
+        self.inner.propose(group, argv).await
     }
 
     /// Returns once a read on this node's copy of `group` is
-    /// linearizable: this node is confirmed leader by a quorum after the
-    /// call began and has applied everything committed before it. All
-    /// reads waiting on a group share one confirmation round.
+    /// linearizable: this node was confirmed leader by a quorum after the
+    /// call began (raft-rs ReadIndex) and has applied everything committed
+    /// before. All reads arriving in one loop iteration share one round.
     pub async fn read_barrier(&self, group: u16) -> Result<(), ClusterError> {
         let inner = &self.inner;
-        let g = inner
-            .groups
-            .get(group as usize)
-            .ok_or(ClusterError::Shutdown)?;
+        if group > inner.cfg.groups {
+            return Err(ClusterError::Shutdown);
+        }
         if !inner.is_leader(group) {
             return Err(ClusterError::NotLeader(self.leader(group)));
         }
-        let applied = g
-            .metrics
-            .borrow()
-            .last_applied
-            .map(|l| l.index)
-            .unwrap_or(0);
-        if applied < g.read_fence {
-            // Commit a new (empty) entry: applying it applies everything
-            // before it, including what was committed before a restart.
-            let raft = g.raft.clone();
-            inner.handle.spawn(async move {
-                let _ = raft
-                    .client_write(Batch {
-                        ts_ms: unix_ms(),
-                        cmds: Vec::new(),
-                    })
-                    .await;
-            });
-            g.raft
-                .wait(Some(Duration::from_secs(2)))
-                .applied_index_at_least(Some(g.read_fence), "read fence")
-                .await
-                .map_err(|e| ClusterError::NoQuorum(e.to_string()))?;
-        }
-        if inner.lease_valid(group) {
-            inner.lease_reads.fetch_add(1, Relaxed);
-            return Ok(());
-        }
-        inner.index_reads.fetch_add(1, Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut b = g.reads.lock();
-            b.waiters.push(tx);
-            if !b.running {
-                b.running = true;
-                inner.handle.spawn(read_rounds(inner.clone(), group));
-            }
+        inner.submit(group, Input::Read { group, tx }).await?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClusterError::Shutdown),
+            Err(_) => Err(ClusterError::NoQuorum("read not confirmed in time".into())),
         }
-        rx.await.map_err(|_| ClusterError::Shutdown)?
     }
 
     /// Sends a client command to node `to` (the group's leader) and
-    /// returns its RESP3 reply. `Unreachable` means nothing was sent.
+    /// returns its RESP3 reply. `NotLeader(None)` means nothing was sent.
     pub async fn forward<A: AsRef<[u8]>>(
         &self,
         to: &(u64, NodeInfo),
@@ -573,8 +595,8 @@ impl Cluster {
         self.inner.is_leader(group)
     }
 
-    /// The cluster's members as the groups know them (every group has
-    /// the same members), or the configured ones before any is known.
+    /// The cluster's members: the meta group's voters, or the configured
+    /// members before any is known.
     pub fn members(&self) -> BTreeMap<u64, NodeInfo> {
         self.inner.members()
     }
@@ -582,8 +604,8 @@ impl Cluster {
     /// Adds node `id` (already running, started with an empty data
     /// directory and the members' addresses): records it in the meta
     /// group, then waits until every group has it as a voter (each
-    /// group's leader adds it as a learner, streams it the log or a
-    /// snapshot, then promotes it). Idempotent.
+    /// group's leader adds it as a learner, sends it a snapshot and the
+    /// log, then promotes it). Idempotent.
     pub async fn add_node(&self, id: u64, node: NodeInfo) -> Result<(), String> {
         let id_s = id.to_string();
         self.meta_write(&[
@@ -597,7 +619,7 @@ impl Cluster {
     }
 
     /// Removes node `id` from the meta group's members, then waits until
-    /// no group has it as a voter (groups it leads elect another leader).
+    /// no group has it as a voter (groups it leads hand leadership over).
     pub async fn remove_node(&self, id: u64) -> Result<(), String> {
         let id_s = id.to_string();
         self.meta_write(&[b"META.FORGET".as_slice(), id_s.as_bytes()])
@@ -606,31 +628,29 @@ impl Cluster {
     }
 
     /// Moves each data group's leadership to its preferred node — group g
-    /// to the (g mod n)-th of the n voters, by id, as at bootstrap — one
-    /// group at a time, so leaders are spread evenly again after
-    /// failovers or membership changes. Each move leaves that group
-    /// unavailable for about one election timeout (clients retry).
-    /// Returns how many groups moved; errors name the groups that did not.
+    /// to the (g mod n)-th of the n voters, by id — one group at a time
+    /// (raft-rs leadership transfer: the target campaigns once it has the
+    /// whole log). Returns how many groups moved; errors name the groups
+    /// that did not.
     pub async fn rebalance(&self) -> Result<usize, String> {
         let inner = &self.inner;
         let mut moved = 0;
         let mut failed = Vec::new();
         for g in 0..inner.cfg.groups {
             let (voters, leader) = {
-                let m = inner.groups[g as usize].metrics.borrow();
-                let v: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-                (v, m.current_leader)
+                let v = inner.views[g as usize].lock();
+                (v.voters.clone(), v.leader)
             };
             if voters.is_empty() {
                 continue;
             }
+            let mut voters = voters;
+            voters.sort_unstable();
             let want = voters[g as usize % voters.len()];
-            if leader == Some(want) {
+            if leader == want {
                 continue;
             }
-            // A transfer takes up to ~1 s of draining, election_max, and 2 s
-            // of election; one retry fits.
-            let limit = Duration::from_millis(2 * inner.cfg.election_max_ms + 4000);
+            let limit = Duration::from_millis(4 * inner.cfg.election_max_ms + 4000);
             match inner.admin_on_leader(g, Admin::Transfer(want), limit).await {
                 Ok(()) => moved += 1,
                 Err(e) => failed.push(format!("group {g}: {e}")),
@@ -677,15 +697,10 @@ impl Cluster {
     async fn wait_members(&self, ok: impl Fn(&BTreeSet<u64>) -> bool) -> Result<(), String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let pending: Vec<usize> = (0..self.inner.groups.len())
+            let pending: Vec<usize> = (0..self.inner.views.len())
                 .filter(|&g| {
-                    let voters: BTreeSet<u64> = self.inner.groups[g]
-                        .metrics
-                        .borrow()
-                        .membership_config
-                        .membership()
-                        .voter_ids()
-                        .collect();
+                    let voters: BTreeSet<u64> =
+                        self.inner.views[g].lock().voters.iter().copied().collect();
                     !ok(&voters)
                 })
                 .collect();
@@ -706,46 +721,22 @@ impl Cluster {
     pub fn topology(&self) -> Vec<GroupStatus> {
         let n = self.inner.cfg.groups as u32;
         let per = SLOTS / n;
+        let addrs = self.inner.addrs.lock().clone();
         (0..self.inner.cfg.groups)
             .map(|g| {
-                let grp = &self.inner.groups[g as usize];
-                // Everything that borrows the metrics itself (leader) or
-                // takes other locks comes first: a second borrow of the
-                // same watch while one is held deadlocks as soon as the
-                // Raft core waits to publish (the lock prefers writers).
-                let leader = self.inner.leader(g);
-                let snap = grp
-                    .sm
-                    .state
-                    .lock()
-                    .current
-                    .as_ref()
-                    .and_then(|s| s.meta.last_log_id.map(|l| l.index));
-                let cached_entries = grp.log.cached();
-                let m = grp.metrics.borrow();
-                let voters = m
-                    .membership_config
-                    .membership()
-                    .nodes()
-                    .filter(|(id, _)| {
-                        m.membership_config
-                            .membership()
-                            .voter_ids()
-                            .any(|v| v == **id)
-                    })
-                    .map(|(id, n)| (*id, n.clone()))
-                    .collect();
+                let v = self.inner.views[g as usize].lock().clone();
+                let info = |id: u64| addrs.get(&id).cloned().unwrap_or_default();
                 GroupStatus {
                     group: g,
                     slots: (g as u32 * per, (g as u32 + 1) * per - 1),
-                    leader,
-                    voters,
-                    term: m.current_term,
-                    last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
-                    last_log: m.last_log_index.unwrap_or(0),
-                    is_leader: m.state == ServerState::Leader,
-                    cached_entries,
-                    snapshot_index: snap,
+                    leader: (v.leader != 0).then(|| (v.leader, info(v.leader))),
+                    voters: v.voters.iter().map(|&id| (id, info(id))).collect(),
+                    term: v.term,
+                    last_applied: v.applied,
+                    last_log: v.last_index,
+                    is_leader: v.role_leader,
+                    cached_entries: (v.last_index + 1).saturating_sub(v.first_index) as usize,
+                    snapshot_index: v.snapshot_index,
                 }
             })
             .collect()
@@ -762,41 +753,45 @@ impl Cluster {
     }
 
     /// Counters: commands proposed and log entries they were batched
-    /// into; reads served under the lease and by a read-index round.
+    /// into; reads confirmed by a ReadIndex round; loop iterations.
     pub fn stats(&self) -> ClusterStats {
         let log = self.inner.store.stats();
+        let s = &self.inner.stats;
         ClusterStats {
-            writes: self.inner.writes.load(Relaxed),
-            batches: self.inner.batches.load(Relaxed),
-            lease_reads: self.inner.lease_reads.load(Relaxed),
-            index_reads: self.inner.index_reads.load(Relaxed),
+            writes: s.writes.load(Relaxed),
+            batches: s.batches.load(Relaxed),
+            lease_reads: 0,
+            index_reads: s.index_reads.load(Relaxed),
             log_appends: log.appends,
             log_fsyncs: log.fsyncs,
             log_bytes: log.bytes,
+            loop_iterations: s.iterations.load(Relaxed),
+            frames_sent: s.frames_sent.load(Relaxed),
         }
     }
 
     /// Forces a snapshot of every group (tests and operators).
     pub fn snapshot_all(&self) {
-        for g in &self.inner.groups {
-            let raft = g.raft.clone();
-            self.inner.handle.spawn(async move {
-                let _ = raft.trigger().snapshot().await;
-            });
+        for g in 0..=self.inner.cfg.groups {
+            let _ = self.inner.inbox(g).try_send(Input::Snapshot { group: g });
         }
     }
 
-    /// Stops every group, flushes the log, stops the runtime. Call from
+    /// Stops the loops, flushes the log, stops the runtime. Call from
     /// outside any async runtime.
     pub fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
         self.inner.net.shutdown();
+        for tx in &self.inner.inboxes {
+            let _ = tx.send(Input::Stop);
+        }
+        let loops = std::mem::take(&mut *self.inner.loops.lock());
+        for t in loops {
+            let _ = t.join();
+        }
         let rt = self.inner.rt.lock().take();
         if let Some(rt) = rt {
             rt.block_on(async {
-                for g in &self.inner.groups {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), g.raft.shutdown()).await;
-                }
                 let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.store.sync()).await;
                 // Releases the data directory's lock, so the same process
                 // (tests) or a new one can open it again.
@@ -809,6 +804,61 @@ impl Cluster {
 }
 
 impl Inner {
+    async fn propose<A: AsRef<[u8]>>(
+        &self,
+        group: u16,
+        argv: &[A],
+    ) -> Result<Vec<u8>, ClusterError> {
+        if group > self.cfg.groups {
+            return Err(ClusterError::Shutdown);
+        }
+        if !self.is_leader(group) {
+            return Err(ClusterError::NotLeader(self.leader(group)));
+        }
+        let mut enc = Vec::new();
+        encode_argv(&mut enc, argv);
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            group,
+            Input::Propose {
+                group,
+                argv: enc,
+                tx,
+            },
+        )
+        .await?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClusterError::Unknown("node stopping".into())),
+            Err(_) => Err(ClusterError::Unknown("not committed in time".into())),
+        }
+    }
+
+    fn inbox(&self, group: u16) -> &SyncSender<Input> {
+        &self.inboxes[group as usize % self.inboxes.len()]
+    }
+
+    /// Hands an input to the group's loop, waiting while its inbox is full.
+    async fn submit(&self, group: u16, mut input: Input) -> Result<(), ClusterError> {
+        if self.failed.load(Relaxed) {
+            return Err(ClusterError::Shutdown);
+        }
+        let deadline = std::time::Instant::now() + INBOX_WAIT;
+        loop {
+            match self.inbox(group).try_send(input) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Disconnected(_)) => return Err(ClusterError::Shutdown),
+                Err(TrySendError::Full(i)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(ClusterError::NoQuorum("raft loop overloaded".into()));
+                    }
+                    input = i;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+
     /// Runs `op` on `g`'s leader (here or by a peer call), retrying while
     /// there is no leader or it moves, until `timeout`. Errors starting
     /// with "refused:" are final.
@@ -851,113 +901,6 @@ impl Inner {
         }
     }
 
-    /// Hands `group`'s leadership from this node to voter `to` (openraft
-    /// 0.9 has no leadership transfer; this builds one from what it has):
-    /// 1. stop taking reads and writes for the group here (callers get
-    ///    "not the leader" and retry), and wait until `to` holds every
-    ///    entry this leader appended, so nothing in flight is lost;
-    /// 2. stop sending the followers anything, so their leader leases
-    ///    (openraft refuses votes for `election_max` after hearing from a
-    ///    leader) lapse — exactly what a partition of this leader does;
-    /// 3. ask `to` to campaign: its log is as long as any, so it wins;
-    /// 4. wait until this node sees that it lost the lead, then resume.
-    ///
-    /// Safety is Raft's own (dropping messages never breaks it); reads
-    /// stay linearizable because this node's read lease runs out
-    /// (0.8 × election_min after the last acknowledgement) before any
-    /// follower's vote lease does, as in any failover. The group is
-    /// unavailable for about `election_max` plus one election.
-    async fn transfer(&self, group: u16, to: u64) -> Result<(), String> {
-        let g = self
-            .groups
-            .get(group as usize)
-            .ok_or("refused: no such group")?;
-        if to == self.id {
-            return Ok(());
-        }
-        let target = {
-            let m = g.metrics.borrow();
-            let member = m.membership_config.membership();
-            if !member.voter_ids().any(|v| v == to) {
-                return Err(format!(
-                    "refused: node {to} is not a voter of group {group}"
-                ));
-            }
-            member.get_node(&to).cloned()
-        };
-        let target = target.ok_or("refused: no address for the target")?;
-        struct Release<'a>(&'a Hold);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                self.0.network.store(false, Relaxed);
-                self.0.refuse.store(false, Relaxed);
-            }
-        }
-        if g.hold.refuse.swap(true, Relaxed) {
-            return Err("a transfer of this group is under way".into());
-        }
-        let _release = Release(&g.hold);
-        // 1. Drain: `to` has everything this leader appended.
-        let deadline = std::time::Instant::now() + Duration::from_secs(1);
-        loop {
-            let (leader, caught_up) = {
-                let m = g.metrics.borrow();
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&to).copied().flatten())
-                    .map(|l| l.index);
-                (
-                    m.state == ServerState::Leader && m.current_leader == Some(self.id),
-                    matched.is_some() && matched == m.last_log_index,
-                )
-            };
-            if !leader {
-                return Err("not the leader".into());
-            }
-            if caught_up {
-                break;
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(format!("node {to} did not catch up within 1 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // 2. Let the followers' leases lapse.
-        g.hold.network.store(true, Relaxed);
-        tokio::time::sleep(Duration::from_millis(self.cfg.election_max_ms + 50)).await;
-        // 3. The target campaigns.
-        let body = postcard::to_allocvec(&Admin::Elect).map_err(|e| e.to_string())?;
-        let answer = self
-            .net
-            .call(
-                to,
-                &target.peer,
-                group,
-                K_ADMIN,
-                body,
-                Duration::from_secs(1),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        postcard::from_bytes::<Result<(), String>>(&answer).map_err(|e| e.to_string())??;
-        // 4. Until this node has lost the lead (to `to`, normally).
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        loop {
-            let still = {
-                let m = g.metrics.borrow();
-                m.state == ServerState::Leader && m.current_leader == Some(self.id)
-            };
-            if !still {
-                return Ok(());
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(format!("node {to} did not win the election within 2 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
     /// The answer to a starting node's [`Admin::Probe`].
     fn probe_answer(&self, id: u64) -> Probe {
         let st = self.meta.get();
@@ -968,138 +911,179 @@ impl Inner {
         }
     }
 
-    /// This node leads `group` and is not handing it over (a group being
-    /// transferred takes no new reads or writes here; callers retry).
-    fn is_leader(&self, group: u16) -> bool {
-        self.groups.get(group as usize).is_some_and(|g| {
-            let m = g.metrics.borrow();
-            m.state == ServerState::Leader
-                && m.current_leader == Some(self.id)
-                && !g.hold.refuse.load(Relaxed)
-        })
+    fn view(&self, group: u16) -> Option<GroupView> {
+        self.views.get(group as usize).map(|v| v.lock().clone())
     }
 
-    /// Whether a read of `group` may be served locally right now: this
-    /// node leads the group, has applied an entry of its own term (so
-    /// everything committed by earlier leaders is applied), and a quorum
-    /// acknowledged its leadership recently enough (see `lease.rs`).
-    fn lease_valid(&self, group: u16) -> bool {
-        let Some(g) = self.groups.get(group as usize) else {
-            return false;
-        };
-        let (term, voters) = {
-            let m = g.metrics.borrow();
-            if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
-                return false;
-            }
-            if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
-                return false;
-            }
-            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-            (m.current_term, voters)
-        };
-        let now = std::time::Instant::now();
-        g.lease
-            .valid_until(term, self.id, &voters, self.lease, now)
-            .is_some_and(|until| now < until)
+    fn is_leader(&self, group: u16) -> bool {
+        self.views
+            .get(group as usize)
+            .is_some_and(|v| v.lock().role_leader)
     }
 
     fn leader(&self, group: u16) -> Option<(u64, NodeInfo)> {
-        let g = self.groups.get(group as usize)?;
-        let m = g.metrics.borrow();
-        let id = m.current_leader?;
-        let node = m.membership_config.membership().get_node(&id)?.clone();
-        Some((id, node))
+        let id = self.views.get(group as usize)?.lock().leader;
+        if id == 0 {
+            return None;
+        }
+        let info = self.addrs.lock().get(&id).cloned()?;
+        Some((id, info))
     }
 
     fn members(&self) -> BTreeMap<u64, NodeInfo> {
-        match self.groups.first() {
-            Some(g) => {
-                let m = g.metrics.borrow();
-                let nodes: BTreeMap<u64, NodeInfo> = m
-                    .membership_config
-                    .membership()
-                    .nodes()
-                    .map(|(id, n)| (*id, n.clone()))
-                    .collect();
-                if nodes.is_empty() {
-                    self.cfg.members.clone()
-                } else {
-                    nodes
-                }
-            }
-            None => self.cfg.members.clone(),
+        let voters = self
+            .view(self.cfg.groups)
+            .map(|v| v.voters)
+            .unwrap_or_default();
+        if voters.is_empty() {
+            return self.cfg.members.clone();
+        }
+        let addrs = self.addrs.lock();
+        voters
+            .into_iter()
+            .map(|id| (id, addrs.get(&id).cloned().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Proposes a membership change of `group` here (the leader) and
+    /// waits until it is applied.
+    async fn conf(&self, group: u16, cc: ConfChangeV2) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(group, Input::Conf { group, cc, tx })
+            .await
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("node stopping".into()),
+            Err(_) => Err("membership change not applied in time".into()),
         }
     }
 
     async fn admin(&self, group: u16, op: Admin) -> Result<(), String> {
-        let g = self.groups.get(group as usize).ok_or("no such group")?;
-        if !self.is_leader(group) {
+        let v = self.view(group).ok_or("refused: no such group")?;
+        if !v.role_leader {
             return Err("not the leader".into());
         }
-        if let Admin::Meta(cmds) = op {
-            if group != self.cfg.groups {
-                return Err("refused: meta commands go to the meta group".into());
-            }
-            if decode_argvs(&cmds, |_| {}).is_err() {
-                return Err("refused: undecodable meta command".into());
-            }
-            let r = g
-                .raft
-                .client_write(Batch {
-                    ts_ms: unix_ms(),
-                    cmds,
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            return match r.data.get(0) {
-                Some(b) if b.starts_with(b"-") => Err(format!(
-                    "refused: {}",
-                    String::from_utf8_lossy(&b[1..]).trim_end()
-                )),
-                Some(_) => Ok(()),
-                None => Err("no reply from the meta group".into()),
-            };
-        }
-        let voters: BTreeSet<u64> = g
-            .metrics
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
         match op {
+            Admin::Meta(cmds) => {
+                if group != self.cfg.groups {
+                    return Err("refused: meta commands go to the meta group".into());
+                }
+                let mut argv: Vec<Vec<u8>> = Vec::new();
+                let mut n = 0;
+                decode_argvs(&cmds, |a| {
+                    n += 1;
+                    argv = a.iter().map(|x| x.to_vec()).collect();
+                })
+                .map_err(|_| "refused: undecodable meta command".to_string())?;
+                if n != 1 {
+                    return Err("refused: one meta command at a time".into());
+                }
+                let r = self
+                    .propose(group, &argv)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.starts_with(b"-") {
+                    return Err(format!(
+                        "refused: {}",
+                        String::from_utf8_lossy(&r[1..]).trim_end()
+                    ));
+                }
+                Ok(())
+            }
             Admin::AddVoter(id, node) => {
-                if voters.contains(&id) {
+                if v.voters.contains(&id) {
                     return Ok(());
                 }
-                g.raft
-                    .add_learner(id, node, true)
+                if !v.learners.contains(&id) {
+                    let ctx = postcard::to_allocvec(&(id, node)).map_err(|e| e.to_string())?;
+                    self.conf(group, conf_change(ConfChangeType::AddLearnerNode, id, ctx))
+                        .await?;
+                }
+                self.wait_caught_up(group, id).await?;
+                self.conf(group, conf_change(ConfChangeType::AddNode, id, Vec::new()))
                     .await
-                    .map_err(|e| e.to_string())?;
-                g.raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                    .await
-                    .map_err(|e| e.to_string())?;
             }
             Admin::RemoveVoter(id) => {
-                if !voters.contains(&id) {
+                if !v.voters.contains(&id) && !v.learners.contains(&id) {
                     return Ok(());
                 }
-                if voters.len() == 1 {
+                if v.voters.len() == 1 && v.voters.contains(&id) {
                     return Err("refused: the last voter stays".into());
                 }
-                g.raft
-                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                if id == self.id {
+                    // A leader does not remove itself: it hands the group
+                    // to another voter, whose admin call then removes it.
+                    let to = v.voters.iter().copied().find(|&x| x != id);
+                    if let Some(to) = to {
+                        let _ = self.inbox(group).try_send(Input::Transfer { group, to });
+                    }
+                    return Err("handing leadership over before leaving; retry".into());
+                }
+                self.conf(group, conf_change(ConfChangeType::RemoveNode, id, Vec::new()))
                     .await
-                    .map_err(|e| e.to_string())?;
             }
-            Admin::Transfer(to) => return self.transfer(group, to).await,
-            Admin::Meta(_) | Admin::Probe(_) | Admin::Elect => {
-                return Err("refused: not a membership change".into())
-            }
+            Admin::Transfer(to) => self.transfer(group, to).await,
+            Admin::Probe(_) => Err("refused: not a membership change".into()),
         }
-        Ok(())
+    }
+
+    /// Waits (up to 60 s) until learner `id` has the leader's whole log.
+    async fn wait_caught_up(&self, group: u16, id: u64) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (tx, rx) = oneshot::channel();
+            self.submit(group, Input::Progress { group, tx })
+                .await
+                .map_err(|e| e.to_string())?;
+            match rx.await {
+                Ok(Some((last, matched))) => {
+                    if matched.get(&id).is_some_and(|&m| m + 16 >= last) {
+                        return Ok(());
+                    }
+                }
+                _ => return Err("not the leader".into()),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("node {id} did not catch up within 60 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Hands `group`'s leadership to voter `to` (raft-rs: the leader stops
+    /// taking proposals, brings `to` up to date, and tells it to campaign
+    /// at once) and waits until this node sees `to` lead.
+    async fn transfer(&self, group: u16, to: u64) -> Result<(), String> {
+        if to == self.id {
+            return Ok(());
+        }
+        let v = self.view(group).ok_or("refused: no such group")?;
+        if !v.voters.contains(&to) {
+            return Err(format!(
+                "refused: node {to} is not a voter of group {group}"
+            ));
+        }
+        let deadline =
+            std::time::Instant::now() + Duration::from_millis(2 * self.cfg.election_max_ms + 1000);
+        let mut last_ask = None::<std::time::Instant>;
+        loop {
+            let v = self.view(group).ok_or("refused: no such group")?;
+            if v.leader == to {
+                return Ok(());
+            }
+            if v.role_leader
+                && last_ask
+                    .is_none_or(|t| t.elapsed() > Duration::from_millis(self.cfg.election_min_ms))
+            {
+                let _ = self.inbox(group).try_send(Input::Transfer { group, to });
+                last_ask = Some(std::time::Instant::now());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("node {to} did not take over group {group} in time"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn handle_peer(
@@ -1114,151 +1098,31 @@ impl Inner {
             if let Admin::Probe(id) = op {
                 return postcard::to_allocvec(&self.probe_answer(id)).ok();
             }
-            if let Admin::Elect = op {
-                let r: Result<(), String> = match self.groups.get(group as usize) {
-                    Some(g) => g.raft.trigger().elect().await.map_err(|e| e.to_string()),
-                    None => Err("refused: no such group".into()),
-                };
-                return postcard::to_allocvec(&r).ok();
-            }
             let r = self.admin(group, op).await;
             return postcard::to_allocvec(&r).ok();
         }
-        if self.probing.load(Relaxed) && matches!(kind, K_APPEND | K_VOTE | K_SNAPSHOT) {
-            // No Raft state may be shared before the peers said whether
-            // this node lost its data (no answer: the sender retries).
-            return None;
-        }
         if kind == K_FORWARD {
+            if self.probing.load(Relaxed) {
+                return None;
+            }
             let fwd: Forward = postcard::from_bytes(&body).ok()?;
             if fwd.group != group {
                 return None;
             }
             return Some(host.forward(fwd).await);
         }
-        let g = self.groups.get(group as usize)?;
-        let out = match kind {
-            K_APPEND => {
-                let req = postcard::from_bytes(&body).ok()?;
-                postcard::to_allocvec(&g.raft.append_entries(req).await)
-            }
-            K_VOTE => {
-                let req = postcard::from_bytes(&body).ok()?;
-                postcard::to_allocvec(&g.raft.vote(req).await)
-            }
-            K_SNAPSHOT => {
-                let req = postcard::from_bytes(&body).ok()?;
-                postcard::to_allocvec(&g.raft.install_snapshot(req).await)
-            }
-            _ => return None,
-        };
-        out.ok()
+        None
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Gathers the proposals queued for a group into log entries: one entry
-/// per wake-up, up to BATCH_CMDS commands or BATCH_BYTES, at most
-/// INFLIGHT_BATCHES entries awaiting commit at once.
-async fn batcher(inner: Arc<Inner>, group: u16, mut rx: mpsc::Receiver<Proposal>) {
-    let slots = Arc::new(Semaphore::new(INFLIGHT_BATCHES));
-    let mut last_ts = 0u64;
-    while let Some(first) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut cmds = first.argv;
-        let mut txs = vec![first.tx];
-        while txs.len() < BATCH_CMDS && cmds.len() < BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(p) => {
-                    cmds.extend_from_slice(&p.argv);
-                    txs.push(p.tx);
-                }
-                Err(_) => break,
-            }
-        }
-        if !inner.is_leader(group) {
-            let leader = inner.leader(group);
-            for tx in txs {
-                let _ = tx.send(Err(ClusterError::NotLeader(leader.clone())));
-            }
-            continue;
-        }
-        // The leader's clock, never going backwards within this leader.
-        last_ts = last_ts.max(unix_ms());
-        let batch = Batch {
-            ts_ms: last_ts,
-            cmds,
-        };
-        inner.writes.fetch_add(txs.len() as u64, Relaxed);
-        inner.batches.fetch_add(1, Relaxed);
-        let raft = inner.groups[group as usize].raft.clone();
-        inner.handle.spawn(async move {
-            let r = raft.client_write(batch).await;
-            drop(permit);
-            match r {
-                Ok(resp) => {
-                    for (i, tx) in txs.into_iter().enumerate() {
-                        let reply = resp.data.get(i).map(|b| b.to_vec()).ok_or_else(|| {
-                            ClusterError::Unknown("reply missing from the applied entry".into())
-                        });
-                        let _ = tx.send(reply);
-                    }
-                }
-                Err(e) => {
-                    // The entry may have been appended before leadership
-                    // was lost: a later leader may still commit it.
-                    let err = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                            ClusterError::Unknown("leadership lost while committing".into())
-                        }
-                        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                            ClusterError::Unknown(e.to_string())
-                        }
-                        RaftError::Fatal(e) => ClusterError::Unknown(e.to_string()),
-                    };
-                    for tx in txs {
-                        let _ = tx.send(Err(err.clone()));
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Runs confirmation rounds for a group's waiting reads until none wait.
-/// A round serves only reads that were waiting before it started.
-async fn read_rounds(inner: Arc<Inner>, group: u16) {
-    let g = &inner.groups[group as usize];
-    loop {
-        let waiters = {
-            let mut b = g.reads.lock();
-            if b.waiters.is_empty() {
-                b.running = false;
-                return;
-            }
-            std::mem::take(&mut b.waiters)
-        };
-        let r = match g.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
-                Err(ClusterError::NotLeader(inner.leader(group)))
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                Err(ClusterError::NoQuorum(e.to_string()))
-            }
-            Err(RaftError::Fatal(_)) => Err(ClusterError::Shutdown),
-        };
-        for w in waiters {
-            let _ = w.send(r.clone());
-        }
+fn conf_change(t: ConfChangeType, id: u64, context: Vec<u8>) -> ConfChangeV2 {
+    ConfChangeV2 {
+        changes: vec![ConfChangeSingle {
+            change_type: t as i32,
+            node_id: id,
+        }],
+        context,
+        ..Default::default()
     }
 }
 
@@ -1317,6 +1181,27 @@ async fn probe_peers(inner: &Arc<Inner>) -> Probe {
     merged
 }
 
+/// Keeps the address book in step with the meta group's members.
+async fn learn_addresses(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
+    let Some(mut rx) = weak.upgrade().map(|i| i.meta.subscribe()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let members = rx.borrow_and_update().members.clone();
+        let mut addrs = inner.addrs.lock();
+        for (id, n) in members {
+            addrs.insert(id, n);
+        }
+    }
+}
+
 /// Makes the Raft membership of every group match the meta group's
 /// members. Runs on every node; acts only on the meta group's leader once
 /// it has applied an entry of its own term (so its meta state includes
@@ -1343,26 +1228,19 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
                 let _ = i2.admin_on_leader(meta_g, op, Duration::from_secs(5)).await;
             });
         }
-        let caught_up = {
-            let m = inner.groups[meta_g as usize].metrics.borrow();
-            m.state == ServerState::Leader
-                && m.current_leader == Some(inner.id)
-                && m.last_applied.map(|l| l.leader_id.term) == Some(m.current_term)
+        let Some(mv) = inner.view(meta_g) else {
+            continue;
         };
-        if !caught_up {
+        if !(mv.role_leader && mv.applied_term == mv.term) {
             continue;
         }
         if st.members.is_empty() {
             // A new cluster: the meta group's initial voters are the members.
-            let nodes: Vec<(u64, NodeInfo)> = inner.groups[meta_g as usize]
-                .metrics
-                .borrow()
-                .membership_config
-                .membership()
-                .nodes()
-                .map(|(id, n)| (*id, n.clone()))
-                .collect();
-            for (id, n) in nodes {
+            let addrs = inner.addrs.lock().clone();
+            for id in mv.voters {
+                let Some(n) = addrs.get(&id) else {
+                    continue;
+                };
                 let id_s = id.to_string();
                 let op = meta_cmd(&[
                     b"META.MEMBER".as_slice(),
@@ -1377,16 +1255,15 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
             continue;
         }
         for g in 0..=meta_g {
-            let voters: BTreeSet<u64> = inner.groups[g as usize]
-                .metrics
-                .borrow()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .collect();
+            let Some(v) = inner.view(g) else {
+                continue;
+            };
+            let voters: BTreeSet<u64> = v.voters.iter().copied().collect();
             let op = if let Some((id, n)) = st.members.iter().find(|(id, _)| !voters.contains(id)) {
                 Admin::AddVoter(*id, n.clone())
             } else if let Some(id) = voters.iter().find(|id| !st.members.contains_key(id)) {
+                Admin::RemoveVoter(*id)
+            } else if let Some(id) = v.learners.iter().find(|id| !st.members.contains_key(id)) {
                 Admin::RemoveVoter(*id)
             } else {
                 continue;
@@ -1411,63 +1288,12 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
     }
 }
 
-/// Every few seconds, claims leadership of the groups this node is the
-/// preferred leader of (group g prefers the (g mod n)-th member) when
-/// another node leads them and this node's log is caught up.
-async fn spread_leaders(inner: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
-            _ = stop.changed() => return,
-        }
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let ids: Vec<u64> = inner.members().keys().copied().collect();
-        let Some(pos) = ids.iter().position(|&i| i == inner.id) else {
-            return;
-        };
-        // Leaders per node as this node sees them; only a node below its
-        // fair share claims, and only from a node above it, so the
-        // distribution settles instead of churning.
-        let mut led: BTreeMap<u64, usize> = ids.iter().map(|&i| (i, 0)).collect();
-        for grp in &inner.groups {
-            if let Some(l) = grp.metrics.borrow().current_leader {
-                *led.entry(l).or_default() += 1;
-            }
-        }
-        let fair = inner.groups.len().div_ceil(ids.len());
-        for (g, grp) in inner.groups.iter().enumerate() {
-            if g % ids.len() != pos || led.get(&inner.id).copied().unwrap_or(0) >= fair {
-                continue;
-            }
-            let claim = {
-                let m = grp.metrics.borrow();
-                let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
-                m.current_leader
-                    .is_some_and(|l| l != inner.id && led.get(&l).copied().unwrap_or(0) > fair)
-                    && voters.contains(&inner.id)
-                    && m.state == ServerState::Follower
-                    && m.last_applied.map(|l| l.index) == m.last_log_index
-            };
-            if claim {
-                if let Some(l) = grp.metrics.borrow().current_leader {
-                    *led.entry(l).or_default() -= 1;
-                }
-                *led.entry(inner.id).or_default() += 1;
-                let _ = grp.raft.trigger().elect().await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
 #[doc(hidden)]
 pub(crate) fn fuzz_bodies(data: &[u8]) {
-    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-    let _ = postcard::from_bytes::<AppendEntriesRequest<crate::types::C>>(data);
-    let _ = postcard::from_bytes::<VoteRequest<u64>>(data);
-    let _ = postcard::from_bytes::<InstallSnapshotRequest<crate::types::C>>(data);
+    let _ = wire::decode_batch(data);
+    let _ = wire::decode_entry_data(data);
+    let _ = decode_entry(data);
+    let _ = decode_hard_state(data);
     let _ = postcard::from_bytes::<Forward>(data);
     let _ = postcard::from_bytes::<Admin>(data);
 }

@@ -16,10 +16,51 @@ use std::path::Path;
 
 use crc::{Crc, CRC_32_ISCSI};
 
-use crate::types::SnapshotMeta;
+/// Where a snapshot stands in its group's log, and the group's
+/// membership there (raft-rs' `SnapshotMetadata`, in a format of ours).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotMeta {
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub voters_outgoing: Vec<u64>,
+    pub learners_next: Vec<u64>,
+    pub auto_leave: bool,
+}
+
+impl SnapshotMeta {
+    pub fn from_raft(m: &raft::eraftpb::SnapshotMetadata) -> SnapshotMeta {
+        let cs = m.conf_state.clone().unwrap_or_default();
+        SnapshotMeta {
+            index: m.index,
+            term: m.term,
+            voters: cs.voters,
+            learners: cs.learners,
+            voters_outgoing: cs.voters_outgoing,
+            learners_next: cs.learners_next,
+            auto_leave: cs.auto_leave,
+        }
+    }
+
+    pub fn to_raft(&self) -> raft::eraftpb::SnapshotMetadata {
+        raft::eraftpb::SnapshotMetadata {
+            index: self.index,
+            term: self.term,
+            conf_state: Some(raft::eraftpb::ConfState {
+                voters: self.voters.clone(),
+                learners: self.learners.clone(),
+                voters_outgoing: self.voters_outgoing.clone(),
+                learners_next: self.learners_next.clone(),
+                auto_leave: self.auto_leave,
+            }),
+        }
+    }
+}
 
 const MAGIC: &[u8; 8] = b"CAIRNSNF";
-const VERSION: u8 = 1;
+/// 1 was the openraft engine's (refused: its metadata differs).
+const VERSION: u8 = 2;
 const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 const META_MAX: usize = 16 << 20;
 
@@ -47,7 +88,11 @@ pub fn decode(buf: &[u8]) -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
         return Err(bad("not a cairn snapshot file"));
     }
     if buf[8] != VERSION {
-        return Err(bad(format!("unsupported snapshot file version {}", buf[8])));
+        return Err(bad(format!(
+            "unsupported snapshot file version {} (this release reads {VERSION}; version 1 \
+             files were written by the openraft engine)",
+            buf[8]
+        )));
     }
     let (body, crc) = buf.split_at(buf.len() - 4);
     let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
@@ -106,27 +151,28 @@ pub fn write(path: &Path, meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{LogId, NodeInfo, StoredMembership};
-    use std::collections::{BTreeMap, BTreeSet};
 
     fn meta() -> SnapshotMeta {
-        let mut nodes = BTreeMap::new();
-        nodes.insert(
-            1u64,
-            NodeInfo {
-                peer: "127.0.0.1:17001".into(),
-                resp: "127.0.0.1:7001".into(),
-            },
-        );
-        let m = openraft::Membership::new(vec![BTreeSet::from([1u64])], nodes);
         SnapshotMeta {
-            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 42)),
-            last_membership: StoredMembership::new(
-                Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 1)),
-                m,
-            ),
-            snapshot_id: "x".into(),
+            index: 42,
+            term: 3,
+            voters: vec![1, 2, 3],
+            learners: vec![4],
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn metadata_converts_to_raft_and_back() {
+        assert_eq!(SnapshotMeta::from_raft(&meta().to_raft()), meta());
+    }
+
+    #[test]
+    fn a_version_1_file_is_refused_by_name() {
+        let mut buf = encode(&meta(), b"x").unwrap();
+        buf[8] = 1;
+        let e = decode(&buf).unwrap_err().to_string();
+        assert!(e.contains("openraft"), "{e}");
     }
 
     #[test]

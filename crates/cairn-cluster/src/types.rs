@@ -1,8 +1,5 @@
-//! The openraft type configuration and the application data carried in
-//! log entries. Nothing here leaves this crate's public API except the
-//! plain [`NodeInfo`] and [`Batch`] helpers.
-
-use std::io::Cursor;
+//! Plain types of the cluster API: a node's addresses and the argument
+//! lists carried in log entries.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,55 +17,6 @@ impl std::fmt::Display for NodeInfo {
         write!(f, "{}@{}", self.resp, self.peer)
     }
 }
-
-/// One log entry's commands: the leader's clock and the argument lists
-/// of one or more client commands, applied in order. `cmds` is the
-/// [`encode_argvs`] encoding, kept as one blob so an entry costs one
-/// allocation however many commands it carries.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Batch {
-    pub ts_ms: u64,
-    #[serde(with = "serde_bytes")]
-    pub cmds: Vec<u8>,
-}
-
-/// The replies of one entry's commands: RESP3 encodings, concatenated in
-/// command order; `ends[i]` is where reply `i` ends.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Replies {
-    #[serde(with = "serde_bytes")]
-    pub resp3: Vec<u8>,
-    pub ends: Vec<u32>,
-}
-
-impl Replies {
-    /// Reply `i`'s bytes.
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.resp3.get(start..end)
-    }
-}
-
-openraft::declare_raft_types!(
-    pub TypeConfig:
-        D = Batch,
-        R = Replies,
-        NodeId = u64,
-        Node = NodeInfo,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
-);
-
-pub type C = TypeConfig;
-pub type Raft = openraft::Raft<C>;
-pub type LogId = openraft::LogId<u64>;
-pub type Vote = openraft::Vote<u64>;
-pub type Entry = openraft::Entry<C>;
-pub type StorageError = openraft::StorageError<u64>;
-pub type StoredMembership = openraft::StoredMembership<u64, NodeInfo>;
-pub type SnapshotMeta = openraft::SnapshotMeta<u64, NodeInfo>;
 
 /// Appends one argument list: `argc u32 LE`, then per argument
 /// `len u32 LE | bytes`.

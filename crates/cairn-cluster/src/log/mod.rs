@@ -268,6 +268,26 @@ impl LogStore {
         .await
     }
 
+    /// Like [`LogStore::save_meta`], but `done` is called (from the writer
+    /// thread) once the value is durable, for callers outside async code.
+    pub fn save_meta_cb(
+        &self,
+        group: u16,
+        key: MetaKey,
+        value: Bytes,
+        done: Box<dyn FnOnce(io::Result<()>) + Send + 'static>,
+    ) {
+        if self.inner.writer.is_none() {
+            return done(Ok(()));
+        }
+        self.send(Op::Meta {
+            group,
+            key,
+            value,
+            done: Done::Callback(done),
+        });
+    }
+
     /// Resolves once everything queued before this call is durable.
     pub async fn sync(&self) -> io::Result<()> {
         self.round_trip(|done| Op::Sync { done }).await

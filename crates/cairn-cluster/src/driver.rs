@@ -1,0 +1,826 @@
+//! The raft loop: one OS thread that steps many groups' raft-rs cores
+//! and batches their work — one log write and one `fdatasync` per
+//! iteration for every group, one frame per peer carrying every group's
+//! messages. A node runs `raft_loops` of them; group g belongs to loop
+//! `g mod raft_loops`. See docs/design/multiraft.md.
+//!
+//! The thing not to get wrong: nothing a Ready asks to persist may be
+//! acknowledged (persisted messages: votes, append responses) before the
+//! fsync covering it returned; and entries are applied in log order,
+//! each exactly once.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prost::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::oneshot;
+
+use crate::host::Host;
+use crate::log::{LogStore, MetaKey};
+use crate::net::{PeerNet, K_RAFT};
+use crate::node::ClusterError;
+use crate::snapfile::{self, SnapshotMeta};
+use crate::storage::{encode_entry, encode_hard_state, GroupStorage};
+use crate::types::{decode_argvs, NodeInfo};
+use crate::wire;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClusterError>>;
+
+/// Commands in one log entry at most, and bytes.
+const BATCH_CMDS: usize = 1024;
+const BATCH_BYTES: usize = 1 << 20;
+/// Inputs taken per iteration at most (the rest wait for the next one).
+const DRAIN_MAX: usize = 16384;
+/// Entries kept in the log below a snapshot, for followers that lag a
+/// little (they get entries instead of a whole snapshot).
+const KEEP_BELOW_SNAPSHOT: u64 = 1000;
+
+pub(crate) enum Input {
+    /// One client command ([`crate::types::encode_argv`] encoding).
+    Propose {
+        group: u16,
+        argv: Vec<u8>,
+        tx: Reply<Vec<u8>>,
+    },
+    /// A linearizable-read barrier.
+    Read { group: u16, tx: Reply<()> },
+    /// Messages from a peer.
+    Raft(Vec<(u16, Message)>),
+    /// A membership change, run by the leader.
+    Conf {
+        group: u16,
+        cc: ConfChangeV2,
+        tx: oneshot::Sender<Result<(), String>>,
+    },
+    Transfer { group: u16, to: u64 },
+    /// Write a snapshot and compact the log now.
+    Snapshot { group: u16 },
+    /// The leader's view of each replica's matched index, and its own last.
+    Progress {
+        group: u16,
+        tx: oneshot::Sender<Option<(u64, BTreeMap<u64, u64>)>>,
+    },
+    Stop,
+}
+
+/// What the API reads about a group (published by its loop).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GroupView {
+    pub leader: u64,
+    pub term: u64,
+    pub role_leader: bool,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub applied: u64,
+    /// Term of the last applied entry (a leader whose applied term is its
+    /// term has applied everything committed before it).
+    pub applied_term: u64,
+    pub last_index: u64,
+    pub first_index: u64,
+    pub snapshot_index: Option<u64>,
+}
+
+#[derive(Default)]
+pub(crate) struct EngineStats {
+    pub writes: AtomicU64,
+    pub batches: AtomicU64,
+    pub index_reads: AtomicU64,
+    pub iterations: AtomicU64,
+    pub frames_sent: AtomicU64,
+}
+
+/// What every loop of a node shares.
+pub(crate) struct Ctx {
+    pub me: u64,
+    pub host: Arc<dyn Host>,
+    pub store: LogStore,
+    pub net: Arc<PeerNet>,
+    pub views: Arc<Vec<Mutex<GroupView>>>,
+    pub addrs: Arc<Mutex<BTreeMap<u64, NodeInfo>>>,
+    pub stats: Arc<EngineStats>,
+    pub snapshot_logs: u64,
+    pub snap_dir: Option<PathBuf>,
+    pub tick: Duration,
+    /// Set when a loop stopped on a storage error.
+    pub failed: Arc<AtomicBool>,
+}
+
+enum Waiter {
+    Write(Vec<Reply<Vec<u8>>>),
+    Conf(oneshot::Sender<Result<(), String>>),
+}
+
+struct Pending {
+    index: u64,
+    term: u64,
+    waiter: Waiter,
+}
+
+pub(crate) struct GroupCore {
+    pub id: u16,
+    pub raw: RawNode<GroupStorage>,
+    props: Vec<(Vec<u8>, Reply<Vec<u8>>)>,
+    pending: VecDeque<Pending>,
+    reads_new: Vec<Reply<()>>,
+    reads_sent: BTreeMap<u64, Vec<Reply<()>>>,
+    reads_ready: VecDeque<(u64, Vec<Reply<()>>)>,
+    last_ts: u64,
+    applied_ts: u64,
+    applied_term: u64,
+    snapshot_index: Option<u64>,
+}
+
+impl GroupCore {
+    pub fn new(id: u16, raw: RawNode<GroupStorage>, snapshot_index: Option<u64>) -> GroupCore {
+        let applied_term = raw.store().snapshot_meta().term;
+        GroupCore {
+            id,
+            raw,
+            props: Vec::new(),
+            pending: VecDeque::new(),
+            reads_new: Vec::new(),
+            reads_sent: BTreeMap::new(),
+            reads_ready: VecDeque::new(),
+            last_ts: 0,
+            applied_ts: 0,
+            applied_term,
+            snapshot_index,
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+}
+
+pub(crate) struct Loop {
+    ctx: Arc<Ctx>,
+    groups: Vec<GroupCore>,
+    /// Group id → position in `groups`.
+    pos: HashMap<u16, usize>,
+    rx: Receiver<Input>,
+    outbox: BTreeMap<u64, Vec<u8>>,
+    /// (group position, peer) of snapshots sent this iteration.
+    snaps_sent: Vec<(usize, u64)>,
+    read_seq: u64,
+    scratch: Vec<u8>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Loop {
+    pub fn new(ctx: Arc<Ctx>, groups: Vec<GroupCore>, rx: Receiver<Input>) -> Loop {
+        let pos = groups.iter().enumerate().map(|(i, g)| (g.id, i)).collect();
+        Loop {
+            ctx,
+            groups,
+            pos,
+            rx,
+            outbox: BTreeMap::new(),
+            snaps_sent: Vec::new(),
+            read_seq: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Runs until [`Input::Stop`], the inbox closing, or a storage error.
+    pub fn run(mut self) {
+        for i in 0..self.groups.len() {
+            self.publish(i);
+        }
+        let tick = self.ctx.tick;
+        let mut next_tick = Instant::now() + tick;
+        'outer: loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(i) => self.input(i),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            for _ in 0..DRAIN_MAX {
+                match self.rx.try_recv() {
+                    Ok(Input::Stop) => break 'outer,
+                    Ok(i) => self.input(i),
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                for g in &mut self.groups {
+                    g.raw.tick();
+                }
+                next_tick += tick;
+                if next_tick < now {
+                    next_tick = now + tick;
+                }
+            }
+            for i in 0..self.groups.len() {
+                self.flush_proposals(i);
+                self.flush_reads(i);
+            }
+            if let Err(e) = self.process_readies() {
+                tracing::error!(error = %e, "raft log storage failed; this node's groups stop");
+                self.ctx.failed.store(true, Relaxed);
+                break;
+            }
+            self.send_outbox();
+            self.ctx.stats.iterations.fetch_add(1, Relaxed);
+        }
+        self.fail_all();
+    }
+
+    fn fail_all(&mut self) {
+        for g in &mut self.groups {
+            for (_, tx) in g.props.drain(..) {
+                let _ = tx.send(Err(ClusterError::Shutdown));
+            }
+            for p in g.pending.drain(..) {
+                match p.waiter {
+                    Waiter::Write(txs) => {
+                        for tx in txs {
+                            let _ = tx.send(Err(ClusterError::Unknown("node stopping".into())));
+                        }
+                    }
+                    Waiter::Conf(tx) => {
+                        let _ = tx.send(Err("node stopping".into()));
+                    }
+                }
+            }
+            let reads = g
+                .reads_new
+                .drain(..)
+                .chain(std::mem::take(&mut g.reads_sent).into_values().flatten())
+                .chain(g.reads_ready.drain(..).flat_map(|(_, w)| w));
+            for tx in reads {
+                let _ = tx.send(Err(ClusterError::Shutdown));
+            }
+        }
+    }
+
+    fn leader_of(&self, i: usize) -> Option<(u64, NodeInfo)> {
+        let l = self.groups[i].raw.raft.leader_id;
+        if l == 0 {
+            return None;
+        }
+        let info = self.ctx.addrs.lock().get(&l).cloned().unwrap_or_default();
+        Some((l, info))
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Propose { group, argv, tx } => match self.pos.get(&group) {
+                Some(&i) => self.groups[i].props.push((argv, tx)),
+                None => {
+                    let _ = tx.send(Err(ClusterError::Shutdown));
+                }
+            },
+            Input::Read { group, tx } => match self.pos.get(&group) {
+                Some(&i) => self.groups[i].reads_new.push(tx),
+                None => {
+                    let _ = tx.send(Err(ClusterError::Shutdown));
+                }
+            },
+            Input::Raft(msgs) => {
+                for (group, m) in msgs {
+                    let Some(&i) = self.pos.get(&group) else {
+                        continue;
+                    };
+                    if m.to != self.ctx.me {
+                        continue;
+                    }
+                    if let Err(e) = self.groups[i].raw.step(m) {
+                        tracing::trace!(group, error = %e, "raft message not stepped");
+                    }
+                }
+            }
+            Input::Conf { group, cc, tx } => {
+                let Some(&i) = self.pos.get(&group) else {
+                    let _ = tx.send(Err("refused: no such group".into()));
+                    return;
+                };
+                let g = &mut self.groups[i];
+                if !g.is_leader() {
+                    let _ = tx.send(Err("not the leader".into()));
+                    return;
+                }
+                let ctx = cc.context.clone();
+                match g.raw.propose_conf_change(ctx, cc) {
+                    Ok(()) => {
+                        let index = g.raw.raft.raft_log.last_index();
+                        let term = g.raw.raft.term;
+                        g.pending.push_back(Pending {
+                            index,
+                            term,
+                            waiter: Waiter::Conf(tx),
+                        });
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            }
+            Input::Transfer { group, to } => {
+                if let Some(&i) = self.pos.get(&group) {
+                    let g = &mut self.groups[i];
+                    if g.is_leader() && to != self.ctx.me {
+                        g.raw.transfer_leader(to);
+                    }
+                }
+            }
+            Input::Snapshot { group } => {
+                if let Some(&i) = self.pos.get(&group) {
+                    if let Err(e) = self.take_snapshot(i) {
+                        tracing::warn!(group, error = %e, "snapshot failed");
+                    }
+                }
+            }
+            Input::Progress { group, tx } => {
+                let r = self.pos.get(&group).and_then(|&i| {
+                    let g = &self.groups[i];
+                    g.is_leader().then(|| {
+                        let m = g
+                            .raw
+                            .raft
+                            .prs()
+                            .iter()
+                            .map(|(id, p)| (*id, p.matched))
+                            .collect();
+                        (g.raw.raft.raft_log.last_index(), m)
+                    })
+                });
+                let _ = tx.send(r);
+            }
+            Input::Stop => {}
+        }
+    }
+
+    /// Proposes the commands gathered for group `i` since the last
+    /// iteration, as few entries as the batch bounds allow.
+    fn flush_proposals(&mut self, i: usize) {
+        if self.groups[i].props.is_empty() {
+            return;
+        }
+        let props = std::mem::take(&mut self.groups[i].props);
+        if !self.groups[i].is_leader() {
+            let leader = self.leader_of(i);
+            for (_, tx) in props {
+                let _ = tx.send(Err(ClusterError::NotLeader(leader.clone())));
+            }
+            return;
+        }
+        let g = &mut self.groups[i];
+        let ts = now_ms().max(g.last_ts).max(g.applied_ts);
+        g.last_ts = ts;
+        let mut it = props.into_iter().peekable();
+        while it.peek().is_some() {
+            let mut data = Vec::new();
+            wire::entry_header(&mut data, ts);
+            let mut txs = Vec::new();
+            while let Some((argv, tx)) = it.next_if(|_| true) {
+                data.extend_from_slice(&argv);
+                txs.push(tx);
+                if txs.len() >= BATCH_CMDS || data.len() >= BATCH_BYTES {
+                    break;
+                }
+            }
+            let n = txs.len() as u64;
+            match g.raw.propose(Vec::new(), data) {
+                Ok(()) => {
+                    let index = g.raw.raft.raft_log.last_index();
+                    let term = g.raw.raft.term;
+                    g.pending.push_back(Pending {
+                        index,
+                        term,
+                        waiter: Waiter::Write(txs),
+                    });
+                    self.ctx.stats.writes.fetch_add(n, Relaxed);
+                    self.ctx.stats.batches.fetch_add(1, Relaxed);
+                }
+                Err(_) => {
+                    // Dropped (leadership being transferred, or too many
+                    // uncommitted bytes): nothing was appended.
+                    for tx in txs {
+                        let _ = tx.send(Err(ClusterError::NotLeader(None)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One ReadIndex round for every read that arrived since the last one.
+    fn flush_reads(&mut self, i: usize) {
+        if self.groups[i].reads_new.is_empty() {
+            return;
+        }
+        let reads = std::mem::take(&mut self.groups[i].reads_new);
+        if !self.groups[i].is_leader() {
+            let leader = self.leader_of(i);
+            for tx in reads {
+                let _ = tx.send(Err(ClusterError::NotLeader(leader.clone())));
+            }
+            return;
+        }
+        self.read_seq += 1;
+        let seq = self.read_seq;
+        self.ctx
+            .stats
+            .index_reads
+            .fetch_add(reads.len() as u64, Relaxed);
+        let g = &mut self.groups[i];
+        g.reads_sent.insert(seq, reads);
+        g.raw.read_index(seq.to_le_bytes().to_vec());
+    }
+
+    fn queue_messages(&mut self, i: usize, msgs: Vec<Message>) {
+        let group = self.groups[i].id;
+        for m in msgs {
+            if m.msg_type == MessageType::MsgSnapshot as i32 {
+                self.snaps_sent.push((i, m.to));
+            }
+            let buf = self.outbox.entry(m.to).or_default();
+            wire::put_message(buf, group, &m);
+        }
+    }
+
+    fn send_outbox(&mut self) {
+        let outbox = std::mem::take(&mut self.outbox);
+        let mut failed = Vec::new();
+        for (to, batch) in outbox {
+            let addr = self
+                .ctx
+                .addrs
+                .lock()
+                .get(&to)
+                .map(|n| n.peer.clone())
+                .unwrap_or_default();
+            if self.ctx.net.send_oneway(to, &addr, K_RAFT, &batch) {
+                self.ctx.stats.frames_sent.fetch_add(1, Relaxed);
+            } else {
+                failed.push(to);
+            }
+        }
+        for (i, to) in std::mem::take(&mut self.snaps_sent) {
+            let status = if failed.contains(&to) {
+                SnapshotStatus::Failure
+            } else {
+                SnapshotStatus::Finish
+            };
+            self.groups[i].raw.report_snapshot(to, status);
+        }
+        for to in failed {
+            for g in &mut self.groups {
+                if g.is_leader() {
+                    g.raw.report_unreachable(to);
+                }
+            }
+        }
+    }
+
+    /// Handles every group's Ready: sends, restores, applies, persists
+    /// with one fsync, then advances each group.
+    fn process_readies(&mut self) -> std::io::Result<()> {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let mut writes = 0usize;
+        let mut staged = Vec::new();
+        for i in 0..self.groups.len() {
+            if !self.groups[i].raw.has_ready() {
+                continue;
+            }
+            let mut rd = self.groups[i].raw.ready();
+            if let Some(ss) = rd.ss() {
+                if ss.raft_state != StateRole::Leader {
+                    self.lost_leadership(i);
+                }
+            }
+            let msgs = rd.take_messages();
+            self.queue_messages(i, msgs);
+            if !rd.snapshot().is_empty() {
+                self.restore(i, rd.snapshot().clone())?;
+            }
+            let committed = rd.take_committed_entries();
+            self.apply(i, committed);
+            let group = self.groups[i].id;
+            if !rd.entries().is_empty() {
+                let ents: Vec<(u64, Bytes)> = rd
+                    .entries()
+                    .iter()
+                    .map(|e| (e.index, Bytes::from(encode_entry(e))))
+                    .collect();
+                self.groups[i].raw.mut_store().append(rd.entries());
+                let tx = done_tx.clone();
+                self.ctx.store.append(
+                    group,
+                    ents,
+                    Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                );
+                writes += 1;
+            }
+            if let Some(hs) = rd.hs() {
+                self.groups[i].raw.mut_store().hs = hs.clone();
+                let tx = done_tx.clone();
+                self.ctx.store.save_meta_cb(
+                    group,
+                    MetaKey::Vote,
+                    Bytes::from(encode_hard_state(hs)),
+                    Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                );
+                writes += 1;
+            }
+            for rs in rd.take_read_states() {
+                let mut seq = [0u8; 8];
+                if rs.request_ctx.len() == 8 {
+                    seq.copy_from_slice(&rs.request_ctx);
+                }
+                let g = &mut self.groups[i];
+                if let Some(w) = g.reads_sent.remove(&u64::from_le_bytes(seq)) {
+                    g.reads_ready.push_back((rs.index, w));
+                }
+            }
+            staged.push((i, rd));
+        }
+        drop(done_tx);
+        for _ in 0..writes {
+            match done_rx.recv() {
+                Ok(r) => r?,
+                Err(_) => return Err(std::io::Error::other("log writer gone")),
+            }
+        }
+        for (i, mut rd) in staged {
+            let msgs = rd.take_persisted_messages();
+            self.queue_messages(i, msgs);
+            let mut light = self.groups[i].raw.advance_append(rd);
+            if let Some(c) = light.commit_index() {
+                self.groups[i].raw.mut_store().hs.commit = c;
+            }
+            let msgs = light.take_messages();
+            self.queue_messages(i, msgs);
+            let committed = light.take_committed_entries();
+            self.apply(i, committed);
+            let g = &mut self.groups[i];
+            let applied = g.raw.store().applied;
+            g.raw.advance_apply_to(applied);
+            while g.reads_ready.front().is_some_and(|(idx, _)| *idx <= applied) {
+                if let Some((_, w)) = g.reads_ready.pop_front() {
+                    for tx in w {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+            }
+            let since = applied.saturating_sub(g.snapshot_index.unwrap_or(0));
+            if since >= self.ctx.snapshot_logs {
+                if let Err(e) = self.take_snapshot(i) {
+                    tracing::warn!(group = self.groups[i].id, error = %e, "snapshot failed");
+                }
+            }
+            self.publish(i);
+        }
+        Ok(())
+    }
+
+    /// The group's node stopped leading: reads not yet confirmed will
+    /// never be (confirmed ones still complete once applied).
+    fn lost_leadership(&mut self, i: usize) {
+        let leader = self.leader_of(i);
+        let g = &mut self.groups[i];
+        for tx in std::mem::take(&mut g.reads_sent).into_values().flatten() {
+            let _ = tx.send(Err(ClusterError::NotLeader(leader.clone())));
+        }
+    }
+
+    /// Applies committed entries of group `i` in order and answers the
+    /// requests waiting on them.
+    fn apply(&mut self, i: usize, entries: Vec<Entry>) {
+        let host = self.ctx.host.clone();
+        for e in entries {
+            let g = &mut self.groups[i];
+            if e.index <= g.raw.store().applied {
+                continue;
+            }
+            let waiting = g.pending.front().is_some_and(|p| p.index == e.index);
+            let mut replies: Vec<Vec<u8>> = Vec::new();
+            let mut conf_ok = false;
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => {}
+                EntryType::EntryNormal => match wire::decode_entry_data(&e.data) {
+                    Ok((ts, cmds)) => {
+                        let ts = ts.max(g.applied_ts);
+                        g.applied_ts = ts;
+                        let group = g.id;
+                        let scratch = &mut self.scratch;
+                        let r = decode_argvs(cmds, |argv| {
+                            scratch.clear();
+                            host.apply(group, ts, argv, scratch);
+                            if waiting {
+                                replies.push(scratch.clone());
+                            }
+                        });
+                        if let Err(err) = r {
+                            // Checksummed on disk and on the wire: only a
+                            // bug gets here; every replica skips the same.
+                            tracing::error!(group, error = err, "undecodable log entry");
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(group = g.id, error = %err, "undecodable log entry")
+                    }
+                },
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    let cc: Result<ConfChangeV2, String> =
+                        if e.get_entry_type() == EntryType::EntryConfChange {
+                            ConfChange::decode(&e.data[..])
+                                .map(|c| ConfChangeV2 {
+                                    changes: vec![ConfChangeSingle {
+                                        change_type: c.change_type,
+                                        node_id: c.node_id,
+                                    }],
+                                    context: c.context,
+                                    ..Default::default()
+                                })
+                                .map_err(|x| x.to_string())
+                        } else {
+                            ConfChangeV2::decode(&e.data[..]).map_err(|x| x.to_string())
+                        };
+                    match cc {
+                        Ok(cc) => {
+                            learn_address(&self.ctx, &cc);
+                            match g.raw.apply_conf_change(&cc) {
+                                Ok(cs) => {
+                                    g.raw.mut_store().cs = cs;
+                                    conf_ok = true;
+                                }
+                                Err(err) => {
+                                    tracing::warn!(group = g.id, error = %err, "conf change refused")
+                                }
+                            }
+                        }
+                        Err(err) => {
+                            tracing::error!(group = g.id, error = %err, "undecodable conf change")
+                        }
+                    }
+                }
+            }
+            g.raw.mut_store().applied = e.index;
+            g.applied_term = e.term;
+            // Answer the requests of this index; earlier ones cannot be
+            // pending any more (applies are in order).
+            while let Some(p) = g.pending.front() {
+                if p.index > e.index {
+                    break;
+                }
+                let Some(p) = g.pending.pop_front() else {
+                    break;
+                };
+                let mine = p.index == e.index && p.term == e.term;
+                match p.waiter {
+                    Waiter::Write(txs) => {
+                        if mine {
+                            let mut rs = std::mem::take(&mut replies).into_iter();
+                            for tx in txs {
+                                let r = rs.next().ok_or_else(|| {
+                                    ClusterError::Unknown("reply missing".into())
+                                });
+                                let _ = tx.send(r);
+                            }
+                        } else {
+                            // Another entry took its place: never applied.
+                            for tx in txs {
+                                let _ = tx.send(Err(ClusterError::NotLeader(None)));
+                            }
+                        }
+                    }
+                    Waiter::Conf(tx) => {
+                        let r = if mine && conf_ok {
+                            Ok(())
+                        } else if mine {
+                            Err("another membership change is in progress".into())
+                        } else {
+                            Err("leadership changed; retry".into())
+                        };
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Installs a snapshot a leader sent: keyspace, file, memory log, log
+    /// store. Requests waiting on entries it covers have unknown fates.
+    fn restore(&mut self, i: usize, snap: Snapshot) -> std::io::Result<()> {
+        let meta = snap.metadata.clone().unwrap_or_default();
+        let g = &mut self.groups[i];
+        self.ctx
+            .host
+            .restore(g.id, &snap.data)
+            .map_err(|e| std::io::Error::other(format!("group {}: bad snapshot: {e}", g.id)))?;
+        if let Some(dir) = &self.ctx.snap_dir {
+            snapfile::write(
+                &dir.join(format!("g{}.snap", g.id)),
+                &SnapshotMeta::from_raft(&meta),
+                &snap.data,
+            )?;
+        }
+        g.raw.mut_store().apply_snapshot(&meta);
+        g.applied_term = meta.term;
+        g.snapshot_index = Some(meta.index);
+        self.ctx.store.purge(g.id, meta.index, Bytes::new());
+        self.ctx.store.truncate(g.id, meta.index + 1);
+        while g.pending.front().is_some_and(|p| p.index <= meta.index) {
+            if let Some(p) = g.pending.pop_front() {
+                match p.waiter {
+                    Waiter::Write(txs) => {
+                        for tx in txs {
+                            let _ = tx.send(Err(ClusterError::Unknown(
+                                "replaced by a snapshot".into(),
+                            )));
+                        }
+                    }
+                    Waiter::Conf(tx) => {
+                        let _ = tx.send(Err("replaced by a snapshot".into()));
+                    }
+                }
+            }
+        }
+        if let Some(cs) = &meta.conf_state {
+            let addrs = self.ctx.addrs.lock();
+            for id in cs.voters.iter().chain(&cs.learners) {
+                if !addrs.contains_key(id) {
+                    tracing::debug!(node = id, "snapshot names a node of unknown address");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes group `i`'s keyspace at its applied index to its snapshot
+    /// file and compacts the log below it.
+    fn take_snapshot(&mut self, i: usize) -> std::io::Result<()> {
+        let g = &mut self.groups[i];
+        let meta = g.raw.store().snapshot_meta();
+        if let Some(dir) = &self.ctx.snap_dir {
+            let data = self.ctx.host.snapshot(g.id);
+            snapfile::write(
+                &dir.join(format!("g{}.snap", g.id)),
+                &SnapshotMeta::from_raft(&meta),
+                &data,
+            )?;
+        }
+        g.snapshot_index = Some(meta.index);
+        let upto = meta.index.saturating_sub(KEEP_BELOW_SNAPSHOT);
+        if upto > g.raw.store().base.0 {
+            g.raw.mut_store().compact(upto);
+            self.ctx.store.purge(g.id, upto, Bytes::new());
+        }
+        Ok(())
+    }
+
+    fn publish(&self, i: usize) {
+        let g = &self.groups[i];
+        let s = g.raw.store();
+        let v = GroupView {
+            leader: g.raw.raft.leader_id,
+            term: g.raw.raft.term,
+            role_leader: g.is_leader(),
+            voters: s.cs.voters.clone(),
+            learners: s.cs.learners.clone(),
+            applied: s.applied,
+            applied_term: g.applied_term,
+            last_index: s.last_index(),
+            first_index: s.first_index(),
+            snapshot_index: g.snapshot_index,
+        };
+        if let Some(slot) = self.ctx.views.get(g.id as usize) {
+            *slot.lock() = v;
+        }
+    }
+}
+
+/// A conf change's context carries the added node's addresses.
+fn learn_address(ctx: &Ctx, cc: &ConfChangeV2) {
+    if cc.context.is_empty() {
+        return;
+    }
+    if let Ok((id, info)) = postcard::from_bytes::<(u64, NodeInfo)>(&cc.context) {
+        if id != ctx.me {
+            ctx.addrs.lock().entry(id).or_insert(info);
+        }
+    }
+}
