@@ -296,13 +296,14 @@ impl Loop {
                 }
             },
             Input::Raft(msgs) => {
-                for (group, m) in msgs {
+                for (group, mut m) in msgs {
                     let Some(&i) = self.pos.get(&group) else {
                         continue;
                     };
                     if m.to != self.ctx.me {
                         continue;
                     }
+                    lost_log_fixups(&mut self.groups[i].raw, &mut m);
                     if let Err(e) = self.groups[i].raw.step(m) {
                         tracing::trace!(group, error = %e, "raft message not stepped");
                     }
@@ -809,6 +810,41 @@ impl Loop {
         };
         if let Some(slot) = self.ctx.views.get(g.id as usize) {
             *slot.lock() = v;
+        }
+    }
+}
+
+/// A volatile node that restarted has lost the log it once acknowledged
+/// (Raft assumes it cannot). Two adjustments keep raft-rs' assertions and
+/// let it catch up by snapshot; neither can trigger while logs are durable:
+/// - follower: a heartbeat's commit beyond the local log (the leader
+///   still believes the old match) is cut to the log's end — what is
+///   there came from a snapshot, so it is committed;
+/// - leader: a follower that rejects an append with a last index below
+///   what it had acknowledged is probed again from scratch (raft-rs
+///   would ignore the reject as stale and resend the same entries forever).
+fn lost_log_fixups(raw: &mut RawNode<GroupStorage>, m: &mut Message) {
+    if m.msg_type == MessageType::MsgHeartbeat as i32 {
+        let last = raw.store().last_index();
+        if m.commit > last {
+            m.commit = last;
+        }
+    } else if m.msg_type == MessageType::MsgAppendResponse as i32
+        && m.reject
+        && raw.raft.state == StateRole::Leader
+        && m.term == raw.raft.term
+    {
+        if let Some(pr) = raw.raft.mut_prs().get_mut(m.from) {
+            if m.reject_hint < pr.matched {
+                tracing::warn!(
+                    node = m.from,
+                    had = pr.matched,
+                    has = m.reject_hint,
+                    "a replica lost entries it had acknowledged (volatile restart); resending"
+                );
+                pr.matched = 0;
+                pr.become_probe();
+            }
         }
     }
 }

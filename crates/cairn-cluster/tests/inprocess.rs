@@ -393,3 +393,37 @@ fn meta_group_tracks_members_settings_and_refuses_a_wiped_member() {
         }
     }
 }
+
+/// Followers apply a commit within a round of the leader's reply, so
+/// READONLY reads of a follower trail the leader only briefly.
+#[test]
+fn followers_apply_each_commit_soon_after_the_leader_answers() {
+    let groups = 2;
+    let (rt, _dirs, _ports, nodes) = three_durable_nodes(groups);
+    let mut worst = Duration::ZERO;
+    for i in 0..50u32 {
+        let g = (i % groups as u32) as u16;
+        let key = format!("lag{i}");
+        write(&rt, &nodes, g, &[b"SET", key.as_bytes(), b"v"]);
+        let t = Instant::now();
+        loop {
+            let all = nodes
+                .iter()
+                .flatten()
+                .all(|n| n.host.state(g).contains_key(key.as_bytes()));
+            if all {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "a follower never applied {key}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        worst = worst.max(t.elapsed());
+    }
+    eprintln!("worst follower lag after the leader's reply: {worst:?}");
+    for n in nodes.into_iter().flatten() {
+        n.cluster.shutdown();
+    }
+}
