@@ -53,7 +53,10 @@ pub(crate) enum Input {
         tx: Reply<Vec<u8>>,
     },
     /// A linearizable-read barrier.
-    Read { group: u16, tx: Reply<()> },
+    Read {
+        group: u16,
+        tx: Reply<()>,
+    },
     /// Messages from a peer.
     Raft(Vec<(u16, Message)>),
     /// A membership change, run by the leader.
@@ -62,9 +65,14 @@ pub(crate) enum Input {
         cc: ConfChangeV2,
         tx: oneshot::Sender<Result<(), String>>,
     },
-    Transfer { group: u16, to: u64 },
+    Transfer {
+        group: u16,
+        to: u64,
+    },
     /// Write a snapshot and compact the log now.
-    Snapshot { group: u16 },
+    Snapshot {
+        group: u16,
+    },
     /// The leader's view of each replica's matched index, and its own last.
     Progress {
         group: u16,
@@ -99,12 +107,38 @@ pub(crate) struct EngineStats {
     pub frames_sent: AtomicU64,
 }
 
+/// Where a loop's peer frames go: the peer transport, or the simulation.
+pub(crate) trait Outbound: Send + Sync {
+    /// Queues one frame (a `wire` batch) for node `to`; false when it
+    /// cannot be sent (unreachable, queue full): Raft resends.
+    fn send(&self, to: u64, addr: &str, batch: &[u8]) -> bool;
+}
+
+impl Outbound for Arc<PeerNet> {
+    fn send(&self, to: u64, addr: &str, batch: &[u8]) -> bool {
+        self.send_oneway(to, addr, K_RAFT, batch)
+    }
+}
+
+/// The leader's clock for entry timestamps (ms since the epoch).
+pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub(crate) fn wall_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
 /// What every loop of a node shares.
 pub(crate) struct Ctx {
     pub me: u64,
     pub host: Arc<dyn Host>,
     pub store: LogStore,
-    pub net: Arc<PeerNet>,
+    pub net: Box<dyn Outbound>,
+    pub clock: Clock,
     pub views: Arc<Vec<Mutex<GroupView>>>,
     pub addrs: Arc<Mutex<BTreeMap<u64, NodeInfo>>>,
     pub stats: Arc<EngineStats>,
@@ -113,6 +147,9 @@ pub(crate) struct Ctx {
     pub tick: Duration,
     /// Set when a loop stopped on a storage error.
     pub failed: Arc<AtomicBool>,
+    /// Exit the process on a storage error (the server); tests and the
+    /// simulation keep running.
+    pub abort_on_storage_failure: bool,
 }
 
 enum Waiter {
@@ -132,7 +169,9 @@ pub(crate) struct GroupCore {
     props: Vec<(Vec<u8>, Reply<Vec<u8>>)>,
     pending: VecDeque<Pending>,
     reads_new: Vec<Reply<()>>,
-    reads_sent: BTreeMap<u64, Vec<Reply<()>>>,
+    /// Reads sent for confirmation: ReadIndex context → (the leader's last
+    /// index when they were sent, waiters).
+    reads_sent: BTreeMap<u64, (u64, Vec<Reply<()>>)>,
     reads_ready: VecDeque<(u64, Vec<Reply<()>>)>,
     last_ts: u64,
     applied_ts: u64,
@@ -168,7 +207,6 @@ pub(crate) struct Loop {
     groups: Vec<GroupCore>,
     /// Group id → position in `groups`.
     pos: HashMap<u16, usize>,
-    rx: Receiver<Input>,
     outbox: BTreeMap<u64, Vec<u8>>,
     /// (group position, peer) of snapshots sent this iteration.
     snaps_sent: Vec<(usize, u64)>,
@@ -176,21 +214,13 @@ pub(crate) struct Loop {
     scratch: Vec<u8>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Loop {
-    pub fn new(ctx: Arc<Ctx>, groups: Vec<GroupCore>, rx: Receiver<Input>) -> Loop {
+    pub fn new(ctx: Arc<Ctx>, groups: Vec<GroupCore>) -> Loop {
         let pos = groups.iter().enumerate().map(|(i, g)| (g.id, i)).collect();
         Loop {
             ctx,
             groups,
             pos,
-            rx,
             outbox: BTreeMap::new(),
             snaps_sent: Vec::new(),
             read_seq: 0,
@@ -199,21 +229,19 @@ impl Loop {
     }
 
     /// Runs until [`Input::Stop`], the inbox closing, or a storage error.
-    pub fn run(mut self) {
-        for i in 0..self.groups.len() {
-            self.publish(i);
-        }
+    pub fn run(mut self, rx: Receiver<Input>) {
+        self.publish_all();
         let tick = self.ctx.tick;
         let mut next_tick = Instant::now() + tick;
         'outer: loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
+            match rx.recv_timeout(wait) {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(i) => self.input(i),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             for _ in 0..DRAIN_MAX {
-                match self.rx.try_recv() {
+                match rx.try_recv() {
                     Ok(Input::Stop) => break 'outer,
                     Ok(i) => self.input(i),
                     Err(_) => break,
@@ -221,33 +249,77 @@ impl Loop {
             }
             let now = Instant::now();
             if now >= next_tick {
-                for g in &mut self.groups {
-                    g.raw.tick();
-                }
+                self.tick();
                 next_tick += tick;
                 if next_tick < now {
                     next_tick = now + tick;
                 }
             }
-            for i in 0..self.groups.len() {
-                self.flush_proposals(i);
-                self.flush_reads(i);
-            }
-            if let Err(e) = self.process_readies() {
-                tracing::error!(error = %e, "raft log storage failed; this node's groups stop");
-                self.ctx.failed.store(true, Relaxed);
+            if let Err(e) = self.iterate() {
+                self.storage_failed(&e);
                 break;
             }
-            self.send_outbox();
-            self.ctx.stats.iterations.fetch_add(1, Relaxed);
         }
         self.fail_all();
     }
 
+    /// The log or a snapshot file could not be written. The node can no
+    /// longer keep a promise it made (a failed fsync may have dropped the
+    /// dirty pages), so it stops: the process exits when
+    /// `ctx.abort_on_storage_failure` (the server), and otherwise this
+    /// loop's groups answer nothing more. A restart recovers from what is
+    /// on disk.
+    fn storage_failed(&mut self, e: &std::io::Error) {
+        tracing::error!(error = %e, "raft log storage failed; stopping this node");
+        self.ctx.failed.store(true, Relaxed);
+        for v in self.ctx.views.iter() {
+            *v.lock() = GroupView::default();
+        }
+        self.fail_all();
+        if self.ctx.abort_on_storage_failure {
+            eprintln!("cairn: raft log storage failed ({e}); exiting");
+            std::process::exit(70);
+        }
+    }
+
+    pub fn publish_all(&self) {
+        for i in 0..self.groups.len() {
+            self.publish(i);
+        }
+    }
+
+    /// Advances every group's logical clock by one tick.
+    pub fn tick(&mut self) {
+        for g in &mut self.groups {
+            g.raw.tick();
+        }
+    }
+
+    /// One iteration after the inputs were taken: propose, ask for read
+    /// confirmations, handle every Ready (one fsync), send.
+    pub fn iterate(&mut self) -> std::io::Result<()> {
+        for i in 0..self.groups.len() {
+            self.flush_proposals(i);
+            self.flush_reads(i);
+        }
+        self.process_readies()?;
+        self.send_outbox();
+        self.ctx.stats.iterations.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// The groups' durable state, as a restart would find it (between
+    /// iterations everything is persisted): for the simulation.
+    #[cfg(feature = "sim")]
+    pub fn groups(&self) -> impl Iterator<Item = &GroupCore> {
+        self.groups.iter()
+    }
+
     fn fail_all(&mut self) {
         for g in &mut self.groups {
+            // Not proposed, or not confirmed: nothing was applied.
             for (_, tx) in g.props.drain(..) {
-                let _ = tx.send(Err(ClusterError::Shutdown));
+                let _ = tx.send(Err(ClusterError::NotLeader(None)));
             }
             for p in g.pending.drain(..) {
                 match p.waiter {
@@ -264,10 +336,14 @@ impl Loop {
             let reads = g
                 .reads_new
                 .drain(..)
-                .chain(std::mem::take(&mut g.reads_sent).into_values().flatten())
+                .chain(
+                    std::mem::take(&mut g.reads_sent)
+                        .into_values()
+                        .flat_map(|(_, w)| w),
+                )
                 .chain(g.reads_ready.drain(..).flat_map(|(_, w)| w));
             for tx in reads {
-                let _ = tx.send(Err(ClusterError::Shutdown));
+                let _ = tx.send(Err(ClusterError::NotLeader(None)));
             }
         }
     }
@@ -281,7 +357,7 @@ impl Loop {
         Some((l, info))
     }
 
-    fn input(&mut self, input: Input) {
+    pub fn input(&mut self, input: Input) {
         match input {
             Input::Propose { group, argv, tx } => match self.pos.get(&group) {
                 Some(&i) => self.groups[i].props.push((argv, tx)),
@@ -385,7 +461,7 @@ impl Loop {
             return;
         }
         let g = &mut self.groups[i];
-        let ts = now_ms().max(g.last_ts).max(g.applied_ts);
+        let ts = (self.ctx.clock)().max(g.last_ts).max(g.applied_ts);
         g.last_ts = ts;
         let mut it = props.into_iter().peekable();
         while it.peek().is_some() {
@@ -443,7 +519,11 @@ impl Loop {
             .index_reads
             .fetch_add(reads.len() as u64, Relaxed);
         let g = &mut self.groups[i];
-        g.reads_sent.insert(seq, reads);
+        // A read waits for the writes proposed before it on this leader
+        // too (a pipeline's SET k then GET k): raft-rs' read index is the
+        // commit index, which may not include them yet.
+        let last = g.raw.raft.raft_log.last_index();
+        g.reads_sent.insert(seq, (last, reads));
         g.raw.read_index(seq.to_le_bytes().to_vec());
     }
 
@@ -469,7 +549,7 @@ impl Loop {
                 .get(&to)
                 .map(|n| n.peer.clone())
                 .unwrap_or_default();
-            if self.ctx.net.send_oneway(to, &addr, K_RAFT, &batch) {
+            if self.ctx.net.send(to, &addr, &batch) {
                 self.ctx.stats.frames_sent.fetch_add(1, Relaxed);
             } else {
                 failed.push(to);
@@ -552,8 +632,8 @@ impl Loop {
                     seq.copy_from_slice(&rs.request_ctx);
                 }
                 let g = &mut self.groups[i];
-                if let Some(w) = g.reads_sent.remove(&u64::from_le_bytes(seq)) {
-                    g.reads_ready.push_back((rs.index, w));
+                if let Some((last, w)) = g.reads_sent.remove(&u64::from_le_bytes(seq)) {
+                    g.reads_ready.push_back((rs.index.max(last), w));
                 }
             }
             staged.push((i, rd));
@@ -579,12 +659,16 @@ impl Loop {
             let g = &mut self.groups[i];
             let applied = g.raw.store().applied;
             g.raw.advance_apply_to(applied);
-            while g.reads_ready.front().is_some_and(|(idx, _)| *idx <= applied) {
-                if let Some((_, w)) = g.reads_ready.pop_front() {
-                    for tx in w {
+            if !g.reads_ready.is_empty() {
+                g.reads_ready.retain_mut(|(idx, w)| {
+                    if *idx > applied {
+                        return true;
+                    }
+                    for tx in w.drain(..) {
                         let _ = tx.send(Ok(()));
                     }
-                }
+                    false
+                });
             }
             let since = applied.saturating_sub(g.snapshot_index.unwrap_or(0));
             if since >= self.ctx.snapshot_logs {
@@ -602,7 +686,10 @@ impl Loop {
     fn lost_leadership(&mut self, i: usize) {
         let leader = self.leader_of(i);
         let g = &mut self.groups[i];
-        for tx in std::mem::take(&mut g.reads_sent).into_values().flatten() {
+        for tx in std::mem::take(&mut g.reads_sent)
+            .into_values()
+            .flat_map(|(_, w)| w)
+        {
             let _ = tx.send(Err(ClusterError::NotLeader(leader.clone())));
         }
     }
@@ -696,9 +783,9 @@ impl Loop {
                         if mine {
                             let mut rs = std::mem::take(&mut replies).into_iter();
                             for tx in txs {
-                                let r = rs.next().ok_or_else(|| {
-                                    ClusterError::Unknown("reply missing".into())
-                                });
+                                let r = rs
+                                    .next()
+                                    .ok_or_else(|| ClusterError::Unknown("reply missing".into()));
                                 let _ = tx.send(r);
                             }
                         } else {
@@ -749,9 +836,8 @@ impl Loop {
                 match p.waiter {
                     Waiter::Write(txs) => {
                         for tx in txs {
-                            let _ = tx.send(Err(ClusterError::Unknown(
-                                "replaced by a snapshot".into(),
-                            )));
+                            let _ = tx
+                                .send(Err(ClusterError::Unknown("replaced by a snapshot".into())));
                         }
                     }
                     Waiter::Conf(tx) => {

@@ -14,6 +14,10 @@ pub mod log;
 pub mod meta;
 mod net;
 mod node;
+/// Deterministic simulation of the Raft engine (feature `sim`; see
+/// docs/design/simulation.md).
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod snapfile;
 mod storage;
 pub mod types;

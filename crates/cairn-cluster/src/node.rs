@@ -58,6 +58,9 @@ pub struct ClusterConfig {
     pub raft_threads: usize,
     /// Raft loops (OS threads) that step the groups (at least 1).
     pub raft_loops: usize,
+    /// Exit the process when the log cannot be written (the server does;
+    /// in-process tests stop only the node's loops).
+    pub exit_on_storage_failure: bool,
 }
 
 impl ClusterConfig {
@@ -75,6 +78,7 @@ impl ClusterConfig {
             snapshot_logs: 20_000,
             raft_threads: 2,
             raft_loops: 1,
+            exit_on_storage_failure: false,
         }
     }
 }
@@ -240,7 +244,7 @@ fn check_engine_dir(dir: &Path) -> std::io::Result<()> {
 
 /// A group's storage rebuilt from its snapshot file and the log store.
 /// Returns it, its snapshot index, and whether nothing was stored.
-fn recover_group(
+pub(crate) fn recover_group(
     g: u16,
     host: &Arc<dyn Host>,
     snap_path: Option<&Path>,
@@ -288,7 +292,7 @@ fn recover_group(
     Ok((st, snap_index, !stored && snap_index.is_none()))
 }
 
-fn raft_config(cfg: &ClusterConfig, applied: u64) -> raft::Config {
+pub(crate) fn raft_config(cfg: &ClusterConfig, applied: u64) -> raft::Config {
     let tick_ms = (cfg.heartbeat_ms / 2).max(1);
     let ticks = |ms: u64| ms.div_ceil(tick_ms).max(1) as usize;
     let heartbeat_tick = ticks(cfg.heartbeat_ms).max(1);
@@ -496,7 +500,8 @@ impl Cluster {
             me: cfg.node_id,
             host: host.clone(),
             store,
-            net: inner.net.clone(),
+            net: Box::new(inner.net.clone()),
+            clock: crate::driver::wall_clock(),
             views,
             addrs: inner.addrs.clone(),
             stats: inner.stats.clone(),
@@ -504,12 +509,13 @@ impl Cluster {
             snap_dir,
             tick: Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
             failed: inner.failed.clone(),
+            abort_on_storage_failure: cfg.exit_on_storage_failure,
         });
         for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
-            let lp = Loop::new(ctx.clone(), groups, rx);
+            let lp = Loop::new(ctx.clone(), groups);
             let t = std::thread::Builder::new()
                 .name(format!("cairn-loop-{i}"))
-                .spawn(move || lp.run())?;
+                .spawn(move || lp.run(rx))?;
             inner.loops.lock().push(t);
         }
         handle.spawn(reconcile(Arc::downgrade(&inner), stop_rx.clone()));
@@ -842,7 +848,8 @@ impl Inner {
     /// Hands an input to the group's loop, waiting while its inbox is full.
     async fn submit(&self, group: u16, mut input: Input) -> Result<(), ClusterError> {
         if self.failed.load(Relaxed) {
-            return Err(ClusterError::Shutdown);
+            // Nothing proposed: safe to retry on another node.
+            return Err(ClusterError::NotLeader(None));
         }
         let deadline = std::time::Instant::now() + INBOX_WAIT;
         loop {
@@ -1021,8 +1028,11 @@ impl Inner {
                     }
                     return Err("handing leadership over before leaving; retry".into());
                 }
-                self.conf(group, conf_change(ConfChangeType::RemoveNode, id, Vec::new()))
-                    .await
+                self.conf(
+                    group,
+                    conf_change(ConfChangeType::RemoveNode, id, Vec::new()),
+                )
+                .await
             }
             Admin::Transfer(to) => self.transfer(group, to).await,
             Admin::Probe(_) => Err("refused: not a membership change".into()),

@@ -79,7 +79,8 @@ impl GroupStorage {
             self.group,
             self.last_index()
         );
-        self.entries.truncate((first_idx - self.first_index()) as usize);
+        self.entries
+            .truncate((first_idx - self.first_index()) as usize);
         self.entries.extend_from_slice(ents);
     }
 
@@ -294,7 +295,12 @@ mod tests {
         assert_eq!(s.base, (7, 5));
         assert_eq!(s.first_index(), 8);
         assert_eq!(s.term(7).unwrap(), 5);
-        assert_eq!(s.entries(8, 9, None, GetEntriesContext::empty(false)).unwrap().len(), 1);
+        assert_eq!(
+            s.entries(8, 9, None, GetEntriesContext::empty(false))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -320,7 +326,9 @@ mod tests {
             commit: 41,
         };
         assert_eq!(decode_hard_state(&encode_hard_state(&hs)).unwrap(), hs);
-        assert!(decode_hard_state(&[1; 25]).unwrap_err().contains("openraft"));
+        assert!(decode_hard_state(&[1; 25])
+            .unwrap_err()
+            .contains("openraft"));
         assert!(decode_hard_state(&[2; 3]).is_err());
     }
 }

@@ -251,6 +251,13 @@ fn error_text(e: &ClusterError) -> String {
     }
 }
 
+/// What the cluster part of a command produced.
+enum Step {
+    Done(Output),
+    /// The read barrier passed: run the read on this node's copy now.
+    ReadLocal,
+}
+
 async fn run_in_group(
     shared: &Shared,
     conn: &mut ConnState,
@@ -258,6 +265,21 @@ async fn run_in_group(
     g: u16,
     may_forward: bool,
 ) -> Result<Output, String> {
+    match group_step(shared, conn.cluster_aware, d, g, may_forward).await? {
+        Step::Done(o) => Ok(o),
+        Step::ReadLocal => Ok(Output::Written(run_local(shared, conn, d))),
+    }
+}
+
+/// The part of a command that waits for its group: the write's commit, or
+/// the read's barrier, here or through the leader.
+async fn group_step(
+    shared: &Shared,
+    cluster_aware: bool,
+    d: &Deferred,
+    g: u16,
+    may_forward: bool,
+) -> Result<Step, String> {
     let Some(cluster) = shared.cluster.get() else {
         return Err("ERR cluster not started".into());
     };
@@ -265,25 +287,28 @@ async fn run_in_group(
     loop {
         let leader = cluster.leader(g);
         let me = cluster.node_id();
-        let r: Result<Output, ClusterError> = match &leader {
+        let r: Result<Step, ClusterError> = match &leader {
             Some((id, _)) if *id == me => {
                 if d.write {
                     if d.denyoom {
                         make_room(shared, cluster, g).await?;
                     }
-                    cluster.write(g, &d.argv).await.map(Output::Resp3)
+                    cluster
+                        .write(g, &d.argv)
+                        .await
+                        .map(|r| Step::Done(Output::Resp3(r)))
                 } else {
-                    match cluster.read_barrier(g).await {
-                        Ok(()) => Ok(Output::Written(run_local(shared, conn, d))),
-                        Err(e) => Err(e),
-                    }
+                    cluster.read_barrier(g).await.map(|()| Step::ReadLocal)
                 }
             }
             Some(l) if may_forward => {
-                if conn.cluster_aware {
+                if cluster_aware {
                     return Err(format!("MOVED {} {}", d.slot, l.1.resp));
                 }
-                cluster.forward(l, g, &d.argv).await.map(Output::Resp3)
+                cluster
+                    .forward(l, g, &d.argv)
+                    .await
+                    .map(|r| Step::Done(Output::Resp3(r)))
             }
             _ => Err(ClusterError::NotLeader(None)),
         };
@@ -297,6 +322,72 @@ async fn run_in_group(
             Err(e) => return Err(error_text(&e)),
         }
     }
+}
+
+/// Runs a pipeline of deferred commands: their cluster parts all at once
+/// (each is handed to its group's loop in pipeline order, so commands of
+/// one group keep their order and share rounds), then each reply in
+/// order — reads run on the local copy at that point, after their
+/// barriers. Commands of different groups may commit in any order, as
+/// with a Redis Cluster client pipelining to several nodes.
+pub(crate) async fn execute_all(
+    shared: &Shared,
+    conn: &mut ConnState,
+    ds: Vec<Box<Deferred>>,
+    out: &mut Vec<u8>,
+) {
+    if ds.len() <= 1 {
+        for d in ds {
+            execute(shared, conn, *d, out).await;
+        }
+        return;
+    }
+    let aware = conn.cluster_aware;
+    let steps = join_all(ds.iter().map(|d| async move {
+        match d.group {
+            Some(g) if d.admin.is_none() => Some(group_step(shared, aware, d, g, true).await),
+            _ => None,
+        }
+    }))
+    .await;
+    let proto = conn.proto;
+    for (d, step) in ds.into_iter().zip(steps) {
+        match step {
+            None => execute(shared, conn, *d, out).await,
+            Some(Ok(Step::Done(Output::Resp3(bytes)))) => write_resp3(out, proto, &bytes),
+            Some(Ok(Step::Done(Output::Written(bytes)))) => out.extend_from_slice(&bytes),
+            Some(Ok(Step::ReadLocal)) => {
+                let bytes = run_local(shared, conn, &d);
+                out.extend_from_slice(&bytes);
+            }
+            Some(Err(e)) => ReplyWriter::new(out, proto).error(&e),
+        }
+    }
+}
+
+/// Polls every future until all are done; outputs in input order. The
+/// first poll runs each one, in order, up to its first wait.
+async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(outs.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outs.into_iter().flatten().collect()
 }
 
 /// Keys one `CAIRN.EVICT` proposal names, and proposals one command may

@@ -26,6 +26,9 @@ use crate::cmd::{self, Flow};
 use crate::stats::{bump, WorkerStats};
 use crate::{unix_ms, Shared};
 
+/// Cluster commands gathered into one pipeline at most (they run
+/// concurrently; their replies go out in order).
+const PIPELINE_MAX: usize = 256;
 /// Replies pending before the batch is interrupted to write them.
 const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
@@ -42,9 +45,9 @@ pub(crate) struct ConnState {
     /// The client asked for the cluster layout: answer -MOVED instead of
     /// forwarding to the leader.
     pub cluster_aware: bool,
-    /// A command waiting for the cluster (set when dispatch returns
-    /// `Flow::Defer`).
-    pub deferred: Option<Box<crate::cluster::Deferred>>,
+    /// Commands waiting for the cluster (added when dispatch returns
+    /// `Flow::Defer`), run together, answered in order.
+    pub deferred: Vec<Box<crate::cluster::Deferred>>,
 }
 
 impl ConnState {
@@ -55,7 +58,7 @@ impl ConnState {
             stats,
             readonly: false,
             cluster_aware: false,
-            deferred: None,
+            deferred: Vec::new(),
         }
     }
 
@@ -140,9 +143,8 @@ async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
         }
         let mut flow = process(shared, conn, &mut parser, &mut rbuf, &mut wbuf);
         if flow == Batch::Defer {
-            if let Some(d) = conn.deferred.take() {
-                crate::cluster::execute(shared, conn, *d, &mut wbuf).await;
-            }
+            let ds = std::mem::take(&mut conn.deferred);
+            crate::cluster::execute_all(shared, conn, ds, &mut wbuf).await;
             flow = Batch::OutputFull;
         }
         pending_input = flow == Batch::OutputFull;
@@ -192,7 +194,7 @@ enum Batch {
     Done,
     /// Replies reached the flush size; write them, then continue parsing.
     OutputFull,
-    /// A command waits for the cluster (`conn.deferred`): run it, then
+    /// Commands wait for the cluster (`conn.deferred`): run them, then
     /// continue parsing.
     Defer,
     Close,
@@ -227,9 +229,18 @@ fn process(
                     outcome = Batch::Close;
                     break;
                 }
-                if flow == Flow::Defer {
+                if flow == Flow::Barrier {
+                    // Not consumed: parsed again once the pipeline answered.
+                    off -= n;
                     outcome = Batch::Defer;
                     break;
+                }
+                if flow == Flow::Defer {
+                    if conn.deferred.len() >= PIPELINE_MAX {
+                        outcome = Batch::Defer;
+                        break;
+                    }
+                    continue;
                 }
                 if wbuf.len() >= OUTPUT_FLUSH_BYTES {
                     outcome = Batch::OutputFull;
@@ -237,6 +248,13 @@ fn process(
                 }
             }
             Ok(None) => break,
+            Err(_) if !conn.deferred.is_empty() => {
+                // The error's reply goes after the pipeline's: parse this
+                // request again from its start once they answered.
+                *parser = RequestParser::new();
+                outcome = Batch::Defer;
+                break;
+            }
             Err(e) => {
                 let mut w = cairn_proto::ReplyWriter::new(wbuf, conn.proto);
                 w.error(&format!("ERR {e}"));
@@ -246,6 +264,9 @@ fn process(
         }
     }
     rbuf.advance(off);
+    if !conn.deferred.is_empty() && outcome != Batch::Close {
+        outcome = Batch::Defer;
+    }
     outcome
 }
 

@@ -320,6 +320,9 @@ fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()>
     cc.raft_threads = c.raft_worker_threads();
     cc.election_min_ms = c.election_timeout_min;
     cc.election_max_ms = c.election_timeout_max;
+    // A node that cannot write its log stops (exit status 70); restart it
+    // once the disk is fixed (docs/OPERATIONS.md).
+    cc.exit_on_storage_failure = true;
     shared.db.set_lazy_expire(false);
     let host = Arc::new(cluster::ServerHost {
         shared: std::sync::OnceLock::new(),

@@ -47,6 +47,9 @@ pub(crate) enum Flow {
     Close,
     /// The command went to `conn.deferred` to wait for the cluster.
     Defer,
+    /// Cluster commands are being gathered into a pipeline and this one
+    /// cannot join it: nothing was done; run it after they have answered.
+    Barrier,
 }
 
 /// What a handler sees: the server, its connection, the reply sink.
@@ -277,6 +280,41 @@ pub(crate) fn unknown_command_error(argv: &[&[u8]]) -> String {
     format!("ERR unknown command '{name}', with args beginning with: {args}")
 }
 
+/// While cluster commands are gathered into a pipeline (they all run
+/// concurrently, replies in order): adds this command if it goes to one
+/// group's leader too and needs nothing first (no error to report, no
+/// memory to make); otherwise changes nothing and asks for a barrier.
+fn join_pipeline(shared: &Shared, conn: &mut ConnState, argv: &[&[u8]]) -> Flow {
+    let Some(idx) = lookup(argv[0]) else {
+        return Flow::Barrier;
+    };
+    let spec = &TABLE[idx];
+    let argc = argv.len() as i32;
+    if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+        return Flow::Barrier;
+    }
+    if spec.flags & DENYOOM != 0 {
+        let max = shared
+            .settings
+            .maxmemory
+            .load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if max > 0 && shared.db.bytes_used() > max {
+            return Flow::Barrier;
+        }
+    }
+    match crate::cluster::route(shared, conn, idx, argv) {
+        crate::cluster::Route::Deferred(d) if d.admin.is_none() && d.group.is_some() => {
+            bump(&conn.stats.commands[idx].calls, 1);
+            conn.info
+                .last_cmd
+                .store(idx, std::sync::atomic::Ordering::Relaxed);
+            conn.deferred.push(d);
+            Flow::Defer
+        }
+        _ => Flow::Barrier,
+    }
+}
+
 /// Executes one command, writing its reply to `wbuf`.
 pub(crate) fn dispatch(
     shared: &Shared,
@@ -286,6 +324,9 @@ pub(crate) fn dispatch(
     now_ms: u64,
 ) -> Flow {
     let proto = conn.proto;
+    if !conn.deferred.is_empty() {
+        return join_pipeline(shared, conn, argv);
+    }
     let Some(idx) = lookup(argv[0]) else {
         ReplyWriter::new(wbuf, proto).error(&unknown_command_error(argv));
         return Flow::Continue;
@@ -330,7 +371,7 @@ pub(crate) fn dispatch(
                 conn.info
                     .last_cmd
                     .store(idx, std::sync::atomic::Ordering::Relaxed);
-                conn.deferred = Some(d);
+                conn.deferred.push(d);
                 return Flow::Defer;
             }
         }
