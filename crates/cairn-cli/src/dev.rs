@@ -38,7 +38,7 @@ pub struct DevArgs {
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
     /// Log filter passed to the nodes.
-    #[arg(long, env = "CAIRN_LOG", default_value = "warn,openraft=off")]
+    #[arg(long, env = "CAIRN_LOG", default_value = "warn")]
     log: String,
 }
 

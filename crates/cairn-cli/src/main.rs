@@ -96,7 +96,7 @@ struct ServerArgs {
     #[arg(long, default_value = "text")]
     log_format: String,
     /// Log filter (tracing env-filter syntax), e.g. info or cairn=debug.
-    #[arg(long, env = "CAIRN_LOG", default_value = "info,openraft=off")]
+    #[arg(long, env = "CAIRN_LOG", default_value = "info")]
     log: String,
 }
 

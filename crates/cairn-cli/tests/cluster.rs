@@ -124,8 +124,8 @@ fn free_port_pair() -> (u16, u16) {
 
 /// Raft timings: the defaults with a release binary (CAIRN_BIN), so the
 /// failover times printed are the defaults'; generous ones for an
-/// unoptimized build on 2 busy cores, where an AppendEntries (openraft's
-/// timeout for it is the heartbeat interval) takes longer.
+/// unoptimized build on 2 busy cores, where a loop iteration (apply,
+/// fsync, sends) takes longer.
 fn raft_timing() -> Vec<&'static str> {
     if std::env::var_os("CAIRN_BIN").is_some() {
         Vec::new()
@@ -199,7 +199,7 @@ impl TestCluster {
         let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
         let mut child = Command::new(bin)
             .args(["server", "--threads", "1", "--log"])
-            .arg(std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".into()))
+            .arg(std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .args(["--port", &self.ports[i].to_string()])
             .args(["--node-id", &(i + 1).to_string()])
             .args(["--cluster-peers", &self.peers])
@@ -907,7 +907,7 @@ fn raft_threads_sets_the_raft_runtime_size() {
     for (flag, want) in [(None, 2), (Some("3"), 3)] {
         let port = free_port_pair().0;
         let mut cmd = Command::new(&bin);
-        cmd.args(["server", "--threads", "1", "--log", "warn,openraft=off"])
+        cmd.args(["server", "--threads", "1", "--log", "warn"])
             .args(["--port", &port.to_string(), "--node-id", "1"])
             .args(["--cluster-peers", &format!("1=127.0.0.1:{port}")])
             .args(["--cluster-groups", "4", "--durability", "volatile"])

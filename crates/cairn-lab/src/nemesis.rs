@@ -54,9 +54,9 @@ pub enum Fault {
     /// same arguments and data directory.
     KillRestart(Role),
     /// SIGKILL a node and restart it at once (same data dir), faster than
-    /// the others' election timeout: a leader comes back believing it
-    /// still leads (openraft restores a leader whose committed vote is its
-    /// own). The hold time is quiet time after the restart.
+    /// the others' election timeout (the openraft engine restored such a
+    /// leader as leader of its old term; raft-rs restarts it as a
+    /// follower). The hold time is quiet time after the restart.
     CrashRestart(Role),
     /// SIGSTOP a node for the hold time (longer than the election
     /// timeout), then SIGCONT.

@@ -359,12 +359,14 @@ fn unsafe_stale_reads_are_caught_and_default_reads_pass_the_same_schedule() {
 /// Regression test for the stale read found by the campaign (seed
 /// 20261126, round 9; see docs/VERIFICATION.md): the leader of the
 /// workload's group is SIGKILLed and restarted at once, before the others'
-/// election timeout. openraft restores it as leader of its old term, and
+/// election timeout. The openraft engine restored it as leader of its old term, and
 /// cairn serves reads on it before it has re-learned the commit index
 /// (openraft's read index is max(first log of the term, committed), and
 /// `committed` restarts at the snapshot), so a read can miss acknowledged
 /// writes. Fixed in cairn-cluster (no read before a restarted node has
-/// re-applied its recovered log); this keeps it fixed.
+/// re-applied its recovered log); this keeps it fixed on the raft-rs engine
+/// too (a restarted node is a follower; a new leader answers no read before
+/// it committed an entry of its term).
 #[test]
 fn restarted_leader_serves_no_stale_reads() {
     let _serial = serial();

@@ -237,13 +237,13 @@ fn apply(rec: Record<'_>, groups: &mut BTreeMap<u16, GroupState>, info: &mut Seg
     }
 }
 
-/// The entries openraft can use: a run of consecutive indices starting
+/// The entries Raft can use: a run of consecutive indices starting
 /// right after the purge point (or anywhere when nothing was purged).
 ///
 /// Records are replayed in write order and a crash only cuts a suffix, so
 /// a correctly used store never has a gap. One appears only if the caller
 /// appended past its last index (say 10 after 5) and never overwrote that
-/// stretch: keeping the prefix gives openraft a consistent log, and it
+/// stretch: keeping the prefix gives Raft a consistent log, and it
 /// fetches the rest from the leader (whose append at 6 then replaces the
 /// stray entries on disk as well).
 pub(crate) fn contiguous_prefix(
