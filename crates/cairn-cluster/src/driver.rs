@@ -103,6 +103,7 @@ pub(crate) struct EngineStats {
     pub writes: AtomicU64,
     pub batches: AtomicU64,
     pub index_reads: AtomicU64,
+    pub lease_reads: AtomicU64,
     pub iterations: AtomicU64,
     pub frames_sent: AtomicU64,
 }
@@ -122,6 +123,28 @@ impl Outbound for Arc<PeerNet> {
 
 /// The leader's clock for entry timestamps (ms since the epoch).
 pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// A monotonic clock in µs since it was made.
+pub(crate) fn monotonic_clock() -> Clock {
+    let t0 = Instant::now();
+    Arc::new(move || t0.elapsed().as_micros() as u64)
+}
+
+/// Share of the shortest time a follower refuses other candidates that a
+/// leader lease lasts: the rest is margin for clock-rate differences
+/// between nodes (up to 20%).
+pub(crate) const LEASE_FRACTION: f64 = 0.8;
+
+/// The leader lease. A follower that heard from the leader refuses to
+/// vote for another candidate while fewer than `election_tick` of its
+/// ticks passed (raft-rs check-quorum), i.e. for at least
+/// `(election_tick - 1) * tick` after it received the message (a tick may
+/// come right after the receipt). The message was sent before it was
+/// received, so a lease counted from the send time is safe.
+pub(crate) fn lease_duration_us(election_tick: usize, tick: Duration) -> u64 {
+    let refuse_us = election_tick.saturating_sub(1) as f64 * tick.as_micros() as f64;
+    (refuse_us * LEASE_FRACTION) as u64
+}
 
 pub(crate) fn wall_clock() -> Clock {
     Arc::new(|| {
@@ -150,6 +173,11 @@ pub(crate) struct Ctx {
     /// Exit the process on a storage error (the server); tests and the
     /// simulation keep running.
     pub abort_on_storage_failure: bool,
+    /// A monotonic clock in µs (the simulation's is virtual).
+    pub now_us: Clock,
+    /// How long a ReadIndex round's quorum lets the leader serve reads
+    /// without another (0: never). See `lease_duration_us`.
+    pub lease_us: u64,
 }
 
 enum Waiter {
@@ -163,15 +191,27 @@ struct Pending {
     waiter: Waiter,
 }
 
+/// One ReadIndex round: sent at `sent_us` (monotonic) in `term`, when the
+/// leader's last index was `last`, for `waiters` (none for a round that
+/// only renews the lease).
+struct ReadRound {
+    term: u64,
+    sent_us: u64,
+    last: u64,
+    waiters: Vec<Reply<()>>,
+}
+
 pub(crate) struct GroupCore {
     pub id: u16,
     pub raw: RawNode<GroupStorage>,
     props: Vec<(Vec<u8>, Reply<Vec<u8>>)>,
     pending: VecDeque<Pending>,
     reads_new: Vec<Reply<()>>,
-    /// Reads sent for confirmation: ReadIndex context → (the leader's last
-    /// index when they were sent, waiters).
-    reads_sent: BTreeMap<u64, (u64, Vec<Reply<()>>)>,
+    /// Reads sent for confirmation: ReadIndex context → the round.
+    reads_sent: BTreeMap<u64, ReadRound>,
+    /// Leader lease: reads are served without a round until this time
+    /// (monotonic µs) in this term.
+    lease: Option<(u64, u64)>,
     reads_ready: VecDeque<(u64, Vec<Reply<()>>)>,
     last_ts: u64,
     applied_ts: u64,
@@ -189,6 +229,7 @@ impl GroupCore {
             pending: VecDeque::new(),
             reads_new: Vec::new(),
             reads_sent: BTreeMap::new(),
+            lease: None,
             reads_ready: VecDeque::new(),
             last_ts: 0,
             applied_ts: 0,
@@ -339,7 +380,7 @@ impl Loop {
                 .chain(
                     std::mem::take(&mut g.reads_sent)
                         .into_values()
-                        .flat_map(|(_, w)| w),
+                        .flat_map(|r| r.waiters),
                 )
                 .chain(g.reads_ready.drain(..).flat_map(|(_, w)| w));
             for tx in reads {
@@ -512,18 +553,51 @@ impl Loop {
             }
             return;
         }
-        self.read_seq += 1;
-        let seq = self.read_seq;
-        self.ctx
-            .stats
-            .index_reads
-            .fetch_add(reads.len() as u64, Relaxed);
+        let now = (self.ctx.now_us)();
         let g = &mut self.groups[i];
         // A read waits for the writes proposed before it on this leader
         // too (a pipeline's SET k then GET k): raft-rs' read index is the
         // commit index, which may not include them yet.
         let last = g.raw.raft.raft_log.last_index();
-        g.reads_sent.insert(seq, (last, reads));
+        let term = g.raw.raft.term;
+        let lease_ok = g.lease.is_some_and(|(t, until)| t == term && now < until)
+            && g.raw.raft.lead_transferee.is_none()
+            && g.raw.raft.raft_log.term(g.raw.raft.raft_log.committed).ok() == Some(term);
+        if lease_ok {
+            self.ctx
+                .stats
+                .lease_reads
+                .fetch_add(reads.len() as u64, Relaxed);
+            let committed = g.raw.raft.raft_log.committed;
+            g.reads_ready.push_back((committed.max(last), reads));
+            // Renew the lease in the background once half of it is gone.
+            let half = g
+                .lease
+                .is_some_and(|(_, until)| until.saturating_sub(now) < self.ctx.lease_us / 2);
+            if half && g.reads_sent.is_empty() {
+                self.read_round(i, now, Vec::new());
+            }
+            return;
+        }
+        self.ctx
+            .stats
+            .index_reads
+            .fetch_add(reads.len() as u64, Relaxed);
+        self.read_round(i, now, reads);
+    }
+
+    /// Starts one ReadIndex round for `waiters` (none: a lease renewal).
+    fn read_round(&mut self, i: usize, now_us: u64, waiters: Vec<Reply<()>>) {
+        self.read_seq += 1;
+        let seq = self.read_seq;
+        let g = &mut self.groups[i];
+        let round = ReadRound {
+            term: g.raw.raft.term,
+            sent_us: now_us,
+            last: g.raw.raft.raft_log.last_index(),
+            waiters,
+        };
+        g.reads_sent.insert(seq, round);
         g.raw.read_index(seq.to_le_bytes().to_vec());
     }
 
@@ -632,8 +706,20 @@ impl Loop {
                     seq.copy_from_slice(&rs.request_ctx);
                 }
                 let g = &mut self.groups[i];
-                if let Some((last, w)) = g.reads_sent.remove(&u64::from_le_bytes(seq)) {
-                    g.reads_ready.push_back((rs.index.max(last), w));
+                if let Some(r) = g.reads_sent.remove(&u64::from_le_bytes(seq)) {
+                    // A quorum heard from this leader after `sent_us`: none
+                    // of them votes for another before an election timeout
+                    // (check-quorum), so no other leader exists before the
+                    // lease ends.
+                    if r.term == g.raw.raft.term && self.ctx.lease_us > 0 {
+                        let until = r.sent_us + self.ctx.lease_us;
+                        if g.lease.is_none_or(|(t, u)| t != r.term || u < until) {
+                            g.lease = Some((r.term, until));
+                        }
+                    }
+                    if !r.waiters.is_empty() {
+                        g.reads_ready.push_back((rs.index.max(r.last), r.waiters));
+                    }
                 }
             }
             staged.push((i, rd));
@@ -686,9 +772,10 @@ impl Loop {
     fn lost_leadership(&mut self, i: usize) {
         let leader = self.leader_of(i);
         let g = &mut self.groups[i];
+        g.lease = None;
         for tx in std::mem::take(&mut g.reads_sent)
             .into_values()
-            .flat_map(|(_, w)| w)
+            .flat_map(|r| r.waiters)
         {
             let _ = tx.send(Err(ClusterError::NotLeader(leader.clone())));
         }

@@ -510,6 +510,11 @@ impl Cluster {
             tick: Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
             failed: inner.failed.clone(),
             abort_on_storage_failure: cfg.exit_on_storage_failure,
+            now_us: crate::driver::monotonic_clock(),
+            lease_us: crate::driver::lease_duration_us(
+                raft_config(&cfg, 0).election_tick,
+                Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
+            ),
         });
         for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
             let lp = Loop::new(ctx.clone(), groups);
@@ -767,7 +772,7 @@ impl Cluster {
         ClusterStats {
             writes: s.writes.load(Relaxed),
             batches: s.batches.load(Relaxed),
-            lease_reads: 0,
+            lease_reads: s.lease_reads.load(Relaxed),
             index_reads: s.index_reads.load(Relaxed),
             log_appends: log.appends,
             log_fsyncs: log.fsyncs,

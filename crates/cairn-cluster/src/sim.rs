@@ -70,10 +70,14 @@ pub struct SimStats {
     pub ops_fail: u64,
     pub ops_info: u64,
     pub crashes: u64,
+    pub pauses: u64,
     pub partitions: u64,
     pub transfers: u64,
     pub lost: u64,
     pub delivered: u64,
+    /// Reads served under a leader lease / after a ReadIndex round.
+    pub lease_reads: u64,
+    pub index_reads: u64,
 }
 
 pub struct SimOutcome {
@@ -125,9 +129,9 @@ impl SimOutcome {
         }
         let s = &self.stats;
         Ok(format!(
-            "seed {}: {} ok, {} fail, {} info; {} crashes, {} partitions, {} transfers, {} lost of {} messages",
-            self.seed, s.ops_ok, s.ops_fail, s.ops_info, s.crashes, s.partitions, s.transfers,
-            s.lost, s.lost + s.delivered
+            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} lease, {} read-index",
+            self.seed, s.ops_ok, s.ops_fail, s.ops_info, s.crashes, s.pauses, s.partitions, s.transfers,
+            s.lost, s.lost + s.delivered, s.lease_reads, s.index_reads
         ))
     }
 }
@@ -268,6 +272,7 @@ struct Node {
     lp: Option<Loop>,
     host: Arc<SimHost>,
     views: Arc<Vec<Mutex<GroupView>>>,
+    stats: Arc<EngineStats>,
     dir: PathBuf,
     /// What a restart finds: per group, the persisted log and hard state.
     disk: BTreeMap<u16, GroupRecovered>,
@@ -316,6 +321,9 @@ struct Sim {
     clock: Arc<Mutex<u64>>,
     /// Directed links cut: (from, to).
     cut: std::collections::BTreeSet<(u64, u64)>,
+    /// Nodes paused (SIGSTOP) until this time: their ticks and deliveries
+    /// wait, and requests sent to them queue in their loop.
+    paused: BTreeMap<u64, u64>,
     loss: u64,
     delay: (u64, u64),
     dup: u64,
@@ -353,6 +361,7 @@ pub fn run(cfg: SimConfig) -> std::io::Result<SimOutcome> {
         sent: Arc::default(),
         clock: Arc::new(Mutex::new(0)),
         cut: Default::default(),
+        paused: BTreeMap::new(),
         loss: 0,
         delay: (1, 5),
         dup: 0,
@@ -389,6 +398,7 @@ pub fn run(cfg: SimConfig) -> std::io::Result<SimOutcome> {
                 lp: None,
                 host,
                 views,
+                stats: Arc::default(),
                 dir,
                 disk: BTreeMap::new(),
             },
@@ -412,6 +422,7 @@ pub fn run(cfg: SimConfig) -> std::io::Result<SimOutcome> {
     sim.run_until(end)?;
     // Heal everything, restart every node, let the groups settle.
     sim.cut.clear();
+    sim.paused.clear();
     sim.loss = 0;
     sim.dup = 0;
     let ids: Vec<u64> = sim.nodes.keys().copied().collect();
@@ -425,6 +436,16 @@ pub fn run(cfg: SimConfig) -> std::io::Result<SimOutcome> {
         sim.finish_client(c, true);
     }
     sim.check_converged();
+    for n in sim.nodes.values() {
+        sim.stats.lease_reads += n
+            .stats
+            .lease_reads
+            .load(std::sync::atomic::Ordering::Relaxed);
+        sim.stats.index_reads += n
+            .stats
+            .index_reads
+            .load(std::sync::atomic::Ordering::Relaxed);
+    }
     let violations = sim.violations.lock().clone();
     Ok(SimOutcome {
         seed: sim.cfg.seed,
@@ -496,12 +517,21 @@ impl Sim {
             clock: Arc::new(move || EPOCH_MS + *clock.lock()) as Clock,
             views: node.views.clone(),
             addrs: Arc::new(Mutex::new(ccfg.members.clone())),
-            stats: Arc::new(EngineStats::default()),
+            stats: node.stats.clone(),
             snapshot_logs: ccfg.snapshot_logs,
             snap_dir: Some(node.dir.clone()),
             tick: Duration::from_millis(TICK_MS),
             failed: Arc::new(AtomicBool::new(false)),
             abort_on_storage_failure: false,
+            now_us: {
+                let clock = self.clock.clone();
+                Arc::new(move || *clock.lock() * 1000) as Clock
+            },
+            // Ticks here are 40–60 ms (±20%, the clock-rate margin).
+            lease_us: crate::driver::lease_duration_us(
+                raft_config(&ccfg, 0).election_tick,
+                Duration::from_millis(TICK_MS),
+            ),
         });
         let lp = Loop::new(ctx, cores);
         lp.publish_all();
@@ -564,8 +594,22 @@ impl Sim {
         Ok(())
     }
 
+    fn is_paused(&self, node: u64) -> bool {
+        self.paused.get(&node).is_some_and(|&t| self.now < t)
+    }
+
     fn event(&mut self, e: Event, end: u64) -> std::io::Result<()> {
         let clients_on = end <= self.cfg.duration.as_millis() as u64;
+        let waits = match &e {
+            Event::Tick { node } => self.paused.get(node).copied(),
+            Event::Deliver { to, .. } => self.paused.get(to).copied(),
+            _ => None,
+        };
+        if let Some(until) = waits.filter(|&t| self.now < t) {
+            let after = until - self.now;
+            self.at(after, e);
+            return Ok(());
+        }
         match e {
             Event::Tick { node } => {
                 if let Some(lp) = self.nodes.get_mut(&node).and_then(|n| n.lp.as_mut()) {
@@ -603,6 +647,9 @@ impl Sim {
 
     /// One loop iteration of `node`, then its frames onto the network.
     fn iterate(&mut self, node: u64) -> std::io::Result<()> {
+        if self.is_paused(node) {
+            return Ok(());
+        }
         if let Some(lp) = self.nodes.get_mut(&node).and_then(|n| n.lp.as_mut()) {
             lp.iterate()?;
         }
@@ -662,7 +709,25 @@ impl Sim {
     fn nemesis(&mut self) -> std::io::Result<()> {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         let pick = |rng: &mut Rng| ids[rng.below(ids.len() as u64) as usize];
-        match self.rng.below(9) {
+        match self.rng.below(10) {
+            8 => {
+                // Mostly a leader: the pause a lease must survive.
+                let g = self.rng.below(self.cfg.groups as u64) as usize;
+                let leader = ids.iter().copied().find(|id| {
+                    self.nodes[id]
+                        .views
+                        .get(g)
+                        .is_some_and(|v| v.lock().role_leader)
+                });
+                let a = match leader {
+                    Some(l) if self.rng.chance(70) => l,
+                    _ => pick(&mut self.rng),
+                };
+                let ms = self.rng.range(300, 3000);
+                self.paused.insert(a, self.now + ms);
+                self.stats.pauses += 1;
+                self.log(format!("pause n{a} for {ms} ms"));
+            }
             0 => {
                 let a = pick(&mut self.rng);
                 for &b in &ids {
@@ -740,6 +805,10 @@ impl Sim {
     fn client_step(&mut self, c: usize) -> std::io::Result<()> {
         if self.clients[c].pending.is_some() {
             return Ok(());
+        }
+        if self.rng.chance(20) {
+            // Clients do not always know the leader.
+            self.clients[c].target = self.rng.range(1, self.cfg.nodes);
         }
         let target = self.clients[c].target;
         let counter = self.rng.chance(30);
