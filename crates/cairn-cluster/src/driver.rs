@@ -344,6 +344,11 @@ impl Loop {
             self.flush_reads(i);
         }
         self.process_readies()?;
+        // Reads served under the lease need no Ready: answer those whose
+        // index is applied already.
+        for g in &mut self.groups {
+            release_reads(g);
+        }
         self.send_outbox();
         self.ctx.stats.iterations.fetch_add(1, Relaxed);
         Ok(())
@@ -745,17 +750,7 @@ impl Loop {
             let g = &mut self.groups[i];
             let applied = g.raw.store().applied;
             g.raw.advance_apply_to(applied);
-            if !g.reads_ready.is_empty() {
-                g.reads_ready.retain_mut(|(idx, w)| {
-                    if *idx > applied {
-                        return true;
-                    }
-                    for tx in w.drain(..) {
-                        let _ = tx.send(Ok(()));
-                    }
-                    false
-                });
-            }
+            release_reads(g);
             let since = applied.saturating_sub(g.snapshot_index.unwrap_or(0));
             if since >= self.ctx.snapshot_logs {
                 if let Err(e) = self.take_snapshot(i) {
@@ -1020,6 +1015,23 @@ fn lost_log_fixups(raw: &mut RawNode<GroupStorage>, m: &mut Message) {
             }
         }
     }
+}
+
+/// Answers the confirmed reads whose index is applied.
+fn release_reads(g: &mut GroupCore) {
+    if g.reads_ready.is_empty() {
+        return;
+    }
+    let applied = g.raw.store().applied;
+    g.reads_ready.retain_mut(|(idx, w)| {
+        if *idx > applied {
+            return true;
+        }
+        for tx in w.drain(..) {
+            let _ = tx.send(Ok(()));
+        }
+        false
+    });
 }
 
 /// A conf change's context carries the added node's addresses.

@@ -56,7 +56,7 @@ impl SimConfig {
     pub fn new(seed: u64) -> SimConfig {
         SimConfig {
             seed,
-            nodes: if seed % 3 == 0 { 5 } else { 3 },
+            nodes: if seed.is_multiple_of(3) { 5 } else { 3 },
             groups: 2,
             duration: Duration::from_secs(30),
             sabotage: Sabotage::None,
@@ -254,10 +254,13 @@ impl SimHost {
     }
 }
 
+/// Frames sent and not yet scheduled: (from, to, bytes).
+type Sent = Arc<Mutex<Vec<(u64, u64, Vec<u8>)>>>;
+
 /// Frames a loop sends, collected for the scheduler.
 struct SimOut {
     from: u64,
-    sent: Arc<Mutex<Vec<(u64, u64, Vec<u8>)>>>,
+    sent: Sent,
 }
 
 impl Outbound for SimOut {
@@ -317,7 +320,7 @@ struct Sim {
     seq: u64,
     queue: BinaryHeap<std::cmp::Reverse<(u64, u64, Event)>>,
     nodes: BTreeMap<u64, Node>,
-    sent: Arc<Mutex<Vec<(u64, u64, Vec<u8>)>>>,
+    sent: Sent,
     clock: Arc<Mutex<u64>>,
     /// Directed links cut: (from, to).
     cut: std::collections::BTreeSet<(u64, u64)>,

@@ -333,12 +333,12 @@ async fn group_step(
 pub(crate) async fn execute_all(
     shared: &Shared,
     conn: &mut ConnState,
-    ds: Vec<Box<Deferred>>,
+    ds: Vec<Deferred>,
     out: &mut Vec<u8>,
 ) {
     if ds.len() <= 1 {
         for d in ds {
-            execute(shared, conn, *d, out).await;
+            execute(shared, conn, d, out).await;
         }
         return;
     }
@@ -353,7 +353,7 @@ pub(crate) async fn execute_all(
     let proto = conn.proto;
     for (d, step) in ds.into_iter().zip(steps) {
         match step {
-            None => execute(shared, conn, *d, out).await,
+            None => execute(shared, conn, d, out).await,
             Some(Ok(Step::Done(Output::Resp3(bytes)))) => write_resp3(out, proto, &bytes),
             Some(Ok(Step::Done(Output::Written(bytes)))) => out.extend_from_slice(&bytes),
             Some(Ok(Step::ReadLocal)) => {

@@ -47,7 +47,7 @@ pub(crate) struct ConnState {
     pub cluster_aware: bool,
     /// Commands waiting for the cluster (added when dispatch returns
     /// `Flow::Defer`), run together, answered in order.
-    pub deferred: Vec<Box<crate::cluster::Deferred>>,
+    pub deferred: Vec<crate::cluster::Deferred>,
 }
 
 impl ConnState {

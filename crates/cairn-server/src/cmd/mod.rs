@@ -308,7 +308,7 @@ fn join_pipeline(shared: &Shared, conn: &mut ConnState, argv: &[&[u8]]) -> Flow 
             conn.info
                 .last_cmd
                 .store(idx, std::sync::atomic::Ordering::Relaxed);
-            conn.deferred.push(d);
+            conn.deferred.push(*d);
             Flow::Defer
         }
         _ => Flow::Barrier,
@@ -371,7 +371,7 @@ pub(crate) fn dispatch(
                 conn.info
                     .last_cmd
                     .store(idx, std::sync::atomic::Ordering::Relaxed);
-                conn.deferred.push(d);
+                conn.deferred.push(*d);
                 return Flow::Defer;
             }
         }
