@@ -185,6 +185,23 @@ enum Waiter {
     Conf(oneshot::Sender<Result<(), String>>),
 }
 
+impl Waiter {
+    /// Tells everyone waiting on the entry that it did not give them a
+    /// result (`err` says whether it may still have been applied).
+    fn fail(self, err: ClusterError) {
+        match self {
+            Waiter::Write(txs) => {
+                for tx in txs {
+                    let _ = tx.send(Err(err.clone()));
+                }
+            }
+            Waiter::Conf(tx) => {
+                let _ = tx.send(Err(err.to_string()));
+            }
+        }
+    }
+}
+
 struct Pending {
     index: u64,
     term: u64,
@@ -240,6 +257,15 @@ impl GroupCore {
 
     fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
+    }
+
+    /// Remembers who waits on the entry just proposed (the log's last).
+    fn track(&mut self, waiter: Waiter) {
+        self.pending.push_back(Pending {
+            index: self.raw.raft.raft_log.last_index(),
+            term: self.raw.raft.term,
+            waiter,
+        });
     }
 }
 
@@ -368,16 +394,7 @@ impl Loop {
                 let _ = tx.send(Err(ClusterError::NotLeader(None)));
             }
             for p in g.pending.drain(..) {
-                match p.waiter {
-                    Waiter::Write(txs) => {
-                        for tx in txs {
-                            let _ = tx.send(Err(ClusterError::Unknown("node stopping".into())));
-                        }
-                    }
-                    Waiter::Conf(tx) => {
-                        let _ = tx.send(Err("node stopping".into()));
-                    }
-                }
+                p.waiter.fail(ClusterError::Unknown("node stopping".into()));
             }
             let reads = g
                 .reads_new
@@ -443,15 +460,7 @@ impl Loop {
                 }
                 let ctx = cc.context.clone();
                 match g.raw.propose_conf_change(ctx, cc) {
-                    Ok(()) => {
-                        let index = g.raw.raft.raft_log.last_index();
-                        let term = g.raw.raft.term;
-                        g.pending.push_back(Pending {
-                            index,
-                            term,
-                            waiter: Waiter::Conf(tx),
-                        });
-                    }
+                    Ok(()) => g.track(Waiter::Conf(tx)),
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
                     }
@@ -524,13 +533,7 @@ impl Loop {
             let n = txs.len() as u64;
             match g.raw.propose(Vec::new(), data) {
                 Ok(()) => {
-                    let index = g.raw.raft.raft_log.last_index();
-                    let term = g.raw.raft.term;
-                    g.pending.push_back(Pending {
-                        index,
-                        term,
-                        waiter: Waiter::Write(txs),
-                    });
+                    g.track(Waiter::Write(txs));
                     self.ctx.stats.writes.fetch_add(n, Relaxed);
                     self.ctx.stats.batches.fetch_add(1, Relaxed);
                 }
@@ -872,9 +875,7 @@ impl Loop {
                             }
                         } else {
                             // Another entry took its place: never applied.
-                            for tx in txs {
-                                let _ = tx.send(Err(ClusterError::NotLeader(None)));
-                            }
+                            Waiter::Write(txs).fail(ClusterError::NotLeader(None));
                         }
                     }
                     Waiter::Conf(tx) => {
@@ -915,25 +916,8 @@ impl Loop {
         self.ctx.store.truncate(g.id, meta.index + 1);
         while g.pending.front().is_some_and(|p| p.index <= meta.index) {
             if let Some(p) = g.pending.pop_front() {
-                match p.waiter {
-                    Waiter::Write(txs) => {
-                        for tx in txs {
-                            let _ = tx
-                                .send(Err(ClusterError::Unknown("replaced by a snapshot".into())));
-                        }
-                    }
-                    Waiter::Conf(tx) => {
-                        let _ = tx.send(Err("replaced by a snapshot".into()));
-                    }
-                }
-            }
-        }
-        if let Some(cs) = &meta.conf_state {
-            let addrs = self.ctx.addrs.lock();
-            for id in cs.voters.iter().chain(&cs.learners) {
-                if !addrs.contains_key(id) {
-                    tracing::debug!(node = id, "snapshot names a node of unknown address");
-                }
+                p.waiter
+                    .fail(ClusterError::Unknown("replaced by a snapshot".into()));
             }
         }
         Ok(())
@@ -961,24 +945,29 @@ impl Loop {
         Ok(())
     }
 
+    /// Updates the group's published view (called after every Ready: the
+    /// member lists are copied only when they changed).
     fn publish(&self, i: usize) {
         let g = &self.groups[i];
         let s = g.raw.store();
-        let v = GroupView {
-            leader: g.raw.raft.leader_id,
-            term: g.raw.raft.term,
-            role_leader: g.is_leader(),
-            voters: s.cs.voters.clone(),
-            learners: s.cs.learners.clone(),
-            applied: s.applied,
-            applied_term: g.applied_term,
-            last_index: s.last_index(),
-            first_index: s.first_index(),
-            snapshot_index: g.snapshot_index,
+        let Some(slot) = self.ctx.views.get(g.id as usize) else {
+            return;
         };
-        if let Some(slot) = self.ctx.views.get(g.id as usize) {
-            *slot.lock() = v;
+        let mut v = slot.lock();
+        v.leader = g.raw.raft.leader_id;
+        v.term = g.raw.raft.term;
+        v.role_leader = g.is_leader();
+        if v.voters != s.cs.voters {
+            v.voters.clone_from(&s.cs.voters);
         }
+        if v.learners != s.cs.learners {
+            v.learners.clone_from(&s.cs.learners);
+        }
+        v.applied = s.applied;
+        v.applied_term = g.applied_term;
+        v.last_index = s.last_index();
+        v.first_index = s.first_index();
+        v.snapshot_index = g.snapshot_index;
     }
 }
 

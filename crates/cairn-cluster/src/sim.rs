@@ -974,7 +974,7 @@ impl Sim {
             self.clients[c].target = self.rng.range(1, self.cfg.nodes);
         }
         let id = self.clients[c].id;
-        self.record_at(id, &p.key, p.call, p.invoke_ms, outcome);
+        self.record(id, &p.key, p.call, p.invoke_ms, outcome);
         if !force {
             let t = self.rng.range(5, 60);
             self.at(t, Event::Client { c });
@@ -982,10 +982,6 @@ impl Sim {
     }
 
     fn record(&mut self, id: u64, key: &str, call: Call, invoke: u64, outcome: Outcome) {
-        self.record_at(id, key, call, invoke, outcome)
-    }
-
-    fn record_at(&mut self, id: u64, key: &str, call: Call, invoke: u64, outcome: Outcome) {
         let (i, done) = (invoke * 1_000_000, self.now * 1_000_000 + 1);
         let op = match outcome {
             Outcome::Ok(v) => {

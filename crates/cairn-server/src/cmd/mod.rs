@@ -280,6 +280,15 @@ pub(crate) fn unknown_command_error(argv: &[&[u8]]) -> String {
     format!("ERR unknown command '{name}', with args beginning with: {args}")
 }
 
+/// Redis' arity rule: exactly `arity` arguments, or at least `-arity`.
+fn arity_ok(arity: i32, argc: i32) -> bool {
+    if arity > 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
 /// While cluster commands are gathered into a pipeline (they all run
 /// concurrently, replies in order): adds this command if it goes to one
 /// group's leader too and needs nothing first (no error to report, no
@@ -290,7 +299,7 @@ fn join_pipeline(shared: &Shared, conn: &mut ConnState, argv: &[&[u8]]) -> Flow 
     };
     let spec = &TABLE[idx];
     let argc = argv.len() as i32;
-    if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+    if !arity_ok(spec.arity, argc) {
         return Flow::Barrier;
     }
     if spec.flags & DENYOOM != 0 {
@@ -334,7 +343,7 @@ pub(crate) fn dispatch(
     let spec = &TABLE[idx];
     let stat = &conn.stats.commands[idx];
     let argc = argv.len() as i32;
-    if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+    if !arity_ok(spec.arity, argc) {
         bump(&stat.rejected, 1);
         ReplyWriter::new(wbuf, proto).error(&ecmd::wrong_arity(spec.name).0);
         return Flow::Continue;
