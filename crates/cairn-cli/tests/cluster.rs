@@ -524,6 +524,29 @@ fn volatile_cluster_survives_a_minority_and_the_lost_node_catches_up() {
     c.check_replica(victim, &expect);
 }
 
+/// A volatile node that had acknowledged every entry and comes back empty
+/// while nothing is written: the leaders that kept their leadership still
+/// believe it holds everything (no append would ever be sent), so only
+/// the restarted node can notice and say so. CI caught this once.
+#[test]
+fn volatile_node_restarted_after_the_writes_stop_catches_up() {
+    let _serial = serial();
+    let mut c = TestCluster::new(3, "volatile");
+    let stop = Arc::new(AtomicBool::new(false));
+    let expect = write_load(c.ports.clone(), 4, 600, stop);
+    c.converged_digests();
+    // Not the leader of "x": most groups keep their leaders and their
+    // stale belief about the victim.
+    let leader = c.leader_of(b"x").unwrap();
+    let victim = (leader + 1) % 3;
+    c.kill(victim);
+    std::thread::sleep(Duration::from_millis(300));
+    c.start(victim);
+    c.wait_ok();
+    c.converged_digests();
+    c.check_replica(victim, &expect);
+}
+
 #[test]
 fn redis_cluster_clients_work_against_a_cairn_cluster() {
     let _serial = serial();

@@ -442,7 +442,9 @@ impl Loop {
                     if m.to != self.ctx.me {
                         continue;
                     }
-                    lost_log_fixups(&mut self.groups[i].raw, &mut m);
+                    if let Some(reject) = lost_log_fixups(&mut self.groups[i].raw, &mut m) {
+                        self.queue_messages(i, vec![reject]);
+                    }
                     if let Err(e) = self.groups[i].raw.step(m) {
                         tracing::trace!(group, error = %e, "raft message not stepped");
                     }
@@ -975,16 +977,34 @@ impl Loop {
 /// (Raft assumes it cannot). Two adjustments keep raft-rs' assertions and
 /// let it catch up by snapshot; neither can trigger while logs are durable:
 /// - follower: a heartbeat's commit beyond the local log (the leader
-///   still believes the old match) is cut to the log's end — what is
-///   there came from a snapshot, so it is committed;
+///   still believes the old match: it only ever sends min(match, commit))
+///   is cut to the log's end — what is there came from a snapshot, so it
+///   is committed — and answered, besides, with the append reject returned
+///   here: a leader that believes the follower holds its whole log sends
+///   no append that could be rejected, so without it nothing would move;
 /// - leader: a follower that rejects an append with a last index below
 ///   what it had acknowledged is probed again from scratch (raft-rs
 ///   would ignore the reject as stale and resend the same entries forever).
-fn lost_log_fixups(raw: &mut RawNode<GroupStorage>, m: &mut Message) {
+fn lost_log_fixups(raw: &mut RawNode<GroupStorage>, m: &mut Message) -> Option<Message> {
     if m.msg_type == MessageType::MsgHeartbeat as i32 {
         let last = raw.store().last_index();
-        if m.commit > last {
-            m.commit = last;
+        if m.commit <= last {
+            return None;
+        }
+        let beyond = std::mem::replace(&mut m.commit, last);
+        if m.term >= raw.raft.term {
+            let mut reject = Message {
+                to: m.from,
+                from: m.to,
+                term: m.term,
+                index: beyond,
+                reject: true,
+                reject_hint: last,
+                log_term: raw.raft.raft_log.term(last).unwrap_or(0),
+                ..Default::default()
+            };
+            reject.set_msg_type(MessageType::MsgAppendResponse);
+            return Some(reject);
         }
     } else if m.msg_type == MessageType::MsgAppendResponse as i32
         && m.reject
@@ -1004,6 +1024,7 @@ fn lost_log_fixups(raw: &mut RawNode<GroupStorage>, m: &mut Message) {
             }
         }
     }
+    None
 }
 
 /// Answers the confirmed reads whose index is applied.
