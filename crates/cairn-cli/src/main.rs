@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand};
 
 mod dev;
 
+// mimalloc instead of glibc's malloc: see docs/design/allocator.md.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cairn",

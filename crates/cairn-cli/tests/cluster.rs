@@ -524,6 +524,51 @@ fn volatile_cluster_survives_a_minority_and_the_lost_node_catches_up() {
     c.check_replica(victim, &expect);
 }
 
+/// Pipelined commands of one key, sent to the key's leader or to a node
+/// that proxies them to it, keep their order: the last SET wins, APPENDs come out in
+/// sequence, and a GET in the pipeline sees every write before it.
+#[test]
+fn pipelined_commands_through_a_proxy_keep_their_order() {
+    let _serial = serial();
+    let c = TestCluster::new(3, "durable");
+    let leader = c.leader_of(b"ord").unwrap();
+    let proxy = (leader + 1) % 3;
+    for round in 0..20 {
+        // Through the proxy, and (odd rounds) straight to the leader.
+        let node = if round % 2 == 0 { proxy } else { leader };
+        let mut conn = Conn::open(c.ports[node]).unwrap();
+        let n = 50;
+        for i in 0..n {
+            let v = format!("{round}:{i}");
+            conn.send(&[b"SET", b"ord", v.as_bytes()]).unwrap();
+            conn.send(&[b"APPEND", b"seq", format!("{i},").as_bytes()])
+                .unwrap();
+            if i % 10 == 9 {
+                conn.send(&[b"GET", b"ord"]).unwrap();
+            }
+        }
+        conn.send(&[b"GET", b"seq"]).unwrap();
+        conn.send(&[b"DEL", b"seq"]).unwrap();
+        let mut len = 0;
+        for i in 0..n {
+            assert_eq!(conn.read().unwrap(), Reply::Simple("OK".into()));
+            len += format!("{i},").len() as i64;
+            assert_eq!(
+                conn.read().unwrap(),
+                Reply::Int(len),
+                "APPEND {i} out of order"
+            );
+            if i % 10 == 9 {
+                let got = text(&conn.read().unwrap());
+                assert_eq!(got, format!("{round}:{i}"), "GET saw another write");
+            }
+        }
+        let want: String = (0..n).map(|i| format!("{i},")).collect();
+        assert_eq!(text(&conn.read().unwrap()), want);
+        assert_eq!(conn.read().unwrap(), Reply::Int(1));
+    }
+}
+
 /// A volatile node that had acknowledged every entry and comes back empty
 /// while nothing is written: the leaders that kept their leadership still
 /// believe it holds everything (no append would ever be sent), so only

@@ -29,7 +29,10 @@ pub trait Host: Send + Sync + 'static {
     /// Replaces the group's keyspace with a snapshot; on error the old
     /// state stays.
     fn restore(&self, group: u16, data: &[u8]) -> Result<(), String>;
-    /// Executes a forwarded client command as if a client of this node
-    /// sent it; returns its RESP3 reply.
-    fn forward(&self, req: Forward) -> BoxFuture<Vec<u8>>;
+    /// Executes a batch of forwarded client commands as if a client of
+    /// this node had pipelined them; returns their RESP3 replies in order.
+    /// The future's first poll must hand each command to its group in
+    /// the batch's order (pipelined commands of one group keep their
+    /// order across the proxy).
+    fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>>;
 }

@@ -8,6 +8,7 @@
 //! allocated, and every frame and record carries a version and a checksum.
 
 mod driver;
+mod forward;
 pub mod frame;
 pub mod host;
 pub mod log;

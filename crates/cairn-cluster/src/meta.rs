@@ -239,8 +239,8 @@ impl Host for HostMux {
         Ok(())
     }
 
-    fn forward(&self, req: Forward) -> BoxFuture<Vec<u8>> {
-        self.host.forward(req)
+    fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
+        self.host.forward(reqs)
     }
 }
 

@@ -40,8 +40,9 @@ use crate::frame::{encode_parts, PeerFrame};
 use crate::host::BoxFuture;
 
 // Kinds 1-3 were the openraft engine's AppendEntries, Vote and
-// InstallSnapshot requests; not reused.
-pub const K_FORWARD: u8 = 4;
+// InstallSnapshot requests, kind 4 one forwarded command; not reused.
+/// A batch of forwarded client commands (see `forward.rs`).
+pub const K_FORWARD: u8 = 9;
 pub const K_ADMIN: u8 = 5;
 /// First frame each way on a new connection: `from u64 BE | to u64 BE`.
 pub const K_HELLO: u8 = 6;
@@ -728,13 +729,17 @@ async fn read_loop(
             };
             let (group, kind) = (f.group, f.kind);
             let tx = resp_tx.clone();
-            tokio::spawn(async move {
+            // Started here, before the next frame is read: requests are
+            // handled in the order they were sent (forwarded pipelines
+            // depend on it), then finish concurrently.
+            crate::forward::start(async move {
                 let resp = handler(group, kind, payload).await;
                 drop(permit);
                 if let Some(resp) = resp {
                     let _ = tx.send(message(group, kind | RESPONSE, id, &resp)).await;
                 }
-            });
+            })
+            .await;
         }
         if p.stop.load(Relaxed) {
             return;

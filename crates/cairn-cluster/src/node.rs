@@ -7,7 +7,7 @@
 //! [`Cluster::read_barrier`], [`Cluster::forward`], [`Cluster::leader`]
 //! and [`Cluster::topology`]. raft-rs types stay inside the crate.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -21,10 +21,11 @@ use raft::RawNode;
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::driver::{Ctx, EngineStats, GroupCore, GroupView, Input, Loop};
+use crate::forward::{self, Forwarder};
 use crate::host::{Forward, Host};
 use crate::log::{LogOptions, LogStore};
 use crate::meta::{HostMux, Meta, MetaState};
-use crate::net::{self, NetError, PeerNet, K_ADMIN, K_FORWARD};
+use crate::net::{self, PeerNet, K_ADMIN, K_FORWARD};
 use crate::snapfile::{self, SnapshotMeta};
 use crate::storage::{decode_entry, decode_hard_state, GroupStorage, INIT_INDEX, INIT_TERM};
 use crate::types::{decode_argvs, encode_argv, NodeInfo};
@@ -183,6 +184,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     rt: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
+    /// Commands forwarded to each peer, batched (see `forward.rs`).
+    forwarders: Mutex<HashMap<u64, Arc<Forwarder>>>,
 }
 
 #[derive(Clone)]
@@ -399,6 +402,7 @@ impl Cluster {
             stop,
             rt: Mutex::new(None),
             handle: handle.clone(),
+            forwarders: Mutex::new(HashMap::new()),
         });
         // Inbound Raft messages: decoded on the connection's task, routed
         // to the loops of their groups.
@@ -584,18 +588,17 @@ impl Cluster {
     ) -> Result<Vec<u8>, ClusterError> {
         let mut enc = Vec::new();
         encode_argv(&mut enc, argv);
-        let body = postcard::to_allocvec(&Forward { group, argv: enc })
-            .map_err(|e| ClusterError::Unknown(e.to_string()))?;
-        match self
-            .inner
-            .net
-            .call(to.0, &to.1.peer, group, K_FORWARD, body, FORWARD_TIMEOUT)
-            .await
-        {
-            Ok(r) => Ok(r),
-            Err(NetError::Unreachable(_)) => Err(ClusterError::NotLeader(None)),
-            Err(e) => Err(ClusterError::Unknown(e.to_string())),
-        }
+        let fwd = {
+            let inner = &self.inner;
+            let mut all = inner.forwarders.lock();
+            all.entry(to.0)
+                .or_insert_with(|| {
+                    let _rt = inner.handle.enter();
+                    Arc::new(Forwarder::new(inner.net.clone(), to.0, FORWARD_TIMEOUT))
+                })
+                .clone()
+        };
+        fwd.call(&to.1.peer, Forward { group, argv: enc }).await
     }
 
     /// The group's current leader as this node knows it.
@@ -1121,11 +1124,8 @@ impl Inner {
             if self.probing.load(Relaxed) {
                 return None;
             }
-            let fwd: Forward = postcard::from_bytes(&body).ok()?;
-            if fwd.group != group {
-                return None;
-            }
-            return Some(host.forward(fwd).await);
+            let reqs = forward::decode_batch(&body)?;
+            return forward::encode_replies(host.forward(reqs).await);
         }
         None
     }
@@ -1310,6 +1310,6 @@ pub(crate) fn fuzz_bodies(data: &[u8]) {
     let _ = wire::decode_entry_data(data);
     let _ = decode_entry(data);
     let _ = decode_hard_state(data);
-    let _ = postcard::from_bytes::<Forward>(data);
+    let _ = forward::decode_batch(data);
     let _ = postcard::from_bytes::<Admin>(data);
 }

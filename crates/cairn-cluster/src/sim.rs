@@ -243,8 +243,9 @@ impl Host for SimHost {
         self.groups.lock().insert(group, st);
         Ok(())
     }
-    fn forward(&self, _req: Forward) -> BoxFuture<Vec<u8>> {
-        Box::pin(async { b"-ERR not simulated\r\n".to_vec() })
+    fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
+        let n = reqs.len();
+        Box::pin(async move { vec![b"-ERR not simulated\r\n".to_vec(); n] })
     }
 }
 

@@ -244,7 +244,7 @@ mod tests {
         fn restore(&self, _: u16, _: &[u8]) -> Result<(), String> {
             Ok(())
         }
-        fn forward(&self, _: crate::host::Forward) -> crate::host::BoxFuture<Vec<u8>> {
+        fn forward(&self, _: Vec<crate::host::Forward>) -> crate::host::BoxFuture<Vec<Vec<u8>>> {
             Box::pin(async { Vec::new() })
         }
     }

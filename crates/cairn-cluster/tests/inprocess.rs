@@ -64,18 +64,23 @@ impl Host for KvHost {
         self.groups.lock().insert(group, m);
         Ok(())
     }
-    fn forward(&self, req: Forward) -> BoxFuture<Vec<u8>> {
+    fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         let c = self.cluster.get().cloned();
         Box::pin(async move {
-            let Some(c) = c else {
-                return b"-ERR not started\r\n".to_vec();
-            };
-            let mut argv = Vec::new();
-            let _ = decode_argvs(&req.argv, |a| argv = a.iter().map(|x| x.to_vec()).collect());
-            match c.write(req.group, &argv).await {
-                Ok(r) => r,
-                Err(e) => format!("-TRYAGAIN {e}\r\n").into_bytes(),
+            let mut out = Vec::with_capacity(reqs.len());
+            for req in reqs {
+                let Some(c) = &c else {
+                    out.push(b"-ERR not started\r\n".to_vec());
+                    continue;
+                };
+                let mut argv = Vec::new();
+                let _ = decode_argvs(&req.argv, |a| argv = a.iter().map(|x| x.to_vec()).collect());
+                out.push(match c.write(req.group, &argv).await {
+                    Ok(r) => r,
+                    Err(e) => format!("-TRYAGAIN {e}\r\n").into_bytes(),
+                });
             }
+            out
         })
     }
 }

@@ -330,7 +330,38 @@ async fn group_step(
 /// order — reads run on the local copy at that point, after their
 /// barriers. Commands of different groups may commit in any order, as
 /// with a Redis Cluster client pipelining to several nodes.
+///
+/// A read must not see a write the client pipelined after it (Redis
+/// answers a connection's commands one at a time): a write to a group
+/// that an earlier read of the pipeline reads ends the batch, and starts
+/// the next one once the read's reply is known.
 pub(crate) async fn execute_all(
+    shared: &Shared,
+    conn: &mut ConnState,
+    mut ds: Vec<Deferred>,
+    out: &mut Vec<u8>,
+) {
+    while !ds.is_empty() {
+        let mut read: Vec<u16> = Vec::new();
+        let mut end = 0;
+        for d in &ds {
+            if let Some(g) = d.group {
+                if d.write && read.contains(&g) {
+                    break;
+                }
+                if !d.write && !read.contains(&g) {
+                    read.push(g);
+                }
+            }
+            end += 1;
+        }
+        let rest = ds.split_off(end.max(1));
+        execute_batch(shared, conn, ds, out).await;
+        ds = rest;
+    }
+}
+
+async fn execute_batch(
     shared: &Shared,
     conn: &mut ConnState,
     ds: Vec<Deferred>,
@@ -617,13 +648,14 @@ impl Host for ServerHost {
         Ok(())
     }
 
-    fn forward(&self, req: Forward) -> BoxFuture<Vec<u8>> {
+    fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         let shared = self.shared();
         Box::pin(async move {
             let Some(shared) = shared else {
-                return b"-ERR server stopped\r\n".to_vec();
+                return vec![b"-ERR server stopped\r\n".to_vec(); reqs.len()];
             };
-            serve_forwarded(&shared, req).await
+            // join_all's first poll starts each command in batch order.
+            join_all(reqs.into_iter().map(|r| serve_forwarded(&shared, r))).await
         })
     }
 }
