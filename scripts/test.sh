@@ -16,6 +16,8 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # raft-rs' protobuf messages are generated at build time (prost-build runs protoc).
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# The binary's allocator, jemalloc, is C built by its crate's build script.
+command -v make >/dev/null 2>&1 || need_apt+=(make)
 # The fault lab (crates/cairn-lab) builds network namespaces and cuts links.
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
