@@ -569,6 +569,92 @@ fn pipelined_commands_through_a_proxy_keep_their_order() {
     }
 }
 
+/// A write with an arity, syntax or range error is answered by the node
+/// that receives it (or by the leader it forwards to) and never reaches
+/// the log: no replica's applied index moves.
+#[test]
+fn invalid_writes_are_answered_without_being_proposed() {
+    let _serial = serial();
+    let c = TestCluster::new(3, "durable");
+    let leader = c.leader_of(b"v").unwrap();
+    let proxy = (leader + 1) % 3;
+    let mut conn = Conn::open(c.ports[leader]).unwrap();
+    assert_eq!(
+        conn.cmd(&[b"SET", b"v", b"1"]).unwrap(),
+        Reply::Simple("OK".into())
+    );
+    let before = c.converged_digests();
+    let bad: &[(&[&[u8]], &str)] = &[
+        (&[b"SET", b"v", b"2", b"BOGUS"], "ERR syntax error"),
+        (&[b"SET", b"v", b"2", b"NX", b"XX"], "ERR syntax error"),
+        (
+            &[b"SET", b"v", b"2", b"EX", b"0"],
+            "ERR invalid expire time in 'set' command",
+        ),
+        (
+            &[b"EXPIRE", b"v", b"9223372036854775807"],
+            "ERR invalid expire time in 'expire' command",
+        ),
+        (
+            &[b"INCRBY", b"v", b"one"],
+            "ERR value is not an integer or out of range",
+        ),
+        (
+            &[b"GETEX", b"v", b"PERSIST", b"EX", b"5"],
+            "ERR syntax error",
+        ),
+    ];
+    for node in [leader, proxy] {
+        let mut conn = Conn::open(c.ports[node]).unwrap();
+        for (argv, want) in bad {
+            match conn.cmd(argv).unwrap() {
+                Reply::Error(e) => assert_eq!(e, *want, "{argv:?} via node {}", node + 1),
+                other => panic!("{argv:?}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(c.converged_digests(), before, "an invalid write was logged");
+    assert_eq!(text(&conn.cmd(&[b"GET", b"v"]).unwrap()), "1");
+}
+
+/// A proxy whose leader goes silent (SIGSTOP) does not wait out its
+/// forward timeout (10 s): once its own replica of the group knows a new
+/// leader, a forwarded read is asked again of the new leader and a
+/// forwarded write is answered -UNKNOWN (it may still have been logged).
+#[test]
+fn a_proxy_gives_up_on_a_paused_leader_once_another_is_elected() {
+    let _serial = serial();
+    let c = TestCluster::new(3, "durable");
+    let leader = c.leader_of(b"p").unwrap();
+    let proxy = (leader + 1) % 3;
+    let mut conn = Conn::open(c.ports[proxy]).unwrap();
+    assert_eq!(
+        conn.cmd(&[b"SET", b"p", b"1"]).unwrap(),
+        Reply::Simple("OK".into())
+    );
+    let pid = c.nodes[leader].as_ref().unwrap().id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let t = Instant::now();
+    conn.send(&[b"SET", b"p", b"2"]).unwrap();
+    conn.send(&[b"GET", b"p"]).unwrap();
+    let w = conn.read().unwrap();
+    let r = conn.read().unwrap();
+    let took = t.elapsed();
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    match &w {
+        Reply::Simple(s) if s == "OK" => {}
+        Reply::Error(e) if e.starts_with("UNKNOWN") => {}
+        other => panic!("forwarded write: {other:?}"),
+    }
+    let r = text(&r);
+    assert!(r == "1" || r == "2", "forwarded read: {r}");
+    // Election timeouts here are under a second; the forward timeout is 10 s.
+    assert!(
+        took < Duration::from_secs(6),
+        "the proxy waited {took:?} for a paused leader"
+    );
+}
+
 /// A volatile node that had acknowledged every entry and comes back empty
 /// while nothing is written: the leaders that kept their leadership still
 /// believe it holds everything (no append would ever be sent), so only

@@ -96,6 +96,9 @@ pub(crate) struct GroupView {
     pub last_index: u64,
     pub first_index: u64,
     pub snapshot_index: Option<u64>,
+    /// Woken whenever `leader` or `term` changes (a proxy waiting on a
+    /// forwarded request gives up on a deposed leader).
+    pub moved: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
@@ -956,8 +959,11 @@ impl Loop {
             return;
         };
         let mut v = slot.lock();
-        v.leader = g.raw.raft.leader_id;
-        v.term = g.raw.raft.term;
+        if v.leader != g.raw.raft.leader_id || v.term != g.raw.raft.term {
+            v.leader = g.raw.raft.leader_id;
+            v.term = g.raw.raft.term;
+            v.moved.notify_waiters();
+        }
         v.role_leader = g.is_leader();
         if v.voters != s.cs.voters {
             v.voters.clone_from(&s.cs.voters);

@@ -579,12 +579,19 @@ impl Cluster {
     }
 
     /// Sends a client command to node `to` (the group's leader) and
-    /// returns its RESP3 reply. `NotLeader(None)` means nothing was sent.
+    /// returns its RESP3 reply. `NotLeader(None)` means nothing was
+    /// applied: nothing was sent, or a read (`write` false) was abandoned.
+    ///
+    /// A proxy does not wait out a leader that went silent: once this
+    /// node's copy of the group sees another leader, or a newer term, the
+    /// request is abandoned — a read with `NotLeader` (the caller asks the
+    /// new leader), a write with `Unknown` (it may still commit).
     pub async fn forward<A: AsRef<[u8]>>(
         &self,
         to: &(u64, NodeInfo),
         group: u16,
         argv: &[A],
+        write: bool,
     ) -> Result<Vec<u8>, ClusterError> {
         let mut enc = Vec::new();
         encode_argv(&mut enc, argv);
@@ -598,7 +605,41 @@ impl Cluster {
                 })
                 .clone()
         };
-        fwd.call(&to.1.peer, Forward { group, argv: enc }).await
+        let Some(slot) = self.inner.views.get(group as usize) else {
+            return Err(ClusterError::NotLeader(None));
+        };
+        let moved = slot.lock().moved.clone();
+        let call = fwd.call(&to.1.peer, Forward { group, argv: enc });
+        tokio::pin!(call);
+        let mut term0 = None;
+        loop {
+            let changed = moved.notified();
+            tokio::pin!(changed);
+            // Registered before the check: no change is missed.
+            changed.as_mut().enable();
+            {
+                let v = slot.lock();
+                let sent = term0.is_some();
+                let t0 = *term0.get_or_insert(v.term);
+                // A pre-candidate forgets the leader without a new term:
+                // wait for the election's outcome.
+                if v.leader != to.0 && (v.leader != 0 || v.term > t0) {
+                    return Err(if write && sent {
+                        ClusterError::Unknown(format!(
+                            "forwarded to node {} which is no longer the leader",
+                            to.0
+                        ))
+                    } else {
+                        ClusterError::NotLeader(None)
+                    });
+                }
+            }
+            tokio::select! {
+                biased;
+                r = &mut call => return r,
+                () = &mut changed => {}
+            }
+        }
     }
 
     /// The group's current leader as this node knows it.

@@ -7,110 +7,130 @@
 use crate::cmd::{self, *};
 use crate::reply::Reply;
 
-/// Applies `argv` (name first) to `db` at the leader's time `now_ms`.
-pub fn apply_argv(db: &mut impl Db, argv: &[&[u8]], now_ms: u64, out: &mut impl Reply) {
+/// The command's name, lowercased into `buf`; `None` when it is too long
+/// to be any replicated command.
+fn lower_name<'b>(argv: &[&[u8]], buf: &'b mut [u8; 16]) -> Result<&'b [u8], String> {
     let Some(name) = argv.first() else {
-        out.error("ERR empty command");
-        return;
+        return Err("ERR empty command".into());
     };
-    let mut lower = [0u8; 16];
-    if name.len() > lower.len() {
-        out.error("ERR unknown command");
-        return;
+    if name.len() > buf.len() {
+        return Err(unknown(name));
     }
-    for (d, s) in lower.iter_mut().zip(name.iter()) {
+    for (d, s) in buf.iter_mut().zip(name.iter()) {
         *d = s.to_ascii_lowercase();
     }
-    let name = &lower[..name.len()];
-    // (minimum argc, exact?) as in the server's command table.
-    macro_rules! run {
-        ($min:expr, $exact:expr, $t:ty) => {{
-            let n = argv.len();
-            if n < $min || ($exact && n != $min) {
-                out.error(&cmd::wrong_arity(&String::from_utf8_lossy(argv[0])).0);
-                return;
-            }
-            match <$t>::parse(argv) {
-                Ok(c) => c.apply(db, now_ms, out),
-                Err(e) => out.error(e.msg()),
-            }
-        }};
-    }
-    match name {
-        b"set" => run!(3, false, set::Set),
-        b"setnx" => run!(3, true, setnx::SetNx),
-        b"setex" => run!(4, true, setex::SetEx<false>),
-        b"psetex" => run!(4, true, setex::PSetEx),
-        b"getset" => run!(3, true, getset::GetSet),
-        b"getdel" => run!(2, true, getdel::GetDel),
-        b"getex" => run!(2, false, getex::GetEx),
-        b"mset" => run!(3, false, mset::MSet<false>),
-        b"msetnx" => run!(3, false, mset::MSetNx),
-        b"append" => run!(3, true, append::Append),
-        b"setrange" => run!(4, true, setrange::SetRange),
-        b"incr" => run!(2, true, incr::Incr),
-        b"decr" => run!(2, true, incr::Decr),
-        b"incrby" => run!(3, true, incr::IncrBy<1, true>),
-        b"decrby" => run!(3, true, incr::DecrBy),
-        b"incrbyfloat" => run!(3, true, incrbyfloat::IncrByFloat),
-        b"del" | b"unlink" => run!(2, false, del::Del),
-        b"expire" => run!(3, false, expire::Expire<0>),
-        b"pexpire" => run!(3, false, expire::PExpire),
-        b"expireat" => run!(3, false, expire::ExpireAt),
-        b"pexpireat" => run!(3, false, expire::PExpireAt),
-        b"persist" => run!(2, true, persist::Persist),
-        b"rename" => run!(3, true, rename::Rename<false>),
-        b"renamenx" => run!(3, true, rename::RenameNx),
-        b"copy" => run!(3, false, copy::Copy),
-        b"cairn.expired" => run!(1, false, expired::Expired),
-        b"cairn.evict" => run!(1, false, evict::Evict),
-        b"flushall" | b"flushdb" => {
-            db.shard(b"").clear();
-            out.ok();
-        }
-        _ => out.error(&format!(
-            "ERR unknown command '{}'",
-            String::from_utf8_lossy(argv[0])
-        )),
-    }
+    Ok(&buf[..name.len()])
 }
 
-/// Whether a command name (any case) changes state when applied, i.e.
-/// must go through the log in cluster mode.
-pub fn is_replicated(name: &[u8]) -> bool {
-    const NAMES: &[&str] = &[
-        "set",
-        "setnx",
-        "setex",
-        "psetex",
-        "getset",
-        "getdel",
-        "getex",
-        "mset",
-        "msetnx",
-        "append",
-        "setrange",
-        "incr",
-        "decr",
-        "incrby",
-        "decrby",
-        "incrbyfloat",
-        "del",
-        "unlink",
-        "expire",
-        "pexpire",
-        "expireat",
-        "pexpireat",
-        "persist",
-        "rename",
-        "renamenx",
-        "copy",
-        "flushall",
-        "flushdb",
-    ];
-    NAMES
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+fn unknown(name: &[u8]) -> String {
+    format!("ERR unknown command '{}'", String::from_utf8_lossy(name))
+}
+
+/// Checks Redis' arity rule (`arity` = n: exactly n arguments, name
+/// included; -n: at least n), then parses.
+fn parse<'a, T: Command<'a>>(argv: &'a [&'a [u8]], arity: i32) -> Result<T, String> {
+    let n = argv.len() as i64;
+    let a = i64::from(arity);
+    if (a >= 0 && n != a) || (a < 0 && n < -a) {
+        return Err(cmd::wrong_arity(&String::from_utf8_lossy(argv[0]))
+            .0
+            .into_owned());
+    }
+    T::parse(argv).map_err(|e| e.msg().to_string())
+}
+
+/// The one table of replicated commands: name(s), Redis arity, type.
+/// From it come [`apply_argv`] (a replica applies an entry),
+/// [`check_argv`] (the node that receives a command validates it before
+/// proposing), [`arity`] and [`NAMES`].
+macro_rules! replicated {
+    ($($($name:literal)|+ => $arity:expr, $t:ty;)*) => {
+        /// Applies `argv` (name first) to `db` at the leader's time `now_ms`.
+        pub fn apply_argv(db: &mut impl Db, argv: &[&[u8]], now_ms: u64, out: &mut impl Reply) {
+            let mut buf = [0u8; 16];
+            let name = match lower_name(argv, &mut buf) {
+                Ok(n) => n,
+                Err(e) => return out.error(&e),
+            };
+            let r = match name {
+                $($($name)|+ => parse::<$t>(argv, $arity).map(|c| c.apply(db, now_ms, out)),)*
+                b"flushall" | b"flushdb" => {
+                    db.shard(b"").clear();
+                    out.ok();
+                    Ok(())
+                }
+                _ => Err(unknown(argv[0])),
+            };
+            if let Err(e) = r {
+                out.error(&e);
+            }
+        }
+
+        /// Whether `argv` would apply at about `now_ms` without an arity,
+        /// syntax or range error — what a node checks before it proposes
+        /// a command, so that no invalid command reaches the log (the
+        /// error is the reply). Errors that depend on the data
+        /// (WRONGTYPE, not an integer) are decided at apply, identically
+        /// on every replica.
+        pub fn check_argv(argv: &[&[u8]], now_ms: u64) -> Result<(), String> {
+            let mut buf = [0u8; 16];
+            let name = lower_name(argv, &mut buf)?;
+            match name {
+                $($($name)|+ => parse::<$t>(argv, $arity)
+                    .and_then(|c| c.check(now_ms).map_err(|e| e.msg().to_string())),)*
+                b"flushall" | b"flushdb" => Ok(()),
+                _ => Err(unknown(argv[0])),
+            }
+        }
+
+        /// The Redis arity of a replicated command (any case); `None`
+        /// for a command that is not replicated.
+        pub fn arity(name: &[u8]) -> Option<i32> {
+            let mut buf = [0u8; 16];
+            let name = lower_name(&[name], &mut buf).ok()?;
+            match name {
+                $($($name)|+ => Some($arity),)*
+                b"flushall" | b"flushdb" => Some(-1),
+                _ => None,
+            }
+        }
+
+        /// Every replicated command's name.
+        pub const NAMES: &[&str] = &[$($(
+            // A byte-string literal's text: b"set" -> "set".
+            match std::str::from_utf8($name) { Ok(s) => s, Err(_) => "" },
+        )+)* "flushall", "flushdb"];
+    };
+}
+
+replicated! {
+    b"set" => -3, set::Set;
+    b"setnx" => 3, setnx::SetNx;
+    b"setex" => 4, setex::SetEx<false>;
+    b"psetex" => 4, setex::PSetEx;
+    b"getset" => 3, getset::GetSet;
+    b"getdel" => 2, getdel::GetDel;
+    b"getex" => -2, getex::GetEx;
+    b"mset" => -3, mset::MSet<false>;
+    b"msetnx" => -3, mset::MSetNx;
+    b"append" => 3, append::Append;
+    b"setrange" => 4, setrange::SetRange;
+    b"incr" => 2, incr::Incr;
+    b"decr" => 2, incr::Decr;
+    b"incrby" => 3, incr::IncrBy<1, true>;
+    b"decrby" => 3, incr::DecrBy;
+    b"incrbyfloat" => 3, incrbyfloat::IncrByFloat;
+    b"del" | b"unlink" => -2, del::Del;
+    b"expire" => -3, expire::Expire<0>;
+    b"pexpire" => -3, expire::PExpire;
+    b"expireat" => -3, expire::ExpireAt;
+    b"pexpireat" => -3, expire::PExpireAt;
+    b"persist" => 2, persist::Persist;
+    b"rename" => 3, rename::Rename<false>;
+    b"renamenx" => 3, rename::RenameNx;
+    b"copy" => -3, copy::Copy;
+    b"cairn.expired" => -1, expired::Expired;
+    b"cairn.evict" => -1, evict::Evict;
 }
 
 #[cfg(test)]
@@ -153,40 +173,13 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        for name in [
-            "set",
-            "setnx",
-            "setex",
-            "psetex",
-            "getset",
-            "getdel",
-            "getex",
-            "mset",
-            "msetnx",
-            "append",
-            "setrange",
-            "incr",
-            "decr",
-            "incrby",
-            "decrby",
-            "incrbyfloat",
-            "del",
-            "unlink",
-            "expire",
-            "pexpire",
-            "expireat",
-            "pexpireat",
-            "persist",
-            "rename",
-            "renamenx",
-            "copy",
-            "flushall",
-            "flushdb",
-        ] {
-            assert!(is_replicated(name.as_bytes()));
+        assert_eq!(NAMES.len(), 30);
+        for name in NAMES {
+            assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);
             let r = run(&mut ks, &[name.as_bytes()], 1);
-            if name.starts_with("flush") {
+            if name.starts_with("flush") || name.starts_with("cairn.") {
+                assert!(check_argv(&[name.as_bytes()], 1).is_ok());
                 continue;
             }
             // Too few arguments: an arity error, not "unknown command".
@@ -198,6 +191,39 @@ mod tests {
                 ),
                 other => panic!("{name}: {other:?}"),
             }
+            assert!(check_argv(&[name.as_bytes()], 1).is_err_and(|e| e.contains("wrong number")));
         }
+        assert_eq!(arity(b"get"), None);
+    }
+
+    #[test]
+    fn check_gives_the_error_apply_would_and_changes_nothing() {
+        let bad: &[&[&[u8]]] = &[
+            &[b"SET", b"k", b"v", b"BOGUS"],
+            &[b"SET", b"k", b"v", b"EX", b"0"],
+            &[b"SET", b"k", b"v", b"NX", b"XX"],
+            &[b"EXPIRE", b"k", b"ten"],
+            &[b"INCRBY", b"k", b"x"],
+            &[b"GETEX", b"k", b"PERSIST", b"EX", b"1"],
+            &[b"MSET", b"a", b"1", b"b"],
+            &[b"EXPIRE", b"k", b"9223372036854775807"],
+            &[b"SETEX", b"k", b"0", b"v"],
+            &[b"GETEX", b"k", b"PX", b"-1"],
+            &[b"NOPE", b"k"],
+        ];
+        for argv in bad {
+            let mut ks = Keyspace::new(1);
+            let Err(e) = check_argv(argv, 1) else {
+                panic!("{:?} passed the check", argv)
+            };
+            match run(&mut ks, argv, 1) {
+                Frame::Error(applied) => assert_eq!(e.as_bytes(), &applied[..]),
+                other => panic!("{argv:?}: {other:?}"),
+            }
+            assert!(ks.is_empty());
+        }
+        assert!(check_argv(&[b"set", b"k", b"v", b"px", b"10", b"get"], 1).is_ok());
+        assert!(check_argv(&[b"incrby", b"k", b"-5"], 1).is_ok());
+        assert!(check_argv(&[b"expire", b"k", b"-5"], 1).is_ok());
     }
 }

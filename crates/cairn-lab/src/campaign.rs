@@ -122,6 +122,9 @@ pub struct RoundReport {
     pub anomalies: Vec<String>,
     /// Notes that are not anomalies (replicas still catching up).
     pub notes: Vec<String>,
+    /// Availability: each injected fault's longest stretch without a
+    /// completed request at a healthy node (see `avail.rs`).
+    pub stalls: Vec<crate::avail::Stall>,
     /// Wall time of the round.
     pub took: Duration,
 }
@@ -383,6 +386,9 @@ fn run_round(
     let wc = cluster.spawn_workload(&ctr, &ctr_out)?;
     let ws = cluster.spawn_workload(&set, &set_out)?;
     let start = Instant::now();
+    let start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let stop = AtomicBool::new(false);
     let key = reg.first_key();
     let mut anomalies = Vec::new();
@@ -480,6 +486,24 @@ fn run_round(
         }
         results.push(kr);
     }
+    let mut ok_times = Vec::new();
+    for out in [&reg_out, &ctr_out, &set_out] {
+        let side = crate::avail::OkTimes::path_for(out);
+        match std::fs::read(&side)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
+        {
+            Ok(t) => ok_times.push(t),
+            Err(e) => notes.push(format!("no completion times ({}): {e}", side.display())),
+        }
+        let _ = std::fs::remove_file(&side);
+    }
+    let stalls = if ok_times.len() == 3 {
+        let times = crate::avail::merge(&ok_times, start_unix_ns, cluster.nodes());
+        crate::avail::stalls(&events, &times, round_ms)
+    } else {
+        Vec::new()
+    };
     let set = results.pop().unwrap_or_default();
     let counter = results.pop().unwrap_or_default();
     let register = results.pop().unwrap_or_default();
@@ -495,6 +519,7 @@ fn run_round(
         set,
         anomalies,
         notes,
+        stalls,
         took: t0.elapsed(),
     };
     if report.suspicious() {
@@ -584,8 +609,21 @@ fn set_verdict_str(v: Option<Verdict>) -> &'static str {
 }
 
 fn print_round(r: &RoundReport) {
+    let worst = r
+        .stalls
+        .iter()
+        .max_by_key(|s| s.longest_ms)
+        .map(|s| {
+            format!(
+                " | longest stall {} ms ({} at n{})",
+                s.longest_ms,
+                s.fault,
+                s.node + 1
+            )
+        })
+        .unwrap_or_default();
     println!(
-        "round {:>3} seed {:>20} | {:>5.1} s | register {:>6} ops ({:>4} info) {} | counter {:>6} ops ({:>4} info) {} | set {:>6} ops ({:>4} info) {} | faults: {}{}{}",
+        "round {:>3} seed {:>20} | {:>5.1} s | register {:>6} ops ({:>4} info) {} | counter {:>6} ops ({:>4} info) {} | set {:>6} ops ({:>4} info) {} | faults: {}{}{}{}",
         r.round,
         r.seed,
         r.took.as_secs_f64(),
@@ -599,6 +637,7 @@ fn print_round(r: &RoundReport) {
         r.set.info,
         set_verdict_str(r.set.verdict),
         r.faults.join(", "),
+        worst,
         if r.anomalies.is_empty() {
             String::new()
         } else {
@@ -694,9 +733,31 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
         })
         .collect();
     let _ = writeln!(s, "| anomalies | {} |", anomalies.len());
-    let _ = writeln!(s, "\n| fault | times |\n|---|---|");
+    // Availability per fault kind: the longest stretch without a
+    // completed request at a healthy node, against the target.
+    let limit = args.election_max_ms + 1000;
+    let mut stalls: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in reports {
+        for st in &r.stalls {
+            stalls
+                .entry(st.fault.clone())
+                .or_default()
+                .push(st.longest_ms);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n| fault | times | longest stall at a healthy node: median | max | over {limit} ms |\n|---|---|---|---|---|"
+    );
     for (f, n) in &faults {
-        let _ = writeln!(s, "| {f} | {n} |");
+        let mut v = stalls.get(f).cloned().unwrap_or_default();
+        v.sort_unstable();
+        let (median, max) = match (v.get(v.len() / 2), v.last()) {
+            (Some(m), Some(x)) => (format!("{m} ms"), format!("{x} ms")),
+            _ => ("-".into(), "-".into()),
+        };
+        let over = v.iter().filter(|&&x| x > limit).count();
+        let _ = writeln!(s, "| {f} | {n} | {median} | {max} | {over} |");
     }
     if !anomalies.is_empty() {
         let _ = writeln!(s, "\nanomalies:");

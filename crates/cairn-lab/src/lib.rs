@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod avail;
 pub mod campaign;
 pub mod cluster;
 pub mod delay;

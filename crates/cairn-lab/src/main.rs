@@ -217,6 +217,13 @@ fn real_main() -> anyhow::Result<ExitCode> {
             history
                 .write_jsonl(BufWriter::new(file))
                 .with_context(|| format!("writing {}", out.display()))?;
+            let times = cairn_lab::avail::OkTimes {
+                start_unix_ns: stats.start_unix_ns,
+                ok_ns: stats.ok_times.clone(),
+            };
+            let side = cairn_lab::avail::OkTimes::path_for(&out);
+            std::fs::write(&side, serde_json::to_vec(&times)?)
+                .with_context(|| format!("writing {}", side.display()))?;
             println!(
                 "{}",
                 serde_json::json!({

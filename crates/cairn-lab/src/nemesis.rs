@@ -324,6 +324,7 @@ impl Schedule {
             fault: None,
             node: None,
             text: "nemesis: healed everything".into(),
+            unhealthy: Vec::new(),
         });
         result.and(healed).map(|()| events)
     }
@@ -362,6 +363,8 @@ impl Schedule {
                 Role::Follower => follower,
             };
             let who = |i: usize| format!("n{}", i + 1);
+            // A Halves fault's minority.
+            let mut cut_off: Vec<usize> = Vec::new();
             let text = match step.fault {
                 Fault::IsolateLeader => {
                     cluster.lab().partition_groups(&[lead], &others)?;
@@ -391,6 +394,7 @@ impl Schedule {
                     };
                     let majority: Vec<usize> = (0..n).filter(|i| !minority.contains(i)).collect();
                     cluster.lab().partition_groups(&minority, &majority)?;
+                    cut_off.clone_from(&minority);
                     format!(
                         "minority {:?} | majority {:?}",
                         minority.iter().map(|&i| who(i)).collect::<Vec<_>>(),
@@ -537,6 +541,13 @@ impl Schedule {
                 Fault::WipeRejoin => target,
                 _ => None,
             };
+            let unhealthy: Vec<usize> = match step.fault {
+                Fault::IsolateLeader | Fault::OneWay { .. } => vec![lead],
+                Fault::Halves { .. } => cut_off,
+                // A slow node still answers; loss hits every node alike.
+                Fault::Latency(_) | Fault::Loss(_) | Fault::Rebalance => Vec::new(),
+                _ => hit.into_iter().collect(),
+            };
             let leader_note = if known {
                 format!("leader n{}", lead + 1)
             } else {
@@ -547,6 +558,7 @@ impl Schedule {
                 fault: Some(step.fault),
                 node: hit,
                 text: format!("nemesis: {} ({leader_note}): {text}", step.fault),
+                unhealthy,
             };
             eprintln!("[{:>6} ms] {}", ev.at_ms, ev.text);
             events.push(ev);
@@ -563,6 +575,7 @@ impl Schedule {
                         who(role(&r)),
                         CLOCK_JUMPS_SECS.1
                     ),
+                    unhealthy: Vec::new(),
                 };
                 eprintln!("[{:>6} ms] {}", ev.at_ms, ev.text);
                 events.push(ev);
@@ -621,6 +634,7 @@ impl Schedule {
                 fault: None,
                 node: hit,
                 text: format!("nemesis: {undo}"),
+                unhealthy: Vec::new(),
             };
             eprintln!("[{:>6} ms] {}", ev.at_ms, ev.text);
             events.push(ev);
@@ -746,6 +760,10 @@ pub struct Event {
     pub node: Option<usize>,
     /// What was done, to which nodes.
     pub text: String,
+    /// On an injection: the nodes that cannot be expected to answer while
+    /// the fault lasts (down, paused, cut off from the majority); clients
+    /// of the other nodes should be served (see `avail.rs`).
+    pub unhealthy: Vec<usize>,
 }
 
 fn elapsed_ms(start: Instant) -> u64 {

@@ -137,6 +137,13 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// `Ok` outcomes per target, in `Config::targets` order.
     pub ok_per_target: Vec<u64>,
+    /// Wall-clock time (ns since the Unix epoch) of the history's time 0,
+    /// to line the history up with a nemesis' events.
+    pub start_unix_ns: u64,
+    /// Completion times (history ns) of the `Ok` outcomes of the main
+    /// phase, per target (the set workload's final reads excluded): the
+    /// campaign measures availability from them.
+    pub ok_times: Vec<Vec<u64>>,
 }
 
 struct Shared {
@@ -150,6 +157,8 @@ struct Shared {
     unexpected: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     ok_per_target: Vec<AtomicU64>,
+    /// See [`Stats::ok_times`].
+    ok_times: Mutex<Vec<Vec<u64>>>,
     /// Recently written values per key, for CAS expectations.
     recent: Mutex<BTreeMap<u64, Vec<i64>>>,
     /// Set workload: every element id ever attempted, per set (key number).
@@ -508,6 +517,14 @@ async fn slot(shared: Arc<Shared>, client: redis::Client, index: usize, target: 
         let op = match ending {
             Ending::Ok(v) => {
                 shared.ok_per_target[target].fetch_add(1, Ordering::Relaxed);
+                if let Some(t) = shared
+                    .ok_times
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_mut(target)
+                {
+                    t.push(complete);
+                }
                 Op::ok(process, &key, call, invoke, complete, v)
             }
             Ending::Fail(cause) => {
@@ -617,6 +634,9 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
         .map(|a| redis::Client::open(format!("redis://{a}/")))
         .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
+    let start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let shared = Arc::new(Shared {
         deadline: cfg.duration.map(|d| start + d),
         start,
@@ -627,6 +647,7 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
         unexpected: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
         ok_per_target: clients.iter().map(|_| AtomicU64::new(0)).collect(),
+        ok_times: Mutex::new(vec![Vec::new(); clients.len()]),
         recent: Mutex::new(BTreeMap::new()),
         attempted: Mutex::new(BTreeMap::new()),
         ops: Mutex::new(Vec::new()),
@@ -666,6 +687,13 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
             .iter()
             .map(|n| n.load(Ordering::Relaxed))
             .collect(),
+        start_unix_ns,
+        ok_times: std::mem::take(
+            &mut *shared
+                .ok_times
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ),
         ..Stats::default()
     };
     for op in &ops {

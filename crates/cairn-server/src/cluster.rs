@@ -186,6 +186,14 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
     if !write && (conn.readonly || shared.config.unsafe_stale_reads) {
         return Route::Local;
     }
+    // Only valid commands reach the log: arity, syntax and range errors
+    // are answered here (on the receiving node, and again on the leader
+    // for a forwarded one), never proposed.
+    if write {
+        if let Err(e) = cairn_engine::replicated::check_argv(argv, unix_ms()) {
+            return Route::Error(e);
+        }
+    }
     Route::Deferred(Box::new(Deferred {
         idx,
         argv: owned(),
@@ -306,7 +314,7 @@ async fn group_step(
                     return Err(format!("MOVED {} {}", d.slot, l.1.resp));
                 }
                 cluster
-                    .forward(l, g, &d.argv)
+                    .forward(l, g, &d.argv, d.write)
                     .await
                     .map(|r| Step::Done(Output::Resp3(r)))
             }
@@ -524,7 +532,7 @@ async fn flush_all(shared: &Shared, d: &Deferred) -> Result<Output, String> {
         loop {
             let r = match cluster.leader(g) {
                 Some((id, _)) if id == cluster.node_id() => cluster.write(g, &argv).await,
-                Some(l) => cluster.forward(&l, g, &argv).await,
+                Some(l) => cluster.forward(&l, g, &argv, true).await,
                 None => Err(ClusterError::NotLeader(None)),
             };
             match r {

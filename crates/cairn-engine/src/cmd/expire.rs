@@ -28,6 +28,26 @@ pub type ExpireAt<'a> = Expire<'a, 2>;
 pub type PExpireAt<'a> = Expire<'a, 3>;
 
 impl<const UNIT: u8> Expire<'_, UNIT> {
+    /// The absolute deadline (unix ms, possibly past), or Redis' error
+    /// when the time overflows.
+    fn deadline(&self, now_ms: u64) -> Result<i64, CmdError> {
+        let invalid = || {
+            CmdError::from(format!(
+                "ERR invalid expire time in '{}' command",
+                Self::name()
+            ))
+        };
+        let ms = match UNIT {
+            0 | 2 => self.time.checked_mul(1000).ok_or_else(invalid)?,
+            _ => self.time,
+        };
+        if UNIT < 2 {
+            ms.checked_add(now_ms as i64).ok_or_else(invalid)
+        } else {
+            Ok(ms)
+        }
+    }
+
     fn name() -> &'static str {
         ["expire", "pexpire", "expireat", "pexpireat"][UNIT as usize % 4]
     }
@@ -69,22 +89,14 @@ impl<'a, const UNIT: u8> Command<'a> for Expire<'a, UNIT> {
         })
     }
 
+    fn check(&self, now_ms: u64) -> Result<(), CmdError> {
+        self.deadline(now_ms).map(|_| ())
+    }
+
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let invalid = || format!("ERR invalid expire time in '{}' command", Self::name());
-        let ms = match UNIT {
-            0 | 2 => match self.time.checked_mul(1000) {
-                Some(v) => v,
-                None => return out.error(&invalid()),
-            },
-            _ => self.time,
-        };
-        let deadline = if UNIT < 2 {
-            ms.checked_add(now_ms as i64)
-        } else {
-            Some(ms)
-        };
-        let Some(deadline) = deadline else {
-            return out.error(&invalid());
+        let deadline = match self.deadline(now_ms) {
+            Ok(d) => d,
+            Err(e) => return out.error(e.msg()),
         };
         let ks = db.shard(self.key);
         let Some(current) = ks.deadline(self.key, now_ms) else {

@@ -33,6 +33,13 @@ impl<'a> Command<'a> for GetEx<'a> {
         Ok(GetEx { key, change })
     }
 
+    fn check(&self, now_ms: u64) -> Result<(), CmdError> {
+        match self.change {
+            Change::At(unit, v) => unit.deadline(v, now_ms, "getex").map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let deadline = match self.change {
             Change::At(unit, v) => match unit.deadline(v, now_ms, "getex") {

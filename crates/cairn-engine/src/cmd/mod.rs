@@ -59,6 +59,12 @@ impl CmdError {
     }
 }
 
+impl From<String> for CmdError {
+    fn from(s: String) -> Self {
+        CmdError(s.into())
+    }
+}
+
 impl From<&'static str> for CmdError {
     fn from(s: &'static str) -> Self {
         CmdError(Cow::Borrowed(s))
@@ -91,6 +97,12 @@ impl Db for Keyspace {
 pub trait Command<'a>: Sized {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError>;
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply);
+    /// Errors `apply` would give whatever the data, at about `now_ms`
+    /// (an expire time out of range); with `parse`, what a node checks
+    /// before it proposes a command to the log.
+    fn check(&self, _now_ms: u64) -> Result<(), CmdError> {
+        Ok(())
+    }
 }
 
 pub(crate) fn is(arg: &[u8], word: &str) -> bool {

@@ -80,6 +80,13 @@ impl<'a> Command<'a> for Set<'a> {
         Ok(cmd)
     }
 
+    fn check(&self, now_ms: u64) -> Result<(), CmdError> {
+        match self.ttl {
+            Ttl::At(unit, v) => unit.deadline(v, now_ms, "set").map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let deadline = match self.ttl {
             Ttl::At(unit, v) => match unit.deadline(v, now_ms, "set") {

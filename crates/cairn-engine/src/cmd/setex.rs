@@ -13,6 +13,17 @@ pub struct SetEx<'a, const MILLIS: bool> {
 
 pub type PSetEx<'a> = SetEx<'a, true>;
 
+impl<const MILLIS: bool> SetEx<'_, MILLIS> {
+    fn deadline(&self, now_ms: u64) -> Result<u64, CmdError> {
+        let (unit, name) = if MILLIS {
+            (ExpireUnit::Millis, "psetex")
+        } else {
+            (ExpireUnit::Seconds, "setex")
+        };
+        unit.deadline(self.ttl, now_ms, name)
+    }
+}
+
 impl<'a, const MILLIS: bool> Command<'a> for SetEx<'a, MILLIS> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         Ok(SetEx {
@@ -22,13 +33,12 @@ impl<'a, const MILLIS: bool> Command<'a> for SetEx<'a, MILLIS> {
         })
     }
 
+    fn check(&self, now_ms: u64) -> Result<(), CmdError> {
+        self.deadline(now_ms).map(|_| ())
+    }
+
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let (unit, name) = if MILLIS {
-            (ExpireUnit::Millis, "psetex")
-        } else {
-            (ExpireUnit::Seconds, "setex")
-        };
-        match unit.deadline(self.ttl, now_ms, name) {
+        match self.deadline(now_ms) {
             Ok(d) => {
                 db.shard(self.key).insert(
                     self.key,
