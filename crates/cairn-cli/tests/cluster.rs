@@ -1171,3 +1171,64 @@ fn cluster_rebalance_spreads_leaders_again_after_a_restart_without_losing_writes
         expect.len()
     );
 }
+
+/// The automatic rebalancer: with `cluster-auto-rebalance no` a restarted
+/// node stays without its groups; switched back on, it takes them back by
+/// itself (6, 5, 5) once the cluster settled, while writes go on and none
+/// is lost.
+#[test]
+fn leaders_come_back_on_their_own_after_a_restart_unless_switched_off() {
+    let _serial = serial();
+    let mut c = TestCluster::new(3, "durable");
+    let set = |c: &TestCluster, v: &str| {
+        let r = Conn::open(c.ports[1])
+            .unwrap()
+            .cmd(&[
+                b"CLUSTER",
+                b"SETTING",
+                b"cluster-auto-rebalance",
+                v.as_bytes(),
+            ])
+            .unwrap();
+        assert_eq!(r, Reply::Simple("OK".into()));
+    };
+    set(&c, "no");
+    c.kill(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.start(0);
+    c.wait_ok();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (ports, stop) = (c.ports.clone(), stop.clone());
+        std::thread::spawn(move || write_load(ports, 4, usize::MAX, stop))
+    };
+    // Longer than the settle time (5 s): nothing may move.
+    std::thread::sleep(Duration::from_secs(7));
+    let n1 = c.ports[0] as i64;
+    let off = leaders_by_port(c.ports[1]);
+    assert!(
+        off.get(&n1).copied().unwrap_or(0) < 5,
+        "leaders moved while switched off: {off:?}"
+    );
+    set(&c, "yes");
+    let want: BTreeMap<i64, usize> = [(0, 6), (1, 5), (2, 5)]
+        .into_iter()
+        .map(|(i, n)| (c.ports[i] as i64, n))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let got = leaders_by_port(c.ports[2]);
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leaders {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, SeqCst);
+    let expect = load.join().expect("load");
+    assert!(expect.len() > 100, "only {} writes", expect.len());
+    c.converged_digests();
+    for i in 0..3 {
+        c.check_replica(i, &expect);
+    }
+}

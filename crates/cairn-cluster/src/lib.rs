@@ -7,6 +7,7 @@
 //! untrusted — lengths are checked against a limit before anything is
 //! allocated, and every frame and record carries a version and a checksum.
 
+mod balance;
 mod driver;
 mod forward;
 pub mod frame;
@@ -24,6 +25,7 @@ mod storage;
 pub mod types;
 pub mod wire;
 
+pub use balance::AUTO_REBALANCE;
 pub use frame::{PeerFrame, PeerFrameError, FRAME_VERSION};
 pub use host::{BoxFuture, Forward, Host};
 pub use meta::MetaState;

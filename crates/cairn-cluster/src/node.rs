@@ -528,6 +528,7 @@ impl Cluster {
             inner.loops.lock().push(t);
         }
         handle.spawn(reconcile(Arc::downgrade(&inner), stop_rx.clone()));
+        handle.spawn(auto_rebalance(Arc::downgrade(&inner), stop_rx.clone()));
         handle.spawn(learn_addresses(Arc::downgrade(&inner), stop_rx));
         *inner.rt.lock() = Some(rt);
         Ok(Cluster { inner })
@@ -697,12 +698,9 @@ impl Cluster {
                 let v = inner.views[g as usize].lock();
                 (v.voters.clone(), v.leader)
             };
-            if voters.is_empty() {
+            let Some(want) = crate::balance::preferred(g, &voters) else {
                 continue;
-            }
-            let mut voters = voters;
-            voters.sort_unstable();
-            let want = voters[g as usize % voters.len()];
+            };
             if leader == want {
                 continue;
             }
@@ -1341,6 +1339,61 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
                 busy2.lock().remove(&g);
                 drop(permit);
             });
+        }
+    }
+}
+
+/// The automatic leader rebalancer (see `balance.rs`): this node takes
+/// back, one at a time, the data groups that prefer it, once the cluster
+/// has settled.
+async fn auto_rebalance(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
+    use crate::balance::{next_move, AUTO_REBALANCE, PACE, SETTLE};
+    let mut settled_since = std::time::Instant::now();
+    let mut start = 0usize;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PACE) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let off = inner
+            .meta
+            .get()
+            .settings
+            .get(AUTO_REBALANCE)
+            .is_some_and(|v| v == "no");
+        let groups: Vec<(Vec<u64>, u64)> = (0..inner.cfg.groups)
+            .map(|g| {
+                inner
+                    .view(g)
+                    .map(|v| (v.voters, v.leader))
+                    .unwrap_or_default()
+            })
+            .collect();
+        if off || groups.iter().any(|(_, leader)| *leader == 0) {
+            settled_since = now;
+            continue;
+        }
+        if now.duration_since(settled_since) < SETTLE {
+            continue;
+        }
+        let Some(g) = next_move(inner.id, &groups, start) else {
+            continue;
+        };
+        start = g as usize + 1;
+        let limit = Duration::from_millis(2 * inner.cfg.election_max_ms + 2000);
+        match inner
+            .admin_on_leader(g, Admin::Transfer(inner.id), limit)
+            .await
+        {
+            Ok(()) => tracing::info!(group = g, "took leadership back (automatic rebalance)"),
+            Err(e) => {
+                tracing::debug!(group = g, error = %e, "automatic rebalance: transfer failed");
+                settled_since = std::time::Instant::now();
+            }
         }
     }
 }

@@ -59,8 +59,12 @@ pub(crate) enum AdminOp {
 
 /// Settings `CLUSTER SETTING` may set: the ones every leader's eviction
 /// decisions depend on.
-pub(crate) const CLUSTER_SETTINGS: &[&str] =
-    &["maxmemory", "maxmemory-policy", "maxmemory-samples"];
+pub(crate) const CLUSTER_SETTINGS: &[&str] = &[
+    "maxmemory",
+    "maxmemory-policy",
+    "maxmemory-samples",
+    cairn_cluster::AUTO_REBALANCE,
+];
 
 /// Parses CLUSTER ADDNODE <id> <host:port[@peerport]> | DELNODE <id>.
 fn admin_op(argv: &[&[u8]]) -> Option<Result<AdminOp, String>> {

@@ -76,6 +76,7 @@ pub(crate) fn validate(name: &str, value: &str) -> Result<(), String> {
         "maxmemory" => parse_memory(value).is_some(),
         "maxmemory-policy" => Policy::parse(value).is_some(),
         "maxmemory-samples" => matches!(value.parse::<u64>(), Ok(1..=64)),
+        cairn_cluster::AUTO_REBALANCE => matches!(value, "yes" | "no"),
         _ => false,
     };
     if ok {
@@ -104,6 +105,8 @@ pub(crate) fn set(sh: &Shared, name: &str, value: &str) -> Result<(), String> {
             sh.db.set_tracking(sh.tracking());
         }
         "maxmemory-samples" => s.samples.store(num(1, 64)? as u32, Relaxed),
+        // Read from the meta state by the cluster's rebalancer.
+        cairn_cluster::AUTO_REBALANCE => {}
         "maxclients" => s.maxclients.store(num(1, 1_000_000)? as usize, Relaxed),
         "proto-max-bulk-len" => {
             let v = mem()?;
