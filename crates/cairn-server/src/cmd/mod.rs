@@ -514,3 +514,29 @@ pub(crate) fn help(ctx: &mut Ctx<'_>, lines: &[&str]) -> Flow {
     }
     Flow::Continue
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatch table and the replicated-apply table agree: every
+    /// write a client can send is applied by replicas, with the same
+    /// arity, and nothing else is replicated but cairn's own entries.
+    #[test]
+    fn every_write_is_replicated_with_the_same_arity() {
+        for spec in TABLE.iter().filter(|s| s.flags & WRITE != 0) {
+            assert_eq!(
+                cairn_engine::replicated::arity(spec.name.as_bytes()),
+                Some(spec.arity),
+                "{}",
+                spec.name
+            );
+        }
+        for name in cairn_engine::replicated::NAMES {
+            match lookup(name.as_bytes()) {
+                Some(i) => assert!(TABLE[i].flags & WRITE != 0, "{name}"),
+                None => assert!(name.starts_with("cairn."), "{name}"),
+            }
+        }
+    }
+}
