@@ -195,6 +195,21 @@ impl Meta {
     }
 }
 
+/// First byte of a meta command's outcome when the state refused it (the
+/// reason follows); an accepted command's outcome is empty. The meta
+/// group's outcomes go back to the node that proposed the command only,
+/// never to a client, so they are not RESP.
+const META_REFUSED: u8 = 1;
+
+/// A meta command's outcome as applied (see [`META_REFUSED`]).
+pub(crate) fn meta_outcome(out: &[u8]) -> Result<(), String> {
+    match out.split_first() {
+        None => Ok(()),
+        Some((&META_REFUSED, why)) => Err(String::from_utf8_lossy(why).into_owned()),
+        Some(_) => Err("malformed meta outcome".into()),
+    }
+}
+
 /// Routes the meta group to [`Meta`] and every data group to the server.
 pub(crate) struct HostMux {
     pub meta_group: u16,
@@ -209,14 +224,10 @@ impl Host for HostMux {
         }
         let mut st = self.meta.state.lock();
         match st.apply(argv) {
-            Ok(()) => {
-                out.extend_from_slice(b"+OK\r\n");
-                self.meta.publish(&st);
-            }
+            Ok(()) => self.meta.publish(&st),
             Err(e) => {
-                out.extend_from_slice(b"-ERR ");
-                out.extend(e.bytes().filter(|&b| b != b'\r' && b != b'\n'));
-                out.extend_from_slice(b"\r\n");
+                out.push(META_REFUSED);
+                out.extend_from_slice(e.as_bytes());
             }
         }
     }
@@ -247,6 +258,15 @@ impl Host for HostMux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_outcomes_are_not_resp_and_round_trip() {
+        assert_eq!(meta_outcome(&[]), Ok(()));
+        let mut out = vec![META_REFUSED];
+        out.extend_from_slice(b"no such member\r\n");
+        assert_eq!(meta_outcome(&out), Err("no such member\r\n".into()));
+        assert!(meta_outcome(b"+OK\r\n").is_err());
+    }
 
     fn apply(st: &mut MetaState, argv: &[&str]) -> Result<(), String> {
         let v: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();

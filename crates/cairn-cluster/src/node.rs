@@ -1038,13 +1038,7 @@ impl Inner {
                     .propose(group, &argv)
                     .await
                     .map_err(|e| e.to_string())?;
-                if r.starts_with(b"-") {
-                    return Err(format!(
-                        "refused: {}",
-                        String::from_utf8_lossy(&r[1..]).trim_end()
-                    ));
-                }
-                Ok(())
+                crate::meta::meta_outcome(&r).map_err(|why| format!("refused: {why}"))
             }
             Admin::AddVoter(id, node) => {
                 if v.voters.contains(&id) {
