@@ -331,6 +331,10 @@ async fn group_step(
             {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
+            // A read changes nothing: whatever happened, retrying is safe.
+            Err(ClusterError::Unknown(why)) if !d.write => {
+                return Err(format!("TRYAGAIN read not answered ({why}); retry"))
+            }
             Err(e) => return Err(error_text(&e)),
         }
     }
