@@ -198,6 +198,9 @@ pub struct Cluster {
 const INBOX: usize = 65536;
 const INBOX_WAIT: Duration = Duration::from_secs(5);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a proxy still waits for a forwarded request's answer once it
+/// knows the leader it sent it to has been replaced.
+const ABANDON_GRACE: Duration = Duration::from_millis(200);
 /// A write or read not answered within this long is given up (unknown).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -618,22 +621,30 @@ impl Cluster {
             tokio::pin!(changed);
             // Registered before the check: no change is missed.
             changed.as_mut().enable();
-            {
+            let sent = term0.is_some();
+            let replaced = {
                 let v = slot.lock();
-                let sent = term0.is_some();
                 let t0 = *term0.get_or_insert(v.term);
                 // A pre-candidate forgets the leader without a new term:
                 // wait for the election's outcome.
-                if v.leader != to.0 && (v.leader != 0 || v.term > t0) {
-                    return Err(if write && sent {
-                        ClusterError::Unknown(format!(
-                            "forwarded to node {} which is no longer the leader",
-                            to.0
-                        ))
-                    } else {
-                        ClusterError::NotLeader(None)
-                    });
+                v.leader != to.0 && (v.leader != 0 || v.term > t0)
+            };
+            if replaced {
+                // A leader handing over on purpose (a transfer) is alive
+                // and answers at once: give it that chance.
+                if sent {
+                    if let Ok(r) = tokio::time::timeout(ABANDON_GRACE, &mut call).await {
+                        return r;
+                    }
                 }
+                return Err(if write && sent {
+                    ClusterError::Unknown(format!(
+                        "forwarded to node {} which is no longer the leader",
+                        to.0
+                    ))
+                } else {
+                    ClusterError::NotLeader(None)
+                });
             }
             tokio::select! {
                 biased;
