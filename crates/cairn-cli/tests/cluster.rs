@@ -569,20 +569,27 @@ fn pipelined_commands_through_a_proxy_keep_their_order() {
     }
 }
 
+/// A 3-node durable cluster with `key` set to "1" through its leader;
+/// returns the cluster, the key's leader and another node (a proxy).
+fn cluster_with_key(key: &[u8]) -> (TestCluster, usize, usize) {
+    let c = TestCluster::new(3, "durable");
+    let leader = c.leader_of(key).unwrap();
+    let mut conn = Conn::open(c.ports[leader]).unwrap();
+    assert_eq!(
+        conn.cmd(&[b"SET", key, b"1"]).unwrap(),
+        Reply::Simple("OK".into())
+    );
+    (c, leader, (leader + 1) % 3)
+}
+
 /// A write with an arity, syntax or range error is answered by the node
 /// that receives it (or by the leader it forwards to) and never reaches
 /// the log: no replica's applied index moves.
 #[test]
 fn invalid_writes_are_answered_without_being_proposed() {
     let _serial = serial();
-    let c = TestCluster::new(3, "durable");
-    let leader = c.leader_of(b"v").unwrap();
-    let proxy = (leader + 1) % 3;
+    let (c, leader, proxy) = cluster_with_key(b"v");
     let mut conn = Conn::open(c.ports[leader]).unwrap();
-    assert_eq!(
-        conn.cmd(&[b"SET", b"v", b"1"]).unwrap(),
-        Reply::Simple("OK".into())
-    );
     let before = c.converged_digests();
     let bad: &[(&[&[u8]], &str)] = &[
         (&[b"SET", b"v", b"2", b"BOGUS"], "ERR syntax error"),
@@ -624,14 +631,8 @@ fn invalid_writes_are_answered_without_being_proposed() {
 #[test]
 fn a_proxy_gives_up_on_a_paused_leader_once_another_is_elected() {
     let _serial = serial();
-    let c = TestCluster::new(3, "durable");
-    let leader = c.leader_of(b"p").unwrap();
-    let proxy = (leader + 1) % 3;
+    let (c, leader, proxy) = cluster_with_key(b"p");
     let mut conn = Conn::open(c.ports[proxy]).unwrap();
-    assert_eq!(
-        conn.cmd(&[b"SET", b"p", b"1"]).unwrap(),
-        Reply::Simple("OK".into())
-    );
     let pid = c.nodes[leader].as_ref().unwrap().id() as i32;
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let t = Instant::now();
