@@ -25,7 +25,7 @@ use raft::eraftpb::{
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
-use crate::host::Host;
+use crate::host::{Host, Stamp};
 use crate::log::{LogStore, MetaKey};
 use crate::net::{PeerNet, K_RAFT};
 use crate::node::ClusterError;
@@ -96,6 +96,12 @@ pub(crate) struct GroupView {
     pub last_index: u64,
     pub first_index: u64,
     pub snapshot_index: Option<u64>,
+    /// While this node leads: reads may skip the loop until this time
+    /// (monotonic µs, `Ctx::now_us`); 0 = not now. Set only while the
+    /// lease of a quorum-confirmed round holds in the current term, no
+    /// transfer is under way, and an entry of this term is applied (so
+    /// everything an earlier leader acknowledged is applied here).
+    pub lease_until_us: u64,
     /// Woken whenever `leader` or `term` changes (a proxy waiting on a
     /// forwarded request gives up on a deposed leader).
     pub moved: Arc<tokio::sync::Notify>,
@@ -107,6 +113,8 @@ pub(crate) struct EngineStats {
     pub batches: AtomicU64,
     pub index_reads: AtomicU64,
     pub lease_reads: AtomicU64,
+    /// Reads answered under the lease without reaching the loop.
+    pub fast_reads: AtomicU64,
     pub iterations: AtomicU64,
     pub frames_sent: AtomicU64,
 }
@@ -476,6 +484,9 @@ impl Loop {
                     let g = &mut self.groups[i];
                     if g.is_leader() && to != self.ctx.me {
                         g.raw.transfer_leader(to);
+                        // The transferee campaigns without waiting out the
+                        // lease: no read may skip the loop from now on.
+                        self.publish(i);
                     }
                 }
             }
@@ -701,17 +712,29 @@ impl Loop {
                 writes += 1;
             }
             if let Some(hs) = rd.hs() {
+                let prev = &self.groups[i].raw.store().hs;
+                // Only term and vote must be durable before anything is
+                // sent; a commit-only change rides along with the next
+                // fsync (Raft re-learns a lost commit point from the
+                // leader), which saves an fsync per iteration whose only
+                // news is acknowledgements.
+                let lazy = hs.term == prev.term && hs.vote == prev.vote;
+                let value = Bytes::from(encode_hard_state(hs));
                 self.groups[i].raw.mut_store().hs = hs.clone();
-                let tx = done_tx.clone();
-                self.ctx.store.save_meta_cb(
-                    group,
-                    MetaKey::Vote,
-                    Bytes::from(encode_hard_state(hs)),
-                    Box::new(move |r| {
-                        let _ = tx.send(r);
-                    }),
-                );
-                writes += 1;
+                if lazy {
+                    self.ctx.store.save_meta_lazy(group, MetaKey::Vote, value);
+                } else {
+                    let tx = done_tx.clone();
+                    self.ctx.store.save_meta_cb(
+                        group,
+                        MetaKey::Vote,
+                        value,
+                        Box::new(move |r| {
+                            let _ = tx.send(r);
+                        }),
+                    );
+                    writes += 1;
+                }
             }
             for rs in rd.take_read_states() {
                 let mut seq = [0u8; 8];
@@ -738,6 +761,14 @@ impl Loop {
             staged.push((i, rd));
         }
         drop(done_tx);
+        // A leader's appends need not wait for its own fsync (raft-rs
+        // counts its log in the commit only once persisted): send them
+        // now, so followers write while this node does. Messages that
+        // depend on this write (votes, append acknowledgements) are the
+        // persisted ones, queued below after the fsync.
+        if writes > 0 {
+            self.send_outbox();
+        }
         for _ in 0..writes {
             match done_rx.recv() {
                 Ok(r) => r?,
@@ -806,7 +837,11 @@ impl Loop {
                         let scratch = &mut self.scratch;
                         let r = decode_argvs(cmds, |argv| {
                             scratch.clear();
-                            host.apply(group, ts, argv, scratch);
+                            let at = Stamp {
+                                index: e.index,
+                                ts_ms: ts,
+                            };
+                            host.apply(group, at, argv, scratch);
                             if waiting {
                                 replies.push(scratch.clone());
                             }
@@ -973,6 +1008,18 @@ impl Loop {
         }
         v.applied = s.applied;
         v.applied_term = g.applied_term;
+        let term = g.raw.raft.term;
+        v.lease_until_us = match g.lease {
+            Some((t, until))
+                if t == term
+                    && g.is_leader()
+                    && g.applied_term == term
+                    && g.raw.raft.lead_transferee.is_none() =>
+            {
+                until
+            }
+            _ => 0,
+        };
         v.last_index = s.last_index();
         v.first_index = s.first_index();
         v.snapshot_index = g.snapshot_index;

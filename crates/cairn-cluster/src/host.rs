@@ -19,11 +19,25 @@ pub struct Forward {
     pub argv: Vec<u8>,
 }
 
+/// Where a replicated command sits in its group's history: the same on
+/// every replica.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// Log index of the entry carrying the command (several commands
+    /// batched into one entry share it; it increases from entry to entry
+    /// across leader changes and restarts — what a fencing token needs).
+    pub index: u64,
+    /// The proposing leader's wall-clock time in ms, never below the
+    /// previous entry's: time does not run backwards across leader
+    /// changes, whatever the new leader's clock says.
+    pub ts_ms: u64,
+}
+
 pub trait Host: Send + Sync + 'static {
-    /// Applies one replicated command at the leader's time `ts_ms` to
-    /// `group`'s keyspace, appending its RESP3 reply to `out`.
-    /// Deterministic: every replica gets the same state.
-    fn apply(&self, group: u16, ts_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>);
+    /// Applies one replicated command at `at` to `group`'s keyspace,
+    /// appending its RESP3 reply to `out`. Deterministic: every replica
+    /// gets the same state.
+    fn apply(&self, group: u16, at: Stamp, argv: &[&[u8]], out: &mut Vec<u8>);
     /// The group's keyspace in the engine's snapshot format.
     fn snapshot(&self, group: u16) -> Vec<u8>;
     /// Replaces the group's keyspace with a snapshot; on error the old

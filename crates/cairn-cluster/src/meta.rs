@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::host::{BoxFuture, Forward, Host};
+use crate::host::{BoxFuture, Forward, Host, Stamp};
 use crate::types::NodeInfo;
 
 /// Version byte of a meta snapshot.
@@ -218,9 +218,9 @@ pub(crate) struct HostMux {
 }
 
 impl Host for HostMux {
-    fn apply(&self, group: u16, ts_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+    fn apply(&self, group: u16, at: Stamp, argv: &[&[u8]], out: &mut Vec<u8>) {
         if group != self.meta_group {
-            return self.host.apply(group, ts_ms, argv, out);
+            return self.host.apply(group, at, argv, out);
         }
         let mut st = self.meta.state.lock();
         match st.apply(argv) {

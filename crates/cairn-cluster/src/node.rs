@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +110,8 @@ pub struct ClusterStats {
     pub writes: u64,
     pub batches: u64,
     pub lease_reads: u64,
+    /// Lease reads that never reached the loop (`Cluster::lease_read`).
+    pub fast_reads: u64,
     pub index_reads: u64,
     pub log_appends: u64,
     pub log_fsyncs: u64,
@@ -186,6 +188,14 @@ struct Inner {
     handle: tokio::runtime::Handle,
     /// Commands forwarded to each peer, batched (see `forward.rs`).
     forwarders: Mutex<HashMap<u64, Arc<Forwarder>>>,
+    /// Per group: writes this node proposed whose outcome its proposer
+    /// has not received yet. A read skips the loop only at 0 (a read
+    /// must see the writes pipelined before it, which the loop orders).
+    in_flight: Vec<AtomicU64>,
+    /// The loops' monotonic clock (leases are in its µs).
+    now_us: crate::driver::Clock,
+    /// Length of a leader lease in µs (0: lease reads off).
+    lease_us: u64,
 }
 
 #[derive(Clone)]
@@ -203,6 +213,22 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const ABANDON_GRACE: Duration = Duration::from_millis(200);
 /// A write or read not answered within this long is given up (unknown).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counts one write in flight while it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(n: &'a AtomicU64) -> InFlight<'a> {
+        n.fetch_add(1, SeqCst);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
@@ -406,6 +432,12 @@ impl Cluster {
             rt: Mutex::new(None),
             handle: handle.clone(),
             forwarders: Mutex::new(HashMap::new()),
+            in_flight: (0..=cfg.groups).map(|_| AtomicU64::new(0)).collect(),
+            now_us: crate::driver::monotonic_clock(),
+            lease_us: crate::driver::lease_duration_us(
+                raft_config(&cfg, 0).election_tick,
+                Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
+            ),
         });
         // Inbound Raft messages: decoded on the connection's task, routed
         // to the loops of their groups.
@@ -517,11 +549,8 @@ impl Cluster {
             tick: Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
             failed: inner.failed.clone(),
             abort_on_storage_failure: cfg.exit_on_storage_failure,
-            now_us: crate::driver::monotonic_clock(),
-            lease_us: crate::driver::lease_duration_us(
-                raft_config(&cfg, 0).election_tick,
-                Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
-            ),
+            now_us: inner.now_us.clone(),
+            lease_us: inner.lease_us,
         });
         for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
             let lp = Loop::new(ctx.clone(), groups);
@@ -580,6 +609,41 @@ impl Cluster {
             Ok(Err(_)) => Err(ClusterError::Shutdown),
             Err(_) => Err(ClusterError::NoQuorum("read not confirmed in time".into())),
         }
+    }
+
+    /// True when a read of `group` on this node's copy is linearizable
+    /// right now without asking the loop: this node leads the group under
+    /// a lease with at least half of it left (see `GroupView::lease_until_us`;
+    /// the loop renews a lease only when reads reach it, so the second
+    /// half goes through `read_barrier`), and no write this node proposed
+    /// to the group is still waiting for its outcome — a read pipelined
+    /// behind a write (here or through a proxy, whose requests arrive and
+    /// are proposed in order) must see it, and only the loop orders the
+    /// two.
+    pub fn lease_read(&self, group: u16) -> bool {
+        let inner = &self.inner;
+        let Some(v) = inner.views.get(group as usize) else {
+            return false;
+        };
+        if inner
+            .in_flight
+            .get(group as usize)
+            .is_none_or(|n| n.load(SeqCst) != 0)
+        {
+            return false;
+        }
+        let until = {
+            let v = v.lock();
+            if !v.role_leader {
+                return false;
+            }
+            v.lease_until_us
+        };
+        let ok = until > (inner.now_us)() + inner.lease_us / 2;
+        if ok {
+            inner.stats.fast_reads.fetch_add(1, Relaxed);
+        }
+        ok
     }
 
     /// Sends a client command to node `to` (the group's leader) and
@@ -826,6 +890,7 @@ impl Cluster {
             writes: s.writes.load(Relaxed),
             batches: s.batches.load(Relaxed),
             lease_reads: s.lease_reads.load(Relaxed),
+            fast_reads: s.fast_reads.load(Relaxed),
             index_reads: s.index_reads.load(Relaxed),
             log_appends: log.appends,
             log_fsyncs: log.fsyncs,
@@ -880,6 +945,9 @@ impl Inner {
         if !self.is_leader(group) {
             return Err(ClusterError::NotLeader(self.leader(group)));
         }
+        // Counted before the first await: a request handled after this
+        // one's first poll sees it (`Cluster::lease_read`).
+        let _in_flight = self.in_flight.get(group as usize).map(InFlight::new);
         let mut enc = Vec::new();
         encode_argv(&mut enc, argv);
         let (tx, rx) = oneshot::channel();

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::driver::{Clock, Ctx, EngineStats, GroupCore, GroupView, Input, Loop, Outbound};
-use crate::host::{BoxFuture, Forward, Host};
+use crate::host::{BoxFuture, Forward, Host, Stamp};
 use crate::log::{GroupRecovered, LogStore};
 use crate::node::{raft_config, recover_group, ClusterConfig, ClusterError};
 use crate::snapfile::{self, SnapshotMeta};
@@ -175,6 +175,8 @@ struct GroupState {
     kv: BTreeMap<Vec<u8>, i64>,
     applied: u64,
     chain: u64,
+    /// The last command's stamp: indexes and times never go backwards.
+    last: (u64, u64),
 }
 
 fn mix(h: u64, bytes: &[u8]) -> u64 {
@@ -191,9 +193,19 @@ fn int(a: &[u8]) -> Option<i64> {
 }
 
 impl Host for SimHost {
-    fn apply(&self, group: u16, _ts_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+    fn apply(&self, group: u16, at: Stamp, argv: &[&[u8]], out: &mut Vec<u8>) {
         let mut gs = self.groups.lock();
         let st = gs.entry(group).or_default();
+        if at.index < st.last.0 || at.ts_ms < st.last.1 {
+            self.violations.lock().push(format!(
+                "node {} group {group}: stamp went backwards: {:?} after {:?}",
+                self.node, at, st.last
+            ));
+        }
+        st.last = (at.index, at.ts_ms);
+        // Replicas must agree on each command's stamp as on its bytes.
+        st.chain = mix(st.chain, &at.index.to_le_bytes());
+        st.chain = mix(st.chain, &at.ts_ms.to_le_bytes());
         for a in argv {
             st.chain = mix(st.chain, a);
         }
@@ -510,6 +522,9 @@ impl Sim {
             cores.push(GroupCore::new(g, raw, snap_index));
         }
         let clock = self.clock.clone();
+        // Wall clocks disagree by up to ±3 s between nodes (a new one on
+        // every restart): entry times must still never run backwards.
+        let skew = self.rng.range(0, 6000) as i64 - 3000;
         let ctx = Arc::new(Ctx {
             me: id,
             host,
@@ -518,7 +533,8 @@ impl Sim {
                 from: id,
                 sent: self.sent.clone(),
             }),
-            clock: Arc::new(move || EPOCH_MS + *clock.lock()) as Clock,
+            clock: Arc::new(move || (EPOCH_MS + *clock.lock()).saturating_add_signed(skew))
+                as Clock,
             views: node.views.clone(),
             addrs: Arc::new(Mutex::new(ccfg.members.clone())),
             stats: node.stats.clone(),

@@ -237,7 +237,7 @@ mod tests {
 
     struct NoHost;
     impl Host for NoHost {
-        fn apply(&self, _: u16, _: u64, _: &[&[u8]], _: &mut Vec<u8>) {}
+        fn apply(&self, _: u16, _: crate::Stamp, _: &[&[u8]], _: &mut Vec<u8>) {}
         fn snapshot(&self, _: u16) -> Vec<u8> {
             b"dump".to_vec()
         }

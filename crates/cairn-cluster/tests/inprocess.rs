@@ -28,7 +28,7 @@ impl KvHost {
 }
 
 impl Host for KvHost {
-    fn apply(&self, group: u16, _ts: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+    fn apply(&self, group: u16, _at: cairn_cluster::Stamp, argv: &[&[u8]], out: &mut Vec<u8>) {
         let mut gs = self.groups.lock();
         let m = gs.entry(group).or_default();
         match argv {

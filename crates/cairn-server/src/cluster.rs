@@ -18,7 +18,9 @@
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use cairn_cluster::{decode_argvs, BoxFuture, Cluster, ClusterError, Forward, Host, NodeInfo};
+use cairn_cluster::{
+    decode_argvs, BoxFuture, Cluster, ClusterError, Forward, Host, NodeInfo, Stamp,
+};
 use cairn_engine::slot::slot;
 use cairn_proto::{Frame, Protocol, ReplyWriter};
 
@@ -309,6 +311,10 @@ async fn group_step(
                         .write(g, &d.argv)
                         .await
                         .map(|r| Step::Done(Output::Resp3(r)))
+                } else if cluster.lease_read(g) {
+                    // Under the lease, with no write of this node to the
+                    // group in flight: no round, no trip through the loop.
+                    Ok(Step::ReadLocal)
                 } else {
                     cluster.read_barrier(g).await.map(|()| Step::ReadLocal)
                 }
@@ -622,14 +628,14 @@ impl ServerHost {
 }
 
 impl Host for ServerHost {
-    fn apply(&self, group: u16, ts_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+    fn apply(&self, group: u16, at: Stamp, argv: &[&[u8]], out: &mut Vec<u8>) {
         let Some(shared) = self.shared() else {
             return;
         };
         let i = group as usize;
         let mut ks = shared.db.lock(i);
         let mut w = ReplyWriter::new(out, Protocol::Resp3);
-        cairn_engine::replicated::apply_argv(&mut *ks, argv, ts_ms, &mut w);
+        cairn_engine::replicated::apply_argv(&mut *ks, argv, at.ts_ms, &mut w);
         shared.db.refresh(i, &ks);
     }
 

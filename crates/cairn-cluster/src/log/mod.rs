@@ -288,6 +288,19 @@ impl LogStore {
         });
     }
 
+    /// Stores a meta value that nobody waits for: ordered with everything
+    /// else and durable with the next fsync, but never the cause of one.
+    /// For a group's commit point, which Raft does not need durable (a
+    /// restarted node learns it again from the leader; recovery clamps it
+    /// to the log it finds), as etcd syncs its WAL only for new entries or
+    /// a new term or vote.
+    pub fn save_meta_lazy(&self, group: u16, key: MetaKey, value: Bytes) {
+        if self.inner.writer.is_none() {
+            return;
+        }
+        self.send(Op::MetaLazy { group, key, value });
+    }
+
     /// Resolves once everything queued before this call is durable.
     pub async fn sync(&self) -> io::Result<()> {
         self.round_trip(|done| Op::Sync { done }).await

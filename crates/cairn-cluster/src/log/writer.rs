@@ -60,6 +60,14 @@ pub(crate) enum Op {
         value: Bytes,
         done: Done,
     },
+    /// A meta value nobody waits for: written with the batch it lands in,
+    /// durable with the next fsync, and never the reason for one (a
+    /// group's commit point, which Raft may lose: see `save_meta_lazy`).
+    MetaLazy {
+        group: u16,
+        key: MetaKey,
+        value: Bytes,
+    },
     Sync {
         done: Done,
     },
@@ -86,7 +94,7 @@ impl Op {
         match self {
             Op::Append { done, .. } => done(r),
             Op::Meta { done, .. } | Op::Sync { done } | Op::Close { done } => done.complete(r),
-            Op::Truncate { .. } | Op::Purge { .. } => {}
+            Op::Truncate { .. } | Op::Purge { .. } | Op::MetaLazy { .. } => {}
         }
     }
 
@@ -94,7 +102,7 @@ impl Op {
         let payload = match self {
             Op::Append { entries, .. } => entries.iter().map(|(_, e)| e.len() + 16).sum(),
             Op::Purge { id, .. } => id.len(),
-            Op::Meta { value, .. } => value.len(),
+            Op::Meta { value, .. } | Op::MetaLazy { value, .. } => value.len(),
             Op::Truncate { .. } | Op::Sync { .. } | Op::Close { .. } => 0,
         };
         payload.max(OP_COST_MIN_BYTES)
@@ -134,6 +142,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     /// Completions of the current batch, reused.
     pending: Vec<Done>,
+    /// Bytes were written since the last fsync (lazy meta values).
+    unsynced: bool,
     /// Set by the first write, sync or rotation error: (kind, message).
     failed: Option<(io::ErrorKind, String)>,
     stats: Arc<Stats>,
@@ -169,6 +179,7 @@ impl Writer {
             meta,
             buf,
             pending: Vec::new(),
+            unsynced: false,
             failed: None,
             stats,
             _lock: lock,
@@ -238,14 +249,18 @@ impl Writer {
         }
         self.buf.clear();
         let mut appends = 0;
+        let sync = batch.iter().any(|op| !matches!(op, Op::MetaLazy { .. }));
         for op in batch.drain(..) {
             appends += u64::from(self.encode(op));
         }
         let written = self.buf.len() as u64;
-        let result = if self.buf.is_empty() {
-            Ok(())
+        let result = if !self.buf.is_empty() {
+            self.write(sync)
+        } else if sync && self.unsynced {
+            // A bare Sync (or Close) after lazy values: make them durable.
+            self.sync()
         } else {
-            self.write_and_sync()
+            Ok(())
         };
         match result {
             Ok(()) => {
@@ -321,6 +336,14 @@ impl Writer {
                 self.meta.entry(group).or_default().set(key, value);
                 self.pending.push(done);
             }
+            Op::MetaLazy { group, key, value } => {
+                if value.len() > VALUE_LEN_MAX {
+                    tracing::error!(group, len = value.len(), "meta value too long; not written");
+                    return false;
+                }
+                record::put_meta(&mut self.buf, group, first, key, &value);
+                self.meta.entry(group).or_default().set(key, value);
+            }
             // `run` takes `Close` out of the batch before encoding.
             Op::Sync { done } | Op::Close { done } => self.pending.push(done),
         }
@@ -358,17 +381,28 @@ impl Writer {
         }
     }
 
-    fn write_and_sync(&mut self) -> io::Result<()> {
+    /// Writes the batch, then fdatasyncs unless `sync` is false (a batch
+    /// of lazy meta values only: the next fsync covers it).
+    fn write(&mut self, sync: bool) -> io::Result<()> {
         #[cfg(test)]
         TestHooks::injected(&self.hooks.fail_write, "write")?;
         self.file.write_all(&self.buf)?;
         self.file_len += self.buf.len() as u64;
+        self.unsynced = true;
+        if sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
         #[cfg(test)]
         {
             drop(self.hooks.fsync_gate.lock());
             TestHooks::injected(&self.hooks.fail_fsync, "fsync")?;
         }
         self.file.sync_data()?;
+        self.unsynced = false;
         self.stats.add(0, 1, 0);
         Ok(())
     }
@@ -384,9 +418,13 @@ impl Writer {
         self.delete_purged_segments();
     }
 
-    /// The old segment is already fsynced (every batch is); the new one is
-    /// durable with its checkpoint and directory entry before use.
+    /// The old segment is fsynced first (only lazy bytes can be pending:
+    /// recovery must find every segment but the newest whole); the new one
+    /// is durable with its checkpoint and directory entry before use.
     fn rotate(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.sync()?;
+        }
         let seq = self.segments.back().map_or(0, |s| s.seq + 1);
         let (file, len) = segment::create_segment(&self.dir, seq, &self.meta, &mut self.buf)?;
         self.stats.add(0, 1, len);

@@ -167,7 +167,7 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                 let topo = c.topology();
                 let _ = write!(
                     o,
-                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\n\r\n",
+                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\n\r\n",
                     c.node_id(),
                     topo.len(),
                     topo.iter().filter(|g| g.is_leader).count(),
@@ -175,6 +175,7 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                     st.writes,
                     st.batches,
                     st.lease_reads,
+                    st.fast_reads,
                     st.index_reads,
                     ctx.shared.config.durability,
                     st.log_appends,
