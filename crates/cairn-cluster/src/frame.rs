@@ -10,7 +10,7 @@
 //! crc: u32 BE   CRC-32C of version .. payload
 //! ```
 
-use crc::{Crc, CRC_32_ISCSI};
+use crc::{Crc, Table, CRC_32_ISCSI};
 
 /// 2: one connection per node pair, opened by HELLO frames (1: one
 /// connection per direction, no HELLO).
@@ -18,7 +18,9 @@ pub const FRAME_VERSION: u8 = 2;
 const HEADER: usize = 4;
 /// version + group + kind + crc
 const OVERHEAD: usize = 1 + 2 + 1 + 4;
-const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// Slice-by-16 tables: several times faster than byte-at-a-time on every
+/// frame (the same CRC-32C values).
+static CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerFrame {

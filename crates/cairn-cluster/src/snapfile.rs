@@ -14,7 +14,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crc::{Crc, CRC_32_ISCSI};
+use crc::{Crc, Table, CRC_32_ISCSI};
 
 /// Where a snapshot stands in its group's log, and the group's
 /// membership there (raft-rs' `SnapshotMetadata`, in a format of ours).
@@ -61,7 +61,9 @@ impl SnapshotMeta {
 const MAGIC: &[u8; 8] = b"CAIRNSNF";
 /// 1 was the openraft engine's (refused: its metadata differs).
 const VERSION: u8 = 2;
-const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// Slice-by-16 tables: several times faster than byte-at-a-time on every
+/// snapshot (the same CRC-32C values).
+static CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 const META_MAX: usize = 16 << 20;
 
 fn bad(msg: impl Into<String>) -> std::io::Error {

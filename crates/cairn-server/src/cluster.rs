@@ -26,6 +26,7 @@ use cairn_proto::{Frame, Protocol, ReplyWriter};
 
 use crate::cmd::{self, Flow, Spec, READONLY, WRITE};
 use crate::conn::ConnState;
+use crate::join::join_all;
 use crate::{unix_ms, Shared};
 
 /// How long a request waits for a group to have a leader.
@@ -34,6 +35,13 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
 pub(crate) const TRYAGAIN: &str =
     "TRYAGAIN no leader for this slot's group right now (nothing was applied); retry";
+
+/// What a node answers a forwarded request for a group it no longer
+/// leads, having proposed nothing: the proxy asks the new leader instead
+/// (a leadership transfer must not turn a write into -UNKNOWN). Worded
+/// for a client too, should an older proxy pass it on.
+const NOT_LEADER_HERE: &str =
+    "TRYAGAIN not this group's leader any more (nothing was applied); retry";
 
 /// A command that must wait for the cluster before it can be answered.
 pub(crate) struct Deferred {
@@ -323,11 +331,14 @@ async fn group_step(
                 if cluster_aware {
                     return Err(format!("MOVED {} {}", d.slot, l.1.resp));
                 }
-                cluster
-                    .forward(l, g, &d.argv, d.write)
-                    .await
-                    .map(|r| Step::Done(Output::Resp3(r)))
+                match cluster.forward(l, g, &d.argv, d.write).await {
+                    Ok(r) if is_not_leader_here(&r) => Err(ClusterError::NotLeader(None)),
+                    r => r.map(|r| Step::Done(Output::Resp3(r))),
+                }
             }
+            // A forwarded request that finds another leader, or none:
+            // nothing was proposed here; the proxy finds the leader.
+            _ if !may_forward => return Err(NOT_LEADER_HERE.into()),
             _ => Err(ClusterError::NotLeader(None)),
         };
         match r {
@@ -344,6 +355,12 @@ async fn group_step(
             Err(e) => return Err(error_text(&e)),
         }
     }
+}
+
+fn is_not_leader_here(reply: &[u8]) -> bool {
+    reply.len() == NOT_LEADER_HERE.len() + 3
+        && reply.first() == Some(&b'-')
+        && reply[1..].starts_with(NOT_LEADER_HERE.as_bytes())
 }
 
 /// Runs a pipeline of deferred commands: their cluster parts all at once
@@ -416,31 +433,6 @@ async fn execute_batch(
             Some(Err(e)) => ReplyWriter::new(out, proto).error(&e),
         }
     }
-}
-
-/// Polls every future until all are done; outputs in input order. The
-/// first poll runs each one, in order, up to its first wait.
-async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
-    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futs.iter_mut().zip(outs.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *o = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outs.into_iter().flatten().collect()
 }
 
 /// Keys one `CAIRN.EVICT` proposal names, and proposals one command may

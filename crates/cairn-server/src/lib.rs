@@ -20,6 +20,7 @@ mod cmd;
 pub mod config;
 mod conn;
 pub mod db;
+mod join;
 mod slowlog;
 mod stats;
 

@@ -64,7 +64,7 @@ const HAS_VOTE: u8 = 1;
 const HAS_COMMITTED: u8 = 2;
 const HAS_PURGED: u8 = 4;
 
-pub(crate) const CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
+pub(crate) static CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 
 /// One decoded record; slices borrow from the decoded buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
