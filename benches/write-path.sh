@@ -59,6 +59,23 @@ wait_cluster() {
     done
     echo "cluster on port $1 never became ok" >&2; return 1
 }
+# Waits (at most 20 s) until each of the 3 nodes leads about a third of
+# the groups: a start can race elections, and the automatic rebalancer
+# then moves leaders for a few seconds (measured: not what is measured).
+wait_balanced() {
+    local n p led ok
+    for _ in $(seq 1 200); do
+        ok=1
+        for p in "$1" $(($1 + 1)) $(($1 + 2)); do
+            led=$(redis-cli -p "$p" CLUSTER INFO 2>/dev/null | tr -d '\r' | awk -F: '$1=="cairn_groups_led_here" {print $2}')
+            n=$(redis-cli -p "$p" CLUSTER INFO 2>/dev/null | tr -d '\r' | awk -F: '$1=="cairn_groups" {print $2}')
+            if [ -z "$led" ] || [ -z "$n" ] || [ $((led * 3 + 3)) -lt "$n" ]; then ok=0; fi
+        done
+        [ "$ok" = 1 ] && { sleep 1; return 0; }
+        sleep 0.1
+    done
+    echo "leaders still unbalanced after 20 s; measuring anyway" >&2
+}
 # CPU seconds (user+system) of the given pids.
 cpu_of() {
     local t=0 p
@@ -97,6 +114,7 @@ run_cluster() { # durability
     wait_cluster "$base"
     wait_cluster $((base + 1))
     wait_cluster $((base + 2))
+    wait_balanced "$base"
     local nodes
     nodes=$(pgrep -f "$WORK/dev-$d/node" | tr '\n' ' ')
     echo "== cluster $d (node pids: $nodes; load through port $base)"

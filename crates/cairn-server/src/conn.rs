@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use cairn_proto::{Protocol, RequestParser};
+use cairn_proto::RequestParser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::clients::ClientInfo;
-use crate::cmd::{self, Flow};
+use crate::cmd::Flow;
+use crate::session::ConnState;
 use crate::stats::{bump, WorkerStats};
 use crate::{unix_ms, Shared};
 
@@ -34,45 +34,6 @@ const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Buffers bigger than this are given back after use.
 const BUFFER_KEEP_BYTES: usize = 256 * 1024;
-
-/// Per-connection state that commands may change.
-pub(crate) struct ConnState {
-    pub info: Arc<ClientInfo>,
-    pub proto: Protocol,
-    pub stats: Arc<WorkerStats>,
-    /// READONLY was sent: reads may be served by this node's replica.
-    pub readonly: bool,
-    /// The client asked for the cluster layout: answer -MOVED instead of
-    /// forwarding to the leader.
-    pub cluster_aware: bool,
-    /// Commands waiting for the cluster (added when dispatch returns
-    /// `Flow::Defer`), run together, answered in order.
-    pub deferred: Vec<crate::cluster::Deferred>,
-}
-
-impl ConnState {
-    fn new(info: Arc<ClientInfo>, stats: Arc<WorkerStats>) -> ConnState {
-        ConnState {
-            info,
-            proto: Protocol::Resp2,
-            stats,
-            readonly: false,
-            cluster_aware: false,
-            deferred: Vec::new(),
-        }
-    }
-
-    /// The state a forwarded request runs with (RESP3, no registry).
-    pub fn detached() -> ConnState {
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut c = ConnState::new(
-            Arc::new(ClientInfo::detached(addr)),
-            Arc::new(WorkerStats::new(cmd::table().len())),
-        );
-        c.proto = Protocol::Resp3;
-        c
-    }
-}
 
 pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stream: TcpStream) {
     let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
@@ -223,7 +184,7 @@ fn process(
                 }
                 let mut argv = recycle(std::mem::take(&mut spare));
                 args.collect_into(&mut argv);
-                let flow = cmd::dispatch(shared, conn, &argv, wbuf, now_ms);
+                let flow = crate::dispatch::dispatch(shared, conn, &argv, wbuf, now_ms);
                 spare = recycle(argv);
                 if flow == Flow::Close {
                     outcome = Batch::Close;

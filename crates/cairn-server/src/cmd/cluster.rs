@@ -6,10 +6,10 @@
 //! node shows up as master of the ranges it leads. Node ids are the
 //! configured numeric ids as 40 hex digits.
 
+use cairn_cluster::NodeInfo;
 use cairn_engine::slot::slot;
 
 use super::{help, sub, sub_arity, unknown_subcommand, Ctx, Flow};
-use crate::cluster::{host_port, node_name};
 
 const DISABLED: &str = "ERR This instance has cluster support disabled";
 
@@ -190,4 +190,17 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
         _ => return unknown_subcommand(ctx, argv),
     }
     Flow::Continue
+}
+
+/// This node's cluster id as Redis Cluster clients expect it: 40 hex.
+pub(crate) fn node_name(id: u64) -> String {
+    format!("{id:040x}")
+}
+
+/// Splits `host:port` for CLUSTER replies.
+pub(crate) fn host_port(n: &NodeInfo) -> (String, u16) {
+    match n.resp.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(0)),
+        None => (n.resp.clone(), 0),
+    }
 }

@@ -8,13 +8,11 @@
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use cairn_engine::cmd::{self as ecmd, CmdError, Command};
 use cairn_proto::ReplyWriter;
 
-use crate::conn::ConnState;
-use crate::stats::bump;
+use crate::session::ConnState;
 use crate::Shared;
 
 mod auth;
@@ -281,155 +279,12 @@ pub(crate) fn unknown_command_error(argv: &[&[u8]]) -> String {
 }
 
 /// Redis' arity rule: exactly `arity` arguments, or at least `-arity`.
-fn arity_ok(arity: i32, argc: i32) -> bool {
+pub(crate) fn arity_ok(arity: i32, argc: i32) -> bool {
     if arity > 0 {
         argc == arity
     } else {
         argc >= -arity
     }
-}
-
-/// While cluster commands are gathered into a pipeline (they all run
-/// concurrently, replies in order): adds this command if it goes to one
-/// group's leader too and needs nothing first (no error to report, no
-/// memory to make); otherwise changes nothing and asks for a barrier.
-fn join_pipeline(shared: &Shared, conn: &mut ConnState, argv: &[&[u8]]) -> Flow {
-    let Some(idx) = lookup(argv[0]) else {
-        return Flow::Barrier;
-    };
-    let spec = &TABLE[idx];
-    let argc = argv.len() as i32;
-    if !arity_ok(spec.arity, argc) {
-        return Flow::Barrier;
-    }
-    if spec.flags & DENYOOM != 0 {
-        let max = shared
-            .settings
-            .maxmemory
-            .load(std::sync::atomic::Ordering::Relaxed) as usize;
-        if max > 0 && shared.db.bytes_used() > max {
-            return Flow::Barrier;
-        }
-    }
-    match crate::cluster::route(shared, conn, idx, argv) {
-        crate::cluster::Route::Deferred(d) if d.admin.is_none() && d.group.is_some() => {
-            bump(&conn.stats.commands[idx].calls, 1);
-            conn.info
-                .last_cmd
-                .store(idx, std::sync::atomic::Ordering::Relaxed);
-            conn.deferred.push(*d);
-            Flow::Defer
-        }
-        _ => Flow::Barrier,
-    }
-}
-
-/// Executes one command, writing its reply to `wbuf`.
-pub(crate) fn dispatch(
-    shared: &Shared,
-    conn: &mut ConnState,
-    argv: &[&[u8]],
-    wbuf: &mut Vec<u8>,
-    now_ms: u64,
-) -> Flow {
-    let proto = conn.proto;
-    if !conn.deferred.is_empty() {
-        return join_pipeline(shared, conn, argv);
-    }
-    let Some(idx) = lookup(argv[0]) else {
-        ReplyWriter::new(wbuf, proto).error(&unknown_command_error(argv));
-        return Flow::Continue;
-    };
-    let spec = &TABLE[idx];
-    let stat = &conn.stats.commands[idx];
-    let argc = argv.len() as i32;
-    if !arity_ok(spec.arity, argc) {
-        bump(&stat.rejected, 1);
-        ReplyWriter::new(wbuf, proto).error(&ecmd::wrong_arity(spec.name).0);
-        return Flow::Continue;
-    }
-    let clustered = shared.cluster.get().is_some();
-    if clustered && spec.flags & DENYOOM != 0 {
-        // Under an evicting policy the group's leader makes room by
-        // proposing CAIRN.EVICT before the write (cluster.rs,
-        // `make_room`); replicas never evict on their own.
-        let max = shared
-            .settings
-            .maxmemory
-            .load(std::sync::atomic::Ordering::Relaxed) as usize;
-        if max > 0
-            && shared.db.bytes_used() > max
-            && shared.settings.policy() == cairn_engine::evict::Policy::NoEviction
-        {
-            bump(&stat.rejected, 1);
-            ReplyWriter::new(wbuf, proto)
-                .error("OOM command not allowed when used memory > 'maxmemory'.");
-            return Flow::Continue;
-        }
-    }
-    if clustered {
-        match crate::cluster::route(shared, conn, idx, argv) {
-            crate::cluster::Route::Local => {}
-            crate::cluster::Route::Error(e) => {
-                bump(&stat.rejected, 1);
-                ReplyWriter::new(wbuf, proto).error(&e);
-                return Flow::Continue;
-            }
-            crate::cluster::Route::Deferred(d) => {
-                bump(&stat.calls, 1);
-                conn.info
-                    .last_cmd
-                    .store(idx, std::sync::atomic::Ordering::Relaxed);
-                conn.deferred.push(*d);
-                return Flow::Defer;
-            }
-        }
-    } else if spec.flags & DENYOOM != 0 {
-        let s = &shared.settings;
-        let max = s.maxmemory.load(std::sync::atomic::Ordering::Relaxed) as usize;
-        if max > 0
-            && !shared.db.ensure_memory(
-                max,
-                s.policy(),
-                s.samples.load(std::sync::atomic::Ordering::Relaxed) as usize,
-                now_ms,
-            )
-        {
-            bump(&stat.rejected, 1);
-            ReplyWriter::new(wbuf, proto)
-                .error("OOM command not allowed when used memory > 'maxmemory'.");
-            return Flow::Continue;
-        }
-    }
-    conn.info
-        .last_cmd
-        .store(idx, std::sync::atomic::Ordering::Relaxed);
-    let reply_at = wbuf.len();
-    let started = Instant::now();
-    let flow = {
-        let mut ctx = Ctx {
-            shared,
-            conn: &mut *conn,
-            out: ReplyWriter::new(wbuf, proto),
-            now_ms,
-            spec,
-        };
-        (spec.handler)(&mut ctx, argv)
-    };
-    let done = Instant::now();
-    let us = done.duration_since(started).as_micros() as u64;
-    let stat = &conn.stats.commands[idx];
-    bump(&stat.calls, 1);
-    bump(&stat.usec, us);
-    if wbuf.get(reply_at) == Some(&b'-') {
-        bump(&stat.failed, 1);
-    }
-    conn.info.last_active_ms.store(
-        done.duration_since(conn.info.created).as_millis() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    slow_path_logs(shared, conn, argv, us);
-    flow
 }
 
 /// Runs a command's handler here and now (a read after its cluster
@@ -455,7 +310,7 @@ pub(crate) fn run_handler(
 }
 
 #[inline]
-fn slow_path_logs(shared: &Shared, conn: &ConnState, argv: &[&[u8]], us: u64) {
+pub(crate) fn slow_path_logs(shared: &Shared, conn: &ConnState, argv: &[&[u8]], us: u64) {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &shared.settings;
     if us >= s.slowlog_slower_than_us.load(Relaxed) {

@@ -1,0 +1,28 @@
+//! What routing decided for a command that must wait for the cluster:
+//! kept by the connection until its pipeline runs.
+
+use cairn_cluster::NodeInfo;
+
+/// A command that must wait for the cluster before it can be answered.
+pub(crate) struct Deferred {
+    pub idx: usize,
+    pub argv: Vec<Vec<u8>>,
+    /// Target group; `None` = every group (FLUSHALL).
+    pub group: Option<u16>,
+    pub write: bool,
+    /// A command that may need memory (DENYOOM): under maxmemory the
+    /// leader evicts first.
+    pub denyoom: bool,
+    pub slot: u16,
+    /// CLUSTER ADDNODE / DELNODE: a membership change of every group.
+    pub admin: Option<AdminOp>,
+}
+
+pub(crate) enum AdminOp {
+    Add(u64, NodeInfo),
+    Remove(u64),
+    /// CLUSTER SETTING name value: a cluster-wide setting via the meta group.
+    Setting(String, String),
+    /// CLUSTER REBALANCE: each group's leadership back to its preferred node.
+    Rebalance,
+}

@@ -1,0 +1,326 @@
+//! Running deferred commands: a write's commit, a read's barrier, here or
+//! through the group's leader; pipelines run concurrently and answer in
+//! order.
+
+use std::time::{Duration, Instant};
+
+use cairn_cluster::ClusterError;
+use cairn_proto::{Frame, Protocol, ReplyWriter};
+
+use super::jobs::make_room;
+use super::{AdminOp, Deferred};
+use crate::cmd::{self, Flow};
+use crate::join::join_all;
+use crate::session::ConnState;
+use crate::{unix_ms, Shared};
+
+/// How long a request waits for a group to have a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+pub(crate) const TRYAGAIN: &str =
+    "TRYAGAIN no leader for this slot's group right now (nothing was applied); retry";
+
+/// What a node answers a forwarded request for a group it no longer
+/// leads, having proposed nothing: the proxy asks the new leader instead
+/// (a leadership transfer must not turn a write into -UNKNOWN). Worded
+/// for a client too, should an older proxy pass it on.
+const NOT_LEADER_HERE: &str =
+    "TRYAGAIN not this group's leader any more (nothing was applied); retry";
+
+/// Runs a deferred command to its outcome and writes the reply.
+pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, out: &mut Vec<u8>) {
+    let proto = conn.proto;
+    if let (Some(AdminOp::Rebalance), Some(c)) = (&d.admin, shared.cluster.get()) {
+        let mut w = ReplyWriter::new(out, proto);
+        match c.rebalance().await {
+            Ok(moved) => w.int(moved as i64),
+            Err(e) => w.error(&format!("ERR rebalance incomplete: {e}")),
+        }
+        return;
+    }
+    if let Some(op) = &d.admin {
+        let r = match (shared.cluster.get(), op) {
+            (None, _) => Err("cluster not started".to_string()),
+            (Some(c), AdminOp::Add(id, node)) => c.add_node(*id, node.clone()).await,
+            (Some(c), AdminOp::Remove(id)) => c.remove_node(*id).await,
+            (Some(c), AdminOp::Setting(k, v)) => c.set_setting(k, v).await,
+            (Some(_), AdminOp::Rebalance) => Ok(()),
+        };
+        let mut w = ReplyWriter::new(out, proto);
+        match r {
+            Ok(()) => w.simple("OK"),
+            Err(e) => w.error(&format!("ERR cluster change failed: {e}")),
+        }
+        return;
+    }
+    let reply = match d.group {
+        None => flush_all(shared, &d).await,
+        Some(g) => run_in_group(shared, conn, &d, g, true).await,
+    };
+    match reply {
+        Ok(Output::Resp3(bytes)) => write_resp3(out, proto, &bytes),
+        Ok(Output::Written(bytes)) => out.extend_from_slice(&bytes),
+        Err(e) => ReplyWriter::new(out, proto).error(&e),
+    }
+}
+
+pub(super) enum Output {
+    /// A reply in RESP3, to convert to the connection's protocol.
+    Resp3(Vec<u8>),
+    /// A reply already in the connection's protocol.
+    Written(Vec<u8>),
+}
+
+pub(super) fn error_text(e: &ClusterError) -> String {
+    match e {
+        ClusterError::NotLeader(_) | ClusterError::NoQuorum(_) => TRYAGAIN.into(),
+        ClusterError::Unknown(why) => {
+            format!("UNKNOWN outcome unknown ({why}): the write may or may not have been applied")
+        }
+        ClusterError::Shutdown => "ERR server is shutting down".into(),
+    }
+}
+
+/// What the cluster part of a command produced.
+enum Step {
+    Done(Output),
+    /// The read barrier passed: run the read on this node's copy now.
+    ReadLocal,
+}
+
+pub(super) async fn run_in_group(
+    shared: &Shared,
+    conn: &mut ConnState,
+    d: &Deferred,
+    g: u16,
+    may_forward: bool,
+) -> Result<Output, String> {
+    match group_step(shared, conn.cluster_aware, d, g, may_forward).await? {
+        Step::Done(o) => Ok(o),
+        Step::ReadLocal => Ok(Output::Written(run_local(shared, conn, d))),
+    }
+}
+
+/// The part of a command that waits for its group: the write's commit, or
+/// the read's barrier, here or through the leader.
+async fn group_step(
+    shared: &Shared,
+    cluster_aware: bool,
+    d: &Deferred,
+    g: u16,
+    may_forward: bool,
+) -> Result<Step, String> {
+    let Some(cluster) = shared.cluster.get() else {
+        return Err("ERR cluster not started".into());
+    };
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let leader = cluster.leader(g);
+        let me = cluster.node_id();
+        let r: Result<Step, ClusterError> = match &leader {
+            Some((id, _)) if *id == me => {
+                if d.write {
+                    if d.denyoom {
+                        make_room(shared, cluster, g).await?;
+                    }
+                    cluster
+                        .write(g, &d.argv)
+                        .await
+                        .map(|r| Step::Done(Output::Resp3(r)))
+                } else if cluster.lease_read(g) {
+                    // Under the lease, with no write of this node to the
+                    // group in flight: no round, no trip through the loop.
+                    Ok(Step::ReadLocal)
+                } else {
+                    cluster.read_barrier(g).await.map(|()| Step::ReadLocal)
+                }
+            }
+            Some(l) if may_forward => {
+                if cluster_aware {
+                    return Err(format!("MOVED {} {}", d.slot, l.1.resp));
+                }
+                match cluster.forward(l, g, &d.argv, d.write).await {
+                    Ok(r) if is_not_leader_here(&r) => Err(ClusterError::NotLeader(None)),
+                    r => r.map(|r| Step::Done(Output::Resp3(r))),
+                }
+            }
+            // A forwarded request that finds another leader, or none:
+            // nothing was proposed here; the proxy finds the leader.
+            _ if !may_forward => return Err(NOT_LEADER_HERE.into()),
+            _ => Err(ClusterError::NotLeader(None)),
+        };
+        match r {
+            Ok(o) => return Ok(o),
+            Err(ClusterError::NotLeader(_)) | Err(ClusterError::NoQuorum(_))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            // A read changes nothing: whatever happened, retrying is safe.
+            Err(ClusterError::Unknown(why)) if !d.write => {
+                return Err(format!("TRYAGAIN read not answered ({why}); retry"))
+            }
+            Err(e) => return Err(error_text(&e)),
+        }
+    }
+}
+
+fn is_not_leader_here(reply: &[u8]) -> bool {
+    reply.len() == NOT_LEADER_HERE.len() + 3
+        && reply.first() == Some(&b'-')
+        && reply[1..].starts_with(NOT_LEADER_HERE.as_bytes())
+}
+
+/// Runs a pipeline of deferred commands: their cluster parts all at once
+/// (each is handed to its group's loop in pipeline order, so commands of
+/// one group keep their order and share rounds), then each reply in
+/// order — reads run on the local copy at that point, after their
+/// barriers. Commands of different groups may commit in any order, as
+/// with a Redis Cluster client pipelining to several nodes.
+///
+/// A read must not see a write the client pipelined after it (Redis
+/// answers a connection's commands one at a time): a write to a group
+/// that an earlier read of the pipeline reads ends the batch, and starts
+/// the next one once the read's reply is known.
+pub(crate) async fn execute_all(
+    shared: &Shared,
+    conn: &mut ConnState,
+    mut ds: Vec<Deferred>,
+    out: &mut Vec<u8>,
+) {
+    while !ds.is_empty() {
+        let mut read: Vec<u16> = Vec::new();
+        let mut end = 0;
+        for d in &ds {
+            if let Some(g) = d.group {
+                if d.write && read.contains(&g) {
+                    break;
+                }
+                if !d.write && !read.contains(&g) {
+                    read.push(g);
+                }
+            }
+            end += 1;
+        }
+        let rest = ds.split_off(end.max(1));
+        execute_batch(shared, conn, ds, out).await;
+        ds = rest;
+    }
+}
+
+async fn execute_batch(
+    shared: &Shared,
+    conn: &mut ConnState,
+    ds: Vec<Deferred>,
+    out: &mut Vec<u8>,
+) {
+    if ds.len() <= 1 {
+        for d in ds {
+            execute(shared, conn, d, out).await;
+        }
+        return;
+    }
+    let aware = conn.cluster_aware;
+    let steps = join_all(ds.iter().map(|d| async move {
+        match d.group {
+            Some(g) if d.admin.is_none() => Some(group_step(shared, aware, d, g, true).await),
+            _ => None,
+        }
+    }))
+    .await;
+    let proto = conn.proto;
+    for (d, step) in ds.into_iter().zip(steps) {
+        match step {
+            None => execute(shared, conn, d, out).await,
+            Some(Ok(Step::Done(Output::Resp3(bytes)))) => write_resp3(out, proto, &bytes),
+            Some(Ok(Step::Done(Output::Written(bytes)))) => out.extend_from_slice(&bytes),
+            Some(Ok(Step::ReadLocal)) => {
+                let bytes = run_local(shared, conn, &d);
+                out.extend_from_slice(&bytes);
+            }
+            Some(Err(e)) => ReplyWriter::new(out, proto).error(&e),
+        }
+    }
+}
+
+/// FLUSHALL in cluster mode: proposed to every group in turn (not atomic
+/// across groups, like FLUSHALL in Redis Cluster, which is per node).
+async fn flush_all(shared: &Shared, d: &Deferred) -> Result<Output, String> {
+    let Some(cluster) = shared.cluster.get() else {
+        return Err("ERR cluster not started".into());
+    };
+    let argv: Vec<&[u8]> = vec![&d.argv[0]];
+    for g in 0..cluster.groups() {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let r = match cluster.leader(g) {
+                Some((id, _)) if id == cluster.node_id() => cluster.write(g, &argv).await,
+                Some(l) => cluster.forward(&l, g, &argv, true).await,
+                None => Err(ClusterError::NotLeader(None)),
+            };
+            match r {
+                Ok(reply) if reply.first() == Some(&b'-') && Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await
+                }
+                Ok(reply) if reply.first() == Some(&b'-') => {
+                    return Ok(Output::Resp3(reply));
+                }
+                Ok(_) => break,
+                Err(ClusterError::NotLeader(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await
+                }
+                Err(e) => return Err(error_text(&e)),
+            }
+        }
+    }
+    Ok(Output::Resp3(b"+OK\r\n".to_vec()))
+}
+
+/// Runs a read on this node's copy (after the barrier), in the
+/// connection's protocol.
+fn run_local(shared: &Shared, conn: &mut ConnState, d: &Deferred) -> Vec<u8> {
+    let argv: Vec<&[u8]> = d.argv.iter().map(|a| a.as_slice()).collect();
+    let mut out = Vec::new();
+    let _: Flow = cmd::run_handler(shared, conn, d.idx, &argv, &mut out, unix_ms());
+    out
+}
+
+/// Writes a RESP3 reply in the connection's protocol.
+pub(crate) fn write_resp3(out: &mut Vec<u8>, proto: Protocol, resp3: &[u8]) {
+    if proto == Protocol::Resp3 {
+        out.extend_from_slice(resp3);
+        return;
+    }
+    let mut w = ReplyWriter::new(out, proto);
+    match Frame::decode(resp3, usize::MAX) {
+        Ok(Some((f, _))) => write_frame(&mut w, &f),
+        _ => w.error("ERR malformed reply from the cluster"),
+    }
+}
+
+fn write_frame(w: &mut ReplyWriter<'_>, f: &Frame) {
+    match f {
+        Frame::Simple(s) => w.simple(&String::from_utf8_lossy(s)),
+        Frame::Error(e) => w.error(&String::from_utf8_lossy(e)),
+        Frame::Integer(n) => w.int(*n),
+        Frame::Bulk(b) | Frame::BigNumber(b) => w.bulk(b),
+        Frame::Verbatim { text, .. } => w.bulk(text),
+        Frame::Null => w.null(),
+        Frame::Double(v) => w.double(*v),
+        Frame::Boolean(b) => w.int(*b as i64),
+        Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+            w.array(items.len());
+            for i in items {
+                write_frame(w, i);
+            }
+        }
+        Frame::Map(pairs) => {
+            w.map(pairs.len());
+            for (k, v) in pairs {
+                write_frame(w, k);
+                write_frame(w, v);
+            }
+        }
+    }
+}

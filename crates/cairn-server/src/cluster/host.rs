@@ -1,0 +1,144 @@
+//! The state-machine adapter: how the Raft engine applies replicated
+//! commands to this server's keyspaces, snapshots and restores them, and
+//! runs requests other nodes forward to this leader.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use cairn_cluster::{decode_argvs, BoxFuture, Forward, Host, Stamp};
+use cairn_proto::{Protocol, ReplyWriter};
+
+use super::exec::{error_text, run_in_group, Output};
+use super::{route, Route};
+use crate::cmd;
+use crate::join::join_all;
+use crate::session::ConnState;
+use crate::stats::WorkerStats;
+use crate::{unix_ms, Shared};
+
+/// The cluster layer's view of this server: replicated commands apply to
+/// the shard whose index is the group id.
+pub(crate) struct ServerHost {
+    pub shared: OnceLock<Weak<Shared>>,
+    /// Command counters of every forwarded request (one set, not one per
+    /// request).
+    pub forward_stats: Arc<WorkerStats>,
+}
+
+impl ServerHost {
+    fn shared(&self) -> Option<Arc<Shared>> {
+        self.shared.get()?.upgrade()
+    }
+}
+
+impl Host for ServerHost {
+    fn apply(&self, group: u16, at: Stamp, argv: &[&[u8]], out: &mut Vec<u8>) {
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        let i = group as usize;
+        let mut ks = shared.db.lock(i);
+        let mut w = ReplyWriter::new(out, Protocol::Resp3);
+        cairn_engine::replicated::apply_argv(&mut *ks, argv, at.ts_ms, &mut w);
+        shared.db.refresh(i, &ks);
+    }
+
+    fn snapshot(&self, group: u16) -> Vec<u8> {
+        let Some(shared) = self.shared() else {
+            return Vec::new();
+        };
+        let ks = shared.db.lock(group as usize);
+        let mut out = Vec::new();
+        if let Err(e) = cairn_engine::snapshot::write(&ks, &mut out) {
+            tracing::error!(group, error = %e, "snapshot failed");
+        }
+        out
+    }
+
+    fn restore(&self, group: u16, data: &[u8]) -> Result<(), String> {
+        let Some(shared) = self.shared() else {
+            return Err("server stopped".into());
+        };
+        let seed = crate::random_seed();
+        let (mut ks, _) =
+            cairn_engine::snapshot::read(&mut &data[..], seed).map_err(|e| e.to_string())?;
+        ks.set_lazy_expire(false);
+        ks.set_access_tracking(shared.tracking());
+        ks.set_string_len_max(
+            shared
+                .settings
+                .bulk_len_max
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        shared.db.replace(group as usize, ks);
+        Ok(())
+    }
+
+    fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
+        let shared = self.shared();
+        let stats = self.forward_stats.clone();
+        Box::pin(async move {
+            let Some(shared) = shared else {
+                return vec![b"-ERR server stopped\r\n".to_vec(); reqs.len()];
+            };
+            // join_all's first poll starts each command in batch order.
+            join_all(
+                reqs.into_iter()
+                    .map(|r| serve_forwarded(&shared, &stats, r)),
+            )
+            .await
+        })
+    }
+}
+
+/// Executes a request another node forwarded: as the group's leader,
+/// never forwarding again (no loops); RESP3 reply.
+async fn serve_forwarded(shared: &Shared, stats: &Arc<WorkerStats>, req: Forward) -> Vec<u8> {
+    let mut argv: Vec<Vec<u8>> = Vec::new();
+    if decode_argvs(&req.argv, |a| argv = a.iter().map(|x| x.to_vec()).collect()).is_err()
+        || argv.is_empty()
+    {
+        return b"-ERR malformed forwarded request\r\n".to_vec();
+    }
+    let mut out = Vec::new();
+    // FLUSHALL/FLUSHDB arrive per group.
+    if argv[0].eq_ignore_ascii_case(b"flushall") || argv[0].eq_ignore_ascii_case(b"flushdb") {
+        let Some(cluster) = shared.cluster.get() else {
+            return b"-ERR cluster not started\r\n".to_vec();
+        };
+        return match cluster.write(req.group, &argv).await {
+            Ok(r) => r,
+            Err(e) => {
+                ReplyWriter::new(&mut out, Protocol::Resp3).error(&error_text(&e));
+                out
+            }
+        };
+    }
+    let Some(idx) = cmd::lookup(&argv[0]) else {
+        ReplyWriter::new(&mut out, Protocol::Resp3).error("ERR unknown command");
+        return out;
+    };
+    let mut conn = ConnState::detached(stats.clone());
+    let refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+    let d = match route(shared, &conn, idx, &refs) {
+        Route::Deferred(d) => d,
+        Route::Error(e) => {
+            ReplyWriter::new(&mut out, Protocol::Resp3).error(&e);
+            return out;
+        }
+        Route::Local => {
+            let _ = cmd::run_handler(shared, &mut conn, idx, &refs, &mut out, unix_ms());
+            return out;
+        }
+    };
+    let Some(g) = d.group else {
+        ReplyWriter::new(&mut out, Protocol::Resp3).error("ERR cannot forward this command");
+        return out;
+    };
+    match run_in_group(shared, &mut conn, &d, g, false).await {
+        Ok(Output::Resp3(b)) | Ok(Output::Written(b)) => b,
+        Err(e) => {
+            ReplyWriter::new(&mut out, Protocol::Resp3).error(&e);
+            out
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Where a command goes in cluster mode: run here, wait for a group, or
+//! an error (CROSSSLOT, invalid write) before anything is proposed.
+
+use cairn_cluster::NodeInfo;
+use cairn_engine::slot::slot;
+
+use super::{AdminOp, Deferred};
+use crate::cmd::{self, Spec, READONLY, WRITE};
+use crate::session::ConnState;
+use crate::{unix_ms, Shared};
+
+/// Settings `CLUSTER SETTING` may set: the ones every leader's eviction
+/// decisions depend on.
+pub(crate) const CLUSTER_SETTINGS: &[&str] = &[
+    "maxmemory",
+    "maxmemory-policy",
+    "maxmemory-samples",
+    cairn_cluster::AUTO_REBALANCE,
+];
+
+/// Parses CLUSTER ADDNODE <id> <host:port[@peerport]> | DELNODE <id>.
+fn admin_op(argv: &[&[u8]]) -> Option<Result<AdminOp, String>> {
+    let sub = String::from_utf8_lossy(argv.get(1)?).to_ascii_uppercase();
+    let id = || -> Result<u64, String> {
+        std::str::from_utf8(argv.get(2).copied().unwrap_or_default())
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| "ERR invalid node id".to_string())
+    };
+    match sub.as_str() {
+        "ADDNODE" => Some((|| {
+            if argv.len() != 4 {
+                return Err("ERR wrong number of arguments for 'cluster|addnode' command".into());
+            }
+            let id = id()?;
+            let spec = format!("{id}={}", String::from_utf8_lossy(argv[3]));
+            let peers = crate::config::parse_peers(&spec).map_err(|e| format!("ERR {e}"))?;
+            let p = peers.into_values().next().ok_or("ERR bad address")?;
+            Ok(AdminOp::Add(
+                id,
+                NodeInfo {
+                    peer: p.peer,
+                    resp: p.resp,
+                },
+            ))
+        })()),
+        "SETTING" => Some((|| {
+            if argv.len() != 4 {
+                return Err("ERR wrong number of arguments for 'cluster|setting' command".into());
+            }
+            let name = String::from_utf8_lossy(argv[2]).to_ascii_lowercase();
+            let value = String::from_utf8_lossy(argv[3]).to_string();
+            if !CLUSTER_SETTINGS.contains(&name.as_str()) {
+                return Err(format!(
+                    "ERR '{name}' is not a cluster-wide setting (one of: {})",
+                    CLUSTER_SETTINGS.join(", ")
+                ));
+            }
+            // Validate here, so a bad value never reaches the meta log.
+            crate::cmd::config::validate(&name, &value)?;
+            Ok(AdminOp::Setting(name, value))
+        })()),
+        "REBALANCE" => Some(if argv.len() == 2 {
+            Ok(AdminOp::Rebalance)
+        } else {
+            Err("ERR wrong number of arguments for 'cluster|rebalance' command".into())
+        }),
+        "DELNODE" => Some((|| {
+            if argv.len() != 3 {
+                return Err("ERR wrong number of arguments for 'cluster|delnode' command".into());
+            }
+            Ok(AdminOp::Remove(id()?))
+        })()),
+        _ => None,
+    }
+}
+
+pub(crate) enum Route {
+    /// Run it here and now (no keys, or a READONLY connection's read).
+    Local,
+    Deferred(Box<Deferred>),
+    Error(String),
+}
+
+/// Decides how a command runs in cluster mode.
+pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]]) -> Route {
+    let Some(cluster) = shared.cluster.get() else {
+        return Route::Local;
+    };
+    let spec: &Spec = &cmd::table()[idx];
+    let owned = || argv.iter().map(|a| a.to_vec()).collect::<Vec<_>>();
+    if spec.name == "flushall" || spec.name == "flushdb" {
+        return Route::Deferred(Box::new(Deferred {
+            idx,
+            argv: owned(),
+            group: None,
+            write: true,
+            denyoom: false,
+            slot: 0,
+            admin: None,
+        }));
+    }
+    if spec.name == "cluster" {
+        return match admin_op(argv) {
+            None => Route::Local,
+            Some(Err(e)) => Route::Error(e),
+            Some(Ok(op)) => Route::Deferred(Box::new(Deferred {
+                idx,
+                argv: Vec::new(),
+                group: None,
+                write: true,
+                denyoom: false,
+                slot: 0,
+                admin: Some(op),
+            })),
+        };
+    }
+    if spec.first_key <= 0 || spec.flags & (WRITE | READONLY) == 0 {
+        return Route::Local;
+    }
+    let mut group = None;
+    let mut first_slot = 0;
+    for i in spec.key_positions(argv.len()) {
+        let s = slot(argv[i]);
+        let g = cluster.group_of_slot(s as u32);
+        match group {
+            None => {
+                group = Some(g);
+                first_slot = s;
+            }
+            Some(g0) if g0 != g => {
+                return Route::Error("CROSSSLOT Keys in request don't hash to the same slot".into())
+            }
+            _ => {}
+        }
+    }
+    let Some(group) = group else {
+        return Route::Local;
+    };
+    let write = spec.flags & WRITE != 0;
+    if !write && (conn.readonly || shared.config.unsafe_stale_reads) {
+        return Route::Local;
+    }
+    // Only valid commands reach the log: arity, syntax and range errors
+    // are answered here (on the receiving node, and again on the leader
+    // for a forwarded one), never proposed.
+    if write {
+        if let Err(e) = cairn_engine::replicated::check_argv(argv, unix_ms()) {
+            return Route::Error(e);
+        }
+    }
+    Route::Deferred(Box::new(Deferred {
+        idx,
+        argv: owned(),
+        group: Some(group),
+        write,
+        denyoom: spec.flags & cmd::DENYOOM != 0,
+        slot: first_slot,
+        admin: None,
+    }))
+}

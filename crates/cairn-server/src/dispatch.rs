@@ -1,0 +1,148 @@
+//! One command's way in: lookup, arity, memory, then either the handler
+//! here and now or (cluster mode) the route to its group. Sits above both
+//! the command table (`cmd`) and cluster routing (`cluster`), so neither
+//! depends on the other's caller.
+
+use std::time::Instant;
+
+use cairn_proto::ReplyWriter;
+
+use crate::cluster::{self, Route};
+use crate::cmd::{self, Flow};
+use crate::session::ConnState;
+use crate::stats::bump;
+use crate::Shared;
+
+/// While cluster commands are gathered into a pipeline (they all run
+/// concurrently, replies in order): adds this command if it goes to one
+/// group's leader too and needs nothing first (no error to report, no
+/// memory to make); otherwise changes nothing and asks for a barrier.
+fn join_pipeline(shared: &Shared, conn: &mut ConnState, argv: &[&[u8]]) -> Flow {
+    let Some(idx) = cmd::lookup(argv[0]) else {
+        return Flow::Barrier;
+    };
+    let spec = &cmd::table()[idx];
+    let argc = argv.len() as i32;
+    if !cmd::arity_ok(spec.arity, argc) {
+        return Flow::Barrier;
+    }
+    if spec.flags & cmd::DENYOOM != 0 {
+        let max = shared
+            .settings
+            .maxmemory
+            .load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if max > 0 && shared.db.bytes_used() > max {
+            return Flow::Barrier;
+        }
+    }
+    match cluster::route(shared, conn, idx, argv) {
+        Route::Deferred(d) if d.admin.is_none() && d.group.is_some() => {
+            bump(&conn.stats.commands[idx].calls, 1);
+            conn.info
+                .last_cmd
+                .store(idx, std::sync::atomic::Ordering::Relaxed);
+            conn.deferred.push(*d);
+            Flow::Defer
+        }
+        _ => Flow::Barrier,
+    }
+}
+
+/// Executes one command, writing its reply to `wbuf`.
+pub(crate) fn dispatch(
+    shared: &Shared,
+    conn: &mut ConnState,
+    argv: &[&[u8]],
+    wbuf: &mut Vec<u8>,
+    now_ms: u64,
+) -> Flow {
+    let proto = conn.proto;
+    if !conn.deferred.is_empty() {
+        return join_pipeline(shared, conn, argv);
+    }
+    let Some(idx) = cmd::lookup(argv[0]) else {
+        ReplyWriter::new(wbuf, proto).error(&cmd::unknown_command_error(argv));
+        return Flow::Continue;
+    };
+    let spec = &cmd::table()[idx];
+    let stat = &conn.stats.commands[idx];
+    let argc = argv.len() as i32;
+    if !cmd::arity_ok(spec.arity, argc) {
+        bump(&stat.rejected, 1);
+        ReplyWriter::new(wbuf, proto).error(&cairn_engine::cmd::wrong_arity(spec.name).0);
+        return Flow::Continue;
+    }
+    let clustered = shared.cluster.get().is_some();
+    if clustered && spec.flags & cmd::DENYOOM != 0 {
+        // Under an evicting policy the group's leader makes room by
+        // proposing CAIRN.EVICT before the write (cluster.rs,
+        // `make_room`); replicas never evict on their own.
+        let max = shared
+            .settings
+            .maxmemory
+            .load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if max > 0
+            && shared.db.bytes_used() > max
+            && shared.settings.policy() == cairn_engine::evict::Policy::NoEviction
+        {
+            bump(&stat.rejected, 1);
+            ReplyWriter::new(wbuf, proto)
+                .error("OOM command not allowed when used memory > 'maxmemory'.");
+            return Flow::Continue;
+        }
+    }
+    if clustered {
+        match cluster::route(shared, conn, idx, argv) {
+            Route::Local => {}
+            Route::Error(e) => {
+                bump(&stat.rejected, 1);
+                ReplyWriter::new(wbuf, proto).error(&e);
+                return Flow::Continue;
+            }
+            Route::Deferred(d) => {
+                bump(&stat.calls, 1);
+                conn.info
+                    .last_cmd
+                    .store(idx, std::sync::atomic::Ordering::Relaxed);
+                conn.deferred.push(*d);
+                return Flow::Defer;
+            }
+        }
+    } else if spec.flags & cmd::DENYOOM != 0 {
+        let s = &shared.settings;
+        let max = s.maxmemory.load(std::sync::atomic::Ordering::Relaxed) as usize;
+        if max > 0
+            && !shared.db.ensure_memory(
+                max,
+                s.policy(),
+                s.samples.load(std::sync::atomic::Ordering::Relaxed) as usize,
+                now_ms,
+            )
+        {
+            bump(&stat.rejected, 1);
+            ReplyWriter::new(wbuf, proto)
+                .error("OOM command not allowed when used memory > 'maxmemory'.");
+            return Flow::Continue;
+        }
+    }
+    conn.info
+        .last_cmd
+        .store(idx, std::sync::atomic::Ordering::Relaxed);
+    let reply_at = wbuf.len();
+    let started = Instant::now();
+    let flow = cmd::run_handler(shared, conn, idx, argv, wbuf, now_ms);
+    let done = Instant::now();
+    let us = done.duration_since(started).as_micros() as u64;
+    let stat = &conn.stats.commands[idx];
+    bump(&stat.calls, 1);
+    bump(&stat.usec, us);
+    if wbuf.get(reply_at) == Some(&b'-') {
+        bump(&stat.failed, 1);
+    }
+    conn.info.last_active_ms.store(
+        done.duration_since(conn.info.created).as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    cmd::slow_path_logs(shared, conn, argv, us);
+    flow
+}

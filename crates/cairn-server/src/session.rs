@@ -1,0 +1,48 @@
+//! What one client connection carries between its commands: protocol,
+//! modes, and the cluster commands waiting to run. A leaf of the server's
+//! module graph (commands, routing and the connection loop all use it).
+
+use std::sync::Arc;
+
+use cairn_proto::Protocol;
+
+use crate::clients::ClientInfo;
+use crate::cluster::deferred::Deferred;
+use crate::stats::WorkerStats;
+
+/// Per-connection state that commands may change.
+pub(crate) struct ConnState {
+    pub info: Arc<ClientInfo>,
+    pub proto: Protocol,
+    pub stats: Arc<WorkerStats>,
+    /// READONLY was sent: reads may be served by this node's replica.
+    pub readonly: bool,
+    /// The client asked for the cluster layout: answer -MOVED instead of
+    /// forwarding to the leader.
+    pub cluster_aware: bool,
+    /// Commands waiting for the cluster (added when dispatch returns
+    /// `Flow::Defer`), run together, answered in order.
+    pub deferred: Vec<Deferred>,
+}
+
+impl ConnState {
+    pub fn new(info: Arc<ClientInfo>, stats: Arc<WorkerStats>) -> ConnState {
+        ConnState {
+            info,
+            proto: Protocol::Resp2,
+            stats,
+            readonly: false,
+            cluster_aware: false,
+            deferred: Vec::new(),
+        }
+    }
+
+    /// The state a forwarded request runs with (RESP3, no registry;
+    /// `stats` shared by all of them).
+    pub fn detached(stats: Arc<WorkerStats>) -> ConnState {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut c = ConnState::new(Arc::new(ClientInfo::detached(addr)), stats);
+        c.proto = Protocol::Resp3;
+        c
+    }
+}
