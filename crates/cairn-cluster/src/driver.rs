@@ -248,6 +248,16 @@ pub(crate) struct GroupCore {
 }
 
 impl GroupCore {
+    /// The lease's end (monotonic µs) while it may serve reads: in the
+    /// current term, with no leadership transfer under way (a transferee
+    /// campaigns without waiting the lease out).
+    fn lease_end(&self) -> Option<u64> {
+        let term = self.raw.raft.term;
+        self.lease
+            .filter(|&(t, _)| t == term && self.raw.raft.lead_transferee.is_none())
+            .map(|(_, until)| until)
+    }
+
     pub fn new(id: u16, raw: RawNode<GroupStorage>, snapshot_index: Option<u64>) -> GroupCore {
         let applied_term = raw.store().snapshot_meta().term;
         GroupCore {
@@ -584,8 +594,7 @@ impl Loop {
         // commit index, which may not include them yet.
         let last = g.raw.raft.raft_log.last_index();
         let term = g.raw.raft.term;
-        let lease_ok = g.lease.is_some_and(|(t, until)| t == term && now < until)
-            && g.raw.raft.lead_transferee.is_none()
+        let lease_ok = g.lease_end().is_some_and(|until| now < until)
             && g.raw.raft.raft_log.term(g.raw.raft.raft_log.committed).ok() == Some(term);
         if lease_ok {
             self.ctx
@@ -1008,18 +1017,12 @@ impl Loop {
         }
         v.applied = s.applied;
         v.applied_term = g.applied_term;
-        let term = g.raw.raft.term;
-        v.lease_until_us = match g.lease {
-            Some((t, until))
-                if t == term
-                    && g.is_leader()
-                    && g.applied_term == term
-                    && g.raw.raft.lead_transferee.is_none() =>
-            {
-                until
-            }
-            _ => 0,
-        };
+        // Reads outside the loop also need everything an earlier leader
+        // acknowledged applied here: an applied entry of this term.
+        v.lease_until_us = g
+            .lease_end()
+            .filter(|_| g.is_leader() && g.applied_term == g.raw.raft.term)
+            .unwrap_or(0);
         v.last_index = s.last_index();
         v.first_index = s.first_index();
         v.snapshot_index = g.snapshot_index;

@@ -632,13 +632,8 @@ impl Cluster {
         {
             return false;
         }
-        let until = {
-            let v = v.lock();
-            if !v.role_leader {
-                return false;
-            }
-            v.lease_until_us
-        };
+        // Published only while this node leads (0 otherwise).
+        let until = v.lock().lease_until_us;
         let ok = until > (inner.now_us)() + inner.lease_us / 2;
         if ok {
             inner.stats.fast_reads.fetch_add(1, Relaxed);

@@ -329,7 +329,7 @@ fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()>
     shared.db.set_lazy_expire(false);
     let host = Arc::new(cluster::ServerHost {
         shared: std::sync::OnceLock::new(),
-        forward_stats: Arc::new(stats::WorkerStats::new(cmd::table().len())),
+        forwarded: Arc::new(session::ForwardedClient::new(cmd::table().len())),
     });
     let _ = host.shared.set(Arc::downgrade(shared));
     let cl = cairn_cluster::Cluster::start(cc, host)?;

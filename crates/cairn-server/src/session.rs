@@ -37,12 +37,28 @@ impl ConnState {
         }
     }
 
-    /// The state a forwarded request runs with (RESP3, no registry;
-    /// `stats` shared by all of them).
-    pub fn detached(stats: Arc<WorkerStats>) -> ConnState {
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut c = ConnState::new(Arc::new(ClientInfo::detached(addr)), stats);
+    /// The state a forwarded request runs with: RESP3, and a client and
+    /// counters of its own (shared by every forwarded request; not in the
+    /// client registry).
+    pub fn forwarded(from: &ForwardedClient) -> ConnState {
+        let mut c = ConnState::new(from.info.clone(), from.stats.clone());
         c.proto = Protocol::Resp3;
         c
+    }
+}
+
+/// The one client every forwarded request runs as.
+pub(crate) struct ForwardedClient {
+    info: Arc<ClientInfo>,
+    stats: Arc<WorkerStats>,
+}
+
+impl ForwardedClient {
+    pub fn new(commands: usize) -> ForwardedClient {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        ForwardedClient {
+            info: Arc::new(ClientInfo::detached(addr)),
+            stats: Arc::new(WorkerStats::new(commands)),
+        }
     }
 }

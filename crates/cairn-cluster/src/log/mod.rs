@@ -263,7 +263,7 @@ impl LogStore {
             group,
             key,
             value,
-            done,
+            done: Some(done),
         })
         .await
     }
@@ -284,7 +284,7 @@ impl LogStore {
             group,
             key,
             value,
-            done: Done::Callback(done),
+            done: Some(Done::Callback(done)),
         });
     }
 
@@ -298,7 +298,12 @@ impl LogStore {
         if self.inner.writer.is_none() {
             return;
         }
-        self.send(Op::MetaLazy { group, key, value });
+        self.send(Op::Meta {
+            group,
+            key,
+            value,
+            done: None,
+        });
     }
 
     /// Resolves once everything queued before this call is durable.

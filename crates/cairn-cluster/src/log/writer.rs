@@ -54,19 +54,14 @@ pub(crate) enum Op {
         upto: u64,
         id: Bytes,
     },
+    /// `done: None` is a lazy value nobody waits for: written with the
+    /// batch it lands in, durable with the next fsync, and never the
+    /// reason for one (a group's commit point: see `save_meta_lazy`).
     Meta {
         group: u16,
         key: MetaKey,
         value: Bytes,
-        done: Done,
-    },
-    /// A meta value nobody waits for: written with the batch it lands in,
-    /// durable with the next fsync, and never the reason for one (a
-    /// group's commit point, which Raft may lose: see `save_meta_lazy`).
-    MetaLazy {
-        group: u16,
-        key: MetaKey,
-        value: Bytes,
+        done: Option<Done>,
     },
     Sync {
         done: Done,
@@ -93,8 +88,12 @@ impl Op {
     pub(crate) fn complete(self, r: io::Result<()>) {
         match self {
             Op::Append { done, .. } => done(r),
-            Op::Meta { done, .. } | Op::Sync { done } | Op::Close { done } => done.complete(r),
-            Op::Truncate { .. } | Op::Purge { .. } | Op::MetaLazy { .. } => {}
+            Op::Meta {
+                done: Some(done), ..
+            }
+            | Op::Sync { done }
+            | Op::Close { done } => done.complete(r),
+            Op::Truncate { .. } | Op::Purge { .. } | Op::Meta { done: None, .. } => {}
         }
     }
 
@@ -102,7 +101,7 @@ impl Op {
         let payload = match self {
             Op::Append { entries, .. } => entries.iter().map(|(_, e)| e.len() + 16).sum(),
             Op::Purge { id, .. } => id.len(),
-            Op::Meta { value, .. } | Op::MetaLazy { value, .. } => value.len(),
+            Op::Meta { value, .. } => value.len(),
             Op::Truncate { .. } | Op::Sync { .. } | Op::Close { .. } => 0,
         };
         payload.max(OP_COST_MIN_BYTES)
@@ -249,7 +248,9 @@ impl Writer {
         }
         self.buf.clear();
         let mut appends = 0;
-        let sync = batch.iter().any(|op| !matches!(op, Op::MetaLazy { .. }));
+        let sync = batch
+            .iter()
+            .any(|op| !matches!(op, Op::Meta { done: None, .. }));
         for op in batch.drain(..) {
             appends += u64::from(self.encode(op));
         }
@@ -326,23 +327,19 @@ impl Writer {
                 done,
             } => {
                 if value.len() > VALUE_LEN_MAX {
-                    done.complete(Err(invalid(format!(
+                    let e = invalid(format!(
                         "meta value of {} bytes exceeds {VALUE_LEN_MAX}",
                         value.len()
-                    ))));
+                    ));
+                    match done {
+                        Some(done) => done.complete(Err(e)),
+                        None => tracing::error!(group, error = %e, "lazy meta value not written"),
+                    }
                     return false;
                 }
                 record::put_meta(&mut self.buf, group, first, key, &value);
                 self.meta.entry(group).or_default().set(key, value);
-                self.pending.push(done);
-            }
-            Op::MetaLazy { group, key, value } => {
-                if value.len() > VALUE_LEN_MAX {
-                    tracing::error!(group, len = value.len(), "meta value too long; not written");
-                    return false;
-                }
-                record::put_meta(&mut self.buf, group, first, key, &value);
-                self.meta.entry(group).or_default().set(key, value);
+                self.pending.extend(done);
             }
             // `run` takes `Close` out of the batch before encoding.
             Op::Sync { done } | Op::Close { done } => self.pending.push(done),

@@ -166,10 +166,12 @@ async fn group_step(
     }
 }
 
+/// The error reply `NOT_LEADER_HERE` becomes on the wire.
 fn is_not_leader_here(reply: &[u8]) -> bool {
-    reply.len() == NOT_LEADER_HERE.len() + 3
-        && reply.first() == Some(&b'-')
-        && reply[1..].starts_with(NOT_LEADER_HERE.as_bytes())
+    reply
+        .strip_prefix(b"-")
+        .and_then(|r| r.strip_suffix(b"\r\n"))
+        == Some(NOT_LEADER_HERE.as_bytes())
 }
 
 /// Runs a pipeline of deferred commands: their cluster parts all at once

@@ -11,17 +11,15 @@ use super::exec::{error_text, run_in_group, Output};
 use super::{route, Route};
 use crate::cmd;
 use crate::join::join_all;
-use crate::session::ConnState;
-use crate::stats::WorkerStats;
+use crate::session::{ConnState, ForwardedClient};
 use crate::{unix_ms, Shared};
 
 /// The cluster layer's view of this server: replicated commands apply to
 /// the shard whose index is the group id.
 pub(crate) struct ServerHost {
     pub shared: OnceLock<Weak<Shared>>,
-    /// Command counters of every forwarded request (one set, not one per
-    /// request).
-    pub forward_stats: Arc<WorkerStats>,
+    /// The client forwarded requests run as (one, not one per request).
+    pub forwarded: Arc<ForwardedClient>,
 }
 
 impl ServerHost {
@@ -75,28 +73,23 @@ impl Host for ServerHost {
 
     fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         let shared = self.shared();
-        let stats = self.forward_stats.clone();
+        let from = self.forwarded.clone();
         Box::pin(async move {
             let Some(shared) = shared else {
                 return vec![b"-ERR server stopped\r\n".to_vec(); reqs.len()];
             };
             // join_all's first poll starts each command in batch order.
-            join_all(
-                reqs.into_iter()
-                    .map(|r| serve_forwarded(&shared, &stats, r)),
-            )
-            .await
+            join_all(reqs.into_iter().map(|r| serve_forwarded(&shared, &from, r))).await
         })
     }
 }
 
 /// Executes a request another node forwarded: as the group's leader,
 /// never forwarding again (no loops); RESP3 reply.
-async fn serve_forwarded(shared: &Shared, stats: &Arc<WorkerStats>, req: Forward) -> Vec<u8> {
-    let mut argv: Vec<Vec<u8>> = Vec::new();
-    if decode_argvs(&req.argv, |a| argv = a.iter().map(|x| x.to_vec()).collect()).is_err()
-        || argv.is_empty()
-    {
+async fn serve_forwarded(shared: &Shared, from: &ForwardedClient, req: Forward) -> Vec<u8> {
+    // Slices of the request's own buffer: nothing copied here.
+    let mut argv: Vec<&[u8]> = Vec::new();
+    if decode_argvs(&req.argv, |a| argv = a.to_vec()).is_err() || argv.is_empty() {
         return b"-ERR malformed forwarded request\r\n".to_vec();
     }
     let mut out = Vec::new();
@@ -113,20 +106,19 @@ async fn serve_forwarded(shared: &Shared, stats: &Arc<WorkerStats>, req: Forward
             }
         };
     }
-    let Some(idx) = cmd::lookup(&argv[0]) else {
+    let Some(idx) = cmd::lookup(argv[0]) else {
         ReplyWriter::new(&mut out, Protocol::Resp3).error("ERR unknown command");
         return out;
     };
-    let mut conn = ConnState::detached(stats.clone());
-    let refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
-    let d = match route(shared, &conn, idx, &refs) {
+    let mut conn = ConnState::forwarded(from);
+    let d = match route(shared, &conn, idx, &argv) {
         Route::Deferred(d) => d,
         Route::Error(e) => {
             ReplyWriter::new(&mut out, Protocol::Resp3).error(&e);
             return out;
         }
         Route::Local => {
-            let _ = cmd::run_handler(shared, &mut conn, idx, &refs, &mut out, unix_ms());
+            let _ = cmd::run_handler(shared, &mut conn, idx, &argv, &mut out, unix_ms());
             return out;
         }
     };
