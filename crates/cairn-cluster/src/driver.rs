@@ -9,7 +9,7 @@
 //! fsync covering it returned; and entries are applied in log order,
 //! each exactly once.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -102,6 +102,8 @@ pub(crate) struct GroupView {
     /// transfer is under way, and an entry of this term is applied (so
     /// everything an earlier leader acknowledged is applied here).
     pub lease_until_us: u64,
+    /// The group is quiesced on this node: no ticks, no heartbeats.
+    pub quiet: bool,
     /// Woken whenever `leader` or `term` changes (a proxy waiting on a
     /// forwarded request gives up on a deposed leader).
     pub moved: Arc<tokio::sync::Notify>,
@@ -117,6 +119,12 @@ pub(crate) struct EngineStats {
     pub fast_reads: AtomicU64,
     pub iterations: AtomicU64,
     pub frames_sent: AtomicU64,
+    /// Raft messages queued for peers (all groups).
+    pub messages_sent: AtomicU64,
+    /// Times a group was quiesced by this node as leader, and times a
+    /// quiesced group woke here.
+    pub quiesced: AtomicU64,
+    pub woken: AtomicU64,
 }
 
 /// Where a loop's peer frames go: the peer transport, or the simulation.
@@ -166,6 +174,33 @@ pub(crate) fn wall_clock() -> Clock {
     })
 }
 
+/// The `context` of the heartbeat a leader sends when it quiesces a
+/// group (and that its followers echo back): see `Loop::quiesce`.
+pub(crate) const QUIESCE_CTX: &[u8] = b"cairn-quiesce";
+/// The `context` of the heartbeat response a follower sends to wake its
+/// leader's quiesced group.
+pub(crate) const WAKE_CTX: &[u8] = b"cairn-wake";
+
+/// When this node last heard from each peer (any frame, monotonic µs of
+/// `Ctx::now_us`): quiesced groups watch their peers through it instead of
+/// per-group heartbeats.
+#[derive(Default)]
+pub(crate) struct Liveness(Mutex<HashMap<u64, u64>>);
+
+impl Liveness {
+    pub fn note(&self, peer: u64, now_us: u64) {
+        self.0.lock().insert(peer, now_us);
+    }
+
+    /// True when `peer` was heard from within `window_us` before `now_us`.
+    pub fn alive(&self, peer: u64, now_us: u64, window_us: u64) -> bool {
+        self.0
+            .lock()
+            .get(&peer)
+            .is_some_and(|&t| now_us.saturating_sub(t) <= window_us)
+    }
+}
+
 /// What every loop of a node shares.
 pub(crate) struct Ctx {
     pub me: u64,
@@ -189,6 +224,10 @@ pub(crate) struct Ctx {
     /// How long a ReadIndex round's quorum lets the leader serve reads
     /// without another (0: never). See `lease_duration_us`.
     pub lease_us: u64,
+    /// Idle groups stop ticking (see `Loop::tick`).
+    pub quiesce: bool,
+    /// Frames heard from each peer.
+    pub heard: Arc<Liveness>,
 }
 
 enum Waiter {
@@ -242,9 +281,15 @@ pub(crate) struct GroupCore {
     lease: Option<(u64, u64)>,
     reads_ready: VecDeque<(u64, Vec<Reply<()>>)>,
     last_ts: u64,
-    applied_ts: u64,
     applied_term: u64,
     snapshot_index: Option<u64>,
+    /// Quiesced: not ticked, sends nothing until something wakes it.
+    quiet: bool,
+    /// Something happened to the group since the last tick (an input or
+    /// a peer's message), so it is not idle.
+    busy: bool,
+    /// Ticks in a row this leader found the group idle.
+    idle_ticks: usize,
 }
 
 impl GroupCore {
@@ -270,10 +315,43 @@ impl GroupCore {
             lease: None,
             reads_ready: VecDeque::new(),
             last_ts: 0,
-            applied_ts: 0,
             applied_term,
             snapshot_index,
+            quiet: false,
+            busy: false,
+            idle_ticks: 0,
         }
+    }
+
+    /// A leader whose group has nothing to do: every replica holds and
+    /// has applied the whole log (as far as this leader knows: every
+    /// replica acknowledged its last entry, which is committed and
+    /// applied here), no request waits, no transfer or snapshot is under
+    /// way.
+    fn idle_leader(&self) -> bool {
+        let r = &self.raw.raft;
+        let last = r.raft_log.last_index();
+        r.state == StateRole::Leader
+            && r.lead_transferee.is_none()
+            && r.raft_log.committed == last
+            && r.raft_log.term(last).ok() == Some(r.term)
+            && self.raw.store().applied == last
+            && self.props.is_empty()
+            && self.pending.is_empty()
+            && self.reads_new.is_empty()
+            && self.reads_sent.is_empty()
+            && self.reads_ready.is_empty()
+            && r.prs().iter().all(|(_, p)| p.matched == last)
+    }
+
+    /// Every other replica of the group (voters and learners).
+    fn peers(&self, me: u64) -> impl Iterator<Item = u64> + '_ {
+        self.raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(move |&id| id != me)
     }
 
     fn is_leader(&self) -> bool {
@@ -300,6 +378,8 @@ pub(crate) struct Loop {
     snaps_sent: Vec<(usize, u64)>,
     read_seq: u64,
     scratch: Vec<u8>,
+    /// When a frame last left for each peer (monotonic µs).
+    sent_at: HashMap<u64, u64>,
 }
 
 impl Loop {
@@ -313,6 +393,7 @@ impl Loop {
             snaps_sent: Vec::new(),
             read_seq: 0,
             scratch: Vec::new(),
+            sent_at: HashMap::new(),
         }
     }
 
@@ -376,11 +457,205 @@ impl Loop {
         }
     }
 
-    /// Advances every group's logical clock by one tick.
+    /// Advances the logical clock of every group that is not quiesced by
+    /// one tick, quiesces the groups this node leads that stayed idle for
+    /// an election timeout, wakes quiesced groups whose peers went
+    /// silent, and keeps the peers of quiesced groups hearing from this
+    /// node (one small frame per peer and heartbeat interval in place of
+    /// every group's heartbeats). See docs/design/multiraft.md,
+    /// "Quiescence".
     pub fn tick(&mut self) {
-        for g in &mut self.groups {
+        let now = (self.ctx.now_us)();
+        let tick_us = self.ctx.tick.as_micros() as u64;
+        let me = self.ctx.me;
+        let mut watch: BTreeSet<u64> = BTreeSet::new();
+        let mut heartbeat_us = u64::MAX;
+        for i in 0..self.groups.len() {
+            let g = &self.groups[i];
+            // Silence of an election timeout is what a ticking follower
+            // would act on too.
+            let dead_after = g.raw.raft.election_timeout() as u64 * tick_us;
+            heartbeat_us = heartbeat_us.min(g.raw.raft.heartbeat_timeout() as u64 * tick_us);
+            if g.quiet {
+                let silent = if g.is_leader() {
+                    g.peers(me)
+                        .any(|p| !self.ctx.heard.alive(p, now, dead_after))
+                } else {
+                    !self.ctx.heard.alive(g.raw.raft.leader_id, now, dead_after)
+                };
+                if silent {
+                    self.wake(i, false);
+                } else {
+                    watch.extend(self.groups[i].peers(me));
+                    continue;
+                }
+            }
+            let g = &mut self.groups[i];
             g.raw.tick();
+            if !self.ctx.quiesce || g.busy || !g.idle_leader() {
+                g.idle_ticks = 0;
+                g.busy = false;
+                continue;
+            }
+            g.idle_ticks += 1;
+            let all_up = g
+                .peers(me)
+                .all(|p| self.ctx.heard.alive(p, now, dead_after));
+            if g.idle_ticks >= g.raw.raft.election_timeout() && all_up {
+                self.quiesce(i);
+                watch.extend(self.groups[i].peers(me));
+            }
         }
+        for p in watch {
+            let due = self
+                .sent_at
+                .get(&p)
+                .is_none_or(|&t| now.saturating_sub(t) + tick_us / 2 >= heartbeat_us);
+            if due {
+                self.outbox.entry(p).or_insert_with(wire::empty_batch);
+            }
+        }
+    }
+
+    /// Quiesces group `i`, which this node leads and found idle: one
+    /// last heartbeat (marked with `QUIESCE_CTX`) carries the commit
+    /// index to every replica, which quiesces too if its log ends there.
+    /// From now on neither side ticks: a proposal, a read, any other
+    /// message of the group, or a peer falling silent wakes it.
+    fn quiesce(&mut self, i: usize) {
+        let me = self.ctx.me;
+        let g = &mut self.groups[i];
+        g.quiet = true;
+        g.idle_ticks = 0;
+        let (term, commit) = (g.raw.raft.term, g.raw.raft.raft_log.committed);
+        let msgs: Vec<Message> = g
+            .peers(me)
+            .map(|to| {
+                let mut m = Message {
+                    to,
+                    from: me,
+                    term,
+                    commit,
+                    context: QUIESCE_CTX.to_vec(),
+                    ..Default::default()
+                };
+                m.set_msg_type(MessageType::MsgHeartbeat);
+                m
+            })
+            .collect();
+        self.queue_messages(i, msgs);
+        self.ctx.stats.quiesced.fetch_add(1, Relaxed);
+        self.publish(i);
+    }
+
+    /// Wakes group `i` if it is quiesced. A follower woken by anything
+    /// but its leader's message tells the leader, so the leader resumes
+    /// heartbeats before this follower's election timeout runs out.
+    fn wake(&mut self, i: usize, from_leader: bool) {
+        let g = &mut self.groups[i];
+        if !g.quiet {
+            return;
+        }
+        g.quiet = false;
+        g.idle_ticks = 0;
+        if !from_leader {
+            self.tell_leader(i);
+        }
+        self.ctx.stats.woken.fetch_add(1, Relaxed);
+        self.publish(i);
+    }
+
+    /// A follower asks its leader to wake the group: a heartbeat
+    /// response marked `WAKE_CTX` (raft-rs ignores a context it has no
+    /// read waiting on).
+    fn tell_leader(&mut self, i: usize) {
+        let me = self.ctx.me;
+        let g = &self.groups[i];
+        let leader = g.raw.raft.leader_id;
+        if g.is_leader() || leader == 0 || leader == me {
+            return;
+        }
+        let mut m = Message {
+            to: leader,
+            from: me,
+            term: g.raw.raft.term,
+            context: WAKE_CTX.to_vec(),
+            ..Default::default()
+        };
+        m.set_msg_type(MessageType::MsgHeartbeatResponse);
+        self.queue_messages(i, vec![m]);
+    }
+
+    /// After stepping a quiescing heartbeat: the follower quiesces if it
+    /// follows that leader in that term and its log ends at the leader's
+    /// commit index (nothing of its own to resolve); otherwise it stays
+    /// awake and keeps the leader awake.
+    fn quiesce_follower(&mut self, i: usize, from: u64, term: u64, commit: u64) {
+        let g = &mut self.groups[i];
+        let r = &g.raw.raft;
+        let ok = self.ctx.quiesce
+            && r.state == StateRole::Follower
+            && r.leader_id == from
+            && r.term == term
+            && r.raft_log.last_index() == commit
+            && r.raft_log.committed == commit;
+        if !ok {
+            if g.quiet {
+                self.wake(i, false);
+            } else {
+                self.tell_leader(i);
+            }
+        } else if !g.quiet {
+            g.quiet = true;
+            g.idle_ticks = 0;
+            self.publish(i);
+        }
+    }
+
+    /// Why group `id` is (not) quiesced here, for the simulation's reports.
+    #[cfg(feature = "sim")]
+    pub fn quiet_state(&self, id: u16) -> String {
+        let Some(&i) = self.pos.get(&id) else {
+            return "no such group".into();
+        };
+        let g = &self.groups[i];
+        let r = &g.raw.raft;
+        let now = (self.ctx.now_us)();
+        let peers: Vec<String> = g
+            .peers(self.ctx.me)
+            .map(|p| {
+                let m = r.prs().get(p).map(|x| x.matched).unwrap_or(0);
+                let up = self.ctx.heard.alive(p, now, 1_000_000);
+                format!("n{p} matched {m} heard<1s {up}")
+            })
+            .collect();
+        format!(
+            "role {:?} quiet {} busy {} idle_ticks {} last {} committed {} applied {} \
+             pending {:?} reads {}/{}/{} transferee {:?}; {}",
+            r.state,
+            g.quiet,
+            g.busy,
+            g.idle_ticks,
+            r.raft_log.last_index(),
+            r.raft_log.committed,
+            g.raw.store().applied,
+            g.pending
+                .iter()
+                .map(|p| format!("{}@{}", p.index, p.term))
+                .collect::<Vec<_>>(),
+            g.reads_new.len(),
+            g.reads_sent.len(),
+            g.reads_ready.len(),
+            r.lead_transferee,
+            peers.join(", ")
+        )
+    }
+
+    /// Notes a frame from `peer` (the simulation; the server's transport
+    /// notes frames as they arrive).
+    #[cfg(feature = "sim")]
+    pub fn heard(&self, peer: u64) {
+        self.ctx.heard.note(peer, (self.ctx.now_us)());
     }
 
     /// One iteration after the inputs were taken: propose, ask for read
@@ -444,13 +719,19 @@ impl Loop {
     pub fn input(&mut self, input: Input) {
         match input {
             Input::Propose { group, argv, tx } => match self.pos.get(&group) {
-                Some(&i) => self.groups[i].props.push((argv, tx)),
+                Some(&i) => {
+                    self.leader_wake(i);
+                    self.groups[i].props.push((argv, tx));
+                }
                 None => {
                     let _ = tx.send(Err(ClusterError::Shutdown));
                 }
             },
             Input::Read { group, tx } => match self.pos.get(&group) {
-                Some(&i) => self.groups[i].reads_new.push(tx),
+                Some(&i) => {
+                    self.leader_wake(i);
+                    self.groups[i].reads_new.push(tx);
+                }
                 None => {
                     let _ = tx.send(Err(ClusterError::Shutdown));
                 }
@@ -463,11 +744,27 @@ impl Loop {
                     if m.to != self.ctx.me {
                         continue;
                     }
+                    // Heartbeats and their responses neither keep a
+                    // group busy nor wake it (a quiesced follower steps
+                    // them without ticking) — except a follower's wake-up
+                    // call; any other message does both.
+                    let hb = m.msg_type == MessageType::MsgHeartbeat as i32;
+                    let hb_resp = m.msg_type == MessageType::MsgHeartbeatResponse as i32;
+                    let quiescing = hb && m.context == QUIESCE_CTX;
+                    if !(hb || hb_resp) || m.context == WAKE_CTX {
+                        let from_leader = m.from == self.groups[i].raw.raft.leader_id;
+                        self.groups[i].busy = true;
+                        self.wake(i, from_leader);
+                    }
+                    let (from, term, commit) = (m.from, m.term, m.commit);
                     if let Some(reject) = lost_log_fixups(&mut self.groups[i].raw, &mut m) {
                         self.queue_messages(i, vec![reject]);
                     }
                     if let Err(e) = self.groups[i].raw.step(m) {
                         tracing::trace!(group, error = %e, "raft message not stepped");
+                    }
+                    if quiescing {
+                        self.quiesce_follower(i, from, term, commit);
                     }
                 }
             }
@@ -476,6 +773,7 @@ impl Loop {
                     let _ = tx.send(Err("refused: no such group".into()));
                     return;
                 };
+                self.leader_wake(i);
                 let g = &mut self.groups[i];
                 if !g.is_leader() {
                     let _ = tx.send(Err("not the leader".into()));
@@ -491,6 +789,7 @@ impl Loop {
             }
             Input::Transfer { group, to } => {
                 if let Some(&i) = self.pos.get(&group) {
+                    self.leader_wake(i);
                     let g = &mut self.groups[i];
                     if g.is_leader() && to != self.ctx.me {
                         g.raw.transfer_leader(to);
@@ -527,6 +826,15 @@ impl Loop {
         }
     }
 
+    /// A request for group `i` arrived: a leader wakes it (a follower
+    /// answers "not the leader" and stays as it is).
+    fn leader_wake(&mut self, i: usize) {
+        if self.groups[i].is_leader() {
+            self.groups[i].busy = true;
+            self.wake(i, true);
+        }
+    }
+
     /// Proposes the commands gathered for group `i` since the last
     /// iteration, as few entries as the batch bounds allow.
     fn flush_proposals(&mut self, i: usize) {
@@ -542,7 +850,9 @@ impl Loop {
             return;
         }
         let g = &mut self.groups[i];
-        let ts = (self.ctx.clock)().max(g.last_ts).max(g.applied_ts);
+        let ts = (self.ctx.clock)()
+            .max(g.last_ts)
+            .max(g.raw.store().applied_ts);
         g.last_ts = ts;
         let mut it = props.into_iter().peekable();
         while it.peek().is_some() {
@@ -587,8 +897,15 @@ impl Loop {
             }
             return;
         }
-        let now = (self.ctx.now_us)();
         let g = &mut self.groups[i];
+        if g.raw.raft.raft_log.term(g.raw.raft.raft_log.committed).ok() != Some(g.raw.raft.term) {
+            // A new leader that has not committed an entry of its term
+            // yet (the empty one it appended when elected): raft-rs drops
+            // a ReadIndex request then, so the reads wait here for it.
+            g.reads_new = reads;
+            return;
+        }
+        let now = (self.ctx.now_us)();
         // A read waits for the writes proposed before it on this leader
         // too (a pipeline's SET k then GET k): raft-rs' read index is the
         // commit index, which may not include them yet.
@@ -636,6 +953,10 @@ impl Loop {
 
     fn queue_messages(&mut self, i: usize, msgs: Vec<Message>) {
         let group = self.groups[i].id;
+        self.ctx
+            .stats
+            .messages_sent
+            .fetch_add(msgs.len() as u64, Relaxed);
         for m in msgs {
             if m.msg_type == MessageType::MsgSnapshot as i32 {
                 self.snaps_sent.push((i, m.to));
@@ -658,6 +979,7 @@ impl Loop {
                 .unwrap_or_default();
             if self.ctx.net.send(to, &addr, &batch) {
                 self.ctx.stats.frames_sent.fetch_add(1, Relaxed);
+                self.sent_at.insert(to, (self.ctx.now_us)());
             } else {
                 failed.push(to);
             }
@@ -799,6 +1121,7 @@ impl Loop {
             let applied = g.raw.store().applied;
             g.raw.advance_apply_to(applied);
             release_reads(g);
+            fail_overwritten(g);
             let since = applied.saturating_sub(g.snapshot_index.unwrap_or(0));
             if since >= self.ctx.snapshot_logs {
                 if let Err(e) = self.take_snapshot(i) {
@@ -840,8 +1163,8 @@ impl Loop {
                 EntryType::EntryNormal if e.data.is_empty() => {}
                 EntryType::EntryNormal => match wire::decode_entry_data(&e.data) {
                     Ok((ts, cmds)) => {
-                        let ts = ts.max(g.applied_ts);
-                        g.applied_ts = ts;
+                        let ts = ts.max(g.raw.store().applied_ts);
+                        g.raw.mut_store().applied_ts = ts;
                         let group = g.id;
                         let scratch = &mut self.scratch;
                         let r = decode_argvs(cmds, |argv| {
@@ -947,10 +1270,9 @@ impl Loop {
     fn restore(&mut self, i: usize, snap: Snapshot) -> std::io::Result<()> {
         let meta = snap.metadata.clone().unwrap_or_default();
         let g = &mut self.groups[i];
-        self.ctx
-            .host
-            .restore(g.id, &snap.data)
-            .map_err(|e| std::io::Error::other(format!("group {}: bad snapshot: {e}", g.id)))?;
+        let bad = |e: String| std::io::Error::other(format!("group {}: bad snapshot: {e}", g.id));
+        let (ts, keyspace) = snapfile::split_payload(&snap.data).map_err(|e| bad(e.to_string()))?;
+        self.ctx.host.restore(g.id, keyspace).map_err(bad)?;
         if let Some(dir) = &self.ctx.snap_dir {
             snapfile::write(
                 &dir.join(format!("g{}.snap", g.id)),
@@ -959,6 +1281,7 @@ impl Loop {
             )?;
         }
         g.raw.mut_store().apply_snapshot(&meta);
+        g.raw.mut_store().applied_ts = ts;
         g.applied_term = meta.term;
         g.snapshot_index = Some(meta.index);
         self.ctx.store.purge(g.id, meta.index, Bytes::new());
@@ -978,7 +1301,7 @@ impl Loop {
         let g = &mut self.groups[i];
         let meta = g.raw.store().snapshot_meta();
         if let Some(dir) = &self.ctx.snap_dir {
-            let data = self.ctx.host.snapshot(g.id);
+            let data = snapfile::payload(g.raw.store().applied_ts, &self.ctx.host.snapshot(g.id));
             snapfile::write(
                 &dir.join(format!("g{}.snap", g.id)),
                 &SnapshotMeta::from_raft(&meta),
@@ -1009,6 +1332,7 @@ impl Loop {
             v.moved.notify_waiters();
         }
         v.role_leader = g.is_leader();
+        v.quiet = g.quiet;
         if v.voters != s.cs.voters {
             v.voters.clone_from(&s.cs.voters);
         }
@@ -1081,6 +1405,25 @@ fn lost_log_fixups(raw: &mut RawNode<GroupStorage>, m: &mut Message) -> Option<M
         }
     }
     None
+}
+
+/// Fails the writes waiting on entries that can no longer commit: the
+/// commit index `c` is below the entry's index and the entry at `c` has
+/// a later term. Every future leader holds that committed entry, and
+/// terms never decrease along a log, so none of them can hold the
+/// waiting entry after it. (This happens when a deposed leader's log was
+/// cut back below an entry it proposed; without it the writer would wait
+/// until that index is reused, in an idle group never.)
+fn fail_overwritten(g: &mut GroupCore) {
+    let c = g.raw.raft.raft_log.committed;
+    let Ok(tc) = g.raw.raft.raft_log.term(c) else {
+        return;
+    };
+    while g.pending.back().is_some_and(|p| p.index > c && p.term < tc) {
+        if let Some(p) = g.pending.pop_back() {
+            p.waiter.fail(ClusterError::NotLeader(None));
+        }
+    }
 }
 
 /// Answers the confirmed reads whose index is applied.

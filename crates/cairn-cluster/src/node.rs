@@ -62,6 +62,9 @@ pub struct ClusterConfig {
     /// Exit the process when the log cannot be written (the server does;
     /// in-process tests stop only the node's loops).
     pub exit_on_storage_failure: bool,
+    /// Idle groups stop heartbeating (docs/design/multiraft.md,
+    /// "Quiescence").
+    pub quiesce: bool,
 }
 
 impl ClusterConfig {
@@ -80,6 +83,7 @@ impl ClusterConfig {
             raft_threads: 2,
             raft_loops: 1,
             exit_on_storage_failure: false,
+            quiesce: true,
         }
     }
 }
@@ -118,6 +122,13 @@ pub struct ClusterStats {
     pub log_bytes: u64,
     /// Raft loop iterations, and peer frames they sent.
     pub loop_iterations: u64,
+    /// Groups quiesced on this node now (no ticks, no heartbeats), times
+    /// this node quiesced a group it leads, times a quiesced group woke.
+    pub groups_quiet: u64,
+    pub quiesced: u64,
+    /// Raft messages sent to peers (all groups).
+    pub messages_sent: u64,
+    pub woken: u64,
     pub frames_sent: u64,
 }
 
@@ -196,6 +207,8 @@ struct Inner {
     now_us: crate::driver::Clock,
     /// Length of a leader lease in µs (0: lease reads off).
     lease_us: u64,
+    /// Frames heard from each peer.
+    heard: Arc<crate::driver::Liveness>,
 }
 
 #[derive(Clone)]
@@ -286,8 +299,10 @@ pub(crate) fn recover_group(
     let mut snap_index = None;
     if let Some(p) = snap_path {
         if let Some((m, data)) = snapfile::read(p)? {
-            host.restore(g, &data)
+            let (ts, keyspace) = snapfile::split_payload(&data)?;
+            host.restore(g, keyspace)
                 .map_err(|e| io_err(format!("{}: {e}", p.display())))?;
+            st.applied_ts = ts;
             st.apply_snapshot(&m.to_raft());
             snap_index = Some(m.index);
         }
@@ -438,16 +453,19 @@ impl Cluster {
                 raft_config(&cfg, 0).election_tick,
                 Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
             ),
+            heard: Arc::default(),
         });
         // Inbound Raft messages: decoded on the connection's task, routed
         // to the loops of their groups.
         {
             let (inboxes, probing) = (inner.inboxes.clone(), inner.probing.clone());
+            let (heard, now_us) = (inner.heard.clone(), inner.now_us.clone());
             let total = cfg.groups as usize + 1;
             inner.net.set_sink(Arc::new(move |from, body| {
                 if probing.load(Relaxed) {
                     return;
                 }
+                heard.note(from, now_us());
                 let msgs = match wire::decode_batch(body) {
                     Ok(m) => m,
                     Err(e) => {
@@ -521,6 +539,7 @@ impl Cluster {
                 };
                 if let Some(d) = &snap_dir {
                     let data = host.snapshot(g);
+                    let data = snapfile::payload(0, &data);
                     snapfile::write(&d.join(format!("g{g}.snap")), &meta, &data)?;
                 }
                 st.apply_snapshot(&meta.to_raft());
@@ -551,6 +570,8 @@ impl Cluster {
             abort_on_storage_failure: cfg.exit_on_storage_failure,
             now_us: inner.now_us.clone(),
             lease_us: inner.lease_us,
+            quiesce: cfg.quiesce,
+            heard: inner.heard.clone(),
         });
         for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
             let lp = Loop::new(ctx.clone(), groups);
@@ -892,6 +913,10 @@ impl Cluster {
             log_bytes: log.bytes,
             loop_iterations: s.iterations.load(Relaxed),
             frames_sent: s.frames_sent.load(Relaxed),
+            groups_quiet: self.inner.views.iter().filter(|v| v.lock().quiet).count() as u64,
+            quiesced: s.quiesced.load(Relaxed),
+            messages_sent: s.messages_sent.load(Relaxed),
+            woken: s.woken.load(Relaxed),
         }
     }
 

@@ -78,6 +78,11 @@ pub struct SimStats {
     /// Reads served under a leader lease / after a ReadIndex round.
     pub lease_reads: u64,
     pub index_reads: u64,
+    /// Lulls (all clients idle for a while, so groups quiesce under the
+    /// nemesis), groups quiesced by their leaders, quiesced groups woken.
+    pub lulls: u64,
+    pub quiesced: u64,
+    pub woken: u64,
 }
 
 pub struct SimOutcome {
@@ -129,9 +134,9 @@ impl SimOutcome {
         }
         let s = &self.stats;
         Ok(format!(
-            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} lease, {} read-index",
+            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} lease, {} read-index; {} lulls, {} quiesced, {} woken",
             self.seed, s.ops_ok, s.ops_fail, s.ops_info, s.crashes, s.pauses, s.partitions, s.transfers,
-            s.lost, s.lost + s.delivered, s.lease_reads, s.index_reads
+            s.lost, s.lost + s.delivered, s.lease_reads, s.index_reads, s.lulls, s.quiesced, s.woken
         ))
     }
 }
@@ -344,6 +349,8 @@ struct Sim {
     delay: (u64, u64),
     dup: u64,
     clients: Vec<Client>,
+    /// Clients send nothing before this time (ms).
+    lull_until: u64,
     registers: History,
     counters: History,
     stats: SimStats,
@@ -382,6 +389,7 @@ pub fn run(cfg: SimConfig) -> std::io::Result<SimOutcome> {
         delay: (1, 5),
         dup: 0,
         clients: Vec::new(),
+        lull_until: 0,
         registers: History::new(),
         counters: History::new(),
         stats: SimStats::default(),
@@ -452,7 +460,10 @@ pub fn run(cfg: SimConfig) -> std::io::Result<SimOutcome> {
         sim.finish_client(c, true);
     }
     sim.check_converged();
+    sim.check_quiet();
     for n in sim.nodes.values() {
+        sim.stats.quiesced += n.stats.quiesced.load(std::sync::atomic::Ordering::Relaxed);
+        sim.stats.woken += n.stats.woken.load(std::sync::atomic::Ordering::Relaxed);
         sim.stats.lease_reads += n
             .stats
             .lease_reads
@@ -505,7 +516,7 @@ impl Sim {
                     voters: (1..=self.cfg.nodes).collect(),
                     ..Default::default()
                 };
-                snapfile::write(&path, &meta, &host.snapshot(g))?;
+                snapfile::write(&path, &meta, &snapfile::payload(0, &host.snapshot(g)))?;
                 st.apply_snapshot(&meta.to_raft());
                 snap_index = Some(INIT_INDEX);
             }
@@ -552,6 +563,8 @@ impl Sim {
                 raft_config(&ccfg, 0).election_tick,
                 Duration::from_millis(TICK_MS),
             ),
+            quiesce: true,
+            heard: Arc::default(),
         });
         let lp = Loop::new(ctx, cores);
         lp.publish_all();
@@ -646,6 +659,7 @@ impl Sim {
                 let msgs = crate::wire::decode_batch(&bytes)
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
                 let msgs = msgs.into_iter().filter(|(_, m)| m.from == from).collect();
+                lp.heard(from);
                 lp.input(Input::Raft(msgs));
                 self.iterate(to)?;
             }
@@ -729,6 +743,14 @@ impl Sim {
     fn nemesis(&mut self) -> std::io::Result<()> {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         let pick = |rng: &mut Rng| ids[rng.below(ids.len() as u64) as usize];
+        if self.now >= self.lull_until && self.rng.chance(12) {
+            // The clients go quiet: the groups quiesce, and the faults
+            // that follow hit quiesced groups.
+            let ms = self.rng.range(800, 4000);
+            self.lull_until = self.now + ms;
+            self.stats.lulls += 1;
+            self.log(format!("lull {ms} ms"));
+        }
         match self.rng.below(10) {
             8 => {
                 // Mostly a leader: the pause a lease must survive.
@@ -824,6 +846,11 @@ impl Sim {
 
     fn client_step(&mut self, c: usize) -> std::io::Result<()> {
         if self.clients[c].pending.is_some() {
+            return Ok(());
+        }
+        if self.now < self.lull_until {
+            let after = self.lull_until - self.now + self.rng.below(50);
+            self.at(after, Event::Client { c });
             return Ok(());
         }
         if self.rng.chance(20) {
@@ -1022,6 +1049,32 @@ impl Sim {
     }
 
     /// After healing: every node applied the same commands per group.
+    /// After the settle period (no clients, no faults) every group is
+    /// quiesced on every node: idle groups cost nothing.
+    fn check_quiet(&mut self) {
+        for g in 0..self.cfg.groups {
+            let noisy = self
+                .nodes
+                .values()
+                .any(|n| !n.views[g as usize].lock().quiet);
+            if noisy {
+                let states: Vec<String> = self
+                    .nodes
+                    .values()
+                    .map(|n| {
+                        let st = n.lp.as_ref().map(|lp| lp.quiet_state(g));
+                        format!("n{}: {}", n.id, st.unwrap_or_else(|| "down".into()))
+                    })
+                    .collect();
+                self.violations.lock().push(format!(
+                    "group {g} not quiesced everywhere after 30 s without clients or \
+                     faults: {}",
+                    states.join(" | ")
+                ));
+            }
+        }
+    }
+
     fn check_converged(&mut self) {
         for g in 0..self.cfg.groups {
             let states: Vec<(u64, u64, u64)> = self

@@ -1,9 +1,17 @@
 //! The file holding a group's latest snapshot:
 //!
 //! ```text
-//! magic "CAIRNSNF" | version u8 | meta_len u32 LE | meta (postcard)
-//! | data_len u64 LE | data (engine snapshot) | crc32c u32 LE of all before
+//! magic "CAIRNSNF" | version u8 = 3 | meta_len u32 LE | meta (postcard)
+//! | data_len u64 LE | data (a payload) | crc32c u32 LE of all before
+//! payload: version u8 = 1 | ts_ms u64 LE | keyspace snapshot (the host's)
 //! ```
+//!
+//! The payload is also what a leader sends a follower in a Raft snapshot
+//! message. `ts_ms` is the leader time of the last entry applied in it:
+//! apply never lets a group's time run backwards (`Stamp`), and a replica
+//! restored from a snapshot must clamp the next entries exactly as the
+//! replicas that applied them one by one. Version 2 files (no payload
+//! header; the data is the keyspace snapshot) still load, with time 0.
 //!
 //! Written to a temporary name, fsynced, renamed over the old file, and
 //! the directory fsynced, so a crash leaves either the old or the new
@@ -60,7 +68,8 @@ impl SnapshotMeta {
 
 const MAGIC: &[u8; 8] = b"CAIRNSNF";
 /// 1 was the openraft engine's (refused: its metadata differs).
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+const PAYLOAD_VERSION: u8 = 1;
 /// Slice-by-16 tables: several times faster than byte-at-a-time on every
 /// snapshot (the same CRC-32C values).
 static CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
@@ -85,11 +94,41 @@ pub fn encode(meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Decodes a snapshot file's bytes. Never panics on any input.
+/// A snapshot payload: the last applied entry's leader time and the
+/// host's keyspace snapshot.
+pub fn payload(ts_ms: u64, keyspace: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + keyspace.len());
+    out.push(PAYLOAD_VERSION);
+    out.extend_from_slice(&ts_ms.to_le_bytes());
+    out.extend_from_slice(keyspace);
+    out
+}
+
+/// Splits a payload (from a file or a peer: untrusted) into its time and
+/// keyspace snapshot.
+pub fn split_payload(buf: &[u8]) -> std::io::Result<(u64, &[u8])> {
+    match buf.split_first() {
+        Some((&PAYLOAD_VERSION, rest)) if rest.len() >= 8 => {
+            let (ts, ks) = rest.split_at(8);
+            let mut n = [0u8; 8];
+            n.copy_from_slice(ts);
+            Ok((u64::from_le_bytes(n), ks))
+        }
+        Some((&v, _)) if v != PAYLOAD_VERSION => Err(bad(format!(
+            "unsupported snapshot payload version {v} (this release reads {PAYLOAD_VERSION})"
+        ))),
+        _ => Err(bad("snapshot payload truncated")),
+    }
+}
+
+/// Decodes a file: its metadata and payload (a version 2 file's data is
+/// returned as a payload with time 0).
 pub fn decode(buf: &[u8]) -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
     if buf.len() < 8 + 1 + 4 + 8 + 4 || &buf[..8] != MAGIC {
         return Err(bad("not a cairn snapshot file"));
     }
-    if buf[8] != VERSION {
+    let version = buf[8];
+    if version != VERSION && version != 2 {
         return Err(bad(format!(
             "unsupported snapshot file version {} (this release reads {VERSION}; version 1 \
              files were written by the openraft engine)",
@@ -117,6 +156,10 @@ pub fn decode(buf: &[u8]) -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
     if dlen != (body.len() - pos) as u64 {
         return Err(bad("snapshot data length does not match the file"));
     }
+    if version == 2 {
+        return Ok((meta, payload(0, &body[pos..])));
+    }
+    split_payload(&body[pos..])?;
     Ok((meta, body[pos..].to_vec()))
 }
 
@@ -179,7 +222,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_every_flipped_byte_is_rejected() {
-        let data = b"keyspace bytes".to_vec();
+        let data = payload(1_700_000_000_123, b"keyspace bytes");
         let buf = encode(&meta(), &data).unwrap();
         let (m, d) = decode(&buf).unwrap();
         assert_eq!(m, meta());
@@ -195,13 +238,40 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_carries_its_time_and_a_version_2_file_loads_with_time_0() {
+        let p = payload(42, b"ks");
+        assert_eq!(split_payload(&p).unwrap(), (42, &b"ks"[..]));
+        for n in 0..9 {
+            assert!(
+                split_payload(&p[..n]).is_err(),
+                "truncation at {n} accepted"
+            );
+        }
+        let mut v = p.clone();
+        v[0] = 7;
+        assert!(split_payload(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("version 7"));
+        // A file written before payloads existed: version 2, raw keyspace.
+        let mut old = encode(&meta(), b"old keyspace").unwrap();
+        old[8] = 2;
+        let body = old.len() - 4;
+        let crc = CRC32C.checksum(&old[..body]);
+        old[body..].copy_from_slice(&crc.to_le_bytes());
+        let (m, d) = decode(&old).unwrap();
+        assert_eq!(m, meta());
+        assert_eq!(split_payload(&d).unwrap(), (0, &b"old keyspace"[..]));
+    }
+
+    #[test]
     fn file_replace_is_atomic_and_readable() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("g1.snap");
         assert!(read(&p).unwrap().is_none());
-        write(&p, &meta(), b"one").unwrap();
-        write(&p, &meta(), b"two").unwrap();
-        assert_eq!(read(&p).unwrap().unwrap().1, b"two");
+        write(&p, &meta(), &payload(1, b"one")).unwrap();
+        write(&p, &meta(), &payload(2, b"two")).unwrap();
+        assert_eq!(read(&p).unwrap().unwrap().1, payload(2, b"two"));
         assert!(!p.with_extension("tmp").exists());
     }
 }

@@ -37,6 +37,9 @@ pub(crate) struct GroupStorage {
     pub entries: Vec<Entry>,
     /// Last entry applied to the keyspace.
     pub applied: u64,
+    /// Leader time of the last entry applied (apply's clamp: time never
+    /// runs backwards in a group); travels with snapshots.
+    pub applied_ts: u64,
 }
 
 impl GroupStorage {
@@ -49,6 +52,7 @@ impl GroupStorage {
             base: (0, 0),
             entries: Vec::new(),
             applied: 0,
+            applied_ts: 0,
         }
     }
 
@@ -183,7 +187,7 @@ impl raft::Storage for GroupStorage {
             ));
         }
         Ok(Snapshot {
-            data: self.host.snapshot(self.group),
+            data: crate::snapfile::payload(self.applied_ts, &self.host.snapshot(self.group)),
             metadata: Some(self.snapshot_meta()),
         })
     }

@@ -41,6 +41,14 @@ pub fn put_message(out: &mut Vec<u8>, group: u16, msg: &Message) {
     out[1..5].copy_from_slice(&n.to_le_bytes());
 }
 
+/// A batch of no messages: a node's "I am here" to the peers of its
+/// quiesced groups.
+pub fn empty_batch() -> Vec<u8> {
+    let mut b = vec![BATCH_VERSION];
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b
+}
+
 /// Decodes a batch. Never panics; allocates no more than the input holds.
 pub fn decode_batch(mut buf: &[u8]) -> Result<Vec<(u16, Message)>, WireError> {
     let (&v, rest) = buf.split_first().ok_or(WireError::Truncated)?;

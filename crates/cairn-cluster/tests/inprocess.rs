@@ -432,3 +432,102 @@ fn followers_apply_each_commit_soon_after_the_leader_answers() {
         n.cluster.shutdown();
     }
 }
+
+/// Quiescence: an idle cluster's groups stop ticking and heartbeating on
+/// every node (a few liveness frames per peer remain); a write or a read
+/// wakes a group; a leader cut off while its group is quiesced is
+/// replaced (its followers notice the silence and campaign).
+#[test]
+fn idle_groups_quiesce_wake_on_requests_and_fail_over_when_their_leader_goes_silent() {
+    let groups = 8;
+    let (rt, _dirs, _ports, nodes) = three_durable_nodes(groups);
+    for g in 0..groups {
+        write(&rt, &nodes, g, &[b"SET", b"k", b"v"]);
+    }
+    let all = groups as u64 + 1; // and the meta group
+    let quiet_everywhere = || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.stats().groups_quiet == all)
+    };
+    wait_for("every group to quiesce on every node", quiet_everywhere);
+    // Idle: no group sends anything for a second (without quiescence each
+    // node sends ~600 heartbeats and responses a second here).
+    let before: Vec<u64> = nodes
+        .iter()
+        .flatten()
+        .map(|n| n.cluster.stats().messages_sent)
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    for (n, b) in nodes.iter().flatten().zip(&before) {
+        let sent = n.cluster.stats().messages_sent - b;
+        assert!(
+            sent < 40,
+            "node {} sent {sent} raft messages while idle",
+            n.cluster.node_id()
+        );
+    }
+    // A write wakes its group; a linearizable read too.
+    let r = write(&rt, &nodes, 0, &[b"INCR", b"n"]);
+    assert_eq!(r, b":1\r\n");
+    wait_for("quiet again", quiet_everywhere);
+    let reader = nodes
+        .iter()
+        .flatten()
+        .find(|n| n.cluster.is_leader(1))
+        .expect("group 1 has a leader");
+    rt.block_on(reader.cluster.read_barrier(1))
+        .expect("read on a quiesced group");
+    wait_for("quiet again", quiet_everywhere);
+    // The leader of group 2 goes silent (cut off both ways).
+    let leader = (1..=3u64)
+        .find(|&id| {
+            nodes[id as usize - 1]
+                .as_ref()
+                .unwrap()
+                .cluster
+                .is_leader(2)
+        })
+        .expect("group 2 has a leader");
+    for id in 1..=3u64 {
+        let c = &nodes[id as usize - 1].as_ref().unwrap().cluster;
+        if id == leader {
+            for o in (1..=3).filter(|&o| o != leader) {
+                c.block_peer(o);
+            }
+        } else {
+            c.block_peer(leader);
+        }
+    }
+    let t0 = Instant::now();
+    let others: Vec<&Node> = (1..=3u64)
+        .filter(|&id| id != leader)
+        .map(|id| nodes[id as usize - 1].as_ref().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'wait: loop {
+        for n in &others {
+            if n.cluster.is_leader(2) {
+                if let Ok(r) = rt.block_on(n.cluster.write(2, &[b"INCR".as_slice(), b"n"])) {
+                    assert_eq!(r, b":1\r\n");
+                    break 'wait;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader for a quiesced group"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("failover of a quiesced group took {:?}", t0.elapsed());
+    for n in nodes.iter().flatten() {
+        n.cluster.heal();
+    }
+    wait_converged(&nodes, groups);
+    wait_for("quiet after healing", quiet_everywhere);
+    for n in nodes.into_iter().flatten() {
+        n.cluster.shutdown();
+    }
+}
