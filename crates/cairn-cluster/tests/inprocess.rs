@@ -452,22 +452,32 @@ fn idle_groups_quiesce_wake_on_requests_and_fail_over_when_their_leader_goes_sil
             .all(|n| n.cluster.stats().groups_quiet == all)
     };
     wait_for("every group to quiesce on every node", quiet_everywhere);
-    // Idle: no group sends anything for a second (without quiescence each
-    // node sends ~600 heartbeats and responses a second here).
-    let before: Vec<u64> = nodes
-        .iter()
-        .flatten()
-        .map(|n| n.cluster.stats().messages_sent)
-        .collect();
-    std::thread::sleep(Duration::from_secs(1));
-    for (n, b) in nodes.iter().flatten().zip(&before) {
-        let sent = n.cluster.stats().messages_sent - b;
-        assert!(
-            sent < 40,
-            "node {} sent {sent} raft messages while idle",
-            n.cluster.node_id()
-        );
-    }
+    // Idle: no group sends anything. Ticking, each node would send ~120
+    // heartbeats and responses a second here (9 groups, 2 peers, 10 a
+    // second). A slow moment can wake a group (a liveness frame late by
+    // more than an election timeout), so look for one silent second in
+    // five.
+    let mut counts = Vec::new();
+    let silent = (0..5).any(|_| {
+        let before: Vec<u64> = nodes
+            .iter()
+            .flatten()
+            .map(|n| n.cluster.stats().messages_sent)
+            .collect();
+        std::thread::sleep(Duration::from_secs(1));
+        let sent: Vec<u64> = nodes
+            .iter()
+            .flatten()
+            .zip(&before)
+            .map(|(n, b)| n.cluster.stats().messages_sent - b)
+            .collect();
+        counts.push(sent.clone());
+        sent.iter().all(|&m| m < 10)
+    });
+    assert!(
+        silent,
+        "raft messages sent per node in each idle second: {counts:?}"
+    );
     // A write wakes its group; a linearizable read too.
     let r = write(&rt, &nodes, 0, &[b"INCR", b"n"]);
     assert_eq!(r, b":1\r\n");
