@@ -143,6 +143,21 @@ impl Outbound for Arc<PeerNet> {
 /// The leader's clock for entry timestamps (ms since the epoch).
 pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// Whether a read may be answered from the leader's copy without asking
+/// the loop (`Cluster::lease_read`; the simulation's clients take the same
+/// decision): the published lease (0 unless this node leads under one)
+/// has more than half of it left, and no write this node proposed to the
+/// group is still waiting for its outcome (a read pipelined behind a
+/// write must see it, and only the loop orders the two).
+pub(crate) fn lease_read_ok(
+    lease_until_us: u64,
+    writes_in_flight: u64,
+    now_us: u64,
+    lease_us: u64,
+) -> bool {
+    writes_in_flight == 0 && lease_until_us > now_us + lease_us / 2
+}
+
 /// A monotonic clock in µs since it was made.
 pub(crate) fn monotonic_clock() -> Clock {
     let t0 = Instant::now();

@@ -646,16 +646,16 @@ impl Cluster {
         let Some(v) = inner.views.get(group as usize) else {
             return false;
         };
-        if inner
-            .in_flight
-            .get(group as usize)
-            .is_none_or(|n| n.load(SeqCst) != 0)
-        {
+        let Some(in_flight) = inner.in_flight.get(group as usize) else {
+            return false;
+        };
+        let in_flight = in_flight.load(SeqCst);
+        if in_flight != 0 {
             return false;
         }
         // Published only while this node leads (0 otherwise).
         let until = v.lock().lease_until_us;
-        let ok = until > (inner.now_us)() + inner.lease_us / 2;
+        let ok = crate::driver::lease_read_ok(until, in_flight, (inner.now_us)(), inner.lease_us);
         if ok {
             inner.stats.fast_reads.fetch_add(1, Relaxed);
         }

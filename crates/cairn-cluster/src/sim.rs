@@ -40,6 +40,13 @@ pub enum Sabotage {
     ReadWithoutBarrier,
     /// Writes are acknowledged when proposed, before they commit.
     AckBeforeCommit,
+    /// The leader lease lasts 100 times too long (far longer than
+    /// followers refuse other candidates). Check-quorum makes a cut-off
+    /// leader step down within an election timeout anyway, so what this
+    /// exposes is a paused leader answering reads under its lease the
+    /// moment it resumes, before its loop learns of the new leader (5 of
+    /// seeds 1–400 catch it).
+    LeaseTooLong,
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +85,9 @@ pub struct SimStats {
     /// Reads served under a leader lease / after a ReadIndex round.
     pub lease_reads: u64,
     pub index_reads: u64,
+    /// Reads answered under the lease without the loop (the client side
+    /// of `Cluster::lease_read`).
+    pub fast_reads: u64,
     /// Lulls (all clients idle for a while, so groups quiesce under the
     /// nemesis), groups quiesced by their leaders, quiesced groups woken.
     pub lulls: u64,
@@ -134,9 +144,9 @@ impl SimOutcome {
         }
         let s = &self.stats;
         Ok(format!(
-            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} lease, {} read-index; {} lulls, {} quiesced, {} woken",
+            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} fast, {} lease, {} read-index; {} lulls, {} quiesced, {} woken",
             self.seed, s.ops_ok, s.ops_fail, s.ops_info, s.crashes, s.pauses, s.partitions, s.transfers,
-            s.lost, s.lost + s.delivered, s.lease_reads, s.index_reads, s.lulls, s.quiesced, s.woken
+            s.lost, s.lost + s.delivered, s.fast_reads, s.lease_reads, s.index_reads, s.lulls, s.quiesced, s.woken
         ))
     }
 }
@@ -499,6 +509,7 @@ impl Sim {
     /// first start bootstraps every group from the initial snapshot.
     fn start(&mut self, id: u64, first: bool) -> std::io::Result<()> {
         let ccfg = cluster_config(&self.cfg, id);
+        let lease_us = self.lease_us();
         let node = self.nodes.get_mut(&id).expect("node exists");
         node.host.groups.lock().clear();
         let host: Arc<dyn Host> = node.host.clone();
@@ -558,11 +569,7 @@ impl Sim {
                 let clock = self.clock.clone();
                 Arc::new(move || *clock.lock() * 1000) as Clock
             },
-            // Ticks here are 40–60 ms (±20%, the clock-rate margin).
-            lease_us: crate::driver::lease_duration_us(
-                raft_config(&ccfg, 0).election_tick,
-                Duration::from_millis(TICK_MS),
-            ),
+            lease_us,
             quiesce: true,
             heard: Arc::default(),
         });
@@ -577,6 +584,30 @@ impl Sim {
 
     /// Crash: the keyspace and everything in flight are gone; the log and
     /// snapshot files stay.
+    fn lease_us(&self) -> u64 {
+        // Ticks here are 40–60 ms (±20%, the clock-rate margin).
+        let us = crate::driver::lease_duration_us(
+            raft_config(&cluster_config(&self.cfg, 1), 0).election_tick,
+            Duration::from_millis(TICK_MS),
+        );
+        if self.cfg.sabotage == Sabotage::LeaseTooLong {
+            us * 100
+        } else {
+            us
+        }
+    }
+
+    /// Writes a client sent to `node` for `group` whose outcome it has not
+    /// received (`Cluster`'s in-flight counter).
+    fn writes_in_flight(&self, node: u64, group: u16) -> u64 {
+        self.clients
+            .iter()
+            .filter_map(|c| c.pending.as_ref())
+            .filter(|p| p.node == node && matches!(p.rx, PendingRx::Write(_)))
+            .filter(|p| (mix(0, p.key.as_bytes()) % self.cfg.groups as u64) as u16 == group)
+            .count() as u64
+    }
+
     fn crash(&mut self, id: u64) {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
@@ -899,6 +930,29 @@ impl Sim {
             self.at(t, Event::Client { c });
             return Ok(());
         }
+        if call == Call::Read && leads && alive {
+            // `Cluster::lease_read`: under a lease with no write of this
+            // node's in flight, the read skips the loop. A read sent to a
+            // paused node is answered this way the moment it resumes —
+            // its connection threads run before its loop has heard what
+            // happened meanwhile — with what it had before the pause.
+            let at = self
+                .paused
+                .get(&target)
+                .copied()
+                .filter(|&t| self.now < t)
+                .unwrap_or(self.now);
+            let until = node.views[group as usize].lock().lease_until_us;
+            let in_flight = self.writes_in_flight(target, group);
+            if crate::driver::lease_read_ok(until, in_flight, at * 1000, self.lease_us()) {
+                let v = self.nodes[&target].host.get(group, key.as_bytes());
+                self.stats.fast_reads += 1;
+                self.record_done(id, &key, call, invoke, Outcome::Ok(val(v)), at);
+                let t = at - self.now + self.rng.range(5, 60);
+                self.at(t, Event::Client { c });
+                return Ok(());
+            }
+        }
         if !leads || !alive {
             // Not proposed anywhere: a failed op; next, the leader this
             // node names, or any node.
@@ -1026,7 +1080,21 @@ impl Sim {
     }
 
     fn record(&mut self, id: u64, key: &str, call: Call, invoke: u64, outcome: Outcome) {
-        let (i, done) = (invoke * 1_000_000, self.now * 1_000_000 + 1);
+        let now = self.now;
+        self.record_done(id, key, call, invoke, outcome, now);
+    }
+
+    /// Records an operation that completes at `done_ms` (now or later).
+    fn record_done(
+        &mut self,
+        id: u64,
+        key: &str,
+        call: Call,
+        invoke: u64,
+        outcome: Outcome,
+        done_ms: u64,
+    ) {
+        let (i, done) = (invoke * 1_000_000, done_ms * 1_000_000 + 1);
         let op = match outcome {
             Outcome::Ok(v) => {
                 self.stats.ops_ok += 1;
