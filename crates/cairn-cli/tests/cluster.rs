@@ -1296,3 +1296,81 @@ fn leaders_come_back_on_their_own_after_a_restart_unless_switched_off() {
         c.check_replica(i, &expect);
     }
 }
+
+/// Sends `argv` through node `i` until it gets a reply that is not an
+/// error (failover in progress: TRYAGAIN, a closed connection...).
+fn until_answered(c: &TestCluster, i: usize, argv: &[&[u8]]) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut conn) = Conn::open(c.ports[i]) {
+            match conn.cmd(argv) {
+                Ok(Reply::Error(_)) | Err(_) => {}
+                Ok(r) => return r,
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{argv:?} not answered within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Locks in a durable 3-node cluster, through a proxy node: one holder at
+/// a time, the grant survives its group's leader being killed (same
+/// holder, same token), later grants get larger tokens, and a lease that
+/// is not renewed is ended by the new leader's clock.
+#[test]
+fn locks_keep_their_holder_across_a_leader_kill_and_tokens_keep_increasing() {
+    let _serial = serial();
+    let (mut c, leader, other) = cluster_with_key(b"jobs");
+    let t1 = match until_answered(&c, other, &[b"LOCK.ACQUIRE", b"jobs", b"a", b"60000"]) {
+        Reply::Int(t) => t,
+        r => panic!("not granted: {r:?}"),
+    };
+    assert_eq!(
+        until_answered(&c, other, &[b"LOCK.ACQUIRE", b"jobs", b"b", b"60000"]),
+        Reply::Bulk(None)
+    );
+    c.kill(leader);
+    // The new leader knows the grant: b still waits, a still holds t1.
+    assert_eq!(
+        until_answered(&c, other, &[b"LOCK.ACQUIRE", b"jobs", b"b", b"60000"]),
+        Reply::Bulk(None)
+    );
+    match until_answered(&c, other, &[b"LOCK.INFO", b"jobs"]) {
+        Reply::Array(f) => {
+            assert_eq!(f.get(1), Some(&Reply::Bulk(Some(b"a".to_vec()))), "{f:?}");
+            assert_eq!(f.get(3), Some(&Reply::Int(t1)), "{f:?}");
+        }
+        r => panic!("LOCK.INFO: {r:?}"),
+    }
+    let t = t1.to_string();
+    assert_eq!(
+        until_answered(&c, other, &[b"LOCK.RELEASE", b"jobs", b"a", t.as_bytes()]),
+        Reply::Int(1)
+    );
+    let t2 = match until_answered(&c, other, &[b"LOCK.ACQUIRE", b"jobs", b"b", b"300"]) {
+        Reply::Int(t) => t,
+        r => panic!("not granted: {r:?}"),
+    };
+    assert!(t2 > t1, "token {t2} after {t1}");
+    // b never renews: its 300 ms lease ends by the leader's clock.
+    let t0 = Instant::now();
+    let t3 = loop {
+        match until_answered(&c, other, &[b"LOCK.ACQUIRE", b"jobs", b"c", b"60000"]) {
+            Reply::Int(t) => break t,
+            _ => {
+                assert!(t0.elapsed() < Duration::from_secs(10), "lease never ended");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "lease ended early: {:?}",
+        t0.elapsed()
+    );
+    assert!(t3 > t2);
+    eprintln!("tokens {t1} {t2} {t3}; expired after {:?}", t0.elapsed());
+}

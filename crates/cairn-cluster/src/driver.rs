@@ -1182,12 +1182,15 @@ impl Loop {
                         g.raw.mut_store().applied_ts = ts;
                         let group = g.id;
                         let scratch = &mut self.scratch;
+                        let mut position = 0u32;
                         let r = decode_argvs(cmds, |argv| {
                             scratch.clear();
                             let at = Stamp {
                                 index: e.index,
                                 ts_ms: ts,
+                                position,
                             };
+                            position = position.saturating_add(1);
                             host.apply(group, at, argv, scratch);
                             if waiting {
                                 replies.push(scratch.clone());

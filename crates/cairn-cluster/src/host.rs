@@ -31,6 +31,9 @@ pub struct Stamp {
     /// previous entry's: time does not run backwards across leader
     /// changes, whatever the new leader's clock says.
     pub ts_ms: u64,
+    /// The command's position in its entry (from 0): with `index`, a
+    /// position in the group's history unique to this command.
+    pub position: u32,
 }
 
 pub trait Host: Send + Sync + 'static {

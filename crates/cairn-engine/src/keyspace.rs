@@ -72,6 +72,10 @@ pub struct Keyspace {
     lazy_expire: bool,
     /// Longest string APPEND/SETRANGE may build (proto-max-bulk-len).
     string_len_max: usize,
+    /// The locks whose names hash here (docs/design/locks.md): a
+    /// namespace of their own, kept by FLUSHALL (coordination state, not
+    /// cached data), carried by snapshots.
+    pub locks: crate::locks::Locks,
 }
 
 impl Keyspace {
@@ -89,6 +93,7 @@ impl Keyspace {
             tracking: AccessTracking::Lru,
             lazy_expire: true,
             string_len_max: 512 * 1024 * 1024,
+            locks: Default::default(),
         }
     }
 

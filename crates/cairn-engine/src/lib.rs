@@ -25,6 +25,7 @@ pub mod cmd;
 pub mod evict;
 pub mod glob;
 pub mod keyspace;
+pub mod locks;
 pub mod num;
 pub mod replicated;
 pub mod reply;

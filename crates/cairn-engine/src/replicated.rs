@@ -9,7 +9,7 @@ use crate::reply::Reply;
 
 /// The command's name, lowercased into `buf`; `None` when it is too long
 /// to be any replicated command.
-fn lower_name<'b>(argv: &[&[u8]], buf: &'b mut [u8; 16]) -> Result<&'b [u8], String> {
+fn lower_name<'b>(argv: &[&[u8]], buf: &'b mut [u8; 24]) -> Result<&'b [u8], String> {
     let Some(name) = argv.first() else {
         return Err("ERR empty command".into());
     };
@@ -47,7 +47,7 @@ macro_rules! replicated {
     ($($($name:literal)|+ => $arity:expr, $t:ty;)*) => {
         /// Applies `argv` (name first) to `db` at the leader's time `now_ms`.
         pub fn apply_argv(db: &mut impl Db, argv: &[&[u8]], now_ms: u64, out: &mut impl Reply) {
-            let mut buf = [0u8; 16];
+            let mut buf = [0u8; 24];
             let name = match lower_name(argv, &mut buf) {
                 Ok(n) => n,
                 Err(e) => return out.error(&e),
@@ -73,7 +73,7 @@ macro_rules! replicated {
         /// (WRONGTYPE, not an integer) are decided at apply, identically
         /// on every replica.
         pub fn check_argv(argv: &[&[u8]], now_ms: u64) -> Result<(), String> {
-            let mut buf = [0u8; 16];
+            let mut buf = [0u8; 24];
             let name = lower_name(argv, &mut buf)?;
             match name {
                 $($($name)|+ => parse::<$t>(argv, $arity)
@@ -86,7 +86,7 @@ macro_rules! replicated {
         /// The Redis arity of a replicated command (any case); `None`
         /// for a command that is not replicated.
         pub fn arity(name: &[u8]) -> Option<i32> {
-            let mut buf = [0u8; 16];
+            let mut buf = [0u8; 24];
             let name = lower_name(&[name], &mut buf).ok()?;
             match name {
                 $($($name)|+ => Some($arity),)*
@@ -131,6 +131,11 @@ replicated! {
     b"copy" => -3, copy::Copy;
     b"cairn.expired" => -1, expired::Expired;
     b"cairn.evict" => -1, evict::Evict;
+    b"lock.acquire" => 4, lock_acquire::LockAcquire;
+    b"lock.renew" => 5, lock_renew::LockRenew;
+    b"lock.release" => 4, lock_release::LockRelease;
+    b"lock.expire" => 3, lock_expire::LockExpire;
+    b"lock.forcerelease" => 2, lock_forcerelease::LockForceRelease;
 }
 
 #[cfg(test)]
@@ -172,8 +177,42 @@ mod tests {
     }
 
     #[test]
+    fn lock_commands_take_their_tokens_from_the_stamp() {
+        let mut ks = Keyspace::new(7);
+        let acquire: &[&[u8]] = &[b"LOCK.ACQUIRE", b"l", b"me", b"1000"];
+        // No stamp (not applied by a host that sets one): refused.
+        assert!(matches!(run(&mut ks, acquire, 1), Frame::Error(_)));
+        ks.locks.set_stamp(42, 3);
+        let token = (42 << 16) + 3;
+        assert_eq!(run(&mut ks, acquire, 1), Frame::Integer(token));
+        ks.locks.set_stamp(43, 0);
+        let other: &[&[u8]] = &[b"lock.acquire", b"l", b"you", b"1000"];
+        assert_eq!(run(&mut ks, other, 2), Frame::Null);
+        let t = token.to_string();
+        let renew: &[&[u8]] = &[b"LOCK.RENEW", b"l", b"you", t.as_bytes(), b"10"];
+        assert!(matches!(run(&mut ks, renew, 2), Frame::Error(e) if e.starts_with(b"LOCKLOST")));
+        let release: &[&[u8]] = &[b"LOCK.RELEASE", b"l", b"me", t.as_bytes()];
+        assert_eq!(run(&mut ks, release, 3), Frame::Integer(1));
+        assert_eq!(run(&mut ks, release, 3), Frame::Integer(0));
+        for bad in [
+            &[&b"LOCK.ACQUIRE"[..], b"l", b"me", b"0"][..],
+            &[b"LOCK.ACQUIRE", b"l", b"me", b"-5"],
+            &[b"LOCK.ACQUIRE", b"l", b"me", b"86400001"],
+            &[b"LOCK.ACQUIRE", b"l", b"", b"10"],
+            &[b"LOCK.ACQUIRE", b"l", b"me"],
+            &[b"LOCK.RELEASE", b"l", b"me", b"-1"],
+            &[b"LOCK.RELEASE", b"l", b"me", b"x"],
+            &[b"LOCK.EXPIRE", b"l"],
+        ] {
+            assert!(check_argv(bad, 1).is_err(), "{bad:?} accepted");
+            assert!(matches!(run(&mut ks, bad, 4), Frame::Error(_)), "{bad:?}");
+        }
+        assert!(ks.locks.is_empty());
+    }
+
+    #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 30);
+        assert_eq!(NAMES.len(), 35);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

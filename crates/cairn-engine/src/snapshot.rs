@@ -24,7 +24,13 @@
 //! entry     tag (INT | INLINE | HEAP | GROWABLE) | key_len | key | meta u32 | body
 //!           INT: i64; the others: len | bytes (INLINE: len <= 22)
 //! deadline  DEADLINE | position | deadline unix ms u64
+//! lock      LOCK | name_len | name | holder u8 (0|1)
+//!           [| owner_len | owner | token u64 | lease_ms u64]
+//!           | waiters | (owner_len | owner | lease_ms u64)*
 //! ```
+//!
+//! Version 2 added lock records (after the deadlines, in name order);
+//! version 1 snapshots still load, with no locks.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -43,7 +49,9 @@ use crate::bytes::INLINE_MAX;
 use crate::keyspace::Keyspace;
 use crate::value::Value;
 
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
+/// Oldest version this reader still loads.
+pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
 /// Payload bytes per chunk the writer emits.
 pub const CHUNK_LEN: usize = 64 * 1024;
@@ -71,6 +79,7 @@ mod tag {
     pub const HEAP: u8 = 3;
     pub const GROWABLE: u8 = 4;
     pub const DEADLINE: u8 = 0x10;
+    pub const LOCK: u8 = 0x20;
 }
 
 static CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&crc::CRC_32_ISCSI);
@@ -116,7 +125,7 @@ impl fmt::Display for SnapshotError {
             SnapshotError::BadMagic => write!(f, "not a cairn snapshot (bad magic)"),
             SnapshotError::UnsupportedVersion(v) => write!(
                 f,
-                "unsupported snapshot version {v} (this node reads {SNAPSHOT_VERSION})"
+                "unsupported snapshot version {v} (this node reads {SNAPSHOT_VERSION_MIN} to {SNAPSHOT_VERSION})"
             ),
             SnapshotError::UnsupportedFlags(b) => {
                 write!(f, "snapshot header has unknown flags {b:#04x}")
@@ -177,7 +186,107 @@ fn write_chunked<W: Write>(
         rec.bytes(&deadline_ms.to_le_bytes());
         out.put(rec.as_slice())?;
     }
+    let mut locks: Vec<_> = ks.locks.iter().collect();
+    locks.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (name, lock) in locks {
+        put_lock(&mut out, name, lock)?;
+    }
     out.finish(ks.len() as u64)
+}
+
+fn put_lock<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    name: &[u8],
+    lock: &crate::locks::Lock,
+) -> Result<(), SnapshotError> {
+    check_len("lock name", name.len() as u64)?;
+    let mut head = Small::default();
+    head.byte(tag::LOCK);
+    head.varint(name.len() as u64);
+    out.put(head.as_slice())?;
+    out.put(name)?;
+    match &lock.holder {
+        None => out.put(&[0])?,
+        Some(h) => {
+            let mut rec = Small::default();
+            rec.byte(1);
+            rec.varint(h.owner.len() as u64);
+            out.put(rec.as_slice())?;
+            out.put(&h.owner)?;
+            let mut rec = Small::default();
+            rec.bytes(&h.token.to_le_bytes());
+            rec.bytes(&h.lease_ms.to_le_bytes());
+            out.put(rec.as_slice())?;
+        }
+    }
+    let mut rec = Small::default();
+    rec.varint(lock.waiters.len() as u64);
+    out.put(rec.as_slice())?;
+    for w in &lock.waiters {
+        let mut rec = Small::default();
+        rec.varint(w.owner.len() as u64);
+        out.put(rec.as_slice())?;
+        out.put(&w.owner)?;
+        out.put(&w.lease_ms.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+/// A lock record's owner: 1 to `OWNER_MAX` bytes.
+fn read_owner<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    spill: &mut Vec<u8>,
+) -> Result<Box<[u8]>, SnapshotError> {
+    let n = input.varint()?;
+    if n == 0 || n > crate::locks::OWNER_MAX as u64 {
+        return Err(SnapshotError::Corrupt("lock owner length out of range"));
+    }
+    Ok(input.bytes(n as usize, spill)?.into())
+}
+
+fn read_lease<R: Read>(input: &mut ChunkReader<'_, R>) -> Result<u64, SnapshotError> {
+    let l = u64::from_le_bytes(input.array()?);
+    if l == 0 || l > crate::locks::LEASE_MAX_MS {
+        return Err(SnapshotError::Corrupt("lock lease out of range"));
+    }
+    Ok(l)
+}
+
+fn read_lock<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    spill: &mut Vec<u8>,
+) -> Result<crate::locks::Lock, SnapshotError> {
+    use crate::locks::{Holder, Lock, Waiter, WAITERS_MAX};
+    let mut lock = Lock::default();
+    match input.byte()? {
+        0 => {}
+        1 => {
+            let owner = read_owner(input, spill)?;
+            let token = u64::from_le_bytes(input.array()?);
+            let lease_ms = read_lease(input)?;
+            lock.holder = Some(Holder {
+                owner,
+                token,
+                lease_ms,
+            });
+        }
+        _ => return Err(SnapshotError::Corrupt("lock holder flag is not 0 or 1")),
+    }
+    let n = input.varint()?;
+    if n > WAITERS_MAX as u64 {
+        return Err(SnapshotError::Corrupt("more lock waiters than allowed"));
+    }
+    for _ in 0..n {
+        let owner = read_owner(input, spill)?;
+        let lease_ms = read_lease(input)?;
+        lock.waiters.push_back(Waiter { owner, lease_ms });
+    }
+    if lock.holder.is_none() {
+        // Free locks with no waiters are never stored; waiters never
+        // queue on a free lock.
+        return Err(SnapshotError::Corrupt("a free lock in the snapshot"));
+    }
+    Ok(lock)
 }
 
 fn put_entry<W: Write>(
@@ -271,10 +380,19 @@ struct ChunkWriter<'w, W: Write> {
 
 impl<'w, W: Write> ChunkWriter<'w, W> {
     fn start(w: &'w mut W, rng_state: u64, chunk_len: usize) -> io::Result<Self> {
+        Self::start_version(w, rng_state, chunk_len, SNAPSHOT_VERSION)
+    }
+
+    fn start_version(
+        w: &'w mut W,
+        rng_state: u64,
+        chunk_len: usize,
+        version: u8,
+    ) -> io::Result<Self> {
         assert!((1..=CHUNK_LEN_MAX).contains(&chunk_len), "chunk length");
         let mut header = [0u8; HEADER_LEN];
         header[..8].copy_from_slice(&MAGIC);
-        header[8] = SNAPSHOT_VERSION;
+        header[8] = version;
         header[12..20].copy_from_slice(&rng_state.to_le_bytes());
         let crc = CRC32C.checksum(&header[..20]);
         header[20..].copy_from_slice(&crc.to_le_bytes());
@@ -353,9 +471,25 @@ fn chunk_crc(index: u64, payload: &[u8]) -> u32 {
 /// target, which must get past the checksums to reach the record decoder.
 #[doc(hidden)]
 pub fn seal(rng_state: u64, records: &[u8], keys: u64, chunk_len: usize) -> Vec<u8> {
+    seal_version(SNAPSHOT_VERSION, rng_state, records, keys, chunk_len)
+}
+
+/// [`seal`] with another version in the header (older streams, for tests).
+pub fn seal_version(
+    version: u8,
+    rng_state: u64,
+    records: &[u8],
+    keys: u64,
+    chunk_len: usize,
+) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut w = ChunkWriter::start(&mut out, rng_state, chunk_len.clamp(1, CHUNK_LEN_MAX))
-        .expect("writing to a Vec");
+    let mut w = ChunkWriter::start_version(
+        &mut out,
+        rng_state,
+        chunk_len.clamp(1, CHUNK_LEN_MAX),
+        version,
+    )
+    .expect("writing to a Vec");
     w.put(records).expect("writing to a Vec");
     w.finish(keys).expect("writing to a Vec");
     out
@@ -383,6 +517,15 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     return Err(SnapshotError::Corrupt(
                         "deadline for a missing key or a key that already has one",
                     ));
+                }
+            }
+            tag::LOCK if input.version >= 2 => {
+                let len = input.len("lock name")?;
+                key.clear();
+                key.extend_from_slice(input.bytes(len, &mut spill)?);
+                let lock = read_lock(&mut input, &mut spill)?;
+                if !ks.locks.restore(&key, lock) {
+                    return Err(SnapshotError::Corrupt("duplicate lock"));
                 }
             }
             tag::INT..=tag::GROWABLE => {
@@ -464,6 +607,7 @@ struct ChunkReader<'r, R: Read> {
     chain: Digest<'static, u32, Table<16>>,
     bytes: u64,
     rng_state: u64,
+    version: u8,
 }
 
 impl<'r, R: Read> ChunkReader<'r, R> {
@@ -474,7 +618,8 @@ impl<'r, R: Read> ChunkReader<'r, R> {
             return Err(SnapshotError::BadMagic);
         }
         // Version before checksum: a newer writer's file should say so.
-        if h[8] != SNAPSHOT_VERSION {
+        let version = h[8];
+        if !(SNAPSHOT_VERSION_MIN..=SNAPSHOT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(h[8]));
         }
         let crc = le_u32(&h[20..]);
@@ -504,6 +649,7 @@ impl<'r, R: Read> ChunkReader<'r, R> {
             chain,
             bytes: HEADER_LEN as u64,
             rng_state,
+            version,
         })
     }
 
@@ -1071,12 +1217,14 @@ mod tests {
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert!(matches!(decode(&bad), Err(SnapshotError::BadMagic)));
-        let mut bad = bytes.clone();
-        bad[8] = 2;
-        assert!(matches!(
-            decode(&bad),
-            Err(SnapshotError::UnsupportedVersion(2))
-        ));
+        for v in [0, 3] {
+            let mut bad = bytes.clone();
+            bad[8] = v;
+            assert!(matches!(
+                decode(&bad),
+                Err(SnapshotError::UnsupportedVersion(x)) if x == v
+            ));
+        }
         let mut bad = bytes.clone();
         bad[13] ^= 1;
         assert!(matches!(decode(&bad), Err(SnapshotError::HeaderChecksum)));
@@ -1158,6 +1306,103 @@ mod tests {
         assert_eq!(entries[2].0, Value::Heap(b"5"[..].into()));
         assert_eq!(entries[3].0, Value::Growable(Box::default()));
         assert_eq!(ks.deadline(b"h", 0), Some(Some(99)));
+    }
+
+    fn lock_record(
+        name: &[u8],
+        holder: Option<(&[u8], u64, u64)>,
+        waiters: &[(&[u8], u64)],
+    ) -> Vec<u8> {
+        let mut out = vec![tag::LOCK];
+        out.extend(string(name));
+        match holder {
+            None => out.push(0),
+            Some((owner, token, lease)) => {
+                out.push(1);
+                out.extend(string(owner));
+                out.extend_from_slice(&token.to_le_bytes());
+                out.extend_from_slice(&lease.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(varint(waiters.len() as u64).as_slice());
+        for (owner, lease) in waiters {
+            out.extend(string(owner));
+            out.extend_from_slice(&lease.to_le_bytes());
+        }
+        out
+    }
+
+    fn seal_v1(records: &[u8], keys: u64) -> Vec<u8> {
+        seal_version(1, 3, records, keys, 64)
+    }
+
+    #[test]
+    fn locks_round_trip_in_name_order_and_version_1_loads_without_them() {
+        use crate::locks::Acquired;
+        let mut ks = sample_keyspace(20);
+        ks.locks.set_stamp(7, 0);
+        for name in [&b"zeta"[..], b"alpha", b"mid"] {
+            let r = ks.locks.acquire(name, b"owner-1", 1500, 0);
+            assert_eq!(r, Ok(Acquired::Granted(7 << 16)));
+        }
+        for chunk_len in [1, 5, CHUNK_LEN] {
+            let bytes = encode(&ks, chunk_len);
+            let (mut restored, _) = decode(&bytes).expect("valid snapshot");
+            assert_restored(&ks, &restored);
+            let mut names: Vec<Vec<u8>> = restored.locks.iter().map(|(n, _)| n.to_vec()).collect();
+            names.sort();
+            assert_eq!(
+                names,
+                vec![b"alpha".to_vec(), b"mid".to_vec(), b"zeta".to_vec()]
+            );
+            // No lease runs until the host starts them (this node's clock).
+            assert_eq!(restored.locks.info(b"mid", 0).unwrap().remaining_ms, None);
+            restored.locks.start_leases(1_000_000);
+            let i = restored.locks.info(b"mid", 1_000_000).unwrap();
+            assert_eq!(
+                (&*i.owner, i.token, i.remaining_ms),
+                (&b"owner-1"[..], 7 << 16, Some(1500))
+            );
+        }
+        // Same content, same bytes (replicas compare snapshots).
+        assert_eq!(encode(&ks, CHUNK_LEN), encode(&ks, CHUNK_LEN));
+        let one = entry(tag::INT, b"k", 0, &1i64.to_le_bytes());
+        let (old, _) = decode(&seal_v1(&one, 1)).expect("version 1 loads");
+        assert_eq!(old.len(), 1);
+        assert!(old.locks.is_empty());
+        let lock = lock_record(b"l", Some((b"o", 1, 10)), &[]);
+        assert!(matches!(
+            decode(&seal_v1(&lock, 0)),
+            Err(SnapshotError::Corrupt("unknown record tag"))
+        ));
+    }
+
+    #[test]
+    fn lock_records_that_break_the_rules_are_corrupt() {
+        let ok = lock_record(b"l", Some((b"o", 1, 10)), &[(b"w", 20)]);
+        let (ks, _) = decode(&seal(3, &ok, 0, 5)).expect("valid");
+        assert_eq!(ks.locks.len(), 1);
+        let twice = [ok.clone(), ok.clone()].concat();
+        assert_eq!(corrupt(&twice, 0), "duplicate lock");
+        let free = lock_record(b"l", None, &[(b"w", 20)]);
+        assert_eq!(corrupt(&free, 0), "a free lock in the snapshot");
+        let no_owner = lock_record(b"l", Some((b"", 1, 10)), &[]);
+        assert_eq!(corrupt(&no_owner, 0), "lock owner length out of range");
+        let long_owner = lock_record(b"l", Some((&[b'o'; 257], 1, 10)), &[]);
+        assert_eq!(corrupt(&long_owner, 0), "lock owner length out of range");
+        let no_lease = lock_record(b"l", Some((b"o", 1, 0)), &[]);
+        assert_eq!(corrupt(&no_lease, 0), "lock lease out of range");
+        let mut flag = lock_record(b"l", None, &[]);
+        flag[3] = 2;
+        assert_eq!(corrupt(&flag, 0), "lock holder flag is not 0 or 1");
+        let mut many = vec![tag::LOCK];
+        many.extend(string(b"l"));
+        many.push(1);
+        many.extend(string(b"o"));
+        many.extend_from_slice(&1u64.to_le_bytes());
+        many.extend_from_slice(&10u64.to_le_bytes());
+        many.extend_from_slice(varint(crate::locks::WAITERS_MAX as u64 + 1).as_slice());
+        assert_eq!(corrupt(&many, 0), "more lock waiters than allowed");
     }
 
     #[test]

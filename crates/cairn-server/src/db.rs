@@ -42,11 +42,14 @@ impl Shards {
     pub fn new(count: usize, seed: u64) -> Shards {
         assert!(count.is_power_of_two() && count <= SLOTS);
         let shards = (0..count)
-            .map(|i| Shard {
-                ks: Mutex::new(Keyspace::new(
-                    seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                )),
-                bytes: AtomicUsize::new(0),
+            .map(|i| {
+                let mut ks = Keyspace::new(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                // Until cluster mode says otherwise (`set_lazy_expire`).
+                ks.locks.set_standalone(true);
+                Shard {
+                    ks: Mutex::new(ks),
+                    bytes: AtomicUsize::new(0),
+                }
             })
             .collect();
         Shards {
@@ -111,8 +114,14 @@ impl Shards {
 
     /// Replica mode: expired keys are hidden but only deleted by
     /// replicated commands.
+    /// Standalone (on) or a replica of Raft groups (off): keys expire on
+    /// access, and locks take their tokens and end their leases locally,
+    /// only in standalone mode.
     pub fn set_lazy_expire(&self, on: bool) {
-        self.for_each(|_, ks| ks.set_lazy_expire(on));
+        self.for_each(|_, ks| {
+            ks.set_lazy_expire(on);
+            ks.locks.set_standalone(on);
+        });
     }
 
     pub fn bytes_used(&self) -> usize {

@@ -80,6 +80,15 @@ pub(crate) fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// This process's monotonic clock in µs (lock leases; never goes back).
+pub(crate) fn mono_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
 pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(unix_ms())
@@ -237,6 +246,7 @@ async fn worker(
         }
         if shared.cluster.get().is_some() {
             tokio::spawn(cluster::expire_cron(shared.clone()));
+            tokio::spawn(cluster::lock_expire_cron(shared.clone()));
             tokio::spawn(cluster::follow_settings(shared.clone()));
         } else {
             tokio::spawn(cron(shared.clone()));

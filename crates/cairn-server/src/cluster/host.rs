@@ -35,6 +35,15 @@ impl Host for ServerHost {
         };
         let i = group as usize;
         let mut ks = shared.db.lock(i);
+        // Lock commands: the grant's token is this command's place in the
+        // group's history; leases run on this node's monotonic clock.
+        if argv
+            .first()
+            .is_some_and(|n| n.len() > 5 && n[..5].eq_ignore_ascii_case(b"lock."))
+        {
+            ks.locks.set_stamp(at.index, u64::from(at.position));
+            ks.locks.set_now(crate::mono_us());
+        }
         let mut w = ReplyWriter::new(out, Protocol::Resp3);
         cairn_engine::replicated::apply_argv(&mut *ks, argv, at.ts_ms, &mut w);
         shared.db.refresh(i, &ks);
@@ -60,6 +69,9 @@ impl Host for ServerHost {
         let (mut ks, _) =
             cairn_engine::snapshot::read(&mut &data[..], seed).map_err(|e| e.to_string())?;
         ks.set_lazy_expire(false);
+        // Leases of the locks it holds count from now here: never earlier
+        // than they would have on a replica that applied their grants.
+        ks.locks.start_leases(crate::mono_us());
         ks.set_access_tracking(shared.tracking());
         ks.set_string_len_max(
             shared

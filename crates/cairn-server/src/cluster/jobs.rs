@@ -142,3 +142,41 @@ pub(crate) async fn expire_cron(shared: Arc<Shared>) {
         }
     }
 }
+
+/// Lock leases in cluster mode: for each group this node leads, commit
+/// the end of every grant whose lease ran out by this node's monotonic
+/// clock (`LOCK.EXPIRE name token`; apply ignores it if that grant no
+/// longer holds). Every 10 ms: a crashed holder's lock passes on within
+/// its lease plus about that. docs/design/locks.md.
+pub(crate) async fn lock_expire_cron(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+        let Some(cluster) = shared.cluster.get() else {
+            continue;
+        };
+        let now = crate::mono_us();
+        for g in 0..cluster.groups() {
+            if !cluster.is_leader(g) {
+                continue;
+            }
+            let expired = {
+                let ks = shared.db.lock(g as usize);
+                if ks.locks.is_empty() {
+                    continue;
+                }
+                ks.locks.expired(now, 64)
+            };
+            for (name, token) in expired {
+                let token = token.to_string();
+                let argv: [&[u8]; 3] = [b"LOCK.EXPIRE", &name, token.as_bytes()];
+                if let Err(e) = cluster.write(g, &argv).await {
+                    tracing::debug!(group = g, error = %e, "lock expiry proposal failed");
+                }
+            }
+        }
+    }
+}

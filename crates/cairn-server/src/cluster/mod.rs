@@ -32,5 +32,5 @@ mod route;
 pub(crate) use deferred::{AdminOp, Deferred};
 pub(crate) use exec::execute_all;
 pub(crate) use host::ServerHost;
-pub(crate) use jobs::{expire_cron, follow_settings};
+pub(crate) use jobs::{expire_cron, follow_settings, lock_expire_cron};
 pub(crate) use route::{route, Route, CLUSTER_SETTINGS};

@@ -129,6 +129,10 @@ fn engine<'a, C: Command<'a>>(
     if spec.first_key == spec.last_key && spec.first_key > 0 {
         let i = db.index_of(argv[spec.first_key as usize]);
         let mut g = db.lock(i);
+        if spec.group == "lock" {
+            // Leases run on this node's monotonic clock.
+            g.locks.set_now(crate::mono_us());
+        }
         cmd.apply(&mut *g, ctx.now_ms, &mut ctx.out);
         db.refresh(i, &g);
     } else {
@@ -210,6 +214,12 @@ static TABLE: &[Spec] = &[
     spec!("dbsize", 1, READONLY | FAST, 0, 0, 0, "server", "1.0.0", "Returns the number of keys in the database.", dbsize::run),
     spec!("flushdb", -1, WRITE, 0, 0, 0, "server", "1.0.0", "Remove all keys from the current database.", flush::run),
     spec!("flushall", -1, WRITE, 0, 0, 0, "server", "1.0.0", "Removes all keys from all databases.", flush::run),
+    // locks (docs/design/locks.md)
+    spec!("lock.acquire", 4, WRITE | DENYOOM, 1, 1, 1, "lock", "cairn 0.1.0", "Acquires a lock for an owner with a lease; returns the grant's fencing token, or null when another owner holds it.", eng!(lock_acquire::LockAcquire)),
+    spec!("lock.renew", 5, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Renews the lease of a lock its owner holds with the given token.", eng!(lock_renew::LockRenew)),
+    spec!("lock.release", 4, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Releases a lock its owner holds with the given token.", eng!(lock_release::LockRelease)),
+    spec!("lock.info", 2, READONLY | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Returns a lock's holder, token, lease and waiters.", eng!(lock_info::LockInfo)),
+    spec!("lock.forcerelease", 2, WRITE, 1, 1, 1, "lock", "cairn 0.1.0", "Releases a lock whoever holds it (administrators).", eng!(lock_forcerelease::LockForceRelease)),
     // connection
     spec!("ping", -1, FAST | STALE | LOADING, 0, 0, 0, "connection", "1.0.0", "Returns the server's liveliness response.", ping::run),
     spec!("echo", 2, FAST | STALE | LOADING, 0, 0, 0, "connection", "1.0.0", "Returns the given string.", echo::run),

@@ -1,0 +1,32 @@
+//! LOCK.EXPIRE name token — proposed by a group's leader when the lease
+//! of the grant `token` ran out by its clock (not for clients, like
+//! CAIRN.EXPIRED). 1 when that grant still held and ended (the next
+//! waiter, if any, holds the lock now); 0 otherwise.
+
+use super::lock_acquire::token_arg;
+use super::{CmdError, Command, Db};
+use crate::reply::Reply;
+
+pub struct LockExpire<'a> {
+    name: &'a [u8],
+    token: u64,
+}
+
+impl<'a> Command<'a> for LockExpire<'a> {
+    fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
+        if argv.len() != 3 {
+            return Err(super::wrong_arity("lock.expire"));
+        }
+        Ok(LockExpire {
+            name: argv[1],
+            token: token_arg(argv[2])?,
+        })
+    }
+
+    fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
+        let locks = &mut db.shard(self.name).locks;
+        locks.set_wall_ms(now_ms);
+        let now = locks.now_us();
+        out.int(i64::from(locks.expire(self.name, self.token, now)));
+    }
+}

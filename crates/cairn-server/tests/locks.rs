@@ -1,0 +1,153 @@
+//! Locks on a standalone server through a real Redis client (`redis`
+//! crate): grants, fencing tokens, owners and tokens checked, leases
+//! ending on the server's clock, bad input refused with nothing changed.
+//! docs/design/locks.md.
+
+use std::time::Duration;
+
+use redis::{Commands, Value};
+
+struct Server(Option<cairn_server::ServerHandle>);
+
+impl Server {
+    fn start() -> Server {
+        let config = cairn_server::Config {
+            port: 0,
+            ..Default::default()
+        };
+        Server(Some(cairn_server::start(config).expect("server starts")))
+    }
+
+    fn conn(&self) -> redis::Connection {
+        let addr = self.0.as_ref().map(|h| h.local_addr()).expect("running");
+        redis::Client::open(format!("redis://{addr}/"))
+            .expect("valid url")
+            .get_connection()
+            .expect("connect")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.shutdown();
+            h.wait();
+        }
+    }
+}
+
+fn cmd(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(c)
+}
+
+fn token(v: Value) -> i64 {
+    match v {
+        Value::Int(t) => t,
+        other => panic!("not a token: {other:?}"),
+    }
+}
+
+#[test]
+fn a_lock_is_granted_to_one_owner_at_a_time_with_increasing_tokens() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let t1 = token(cmd(&mut c, &["LOCK.ACQUIRE", "jobs", "worker-a", "5000"]).unwrap());
+    assert!(t1 > 0);
+    // Held: another owner gets a null reply; the holder, its token again.
+    assert_eq!(
+        cmd(&mut c, &["LOCK.ACQUIRE", "jobs", "worker-b", "5000"]).unwrap(),
+        Value::Nil
+    );
+    assert_eq!(
+        token(cmd(&mut c, &["LOCK.ACQUIRE", "jobs", "worker-a", "5000"]).unwrap()),
+        t1
+    );
+    let t = t1.to_string();
+    // Wrong owner or token: nothing changes, and the reply says so.
+    let e = cmd(&mut c, &["LOCK.RENEW", "jobs", "worker-b", &t, "5000"]).unwrap_err();
+    assert!(e.to_string().contains("LOCKLOST"), "{e}");
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "jobs", "worker-a", "1"]).unwrap(),
+        Value::Int(0)
+    );
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RENEW", "jobs", "worker-a", &t, "8000"]).unwrap(),
+        Value::Int(1)
+    );
+    let info = cmd(&mut c, &["LOCK.INFO", "jobs"]).unwrap();
+    let text = format!("{info:?}");
+    assert!(text.contains("worker-a") && text.contains(&t), "{text}");
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "jobs", "worker-a", &t]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(cmd(&mut c, &["LOCK.INFO", "jobs"]).unwrap(), Value::Nil);
+    let t2 = token(cmd(&mut c, &["LOCK.ACQUIRE", "jobs", "worker-b", "5000"]).unwrap());
+    assert!(t2 > t1, "token {t2} after {t1}");
+    assert_eq!(
+        cmd(&mut c, &["LOCK.FORCERELEASE", "jobs"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        cmd(&mut c, &["LOCK.FORCERELEASE", "jobs"]).unwrap(),
+        Value::Int(0)
+    );
+    // A lock is not a key.
+    let keys: Vec<String> = c.keys("*").unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[test]
+fn a_lease_ends_on_the_servers_clock_and_the_old_token_is_dead() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let t1 = token(cmd(&mut c, &["LOCK.ACQUIRE", "l", "a", "100"]).unwrap());
+    assert_eq!(
+        cmd(&mut c, &["LOCK.ACQUIRE", "l", "b", "100"]).unwrap(),
+        Value::Nil
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    let t2 = token(cmd(&mut c, &["LOCK.ACQUIRE", "l", "b", "100"]).unwrap());
+    assert!(t2 > t1);
+    let old = t1.to_string();
+    assert!(cmd(&mut c, &["LOCK.RENEW", "l", "a", &old, "100"]).is_err());
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "l", "a", &old]).unwrap(),
+        Value::Int(0)
+    );
+}
+
+#[test]
+fn bad_lock_arguments_are_refused_and_change_nothing() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let t = token(cmd(&mut c, &["LOCK.ACQUIRE", "l", "a", "5000"]).unwrap()).to_string();
+    let long_owner = "o".repeat(257);
+    for (args, want) in [
+        (vec!["LOCK.ACQUIRE", "l", "a"], "wrong number of arguments"),
+        (vec!["LOCK.ACQUIRE", "l", "a", "0"], "lease"),
+        (vec!["LOCK.ACQUIRE", "l", "a", "-1"], "lease"),
+        (vec!["LOCK.ACQUIRE", "l", "a", "x"], "lease"),
+        (vec!["LOCK.ACQUIRE", "l", "a", "86400001"], "lease"),
+        (vec!["LOCK.ACQUIRE", "l", "", "10"], "owner"),
+        (
+            vec!["LOCK.ACQUIRE", "l", long_owner.as_str(), "10"],
+            "owner",
+        ),
+        (vec!["LOCK.RENEW", "l", "a", "-3", "10"], "token"),
+        (vec!["LOCK.RENEW", "l", "a", "nan", "10"], "token"),
+        (vec!["LOCK.RELEASE", "l", "a"], "wrong number of arguments"),
+        (vec!["LOCK.INFO"], "wrong number of arguments"),
+        (vec!["LOCK.EXPIRE", "l", t.as_str()], "unknown command"),
+    ] {
+        let e = cmd(&mut c, &args).unwrap_err().to_string();
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+    // The grant is untouched.
+    let info = format!("{:?}", cmd(&mut c, &["LOCK.INFO", "l"]).unwrap());
+    assert!(info.contains(&t), "{info}");
+}
