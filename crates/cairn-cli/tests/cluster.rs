@@ -1297,6 +1297,28 @@ fn leaders_come_back_on_their_own_after_a_restart_unless_switched_off() {
     }
 }
 
+/// Sends `argv` through node `i` until it gets a reply that is not a
+/// retryable error (TRYAGAIN, a closed connection); other errors are
+/// replies.
+fn until_answered_or_error(c: &TestCluster, i: usize, argv: &[&[u8]]) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut conn) = Conn::open(c.ports[i]) {
+            match conn.cmd(argv) {
+                Ok(Reply::Error(e))
+                    if e.starts_with("TRYAGAIN") || e.starts_with("CLUSTERDOWN") => {}
+                Err(_) => {}
+                Ok(r) => return r,
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{argv:?} not answered within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends `argv` through node `i` until it gets a reply that is not an
 /// error (failover in progress: TRYAGAIN, a closed connection...).
 fn until_answered(c: &TestCluster, i: usize, argv: &[&[u8]]) -> Reply {
@@ -1355,6 +1377,32 @@ fn locks_keep_their_holder_across_a_leader_kill_and_tokens_keep_increasing() {
         r => panic!("not granted: {r:?}"),
     };
     assert!(t2 > t1, "token {t2} after {t1}");
+    // Fencing: the released holder's token no longer writes; b's does.
+    let (old, cur) = (t1.to_string(), t2.to_string());
+    let stale = [
+        &b"SET"[..],
+        b"{jobs}:data",
+        b"a",
+        b"FENCE",
+        b"jobs",
+        old.as_bytes(),
+    ];
+    match until_answered_or_error(&c, other, &stale) {
+        Reply::Error(e) => assert!(e.starts_with("FENCED"), "{e}"),
+        r => panic!("stale fenced write accepted: {r:?}"),
+    }
+    let fresh = [
+        &b"SET"[..],
+        b"{jobs}:data",
+        b"b",
+        b"FENCE",
+        b"jobs",
+        cur.as_bytes(),
+    ];
+    assert_eq!(
+        until_answered(&c, other, &fresh),
+        Reply::Simple("OK".into())
+    );
     // b never renews: its 300 ms lease ends by the leader's clock.
     let t0 = Instant::now();
     let t3 = loop {

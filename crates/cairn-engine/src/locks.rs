@@ -17,8 +17,9 @@
 //!   restart does not reuse tokens unless the clock was set back across
 //!   it.
 //!
-//! Like the rest of this crate it reads no clock: the host sets the
-//! node's monotonic time (`set_now`) before it applies a lock command.
+//! Like the rest of this crate it reads no clock of its own: the host
+//! hands it the node's monotonic clock (`set_clock`), or tests set the
+//! time (`set_now`).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -78,8 +79,10 @@ pub struct Locks {
     map: HashMap<Box<[u8]>, Lock>,
     /// name → (token, deadline in this node's monotonic µs).
     deadlines: HashMap<Box<[u8]>, (u64, u64)>,
-    /// This node's monotonic time (µs), set by the host.
+    /// This node's monotonic time (µs) when no clock is set (tests).
     now_us: u64,
+    /// This node's monotonic clock in µs, from the host.
+    clock: Option<fn() -> u64>,
     /// The stamp of the command being applied (cluster mode).
     stamp: Option<u64>,
     /// Standalone: expire on this node's clock, and the last token.
@@ -95,13 +98,18 @@ impl Locks {
         self.standalone = on;
     }
 
-    /// This node's monotonic clock, µs (set before each lock command).
+    /// This node's monotonic clock, µs.
+    pub fn set_clock(&mut self, clock: fn() -> u64) {
+        self.clock = Some(clock);
+    }
+
+    /// Sets the time for a keyspace without a clock (tests).
     pub fn set_now(&mut self, mono_us: u64) {
         self.now_us = mono_us;
     }
 
     pub fn now_us(&self) -> u64 {
-        self.now_us
+        self.clock.map_or(self.now_us, |f| f())
     }
 
     /// Cluster mode: the command about to be applied is at log `index`,
@@ -282,6 +290,18 @@ impl Locks {
                 }
             }
         }
+    }
+
+    /// Fencing: whether `name` is held with `token` now. In cluster mode
+    /// decided by the replicated table alone (a lease that ran out still
+    /// holds until its expiry is applied: every replica answers the
+    /// same); standalone, a lease that ran out by the clock has ended.
+    pub fn holds_token(&mut self, name: &[u8], token: u64, now: u64) -> bool {
+        self.expire_local(name, now);
+        self.map
+            .get(name)
+            .and_then(|l| l.holder.as_ref())
+            .is_some_and(|h| h.token == token)
     }
 
     pub fn info(&mut self, name: &[u8], now: u64) -> Option<LockInfo> {

@@ -211,6 +211,48 @@ mod tests {
     }
 
     #[test]
+    fn a_fenced_set_writes_only_while_its_token_holds() {
+        let mut ks = Keyspace::new(7);
+        ks.locks.set_stamp(5, 0);
+        let t = (5u64 << 16).to_string();
+        let acquire: &[&[u8]] = &[b"LOCK.ACQUIRE", b"{j}:lock", b"a", b"1000"];
+        assert_eq!(run(&mut ks, acquire, 1), Frame::Integer(5 << 16));
+        let set: &[&[u8]] = &[
+            b"SET",
+            b"{j}:data",
+            b"1",
+            b"FENCE",
+            b"{j}:lock",
+            t.as_bytes(),
+        ];
+        assert_eq!(run(&mut ks, set, 2), Frame::Simple(b"OK".to_vec()));
+        // An older token (a former holder): refused, nothing written.
+        let stale: &[&[u8]] = &[b"SET", b"{j}:data", b"2", b"FENCE", b"{j}:lock", b"12"];
+        assert!(matches!(run(&mut ks, stale, 3), Frame::Error(e) if e.starts_with(b"FENCED")));
+        assert_eq!(
+            ks.get(b"{j}:data", 3).map(|v| v.to_vec()),
+            Some(b"1".to_vec())
+        );
+        // The lock released: even the last holder's token is refused.
+        let release: &[&[u8]] = &[b"LOCK.RELEASE", b"{j}:lock", b"a", t.as_bytes()];
+        assert_eq!(run(&mut ks, release, 4), Frame::Integer(1));
+        assert!(matches!(run(&mut ks, set, 5), Frame::Error(e) if e.starts_with(b"FENCED")));
+        // Lock and key in different slots, or a bad token: refused before
+        // anything is proposed.
+        for bad in [
+            &[&b"SET"[..], b"data", b"1", b"FENCE", b"lock", t.as_bytes()][..],
+            &[b"SET", b"{j}:data", b"1", b"FENCE", b"{j}:lock", b"-1"],
+            &[b"SET", b"{j}:data", b"1", b"FENCE", b"{j}:lock"],
+        ] {
+            assert!(check_argv(bad, 1).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            ks.get(b"{j}:data", 6).map(|v| v.to_vec()),
+            Some(b"1".to_vec())
+        );
+    }
+
+    #[test]
     fn every_replicated_name_is_applied() {
         assert_eq!(NAMES.len(), 35);
         for name in NAMES {

@@ -46,6 +46,8 @@ impl Shards {
                 let mut ks = Keyspace::new(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 // Until cluster mode says otherwise (`set_lazy_expire`).
                 ks.locks.set_standalone(true);
+                // Leases run on this node's monotonic clock.
+                ks.locks.set_clock(crate::mono_us);
                 Shard {
                     ks: Mutex::new(ks),
                     bytes: AtomicUsize::new(0),

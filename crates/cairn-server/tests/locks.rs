@@ -151,3 +151,37 @@ fn bad_lock_arguments_are_refused_and_change_nothing() {
     let info = format!("{:?}", cmd(&mut c, &["LOCK.INFO", "l"]).unwrap());
     assert!(info.contains(&t), "{info}");
 }
+
+/// Fencing: a holder paused past its lease cannot overwrite what the
+/// next holder wrote; the lock and the key share a slot (hash tag).
+#[test]
+fn a_former_holders_fenced_write_is_refused() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let ta = token(cmd(&mut c, &["LOCK.ACQUIRE", "{job}:lock", "a", "100"]).unwrap()).to_string();
+    let ok = cmd(
+        &mut c,
+        &["SET", "{job}:data", "from-a", "FENCE", "{job}:lock", &ta],
+    )
+    .unwrap();
+    assert_eq!(ok, Value::Okay);
+    // a stalls past its lease; b takes over and writes.
+    std::thread::sleep(Duration::from_millis(150));
+    let tb = token(cmd(&mut c, &["LOCK.ACQUIRE", "{job}:lock", "b", "5000"]).unwrap()).to_string();
+    cmd(
+        &mut c,
+        &["SET", "{job}:data", "from-b", "FENCE", "{job}:lock", &tb],
+    )
+    .unwrap();
+    // a wakes up and writes with its old token: refused.
+    let e = cmd(
+        &mut c,
+        &["SET", "{job}:data", "late-a", "FENCE", "{job}:lock", &ta],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("FENCED"), "{e}");
+    let v: String = c.get("{job}:data").unwrap();
+    assert_eq!(v, "from-b");
+    let e = cmd(&mut c, &["SET", "data", "x", "FENCE", "{job}:lock", &tb]).unwrap_err();
+    assert!(e.to_string().contains("same slot"), "{e}");
+}

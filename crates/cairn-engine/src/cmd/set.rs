@@ -1,8 +1,16 @@
 //! SET key value [NX | XX | IFEQ comparison] [GET]
 //!     [EX s | PX ms | EXAT unix-s | PXAT unix-ms | KEEPTTL]
 //!
+//!     [FENCE lock token]
+//!
 //! IFEQ is Valkey 8.1's compare-and-set: the write happens only when the
 //! key exists and its current value equals `comparison`.
+//!
+//! FENCE is cairn's: the write happens only while lock `lock` is held
+//! with fencing token `token` (`-FENCED` otherwise, nothing written), so
+//! a former holder that was paused past its lease cannot overwrite what
+//! the next holder wrote. The lock must hash to the key's slot (hash
+//! tags: `{job}:lock`, `{job}:data`), so one group decides both.
 
 use super::{is, CmdError, Command, Db, ExpireUnit, ExpiryOptions, SYNTAX};
 use crate::reply::Reply;
@@ -30,6 +38,28 @@ pub struct Set<'a> {
     pub condition: Condition<'a>,
     pub get: bool,
     pub ttl: Ttl,
+    /// FENCE lock token.
+    pub fence: Option<(&'a [u8], u64)>,
+}
+
+pub const FENCED: &str = "FENCED the lock is not held with this token";
+pub const FENCE_CROSSSLOT: &str =
+    "CROSSSLOT the lock and the key must hash to the same slot (use a hash tag)";
+
+/// Parses `FENCE lock token` at `argv[i]` for `key`.
+pub(crate) fn fence_arg<'a>(
+    argv: &[&'a [u8]],
+    i: usize,
+    key: &[u8],
+) -> Result<(&'a [u8], u64), CmdError> {
+    let (Some(name), Some(token)) = (argv.get(i + 1), argv.get(i + 2)) else {
+        return Err(SYNTAX.into());
+    };
+    let token = super::lock_acquire::token_arg(token)?;
+    if crate::slot::slot(name) != crate::slot::slot(key) {
+        return Err(FENCE_CROSSSLOT.into());
+    }
+    Ok((name, token))
 }
 
 impl<'a> Command<'a> for Set<'a> {
@@ -40,6 +70,7 @@ impl<'a> Command<'a> for Set<'a> {
             condition: Condition::Always,
             get: false,
             ttl: Ttl::Clear,
+            fence: None,
         };
         // Like Redis: an option may repeat (the last value wins) but not
         // combine with a conflicting one; numbers are checked after all
@@ -67,6 +98,9 @@ impl<'a> Command<'a> for Set<'a> {
                 i += 1;
             } else if is(a, "GET") {
                 cmd.get = true;
+            } else if is(a, "FENCE") {
+                cmd.fence = Some(fence_arg(argv, i, cmd.key)?);
+                i += 2;
             } else {
                 return Err(SYNTAX.into());
             }
@@ -97,6 +131,12 @@ impl<'a> Command<'a> for Set<'a> {
             Ttl::Clear => Some(None),
         };
         let ks = db.shard(self.key);
+        if let Some((name, token)) = self.fence {
+            let now = ks.locks.now_us();
+            if !ks.locks.holds_token(name, token, now) {
+                return out.error(FENCED);
+            }
+        }
         let pos = ks.find(self.key, now_ms);
         let old = pos.map(|p| ks.value_at(p));
         let allowed = match self.condition {

@@ -36,13 +36,12 @@ impl Host for ServerHost {
         let i = group as usize;
         let mut ks = shared.db.lock(i);
         // Lock commands: the grant's token is this command's place in the
-        // group's history; leases run on this node's monotonic clock.
+        // group's history.
         if argv
             .first()
             .is_some_and(|n| n.len() > 5 && n[..5].eq_ignore_ascii_case(b"lock."))
         {
             ks.locks.set_stamp(at.index, u64::from(at.position));
-            ks.locks.set_now(crate::mono_us());
         }
         let mut w = ReplyWriter::new(out, Protocol::Resp3);
         cairn_engine::replicated::apply_argv(&mut *ks, argv, at.ts_ms, &mut w);
@@ -71,6 +70,7 @@ impl Host for ServerHost {
         ks.set_lazy_expire(false);
         // Leases of the locks it holds count from now here: never earlier
         // than they would have on a replica that applied their grants.
+        ks.locks.set_clock(crate::mono_us);
         ks.locks.start_leases(crate::mono_us());
         ks.set_access_tracking(shared.tracking());
         ks.set_string_len_max(

@@ -129,10 +129,6 @@ fn engine<'a, C: Command<'a>>(
     if spec.first_key == spec.last_key && spec.first_key > 0 {
         let i = db.index_of(argv[spec.first_key as usize]);
         let mut g = db.lock(i);
-        if spec.group == "lock" {
-            // Leases run on this node's monotonic clock.
-            g.locks.set_now(crate::mono_us());
-        }
         cmd.apply(&mut *g, ctx.now_ms, &mut ctx.out);
         db.refresh(i, &g);
     } else {
