@@ -7,7 +7,7 @@
 //!   monotonic clock, set when the grant or renewal is *applied* here —
 //!   after it happened — so never earlier than the holder itself, which
 //!   counts from when it sent its request, believes. The leader commits
-//!   `LOCK.EXPIRE name token` once its deadline passed; followers only
+//!   `CAIRN.LOCKEXPIRE name token` once its deadline passed; followers only
 //!   keep theirs for when they lead.
 //! - the token source: in cluster mode the host sets the stamp of the
 //!   command being applied (log index and position in the entry), so a
@@ -231,7 +231,7 @@ impl Locks {
         holds
     }
 
-    /// `LOCK.EXPIRE name token` (the leader's decision, or the standalone
+    /// `CAIRN.LOCKEXPIRE name token` (the leader's decision, or the standalone
     /// clock): ends the holder's lease if that token still holds.
     pub fn expire(&mut self, name: &[u8], token: u64, now: u64) -> bool {
         let holds = self

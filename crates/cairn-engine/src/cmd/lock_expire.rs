@@ -1,4 +1,4 @@
-//! LOCK.EXPIRE name token — proposed by a group's leader when the lease
+//! CAIRN.LOCKEXPIRE name token — proposed by a group's leader when the lease
 //! of the grant `token` ran out by its clock (not for clients, like
 //! CAIRN.EXPIRED). 1 when that grant still held and ended (the next
 //! waiter, if any, holds the lock now); 0 otherwise.
@@ -15,7 +15,7 @@ pub struct LockExpire<'a> {
 impl<'a> Command<'a> for LockExpire<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         if argv.len() != 3 {
-            return Err(super::wrong_arity("lock.expire"));
+            return Err(super::wrong_arity("cairn.lockexpire"));
         }
         Ok(LockExpire {
             name: argv[1],

@@ -35,14 +35,9 @@ impl Host for ServerHost {
         };
         let i = group as usize;
         let mut ks = shared.db.lock(i);
-        // Lock commands: the grant's token is this command's place in the
-        // group's history.
-        if argv
-            .first()
-            .is_some_and(|n| n.len() > 5 && n[..5].eq_ignore_ascii_case(b"lock."))
-        {
-            ks.locks.set_stamp(at.index, u64::from(at.position));
-        }
+        // A lock granted by this command gets its place in the group's
+        // history as its token.
+        ks.locks.set_stamp(at.index, u64::from(at.position));
         let mut w = ReplyWriter::new(out, Protocol::Resp3);
         cairn_engine::replicated::apply_argv(&mut *ks, argv, at.ts_ms, &mut w);
         shared.db.refresh(i, &ks);

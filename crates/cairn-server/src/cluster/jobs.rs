@@ -145,7 +145,7 @@ pub(crate) async fn expire_cron(shared: Arc<Shared>) {
 
 /// Lock leases in cluster mode: for each group this node leads, commit
 /// the end of every grant whose lease ran out by this node's monotonic
-/// clock (`LOCK.EXPIRE name token`; apply ignores it if that grant no
+/// clock (`CAIRN.LOCKEXPIRE name token`; apply ignores it if that grant no
 /// longer holds). Every 10 ms: a crashed holder's lock passes on within
 /// its lease plus about that. docs/design/locks.md.
 pub(crate) async fn lock_expire_cron(shared: Arc<Shared>) {
@@ -172,7 +172,7 @@ pub(crate) async fn lock_expire_cron(shared: Arc<Shared>) {
             };
             for (name, token) in expired {
                 let token = token.to_string();
-                let argv: [&[u8]; 3] = [b"LOCK.EXPIRE", &name, token.as_bytes()];
+                let argv: [&[u8]; 3] = [b"CAIRN.LOCKEXPIRE", &name, token.as_bytes()];
                 if let Err(e) = cluster.write(g, &argv).await {
                     tracing::debug!(group = g, error = %e, "lock expiry proposal failed");
                 }
