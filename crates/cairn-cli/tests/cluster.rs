@@ -1422,3 +1422,76 @@ fn locks_keep_their_holder_across_a_leader_kill_and_tokens_keep_increasing() {
     assert!(t3 > t2);
     eprintln!("tokens {t1} {t2} {t3}; expired after {:?}", t0.elapsed());
 }
+
+/// WAIT in a cluster: a waiter connected to a follower is handed the lock
+/// as soon as the holder releases it through another node; the queue
+/// survives the group's leader being killed, and the new leader's expiry
+/// of the holder's lease hands the lock to the waiter; a wait that runs
+/// out leaves the queue.
+#[test]
+fn lock_waiters_get_the_lock_on_release_and_across_a_leader_kill() {
+    let _serial = serial();
+    let (mut c, leader, other) = cluster_with_key(b"q");
+    let third = 3 - leader - other;
+    let ta = match until_answered(&c, leader, &[b"LOCK.ACQUIRE", b"q", b"a", b"60000"]) {
+        Reply::Int(t) => t,
+        r => panic!("{r:?}"),
+    };
+    let port = c.ports[other];
+    let wait = |owner: &'static [u8], wait: &'static [u8]| {
+        std::thread::spawn(move || {
+            let mut conn = Conn::open(port).unwrap();
+            let r = conn.cmd(&[b"LOCK.ACQUIRE", b"q", owner, b"60000", b"WAIT", wait]);
+            (r.unwrap(), Instant::now())
+        })
+    };
+    let waiters = |c: &TestCluster| match until_answered(c, third, &[b"LOCK.INFO", b"q"]) {
+        Reply::Array(f) => match f.get(9) {
+            Some(Reply::Int(n)) => *n,
+            r => panic!("{r:?}"),
+        },
+        r => panic!("{r:?}"),
+    };
+    let b = wait(b"b", b"20000");
+    while waiters(&c) < 1 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = ta.to_string();
+    let released = Instant::now();
+    assert_eq!(
+        until_answered(&c, third, &[b"LOCK.RELEASE", b"q", b"a", t.as_bytes()]),
+        Reply::Int(1)
+    );
+    let (rb, at) = b.join().unwrap();
+    let tb = match rb {
+        Reply::Int(t) => t,
+        r => panic!("{r:?}"),
+    };
+    assert!(tb > ta);
+    eprintln!("cluster hand-off {:?}", at.duration_since(released));
+    // A wait that runs out: null, and nobody left queued.
+    let (rd, _) = wait(b"d", b"300").join().unwrap();
+    assert_eq!(rd, Reply::Bulk(None));
+    assert_eq!(waiters(&c), 0);
+    // b holds with a short lease it will not renew; e waits on the
+    // follower while the group's leader is killed.
+    let t = tb.to_string();
+    assert_eq!(
+        until_answered(
+            &c,
+            other,
+            &[b"LOCK.RENEW", b"q", b"b", t.as_bytes(), b"1500"]
+        ),
+        Reply::Int(1)
+    );
+    let e = wait(b"e", b"20000");
+    while waiters(&c) < 1 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.kill(leader);
+    let (re, _) = e.join().unwrap();
+    match re {
+        Reply::Int(te) => assert!(te > tb, "{te} after {tb}"),
+        r => panic!("the waiter did not get the lock after failover: {r:?}"),
+    }
+}

@@ -61,7 +61,20 @@ pub enum Acquired {
     Renewed(u64),
     /// Held by another owner.
     Busy,
+    /// Held by another owner; the owner waits in the queue (now, or
+    /// already: asking again changes nothing).
+    Queued,
 }
+
+/// A grant made to a waiter: lock name, owner, token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub name: Box<[u8]>,
+    pub owner: Box<[u8]>,
+    pub token: u64,
+}
+
+pub const QUEUE_FULL: &str = "LOCKQUEUE too many waiters on this lock";
 
 /// What `LOCK.INFO` shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +102,10 @@ pub struct Locks {
     standalone: bool,
     seq: u64,
     wall_ms: u64,
+    /// Grants made to waiters by the commands applied since the host
+    /// last took them: (name, owner, token). The host wakes the
+    /// connections waiting for them.
+    granted: Vec<Grant>,
 }
 
 impl Locks {
@@ -166,24 +183,43 @@ impl Locks {
         self.deadlines.insert(name.into(), (token, d));
     }
 
-    /// `LOCK.ACQUIRE name owner lease_ms`: grants a free lock, renews the
-    /// owner's own (same token), or reports it busy.
+    /// `LOCK.ACQUIRE name owner lease_ms [WAIT]`: grants a free lock,
+    /// renews the owner's own (same token), or — held by another — reports
+    /// it busy or, with `wait`, queues the owner (FIFO, at most
+    /// [`WAITERS_MAX`]; queued already: nothing changes).
     pub fn acquire(
         &mut self,
         name: &[u8],
         owner: &[u8],
         lease_ms: u64,
+        wait: bool,
         now: u64,
     ) -> Result<Acquired, &'static str> {
         self.expire_local(name, now);
-        if let Some(h) = self.map.get_mut(name).and_then(|l| l.holder.as_mut()) {
-            if *h.owner != *owner {
-                return Ok(Acquired::Busy);
+        if let Some(l) = self.map.get_mut(name) {
+            if let Some(h) = l.holder.as_mut() {
+                if *h.owner == *owner {
+                    h.lease_ms = lease_ms;
+                    let token = h.token;
+                    self.set_deadline(name, token, lease_ms, now);
+                    return Ok(Acquired::Renewed(token));
+                }
+                if !wait {
+                    return Ok(Acquired::Busy);
+                }
+                if let Some(w) = l.waiters.iter_mut().find(|w| *w.owner == *owner) {
+                    w.lease_ms = lease_ms;
+                    return Ok(Acquired::Queued);
+                }
+                if l.waiters.len() >= WAITERS_MAX {
+                    return Err(QUEUE_FULL);
+                }
+                l.waiters.push_back(Waiter {
+                    owner: owner.into(),
+                    lease_ms,
+                });
+                return Ok(Acquired::Queued);
             }
-            h.lease_ms = lease_ms;
-            let token = h.token;
-            self.set_deadline(name, token, lease_ms, now);
-            return Ok(Acquired::Renewed(token));
         }
         let token = self.next_token().ok_or(STAMP_MISSING)?;
         let lock = self.map.entry(name.into()).or_default();
@@ -194,6 +230,34 @@ impl Locks {
         });
         self.set_deadline(name, token, lease_ms, now);
         Ok(Acquired::Granted(token))
+    }
+
+    /// `LOCK.DEQUEUE name owner`: the owner stops waiting. `Some(token)`
+    /// when it holds the lock (it was granted before this), `None`
+    /// otherwise (taken out of the queue, or it was not in it).
+    pub fn dequeue(&mut self, name: &[u8], owner: &[u8], now: u64) -> Option<u64> {
+        self.expire_local(name, now);
+        let l = self.map.get_mut(name)?;
+        if let Some(h) = l.holder.as_ref().filter(|h| *h.owner == *owner) {
+            return Some(h.token);
+        }
+        l.waiters.retain(|w| *w.owner != *owner);
+        None
+    }
+
+    /// Whether `owner` holds `name` now: its token.
+    pub fn holder_token(&self, name: &[u8], owner: &[u8]) -> Option<u64> {
+        self.map
+            .get(name)?
+            .holder
+            .as_ref()
+            .filter(|h| *h.owner == *owner)
+            .map(|h| h.token)
+    }
+
+    /// The grants to waiters made since the last call.
+    pub fn take_grants(&mut self) -> Vec<Grant> {
+        std::mem::take(&mut self.granted)
     }
 
     /// `LOCK.RENEW`: only the holder with its token renews.
@@ -269,6 +333,11 @@ impl Locks {
         match next {
             Some(w) => match self.next_token() {
                 Some(token) => {
+                    self.granted.push(Grant {
+                        name: name.into(),
+                        owner: w.owner.clone(),
+                        token,
+                    });
                     if let Some(l) = self.map.get_mut(name) {
                         l.holder = Some(Holder {
                             owner: w.owner,
@@ -386,14 +455,14 @@ mod tests {
         let t0 = 1_000_000u64;
         assert!(l.set_stamp(10, 0));
         assert_eq!(
-            l.acquire(b"x", b"a", 1000, t0),
+            l.acquire(b"x", b"a", 1000, false, t0),
             Ok(Acquired::Granted(10 << 16))
         );
         assert!(l.set_stamp(11, 3));
-        assert_eq!(l.acquire(b"x", b"b", 1000, t0), Ok(Acquired::Busy));
+        assert_eq!(l.acquire(b"x", b"b", 1000, false, t0), Ok(Acquired::Busy));
         // The owner again: same token (a retried request is safe).
         assert_eq!(
-            l.acquire(b"x", b"a", 500, t0),
+            l.acquire(b"x", b"a", 500, false, t0),
             Ok(Acquired::Renewed(10 << 16))
         );
         assert!(!l.renew(b"x", b"a", 99, 1000, t0), "wrong token renews");
@@ -414,7 +483,7 @@ mod tests {
         assert!(l.is_empty());
         assert!(l.set_stamp(12, 0));
         assert_eq!(
-            l.acquire(b"x", b"b", 1000, t0),
+            l.acquire(b"x", b"b", 1000, false, t0),
             Ok(Acquired::Granted(12 << 16))
         );
     }
@@ -425,13 +494,13 @@ mod tests {
         let t0 = 1_000_000u64;
         l.set_stamp(5, 0);
         assert_eq!(
-            l.acquire(b"x", b"a", 10, t0),
+            l.acquire(b"x", b"a", 10, false, t0),
             Ok(Acquired::Granted(5 << 16))
         );
         let later = t0 + 1_000_000;
         // Apply never looks at the clock in cluster mode...
         l.set_stamp(6, 0);
-        assert_eq!(l.acquire(b"x", b"b", 10, later), Ok(Acquired::Busy));
+        assert_eq!(l.acquire(b"x", b"b", 10, false, later), Ok(Acquired::Busy));
         // ...the leader finds the deadline passed and commits the expiry.
         assert_eq!(l.expired(later, 10), vec![(b"x"[..].into(), 5 << 16)]);
         assert!(l.expired(t0, 10).is_empty());
@@ -440,7 +509,7 @@ mod tests {
         assert!(l.expired(later, 10).is_empty());
         l.set_stamp(7, 1);
         assert_eq!(
-            l.acquire(b"x", b"b", 10, later),
+            l.acquire(b"x", b"b", 10, false, later),
             Ok(Acquired::Granted((7 << 16) + 1))
         );
     }
@@ -450,10 +519,10 @@ mod tests {
         let mut l = cluster();
         let t0 = 1_000_000u64;
         l.set_stamp(5, 0);
-        l.acquire(b"x", b"a", 10, t0).unwrap();
+        l.acquire(b"x", b"a", 10, false, t0).unwrap();
         assert!(l.release(b"x", b"a", 5 << 16, t0));
         l.set_stamp(6, 0);
-        l.acquire(b"x", b"b", 10, t0).unwrap();
+        l.acquire(b"x", b"b", 10, false, t0).unwrap();
         assert!(!l.expire(b"x", 5 << 16, t0));
         assert_eq!(l.info(b"x", t0).unwrap().token, 6 << 16);
     }
@@ -464,12 +533,12 @@ mod tests {
         l.set_standalone(true);
         l.set_wall_ms(1_700_000_000_000);
         let t0 = 1_000_000u64;
-        let Ok(Acquired::Granted(a)) = l.acquire(b"x", b"a", 10, t0) else {
+        let Ok(Acquired::Granted(a)) = l.acquire(b"x", b"a", 10, false, t0) else {
             panic!("not granted")
         };
-        assert_eq!(l.acquire(b"x", b"b", 10, t0), Ok(Acquired::Busy));
+        assert_eq!(l.acquire(b"x", b"b", 10, false, t0), Ok(Acquired::Busy));
         let later = t0 + 11_000;
-        let Ok(Acquired::Granted(b)) = l.acquire(b"x", b"b", 10, later) else {
+        let Ok(Acquired::Granted(b)) = l.acquire(b"x", b"b", 10, false, later) else {
             panic!("not granted after the lease")
         };
         assert!(b > a);
@@ -482,9 +551,9 @@ mod tests {
     #[test]
     fn without_a_stamp_a_cluster_grant_is_refused() {
         let mut l = cluster();
-        assert_eq!(l.acquire(b"x", b"a", 10, 0), Err(STAMP_MISSING));
+        assert_eq!(l.acquire(b"x", b"a", 10, false, 0), Err(STAMP_MISSING));
         assert!(!l.set_stamp(1, STAMP_POSITIONS));
-        assert_eq!(l.acquire(b"x", b"a", 10, 0), Err(STAMP_MISSING));
+        assert_eq!(l.acquire(b"x", b"a", 10, false, 0), Err(STAMP_MISSING));
         assert!(l.is_empty());
     }
 
@@ -493,7 +562,7 @@ mod tests {
         let mut l = cluster();
         let t0 = 1_000_000u64;
         l.set_stamp(1, 0);
-        l.acquire(b"x", b"a", 10, t0).unwrap();
+        l.acquire(b"x", b"a", 10, false, t0).unwrap();
         l.map.get_mut(&b"x"[..]).unwrap().waiters.extend([
             Waiter {
                 owner: b"b"[..].into(),

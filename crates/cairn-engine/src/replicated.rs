@@ -131,7 +131,8 @@ replicated! {
     b"copy" => -3, copy::Copy;
     b"cairn.expired" => -1, expired::Expired;
     b"cairn.evict" => -1, evict::Evict;
-    b"lock.acquire" => 4, lock_acquire::LockAcquire;
+    b"lock.acquire" => -4, lock_acquire::LockAcquire;
+    b"lock.dequeue" => 3, lock_dequeue::LockDequeue;
     b"lock.renew" => 5, lock_renew::LockRenew;
     b"lock.release" => 4, lock_release::LockRelease;
     b"cairn.lockexpire" => 3, lock_expire::LockExpire;
@@ -254,7 +255,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 35);
+        assert_eq!(NAMES.len(), 36);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

@@ -1342,7 +1342,7 @@ mod tests {
         let mut ks = sample_keyspace(20);
         ks.locks.set_stamp(7, 0);
         for name in [&b"zeta"[..], b"alpha", b"mid"] {
-            let r = ks.locks.acquire(name, b"owner-1", 1500, 0);
+            let r = ks.locks.acquire(name, b"owner-1", 1500, false, 0);
             assert_eq!(r, Ok(Acquired::Granted(7 << 16)));
         }
         for chunk_len in [1, 5, CHUNK_LEN] {

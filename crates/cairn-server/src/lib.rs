@@ -22,6 +22,7 @@ mod conn;
 pub mod db;
 mod dispatch;
 mod join;
+mod lockwait;
 mod session;
 mod slowlog;
 mod stats;
@@ -57,6 +58,8 @@ pub(crate) struct Shared {
     /// Cluster mode: one eviction at a time per group (concurrent writers
     /// would each evict for the same shortfall and empty the group).
     pub evicting: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>>,
+    /// Connections waiting for a lock here (`LOCK.ACQUIRE ... WAIT`).
+    pub lock_waits: lockwait::Waits,
 }
 
 impl Shared {
@@ -170,6 +173,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         shutdown,
         cluster: std::sync::OnceLock::new(),
         evicting: std::sync::OnceLock::new(),
+        lock_waits: Default::default(),
         config,
     });
     shared.db.set_tracking(shared.tracking());
@@ -250,6 +254,7 @@ async fn worker(
             tokio::spawn(cluster::follow_settings(shared.clone()));
         } else {
             tokio::spawn(cron(shared.clone()));
+            tokio::spawn(lock_cron(shared.clone()));
         }
     }
     loop {
@@ -364,6 +369,30 @@ pub(crate) fn reject(s: std::net::TcpStream, msg: &[u8]) {
 
 /// Background work, `hz` times a second: active expiry with a budget of
 /// a quarter of each period (Redis' default effort).
+/// Standalone: every 10 ms, ends the leases that ran out by this node's
+/// clock, so their waiters get the lock without anyone touching it.
+async fn lock_cron(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+        let now = mono_us();
+        for i in 0..shared.db.count() {
+            let mut ks = shared.db.lock(i);
+            if ks.locks.is_empty() {
+                continue;
+            }
+            for (name, token) in ks.locks.expired(now, 64) {
+                ks.locks.expire(&name, token, now);
+            }
+            let grants = ks.locks.take_grants();
+            shared.lock_waits.notify(i, grants);
+        }
+    }
+}
+
 async fn cron(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {

@@ -185,3 +185,97 @@ fn a_former_holders_fenced_write_is_refused() {
     let e = cmd(&mut c, &["SET", "data", "x", "FENCE", "{job}:lock", &tb]).unwrap_err();
     assert!(e.to_string().contains("same slot"), "{e}");
 }
+
+fn info_field(c: &mut redis::Connection, section: &str, field: &str) -> String {
+    let text: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn waiters(c: &mut redis::Connection, name: &str) -> i64 {
+    match cmd(c, &["LOCK.INFO", name]).unwrap() {
+        Value::Array(f) => match f.get(9) {
+            Some(Value::Int(n)) => *n,
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+/// WAIT: waiters queue in arrival order and each release hands the lock
+/// to the next at once (no polling); a wait that runs out leaves the
+/// queue; an expired lease passes the lock to the first waiter.
+#[test]
+fn waiters_are_served_in_order_at_once_and_leave_when_their_wait_ends() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let ta = token(cmd(&mut c, &["LOCK.ACQUIRE", "q", "a", "60000"]).unwrap());
+    let spawn_wait = |owner: &'static str, wait: &'static str| {
+        let mut w = s.conn();
+        std::thread::spawn(move || {
+            let r = cmd(&mut w, &["LOCK.ACQUIRE", "q", owner, "60000", "WAIT", wait]);
+            (r, std::time::Instant::now())
+        })
+    };
+    let b = spawn_wait("b", "10000");
+    while waiters(&mut c, "q") < 1 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cw = spawn_wait("c", "10000");
+    while waiters(&mut c, "q") < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(info_field(&mut c, "clients", "blocked_clients"), "2");
+    let released = std::time::Instant::now();
+    let t = ta.to_string();
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "q", "a", &t]).unwrap(),
+        Value::Int(1)
+    );
+    let (rb, at_b) = b.join().unwrap();
+    let tb = token(rb.unwrap());
+    assert!(tb > ta);
+    let hand_off = at_b.duration_since(released);
+    assert!(
+        hand_off < Duration::from_secs(2),
+        "hand-off took {hand_off:?}"
+    );
+    eprintln!("hand-off {hand_off:?}");
+    // c is still waiting: b holds it now.
+    assert_eq!(waiters(&mut c, "q"), 1);
+    let t = tb.to_string();
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "q", "b", &t]).unwrap(),
+        Value::Int(1)
+    );
+    let tc = token(cw.join().unwrap().0.unwrap());
+    assert!(tc > tb);
+    // A wait that runs out: null, and out of the queue.
+    let d = spawn_wait("d", "200");
+    let (rd, _) = d.join().unwrap();
+    assert_eq!(rd.unwrap(), Value::Nil);
+    assert_eq!(waiters(&mut c, "q"), 0);
+    assert_eq!(info_field(&mut c, "clients", "blocked_clients"), "0");
+    // A lease that runs out hands the lock to the first waiter.
+    let t = tc.to_string();
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RENEW", "q", "c", &t, "200"]).unwrap(),
+        Value::Int(1)
+    );
+    let e = spawn_wait("e", "10000");
+    let te = token(e.join().unwrap().0.unwrap());
+    assert!(te > tc);
+    // Bad WAIT values change nothing.
+    for args in [
+        vec!["LOCK.ACQUIRE", "q", "f", "100", "WAIT", "-1"],
+        vec!["LOCK.ACQUIRE", "q", "f", "100", "WAIT", "3600001"],
+        vec!["LOCK.ACQUIRE", "q", "f", "100", "WAIT"],
+        vec!["LOCK.ACQUIRE", "q", "f", "100", "LATER", "5"],
+    ] {
+        assert!(cmd(&mut c, &args).is_err(), "{args:?}");
+    }
+    assert_eq!(waiters(&mut c, "q"), 0);
+}

@@ -28,6 +28,7 @@ pub mod incr;
 pub mod incrbyfloat;
 pub mod keys;
 pub mod lock_acquire;
+pub mod lock_dequeue;
 pub mod lock_expire;
 pub mod lock_forcerelease;
 pub mod lock_info;

@@ -16,6 +16,17 @@ pub(crate) struct Deferred {
     pub slot: u16,
     /// CLUSTER ADDNODE / DELNODE: a membership change of every group.
     pub admin: Option<AdminOp>,
+    /// Standalone `LOCK.ACQUIRE ... WAIT` that queued its owner: wait for
+    /// the grant (cluster mode finds out from the command's reply).
+    pub lock_wait: Option<LockWait>,
+}
+
+/// A queued lock owner to wait for.
+pub(crate) struct LockWait {
+    pub shard: usize,
+    pub name: Vec<u8>,
+    pub owner: Vec<u8>,
+    pub wait_ms: u64,
 }
 
 pub(crate) enum AdminOp {

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 use cairn_cluster::ClusterError;
 use cairn_proto::{Frame, Protocol, ReplyWriter};
 
+use super::deferred::LockWait;
 use super::jobs::make_room;
 use super::{AdminOp, Deferred};
 use crate::cmd::{self, Flow};
 use crate::join::join_all;
+use crate::lockwait::{wait_for_grant, WaitEnd};
 use crate::session::ConnState;
 use crate::{unix_ms, Shared};
 
@@ -31,6 +33,11 @@ const NOT_LEADER_HERE: &str =
 /// Runs a deferred command to its outcome and writes the reply.
 pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, out: &mut Vec<u8>) {
     let proto = conn.proto;
+    if let Some(w) = &d.lock_wait {
+        let reply = standalone_lock_wait(shared, conn, w).await;
+        write_resp3(out, proto, &reply);
+        return;
+    }
     if let (Some(AdminOp::Rebalance), Some(c)) = (&d.admin, shared.cluster.get()) {
         let mut w = ReplyWriter::new(out, proto);
         match c.rebalance().await {
@@ -56,7 +63,10 @@ pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, 
     }
     let reply = match d.group {
         None => flush_all(shared, &d).await,
-        Some(g) => run_in_group(shared, conn, &d, g, true).await,
+        Some(g) => match run_in_group(shared, conn, &d, g, true).await {
+            Ok(o) => lock_wait_after(shared, conn, &d, g, o).await,
+            Err(e) => Err(e),
+        },
     };
     match reply {
         Ok(Output::Resp3(bytes)) => write_resp3(out, proto, &bytes),
@@ -235,6 +245,14 @@ async fn execute_batch(
     for (d, step) in ds.into_iter().zip(steps) {
         match step {
             None => execute(shared, conn, d, out).await,
+            Some(Ok(Step::Done(Output::Resp3(bytes)))) if bytes == QUEUED_REPLY => {
+                let g = d.group.unwrap_or(0);
+                match lock_wait_after(shared, conn, &d, g, Output::Resp3(bytes)).await {
+                    Ok(Output::Resp3(b)) => write_resp3(out, proto, &b),
+                    Ok(Output::Written(b)) => out.extend_from_slice(&b),
+                    Err(e) => ReplyWriter::new(out, proto).error(&e),
+                }
+            }
             Some(Ok(Step::Done(Output::Resp3(bytes)))) => write_resp3(out, proto, &bytes),
             Some(Ok(Step::Done(Output::Written(bytes)))) => out.extend_from_slice(&bytes),
             Some(Ok(Step::ReadLocal)) => {
@@ -243,6 +261,78 @@ async fn execute_batch(
             }
             Some(Err(e)) => ReplyWriter::new(out, proto).error(&e),
         }
+    }
+}
+
+/// The reply of a `LOCK.ACQUIRE ... WAIT` that queued its owner.
+const QUEUED_REPLY: &[u8] = b"+QUEUED\r\n";
+
+/// A `LOCK.ACQUIRE ... WAIT` whose owner was queued waits here, on the
+/// node its client is connected to (every node applies the group's
+/// entries, so it hears of the grant itself): until granted, or WAIT runs
+/// out and the owner leaves the queue through the log. Other replies
+/// pass through.
+async fn lock_wait_after(
+    shared: &Shared,
+    conn: &mut ConnState,
+    d: &Deferred,
+    g: u16,
+    o: Output,
+) -> Result<Output, String> {
+    let queued = matches!(&o, Output::Resp3(b) if b == QUEUED_REPLY)
+        && cmd::table()[d.idx].name == "lock.acquire";
+    if !queued || d.argv.len() < 6 {
+        return Ok(o);
+    }
+    let (name, owner) = (&d.argv[1], &d.argv[2]);
+    let wait_ms = std::str::from_utf8(&d.argv[5])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let killed = conn.info.clone();
+    match wait_for_grant(shared, &killed.killed, g as usize, name, owner, wait_ms).await {
+        WaitEnd::Granted(t) => return Ok(Output::Resp3(format!(":{t}\r\n").into_bytes())),
+        WaitEnd::Gave => {}
+    }
+    let Some(idx) = cmd::lookup(b"lock.dequeue") else {
+        return Err("ERR lock.dequeue missing".into());
+    };
+    let dq = Deferred {
+        idx,
+        argv: vec![b"LOCK.DEQUEUE".to_vec(), name.clone(), owner.clone()],
+        group: Some(g),
+        write: true,
+        denyoom: false,
+        slot: d.slot,
+        admin: None,
+        lock_wait: None,
+    };
+    match run_in_group(shared, conn, &dq, g, true).await {
+        Ok(Output::Resp3(b)) if b == b":0\r\n" => Ok(Output::Resp3(b"_\r\n".to_vec())),
+        Ok(Output::Resp3(b)) if b.first() == Some(&b':') => Ok(Output::Resp3(b)),
+        Ok(_) | Err(_) => Err(
+            "UNKNOWN the wait ended but the owner could not be taken out of the lock's queue: \
+             it may still be granted the lock (LOCK.DEQUEUE or LOCK.RELEASE to be sure)"
+                .into(),
+        ),
+    }
+}
+
+/// Standalone: the same wait, on this node's lock table.
+async fn standalone_lock_wait(shared: &Shared, conn: &mut ConnState, w: &LockWait) -> Vec<u8> {
+    let info = conn.info.clone();
+    let end = wait_for_grant(shared, &info.killed, w.shard, &w.name, &w.owner, w.wait_ms).await;
+    let token = match end {
+        WaitEnd::Granted(t) => Some(t),
+        WaitEnd::Gave => {
+            let mut ks = shared.db.lock(w.shard);
+            let now = ks.locks.now_us();
+            ks.locks.dequeue(&w.name, &w.owner, now)
+        }
+    };
+    match token {
+        Some(t) => format!(":{t}\r\n").into_bytes(),
+        None => b"_\r\n".to_vec(),
     }
 }
 

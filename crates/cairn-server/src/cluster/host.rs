@@ -40,6 +40,10 @@ impl Host for ServerHost {
         ks.locks.set_stamp(at.index, u64::from(at.position));
         let mut w = ReplyWriter::new(out, Protocol::Resp3);
         cairn_engine::replicated::apply_argv(&mut *ks, argv, at.ts_ms, &mut w);
+        // A release or expiry that handed a lock to a waiter: wake the
+        // waiting connection if it is on this node.
+        let grants = ks.locks.take_grants();
+        shared.lock_waits.notify(i, grants);
         shared.db.refresh(i, &ks);
     }
 

@@ -99,6 +99,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
             denyoom: false,
             slot: 0,
             admin: None,
+            lock_wait: None,
         }));
     }
     if spec.name == "cluster" {
@@ -113,6 +114,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
                 denyoom: false,
                 slot: 0,
                 admin: Some(op),
+                lock_wait: None,
             })),
         };
     }
@@ -158,5 +160,6 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
         denyoom: spec.flags & cmd::DENYOOM != 0,
         slot: first_slot,
         admin: None,
+        lock_wait: None,
     }))
 }

@@ -102,9 +102,10 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
     if has("clients") {
         let _ = write!(
             o,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\ntracking_clients:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:0\r\n\r\n",
             sh.clients.count(),
-            sh.settings.maxclients.load(Relaxed)
+            sh.settings.maxclients.load(Relaxed),
+            sh.lock_waits.len()
         );
     }
     if has("memory") {

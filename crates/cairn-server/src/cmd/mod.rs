@@ -27,6 +27,7 @@ mod hello;
 mod info;
 mod keys;
 mod latency;
+mod lock;
 mod memory;
 mod ping;
 mod quit;
@@ -130,6 +131,11 @@ fn engine<'a, C: Command<'a>>(
         let i = db.index_of(argv[spec.first_key as usize]);
         let mut g = db.lock(i);
         cmd.apply(&mut *g, ctx.now_ms, &mut ctx.out);
+        if spec.group == "lock" {
+            // A release handing the lock to a waiter: wake it.
+            let grants = g.locks.take_grants();
+            ctx.shared.lock_waits.notify(i, grants);
+        }
         db.refresh(i, &g);
     } else {
         let mut guard = db.lock_keys(spec.key_positions(argv.len()).map(|i| argv[i]));
@@ -211,7 +217,8 @@ static TABLE: &[Spec] = &[
     spec!("flushdb", -1, WRITE, 0, 0, 0, "server", "1.0.0", "Remove all keys from the current database.", flush::run),
     spec!("flushall", -1, WRITE, 0, 0, 0, "server", "1.0.0", "Removes all keys from all databases.", flush::run),
     // locks (docs/design/locks.md)
-    spec!("lock.acquire", 4, WRITE | DENYOOM, 1, 1, 1, "lock", "cairn 0.1.0", "Acquires a lock for an owner with a lease; returns the grant's fencing token, or null when another owner holds it.", eng!(lock_acquire::LockAcquire)),
+    spec!("lock.acquire", -4, WRITE | DENYOOM, 1, 1, 1, "lock", "cairn 0.1.0", "Acquires a lock for an owner with a lease, waiting up to WAIT ms in a FIFO queue; returns the grant's fencing token, or null when another owner holds it.", lock::acquire),
+    spec!("lock.dequeue", 3, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Takes an owner out of a lock's queue of waiters; returns its token if it holds the lock, else 0.", eng!(lock_dequeue::LockDequeue)),
     spec!("lock.renew", 5, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Renews the lease of a lock its owner holds with the given token.", eng!(lock_renew::LockRenew)),
     spec!("lock.release", 4, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Releases a lock its owner holds with the given token.", eng!(lock_release::LockRelease)),
     spec!("lock.info", 2, READONLY | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Returns a lock's holder, token, lease and waiters.", eng!(lock_info::LockInfo)),
