@@ -5,7 +5,7 @@
 #   benches/vs-etcd.sh [--quick] [--duration SECS] [--warmup SECS] [--reps N]
 #                      [--clients N] [--only SYSTEMS] [--cairn-dev-args "ARGS"]
 #                      [--results-dir DIR] [--cairn-bin PATH] [--etcd-conns N] [--no-build]
-#                      [--cairn3-groups N[,N...]]
+#                      [--cairn3-groups N[,N...]] [--ops put,get,lock,lock-one,incr]
 #
 # Systems (comma-separated for --only; default: all of them, in this order):
 #   etcd     3 etcd members (127.0.0.1, client ports 23791-23793, peer ports
@@ -26,6 +26,16 @@
 # --cairn3-groups 16,4: after cairn3 (default 64 Raft groups), also measure
 #            SETs on `cairn dev ... --groups N` for each N (system cairn3-gN),
 #            to show how the group count trades against batching.
+#
+# --ops LIST: what to measure (default put,get). Coordination (issue 11):
+#            lock = acquire+release of each client's own lock (etcd: Lock API
+#            with a lease per client; cairn: LOCK.ACQUIRE/LOCK.RELEASE),
+#            lock-one = every client on one lock (etcd's Lock blocks; cairn
+#            LOCK.ACQUIRE ... WAIT), with the hand-off time from a release to
+#            the next grant, incr = increments of one counter (etcd: get + CAS
+#            transaction, retried; cairn: INCR). E.g.
+#              benches/vs-etcd.sh --only etcd,cairn3 --ops lock,incr --clients 64
+#              benches/vs-etcd.sh --only etcd,cairn3 --ops lock-one --clients 16
 #
 # Everything talks to 127.0.0.1 only; everything started here is stopped on exit.
 # See docs/BENCHMARKS.md.
@@ -49,6 +59,7 @@ CAIRN_DEV_ARGS=""
 CAIRN_GIVEN=0
 ETCD_CONNS=0
 CAIRN3_GROUPS=""
+OPS="put,get"
 
 usage() {
     sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -98,6 +109,10 @@ while (($#)); do
         CAIRN3_GROUPS="${2:?--cairn3-groups needs a value}"
         shift
         ;;
+    --ops)
+        OPS="${2:?--ops needs a value}"
+        shift
+        ;;
     --no-build) BUILD=0 ;;
     -h | --help)
         usage
@@ -122,6 +137,16 @@ for s in ${ONLY//,/ }; do
     esac
 done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
+for o in ${OPS//,/ }; do
+    case "$o" in
+    put | get | lock | lock-one | incr) ;;
+    *)
+        echo "unknown op '$o' (put, get, lock, lock-one, incr)" >&2
+        exit 2
+        ;;
+    esac
+done
+want_op() { [[ ",$OPS," == *",$1,"* ]]; }
 
 if ((QUICK)); then
     : "${DURATION:=3}" "${WARMUP:=1}" "${REPS:=1}"
@@ -297,7 +322,7 @@ median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "nan"; else if (N
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b}'; }
 
 # Raw rows: system  op  rep  rps  p50_ms  p99_ms  server_cpu  cpu_us_per_op  gen_cpu  errors  server_cpu_each  mean_ms  p999_ms
-COLS=(system op rep rps p50_ms p99_ms server_cpu server_cpu_us_per_op gen_cpu errors server_cpu_each mean_ms p999_ms)
+COLS=(system op rep rps p50_ms p99_ms server_cpu server_cpu_us_per_op gen_cpu errors server_cpu_each mean_ms p999_ms handoff_p50_ms)
 get_med() { # SYSTEM OP COLUMN-NAME
     local c i
     for i in "${!COLS[@]}"; do
@@ -357,6 +382,8 @@ run_load() {
 NOT_DURABLE=""
 check_on_disk() {
     local system=$1 dir=$2 bytes min=$((KEYS * VALUE_SIZE))
+    # Only the key-value runs write KEYS values.
+    want_op put || want_op get || return 0
     bytes=$(du -sb "$dir" | cut -f1)
     log "$system data dir after the runs: $bytes bytes ($(du -sh "$dir" | cut -f1))"
     if ((bytes < min)); then
@@ -445,8 +472,9 @@ etcd_bench() {
     local f0 f1
     f0=$(etcd_fsync_totals)
     for ((rep = 1; rep <= REPS; rep++)); do
-        run_load etcd put "$rep" etcd "$eps" "$pidlist"
-        run_load etcd get "$rep" etcd "$eps" "$pidlist"
+        for op in ${OPS//,/ }; do
+            run_load etcd "$op" "$rep" etcd "$eps" "$pidlist"
+        done
     done
     f1=$(etcd_fsync_totals)
     # shellcheck disable=SC2086
@@ -527,8 +555,13 @@ cairn3_bench() {
     grep -v ' ERROR \| WARN ' "$TMP/$system.log" | head -n 8 | sed 's/^/#   /' >&2
     local rep
     for ((rep = 1; rep <= REPS; rep++)); do
-        run_load "$system" put "$rep" resp "$eps" "$pidlist"
-        [[ -n "$groups" ]] || run_load "$system" get "$rep" resp "$eps" "$pidlist"
+        if [[ -n "$groups" ]]; then
+            run_load "$system" put "$rep" resp "$eps" "$pidlist"
+            continue
+        fi
+        for op in ${OPS//,/ }; do
+            run_load "$system" "$op" "$rep" resp "$eps" "$pidlist"
+        done
     done
     check_on_disk "$system" "$dir"
     stop_procs "$pid"
@@ -549,8 +582,9 @@ cairn1_bench() {
     log "cairn server: single node on 127.0.0.1:$CAIRN1_PORT, pid $pid"
     local rep
     for ((rep = 1; rep <= REPS; rep++)); do
-        run_load cairn1 put "$rep" resp "127.0.0.1:$CAIRN1_PORT" "$pid"
-        run_load cairn1 get "$rep" resp "127.0.0.1:$CAIRN1_PORT" "$pid"
+        for op in ${OPS//,/ }; do
+            run_load cairn1 "$op" "$rep" resp "127.0.0.1:$CAIRN1_PORT" "$pid"
+        done
     done
     stop_procs "$pid"
 }
@@ -562,23 +596,27 @@ for g in ${CAIRN3_GROUPS//,/ }; do
     EXTRA_SYSTEMS+=("cairn3-g$g")
     NAME[cairn3-g$g]="cairn 3-node, $g groups"
 done
-declare -A OPNAME=([etcd-put]="Put" [etcd-get]="Range (linearizable)" [resp-put]="SET" [resp-get]="GET")
+declare -A OPNAME=([etcd-put]="Put" [etcd-get]="Range (linearizable)" [resp-put]="SET" [resp-get]="GET"
+    [etcd-lock]="Lock + Unlock (lease per client)" [resp-lock]="LOCK.ACQUIRE + LOCK.RELEASE"
+    [etcd-lock-one]="Lock + Unlock, one lock for all" [resp-lock-one]="LOCK.ACQUIRE WAIT + RELEASE, one lock"
+    [etcd-incr]="get + CAS txn increment, one key" [resp-incr]="INCR, one key")
 
 print_results() {
     local s op proto
     echo
     echo "### Results ($CLIENTS clients, ${DURATION} s measured after ${WARMUP} s warm-up; median of $REPS)"
     echo
-    echo "| system | op | ops/s | p50 ms | p99 ms | server CPU (cores of $(nproc)) | server CPU µs/op | load-generator CPU (cores) | errors (all reps) |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| system | op | ops/s | p50 ms | p99 ms | hand-off p50 ms | server CPU (cores of $(nproc)) | server CPU µs/op | load-generator CPU (cores) | errors (all reps) |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for s in etcd cairn3 cairn1 "${EXTRA_SYSTEMS[@]}"; do
         have "$s" || continue
         proto=resp
         [[ $s == etcd ]] && proto=etcd
-        for op in put get; do
-            [[ $s == cairn3-g* && $op == get ]] && continue
-            printf '| %s | %s | %.0f | %.2f | %.2f | %.2f | %.1f | %.2f | %s |\n' "${NAME[$s]}" "${OPNAME[$proto-$op]}" \
+        for op in ${OPS//,/ }; do
+            [[ $s == cairn3-g* && $op != put ]] && continue
+            printf '| %s | %s | %.0f | %.2f | %.2f | %s | %.2f | %.1f | %.2f | %s |\n' "${NAME[$s]}" "${OPNAME[$proto-$op]}" \
                 "$(get_med "$s" "$op" rps)" "$(get_med "$s" "$op" p50_ms)" "$(get_med "$s" "$op" p99_ms)" \
+                "$(get_med "$s" "$op" handoff_p50_ms)" \
                 "$(get_med "$s" "$op" server_cpu)" "$(get_med "$s" "$op" server_cpu_us_per_op)" \
                 "$(get_med "$s" "$op" gen_cpu)" "$(get_sum "$s" "$op" errors)"
         done
@@ -609,15 +647,27 @@ print_results() {
         fi
         printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$r" "${target:+≥ $target}" "$p" "$c" "$met"
     }
-    cmp_row cairn3 etcd put "cairn 3-node SET / etcd Put (durable writes)" 3.0 1
-    cmp_row cairn3 etcd get "cairn 3-node GET / etcd Range (linearizable reads)" 5.0 ""
-    cmp_row cairn3 cairn1 put "cairn 3-node SET / cairn 1-node SET (cost of replication)" "" ""
-    cmp_row cairn3 cairn1 get "cairn 3-node GET / cairn 1-node GET (cost of replication)" "" ""
-    cmp_row cairn1 etcd put "cairn 1-node SET / etcd Put (not like for like: no replication)" "" ""
-    cmp_row cairn1 etcd get "cairn 1-node GET / etcd Range (not like for like: no replication)" "" ""
-    for s in "${EXTRA_SYSTEMS[@]}"; do
-        cmp_row "$s" etcd put "${NAME[$s]} (not the default 64) SET / etcd Put" "" ""
-    done
+    if want_op put; then
+        cmp_row cairn3 etcd put "cairn 3-node SET / etcd Put (durable writes)" 3.0 1
+        cmp_row cairn3 cairn1 put "cairn 3-node SET / cairn 1-node SET (cost of replication)" "" ""
+        cmp_row cairn1 etcd put "cairn 1-node SET / etcd Put (not like for like: no replication)" "" ""
+        for s in "${EXTRA_SYSTEMS[@]}"; do
+            cmp_row "$s" etcd put "${NAME[$s]} (not the default 64) SET / etcd Put" "" ""
+        done
+    fi
+    if want_op get; then
+        cmp_row cairn3 etcd get "cairn 3-node GET / etcd Range (linearizable reads)" 5.0 ""
+        cmp_row cairn3 cairn1 get "cairn 3-node GET / cairn 1-node GET (cost of replication)" "" ""
+        cmp_row cairn1 etcd get "cairn 1-node GET / etcd Range (not like for like: no replication)" "" ""
+    fi
+    want_op lock && cmp_row cairn3 etcd lock "cairn 3-node lock cycles / etcd Lock+Unlock (uncontended)" 5.0 ""
+    want_op lock-one && cmp_row cairn3 etcd lock-one "cairn 3-node / etcd, one contended lock (cycles)" 10.0 ""
+    want_op incr && cmp_row cairn3 etcd incr "cairn 3-node INCR / etcd CAS increments (one key)" 300.0 ""
+    if want_op lock-one && have cairn3 && have etcd; then
+        echo
+        echo "Hand-off (release reply → next holder's grant), p50: cairn 3-node $(get_med cairn3 lock-one handoff_p50_ms) ms, etcd $(get_med etcd lock-one handoff_p50_ms) ms (target: cairn under 10 ms)."
+    fi
+    return 0
 }
 
 # ---------------------------------------------------------------- main

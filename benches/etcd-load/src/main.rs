@@ -13,6 +13,18 @@
 //!   `SET k v` must answer `+OK`, `GET k` a bulk string of `--value-size`
 //!   bytes.
 //!
+//! Coordination ops (`--op lock|lock-one|incr`), one cycle per op:
+//! * `lock`: each client acquires and releases its own lock (uncontended).
+//!   etcd: the v3 Lock API with a lease granted per client (60 s), Lock then
+//!   Unlock. RESP: `LOCK.ACQUIRE lock-ID cID 10000` then `LOCK.RELEASE`.
+//! * `lock-one`: every client acquires and releases the same lock (contended).
+//!   etcd's Lock call blocks until granted; RESP uses `WAIT 30000`. Also
+//!   reports the hand-off time (`handoff_p50_ms`): from a holder's release
+//!   reply to the next holder's acquire reply.
+//! * `incr`: increments of one counter. etcd: read, then a transaction that
+//!   writes value+1 if the key's mod revision is unchanged (retried until it
+//!   succeeds); RESP: `INCR ctr`.
+//!
 //! Prints one line to stdout:
 //! `target=etcd op=put clients=64 ops=84000 secs=10.000 rps=8400 p50_ms=6.100 ... errors=0`.
 //! Errors (error replies, timeouts, I/O errors, missing or wrong values) are
@@ -35,7 +47,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const USAGE: &str = "\
-usage: etcd-load --target etcd|resp --endpoints HOST:PORT[,HOST:PORT...] --op put|get
+usage: etcd-load --target etcd|resp --endpoints HOST:PORT[,HOST:PORT...] --op put|get|lock|lock-one|incr
                  [--clients 64] [--duration 10s] [--warmup 2s] [--keys 10000]
                  [--value-size 64] [--op-timeout 5s] [--threads 0] [--no-preload]
                  [--cpu-pids PID,PID...] [--conns N]
@@ -59,6 +71,12 @@ enum Target {
 enum Op {
     Put,
     Get,
+    /// Acquire + release of the client's own lock.
+    Lock,
+    /// Acquire (waiting) + release of one lock shared by every client.
+    LockOne,
+    /// One increment of one counter.
+    Incr,
 }
 
 struct Opts {
@@ -158,7 +176,10 @@ fn parse_args() -> Result<Opts, String> {
                 op = Some(match val()?.as_str() {
                     "put" | "set" => Op::Put,
                     "get" => Op::Get,
-                    x => return Err(format!("unknown op '{x}' (put, get)")),
+                    "lock" => Op::Lock,
+                    "lock-one" => Op::LockOne,
+                    "incr" => Op::Incr,
+                    x => return Err(format!("unknown op '{x}' (put, get, lock, lock-one, incr)")),
                 })
             }
             "--clients" => o.clients = num(val()?)? as usize,
@@ -269,7 +290,7 @@ impl Rng {
 enum Reply {
     Simple(Vec<u8>),
     Error(Vec<u8>),
-    Int(#[allow(dead_code)] i64),
+    Int(i64),
     Bulk(Option<Vec<u8>>),
     Array(Vec<Reply>),
 }
@@ -287,7 +308,11 @@ fn key_slot(key: &[u8]) -> usize {
     for &b in k {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     (crc as usize) % 16384
@@ -531,7 +556,8 @@ impl std::fmt::Write for Wr<'_> {
 // ------------------------------------------------------------------ clients
 
 enum Conn {
-    Etcd(Box<etcd_client::KvClient>),
+    /// The client, and the lease its locks are attached to (0: none yet).
+    Etcd(Box<etcd_client::Client>, i64),
     Resp(RespConn),
     Cluster(ClusterConn),
 }
@@ -546,7 +572,7 @@ impl Conn {
                 let c = etcd_client::Client::connect([addr], Some(opts))
                     .await
                     .map_err(|e| format!("etcd connect {addr}: {e}"))?;
-                Ok(Conn::Etcd(Box::new(c.kv_client())))
+                Ok(Conn::Etcd(Box::new(c), 0))
             }
             Target::Resp => {
                 let s = RespConn::connect(addr)
@@ -564,7 +590,7 @@ impl Conn {
 
     async fn put(&mut self, k: &[u8], v: &[u8]) -> Result<(), String> {
         match self {
-            Conn::Etcd(kv) => kv
+            Conn::Etcd(kv, _) => kv
                 .put(k, v, None)
                 .await
                 .map(|_| ())
@@ -585,7 +611,7 @@ impl Conn {
     /// Ok(true) if the value is there and has the expected length.
     async fn get(&mut self, k: &[u8], value_size: usize) -> Result<bool, String> {
         match self {
-            Conn::Etcd(kv) => {
+            Conn::Etcd(kv, _) => {
                 // GetOptions default: serializable = false, i.e. a linearizable read.
                 let r = kv
                     .get(k, None)
@@ -611,8 +637,114 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// One RESP request (cluster-aware or not) for `key`.
+    async fn resp(&mut self, key: &[u8], args: &[&[u8]]) -> Result<Reply, String> {
+        match self {
+            Conn::Cluster(c) => c.request(key, args).await,
+            Conn::Resp(c) => c.request(args).await,
+            Conn::Etcd(..) => Err("not a RESP connection".into()),
+        }
+    }
+
+    /// Acquires lock `name` for `owner` (waiting when `wait`), returns when
+    /// it is held, with what releases it.
+    async fn acquire(&mut self, name: &[u8], owner: &[u8], wait: bool) -> Result<Vec<u8>, String> {
+        match self {
+            Conn::Etcd(c, lease) => {
+                if *lease == 0 {
+                    let r = c
+                        .lease_grant(60, None)
+                        .await
+                        .map_err(|e| format!("etcd lease grant: {e}"))?;
+                    *lease = r.id();
+                }
+                let opts = etcd_client::LockOptions::new().with_lease(*lease);
+                let r = c
+                    .lock(name, Some(opts))
+                    .await
+                    .map_err(|e| format!("etcd lock: {e}"))?;
+                Ok(r.key().to_vec())
+            }
+            _ => {
+                let mut args: Vec<&[u8]> = vec![b"LOCK.ACQUIRE", name, owner, b"10000"];
+                if wait {
+                    args.extend_from_slice(&[b"WAIT", b"30000"]);
+                }
+                match self.resp(name, &args).await? {
+                    Reply::Int(t) => Ok(t.to_string().into_bytes()),
+                    Reply::Bulk(None) => Err("LOCK.ACQUIRE: busy".into()),
+                    Reply::Error(e) => {
+                        Err(format!("LOCK.ACQUIRE: -{}", String::from_utf8_lossy(&e)))
+                    }
+                    _ => Err("LOCK.ACQUIRE: unexpected reply".into()),
+                }
+            }
+        }
+    }
+
+    /// Releases what `acquire` returned.
+    async fn release(&mut self, name: &[u8], owner: &[u8], held: Vec<u8>) -> Result<(), String> {
+        match self {
+            Conn::Etcd(c, _) => c
+                .unlock(held)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("etcd unlock: {e}")),
+            _ => match self
+                .resp(name, &[b"LOCK.RELEASE", name, owner, &held])
+                .await?
+            {
+                Reply::Int(1) => Ok(()),
+                Reply::Error(e) => Err(format!("LOCK.RELEASE: -{}", String::from_utf8_lossy(&e))),
+                _ => Err("LOCK.RELEASE: not held".into()),
+            },
+        }
+    }
+
+    /// One increment of counter `k` (etcd: compare-and-swap, retried).
+    async fn incr(&mut self, k: &[u8]) -> Result<(), String> {
+        match self {
+            Conn::Etcd(c, _) => {
+                use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+                for _ in 0..1000 {
+                    let r = c.get(k, None).await.map_err(|e| format!("etcd get: {e}"))?;
+                    let (cur, rev) = match r.kvs().first() {
+                        Some(kv) => (
+                            std::str::from_utf8(kv.value())
+                                .ok()
+                                .and_then(|v| v.parse::<i64>().ok())
+                                .unwrap_or(0),
+                            kv.mod_revision(),
+                        ),
+                        None => (0, 0),
+                    };
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(k, CompareOp::Equal, rev)])
+                        .and_then([TxnOp::put(k, (cur + 1).to_string(), None)]);
+                    let t = c.txn(txn).await.map_err(|e| format!("etcd txn: {e}"))?;
+                    if t.succeeded() {
+                        return Ok(());
+                    }
+                }
+                Err("etcd CAS increment: 1000 conflicts in a row".into())
+            }
+            _ => match self.resp(k, &[b"INCR", k]).await? {
+                Reply::Int(_) => Ok(()),
+                Reply::Error(e) => Err(format!("INCR: -{}", String::from_utf8_lossy(&e))),
+                _ => Err("INCR: unexpected reply".into()),
+            },
+        }
+    }
+}
+
+/// When the last release of the shared lock (`lock-one`) was answered.
+type LastRelease = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
+
 struct ClientResult {
     hist: Histogram<u64>,
+    /// `lock-one`: from a release to the next holder's grant, µs.
+    handoff: Histogram<u64>,
     ops: u64,
     errors: u64,
     misses: u64,
@@ -634,9 +766,11 @@ async fn run_client(
     op_timeout: Duration,
     warm_end: Instant,
     end: Instant,
+    last_release: LastRelease,
 ) -> ClientResult {
     let mut res = ClientResult {
         hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        handoff: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
         ops: 0,
         errors: 0,
         misses: 0,
@@ -648,11 +782,42 @@ async fn run_client(
     while Instant::now() < end {
         let k = key(rng.below(keys));
         let start = Instant::now();
+        let owner = format!("c{id}").into_bytes();
         let r = match op {
             Op::Put => tokio::time::timeout(op_timeout, conn.put(&k, &value))
                 .await
                 .map(|r| r.map(|()| true)),
             Op::Get => tokio::time::timeout(op_timeout, conn.get(&k, vs)).await,
+            Op::Incr => tokio::time::timeout(op_timeout, conn.incr(b"ctr"))
+                .await
+                .map(|r| r.map(|()| true)),
+            Op::Lock | Op::LockOne => {
+                let one = op == Op::LockOne;
+                let name = if one {
+                    b"lock-0".to_vec()
+                } else {
+                    format!("lock-{id}").into_bytes()
+                };
+                let cycle = async {
+                    let held = conn.acquire(&name, &owner, one).await?;
+                    let got = Instant::now();
+                    if one {
+                        let prev = *last_release.lock().expect("not poisoned");
+                        if let Some(r) = prev.filter(|&r| r > start) {
+                            if got >= warm_end && got < end {
+                                res.handoff
+                                    .saturating_record(got.duration_since(r).as_micros() as u64);
+                            }
+                        }
+                    }
+                    conn.release(&name, &owner, held).await?;
+                    if one {
+                        *last_release.lock().expect("not poisoned") = Some(Instant::now());
+                    }
+                    Ok::<bool, String>(true)
+                };
+                tokio::time::timeout(op_timeout, cycle).await
+            }
         };
         let fin = Instant::now();
         let measured = fin >= warm_end && fin < end;
@@ -783,7 +948,7 @@ async fn run(o: Opts) -> Result<(), String> {
     // Fewer connections than clients (etcd only): clients share them as HTTP/2 streams.
     for i in o.conns..o.clients {
         let shared = match &conns[i % o.conns] {
-            Conn::Etcd(kv) => Conn::Etcd(kv.clone()),
+            Conn::Etcd(kv, _) => Conn::Etcd(kv.clone(), 0),
             Conn::Resp(_) | Conn::Cluster(_) => unreachable!("--conns < --clients is etcd only"),
         };
         conns.push(shared);
@@ -815,6 +980,7 @@ async fn run(o: Opts) -> Result<(), String> {
         (b.duration_since(a).as_secs_f64(), ta, tb)
     });
     let mut tasks = Vec::new();
+    let last_release: LastRelease = Default::default();
     for (id, conn) in conns.into_iter().enumerate() {
         tasks.push(tokio::spawn(run_client(
             conn,
@@ -825,9 +991,12 @@ async fn run(o: Opts) -> Result<(), String> {
             o.op_timeout,
             warm_end,
             end,
+            last_release.clone(),
         )));
     }
     let mut hist: Histogram<u64> =
+        Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut handoff: Histogram<u64> =
         Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     let (mut ops, mut errors, mut misses, mut warmup_errors) = (0u64, 0u64, 0u64, 0u64);
     let mut msgs: Vec<String> = Vec::new();
@@ -840,6 +1009,9 @@ async fn run(o: Opts) -> Result<(), String> {
             .map_err(|_| "a client did not stop in time".to_string())?
             .map_err(|e| format!("client task: {e}"))?;
         hist.add(&r.hist).map_err(|e| format!("histogram: {e:?}"))?;
+        handoff
+            .add(&r.handoff)
+            .map_err(|e| format!("histogram: {e:?}"))?;
         ops += r.ops;
         errors += r.errors;
         misses += r.misses;
@@ -898,7 +1070,18 @@ async fn run(o: Opts) -> Result<(), String> {
     let op = match o.op {
         Op::Put => "put",
         Op::Get => "get",
+        Op::Lock => "lock",
+        Op::LockOne => "lock-one",
+        Op::Incr => "incr",
     };
+    if !handoff.is_empty() {
+        let _ = write!(
+            cpu_fields,
+            " handoff_p50_ms={:.3} handoff_p99_ms={:.3}",
+            handoff.value_at_quantile(0.5) as f64 / 1000.0,
+            handoff.value_at_quantile(0.99) as f64 / 1000.0
+        );
+    }
     println!(
         "target={target} op={op} clients={} conns={} endpoints={} ops={ops} secs={secs:.3} rps={:.0} mean_ms={:.3} \
          p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} p999_ms={:.3} max_ms={:.3} errors={errors} misses={misses} \
