@@ -411,8 +411,9 @@ async fn slot_owners(addr: &str, endpoints: &[String]) -> Result<Vec<u8>, String
         };
         let hp = format!("{}:{port}", String::from_utf8_lossy(host));
         let j = endpoints.iter().position(|e| *e == hp).unwrap_or(0) as u8;
-        for slot in (*a as usize)..=(*b as usize).min(16383) {
-            owner[slot] = j;
+        let (lo, hi) = (*a as usize, (*b as usize).min(16383));
+        for o in owner.iter_mut().take(hi + 1).skip(lo) {
+            *o = j;
         }
     }
     Ok(owner)
