@@ -31,8 +31,8 @@
 #            lock = acquire+release of each client's own lock (etcd: Lock API
 #            with a lease per client; cairn: LOCK.ACQUIRE/LOCK.RELEASE),
 #            lock-one = every client on one lock (etcd's Lock blocks; cairn
-#            LOCK.ACQUIRE ... WAIT), with the hand-off time from a release to
-#            the next grant, incr = increments of one counter (etcd: get + CAS
+#            LOCK.ACQUIRE ... WAIT), with the hand-off time from a release being
+#            sent to the next holder receiving its grant, incr = increments of one counter (etcd: get + CAS
 #            transaction, retried; cairn: INCR). E.g.
 #              benches/vs-etcd.sh --only etcd,cairn3 --ops lock,incr --clients 64
 #              benches/vs-etcd.sh --only etcd,cairn3 --ops lock-one --clients 16
@@ -665,7 +665,7 @@ print_results() {
     want_op incr && cmp_row cairn3 etcd incr "cairn 3-node INCR / etcd CAS increments (one key)" 300.0 ""
     if want_op lock-one && have cairn3 && have etcd; then
         echo
-        echo "Hand-off (release reply → next holder's grant), p50: cairn 3-node $(get_med cairn3 lock-one handoff_p50_ms) ms, etcd $(get_med etcd lock-one handoff_p50_ms) ms (target: cairn under 10 ms)."
+        echo "Hand-off (release sent → next holder's grant received), p50: cairn 3-node $(get_med cairn3 lock-one handoff_p50_ms) ms, etcd $(get_med etcd lock-one handoff_p50_ms) ms (target: cairn under 10 ms)."
     fi
     return 0
 }

@@ -19,8 +19,8 @@
 //!   Unlock. RESP: `LOCK.ACQUIRE lock-ID cID 10000` then `LOCK.RELEASE`.
 //! * `lock-one`: every client acquires and releases the same lock (contended).
 //!   etcd's Lock call blocks until granted; RESP uses `WAIT 30000`. Also
-//!   reports the hand-off time (`handoff_p50_ms`): from a holder's release
-//!   reply to the next holder's acquire reply.
+//!   reports the hand-off time (`handoff_p50_ms`): from a holder sending its
+//!   release to the next holder receiving its grant.
 //! * `incr`: increments of one counter. etcd: read, then a transaction that
 //!   writes value+1 if the key's mod revision is unchanged (retried until it
 //!   succeeds); RESP: `INCR ctr`.
@@ -739,12 +739,12 @@ impl Conn {
     }
 }
 
-/// When the last release of the shared lock (`lock-one`) was answered.
+/// When the last release of the shared lock (`lock-one`) was sent.
 type LastRelease = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
 
 struct ClientResult {
     hist: Histogram<u64>,
-    /// `lock-one`: from a release to the next holder's grant, µs.
+    /// `lock-one`: from a release being sent to the next holder's grant, µs.
     handoff: Histogram<u64>,
     ops: u64,
     errors: u64,
@@ -811,10 +811,12 @@ async fn run_client(
                             }
                         }
                     }
-                    conn.release(&name, &owner, held).await?;
                     if one {
+                        // Hand-off: from here (the release about to be
+                        // sent) to the next holder's grant.
                         *last_release.lock().expect("not poisoned") = Some(Instant::now());
                     }
+                    conn.release(&name, &owner, held).await?;
                     Ok::<bool, String>(true)
                 };
                 tokio::time::timeout(op_timeout, cycle).await
