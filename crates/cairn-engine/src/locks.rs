@@ -21,7 +21,7 @@
 //! hands it the node's monotonic clock (`set_clock`), or tests set the
 //! time (`set_now`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Longest owner id.
 pub const OWNER_MAX: usize = 256;
@@ -92,6 +92,9 @@ pub struct Locks {
     map: HashMap<Box<[u8]>, Lock>,
     /// name → (token, deadline in this node's monotonic µs).
     deadlines: HashMap<Box<[u8]>, (u64, u64)>,
+    /// The same deadlines in time order: (deadline, name), so finding the
+    /// leases that ended costs what ended, not every lock held.
+    by_deadline: BTreeSet<(u64, Box<[u8]>)>,
     /// This node's monotonic time (µs) when no clock is set (tests).
     now_us: u64,
     /// This node's monotonic clock in µs, from the host.
@@ -180,7 +183,16 @@ impl Locks {
 
     fn set_deadline(&mut self, name: &[u8], token: u64, lease_ms: u64, now: u64) {
         let d = now.saturating_add(lease_ms.saturating_mul(1000));
-        self.deadlines.insert(name.into(), (token, d));
+        if let Some((_, old)) = self.deadlines.insert(name.into(), (token, d)) {
+            self.by_deadline.remove(&(old, name.into()));
+        }
+        self.by_deadline.insert((d, name.into()));
+    }
+
+    fn clear_deadline(&mut self, name: &[u8]) {
+        if let Some((_, old)) = self.deadlines.remove(name) {
+            self.by_deadline.remove(&(old, name.into()));
+        }
     }
 
     /// `LOCK.ACQUIRE name owner lease_ms [WAIT]`: grants a free lock,
@@ -322,7 +334,7 @@ impl Locks {
     /// The holder leaves; the first waiter, if any, is granted the lock
     /// in the same command (its token is this command's).
     fn vacate(&mut self, name: &[u8], now: u64) {
-        self.deadlines.remove(name);
+        self.clear_deadline(name);
         let next = match self.map.get_mut(name) {
             Some(l) => {
                 l.holder = None;
@@ -394,11 +406,11 @@ impl Locks {
     /// Held locks whose lease ended by this node's clock: (name, token),
     /// at most `max` of them (the leader commits their expiry).
     pub fn expired(&self, now: u64, max: usize) -> Vec<(Box<[u8]>, u64)> {
-        self.deadlines
+        self.by_deadline
             .iter()
-            .filter(|(_, (_, d))| now >= *d)
+            .take_while(|(d, _)| *d <= now)
             .take(max)
-            .map(|(n, (t, _))| (n.clone(), *t))
+            .filter_map(|(_, n)| self.deadlines.get(n).map(|(t, _)| (n.clone(), *t)))
             .collect()
     }
 
@@ -435,6 +447,7 @@ impl Locks {
     pub fn clear(&mut self) {
         self.map.clear();
         self.deadlines.clear();
+        self.by_deadline.clear();
     }
 }
 
@@ -512,6 +525,30 @@ mod tests {
             l.acquire(b"x", b"b", 10, false, later),
             Ok(Acquired::Granted((7 << 16) + 1))
         );
+    }
+
+    #[test]
+    fn expired_finds_leases_in_deadline_order_and_follows_renewals() {
+        let mut l = cluster();
+        for (i, lease) in [(1u64, 30u64), (2, 10), (3, 20)] {
+            l.set_stamp(i, 0);
+            let name = format!("n{i}");
+            l.acquire(name.as_bytes(), b"o", lease, false, 0).unwrap();
+        }
+        let names = |v: Vec<(Box<[u8]>, u64)>| -> Vec<String> {
+            v.iter()
+                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .collect()
+        };
+        assert!(l.expired(9_999, 10).is_empty());
+        assert_eq!(names(l.expired(20_000, 10)), ["n2", "n3"]);
+        assert_eq!(names(l.expired(20_000, 1)), ["n2"]);
+        // A renewal moves n2's deadline; a release drops n3's.
+        assert!(l.renew(b"n2", b"o", 2 << 16, 100, 15_000));
+        assert!(l.release(b"n3", b"o", 3 << 16, 15_000));
+        assert_eq!(names(l.expired(40_000, 10)), ["n1"]);
+        assert_eq!(names(l.expired(115_000, 10)), ["n1", "n2"]);
+        assert_eq!(l.by_deadline.len(), l.deadlines.len());
     }
 
     #[test]
