@@ -34,6 +34,9 @@ pub struct DevArgs {
     /// Raft threads per node (0 = the server's default).
     #[arg(long, default_value_t = 0)]
     raft_threads: usize,
+    /// Raft loops per node.
+    #[arg(long, default_value_t = 1)]
+    raft_loops: usize,
     /// Address the nodes listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
@@ -92,6 +95,7 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
             .args(["--dir", &node_dir.to_string_lossy()])
             .args(["--threads", &a.threads.to_string()])
             .args(["--raft-threads", &a.raft_threads.to_string()])
+            .args(["--raft-loops", &a.raft_loops.to_string()])
             .args(["--log", &a.log])
             .spawn()
             .with_context(|| format!("starting node {}", i + 1));

@@ -61,6 +61,9 @@ struct ServerArgs {
     /// Raft threads in cluster mode (0 = the default, 2).
     #[arg(long)]
     raft_threads: Option<usize>,
+    /// Raft loops (threads stepping the groups) in cluster mode (default 1).
+    #[arg(long)]
+    raft_loops: Option<usize>,
     /// Close clients idle this many seconds (0 = never).
     #[arg(long)]
     timeout: Option<u64>,
@@ -169,6 +172,9 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     }
     if let Some(v) = a.raft_threads {
         c.raft_threads = v;
+    }
+    if let Some(v) = a.raft_loops {
+        c.raft_loops = v;
     }
     if let Some(v) = a.timeout {
         c.timeout = v;

@@ -115,6 +115,16 @@ fn members(ports: &[u16]) -> BTreeMap<u64, NodeInfo> {
 }
 
 fn start(id: u64, ports: &[u16], groups: u16, dir: Option<std::path::PathBuf>) -> Node {
+    start_with(id, ports, groups, dir, 1)
+}
+
+fn start_with(
+    id: u64,
+    ports: &[u16],
+    groups: u16,
+    dir: Option<std::path::PathBuf>,
+    loops: usize,
+) -> Node {
     let mut cfg = ClusterConfig::new(
         id,
         format!("127.0.0.1:{}", ports[id as usize - 1])
@@ -125,6 +135,7 @@ fn start(id: u64, ports: &[u16], groups: u16, dir: Option<std::path::PathBuf>) -
     cfg.groups = groups;
     cfg.dir = dir;
     cfg.snapshot_logs = 200;
+    cfg.raft_loops = loops;
     let host = Arc::new(KvHost::default());
     let cluster = Cluster::start(cfg, host.clone()).unwrap();
     let _ = host.cluster.set(cluster.clone());
@@ -537,6 +548,58 @@ fn idle_groups_quiesce_wake_on_requests_and_fail_over_when_their_leader_goes_sil
     }
     wait_converged(&nodes, groups);
     wait_for("quiet after healing", quiet_everywhere);
+    for n in nodes.into_iter().flatten() {
+        n.cluster.shutdown();
+    }
+}
+
+/// Several raft loops per node (groups split g mod N): every group
+/// replicates, survives a full restart from disk, and quiesces.
+#[test]
+fn three_loops_per_node_replicate_restart_and_quiesce() {
+    let groups = 8;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let boot = |dirs: &[tempfile::TempDir]| -> Vec<Option<Node>> {
+        (1..=3)
+            .map(|id| {
+                Some(start_with(
+                    id,
+                    &ports,
+                    groups,
+                    Some(dirs[id as usize - 1].path().into()),
+                    3,
+                ))
+            })
+            .collect()
+    };
+    let mut nodes = boot(&dirs);
+    for i in 0..80u32 {
+        let g = (i % groups as u32) as u16;
+        write(&rt, &nodes, g, &[b"INCR", format!("c{g}").as_bytes()]);
+    }
+    wait_converged(&nodes, groups);
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+    let nodes = boot(&dirs);
+    for g in 0..groups {
+        let r = write(&rt, &nodes, g, &[b"INCR", format!("c{g}").as_bytes()]);
+        assert_eq!(r, b":11\r\n", "group {g}");
+    }
+    wait_converged(&nodes, groups);
+    wait_for("every group quiet", || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.stats().groups_quiet == groups as u64 + 1)
+    });
     for n in nodes.into_iter().flatten() {
         n.cluster.shutdown();
     }

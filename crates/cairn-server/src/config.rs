@@ -32,6 +32,10 @@ pub struct Config {
     /// Threads driving the Raft groups and the peer transport (cluster
     /// mode); 0 = the default, 2.
     pub raft_threads: usize,
+    /// Raft loops per node (cluster mode): OS threads that step the
+    /// groups, group g on loop g mod N (1 to 64; default 1, measured:
+    /// docs/BENCHMARKS.md).
+    pub raft_loops: usize,
     #[serde(deserialize_with = "de_memory")]
     pub proto_max_bulk_len: u64,
     #[serde(deserialize_with = "de_memory")]
@@ -81,6 +85,7 @@ impl Default for Config {
             maxclients: 10_000,
             threads: 0,
             raft_threads: 0,
+            raft_loops: 1,
             shards: 0,
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
@@ -149,6 +154,9 @@ impl Config {
         }
         if self.raft_threads > 256 {
             return Err(invalid("raft-threads", "must be at most 256"));
+        }
+        if !(1..=64).contains(&self.raft_loops) {
+            return Err(invalid("raft-loops", "must be 1..64"));
         }
         if self.proto_max_bulk_len < 1024 {
             return Err(invalid("proto-max-bulk-len", "must be at least 1024"));
@@ -406,7 +414,7 @@ mod tests {
         fn arbitrary_known_keys_and_values_never_panic(
             key in proptest::sample::select(vec![
                 "bind", "port", "maxmemory", "maxmemory_policy", "maxmemory_samples", "maxclients",
-                "threads", "raft_threads", "shards", "proto_max_bulk_len", "client_query_buffer_limit", "hz",
+                "threads", "raft_threads", "raft_loops", "shards", "proto_max_bulk_len", "client_query_buffer_limit", "hz",
             ]),
             value in proptest::prop_oneof![
                 proptest::num::i64::ANY.prop_map(|v| v.to_string()),

@@ -336,6 +336,7 @@ fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()>
     cc.dir = (c.durability == "durable").then(|| std::path::PathBuf::from(&c.dir));
     cc.heartbeat_ms = c.heartbeat_interval;
     cc.raft_threads = c.raft_worker_threads();
+    cc.raft_loops = c.raft_loops;
     cc.election_min_ms = c.election_timeout_min;
     cc.election_max_ms = c.election_timeout_max;
     // A node that cannot write its log stops (exit status 70); restart it
