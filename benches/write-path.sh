@@ -4,6 +4,7 @@
 # groups, durable unless --volatile), through a plain client.
 #
 #   benches/write-path.sh [--requests N] [--no-build] [--idle SECONDS]
+#                         [--dev-args "ARGS"] [--durabilities durable,volatile]
 #
 # For each of -P16 and -P1 (redis-benchmark -c 50 -r 100000 -t set,get):
 # requests/s of the single node and of the cluster, their ratio, and the
@@ -19,12 +20,16 @@ CAIRN="$ROOT/target/release/cairn"
 N=200000
 BUILD=1
 IDLE=10
+DEV_ARGS=""
+DURABILITIES="durable volatile"
 while (($#)); do
     case "$1" in
     --requests) N="${2:?}"; shift ;;
     --no-build) BUILD=0 ;;
     --idle) IDLE="${2:?}"; shift ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --dev-args) DEV_ARGS="${2?}"; shift ;;
+    --durabilities) DURABILITIES="${2//,/ }"; shift ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -108,7 +113,8 @@ done
 run_cluster() { # durability
     local d=$1 base
     base=$(( ($(free_port) % 20000) + 20000 ))
-    "$CAIRN" dev --nodes 3 --port "$base" --durability "$d" --dir "$WORK/dev-$d" >"$WORK/dev-$d.log" 2>&1 &
+    # shellcheck disable=SC2086
+    "$CAIRN" dev --nodes 3 --port "$base" --durability "$d" --dir "$WORK/dev-$d" $DEV_ARGS >"$WORK/dev-$d.log" 2>&1 &
     local dev=$!
     PIDS+=($dev)
     wait_cluster "$base"
@@ -148,5 +154,7 @@ run_cluster() { # durability
 
 echo "single node: $(redis-cli -p "$SP" INFO server | grep -E '^(redis_version|cairn_version)' | tr -d '\r' | tr '\n' ' ')"
 echo "requests per test: $N (single node: $((N * 5))), redis-benchmark -c 50 -r 100000; nproc $(nproc)"
-run_cluster durable
-run_cluster volatile
+echo "cairn dev extra arguments: ${DEV_ARGS:-none}"
+for d in $DURABILITIES; do
+    run_cluster "$d"
+done
