@@ -1,6 +1,5 @@
 //! SET key value [NX | XX | IFEQ comparison] [GET]
 //!     [EX s | PX ms | EXAT unix-s | PXAT unix-ms | KEEPTTL]
-//!
 //!     [FENCE lock token]
 //!
 //! IFEQ is Valkey 8.1's compare-and-set: the write happens only when the
