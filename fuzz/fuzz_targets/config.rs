@@ -33,6 +33,7 @@ fn render(c: &Config) -> String {
         threads,
         shards,
         raft_threads,
+        raft_loops,
         proto_max_bulk_len,
         client_query_buffer_limit,
         timeout,
@@ -67,6 +68,7 @@ fn render(c: &Config) -> String {
     int("threads", u(*threads));
     int("shards", u(*shards));
     int("raft_threads", u(*raft_threads));
+    int("raft_loops", u(*raft_loops));
     int("timeout", i(*timeout));
     int("hz", i64::from(*hz));
     int("lfu_log_factor", i64::from(*lfu_log_factor));
