@@ -415,6 +415,7 @@ impl Loop {
     /// Runs until [`Input::Stop`], the inbox closing, or a storage error.
     pub fn run(mut self, rx: Receiver<Input>) {
         self.publish_all();
+        self.wake_peers();
         let tick = self.ctx.tick;
         let mut next_tick = Instant::now() + tick;
         'outer: loop {
@@ -578,6 +579,37 @@ impl Loop {
         }
         self.ctx.stats.woken.fetch_add(1, Relaxed);
         self.publish(i);
+    }
+
+    /// A starting loop wakes its groups on every other node. A node that
+    /// restarted quicker than a quiesced leader notices silence would
+    /// otherwise hear nothing: its groups know no leader yet, and a
+    /// volatile node's (rejoining empty, not a voter yet) never campaign.
+    /// Cheap: one small message per group and peer, once.
+    pub fn wake_peers(&mut self) {
+        let me = self.ctx.me;
+        let known: Vec<u64> = self.ctx.addrs.lock().keys().copied().collect();
+        for i in 0..self.groups.len() {
+            let g = &self.groups[i];
+            let mut to: BTreeSet<u64> = g.peers(me).collect();
+            to.extend(known.iter().copied().filter(|&p| p != me));
+            let term = g.raw.raft.term;
+            let msgs = to
+                .into_iter()
+                .map(|p| {
+                    let mut m = Message {
+                        to: p,
+                        from: me,
+                        term,
+                        context: WAKE_CTX.to_vec(),
+                        ..Default::default()
+                    };
+                    m.set_msg_type(MessageType::MsgHeartbeatResponse);
+                    m
+                })
+                .collect();
+            self.queue_messages(i, msgs);
+        }
     }
 
     /// A follower asks its leader to wake the group: a heartbeat
@@ -770,6 +802,11 @@ impl Loop {
                         let from_leader = m.from == self.groups[i].raw.raft.leader_id;
                         self.groups[i].busy = true;
                         self.wake(i, from_leader);
+                    }
+                    if hb_resp && m.context == WAKE_CTX {
+                        // Only a wake-up call (its term may be anything: a
+                        // restarted node's): never stepped.
+                        continue;
                     }
                     let (from, term, commit) = (m.from, m.term, m.commit);
                     if let Some(reject) = lost_log_fixups(&mut self.groups[i].raw, &mut m) {

@@ -44,8 +44,8 @@ pub enum Sabotage {
     /// followers refuse other candidates). Check-quorum makes a cut-off
     /// leader step down within an election timeout anyway, so what this
     /// exposes is a paused leader answering reads under its lease the
-    /// moment it resumes, before its loop learns of the new leader (5 of
-    /// seeds 1–400 catch it).
+    /// moment it resumes, before its loop learns of the new leader (6 of
+    /// seeds 1–600 catch it).
     LeaseTooLong,
 }
 
@@ -573,8 +573,9 @@ impl Sim {
             quiesce: true,
             heard: Arc::default(),
         });
-        let lp = Loop::new(ctx, cores);
+        let mut lp = Loop::new(ctx, cores);
         lp.publish_all();
+        lp.wake_peers();
         node.lp = Some(lp);
         if !first {
             self.log(format!("restart n{id}"));
