@@ -205,6 +205,31 @@ fn three_durable_nodes(groups: u16) -> Started {
     (rt, dirs, ports, nodes)
 }
 
+/// Cuts group `g`'s leader off from the other nodes, both ways; returns
+/// its id.
+fn isolate_leader(nodes: &[Option<Node>], g: u16) -> u64 {
+    let leader = (1..=3u64)
+        .find(|&id| {
+            nodes[id as usize - 1]
+                .as_ref()
+                .unwrap()
+                .cluster
+                .is_leader(g)
+        })
+        .expect("the group has a leader");
+    for id in 1..=3u64 {
+        let c = &nodes[id as usize - 1].as_ref().unwrap().cluster;
+        if id == leader {
+            for o in (1..=3).filter(|&o| o != leader) {
+                c.block_peer(o);
+            }
+        } else {
+            c.block_peer(leader);
+        }
+    }
+    leader
+}
+
 #[test]
 fn three_nodes_replicate_fail_over_and_recover_from_disk() {
     let groups = 4;
@@ -222,27 +247,7 @@ fn three_nodes_replicate_fail_over_and_recover_from_disk() {
     }
     // Failover: isolate group 0's leader; the others elect a new one and
     // keep taking writes; the old leader's counter catches up on heal.
-    let leader = (1..=3u64)
-        .find(|&id| {
-            nodes[id as usize - 1]
-                .as_ref()
-                .unwrap()
-                .cluster
-                .is_leader(0)
-        })
-        .expect("group 0 has a leader");
-    for id in 1..=3u64 {
-        let c = &nodes[id as usize - 1].as_ref().unwrap().cluster;
-        if id == leader {
-            for o in 1..=3 {
-                if o != leader {
-                    c.block_peer(o);
-                }
-            }
-        } else {
-            c.block_peer(leader);
-        }
-    }
+    let leader = isolate_leader(&nodes, 0);
     let t0 = Instant::now();
     let others: Vec<Option<Node>> = Vec::new();
     drop(others);
@@ -502,25 +507,7 @@ fn idle_groups_quiesce_wake_on_requests_and_fail_over_when_their_leader_goes_sil
         .expect("read on a quiesced group");
     wait_for("quiet again", quiet_everywhere);
     // The leader of group 2 goes silent (cut off both ways).
-    let leader = (1..=3u64)
-        .find(|&id| {
-            nodes[id as usize - 1]
-                .as_ref()
-                .unwrap()
-                .cluster
-                .is_leader(2)
-        })
-        .expect("group 2 has a leader");
-    for id in 1..=3u64 {
-        let c = &nodes[id as usize - 1].as_ref().unwrap().cluster;
-        if id == leader {
-            for o in (1..=3).filter(|&o| o != leader) {
-                c.block_peer(o);
-            }
-        } else {
-            c.block_peer(leader);
-        }
-    }
+    let leader = isolate_leader(&nodes, 2);
     let t0 = Instant::now();
     let others: Vec<&Node> = (1..=3u64)
         .filter(|&id| id != leader)
