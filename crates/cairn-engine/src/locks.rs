@@ -145,6 +145,14 @@ impl Locks {
         true
     }
 
+    /// Before a lock command applied at wall-clock `now_ms`: remembers it
+    /// (standalone tokens count from it) and returns this node's
+    /// monotonic time, µs.
+    pub fn at(&mut self, now_ms: u64) -> u64 {
+        self.set_wall_ms(now_ms);
+        self.now_us()
+    }
+
     /// Standalone: tokens count from this wall-clock time (ms).
     pub fn set_wall_ms(&mut self, now_ms: u64) {
         self.wall_ms = now_ms;

@@ -84,8 +84,7 @@ impl<'a> Command<'a> for LockAcquire<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let locks = &mut db.shard(self.name).locks;
-        locks.set_wall_ms(now_ms);
-        let now = locks.now_us();
+        let now = locks.at(now_ms);
         let wait = self.wait_ms > 0;
         match locks.acquire(self.name, self.owner, self.lease_ms, wait, now) {
             Ok(Acquired::Granted(t) | Acquired::Renewed(t)) => out.int(t as i64),

@@ -18,8 +18,7 @@ impl<'a> Command<'a> for LockForceRelease<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let locks = &mut db.shard(self.name).locks;
-        locks.set_wall_ms(now_ms);
-        let now = locks.now_us();
+        let now = locks.at(now_ms);
         out.int(i64::from(locks.force_release(self.name, now)));
     }
 }

@@ -21,8 +21,7 @@ impl<'a> Command<'a> for LockInfo<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let locks = &mut db.shard(self.name).locks;
-        locks.set_wall_ms(now_ms);
-        let now = locks.now_us();
+        let now = locks.at(now_ms);
         let Some(i) = locks.info(self.name, now) else {
             return out.null();
         };

@@ -27,8 +27,7 @@ impl<'a> Command<'a> for LockRelease<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let locks = &mut db.shard(self.name).locks;
-        locks.set_wall_ms(now_ms);
-        let now = locks.now_us();
+        let now = locks.at(now_ms);
         let done = locks.release(self.name, self.owner, self.token, now);
         out.int(i64::from(done));
     }

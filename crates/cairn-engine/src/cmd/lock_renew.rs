@@ -31,8 +31,7 @@ impl<'a> Command<'a> for LockRenew<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let locks = &mut db.shard(self.name).locks;
-        locks.set_wall_ms(now_ms);
-        let now = locks.now_us();
+        let now = locks.at(now_ms);
         if locks.renew(self.name, self.owner, self.token, self.lease_ms, now) {
             out.int(1);
         } else {

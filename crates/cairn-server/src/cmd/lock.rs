@@ -23,8 +23,7 @@ pub(super) fn acquire(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     let i = shared.db.index_of(cmd.name);
     let r = {
         let mut ks = shared.db.lock(i);
-        ks.locks.set_wall_ms(ctx.now_ms);
-        let now = ks.locks.now_us();
+        let now = ks.locks.at(ctx.now_ms);
         let r = ks
             .locks
             .acquire(cmd.name, cmd.owner, cmd.lease_ms, cmd.wait_ms > 0, now);
