@@ -25,6 +25,12 @@ const NOT_VOLATILE: u32 = u32::MAX;
 const LRU_UNIT_MS: u64 = 10;
 /// Initial LFU counter of a new key (Redis' LFU_INIT_VAL).
 pub(crate) const LFU_INIT: u8 = 5;
+/// Buckets of a keyspace's write-version table (WATCH; see
+/// [`Keyspace::key_version`]). A power of two.
+pub const VERSION_BUCKETS: usize = 1024;
+/// The bucket hash's fixed seed: every replica must pick the same bucket
+/// for a key, whatever its keyspace's own (random) hash seed.
+const VERSION_SEED: u64 = 0x7761_7463_6800;
 
 pub(crate) struct Entry {
     pub(crate) key: SmallBytes,
@@ -76,6 +82,18 @@ pub struct Keyspace {
     /// namespace of their own, kept by FLUSHALL (coordination state, not
     /// cached data), carried by snapshots.
     pub locks: crate::locks::Locks,
+    /// Write versions for WATCH: the version of the last change to any
+    /// key hashing to the bucket. Part of the replicated state (carried
+    /// by snapshots), so every replica answers a transaction's check the
+    /// same way. A bucket, not a key, keeps no memory per key and
+    /// remembers deleted keys; the price is a false conflict now and then
+    /// (docs/design/transactions.md).
+    versions: Box<[u64]>,
+    /// The version every change is stamped with while a replicated entry
+    /// applies (its log position, [`Keyspace::set_stamp`]); 0 in
+    /// standalone mode, where `version_counter` counts changes instead.
+    version_stamp: u64,
+    version_counter: u64,
 }
 
 impl Keyspace {
@@ -94,6 +112,78 @@ impl Keyspace {
             lazy_expire: true,
             string_len_max: 512 * 1024 * 1024,
             locks: Default::default(),
+            versions: vec![0; VERSION_BUCKETS].into_boxed_slice(),
+            version_stamp: 0,
+            version_counter: 0,
+        }
+    }
+
+    /// The position in the group's history of the entry about to apply
+    /// (log index, place in the entry): every change it makes gets this
+    /// version, and a lock it grants this token.
+    pub fn set_stamp(&mut self, index: u64, position: u64) {
+        self.version_stamp = (index << 16) | (position & 0xffff);
+        self.locks.set_stamp(index, position);
+    }
+
+    fn version_bucket(key: &[u8]) -> usize {
+        let h = foldhash::fast::FixedState::with_seed(VERSION_SEED).hash_one(key);
+        (h as usize) & (VERSION_BUCKETS - 1)
+    }
+
+    /// Records a change to `key`.
+    fn mark(&mut self, key_pos: usize) {
+        let v = if self.version_stamp != 0 {
+            self.version_stamp
+        } else {
+            self.version_counter += 1;
+            self.version_counter
+        };
+        let b = Self::version_bucket(self.entries[key_pos].key.as_slice());
+        self.versions[b] = v;
+    }
+
+    fn mark_key(&mut self, key: &[u8]) {
+        let v = if self.version_stamp != 0 {
+            self.version_stamp
+        } else {
+            self.version_counter += 1;
+            self.version_counter
+        };
+        self.versions[Self::version_bucket(key)] = v;
+    }
+
+    /// WATCH's view of a key: the version of the last change that may
+    /// have touched it (equal versions = unchanged; a different key of
+    /// the same bucket can change it too), and whether it is alive at
+    /// `now_ms`. A transaction applies only if every watched key still
+    /// has the version it had and, if it was alive then, is alive now
+    /// (it may have expired without a write).
+    pub fn key_version(&mut self, key: &[u8], now_ms: u64) -> (u64, bool) {
+        let alive = self.find(key, now_ms).is_some();
+        (self.versions[Self::version_bucket(key)], alive)
+    }
+
+    /// The non-zero buckets of the version table (snapshots).
+    pub fn stored_versions(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.versions
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v != 0)
+            .map(|(i, &v)| (i, v))
+    }
+
+    /// Sets one bucket (snapshot restore); false when out of range.
+    pub fn push_restored_version(&mut self, bucket: usize, version: u64) -> bool {
+        match self.versions.get_mut(bucket) {
+            Some(v) => {
+                *v = version;
+                // Standalone: count on from the highest restored version,
+                // so no later change repeats one a watcher may hold.
+                self.version_counter = self.version_counter.max(version);
+                true
+            }
+            None => false,
         }
     }
 
@@ -246,6 +336,7 @@ impl Keyspace {
     /// right.
     pub fn update_at<R>(&mut self, pos: usize, now_ms: u64, f: impl FnOnce(&mut Value) -> R) -> R {
         self.touch_at(pos, now_ms);
+        self.mark(pos);
         let value = &mut self.entries[pos].value;
         let before = value.heap_bytes();
         let r = f(value);
@@ -305,6 +396,7 @@ impl Keyspace {
         }
         let pos = self.entries.len();
         assert!(pos < NOT_VOLATILE as usize - 1, "shard holds too many keys");
+        self.mark_key(key);
         let key = SmallBytes::new(key);
         self.heap_bytes += key.heap_bytes() + value.heap_bytes();
         let h = self.hash(key.as_slice());
@@ -329,6 +421,7 @@ impl Keyspace {
     pub fn set_deadline(&mut self, key: &[u8], deadline: Option<u64>, now_ms: u64) -> bool {
         match self.find(key, now_ms) {
             Some(pos) => {
+                self.mark(pos);
                 self.set_deadline_at(pos, deadline);
                 true
             }
@@ -370,6 +463,7 @@ impl Keyspace {
     }
 
     pub(crate) fn remove_at(&mut self, pos: usize) -> Value {
+        self.mark(pos);
         let h = self.hash(self.entries[pos].key.as_slice());
         match self.index.find_entry(h, |&i| i as usize == pos) {
             Ok(slot) => {

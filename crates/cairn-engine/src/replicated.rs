@@ -117,10 +117,11 @@ replicated! {
     b"setrange" => 4, setrange::SetRange;
     b"incr" => 2, incr::Incr;
     b"decr" => 2, incr::Decr;
-    b"incrby" => 3, incr::IncrBy<1, true>;
-    b"decrby" => 3, incr::DecrBy;
+    b"incrby" => -3, incr::IncrBy<1, true>;
+    b"decrby" => -3, incr::DecrBy;
     b"incrbyfloat" => 3, incrbyfloat::IncrByFloat;
-    b"del" | b"unlink" => -2, del::Del;
+    b"del" => -2, del::Del<true>;
+    b"unlink" => -2, del::Unlink;
     b"expire" => -3, expire::Expire<0>;
     b"pexpire" => -3, expire::PExpire;
     b"expireat" => -3, expire::ExpireAt;
@@ -137,6 +138,112 @@ replicated! {
     b"lock.release" => 4, lock_release::LockRelease;
     b"cairn.lockexpire" => 3, lock_expire::LockExpire;
     b"lock.forcerelease" => 2, lock_forcerelease::LockForceRelease;
+    b"cairn.exec" => -3, exec::Exec;
+}
+
+/// The reads a transaction may hold besides the writes above: applied
+/// with the transaction's entry on every replica (only the reply of the
+/// node that answers the client matters).
+macro_rules! tx_reads {
+    ($($name:literal => $arity:expr, $t:ty;)*) => {
+        fn read_arity(name: &[u8]) -> Option<i32> {
+            match name {
+                $($name => Some($arity),)*
+                b"ping" => Some(-1),
+                b"echo" => Some(2),
+                _ => None,
+            }
+        }
+
+        /// Applies a read of a transaction (`name` lowercased, arity
+        /// checked); false when `name` is not one.
+        fn apply_read(db: &mut impl Db, name: &[u8], argv: &[&[u8]], now_ms: u64, out: &mut impl Reply) -> bool {
+            let r = match name {
+                $($name => parse::<$t>(argv, $arity).map(|c| c.apply(db, now_ms, out)),)*
+                b"ping" => {
+                    match argv.get(1) {
+                        None => out.simple("PONG"),
+                        Some(m) if argv.len() == 2 => out.bulk(m),
+                        Some(_) => out.error("ERR wrong number of arguments for 'ping' command"),
+                    }
+                    Ok(())
+                }
+                b"echo" => {
+                    out.bulk(argv[1]);
+                    Ok(())
+                }
+                _ => return false,
+            };
+            if let Err(e) = r {
+                out.error(&e);
+            }
+            true
+        }
+    };
+}
+
+tx_reads! {
+    b"get" => 2, get::Get;
+    b"mget" => -2, mget::MGet;
+    b"strlen" => 2, strlen::StrLen;
+    b"getrange" => 4, getrange::GetRange;
+    b"exists" => -2, exists::Exists;
+    b"touch" => -2, touch::Touch;
+    b"type" => 2, type_::Type;
+    b"ttl" => 2, ttl::Ttl<0>;
+    b"pttl" => 2, ttl::PTtl;
+    b"expiretime" => 2, ttl::ExpireTime;
+    b"pexpiretime" => 2, ttl::PExpireTime;
+    b"lock.info" => 2, lock_info::LockInfo;
+    b"lock.fence" => 3, lock_fence::LockFence;
+}
+
+/// Whether `argv` may be one of a transaction's commands: a write or a
+/// read of the keyspace (not cairn's internal entries, not FLUSHALL,
+/// which spans groups, not a nested transaction), with a valid arity,
+/// and not a wait (LOCK.ACQUIRE ... WAIT cannot wait inside one entry).
+/// Syntax errors are not checked: as in Redis they are the command's
+/// reply inside EXEC's.
+pub fn check_in_tx(argv: &[&[u8]]) -> Result<(), String> {
+    let mut buf = [0u8; 24];
+    let name = lower_name(argv, &mut buf)?;
+    let internal = name.starts_with(b"cairn.") || name == b"flushall" || name == b"flushdb";
+    let arity = if internal {
+        None
+    } else {
+        arity(name).or_else(|| read_arity(name))
+    };
+    let Some(a) = arity else {
+        return Err(format!(
+            "ERR '{}' is not allowed in a transaction",
+            String::from_utf8_lossy(argv[0]).to_ascii_lowercase()
+        ));
+    };
+    let n = argv.len() as i64;
+    let a = i64::from(a);
+    if (a >= 0 && n != a) || (a < 0 && n < -a) {
+        return Err(cmd::wrong_arity(&String::from_utf8_lossy(argv[0]))
+            .0
+            .into_owned());
+    }
+    if name == b"lock.acquire" && argv.len() > 4 {
+        return Err("ERR LOCK.ACQUIRE cannot WAIT inside a transaction".into());
+    }
+    Ok(())
+}
+
+/// Applies one command of a transaction (see [`check_in_tx`]).
+pub fn apply_in_tx(db: &mut impl Db, argv: &[&[u8]], now_ms: u64, out: &mut impl Reply) {
+    if let Err(e) = check_in_tx(argv) {
+        return out.error(&e);
+    }
+    let mut buf = [0u8; 24];
+    let Ok(name) = lower_name(argv, &mut buf) else {
+        return out.error("ERR empty command");
+    };
+    if !apply_read(db, name, argv, now_ms, out) {
+        apply_argv(db, argv, now_ms, out);
+    }
 }
 
 #[cfg(test)]
@@ -255,7 +362,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 36);
+        assert_eq!(NAMES.len(), 37);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);
@@ -309,5 +416,212 @@ mod tests {
         assert!(check_argv(&[b"set", b"k", b"v", b"px", b"10", b"get"], 1).is_ok());
         assert!(check_argv(&[b"incrby", b"k", b"-5"], 1).is_ok());
         assert!(check_argv(&[b"expire", b"k", b"-5"], 1).is_ok());
+    }
+
+    fn argvs(parts: &[&str]) -> Vec<Vec<u8>> {
+        parts.iter().map(|p| p.as_bytes().to_vec()).collect()
+    }
+
+    fn exec(ks: &mut Keyspace, parts: &[&str], now: u64) -> Frame {
+        let owned = argvs(parts);
+        let argv: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+        run(ks, &argv, now)
+    }
+
+    #[test]
+    fn a_transaction_applies_every_command_in_order_and_errors_stay_in_place() {
+        let mut ks = Keyspace::new(1);
+        let r = exec(
+            &mut ks,
+            &[
+                "CAIRN.EXEC",
+                "k",
+                "0",
+                "3",
+                "SET",
+                "k",
+                "1",
+                "2",
+                "INCR",
+                "k",
+                "2",
+                "GET",
+                "k",
+                "3",
+                "SET",
+                "k",
+                "v",
+                "2",
+                "INCR",
+                "k",
+                "1",
+                "PING",
+            ],
+            1,
+        );
+        let Frame::Array(items) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(items.len(), 6);
+        assert_eq!(items[1], Frame::Integer(2));
+        assert_eq!(items[2], Frame::Bulk(b"2".to_vec()));
+        assert!(matches!(&items[4], Frame::Error(e) if e.starts_with(b"ERR value is not")));
+        assert_eq!(items[5], Frame::Simple(b"PONG".to_vec()));
+        assert_eq!(ks.get(b"k", 1).map(|v| v.to_vec()), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn a_changed_watched_key_or_a_stale_fence_applies_nothing() {
+        let mut ks = Keyspace::new(1);
+        exec(&mut ks, &["CAIRN.EXEC", "w", "0", "3", "SET", "w", "1"], 1);
+        let (v, alive) = ks.key_version(b"w", 1);
+        assert!(v > 0 && alive);
+        let tx = |v: u64| {
+            vec![
+                "CAIRN.EXEC".to_string(),
+                "w".into(),
+                "1".into(),
+                "w".into(),
+                v.to_string(),
+                "1".into(),
+                "3".into(),
+                "SET".into(),
+                "out".into(),
+                "x".into(),
+            ]
+        };
+        // Changed since WATCH: null, nothing written.
+        exec(&mut ks, &["CAIRN.EXEC", "w", "0", "3", "SET", "w", "1"], 2);
+        let stale = tx(v);
+        let stale: Vec<&str> = stale.iter().map(|s| s.as_str()).collect();
+        assert_eq!(exec(&mut ks, &stale, 3), Frame::Null);
+        assert!(ks.get(b"out", 3).is_none());
+        // Unchanged: applies.
+        let (v2, _) = ks.key_version(b"w", 3);
+        let fresh = tx(v2);
+        let fresh: Vec<&str> = fresh.iter().map(|s| s.as_str()).collect();
+        assert!(matches!(exec(&mut ks, &fresh, 3), Frame::Array(_)));
+        assert!(ks.get(b"out", 3).is_some());
+        // A watched key that was alive and expired since: aborted.
+        exec(
+            &mut ks,
+            &["CAIRN.EXEC", "w", "0", "5", "SET", "w", "1", "PX", "10"],
+            4,
+        );
+        let (v3, alive) = ks.key_version(b"w", 4);
+        assert!(alive);
+        let late = tx(v3);
+        let late: Vec<&str> = late.iter().map(|s| s.as_str()).collect();
+        assert_eq!(exec(&mut ks, &late, 100), Frame::Null);
+        // A fence that does not hold: -FENCED, nothing applied.
+        let r = exec(
+            &mut ks,
+            &[
+                "CAIRN.EXEC",
+                "k",
+                "0",
+                "3",
+                "SET",
+                "k",
+                "1",
+                "3",
+                "LOCK.FENCE",
+                "k",
+                "7",
+            ],
+            200,
+        );
+        assert!(matches!(r, Frame::Error(e) if e.starts_with(b"FENCED")));
+        assert!(ks.get(b"k", 200).is_none());
+    }
+
+    #[test]
+    fn a_transaction_refuses_what_it_cannot_hold() {
+        for inner in [
+            &["CAIRN.EXEC", "k", "0"][..],
+            &["FLUSHALL"],
+            &["CAIRN.EXPIRED", "k"],
+            &["LOCK.ACQUIRE", "l", "me", "100", "WAIT", "10"],
+            &["KEYS", "*"],
+            &["GET"],
+        ] {
+            let argv: Vec<&[u8]> = inner.iter().map(|a| a.as_bytes()).collect();
+            assert!(check_in_tx(&argv).is_err(), "{inner:?}");
+        }
+        let mut ks = Keyspace::new(1);
+        ks.insert(b"k", crate::Value::from_bytes(b"v"), None, 0);
+        for bad in [
+            &["CAIRN.EXEC", "k", "1", "k", "0"][..],
+            &["CAIRN.EXEC", "k", "0", "5", "SET", "k"],
+            &["CAIRN.EXEC", "k", "0", "0"],
+            &["CAIRN.EXEC", "k", "x"],
+        ] {
+            let owned = argvs(bad);
+            let argv: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+            let r = check_argv(&argv, 1);
+            assert!(r.is_err(), "{bad:?}");
+            assert!(matches!(run(&mut ks, &argv, 1), Frame::Error(_)), "{bad:?}");
+        }
+        // A command a transaction cannot hold is refused before it is
+        // proposed; applied anyway, it is an error in its place.
+        let flush: &[&[u8]] = &[b"CAIRN.EXEC", b"k", b"0", b"1", b"FLUSHALL"];
+        assert!(check_argv(flush, 1).is_err());
+        assert!(matches!(
+            run(&mut ks, flush, 1),
+            Frame::Array(items) if matches!(&items[0], Frame::Error(_))
+        ));
+        assert_eq!(ks.len(), 1);
+    }
+
+    #[test]
+    fn fences_guard_del_and_incrby() {
+        let mut ks = Keyspace::new(1);
+        ks.locks.set_stamp(9, 0);
+        assert_eq!(
+            exec(&mut ks, &["SET", "{j}n", "5"], 1),
+            Frame::Simple(b"OK".to_vec())
+        );
+        let t = (9u64 << 16).to_string();
+        assert_eq!(
+            exec(&mut ks, &["LOCK.ACQUIRE", "{j}l", "me", "10000"], 1),
+            Frame::Integer(9 << 16)
+        );
+        let stale = ((9u64 << 16) - 1).to_string();
+        let fenced = |r: Frame| matches!(r, Frame::Error(e) if e.starts_with(b"FENCED"));
+        assert!(fenced(exec(
+            &mut ks,
+            &["INCRBY", "{j}n", "1", "FENCE", "{j}l", &stale],
+            2
+        )));
+        assert!(fenced(exec(
+            &mut ks,
+            &["DEL", "{j}n", "FENCE", "{j}l", &stale],
+            2
+        )));
+        assert_eq!(
+            exec(&mut ks, &["INCRBY", "{j}n", "1", "FENCE", "{j}l", &t], 2),
+            Frame::Integer(6)
+        );
+        assert_eq!(
+            exec(&mut ks, &["DECRBY", "{j}n", "2", "FENCE", "{j}l", &t], 2),
+            Frame::Integer(4)
+        );
+        assert!(matches!(
+            exec(&mut ks, &["INCRBY", "{j}n", "1", "FENCE", "other", &t], 2),
+            Frame::Error(e) if e.starts_with(b"CROSSSLOT")
+        ));
+        assert!(matches!(
+            exec(&mut ks, &["INCRBY", "{j}n", "1", "FENCX", "{j}l", &t], 2),
+            Frame::Error(e) if e.starts_with(b"ERR syntax")
+        ));
+        assert_eq!(
+            exec(&mut ks, &["DEL", "{j}n", "FENCE", "{j}l", &t], 3),
+            Frame::Integer(1)
+        );
+        // UNLINK never reads a fence: these are four keys.
+        assert_eq!(
+            exec(&mut ks, &["UNLINK", "a", "FENCE", "{j}l", &t], 3),
+            Frame::Integer(0)
+        );
     }
 }

@@ -27,10 +27,14 @@
 //! lock      LOCK | name_len | name | holder u8 (0|1)
 //!           [| owner_len | owner | token u64 | lease_ms u64]
 //!           | waiters | (owner_len | owner | lease_ms u64)*
+//!
+//! versions  VERSIONS | count | (bucket | version u64)*   at most one, last
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
-//! version 1 snapshots still load, with no locks.
+//! version 1 snapshots still load, with no locks. Version 3 added the
+//! write-version table of WATCH (its non-zero buckets); older snapshots
+//! load with an empty table.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -49,7 +53,7 @@ use crate::bytes::INLINE_MAX;
 use crate::keyspace::Keyspace;
 use crate::value::Value;
 
-pub const SNAPSHOT_VERSION: u8 = 2;
+pub const SNAPSHOT_VERSION: u8 = 3;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
@@ -80,6 +84,7 @@ mod tag {
     pub const GROWABLE: u8 = 4;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
+    pub const VERSIONS: u8 = 0x30;
 }
 
 static CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&crc::CRC_32_ISCSI);
@@ -190,6 +195,19 @@ fn write_chunked<W: Write>(
     locks.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for (name, lock) in locks {
         put_lock(&mut out, name, lock)?;
+    }
+    let versions: Vec<(usize, u64)> = ks.stored_versions().collect();
+    if !versions.is_empty() {
+        let mut rec = Small::default();
+        rec.byte(tag::VERSIONS);
+        rec.varint(versions.len() as u64);
+        out.put(rec.as_slice())?;
+        for (bucket, version) in versions {
+            let mut rec = Small::default();
+            rec.varint(bucket as u64);
+            rec.bytes(&version.to_le_bytes());
+            out.put(rec.as_slice())?;
+        }
     }
     out.finish(ks.len() as u64)
 }
@@ -507,6 +525,7 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
     ks.set_rng_state(input.rng_state);
     let mut key = Vec::new();
     let mut spill = Vec::new();
+    let mut versions_seen = false;
     while let Some(tag) = input.record_start()? {
         match tag {
             tag::DEADLINE => {
@@ -526,6 +545,24 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                 let lock = read_lock(&mut input, &mut spill)?;
                 if !ks.locks.restore(&key, lock) {
                     return Err(SnapshotError::Corrupt("duplicate lock"));
+                }
+            }
+            tag::VERSIONS if input.version >= 3 => {
+                if versions_seen {
+                    return Err(SnapshotError::Corrupt("two version tables"));
+                }
+                versions_seen = true;
+                let n = input.varint()?;
+                if n > crate::keyspace::VERSION_BUCKETS as u64 {
+                    return Err(SnapshotError::Corrupt("more versions than buckets"));
+                }
+                for _ in 0..n {
+                    let bucket = input.varint()?;
+                    let version = u64::from_le_bytes(input.array()?);
+                    let bucket = usize::try_from(bucket).unwrap_or(usize::MAX);
+                    if !ks.push_restored_version(bucket, version) {
+                        return Err(SnapshotError::Corrupt("version bucket out of range"));
+                    }
                 }
             }
             tag::INT..=tag::GROWABLE => {
@@ -883,6 +920,27 @@ mod tests {
     }
 
     #[test]
+    fn watch_versions_survive_a_snapshot_and_count_on_from_there() {
+        let mut ks = Keyspace::new(3);
+        ks.set_stamp(77, 2);
+        ks.insert(b"a", Value::from_bytes(b"1"), None, 0);
+        ks.set_stamp(0, 0);
+        ks.insert(b"b", Value::from_bytes(b"2"), None, 0);
+        ks.remove(b"b", 0);
+        let (va, _) = ks.key_version(b"a", 0);
+        let (vb, alive) = ks.key_version(b"b", 0);
+        assert_eq!(va, (77 << 16) | 2);
+        assert!(vb > 0 && !alive);
+        let (mut back, _) = decode(&encode(&ks, CHUNK_LEN)).unwrap();
+        assert_eq!(back.key_version(b"a", 0).0, va);
+        assert_eq!(back.key_version(b"b", 0), (vb, false));
+        // Counting on after a restore never repeats a restored version.
+        back.insert(b"c", Value::from_bytes(b"3"), None, 0);
+        let (vc, _) = back.key_version(b"c", 0);
+        assert!(vc > va, "{vc} after {va}");
+    }
+
+    #[test]
     fn sample_keyspace_round_trips_at_any_chunk_length() {
         let ks = sample_keyspace(400);
         assert!(ks
@@ -1217,7 +1275,7 @@ mod tests {
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert!(matches!(decode(&bad), Err(SnapshotError::BadMagic)));
-        for v in [0, 3] {
+        for v in [0, SNAPSHOT_VERSION + 1] {
             let mut bad = bytes.clone();
             bad[8] = v;
             assert!(matches!(

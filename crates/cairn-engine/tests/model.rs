@@ -93,7 +93,7 @@ fn exec_engine(node: &mut Node, argv: &[Vec<u8>], now: u64) -> Frame {
         "MSET" => run::<mset::MSet<'_, false>>(a, node, now, o),
         "MSETNX" => run::<mset::MSetNx<'_>>(a, node, now, o),
         "MGET" => run::<mget::MGet<'_>>(a, node, now, o),
-        "DEL" => run::<del::Del<'_>>(a, node, now, o),
+        "DEL" => run::<del::Del<'_, true>>(a, node, now, o),
         "EXISTS" => run::<exists::Exists<'_>>(a, node, now, o),
         "INCR" => run::<incr::Incr<'_>>(a, node, now, o),
         "DECR" => run::<incr::Decr<'_>>(a, node, now, o),

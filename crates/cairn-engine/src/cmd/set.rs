@@ -61,6 +61,33 @@ pub(crate) fn fence_arg<'a>(
     Ok((name, token))
 }
 
+/// Whether lock `name` is held with `token` right now (the FENCE
+/// condition of SET, DEL, INCRBY/DECRBY and LOCK.FENCE).
+pub(crate) fn fence_holds(db: &mut impl Db, name: &[u8], token: u64, now_ms: u64) -> bool {
+    let locks = &mut db.shard(name).locks;
+    let now = locks.at(now_ms);
+    locks.holds_token(name, token, now)
+}
+
+/// Parses a trailing `FENCE lock token` (the last three arguments) of a
+/// command whose other arguments end at `argv.len() - 3`; every key in
+/// `keys` must share the lock's slot.
+pub(crate) fn fence_tail<'a>(
+    argv: &[&'a [u8]],
+    keys: &[&[u8]],
+) -> Result<Option<(&'a [u8], u64)>, CmdError> {
+    let n = argv.len();
+    if n < 4 || !is(argv[n - 3], "FENCE") {
+        return Ok(None);
+    }
+    let (name, token) = (argv[n - 2], super::lock_acquire::token_arg(argv[n - 1])?);
+    let s = crate::slot::slot(name);
+    if keys.iter().any(|k| crate::slot::slot(k) != s) {
+        return Err(FENCE_CROSSSLOT.into());
+    }
+    Ok(Some((name, token)))
+}
+
 impl<'a> Command<'a> for Set<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         let mut cmd = Set {
@@ -129,13 +156,12 @@ impl<'a> Command<'a> for Set<'a> {
             Ttl::Keep => None,
             Ttl::Clear => Some(None),
         };
-        let ks = db.shard(self.key);
         if let Some((name, token)) = self.fence {
-            let now = ks.locks.now_us();
-            if !ks.locks.holds_token(name, token, now) {
+            if !fence_holds(db, name, token, now_ms) {
                 return out.error(FENCED);
             }
         }
+        let ks = db.shard(self.key);
         let pos = ks.find(self.key, now_ms);
         let old = pos.map(|p| ks.value_at(p));
         let allowed = match self.condition {

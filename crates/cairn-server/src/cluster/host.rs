@@ -35,9 +35,9 @@ impl Host for ServerHost {
         };
         let i = group as usize;
         let mut ks = shared.db.lock(i);
-        // A lock granted by this command gets its place in the group's
-        // history as its token.
-        ks.locks.set_stamp(at.index, u64::from(at.position));
+        // The command's place in the group's history: the token of a
+        // lock it grants, the version of every key it changes (WATCH).
+        ks.set_stamp(at.index, u64::from(at.position));
         let mut w = ReplyWriter::new(out, Protocol::Resp3);
         cairn_engine::replicated::apply_argv(&mut *ks, argv, at.ts_ms, &mut w);
         // A release or expiry that handed a lock to a waiter: wake the

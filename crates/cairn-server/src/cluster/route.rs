@@ -123,7 +123,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
     }
     let mut group = None;
     let mut first_slot = 0;
-    for i in spec.key_positions(argv.len()) {
+    for i in spec.keys_of(argv) {
         let s = slot(argv[i]);
         let g = cluster.group_of_slot(s as u32);
         match group {

@@ -99,7 +99,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                     .error("ERR Invalid number of arguments specified for command");
                 return Flow::Continue;
             }
-            let keys: Vec<usize> = s.key_positions(call.len()).collect();
+            let keys: Vec<usize> = s.keys_of(call).collect();
             if keys.is_empty() {
                 ctx.out.error("ERR The command has no key arguments");
                 return Flow::Continue;

@@ -70,6 +70,9 @@ pub(crate) const ADMIN: u32 = 1 << 4;
 pub(crate) const LOADING: u32 = 1 << 5;
 pub(crate) const STALE: u32 = 1 << 6;
 pub(crate) const NOSCRIPT: u32 = 1 << 7;
+/// Not a Redis flag (COMMAND does not show it): the command's key list
+/// may end with `FENCE lock token` (DEL), which are not keys.
+pub(crate) const FENCE_TAIL: u32 = 1 << 8;
 
 pub(crate) const FLAG_NAMES: [(u32, &str); 8] = [
     (WRITE, "write"),
@@ -97,6 +100,18 @@ pub(crate) struct Spec {
 }
 
 impl Spec {
+    /// Argument positions of the keys in the call `argv`.
+    pub fn keys_of(&self, argv: &[&[u8]]) -> impl Iterator<Item = usize> {
+        let mut argc = argv.len();
+        if self.flags & FENCE_TAIL != 0
+            && argc >= 5
+            && argv[argc - 3].eq_ignore_ascii_case(b"FENCE")
+        {
+            argc -= 3;
+        }
+        self.key_positions(argc)
+    }
+
     /// Argument positions of the keys in a call with `argc` arguments.
     pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
         let last = if self.last_key < 0 {
@@ -138,7 +153,7 @@ fn engine<'a, C: Command<'a>>(
         }
         db.refresh(i, &g);
     } else {
-        let mut guard = db.lock_keys(spec.key_positions(argv.len()).map(|i| argv[i]));
+        let mut guard = db.lock_keys(spec.keys_of(argv).map(|i| argv[i]));
         cmd.apply(&mut guard, ctx.now_ms, &mut ctx.out);
     }
     Flow::Continue
@@ -188,12 +203,12 @@ static TABLE: &[Spec] = &[
     spec!("setrange", 4, WRITE | DENYOOM, 1, 1, 1, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", eng!(setrange::SetRange)),
     spec!("incr", 2, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", eng!(incr::Incr)),
     spec!("decr", 2, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", eng!(incr::Decr)),
-    spec!("incrby", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", eng!(incr::IncrBy<1, true>)),
-    spec!("decrby", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", eng!(incr::DecrBy)),
+    spec!("incrby", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", eng!(incr::IncrBy<1, true>)),
+    spec!("decrby", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", eng!(incr::DecrBy)),
     spec!("incrbyfloat", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", eng!(incrbyfloat::IncrByFloat)),
     // keys
-    spec!("del", -2, WRITE, 1, -1, 1, "generic", "1.0.0", "Deletes one or more keys.", eng!(del::Del)),
-    spec!("unlink", -2, WRITE | FAST, 1, -1, 1, "generic", "4.0.0", "Asynchronously deletes one or more keys.", eng!(del::Del)),
+    spec!("del", -2, WRITE | FENCE_TAIL, 1, -1, 1, "generic", "1.0.0", "Deletes one or more keys.", eng!(del::Del<true>)),
+    spec!("unlink", -2, WRITE | FAST, 1, -1, 1, "generic", "4.0.0", "Asynchronously deletes one or more keys.", eng!(del::Unlink)),
     spec!("exists", -2, READONLY | FAST, 1, -1, 1, "generic", "1.0.0", "Determines whether one or more keys exist.", eng!(exists::Exists)),
     spec!("touch", -2, READONLY | FAST, 1, -1, 1, "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", eng!(touch::Touch)),
     spec!("type", 2, READONLY | FAST, 1, 1, 1, "generic", "1.0.0", "Determines the type of value stored at a key.", eng!(type_::Type)),
