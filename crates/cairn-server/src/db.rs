@@ -214,6 +214,17 @@ pub struct MultiGuard<'a> {
     guards: Vec<(usize, MutexGuard<'a, Keyspace>)>,
 }
 
+impl MultiGuard<'_> {
+    /// The lock grants to waiters made under these guards, by shard.
+    pub fn take_grants(&mut self) -> Vec<(usize, Vec<cairn_engine::locks::Grant>)> {
+        self.guards
+            .iter_mut()
+            .map(|(i, g)| (*i, g.locks.take_grants()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    }
+}
+
 impl Db for MultiGuard<'_> {
     fn shard(&mut self, key: &[u8]) -> &mut Keyspace {
         let i = self.shards.index_of(key);

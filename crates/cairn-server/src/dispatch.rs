@@ -61,6 +61,9 @@ pub(crate) fn dispatch(
         return join_pipeline(shared, conn, argv);
     }
     let Some(idx) = cmd::lookup(argv[0]) else {
+        if let Some(m) = conn.multi.as_mut() {
+            m.dirty = true;
+        }
         ReplyWriter::new(wbuf, proto).error(&cmd::unknown_command_error(argv));
         return Flow::Continue;
     };
@@ -69,8 +72,21 @@ pub(crate) fn dispatch(
     let argc = argv.len() as i32;
     if !cmd::arity_ok(spec.arity, argc) {
         bump(&stat.rejected, 1);
+        if let Some(m) = conn.multi.as_mut() {
+            m.dirty = true;
+        }
         ReplyWriter::new(wbuf, proto).error(&cairn_engine::cmd::wrong_arity(spec.name).0);
         return Flow::Continue;
+    }
+    if conn.multi.is_some()
+        && !matches!(
+            spec.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        )
+    {
+        bump(&stat.calls, 1);
+        let mut w = ReplyWriter::new(wbuf, proto);
+        return cmd::multi::queue(shared, conn, idx, argv, &mut w, now_ms);
     }
     let clustered = shared.cluster.get().is_some();
     if clustered && spec.flags & cmd::DENYOOM != 0 {

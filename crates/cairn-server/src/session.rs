@@ -23,6 +23,33 @@ pub(crate) struct ConnState {
     /// Commands waiting for the cluster (added when dispatch returns
     /// `Flow::Defer`), run together, answered in order.
     pub deferred: Vec<Deferred>,
+    /// MULTI was sent: commands are queued until EXEC or DISCARD.
+    pub multi: Option<Multi>,
+    /// What WATCH recorded, checked by the next EXEC.
+    pub watched: Vec<Watched>,
+}
+
+/// A transaction being queued (cmd/multi.rs).
+#[derive(Default)]
+pub(crate) struct Multi {
+    /// Each queued command's arguments, name first.
+    pub cmds: Vec<Vec<Vec<u8>>>,
+    pub bytes: usize,
+    /// A command was refused while queueing: EXEC answers EXECABORT.
+    pub dirty: bool,
+    /// A queued command may need memory (evict first, in cluster mode).
+    pub denyoom: bool,
+    /// Cluster mode: the group of the keys queued so far.
+    pub group: Option<u16>,
+}
+
+/// One watched key: its write version and whether it was alive.
+pub(crate) struct Watched {
+    pub key: Vec<u8>,
+    pub version: u64,
+    pub alive: bool,
+    /// Cluster mode: the key's group.
+    pub group: Option<u16>,
 }
 
 impl ConnState {
@@ -34,6 +61,8 @@ impl ConnState {
             readonly: false,
             cluster_aware: false,
             deferred: Vec::new(),
+            multi: None,
+            watched: Vec::new(),
         }
     }
 

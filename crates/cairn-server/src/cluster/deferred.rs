@@ -19,6 +19,19 @@ pub(crate) struct Deferred {
     /// Standalone `LOCK.ACQUIRE ... WAIT` that queued its owner: wait for
     /// the grant (cluster mode finds out from the command's reply).
     pub lock_wait: Option<LockWait>,
+    /// What the connection does with the reply.
+    pub then: Then,
+}
+
+/// What becomes of a deferred command's reply.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Then {
+    /// The client gets it.
+    Reply,
+    /// WATCH: the reply is CAIRN.VERSIONS'; record it, answer +OK.
+    Watch,
+    /// EXEC: a null reply is Redis' null array.
+    Exec,
 }
 
 /// A queued lock owner to wait for.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cairn_cluster::ClusterError;
 use cairn_proto::{Frame, Protocol, ReplyWriter};
 
-use super::deferred::LockWait;
+use super::deferred::{LockWait, Then};
 use super::jobs::make_room;
 use super::{AdminOp, Deferred};
 use crate::cmd::{self, Flow};
@@ -68,10 +68,26 @@ pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, 
             Err(e) => Err(e),
         },
     };
-    match reply {
-        Ok(Output::Resp3(bytes)) => write_resp3(out, proto, &bytes),
-        Ok(Output::Written(bytes)) => out.extend_from_slice(&bytes),
-        Err(e) => ReplyWriter::new(out, proto).error(&e),
+    deliver(conn, &d, reply, out);
+}
+
+/// Writes a deferred command's outcome for its client, as `d.then` says.
+fn deliver(conn: &mut ConnState, d: &Deferred, reply: Result<Output, String>, out: &mut Vec<u8>) {
+    let proto = conn.proto;
+    match (d.then, reply) {
+        (_, Err(e)) => ReplyWriter::new(out, proto).error(&e),
+        (Then::Watch, Ok(Output::Resp3(b) | Output::Written(b))) => {
+            match crate::cmd::multi::record_watch(conn, d, &b) {
+                Ok(()) => ReplyWriter::new(out, proto).simple("OK"),
+                Err(e) => ReplyWriter::new(out, proto).error(&e),
+            }
+        }
+        // A transaction a WATCH'ed change aborted: Redis' null array.
+        (Then::Exec, Ok(Output::Resp3(b))) if b == b"_\r\n" => {
+            ReplyWriter::new(out, proto).null_array()
+        }
+        (_, Ok(Output::Resp3(bytes))) => write_resp3(out, proto, &bytes),
+        (_, Ok(Output::Written(bytes))) => out.extend_from_slice(&bytes),
     }
 }
 
@@ -147,7 +163,9 @@ async fn group_step(
                 }
             }
             Some(l) if may_forward => {
-                if cluster_aware {
+                // WATCH and EXEC are forwarded even for a cluster-aware
+                // client: the transaction lives on this connection.
+                if cluster_aware && d.then == Then::Reply {
                     return Err(format!("MOVED {} {}", d.slot, l.1.resp));
                 }
                 match cluster.forward(l, g, &d.argv, d.write).await {
@@ -253,13 +271,12 @@ async fn execute_batch(
                     Err(e) => ReplyWriter::new(out, proto).error(&e),
                 }
             }
-            Some(Ok(Step::Done(Output::Resp3(bytes)))) => write_resp3(out, proto, &bytes),
-            Some(Ok(Step::Done(Output::Written(bytes)))) => out.extend_from_slice(&bytes),
+            Some(Ok(Step::Done(o))) => deliver(conn, &d, Ok(o), out),
             Some(Ok(Step::ReadLocal)) => {
                 let bytes = run_local(shared, conn, &d);
-                out.extend_from_slice(&bytes);
+                deliver(conn, &d, Ok(Output::Written(bytes)), out);
             }
-            Some(Err(e)) => ReplyWriter::new(out, proto).error(&e),
+            Some(Err(e)) => deliver(conn, &d, Err(e), out),
         }
     }
 }
@@ -306,6 +323,7 @@ async fn lock_wait_after(
         slot: d.slot,
         admin: None,
         lock_wait: None,
+        then: Then::Reply,
     };
     match run_in_group(shared, conn, &dq, g, true).await {
         Ok(Output::Resp3(b)) if b == b":0\r\n" => Ok(Output::Resp3(b"_\r\n".to_vec())),

@@ -4,6 +4,7 @@
 use cairn_cluster::NodeInfo;
 use cairn_engine::slot::slot;
 
+use super::deferred::Then;
 use super::{AdminOp, Deferred};
 use crate::cmd::{self, Spec, READONLY, WRITE};
 use crate::session::ConnState;
@@ -100,6 +101,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
             slot: 0,
             admin: None,
             lock_wait: None,
+            then: Then::Reply,
         }));
     }
     if spec.name == "cluster" {
@@ -115,6 +117,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
                 slot: 0,
                 admin: Some(op),
                 lock_wait: None,
+                then: Then::Reply,
             })),
         };
     }
@@ -140,6 +143,23 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
     let Some(group) = group else {
         return Route::Local;
     };
+    if spec.name == "cairn.exec" {
+        // Every key of the transaction in the routing key's group: an
+        // entry applies to one group's keyspace only.
+        match cmd::multi::exec_keys(argv) {
+            Err(e) => return Route::Error(e),
+            Ok(keys) => {
+                if keys
+                    .iter()
+                    .any(|k| cluster.group_of_slot(u32::from(slot(k))) != group)
+                {
+                    return Route::Error(
+                        "CROSSSLOT Keys in request don't hash to the same slot".into(),
+                    );
+                }
+            }
+        }
+    }
     let write = spec.flags & WRITE != 0;
     if !write && (conn.readonly || shared.config.unsafe_stale_reads) {
         return Route::Local;
@@ -161,5 +181,6 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
         slot: first_slot,
         admin: None,
         lock_wait: None,
+        then: Then::Reply,
     }))
 }

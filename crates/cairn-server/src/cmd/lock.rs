@@ -9,7 +9,7 @@ use cairn_engine::cmd::Command;
 use cairn_engine::locks::Acquired;
 
 use super::{Ctx, Flow};
-use crate::cluster::deferred::{Deferred, LockWait};
+use crate::cluster::deferred::{Deferred, LockWait, Then};
 
 pub(super) fn acquire(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     let cmd = match LockAcquire::parse(argv) {
@@ -50,6 +50,7 @@ pub(super) fn acquire(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                     owner: cmd.owner.to_vec(),
                     wait_ms: cmd.wait_ms,
                 }),
+                then: Then::Reply,
             });
             return Flow::Defer;
         }

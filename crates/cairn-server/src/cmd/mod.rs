@@ -29,6 +29,7 @@ mod keys;
 mod latency;
 mod lock;
 mod memory;
+pub(crate) mod multi;
 mod ping;
 mod quit;
 mod randomkey;
@@ -237,7 +238,16 @@ static TABLE: &[Spec] = &[
     spec!("lock.renew", 5, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Renews the lease of a lock its owner holds with the given token.", eng!(lock_renew::LockRenew)),
     spec!("lock.release", 4, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Releases a lock its owner holds with the given token.", eng!(lock_release::LockRelease)),
     spec!("lock.info", 2, READONLY | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Returns a lock's holder, token, lease and waiters.", eng!(lock_info::LockInfo)),
+    spec!("lock.fence", 3, READONLY | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Answers OK while a lock is held with the given token, else FENCED; inside MULTI, the transaction's precondition.", eng!(lock_fence::LockFence)),
     spec!("lock.forcerelease", 2, WRITE, 1, 1, 1, "lock", "cairn 0.1.0", "Releases a lock whoever holds it (administrators).", eng!(lock_forcerelease::LockForceRelease)),
+    // transactions (docs/design/transactions.md)
+    spec!("multi", 1, NOSCRIPT | LOADING | STALE | FAST, 0, 0, 0, "transactions", "1.2.0", "Starts a transaction.", multi::multi),
+    spec!("exec", 1, NOSCRIPT | LOADING | STALE, 0, 0, 0, "transactions", "1.2.0", "Executes all commands in a transaction.", multi::exec),
+    spec!("discard", 1, NOSCRIPT | LOADING | STALE | FAST, 0, 0, 0, "transactions", "2.0.0", "Discards a transaction.", multi::discard),
+    spec!("watch", -2, NOSCRIPT | LOADING | STALE | FAST, 1, -1, 1, "transactions", "2.2.0", "Monitors changes to keys to determine the execution of a transaction.", multi::watch),
+    spec!("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, 0, 0, 0, "transactions", "2.2.0", "Forgets about watched keys of a transaction.", multi::unwatch),
+    spec!("cairn.exec", -3, WRITE, 1, 1, 1, "transactions", "cairn 0.1.0", "A whole transaction as one command (what EXEC sends its keys' group).", multi::exec_raw),
+    spec!("cairn.versions", -2, READONLY, 1, -1, 1, "transactions", "cairn 0.1.0", "The write versions WATCH records for keys.", eng!(versions::Versions)),
     // connection
     spec!("ping", -1, FAST | STALE | LOADING, 0, 0, 0, "connection", "1.0.0", "Returns the server's liveliness response.", ping::run),
     spec!("echo", 2, FAST | STALE | LOADING, 0, 0, 0, "connection", "1.0.0", "Returns the given string.", echo::run),

@@ -11,6 +11,8 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> Flow {
         .resp
         .store(2, std::sync::atomic::Ordering::Relaxed);
     ctx.conn.info.name.lock().clear();
+    ctx.conn.multi = None;
+    ctx.conn.watched.clear();
     ctx.out.proto = Protocol::Resp2;
     ctx.out.simple("RESET");
     Flow::Continue
