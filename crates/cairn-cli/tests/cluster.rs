@@ -76,6 +76,10 @@ impl Conn {
             }
             "*" => {
                 let n: i64 = rest.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    // A null array (EXEC after a WATCH'ed change).
+                    return Ok(Reply::Bulk(None));
+                }
                 let mut items = Vec::new();
                 for _ in 0..n.max(0) {
                     items.push(self.read()?);
@@ -1709,4 +1713,141 @@ fn locks_stay_exclusive_and_fenced_under_leader_kills_and_pauses() {
             }
         }
     }
+}
+
+/// MULTI/EXEC/WATCH in a durable 3-node cluster: one client per node
+/// (so two of them go through proxies) moves units from `{tx}right` to
+/// `{tx}left` with WATCH retry loops while the group's leader is killed.
+/// Every read sees both keys of a transaction or neither (one log entry),
+/// no acknowledged transaction is lost and none applies twice: the final
+/// count lies between the acknowledged ones and those plus the ones whose
+/// outcome was unknown. Keys of two groups are refused at queue time.
+#[test]
+fn transactions_stay_atomic_and_counted_across_a_leader_kill() {
+    let _serial = serial();
+    let mut c = TestCluster::new(3, "durable");
+    let num = |r: &Reply| match r {
+        Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).parse::<i64>().unwrap(),
+        Reply::Bulk(None) => 0,
+        other => panic!("{other:?}"),
+    };
+    // CROSSSLOT at queue time, through any node.
+    {
+        let mut conn = Conn::open(c.ports[0]).unwrap();
+        let mut other = None;
+        for i in 0..64 {
+            let k = format!("other-{i}");
+            if c.leader_of(k.as_bytes()).is_some() {
+                let g1 = conn.cmd(&[b"CLUSTER", b"KEYSLOT", k.as_bytes()]).unwrap();
+                let g2 = conn.cmd(&[b"CLUSTER", b"KEYSLOT", b"{tx}left"]).unwrap();
+                // 16 groups: slots 1024 apart are in different groups.
+                if let (Reply::Int(a), Reply::Int(b)) = (g1, g2) {
+                    if a / 1024 != b / 1024 {
+                        other = Some(k);
+                        break;
+                    }
+                }
+            }
+        }
+        let other = other.expect("a key of another group");
+        assert_eq!(conn.cmd(&[b"MULTI"]).unwrap(), Reply::Simple("OK".into()));
+        conn.cmd(&[b"SET", b"{tx}left", b"0"]).unwrap();
+        let r = conn.cmd(&[b"SET", other.as_bytes(), b"0"]).unwrap();
+        assert!(
+            matches!(&r, Reply::Error(e) if e.starts_with("CROSSSLOT")),
+            "{r:?}"
+        );
+        let r = conn.cmd(&[b"EXEC"]).unwrap();
+        assert!(
+            matches!(&r, Reply::Error(e) if e.starts_with("EXECABORT")),
+            "{r:?}"
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = c.ports.clone();
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let (stop, port) = (stop.clone(), ports[i]);
+            std::thread::spawn(move || {
+                let (mut acked, mut unknown, mut aborted, mut torn) = (0i64, 0i64, 0u64, 0u64);
+                let deadline = Instant::now() + Duration::from_secs(40);
+                let mut conn: Option<Conn> = None;
+                while !stop.load(SeqCst) && Instant::now() < deadline && acked < 5000 {
+                    let Some(cn) = conn.as_mut() else {
+                        conn = Conn::open(port).ok();
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    let step = (|| -> std::io::Result<Option<Reply>> {
+                        if let Reply::Error(_) = cn.cmd(&[b"WATCH", b"{tx}left", b"{tx}right"])? {
+                            return Ok(None);
+                        }
+                        let Reply::Array(v) = cn.cmd(&[b"MGET", b"{tx}left", b"{tx}right"])? else {
+                            return Ok(None);
+                        };
+                        let (l, r) = (num(&v[0]), num(&v[1]));
+                        if l != -r {
+                            torn += 1;
+                        }
+                        cn.cmd(&[b"MULTI"])?;
+                        cn.cmd(&[b"SET", b"{tx}left", (l + 1).to_string().as_bytes()])?;
+                        cn.cmd(&[b"SET", b"{tx}right", (r - 1).to_string().as_bytes()])?;
+                        cn.cmd(&[b"EXEC"]).map(Some)
+                    })();
+                    match step {
+                        Ok(Some(Reply::Array(_))) => acked += 1,
+                        Ok(Some(Reply::Bulk(None))) => aborted += 1,
+                        // Nothing was applied: retry.
+                        Ok(Some(Reply::Error(e))) if e.starts_with("TRYAGAIN") => {
+                            let _ = cn.cmd(&[b"DISCARD"]);
+                        }
+                        Ok(Some(Reply::Error(e))) if e.starts_with("UNKNOWN") => unknown += 1,
+                        Ok(Some(other)) => panic!("EXEC answered {other:?}"),
+                        Ok(None) => {
+                            let _ = cn.cmd(&[b"UNWATCH"]);
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        // The link broke: EXEC may have been sent.
+                        Err(_) => {
+                            unknown += 1;
+                            conn = None;
+                        }
+                    }
+                }
+                (acked, unknown, aborted, torn)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let leader = c.leader_of(b"{tx}left").expect("a leader");
+    c.kill(leader);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.start(leader);
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, SeqCst);
+    let results: Vec<_> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+    c.wait_ok();
+    let acked: i64 = results.iter().map(|r| r.0).sum();
+    let unknown: i64 = results.iter().map(|r| r.1).sum();
+    let torn: u64 = results.iter().map(|r| r.3).sum();
+    eprintln!("transactions (acked, unknown, aborted, torn reads) per client: {results:?}");
+    assert_eq!(torn, 0, "a read saw half a transaction");
+    assert!(
+        acked >= 30,
+        "too few transactions went through: {results:?}"
+    );
+    let mut conn = Conn::open(c.ports[(leader + 1) % 3]).unwrap();
+    let Reply::Array(v) =
+        until_answered(&c, (leader + 1) % 3, &[b"MGET", b"{tx}left", b"{tx}right"])
+    else {
+        panic!("MGET")
+    };
+    let (l, r) = (num(&v[0]), num(&v[1]));
+    assert_eq!(l, -r, "the keys moved apart");
+    assert!(
+        acked <= l && l <= acked + unknown,
+        "{l} units moved, {acked} acknowledged, {unknown} unknown"
+    );
+    let _ = conn.cmd(&[b"PING"]);
+    c.converged_digests();
 }
