@@ -38,18 +38,43 @@ pub struct Holder {
     pub owner: Box<[u8]>,
     pub token: u64,
     pub lease_ms: u64,
+    /// Permits it holds (1 for a lock).
+    pub permits: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Waiter {
     pub owner: Box<[u8]>,
     pub lease_ms: u64,
+    pub permits: u32,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A lock or a semaphore: `limit` permits, shared by its holders; a lock
+/// is a semaphore of one permit.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lock {
-    pub holder: Option<Holder>,
+    pub limit: u32,
+    pub holders: Vec<Holder>,
     pub waiters: VecDeque<Waiter>,
+}
+
+impl Lock {
+    pub fn new(limit: u32) -> Lock {
+        Lock {
+            limit,
+            holders: Vec::new(),
+            waiters: VecDeque::new(),
+        }
+    }
+
+    /// Permits held.
+    pub fn used(&self) -> u64 {
+        self.holders.iter().map(|h| u64::from(h.permits)).sum()
+    }
+
+    fn holder(&self, owner: &[u8]) -> Option<&Holder> {
+        self.holders.iter().find(|h| *h.owner == *owner)
+    }
 }
 
 /// What `acquire` did.
@@ -59,10 +84,11 @@ pub enum Acquired {
     Granted(u64),
     /// The owner already held it: same token, lease renewed.
     Renewed(u64),
-    /// Held by another owner.
+    /// Not enough permits free (held by another owner), or others wait
+    /// first.
     Busy,
-    /// Held by another owner; the owner waits in the queue (now, or
-    /// already: asking again changes nothing).
+    /// Busy; the owner waits in the queue (now, or already: asking again
+    /// changes nothing).
     Queued,
 }
 
@@ -75,6 +101,11 @@ pub struct Grant {
 }
 
 pub const QUEUE_FULL: &str = "LOCKQUEUE too many waiters on this lock";
+pub const LIMIT_MISMATCH: &str =
+    "ERR the lock exists with another number of permits (a lock has 1; SEM.INFO shows a semaphore's)";
+pub const PERMITS_OVER_LIMIT: &str = "ERR more permits asked for than the semaphore has";
+/// Most permits a semaphore may have.
+pub const LIMIT_MAX: u32 = 1_000_000;
 
 /// What `LOCK.INFO` shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,14 +118,42 @@ pub struct LockInfo {
     pub waiters: usize,
 }
 
+/// One holder as `SEM.INFO` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HolderInfo {
+    pub owner: Box<[u8]>,
+    pub token: u64,
+    pub permits: u32,
+    pub lease_ms: u64,
+    pub remaining_ms: Option<u64>,
+}
+
+/// What `SEM.INFO` shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SemInfo {
+    pub limit: u32,
+    pub used: u64,
+    pub holders: Vec<HolderInfo>,
+    pub waiters: usize,
+}
+
+/// A byte string a lock table owns (a name or an owner).
+type Bytes = Box<[u8]>;
+/// One holder's lease by this node's clock: owner, token, deadline (µs).
+type Deadline = (Bytes, u64, u64);
+/// A lease that ended: lock name, owner, token.
+pub type Ended = (Bytes, Bytes, u64);
+
 #[derive(Debug, Default)]
 pub struct Locks {
     map: HashMap<Box<[u8]>, Lock>,
-    /// name → (token, deadline in this node's monotonic µs).
-    deadlines: HashMap<Box<[u8]>, (u64, u64)>,
-    /// The same deadlines in time order: (deadline, name), so finding the
-    /// leases that ended costs what ended, not every lock held.
-    by_deadline: BTreeSet<(u64, Box<[u8]>)>,
+    /// name → each holder's (owner, token, deadline in this node's
+    /// monotonic µs).
+    deadlines: HashMap<Bytes, Vec<Deadline>>,
+    /// The same deadlines in time order: (deadline, name, owner), so
+    /// finding the leases that ended costs what ended, not every lock
+    /// held.
+    by_deadline: BTreeSet<(u64, Bytes, Bytes)>,
     /// This node's monotonic time (µs) when no clock is set (tests).
     now_us: u64,
     /// This node's monotonic clock in µs, from the host.
@@ -158,6 +217,10 @@ impl Locks {
         self.wall_ms = now_ms;
     }
 
+    /// A token for a grant. In cluster mode the stamp of the command:
+    /// every grant one command makes (a release admitting several
+    /// waiters of a semaphore) carries the same token; standalone, each
+    /// grant its own.
     fn next_token(&mut self) -> Option<u64> {
         if self.standalone {
             self.seq = (self.seq + 1).max(self.wall_ms.saturating_mul(1000));
@@ -176,37 +239,58 @@ impl Locks {
         self.map.is_empty()
     }
 
-    /// Standalone: a holder whose lease ran out by this node's clock is
-    /// gone (its waiters' turn).
+    /// Standalone: holders whose lease ran out by this node's clock are
+    /// gone (their waiters' turn).
     fn expire_local(&mut self, name: &[u8], now: u64) {
         if !self.standalone {
             return;
         }
-        if let Some(&(token, d)) = self.deadlines.get(name) {
-            if now >= d {
-                self.expire(name, token, now);
-            }
+        let ended: Vec<(Box<[u8]>, u64)> = match self.deadlines.get(name) {
+            Some(ds) => ds
+                .iter()
+                .filter(|(_, _, d)| now >= *d)
+                .map(|(o, t, _)| (o.clone(), *t))
+                .collect(),
+            None => return,
+        };
+        for (owner, token) in ended {
+            self.expire_owner(name, &owner, token, now);
         }
     }
 
-    fn set_deadline(&mut self, name: &[u8], token: u64, lease_ms: u64, now: u64) {
+    fn set_deadline(&mut self, name: &[u8], owner: &[u8], token: u64, lease_ms: u64, now: u64) {
         let d = now.saturating_add(lease_ms.saturating_mul(1000));
-        if let Some((_, old)) = self.deadlines.insert(name.into(), (token, d)) {
-            self.by_deadline.remove(&(old, name.into()));
-        }
-        self.by_deadline.insert((d, name.into()));
+        self.clear_deadline(name, owner);
+        self.deadlines
+            .entry(name.into())
+            .or_default()
+            .push((owner.into(), token, d));
+        self.by_deadline.insert((d, name.into(), owner.into()));
     }
 
-    fn clear_deadline(&mut self, name: &[u8]) {
-        if let Some((_, old)) = self.deadlines.remove(name) {
-            self.by_deadline.remove(&(old, name.into()));
+    fn clear_deadline(&mut self, name: &[u8], owner: &[u8]) {
+        let Some(ds) = self.deadlines.get_mut(name) else {
+            return;
+        };
+        if let Some(i) = ds.iter().position(|(o, _, _)| **o == *owner) {
+            let (o, _, d) = ds.swap_remove(i);
+            self.by_deadline.remove(&(d, name.into(), o));
+        }
+        if ds.is_empty() {
+            self.deadlines.remove(name);
         }
     }
 
-    /// `LOCK.ACQUIRE name owner lease_ms [WAIT]`: grants a free lock,
-    /// renews the owner's own (same token), or — held by another — reports
-    /// it busy or, with `wait`, queues the owner (FIFO, at most
-    /// [`WAITERS_MAX`]; queued already: nothing changes).
+    fn deadline_of(&self, name: &[u8], owner: &[u8], token: u64) -> Option<u64> {
+        self.deadlines
+            .get(name)?
+            .iter()
+            .find(|(o, t, _)| **o == *owner && *t == token)
+            .map(|(_, _, d)| *d)
+    }
+
+    /// `LOCK.ACQUIRE name owner lease_ms [WAIT]`: a semaphore of one
+    /// permit.
     pub fn acquire(
         &mut self,
         name: &[u8],
@@ -215,15 +299,41 @@ impl Locks {
         wait: bool,
         now: u64,
     ) -> Result<Acquired, &'static str> {
+        self.acquire_permits(name, owner, 1, 1, lease_ms, wait, now)
+    }
+
+    /// `SEM.ACQUIRE name owner permits limit lease_ms [WAIT]`: grants
+    /// `permits` of the `limit` when they are free and nobody waits
+    /// before (FIFO: no barging), renews the owner's own grant (same
+    /// token), or — busy — reports it or, with `wait`, queues the owner
+    /// (at most [`WAITERS_MAX`]; queued already: nothing changes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn acquire_permits(
+        &mut self,
+        name: &[u8],
+        owner: &[u8],
+        permits: u32,
+        limit: u32,
+        lease_ms: u64,
+        wait: bool,
+        now: u64,
+    ) -> Result<Acquired, &'static str> {
+        if permits == 0 || permits > limit {
+            return Err(PERMITS_OVER_LIMIT);
+        }
         self.expire_local(name, now);
         if let Some(l) = self.map.get_mut(name) {
-            if let Some(h) = l.holder.as_mut() {
-                if *h.owner == *owner {
-                    h.lease_ms = lease_ms;
-                    let token = h.token;
-                    self.set_deadline(name, token, lease_ms, now);
-                    return Ok(Acquired::Renewed(token));
-                }
+            if l.limit != limit {
+                return Err(LIMIT_MISMATCH);
+            }
+            if let Some(h) = l.holders.iter_mut().find(|h| *h.owner == *owner) {
+                h.lease_ms = lease_ms;
+                let token = h.token;
+                self.set_deadline(name, owner, token, lease_ms, now);
+                return Ok(Acquired::Renewed(token));
+            }
+            let fits = l.waiters.is_empty() && l.used() + u64::from(permits) <= u64::from(limit);
+            if !fits {
                 if !wait {
                     return Ok(Acquired::Busy);
                 }
@@ -237,18 +347,23 @@ impl Locks {
                 l.waiters.push_back(Waiter {
                     owner: owner.into(),
                     lease_ms,
+                    permits,
                 });
                 return Ok(Acquired::Queued);
             }
         }
         let token = self.next_token().ok_or(STAMP_MISSING)?;
-        let lock = self.map.entry(name.into()).or_default();
-        lock.holder = Some(Holder {
+        let lock = self
+            .map
+            .entry(name.into())
+            .or_insert_with(|| Lock::new(limit));
+        lock.holders.push(Holder {
             owner: owner.into(),
             token,
             lease_ms,
+            permits,
         });
-        self.set_deadline(name, token, lease_ms, now);
+        self.set_deadline(name, owner, token, lease_ms, now);
         Ok(Acquired::Granted(token))
     }
 
@@ -258,21 +373,21 @@ impl Locks {
     pub fn dequeue(&mut self, name: &[u8], owner: &[u8], now: u64) -> Option<u64> {
         self.expire_local(name, now);
         let l = self.map.get_mut(name)?;
-        if let Some(h) = l.holder.as_ref().filter(|h| *h.owner == *owner) {
+        if let Some(h) = l.holder(owner) {
             return Some(h.token);
         }
+        let before = l.waiters.len();
         l.waiters.retain(|w| *w.owner != *owner);
+        if l.waiters.len() != before {
+            // Those behind a semaphore waiter that asked for more may fit.
+            self.admit(name, now);
+        }
         None
     }
 
     /// Whether `owner` holds `name` now: its token.
     pub fn holder_token(&self, name: &[u8], owner: &[u8]) -> Option<u64> {
-        self.map
-            .get(name)?
-            .holder
-            .as_ref()
-            .filter(|h| *h.owner == *owner)
-            .map(|h| h.token)
+        self.map.get(name)?.holder(owner).map(|h| h.token)
     }
 
     /// The grants to waiters made since the last call.
@@ -280,7 +395,7 @@ impl Locks {
         std::mem::take(&mut self.granted)
     }
 
-    /// `LOCK.RENEW`: only the holder with its token renews.
+    /// `LOCK.RENEW`: only a holder with its token renews.
     pub fn renew(
         &mut self,
         name: &[u8],
@@ -290,118 +405,140 @@ impl Locks {
         now: u64,
     ) -> bool {
         self.expire_local(name, now);
-        let Some(h) = self.map.get_mut(name).and_then(|l| l.holder.as_mut()) else {
+        let Some(h) = self.map.get_mut(name).and_then(|l| {
+            l.holders
+                .iter_mut()
+                .find(|h| *h.owner == *owner && h.token == token)
+        }) else {
             return false;
         };
-        if *h.owner != *owner || h.token != token {
-            return false;
-        }
         h.lease_ms = lease_ms;
-        self.set_deadline(name, token, lease_ms, now);
+        self.set_deadline(name, owner, token, lease_ms, now);
         true
     }
 
-    /// `LOCK.RELEASE`: only the holder with its token releases.
+    /// `LOCK.RELEASE`: only a holder with its token releases.
     pub fn release(&mut self, name: &[u8], owner: &[u8], token: u64, now: u64) -> bool {
         self.expire_local(name, now);
-        let holds = self
-            .map
-            .get(name)
-            .and_then(|l| l.holder.as_ref())
-            .is_some_and(|h| *h.owner == *owner && h.token == token);
-        if holds {
-            self.vacate(name, now);
-        }
-        holds
+        self.expire_owner(name, owner, token, now)
     }
 
-    /// `CAIRN.LOCKEXPIRE name token` (the leader's decision, or the standalone
-    /// clock): ends the holder's lease if that token still holds.
-    pub fn expire(&mut self, name: &[u8], token: u64, now: u64) -> bool {
-        let holds = self
-            .map
-            .get(name)
-            .and_then(|l| l.holder.as_ref())
-            .is_some_and(|h| h.token == token);
-        if holds {
-            self.vacate(name, now);
-        }
-        holds
+    /// Removes the holder `owner` with `token`, then admits waiters.
+    fn expire_owner(&mut self, name: &[u8], owner: &[u8], token: u64, now: u64) -> bool {
+        let Some(l) = self.map.get_mut(name) else {
+            return false;
+        };
+        let Some(i) = l
+            .holders
+            .iter()
+            .position(|h| *h.owner == *owner && h.token == token)
+        else {
+            return false;
+        };
+        l.holders.remove(i);
+        self.clear_deadline(name, owner);
+        self.admit(name, now);
+        true
     }
 
-    /// `LOCK.FORCERELEASE` (admin): whoever holds it.
+    /// `CAIRN.LOCKEXPIRE name token [owner]` (the leader's decision, or
+    /// the standalone clock): ends the lease of the holder with that
+    /// token (and owner, when given: a semaphore's holders admitted by one
+    /// command share a token) if it still holds.
+    pub fn expire(&mut self, name: &[u8], token: u64, owner: Option<&[u8]>, now: u64) -> bool {
+        let found = self.map.get(name).and_then(|l| {
+            l.holders
+                .iter()
+                .find(|h| h.token == token && owner.is_none_or(|o| *h.owner == *o))
+                .map(|h| h.owner.clone())
+        });
+        match found {
+            Some(o) => self.expire_owner(name, &o, token, now),
+            None => false,
+        }
+    }
+
+    /// `LOCK.FORCERELEASE` (admin): whoever holds it (every holder of a
+    /// semaphore).
     pub fn force_release(&mut self, name: &[u8], now: u64) -> bool {
         self.expire_local(name, now);
-        let held = self.map.get(name).is_some_and(|l| l.holder.is_some());
-        if held {
-            self.vacate(name, now);
+        let Some(l) = self.map.get_mut(name) else {
+            return false;
+        };
+        if l.holders.is_empty() {
+            return false;
         }
-        held
+        let gone: Vec<Holder> = std::mem::take(&mut l.holders);
+        for h in gone {
+            self.clear_deadline(name, &h.owner);
+        }
+        self.admit(name, now);
+        true
     }
 
-    /// The holder leaves; the first waiter, if any, is granted the lock
-    /// in the same command (its token is this command's).
-    fn vacate(&mut self, name: &[u8], now: u64) {
-        self.clear_deadline(name);
-        let next = match self.map.get_mut(name) {
-            Some(l) => {
-                l.holder = None;
-                l.waiters.pop_front()
-            }
-            None => None,
-        };
-        match next {
-            Some(w) => match self.next_token() {
-                Some(token) => {
-                    self.granted.push(Grant {
-                        name: name.into(),
-                        owner: w.owner.clone(),
-                        token,
-                    });
-                    if let Some(l) = self.map.get_mut(name) {
-                        l.holder = Some(Holder {
-                            owner: w.owner,
-                            token,
-                            lease_ms: w.lease_ms,
-                        });
-                    }
-                    self.set_deadline(name, token, w.lease_ms, now);
-                }
-                None => {
-                    if let Some(l) = self.map.get_mut(name) {
-                        l.waiters.push_front(w);
-                    }
-                }
-            },
-            None => {
-                if self.map.get(name).is_some_and(|l| l.waiters.is_empty()) {
+    /// Grants waiters from the front while their permits fit (FIFO: one
+    /// that does not fit blocks those behind it), in the same command
+    /// (their token is this command's); forgets a lock nobody holds or
+    /// waits for.
+    fn admit(&mut self, name: &[u8], now: u64) {
+        loop {
+            let Some(l) = self.map.get_mut(name) else {
+                return;
+            };
+            let fits = l
+                .waiters
+                .front()
+                .is_some_and(|w| l.used() + u64::from(w.permits) <= u64::from(l.limit));
+            if !fits {
+                if l.holders.is_empty() && l.waiters.is_empty() {
                     self.map.remove(name);
                 }
+                return;
             }
+            let Some(token) = self.next_token() else {
+                return;
+            };
+            let Some(l) = self.map.get_mut(name) else {
+                return;
+            };
+            let Some(w) = l.waiters.pop_front() else {
+                return;
+            };
+            self.granted.push(Grant {
+                name: name.into(),
+                owner: w.owner.clone(),
+                token,
+            });
+            l.holders.push(Holder {
+                owner: w.owner.clone(),
+                token,
+                lease_ms: w.lease_ms,
+                permits: w.permits,
+            });
+            self.set_deadline(name, &w.owner, token, w.lease_ms, now);
         }
     }
 
-    /// Fencing: whether `name` is held with `token` now. In cluster mode
-    /// decided by the replicated table alone (a lease that ran out still
-    /// holds until its expiry is applied: every replica answers the
-    /// same); standalone, a lease that ran out by the clock has ended.
+    /// Fencing: whether `name` is held with `token` now (by any of a
+    /// semaphore's holders). In cluster mode decided by the replicated
+    /// table alone (a lease that ran out still holds until its expiry is
+    /// applied: every replica answers the same); standalone, a lease that
+    /// ran out by the clock has ended.
     pub fn holds_token(&mut self, name: &[u8], token: u64, now: u64) -> bool {
         self.expire_local(name, now);
         self.map
             .get(name)
-            .and_then(|l| l.holder.as_ref())
-            .is_some_and(|h| h.token == token)
+            .is_some_and(|l| l.holders.iter().any(|h| h.token == token))
     }
 
+    /// `LOCK.INFO`: the (first) holder.
     pub fn info(&mut self, name: &[u8], now: u64) -> Option<LockInfo> {
         self.expire_local(name, now);
         let l = self.map.get(name)?;
-        let h = l.holder.as_ref()?;
+        let h = l.holders.first()?;
         let remaining_ms = self
-            .deadlines
-            .get(name)
-            .filter(|(t, _)| *t == h.token)
-            .map(|(_, d)| d.saturating_sub(now) / 1000);
+            .deadline_of(name, &h.owner, h.token)
+            .map(|d| d.saturating_sub(now) / 1000);
         Some(LockInfo {
             owner: h.owner.clone(),
             token: h.token,
@@ -411,14 +548,42 @@ impl Locks {
         })
     }
 
-    /// Held locks whose lease ended by this node's clock: (name, token),
-    /// at most `max` of them (the leader commits their expiry).
-    pub fn expired(&self, now: u64, max: usize) -> Vec<(Box<[u8]>, u64)> {
+    /// `SEM.INFO`: permits, every holder, waiters.
+    pub fn sem_info(&mut self, name: &[u8], now: u64) -> Option<SemInfo> {
+        self.expire_local(name, now);
+        let l = self.map.get(name)?;
+        let holders = l
+            .holders
+            .iter()
+            .map(|h| HolderInfo {
+                owner: h.owner.clone(),
+                token: h.token,
+                permits: h.permits,
+                lease_ms: h.lease_ms,
+                remaining_ms: self
+                    .deadline_of(name, &h.owner, h.token)
+                    .map(|d| d.saturating_sub(now) / 1000),
+            })
+            .collect();
+        Some(SemInfo {
+            limit: l.limit,
+            used: l.used(),
+            holders,
+            waiters: l.waiters.len(),
+        })
+    }
+
+    /// Holders whose lease ended by this node's clock: (name, owner,
+    /// token), at most `max` of them (the leader commits their expiry).
+    pub fn expired(&self, now: u64, max: usize) -> Vec<Ended> {
         self.by_deadline
             .iter()
-            .take_while(|(d, _)| *d <= now)
+            .take_while(|(d, _, _)| *d <= now)
             .take(max)
-            .filter_map(|(_, n)| self.deadlines.get(n).map(|(t, _)| (n.clone(), *t)))
+            .filter_map(|(_, n, o)| {
+                let t = self.deadlines.get(n)?.iter().find(|(ow, _, _)| ow == o)?.1;
+                Some((n.clone(), o.clone(), t))
+            })
             .collect()
     }
 
@@ -428,7 +593,7 @@ impl Locks {
     }
 
     /// Restores one lock from a snapshot (false if the name is taken).
-    /// Its lease is not running here until `start_leases`.
+    /// Its leases are not running here until `start_leases`.
     pub fn restore(&mut self, name: &[u8], lock: Lock) -> bool {
         if self.map.contains_key(name) {
             return false;
@@ -437,18 +602,22 @@ impl Locks {
         true
     }
 
-    /// Gives every held lock without a deadline here a whole lease from
+    /// Gives every holder without a deadline here a whole lease from
     /// `now` (this node's monotonic µs): after a restore from a snapshot,
     /// as if each grant were applied now — never earlier than it was.
     pub fn start_leases(&mut self, now: u64) {
-        let held: Vec<(Box<[u8]>, u64, u64)> = self
+        let held: Vec<(Bytes, Bytes, u64, u64)> = self
             .map
             .iter()
-            .filter(|(n, _)| !self.deadlines.contains_key(*n))
-            .filter_map(|(n, l)| l.holder.as_ref().map(|h| (n.clone(), h.token, h.lease_ms)))
+            .flat_map(|(n, l)| {
+                l.holders
+                    .iter()
+                    .map(move |h| (n.clone(), h.owner.clone(), h.token, h.lease_ms))
+            })
+            .filter(|(n, o, t, _)| self.deadline_of(n, o, *t).is_none())
             .collect();
-        for (n, token, lease_ms) in held {
-            self.set_deadline(&n, token, lease_ms, now);
+        for (n, o, token, lease_ms) in held {
+            self.set_deadline(&n, &o, token, lease_ms, now);
         }
     }
 
@@ -523,10 +692,16 @@ mod tests {
         l.set_stamp(6, 0);
         assert_eq!(l.acquire(b"x", b"b", 10, false, later), Ok(Acquired::Busy));
         // ...the leader finds the deadline passed and commits the expiry.
-        assert_eq!(l.expired(later, 10), vec![(b"x"[..].into(), 5 << 16)]);
+        assert_eq!(
+            l.expired(later, 10),
+            vec![(b"x"[..].into(), b"a"[..].into(), 5 << 16)]
+        );
         assert!(l.expired(t0, 10).is_empty());
-        assert!(!l.expire(b"x", 4 << 16, later), "another token's expiry");
-        assert!(l.expire(b"x", 5 << 16, later));
+        assert!(
+            !l.expire(b"x", 4 << 16, None, later),
+            "another token's expiry"
+        );
+        assert!(l.expire(b"x", 5 << 16, None, later));
         assert!(l.expired(later, 10).is_empty());
         l.set_stamp(7, 1);
         assert_eq!(
@@ -543,9 +718,9 @@ mod tests {
             let name = format!("n{i}");
             l.acquire(name.as_bytes(), b"o", lease, false, 0).unwrap();
         }
-        let names = |v: Vec<(Box<[u8]>, u64)>| -> Vec<String> {
+        let names = |v: Vec<Ended>| -> Vec<String> {
             v.iter()
-                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .map(|(n, _, _)| String::from_utf8_lossy(n).into_owned())
                 .collect()
         };
         assert!(l.expired(9_999, 10).is_empty());
@@ -556,7 +731,10 @@ mod tests {
         assert!(l.release(b"n3", b"o", 3 << 16, 15_000));
         assert_eq!(names(l.expired(40_000, 10)), ["n1"]);
         assert_eq!(names(l.expired(115_000, 10)), ["n1", "n2"]);
-        assert_eq!(l.by_deadline.len(), l.deadlines.len());
+        assert_eq!(
+            l.by_deadline.len(),
+            l.deadlines.values().map(Vec::len).sum::<usize>()
+        );
     }
 
     #[test]
@@ -568,7 +746,7 @@ mod tests {
         assert!(l.release(b"x", b"a", 5 << 16, t0));
         l.set_stamp(6, 0);
         l.acquire(b"x", b"b", 10, false, t0).unwrap();
-        assert!(!l.expire(b"x", 5 << 16, t0));
+        assert!(!l.expire(b"x", 5 << 16, None, t0));
         assert_eq!(l.info(b"x", t0).unwrap().token, 6 << 16);
     }
 
@@ -612,10 +790,12 @@ mod tests {
             Waiter {
                 owner: b"b"[..].into(),
                 lease_ms: 20,
+                permits: 1,
             },
             Waiter {
                 owner: b"c"[..].into(),
                 lease_ms: 30,
+                permits: 1,
             },
         ]);
         l.set_stamp(2, 0);
@@ -626,10 +806,114 @@ mod tests {
             (&b"b"[..], 2 << 16, 20, 1)
         );
         l.set_stamp(3, 0);
-        assert!(l.expire(b"x", 2 << 16, t0));
+        assert!(l.expire(b"x", 2 << 16, None, t0));
         assert_eq!(&*l.info(b"x", t0).unwrap().owner, b"c");
         l.set_stamp(4, 0);
         assert!(l.force_release(b"x", t0));
         assert!(l.is_empty());
+    }
+
+    fn granted(r: Result<Acquired, &'static str>) -> u64 {
+        match r {
+            Ok(Acquired::Granted(t)) => t,
+            other => panic!("not granted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_semaphore_shares_its_permits_first_come_first_served() {
+        let mut l = cluster();
+        let t0 = 1_000_000u64;
+        l.set_stamp(1, 0);
+        let a = granted(l.acquire_permits(b"s", b"a", 2, 3, 100, false, t0));
+        l.set_stamp(2, 0);
+        let b = granted(l.acquire_permits(b"s", b"b", 1, 3, 100, false, t0));
+        assert!(b > a);
+        // Full: a third owner waits; one asking for fewer behind it does
+        // not barge past it even when its permits would fit later.
+        l.set_stamp(3, 0);
+        assert_eq!(
+            l.acquire_permits(b"s", b"c", 2, 3, 100, true, t0),
+            Ok(Acquired::Queued)
+        );
+        assert_eq!(
+            l.acquire_permits(b"s", b"d", 1, 3, 100, false, t0),
+            Ok(Acquired::Busy)
+        );
+        assert_eq!(
+            l.acquire_permits(b"s", b"d", 1, 3, 100, true, t0),
+            Ok(Acquired::Queued)
+        );
+        // Wrong shape: refused, nothing changes.
+        assert_eq!(l.acquire(b"s", b"e", 100, false, t0), Err(LIMIT_MISMATCH));
+        assert_eq!(
+            l.acquire_permits(b"s", b"e", 4, 4, 100, false, t0),
+            Err(LIMIT_MISMATCH)
+        );
+        assert_eq!(
+            l.acquire_permits(b"t", b"e", 4, 3, 100, false, t0),
+            Err(PERMITS_OVER_LIMIT)
+        );
+        // a's 2 permits come back: c (2) fits, d (1) behind it does not
+        // (b holds 1): one grant, with this command's token.
+        l.set_stamp(4, 0);
+        assert!(l.release(b"s", b"a", a, t0));
+        assert_eq!(
+            l.take_grants(),
+            vec![Grant {
+                name: b"s"[..].into(),
+                owner: b"c"[..].into(),
+                token: 4 << 16
+            }]
+        );
+        let i = l.sem_info(b"s", t0).unwrap();
+        assert_eq!((i.limit, i.used, i.holders.len(), i.waiters), (3, 3, 2, 1));
+        // b's lease ends (the leader's expiry names the owner): d gets in.
+        l.set_stamp(5, 0);
+        assert!(l.expire(b"s", b, Some(&b"b"[..]), t0));
+        assert_eq!(l.take_grants().len(), 1);
+        assert!(l.holds_token(b"s", 5 << 16, t0));
+        assert_eq!(l.holder_token(b"s", b"d"), Some(5 << 16));
+        // A leaving waiter at the head lets those behind in.
+        l.set_stamp(6, 0);
+        assert_eq!(
+            l.acquire_permits(b"s", b"e", 3, 3, 100, true, t0),
+            Ok(Acquired::Queued)
+        );
+        l.set_stamp(7, 0);
+        assert_eq!(
+            l.acquire_permits(b"s", b"f", 1, 3, 100, true, t0),
+            Ok(Acquired::Queued)
+        );
+        assert_eq!(l.dequeue(b"s", b"e", t0), None);
+        l.set_stamp(8, 0);
+        assert!(l.release(b"s", b"d", 5 << 16, t0));
+        assert_eq!(l.holder_token(b"s", b"f"), Some(8 << 16));
+        assert!(l.force_release(b"s", t0));
+        assert!(l.is_empty());
+        assert!(l.deadlines.is_empty() && l.by_deadline.is_empty());
+    }
+
+    #[test]
+    fn one_release_admits_several_waiters_with_their_own_leases() {
+        let mut l = cluster();
+        l.set_stamp(1, 0);
+        let a = granted(l.acquire_permits(b"s", b"a", 4, 4, 10, false, 0));
+        for (i, o) in [b"b", b"c", b"d"].iter().enumerate() {
+            l.set_stamp(2 + i as u64, 0);
+            assert_eq!(
+                l.acquire_permits(b"s", *o, 1, 4, 10 * (i as u64 + 2), true, 0),
+                Ok(Acquired::Queued)
+            );
+        }
+        l.set_stamp(9, 0);
+        assert!(l.release(b"s", b"a", a, 0));
+        assert_eq!(l.take_grants().len(), 3);
+        // Each holder's lease ends on its own: b's first.
+        let ended = l.expired(25_000, 10);
+        assert_eq!(ended, vec![(b"s"[..].into(), b"b"[..].into(), 9 << 16)]);
+        assert!(l.expire(b"s", 9 << 16, Some(&b"b"[..]), 25_000));
+        assert_eq!(l.sem_info(b"s", 25_000).unwrap().used, 2);
+        assert_eq!(l.expired(45_000, 10).len(), 2);
     }
 }

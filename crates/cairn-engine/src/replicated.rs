@@ -132,11 +132,12 @@ replicated! {
     b"copy" => -3, copy::Copy;
     b"cairn.expired" => -1, expired::Expired;
     b"cairn.evict" => -1, evict::Evict;
-    b"lock.acquire" => -4, lock_acquire::LockAcquire;
+    b"lock.acquire" => -4, lock_acquire::LockAcquire<false>;
+    b"sem.acquire" => -6, lock_acquire::SemAcquire;
     b"lock.dequeue" => 3, lock_dequeue::LockDequeue;
     b"lock.renew" => 5, lock_renew::LockRenew;
     b"lock.release" => 4, lock_release::LockRelease;
-    b"cairn.lockexpire" => 3, lock_expire::LockExpire;
+    b"cairn.lockexpire" => -3, lock_expire::LockExpire;
     b"lock.forcerelease" => 2, lock_forcerelease::LockForceRelease;
     b"cairn.exec" => -3, exec::Exec;
 }
@@ -195,6 +196,7 @@ tx_reads! {
     b"expiretime" => 2, ttl::ExpireTime;
     b"pexpiretime" => 2, ttl::PExpireTime;
     b"lock.info" => 2, lock_info::LockInfo;
+    b"sem.info" => 2, sem_info::SemInfo;
     b"lock.fence" => 3, lock_fence::LockFence;
 }
 
@@ -226,8 +228,8 @@ pub fn check_in_tx(argv: &[&[u8]]) -> Result<(), String> {
             .0
             .into_owned());
     }
-    if name == b"lock.acquire" && argv.len() > 4 {
-        return Err("ERR LOCK.ACQUIRE cannot WAIT inside a transaction".into());
+    if (name == b"lock.acquire" && argv.len() > 4) || (name == b"sem.acquire" && argv.len() > 6) {
+        return Err("ERR LOCK.ACQUIRE and SEM.ACQUIRE cannot WAIT inside a transaction".into());
     }
     Ok(())
 }
@@ -362,7 +364,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 37);
+        assert_eq!(NAMES.len(), 38);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

@@ -24,9 +24,12 @@
 //! entry     tag (INT | INLINE | HEAP | GROWABLE) | key_len | key | meta u32 | body
 //!           INT: i64; the others: len | bytes (INLINE: len <= 22)
 //! deadline  DEADLINE | position | deadline unix ms u64
-//! lock      LOCK | name_len | name | holder u8 (0|1)
+//! lock      LOCK | name_len | name | permits | holders
+//!           | (owner_len | owner | token u64 | lease_ms u64 | permits)*
+//!           | waiters | (owner_len | owner | lease_ms u64 | permits)*
+//!           (versions 2 and 3: LOCK | name_len | name | holder u8 (0|1)
 //!           [| owner_len | owner | token u64 | lease_ms u64]
-//!           | waiters | (owner_len | owner | lease_ms u64)*
+//!           | waiters | (owner_len | owner | lease_ms u64)*: one permit)
 //!
 //! versions  VERSIONS | count | (bucket | version u64)*   at most one, last
 //! ```
@@ -34,7 +37,9 @@
 //! Version 2 added lock records (after the deadlines, in name order);
 //! version 1 snapshots still load, with no locks. Version 3 added the
 //! write-version table of WATCH (its non-zero buckets); older snapshots
-//! load with an empty table.
+//! load with an empty table. Version 4 made a lock a semaphore (its
+//! permits, several holders, each holder's and waiter's permits); older
+//! lock records load as locks of one permit.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -53,7 +58,7 @@ use crate::bytes::INLINE_MAX;
 use crate::keyspace::Keyspace;
 use crate::value::Value;
 
-pub const SNAPSHOT_VERSION: u8 = 3;
+pub const SNAPSHOT_VERSION: u8 = 4;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
@@ -223,19 +228,20 @@ fn put_lock<W: Write>(
     head.varint(name.len() as u64);
     out.put(head.as_slice())?;
     out.put(name)?;
-    match &lock.holder {
-        None => out.put(&[0])?,
-        Some(h) => {
-            let mut rec = Small::default();
-            rec.byte(1);
-            rec.varint(h.owner.len() as u64);
-            out.put(rec.as_slice())?;
-            out.put(&h.owner)?;
-            let mut rec = Small::default();
-            rec.bytes(&h.token.to_le_bytes());
-            rec.bytes(&h.lease_ms.to_le_bytes());
-            out.put(rec.as_slice())?;
-        }
+    let mut rec = Small::default();
+    rec.varint(u64::from(lock.limit));
+    rec.varint(lock.holders.len() as u64);
+    out.put(rec.as_slice())?;
+    for h in &lock.holders {
+        let mut rec = Small::default();
+        rec.varint(h.owner.len() as u64);
+        out.put(rec.as_slice())?;
+        out.put(&h.owner)?;
+        let mut rec = Small::default();
+        rec.bytes(&h.token.to_le_bytes());
+        rec.bytes(&h.lease_ms.to_le_bytes());
+        rec.varint(u64::from(h.permits));
+        out.put(rec.as_slice())?;
     }
     let mut rec = Small::default();
     rec.varint(lock.waiters.len() as u64);
@@ -245,7 +251,10 @@ fn put_lock<W: Write>(
         rec.varint(w.owner.len() as u64);
         out.put(rec.as_slice())?;
         out.put(&w.owner)?;
-        out.put(&w.lease_ms.to_le_bytes())?;
+        let mut rec = Small::default();
+        rec.bytes(&w.lease_ms.to_le_bytes());
+        rec.varint(u64::from(w.permits));
+        out.put(rec.as_slice())?;
     }
     Ok(())
 }
@@ -270,25 +279,63 @@ fn read_lease<R: Read>(input: &mut ChunkReader<'_, R>) -> Result<u64, SnapshotEr
     Ok(l)
 }
 
+/// A permit count of a semaphore of `limit` permits: 1 to `limit`.
+fn read_permits<R: Read>(input: &mut ChunkReader<'_, R>, limit: u32) -> Result<u32, SnapshotError> {
+    let p = input.varint()?;
+    if p == 0 || p > u64::from(limit) {
+        return Err(SnapshotError::Corrupt("permits out of range"));
+    }
+    Ok(p as u32)
+}
+
 fn read_lock<R: Read>(
     input: &mut ChunkReader<'_, R>,
     spill: &mut Vec<u8>,
 ) -> Result<crate::locks::Lock, SnapshotError> {
-    use crate::locks::{Holder, Lock, Waiter, WAITERS_MAX};
-    let mut lock = Lock::default();
-    match input.byte()? {
-        0 => {}
-        1 => {
-            let owner = read_owner(input, spill)?;
-            let token = u64::from_le_bytes(input.array()?);
-            let lease_ms = read_lease(input)?;
-            lock.holder = Some(Holder {
-                owner,
-                token,
-                lease_ms,
-            });
+    use crate::locks::{Holder, Lock, Waiter, LIMIT_MAX, WAITERS_MAX};
+    // Versions 2 and 3: a lock of one permit, with at most one holder.
+    let v4 = input.version >= 4;
+    let limit = if v4 {
+        let l = input.varint()?;
+        if l == 0 || l > u64::from(LIMIT_MAX) {
+            return Err(SnapshotError::Corrupt("lock permits out of range"));
         }
-        _ => return Err(SnapshotError::Corrupt("lock holder flag is not 0 or 1")),
+        l as u32
+    } else {
+        1
+    };
+    let mut lock = Lock::new(limit);
+    let holders = if v4 {
+        input.varint()?
+    } else {
+        match input.byte()? {
+            0 => 0,
+            1 => 1,
+            _ => return Err(SnapshotError::Corrupt("lock holder flag is not 0 or 1")),
+        }
+    };
+    if holders > u64::from(limit) {
+        return Err(SnapshotError::Corrupt("more lock holders than permits"));
+    }
+    for _ in 0..holders {
+        let owner = read_owner(input, spill)?;
+        let token = u64::from_le_bytes(input.array()?);
+        let lease_ms = read_lease(input)?;
+        let permits = if v4 { read_permits(input, limit)? } else { 1 };
+        if lock.holders.iter().any(|h| h.owner == owner) {
+            return Err(SnapshotError::Corrupt("a lock holder twice"));
+        }
+        lock.holders.push(Holder {
+            owner,
+            token,
+            lease_ms,
+            permits,
+        });
+        if lock.used() > u64::from(limit) {
+            return Err(SnapshotError::Corrupt(
+                "more permits held than the lock has",
+            ));
+        }
     }
     let n = input.varint()?;
     if n > WAITERS_MAX as u64 {
@@ -297,12 +344,24 @@ fn read_lock<R: Read>(
     for _ in 0..n {
         let owner = read_owner(input, spill)?;
         let lease_ms = read_lease(input)?;
-        lock.waiters.push_back(Waiter { owner, lease_ms });
+        let permits = if v4 { read_permits(input, limit)? } else { 1 };
+        lock.waiters.push_back(Waiter {
+            owner,
+            lease_ms,
+            permits,
+        });
     }
-    if lock.holder.is_none() {
-        // Free locks with no waiters are never stored; waiters never
-        // queue on a free lock.
+    // Free locks with no waiters are never stored; a waiter whose permits
+    // fit would have been admitted.
+    if lock.holders.is_empty() {
         return Err(SnapshotError::Corrupt("a free lock in the snapshot"));
+    }
+    if lock
+        .waiters
+        .front()
+        .is_some_and(|w| lock.used() + u64::from(w.permits) <= u64::from(limit))
+    {
+        return Err(SnapshotError::Corrupt("a lock waiter that fits"));
     }
     Ok(lock)
 }
@@ -1437,22 +1496,34 @@ mod tests {
 
     #[test]
     fn lock_records_that_break_the_rules_are_corrupt() {
+        // Version 3 records (one permit, a holder flag) still load.
+        let v3 = |records: &[u8]| decode(&seal_version(3, 3, records, 0, 5));
+        let corrupt_v3 = |records: &[u8]| match v3(records) {
+            Err(SnapshotError::Corrupt(why)) => why,
+            other => panic!("{:?}", other.map(|(_, info)| info)),
+        };
         let ok = lock_record(b"l", Some((b"o", 1, 10)), &[(b"w", 20)]);
-        let (ks, _) = decode(&seal(3, &ok, 0, 5)).expect("valid");
+        let (mut ks, _) = v3(&ok).expect("valid");
         assert_eq!(ks.locks.len(), 1);
+        assert_eq!(
+            ks.locks
+                .sem_info(b"l", 0)
+                .map(|i| (i.limit, i.used, i.waiters)),
+            Some((1, 1, 1))
+        );
         let twice = [ok.clone(), ok.clone()].concat();
-        assert_eq!(corrupt(&twice, 0), "duplicate lock");
+        assert_eq!(corrupt_v3(&twice), "duplicate lock");
         let free = lock_record(b"l", None, &[(b"w", 20)]);
-        assert_eq!(corrupt(&free, 0), "a free lock in the snapshot");
+        assert_eq!(corrupt_v3(&free), "a free lock in the snapshot");
         let no_owner = lock_record(b"l", Some((b"", 1, 10)), &[]);
-        assert_eq!(corrupt(&no_owner, 0), "lock owner length out of range");
+        assert_eq!(corrupt_v3(&no_owner), "lock owner length out of range");
         let long_owner = lock_record(b"l", Some((&[b'o'; 257], 1, 10)), &[]);
-        assert_eq!(corrupt(&long_owner, 0), "lock owner length out of range");
+        assert_eq!(corrupt_v3(&long_owner), "lock owner length out of range");
         let no_lease = lock_record(b"l", Some((b"o", 1, 0)), &[]);
-        assert_eq!(corrupt(&no_lease, 0), "lock lease out of range");
+        assert_eq!(corrupt_v3(&no_lease), "lock lease out of range");
         let mut flag = lock_record(b"l", None, &[]);
         flag[3] = 2;
-        assert_eq!(corrupt(&flag, 0), "lock holder flag is not 0 or 1");
+        assert_eq!(corrupt_v3(&flag), "lock holder flag is not 0 or 1");
         let mut many = vec![tag::LOCK];
         many.extend(string(b"l"));
         many.push(1);
@@ -1460,7 +1531,78 @@ mod tests {
         many.extend_from_slice(&1u64.to_le_bytes());
         many.extend_from_slice(&10u64.to_le_bytes());
         many.extend_from_slice(varint(crate::locks::WAITERS_MAX as u64 + 1).as_slice());
-        assert_eq!(corrupt(&many, 0), "more lock waiters than allowed");
+        assert_eq!(corrupt_v3(&many), "more lock waiters than allowed");
+        // Version 4: semaphores.
+        let ok = sem_record(
+            b"s",
+            3,
+            &[(b"a", 1, 10, 2), (b"b", 2, 10, 1)],
+            &[(b"w", 20, 2)],
+        );
+        let (mut ks, _) = decode(&seal(3, &ok, 0, 5)).expect("valid");
+        let i = ks.locks.sem_info(b"s", 0).expect("restored");
+        assert_eq!((i.limit, i.used, i.holders.len(), i.waiters), (3, 3, 2, 1));
+        for (bad, why) in [
+            (
+                sem_record(b"s", 0, &[(b"a", 1, 10, 1)], &[]),
+                "lock permits out of range",
+            ),
+            (
+                sem_record(b"s", 2, &[(b"a", 1, 10, 3)], &[]),
+                "permits out of range",
+            ),
+            (
+                sem_record(b"s", 2, &[(b"a", 1, 10, 0)], &[]),
+                "permits out of range",
+            ),
+            (
+                sem_record(b"s", 1, &[(b"a", 1, 10, 1), (b"b", 1, 10, 1)], &[]),
+                "more lock holders than permits",
+            ),
+            (
+                sem_record(b"s", 3, &[(b"a", 1, 10, 2), (b"b", 1, 10, 2)], &[]),
+                "more permits held than the lock has",
+            ),
+            (
+                sem_record(b"s", 3, &[(b"a", 1, 10, 1), (b"a", 1, 10, 1)], &[]),
+                "a lock holder twice",
+            ),
+            (
+                sem_record(b"s", 3, &[(b"a", 1, 10, 1)], &[(b"w", 10, 2)]),
+                "a lock waiter that fits",
+            ),
+            (
+                sem_record(b"s", 3, &[], &[(b"w", 10, 2)]),
+                "a free lock in the snapshot",
+            ),
+        ] {
+            assert_eq!(corrupt(&bad, 0), why);
+        }
+    }
+
+    fn sem_record(
+        name: &[u8],
+        limit: u64,
+        holders: &[(&[u8], u64, u64, u64)],
+        waiters: &[(&[u8], u64, u64)],
+    ) -> Vec<u8> {
+        let mut out = vec![tag::LOCK];
+        out.extend(string(name));
+        out.extend_from_slice(varint(limit).as_slice());
+        out.extend_from_slice(varint(holders.len() as u64).as_slice());
+        for (owner, token, lease, permits) in holders {
+            out.extend(string(owner));
+            out.extend_from_slice(&token.to_le_bytes());
+            out.extend_from_slice(&lease.to_le_bytes());
+            out.extend_from_slice(varint(*permits).as_slice());
+        }
+        out.extend_from_slice(varint(waiters.len() as u64).as_slice());
+        for (owner, lease, permits) in waiters {
+            out.extend(string(owner));
+            out.extend_from_slice(&lease.to_le_bytes());
+            out.extend_from_slice(varint(*permits).as_slice());
+        }
+        out
     }
 
     #[test]

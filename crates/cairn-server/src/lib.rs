@@ -385,8 +385,8 @@ async fn lock_cron(shared: Arc<Shared>) {
             if ks.locks.is_empty() {
                 continue;
             }
-            for (name, token) in ks.locks.expired(now, 64) {
-                ks.locks.expire(&name, token, now);
+            for (name, owner, token) in ks.locks.expired(now, 64) {
+                ks.locks.expire(&name, token, Some(&owner), now);
             }
             let grants = ks.locks.take_grants();
             shared.lock_waits.notify(i, grants);

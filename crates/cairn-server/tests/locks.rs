@@ -279,3 +279,186 @@ fn waiters_are_served_in_order_at_once_and_leave_when_their_wait_ends() {
     }
     assert_eq!(waiters(&mut c, "q"), 0);
 }
+
+fn sem_field(c: &mut redis::Connection, name: &str, field: &str) -> i64 {
+    match cmd(c, &["SEM.INFO", name]).unwrap() {
+        Value::Array(f) => {
+            let i = f
+                .iter()
+                .position(|v| *v == Value::BulkString(field.as_bytes().to_vec()))
+                .expect("field");
+            match &f[i + 1] {
+                Value::Int(n) => *n,
+                other => panic!("{other:?}"),
+            }
+        }
+        Value::Nil => 0,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Semaphores: permits shared up to the limit, FIFO waiters woken by a
+/// release (a waiter asking for more blocks those behind it), every
+/// holder fenced by its own token, and the read-write lock built from
+/// one (readers take 1 permit, the writer all of them).
+#[test]
+fn a_semaphore_shares_permits_and_serves_waiters_in_order() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let ta = token(cmd(&mut c, &["SEM.ACQUIRE", "pool", "a", "2", "3", "60000"]).unwrap());
+    let tb = token(cmd(&mut c, &["SEM.ACQUIRE", "pool", "b", "1", "3", "60000"]).unwrap());
+    assert!(tb > ta);
+    // Full: no permit for c; the same owner again gets its token back.
+    assert_eq!(
+        cmd(&mut c, &["SEM.ACQUIRE", "pool", "c", "1", "3", "60000"]).unwrap(),
+        Value::Nil
+    );
+    assert_eq!(
+        token(cmd(&mut c, &["SEM.ACQUIRE", "pool", "a", "2", "3", "60000"]).unwrap()),
+        ta
+    );
+    assert_eq!(sem_field(&mut c, "pool", "used"), 3);
+    // Wrong shape: a lock call on a semaphore, another limit, bad numbers.
+    for args in [
+        vec!["LOCK.ACQUIRE", "pool", "z", "1000"],
+        vec!["SEM.ACQUIRE", "pool", "z", "1", "4", "1000"],
+        vec!["SEM.ACQUIRE", "pool", "z", "4", "3", "1000"],
+        vec!["SEM.ACQUIRE", "pool", "z", "0", "3", "1000"],
+        vec!["SEM.ACQUIRE", "pool", "z", "1", "1000001", "1000"],
+        vec!["SEM.ACQUIRE", "pool", "z", "x", "3", "1000"],
+        vec!["SEM.ACQUIRE", "pool", "z", "1", "3"],
+    ] {
+        assert!(cmd(&mut c, &args).is_err(), "{args:?}");
+    }
+    assert_eq!(sem_field(&mut c, "pool", "used"), 3);
+    // Fencing: each holder's own token works.
+    let (sa, sb) = (ta.to_string(), tb.to_string());
+    assert_eq!(
+        cmd(&mut c, &["LOCK.FENCE", "pool", &sa]).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        cmd(&mut c, &["LOCK.FENCE", "pool", &sb]).unwrap(),
+        Value::Okay
+    );
+    // Waiters: d wants 2, e wants 1; FIFO means e waits behind d.
+    let spawn_wait = |owner: &'static str, permits: &'static str| {
+        let mut w = s.conn();
+        std::thread::spawn(move || {
+            cmd(
+                &mut w,
+                &[
+                    "SEM.ACQUIRE",
+                    "pool",
+                    owner,
+                    permits,
+                    "3",
+                    "60000",
+                    "WAIT",
+                    "10000",
+                ],
+            )
+        })
+    };
+    let d = spawn_wait("d", "2");
+    while sem_field(&mut c, "pool", "waiters") < 1 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let e = spawn_wait("e", "1");
+    while sem_field(&mut c, "pool", "waiters") < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // b leaves: 1 free, d (2) does not fit, so e waits too.
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "pool", "b", &sb]).unwrap(),
+        Value::Int(1)
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(sem_field(&mut c, "pool", "waiters"), 2);
+    // a leaves: d and then e both get in, at once.
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "pool", "a", &sa]).unwrap(),
+        Value::Int(1)
+    );
+    let td = token(d.join().unwrap().unwrap());
+    let te = token(e.join().unwrap().unwrap());
+    assert!(td > ta && te >= td, "{ta} {td} {te}");
+    assert_eq!(sem_field(&mut c, "pool", "used"), 3);
+    assert_eq!(sem_field(&mut c, "pool", "limit"), 3);
+    assert_eq!(
+        cmd(&mut c, &["LOCK.FORCERELEASE", "pool"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(cmd(&mut c, &["SEM.INFO", "pool"]).unwrap(), Value::Nil);
+
+    // A read-write lock: readers take 1 of 100 permits, the writer 100.
+    let r1 = token(cmd(&mut c, &["SEM.ACQUIRE", "rw", "r1", "1", "100", "60000"]).unwrap());
+    token(cmd(&mut c, &["SEM.ACQUIRE", "rw", "r2", "1", "100", "60000"]).unwrap());
+    let mut w = s.conn();
+    let writer = std::thread::spawn(move || {
+        cmd(
+            &mut w,
+            &[
+                "SEM.ACQUIRE",
+                "rw",
+                "w",
+                "100",
+                "100",
+                "60000",
+                "WAIT",
+                "10000",
+            ],
+        )
+    });
+    while sem_field(&mut c, "rw", "waiters") < 1 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A reader arriving after the writer waits behind it (no starvation).
+    assert_eq!(
+        cmd(&mut c, &["SEM.ACQUIRE", "rw", "r3", "1", "100", "60000"]).unwrap(),
+        Value::Nil
+    );
+    let r1s = r1.to_string();
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "rw", "r1", &r1s]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(sem_field(&mut c, "rw", "waiters"), 1);
+    // LOCK.DEQUEUE by a holder answers its token, as for a lock.
+    let r2 = sem_token(&mut c, "rw", "r2");
+    assert_eq!(
+        cmd(&mut c, &["LOCK.DEQUEUE", "rw", "r2"]).unwrap(),
+        Value::Int(r2)
+    );
+    let r2s = r2.to_string();
+    assert_eq!(
+        cmd(&mut c, &["LOCK.RELEASE", "rw", "r2", &r2s]).unwrap(),
+        Value::Int(1)
+    );
+    let tw = token(writer.join().unwrap().unwrap());
+    assert!(tw > r1);
+    assert_eq!(sem_field(&mut c, "rw", "used"), 100);
+}
+
+/// The token `owner` holds `name` with, from SEM.INFO.
+fn sem_token(c: &mut redis::Connection, name: &str, owner: &str) -> i64 {
+    let Value::Array(f) = cmd(c, &["SEM.INFO", name]).unwrap() else {
+        panic!("no semaphore {name}")
+    };
+    let i = f
+        .iter()
+        .position(|v| *v == Value::BulkString(b"holders".to_vec()))
+        .expect("holders");
+    let Value::Array(holders) = &f[i + 1] else {
+        panic!("holders")
+    };
+    for h in holders {
+        let Value::Array(h) = h else { continue };
+        if h.get(1) == Some(&Value::BulkString(owner.as_bytes().to_vec())) {
+            if let Some(Value::Int(t)) = h.get(3) {
+                return *t;
+            }
+        }
+    }
+    panic!("{owner} does not hold {name}")
+}

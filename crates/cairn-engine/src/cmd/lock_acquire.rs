@@ -1,4 +1,11 @@
 //! LOCK.ACQUIRE name owner lease_ms [WAIT ms]
+//! SEM.ACQUIRE name owner permits limit lease_ms [WAIT ms]
+//!
+//! SEM.ACQUIRE takes `permits` of a semaphore of `limit` permits (1 to
+//! 1,000,000; every acquire of a name must give the same limit, and
+//! LOCK.ACQUIRE is SEM.ACQUIRE of 1 permit of 1). Waiters are served in
+//! FIFO order: one asking for more permits than are free blocks those
+//! behind it. The rest below holds for both.
 //!
 //! The fencing token (integer) of a grant, the same token when `owner`
 //! already holds the lock (its lease renewed: a retried request is safe),
@@ -8,15 +15,29 @@
 //! for the grant (it never reaches a client). docs/design/locks.md.
 
 use super::{CmdError, Command, Db};
-use crate::locks::{Acquired, LEASE_MAX_MS, OWNER_MAX};
+use crate::locks::{Acquired, LEASE_MAX_MS, LIMIT_MAX, OWNER_MAX};
 use crate::reply::Reply;
 
-pub struct LockAcquire<'a> {
+pub struct LockAcquire<'a, const SEM: bool> {
     pub name: &'a [u8],
     pub owner: &'a [u8],
+    pub permits: u32,
+    pub limit: u32,
     pub lease_ms: u64,
     /// WAIT ms (0: do not wait).
     pub wait_ms: u64,
+}
+
+pub type SemAcquire<'a> = LockAcquire<'a, true>;
+
+/// A permit count: 1 to `LIMIT_MAX`.
+fn permits_arg(a: &[u8], what: &str) -> Result<u32, CmdError> {
+    match crate::num::parse_i64(a) {
+        Some(n) if n >= 1 && n <= i64::from(LIMIT_MAX) => Ok(n as u32),
+        _ => Err(CmdError(
+            format!("ERR {what} must be an integer from 1 to {LIMIT_MAX}").into(),
+        )),
+    }
 }
 
 /// Longest WAIT: an hour.
@@ -52,20 +73,23 @@ pub(crate) fn token_arg(a: &[u8]) -> Result<u64, CmdError> {
     }
 }
 
-impl<'a> Command<'a> for LockAcquire<'a> {
+impl<'a, const SEM: bool> Command<'a> for LockAcquire<'a, SEM> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        if argv.len() != 4 && argv.len() != 6 {
-            if argv.len() < 4 {
-                return Err(super::wrong_arity("lock.acquire"));
+        // Arguments before the optional WAIT ms.
+        let base = if SEM { 6 } else { 4 };
+        let name = if SEM { "sem.acquire" } else { "lock.acquire" };
+        if argv.len() != base && argv.len() != base + 2 {
+            if argv.len() < base {
+                return Err(super::wrong_arity(name));
             }
             return Err(super::SYNTAX.into());
         }
         let mut wait_ms = 0;
-        if argv.len() == 6 {
-            if !super::is(argv[4], "WAIT") {
+        if argv.len() == base + 2 {
+            if !super::is(argv[base], "WAIT") {
                 return Err(super::SYNTAX.into());
             }
-            wait_ms = match crate::num::parse_i64(argv[5]) {
+            wait_ms = match crate::num::parse_i64(argv[base + 1]) {
                 Some(n) if n >= 0 && n as u64 <= WAIT_MAX_MS => n as u64,
                 _ => {
                     return Err(CmdError(
@@ -74,10 +98,22 @@ impl<'a> Command<'a> for LockAcquire<'a> {
                 }
             };
         }
+        let (permits, limit) = if SEM {
+            let p = permits_arg(argv[3], "permits")?;
+            let l = permits_arg(argv[4], "limit")?;
+            if p > l {
+                return Err(crate::locks::PERMITS_OVER_LIMIT.into());
+            }
+            (p, l)
+        } else {
+            (1, 1)
+        };
         Ok(LockAcquire {
             name: argv[1],
             owner: owner_arg(argv[2])?,
-            lease_ms: lease_arg(argv[3])?,
+            permits,
+            limit,
+            lease_ms: lease_arg(argv[base - 1])?,
             wait_ms,
         })
     }
@@ -86,7 +122,16 @@ impl<'a> Command<'a> for LockAcquire<'a> {
         let locks = &mut db.shard(self.name).locks;
         let now = locks.at(now_ms);
         let wait = self.wait_ms > 0;
-        match locks.acquire(self.name, self.owner, self.lease_ms, wait, now) {
+        let r = locks.acquire_permits(
+            self.name,
+            self.owner,
+            self.permits,
+            self.limit,
+            self.lease_ms,
+            wait,
+            now,
+        );
+        match r {
             Ok(Acquired::Granted(t) | Acquired::Renewed(t)) => out.int(t as i64),
             Ok(Acquired::Busy) => out.null(),
             Ok(Acquired::Queued) => out.simple(QUEUED),

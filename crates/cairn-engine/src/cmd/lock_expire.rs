@@ -1,7 +1,8 @@
-//! CAIRN.LOCKEXPIRE name token — proposed by a group's leader when the lease
-//! of the grant `token` ran out by its clock (not for clients, like
-//! CAIRN.EXPIRED). 1 when that grant still held and ended (the next
-//! waiter, if any, holds the lock now); 0 otherwise.
+//! CAIRN.LOCKEXPIRE name token [owner] — proposed by a group's leader
+//! when the lease of the grant `token` (to `owner`: a semaphore's holders
+//! admitted by one command share a token) ran out by its clock (not for
+//! clients, like CAIRN.EXPIRED). 1 when that grant still held and ended
+//! (the next waiters, if any, hold it now); 0 otherwise.
 
 use super::lock_acquire::token_arg;
 use super::{CmdError, Command, Db};
@@ -10,22 +11,26 @@ use crate::reply::Reply;
 pub struct LockExpire<'a> {
     name: &'a [u8],
     token: u64,
+    owner: Option<&'a [u8]>,
 }
 
 impl<'a> Command<'a> for LockExpire<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        if argv.len() != 3 {
+        if argv.len() != 3 && argv.len() != 4 {
             return Err(super::wrong_arity("cairn.lockexpire"));
         }
         Ok(LockExpire {
             name: argv[1],
             token: token_arg(argv[2])?,
+            owner: argv.get(3).copied(),
         })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let locks = &mut db.shard(self.name).locks;
         let now = locks.at(now_ms);
-        out.int(i64::from(locks.expire(self.name, self.token, now)));
+        out.int(i64::from(
+            locks.expire(self.name, self.token, self.owner, now),
+        ));
     }
 }

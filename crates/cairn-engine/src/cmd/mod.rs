@@ -42,6 +42,7 @@ pub mod object;
 pub mod persist;
 pub mod rename;
 pub mod scan;
+pub mod sem_info;
 pub mod set;
 pub mod setex;
 pub mod setnx;

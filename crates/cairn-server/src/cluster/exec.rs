@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 use cairn_cluster::ClusterError;
+use cairn_engine::cmd::lock_acquire::{LockAcquire, SemAcquire};
+use cairn_engine::cmd::Command;
 use cairn_proto::{Frame, Protocol, ReplyWriter};
 
 use super::deferred::{LockWait, Then};
@@ -296,18 +298,24 @@ async fn lock_wait_after(
     g: u16,
     o: Output,
 ) -> Result<Output, String> {
+    let name = cmd::table()[d.idx].name;
     let queued = matches!(&o, Output::Resp3(b) if b == QUEUED_REPLY)
-        && cmd::table()[d.idx].name == "lock.acquire";
-    if !queued || d.argv.len() < 6 {
+        && (name == "lock.acquire" || name == "sem.acquire");
+    if !queued {
         return Ok(o);
     }
-    let (name, owner) = (&d.argv[1], &d.argv[2]);
-    let wait_ms = std::str::from_utf8(&d.argv[5])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let argv: Vec<&[u8]> = d.argv.iter().map(|a| a.as_slice()).collect();
+    let parsed = if name == "sem.acquire" {
+        SemAcquire::parse(&argv).map(|c| (c.name, c.owner, c.wait_ms))
+    } else {
+        LockAcquire::<false>::parse(&argv).map(|c| (c.name, c.owner, c.wait_ms))
+    };
+    let Ok((name, owner, wait_ms)) = parsed else {
+        return Ok(o);
+    };
+    let (name, owner) = (name.to_vec(), owner.to_vec());
     let killed = conn.info.clone();
-    match wait_for_grant(shared, &killed.killed, g as usize, name, owner, wait_ms).await {
+    match wait_for_grant(shared, &killed.killed, g as usize, &name, &owner, wait_ms).await {
         WaitEnd::Granted(t) => return Ok(Output::Resp3(format!(":{t}\r\n").into_bytes())),
         WaitEnd::Gave => {}
     }
@@ -316,7 +324,7 @@ async fn lock_wait_after(
     };
     let dq = Deferred {
         idx,
-        argv: vec![b"LOCK.DEQUEUE".to_vec(), name.clone(), owner.clone()],
+        argv: vec![b"LOCK.DEQUEUE".to_vec(), name, owner],
         group: Some(g),
         write: true,
         denyoom: false,

@@ -170,9 +170,9 @@ pub(crate) async fn lock_expire_cron(shared: Arc<Shared>) {
                 }
                 ks.locks.expired(now, 64)
             };
-            for (name, token) in expired {
+            for (name, owner, token) in expired {
                 let token = token.to_string();
-                let argv: [&[u8]; 3] = [b"CAIRN.LOCKEXPIRE", &name, token.as_bytes()];
+                let argv: [&[u8]; 4] = [b"CAIRN.LOCKEXPIRE", &name, token.as_bytes(), &owner];
                 if let Err(e) = cluster.write(g, &argv).await {
                     tracing::debug!(group = g, error = %e, "lock expiry proposal failed");
                 }

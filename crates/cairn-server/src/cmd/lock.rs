@@ -11,8 +11,9 @@ use cairn_engine::locks::Acquired;
 use super::{Ctx, Flow};
 use crate::cluster::deferred::{Deferred, LockWait, Then};
 
-pub(super) fn acquire(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
-    let cmd = match LockAcquire::parse(argv) {
+/// LOCK.ACQUIRE (`SEM` false) and SEM.ACQUIRE.
+pub(super) fn acquire<const SEM: bool>(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
+    let cmd = match LockAcquire::<SEM>::parse(argv) {
         Ok(c) => c,
         Err(e) => {
             ctx.out.error(e.msg());
@@ -24,9 +25,15 @@ pub(super) fn acquire(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     let r = {
         let mut ks = shared.db.lock(i);
         let now = ks.locks.at(ctx.now_ms);
-        let r = ks
-            .locks
-            .acquire(cmd.name, cmd.owner, cmd.lease_ms, cmd.wait_ms > 0, now);
+        let r = ks.locks.acquire_permits(
+            cmd.name,
+            cmd.owner,
+            cmd.permits,
+            cmd.limit,
+            cmd.lease_ms,
+            cmd.wait_ms > 0,
+            now,
+        );
         // Acquiring may end an expired lease and hand the lock on.
         let grants = ks.locks.take_grants();
         shared.lock_waits.notify(i, grants);
@@ -37,7 +44,7 @@ pub(super) fn acquire(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
         Ok(Acquired::Busy) => ctx.out.null(),
         Ok(Acquired::Queued) => {
             ctx.conn.deferred.push(Deferred {
-                idx: super::lookup(b"lock.acquire").unwrap_or(0),
+                idx: super::lookup(argv[0]).unwrap_or(0),
                 argv: Vec::new(),
                 group: None,
                 write: true,

@@ -233,7 +233,9 @@ static TABLE: &[Spec] = &[
     spec!("flushdb", -1, WRITE, 0, 0, 0, "server", "1.0.0", "Remove all keys from the current database.", flush::run),
     spec!("flushall", -1, WRITE, 0, 0, 0, "server", "1.0.0", "Removes all keys from all databases.", flush::run),
     // locks (docs/design/locks.md)
-    spec!("lock.acquire", -4, WRITE | DENYOOM, 1, 1, 1, "lock", "cairn 0.1.0", "Acquires a lock for an owner with a lease, waiting up to WAIT ms in a FIFO queue; returns the grant's fencing token, or null when another owner holds it.", lock::acquire),
+    spec!("lock.acquire", -4, WRITE | DENYOOM, 1, 1, 1, "lock", "cairn 0.1.0", "Acquires a lock for an owner with a lease, waiting up to WAIT ms in a FIFO queue; returns the grant's fencing token, or null when another owner holds it.", lock::acquire::<false>),
+    spec!("sem.acquire", -6, WRITE | DENYOOM, 1, 1, 1, "lock", "cairn 0.1.0", "Acquires permits of a semaphore for an owner with a lease, waiting up to WAIT ms in a FIFO queue; returns the grant's fencing token, or null when not enough permits are free.", lock::acquire::<true>),
+    spec!("sem.info", 2, READONLY | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Returns a semaphore's (or lock's) permits, holders and waiters.", eng!(sem_info::SemInfo)),
     spec!("lock.dequeue", 3, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Takes an owner out of a lock's queue of waiters; returns its token if it holds the lock, else 0.", eng!(lock_dequeue::LockDequeue)),
     spec!("lock.renew", 5, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Renews the lease of a lock its owner holds with the given token.", eng!(lock_renew::LockRenew)),
     spec!("lock.release", 4, WRITE | FAST, 1, 1, 1, "lock", "cairn 0.1.0", "Releases a lock its owner holds with the given token.", eng!(lock_release::LockRelease)),
