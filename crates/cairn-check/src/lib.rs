@@ -15,6 +15,11 @@
 //!   no element that was never added.
 //! - [`check_locks`] checks lock holders never overlap and fencing tokens
 //!   increase in grant order.
+//! - [`check_fenced`] checks writes fenced by those tokens: accepted ones
+//!   never go back to an older token and never land in another grant's
+//!   hold; [`check_counter_bounds`] checks the counters they increment
+//!   lost no acknowledged increment and doubled none;
+//!   [`check_lock_history`] runs all three on a recorded [`LockHistory`].
 //!
 //! See `docs/design/checker.md` for the algorithm and its costs.
 //!
@@ -42,12 +47,18 @@
 
 #![warn(missing_docs)]
 
+pub mod fenced;
 pub mod history;
 pub mod linear;
 pub mod lock;
 pub mod model;
 pub mod set;
 
+pub use fenced::{
+    check_counter_bounds, check_fenced, check_lock_history, CounterBound, FenceOutcome,
+    FenceViolation, FenceViolationKind, FencedError, FencedReport, FencedWrite, LockHistory,
+    LockHistoryError, LockHistoryReport, LockVerdict,
+};
 pub use history::{Call, History, HistoryError, Op, Outcome, Value};
 pub use linear::{
     check, check_ops, Budget, CheckError, KeyResult, Report, UnknownReason, Verdict, Witness,

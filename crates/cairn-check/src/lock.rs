@@ -200,30 +200,52 @@ fn tokens(holds: &[LockHold], lock: &str, idx: &[usize], out: &mut Vec<TokenViol
     }
     // For each grant B, every grant acknowledged before B was requested was
     // granted before B and must carry a smaller token.
+    for (b, m) in largest_token_before(
+        idx,
+        |i| holds[i].acquire_invoke_ns,
+        |i| holds[i].acquire_ack_ns,
+        |i| holds[i].token,
+    ) {
+        if holds[m].token >= holds[b].token {
+            out.push(TokenViolation {
+                lock: lock.to_owned(),
+                kind: TokenViolationKind::NotIncreasing,
+                earlier: m,
+                later: b,
+            });
+        }
+    }
+}
+
+/// For each item `b` of `idx` that has one, `(b, m)`: `m` is the item with
+/// the largest token among those acknowledged strictly before `b` was
+/// invoked (so certainly applied before `b`; `m != b`). One sweep, so
+/// O(n log n) rather than every pair: it serves both grant order (the
+/// token must grow) and fenced-write order (it must not shrink).
+pub(crate) fn largest_token_before(
+    idx: &[usize],
+    invoke_ns: impl Fn(usize) -> u64,
+    ack_ns: impl Fn(usize) -> u64,
+    token: impl Fn(usize) -> u64,
+) -> Vec<(usize, usize)> {
     let mut by_ack: Vec<usize> = idx.to_vec();
-    by_ack.sort_by_key(|&i| (holds[i].acquire_ack_ns, i));
+    by_ack.sort_by_key(|&i| (ack_ns(i), i));
     let mut by_invoke: Vec<usize> = idx.to_vec();
-    by_invoke.sort_by_key(|&i| (holds[i].acquire_invoke_ns, i));
+    by_invoke.sort_by_key(|&i| (invoke_ns(i), i));
+    let mut out = Vec::new();
     let mut max_before: Option<usize> = None;
     let mut a = 0;
     for &b in &by_invoke {
-        while a < by_ack.len() && holds[by_ack[a]].acquire_ack_ns < holds[b].acquire_invoke_ns {
+        while a < by_ack.len() && ack_ns(by_ack[a]) < invoke_ns(b) {
             let cand = by_ack[a];
-            if max_before.is_none_or(|m| holds[cand].token > holds[m].token) {
+            if max_before.is_none_or(|m| token(cand) > token(m)) {
                 max_before = Some(cand);
             }
             a += 1;
         }
         if let Some(m) = max_before {
-            // `m` was acknowledged before `b` was requested, so m != b.
-            if holds[m].token >= holds[b].token {
-                out.push(TokenViolation {
-                    lock: lock.to_owned(),
-                    kind: TokenViolationKind::NotIncreasing,
-                    earlier: m,
-                    later: b,
-                });
-            }
+            out.push((b, m));
         }
     }
+    out
 }
