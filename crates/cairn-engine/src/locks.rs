@@ -204,6 +204,11 @@ impl Locks {
         true
     }
 
+    /// The stamp of the command being applied (0 without one: standalone).
+    pub fn stamp(&self) -> u64 {
+        self.stamp.unwrap_or(0)
+    }
+
     /// Before a lock command applied at wall-clock `now_ms`: remembers it
     /// (standalone tokens count from it) and returns this node's
     /// monotonic time, µs.

@@ -98,8 +98,16 @@ pub(crate) enum WaitEnd {
     Gave,
 }
 
-/// Waits until `owner` is granted `name` (shard `shard`), for at most
-/// `wait_ms`, or until the client is killed or the server stops.
+/// Waits until `owner` is granted `name` (shard `shard`) with a token
+/// above `after`, for at most `wait_ms`, or until the client is killed or
+/// the server stops.
+///
+/// `after` (cluster mode) is the stamp of the command that queued the
+/// owner. This node may lag the leader: until it applies that command it
+/// may still show the owner holding an earlier grant it has released
+/// since, or apply that earlier grant now. Tokens grow with the log, so a
+/// grant this wait is for carries a token above `after`; anything else is
+/// stale and ignored. Standalone passes 0 (its table is never behind).
 pub(crate) async fn wait_for_grant(
     shared: &crate::Shared,
     killed: &std::sync::atomic::AtomicBool,
@@ -107,36 +115,171 @@ pub(crate) async fn wait_for_grant(
     name: &[u8],
     owner: &[u8],
     wait_ms: u64,
+    after: u64,
 ) -> WaitEnd {
-    let rx = {
-        let ks = shared.db.lock(shard);
-        if let Some(t) = ks.locks.holder_token(name, owner) {
-            return WaitEnd::Granted(t);
-        }
-        shared.lock_waits.register(shard, name, owner)
-    };
-    let Some(mut rx) = rx else {
-        return WaitEnd::Gave;
-    };
     let mut shutdown = shared.shutdown.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-    loop {
-        tokio::select! {
-            r = &mut rx => match r {
-                Ok(t) => return WaitEnd::Granted(t),
-                Err(_) => break,
-            },
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = shutdown.wait_for(|v| *v) => break,
-            // CLIENT KILL: checked a few times a second.
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                if killed.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
+    // Each turn registers (again, after a stale grant consumed the last
+    // registration); bounded by the deadline.
+    'register: loop {
+        let rx = {
+            let ks = shared.db.lock(shard);
+            if let Some(t) = ks.locks.holder_token(name, owner).filter(|&t| t > after) {
+                return WaitEnd::Granted(t);
+            }
+            shared.lock_waits.register(shard, name, owner)
+        };
+        let Some(mut rx) = rx else {
+            return WaitEnd::Gave;
+        };
+        loop {
+            tokio::select! {
+                r = &mut rx => match r {
+                    Ok(t) if t > after => return WaitEnd::Granted(t),
+                    Ok(_) => continue 'register,
+                    Err(_) => break 'register,
+                },
+                _ = tokio::time::sleep_until(deadline) => break 'register,
+                _ = shutdown.wait_for(|v| *v) => break 'register,
+                // CLIENT KILL: checked a few times a second.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if killed.load(std::sync::atomic::Ordering::Relaxed) {
+                        break 'register;
+                    }
                 }
             }
         }
     }
-    drop(rx);
     shared.lock_waits.forget(shard, name, owner);
     WaitEnd::Gave
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::Shared;
+
+    /// A server's shared state with one shard in cluster mode (tokens from
+    /// stamps, no local expiry), and no listener.
+    fn shared() -> Arc<Shared> {
+        let config = crate::Config::default();
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let db = crate::db::Shards::new(1, 7);
+        db.set_lazy_expire(false);
+        Arc::new(Shared {
+            settings: crate::config::Settings::new(&config),
+            db,
+            clients: Default::default(),
+            workers: Vec::new(),
+            slowlog: Default::default(),
+            latency: Default::default(),
+            started: std::time::Instant::now(),
+            run_id: String::new(),
+            local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            shutdown,
+            cluster: std::sync::OnceLock::new(),
+            evicting: std::sync::OnceLock::new(),
+            lock_waits: Default::default(),
+            config,
+        })
+    }
+
+    /// Applies one lock operation at `stamp` (index << 16) on this node,
+    /// as the host does, waking waiters.
+    fn apply(s: &Shared, index: u64, pos: u64, f: impl FnOnce(&mut cairn_engine::locks::Locks)) {
+        let mut ks = s.db.lock(0);
+        ks.set_stamp(index, pos);
+        f(&mut ks.locks);
+        let grants = ks.locks.take_grants();
+        s.lock_waits.notify(0, grants);
+    }
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// A node that lags the leader must not answer a queued owner with a
+    /// grant it had before (released since at the leader), whether it
+    /// still shows that grant or applies it only now: only a grant after
+    /// the queueing command counts. (Found by the contended-lock
+    /// benchmark: a waiter was answered its previous token, and its
+    /// release then found the lock not held.)
+    #[test]
+    fn a_lagging_node_ignores_the_owners_earlier_grants() {
+        let s = shared();
+        let never = Arc::new(AtomicBool::new(false));
+        let n2 = never.clone();
+        // This node still shows o holding its earlier grant (stamp 1);
+        // the leader has applied o's release and queued o again at 5.
+        apply(&s, 1, 0, |l| {
+            l.acquire(b"x", b"o", 60_000, false, 0).unwrap();
+        });
+        let after = 5 << 16;
+        let s2 = s.clone();
+        let r = run(async move {
+            let wait = wait_for_grant(&s2, &n2, 0, b"x", b"o", 5_000, after);
+            let apply_rest = async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                apply(&s2, 2, 0, |l| {
+                    l.release(b"x", b"o", 1 << 16, 0);
+                });
+                apply(&s2, 4, 1, |l| {
+                    l.acquire(b"x", b"b", 60_000, false, 0).unwrap();
+                });
+                apply(&s2, 5, 0, |l| {
+                    l.acquire(b"x", b"o", 60_000, true, 0).unwrap();
+                });
+                apply(&s2, 7, 0, |l| {
+                    l.release(b"x", b"b", (4 << 16) | 1, 0);
+                });
+            };
+            let (r, ()) = tokio::join!(wait, apply_rest);
+            r
+        });
+        assert!(matches!(r, WaitEnd::Granted(t) if t == 7 << 16));
+
+        // The earlier grant applied only after the wait began: its
+        // notification is stale, ignored, and the real one still counts.
+        let s = shared();
+        let s2 = s.clone();
+        let r = run(async move {
+            let wait = wait_for_grant(&s2, &never, 0, b"y", b"o", 5_000, after);
+            let apply_rest = async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                apply(&s2, 1, 0, |l| {
+                    l.acquire(b"y", b"b", 60_000, false, 0).unwrap();
+                });
+                apply(&s2, 2, 0, |l| {
+                    l.acquire(b"y", b"o", 60_000, true, 0).unwrap();
+                });
+                // b leaves: o is granted at 3 — an earlier wait's grant.
+                apply(&s2, 3, 0, |l| {
+                    l.release(b"y", b"b", 1 << 16, 0);
+                });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                apply(&s2, 4, 0, |l| {
+                    l.release(b"y", b"o", 3 << 16, 0);
+                });
+                apply(&s2, 4, 1, |l| {
+                    l.acquire(b"y", b"b", 60_000, false, 0).unwrap();
+                });
+                apply(&s2, 5, 0, |l| {
+                    l.acquire(b"y", b"o", 60_000, true, 0).unwrap();
+                });
+                apply(&s2, 7, 0, |l| {
+                    l.release(b"y", b"b", (4 << 16) | 1, 0);
+                });
+            };
+            let (r, ()) = tokio::join!(wait, apply_rest);
+            r
+        });
+        assert!(matches!(r, WaitEnd::Granted(t) if t == 7 << 16));
+    }
 }

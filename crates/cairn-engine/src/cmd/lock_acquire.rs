@@ -11,8 +11,9 @@
 //! already holds the lock (its lease renewed: a retried request is safe),
 //! or a null reply when another owner holds it. With WAIT (1 ms to 1 h;
 //! 0 = do not wait), an owner that finds the lock held joins its FIFO
-//! queue and the reply is `+QUEUED`, which the server turns into a wait
-//! for the grant (it never reaches a client). docs/design/locks.md.
+//! queue and the reply is `+QUEUED <stamp>` (the command's place in the
+//! log: the grant it waits for will carry a larger token), which the
+//! server turns into a wait for the grant (it never reaches a client). docs/design/locks.md.
 
 use super::{CmdError, Command, Db};
 use crate::locks::{Acquired, LEASE_MAX_MS, LIMIT_MAX, OWNER_MAX};
@@ -134,7 +135,7 @@ impl<'a, const SEM: bool> Command<'a> for LockAcquire<'a, SEM> {
         match r {
             Ok(Acquired::Granted(t) | Acquired::Renewed(t)) => out.int(t as i64),
             Ok(Acquired::Busy) => out.null(),
-            Ok(Acquired::Queued) => out.simple(QUEUED),
+            Ok(Acquired::Queued) => out.simple(&format!("{QUEUED} {}", locks.stamp())),
             Err(e) => out.error(e),
         }
     }

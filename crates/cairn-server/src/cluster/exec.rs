@@ -265,7 +265,7 @@ async fn execute_batch(
     for (d, step) in ds.into_iter().zip(steps) {
         match step {
             None => execute(shared, conn, d, out).await,
-            Some(Ok(Step::Done(Output::Resp3(bytes)))) if bytes == QUEUED_REPLY => {
+            Some(Ok(Step::Done(Output::Resp3(bytes)))) if queued_at(&bytes).is_some() => {
                 let g = d.group.unwrap_or(0);
                 match lock_wait_after(shared, conn, &d, g, Output::Resp3(bytes)).await {
                     Ok(Output::Resp3(b)) => write_resp3(out, proto, &b),
@@ -283,8 +283,13 @@ async fn execute_batch(
     }
 }
 
-/// The reply of a `LOCK.ACQUIRE ... WAIT` that queued its owner.
-const QUEUED_REPLY: &[u8] = b"+QUEUED\r\n";
+/// The reply of a `LOCK.ACQUIRE ... WAIT` that queued its owner,
+/// `+QUEUED <stamp>`: the stamp of the queueing command, which every
+/// grant it may wait for exceeds.
+fn queued_at(reply: &[u8]) -> Option<u64> {
+    let n = reply.strip_prefix(b"+QUEUED ")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(n).ok()?.parse().ok()
+}
 
 /// A `LOCK.ACQUIRE ... WAIT` whose owner was queued waits here, on the
 /// node its client is connected to (every node applies the group's
@@ -299,11 +304,13 @@ async fn lock_wait_after(
     o: Output,
 ) -> Result<Output, String> {
     let name = cmd::table()[d.idx].name;
-    let queued = matches!(&o, Output::Resp3(b) if b == QUEUED_REPLY)
-        && (name == "lock.acquire" || name == "sem.acquire");
-    if !queued {
+    let after = match &o {
+        Output::Resp3(b) if name == "lock.acquire" || name == "sem.acquire" => queued_at(b),
+        _ => None,
+    };
+    let Some(after) = after else {
         return Ok(o);
-    }
+    };
     let argv: Vec<&[u8]> = d.argv.iter().map(|a| a.as_slice()).collect();
     let parsed = if name == "sem.acquire" {
         SemAcquire::parse(&argv).map(|c| (c.name, c.owner, c.wait_ms))
@@ -315,7 +322,19 @@ async fn lock_wait_after(
     };
     let (name, owner) = (name.to_vec(), owner.to_vec());
     let killed = conn.info.clone();
-    match wait_for_grant(shared, &killed.killed, g as usize, &name, &owner, wait_ms).await {
+    // Only a grant made after the queueing command counts: this node may
+    // not have applied the owner's release of an earlier grant yet.
+    match wait_for_grant(
+        shared,
+        &killed.killed,
+        g as usize,
+        &name,
+        &owner,
+        wait_ms,
+        after,
+    )
+    .await
+    {
         WaitEnd::Granted(t) => return Ok(Output::Resp3(format!(":{t}\r\n").into_bytes())),
         WaitEnd::Gave => {}
     }
@@ -347,7 +366,16 @@ async fn lock_wait_after(
 /// Standalone: the same wait, on this node's lock table.
 async fn standalone_lock_wait(shared: &Shared, conn: &mut ConnState, w: &LockWait) -> Vec<u8> {
     let info = conn.info.clone();
-    let end = wait_for_grant(shared, &info.killed, w.shard, &w.name, &w.owner, w.wait_ms).await;
+    let end = wait_for_grant(
+        shared,
+        &info.killed,
+        w.shard,
+        &w.name,
+        &w.owner,
+        w.wait_ms,
+        0,
+    )
+    .await;
     let token = match end {
         WaitEnd::Granted(t) => Some(t),
         WaitEnd::Gave => {
