@@ -1916,3 +1916,48 @@ fn a_semaphore_admits_a_waiter_when_a_holders_lease_ends() {
     }
     c.converged_digests();
 }
+
+/// INFO counts what a node forwards and redirects: a plain client's
+/// write through a non-leader is forwarded, a cluster-aware client (one
+/// that asked CLUSTER SLOTS) is redirected, and the leader does neither.
+#[test]
+fn forwarded_and_redirected_requests_are_counted() {
+    let _serial = serial();
+    let (c, leader, proxy) = cluster_with_key(b"fw");
+    let mut p = Conn::open(c.ports[proxy]).unwrap();
+    let mut l = Conn::open(c.ports[leader]).unwrap();
+    let before = info_field(&mut p, b"cluster", "cairn_requests_forwarded");
+    for _ in 0..5 {
+        assert_eq!(
+            p.cmd(&[b"SET", b"fw", b"1"]).unwrap(),
+            Reply::Simple("OK".into())
+        );
+        assert_eq!(
+            l.cmd(&[b"SET", b"fw", b"1"]).unwrap(),
+            Reply::Simple("OK".into())
+        );
+    }
+    assert_eq!(
+        info_field(&mut p, b"cluster", "cairn_requests_forwarded"),
+        before + 5
+    );
+    assert_eq!(
+        info_field(&mut l, b"cluster", "cairn_requests_forwarded"),
+        0
+    );
+    let mut aware = Conn::open(c.ports[proxy]).unwrap();
+    assert!(matches!(
+        aware.cmd(&[b"CLUSTER", b"SLOTS"]).unwrap(),
+        Reply::Array(_)
+    ));
+    let r = aware.cmd(&[b"SET", b"fw", b"2"]).unwrap();
+    assert!(
+        matches!(&r, Reply::Error(e) if e.starts_with("MOVED")),
+        "{r:?}"
+    );
+    assert_eq!(info_field(&mut p, b"cluster", "cairn_moved_replies"), 1);
+    assert_eq!(
+        info_field(&mut p, b"cluster", "cairn_requests_forwarded"),
+        before + 5
+    );
+}

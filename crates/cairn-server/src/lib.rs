@@ -60,6 +60,11 @@ pub(crate) struct Shared {
     pub evicting: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>>,
     /// Connections waiting for a lock here (`LOCK.ACQUIRE ... WAIT`).
     pub lock_waits: lockwait::Waits,
+    /// Cluster mode: keyed requests this node forwarded to a leader, and
+    /// `-MOVED` replies it gave (INFO cluster; a cluster-aware client
+    /// that routes well keeps both near zero).
+    pub forwarded: std::sync::atomic::AtomicU64,
+    pub moved: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -174,6 +179,8 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         cluster: std::sync::OnceLock::new(),
         evicting: std::sync::OnceLock::new(),
         lock_waits: Default::default(),
+        forwarded: Default::default(),
+        moved: Default::default(),
         config,
     });
     shared.db.set_tracking(shared.tracking());

@@ -183,6 +183,8 @@ mod tests {
             cluster: std::sync::OnceLock::new(),
             evicting: std::sync::OnceLock::new(),
             lock_waits: Default::default(),
+            forwarded: Default::default(),
+            moved: Default::default(),
             config,
         })
     }

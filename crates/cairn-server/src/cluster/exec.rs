@@ -168,8 +168,14 @@ async fn group_step(
                 // WATCH and EXEC are forwarded even for a cluster-aware
                 // client: the transaction lives on this connection.
                 if cluster_aware && d.then == Then::Reply {
+                    shared
+                        .moved
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Err(format!("MOVED {} {}", d.slot, l.1.resp));
                 }
+                shared
+                    .forwarded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match cluster.forward(l, g, &d.argv, d.write).await {
                     Ok(r) if is_not_leader_here(&r) => Err(ClusterError::NotLeader(None)),
                     r => r.map(|r| Step::Done(Output::Resp3(r))),
