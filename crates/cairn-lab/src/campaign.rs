@@ -7,16 +7,19 @@
 //!    (`round_seed`), so any round can be replayed alone with
 //!    `--seed S --first-round R --rounds 1`;
 //! 2. picks a fresh hash tag so the round's keys land in one group (a
-//!    different one most rounds), and starts a register, a counter and a
-//!    set workload on it, clients spread over every node;
+//!    different one most rounds), and starts a register, a counter, a set
+//!    and a lock workload on it, clients spread over every node;
 //! 3. runs a random nemesis schedule (drawn from every [`Fault`]) aimed at
 //!    that group's leader;
 //! 4. heals, restarts anything the nemesis killed, waits for the cluster,
 //!    restarts (and reports) any node that died on its own, and compares
 //!    the replicas' per-group digests;
-//! 5. checks the register and counter histories for linearizability and
-//!    the set history for lost acknowledged adds and unexpected elements
-//!    (its verdict is tabulated on the same scale: valid = linearizable).
+//! 5. checks the register and counter histories for linearizability, the
+//!    set history for lost acknowledged adds and unexpected elements, and
+//!    the lock history for overlapping holders, misordered tokens, stale
+//!    fenced writes accepted and fenced counters off their bounds (the set
+//!    and lock verdicts are tabulated on the same scale: valid =
+//!    linearizable).
 //!
 //! Histories, schedules and node logs of any round that is not plainly
 //! linearizable (or valid) are saved under `--save-dir`. The cluster lives across
@@ -32,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cairn_check::{
-    check, check_set, Budget, Counter, History, Outcome, Register, Report, SetVerdict, Verdict,
+    check, check_lock_history, check_set, Budget, Counter, FenceOutcome, History, LockHistory,
+    LockVerdict, Outcome, Register, Report, SetVerdict, Verdict,
 };
 
 use crate::cluster::{Cluster, ClusterSpec, WorkloadSpec};
@@ -88,6 +92,10 @@ pub struct Args {
     /// Keys per workload.
     #[arg(long, default_value_t = 3)]
     pub keys: usize,
+    /// Locks the lock workload contends on (few, so that its clients
+    /// queue for them).
+    #[arg(long, default_value_t = 2)]
+    pub locks: usize,
     /// Key rotation: operations per key before moving on to fresh keys.
     #[arg(long, default_value_t = 400)]
     pub ops_per_key: u64,
@@ -118,6 +126,10 @@ pub struct RoundReport {
     pub counter: KindResult,
     /// Set: ops recorded, ok, info, verdict (valid = `Linearizable`).
     pub set: KindResult,
+    /// Lock: commands sent, ok, info, verdict (valid = `Linearizable`).
+    pub lock: KindResult,
+    /// Lock: what its holders did.
+    pub lock_counts: LockCounts,
     /// Anomalies (node crashes, diverged replicas, no recovery, ...).
     pub anomalies: Vec<String>,
     /// Notes that are not anomalies (replicas still catching up).
@@ -133,7 +145,7 @@ impl RoundReport {
     /// Whether any workload's verdict is not linearizable (valid) or the
     /// round showed an anomaly.
     pub fn suspicious(&self) -> bool {
-        [&self.register, &self.counter, &self.set]
+        [&self.register, &self.counter, &self.set, &self.lock]
             .iter()
             .any(|k| k.verdict != Some(Verdict::Linearizable))
             || !self.anomalies.is_empty()
@@ -153,6 +165,126 @@ pub struct KindResult {
     pub verdict: Option<Verdict>,
     /// Checking time.
     pub check_time: Duration,
+}
+
+/// What the lock workload's holders did in a round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockCounts {
+    /// Acknowledged grants.
+    pub grants: usize,
+    /// Fenced writes accepted.
+    pub accepted: usize,
+    /// Fenced writes refused by the fence (stale holders).
+    pub refused: usize,
+    /// Fenced writes of unknown outcome.
+    pub unknown: usize,
+}
+
+impl LockCounts {
+    /// The counts of a lock history, of one lock or (`None`) all.
+    pub fn of(h: &LockHistory, lock: Option<&str>) -> LockCounts {
+        let mine = |l: &str| lock.is_none_or(|x| x == l);
+        let writes = |o: FenceOutcome| {
+            h.writes
+                .iter()
+                .filter(|w| mine(&w.lock) && w.outcome == o)
+                .count()
+        };
+        LockCounts {
+            grants: h.holds.iter().filter(|g| mine(&g.lock)).count(),
+            accepted: writes(FenceOutcome::Accepted),
+            refused: writes(FenceOutcome::Refused),
+            unknown: writes(FenceOutcome::Unknown),
+        }
+    }
+}
+
+/// Checks a lock-workload history with [`check_lock_history`]. The verdict
+/// is put on the scale the campaign tabulates: valid = `Linearizable`, a
+/// violation = `NotLinearizable`, a fenced counter without a final read =
+/// `Unknown`. The text has a line per lock and counter, one per
+/// violation (with the records involved), then the verdict.
+pub fn check_lock_history_text(h: &LockHistory) -> anyhow::Result<(Verdict, String)> {
+    let report = check_lock_history(h)?;
+    let mut s = String::new();
+    let locks: std::collections::BTreeSet<&str> = h
+        .holds
+        .iter()
+        .map(|g| g.lock.as_str())
+        .chain(h.writes.iter().map(|w| w.lock.as_str()))
+        .collect();
+    for lock in locks {
+        let c = LockCounts::of(h, Some(lock));
+        let _ = writeln!(
+            s,
+            "lock {lock}: {} grants; fenced writes {} accepted, {} refused, {} unknown",
+            c.grants, c.accepted, c.refused, c.unknown
+        );
+    }
+    for b in &report.counters {
+        let _ = writeln!(
+            s,
+            "counter {}: final {:?}, must be in [{}, {}] ({} accepted, {} unknown increments): {:?}",
+            b.key,
+            b.final_value,
+            b.low,
+            b.high,
+            b.accepted,
+            b.unknown,
+            b.verdict()
+        );
+    }
+    for o in &report.locks.overlaps {
+        let _ = writeln!(
+            s,
+            "OVERLAP on {}: {:?} and {:?}",
+            o.lock, h.holds[o.first], h.holds[o.second]
+        );
+    }
+    for t in &report.locks.token_violations {
+        let _ = writeln!(
+            s,
+            "TOKENS {:?} on {}: {:?} then {:?}",
+            t.kind, t.lock, h.holds[t.earlier], h.holds[t.later]
+        );
+    }
+    for v in &report.fenced.violations {
+        let other = match (v.kind, v.other) {
+            (_, None) => String::new(),
+            (cairn_check::FenceViolationKind::StaleAccepted, Some(i)) => {
+                format!(" after write {:?}", h.writes[i])
+            }
+            (_, Some(i)) => format!(" vs hold {:?}", h.holds[i]),
+        };
+        let _ = writeln!(
+            s,
+            "FENCE {:?} on {}: write {:?}{other}",
+            v.kind, v.lock, h.writes[v.write]
+        );
+    }
+    let _ = writeln!(s, "lock verdict: {:?}", report.verdict);
+    let verdict = match report.verdict {
+        LockVerdict::Valid => Verdict::Linearizable,
+        LockVerdict::Invalid => Verdict::NotLinearizable,
+        LockVerdict::Unknown => Verdict::Unknown,
+    };
+    Ok((verdict, s))
+}
+
+/// Reads and checks the lock workload's output file.
+fn judge_locks(out: &Path) -> anyhow::Result<(KindResult, LockCounts, String)> {
+    let text = std::fs::read_to_string(out)?;
+    let run: crate::workload::LockRun = serde_json::from_str(&text)?;
+    let t = Instant::now();
+    let (verdict, explanation) = check_lock_history_text(&run.history)?;
+    let kr = KindResult {
+        ops: usize::try_from(run.ops).unwrap_or(usize::MAX),
+        ok: usize::try_from(run.ok).unwrap_or(usize::MAX),
+        info: usize::try_from(run.info).unwrap_or(usize::MAX),
+        verdict: Some(verdict),
+        check_time: t.elapsed(),
+    };
+    Ok((kr, LockCounts::of(&run.history, None), explanation))
 }
 
 /// Checks `history` with the model of `kind` (`register` or `counter`).
@@ -375,6 +507,11 @@ fn run_round(
         read_percent: 20,
         ..mk("set", "s", 3)
     };
+    // Few locks, so that the clients queue for them.
+    let locks = WorkloadSpec {
+        keys: args.locks.max(1),
+        ..mk("lock", "l", 4)
+    };
     let schedule = Schedule::generate(
         seed,
         &round_schedule_spec(round_ms, cluster.spec().election_max_ms),
@@ -382,9 +519,11 @@ fn run_round(
     let reg_out = lab.dir().join(format!("round{round}-register.jsonl"));
     let ctr_out = lab.dir().join(format!("round{round}-counter.jsonl"));
     let set_out = lab.dir().join(format!("round{round}-set.jsonl"));
+    let lock_out = lab.dir().join(format!("round{round}-lock.json"));
     let wr = cluster.spawn_workload(&reg, &reg_out)?;
     let wc = cluster.spawn_workload(&ctr, &ctr_out)?;
     let ws = cluster.spawn_workload(&set, &set_out)?;
+    let wl = cluster.spawn_workload(&locks, &lock_out)?;
     let start = Instant::now();
     let start_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -395,11 +534,12 @@ fn run_round(
     let mut notes = Vec::new();
     let (events, statuses) = std::thread::scope(|s| {
         let nemesis = s.spawn(|| schedule.run(cluster, &key, start, &stop));
-        // The set workload's final reads may retry for FINAL_READ_LIMIT.
+        // The set and lock workloads' final reads may retry for
+        // FINAL_READ_LIMIT.
         let limit = Duration::from_millis(round_ms)
             + Duration::from_secs(60)
             + crate::workload::FINAL_READ_LIMIT;
-        let statuses: Vec<_> = [wr, wc, ws]
+        let statuses: Vec<_> = [wr, wc, ws, wl]
             .iter()
             .map(|&w| lab.wait_timeout(w, limit))
             .collect();
@@ -420,6 +560,7 @@ fn run_round(
         ("register", wr, &statuses[0]),
         ("counter", wc, &statuses[1]),
         ("set", ws, &statuses[2]),
+        ("lock", wl, &statuses[3]),
     ] {
         match st {
             Ok(Some(s)) if s.success() => {}
@@ -486,8 +627,29 @@ fn run_round(
         }
         results.push(kr);
     }
+    let (lock, lock_counts) = match judge_locks(&lock_out) {
+        Ok((kr, counts, text)) => {
+            if kr.verdict != Some(Verdict::Linearizable) {
+                explanations.push_str(&format!("=== lock\n{text}"));
+            }
+            (kr, counts)
+        }
+        Err(e) => {
+            anomalies.push(format!(
+                "lock history unreadable: {e}: {}",
+                last_lines(&lab.log(wl), 5)
+            ));
+            (KindResult::default(), LockCounts::default())
+        }
+    };
+    let outs = [
+        reg_out.as_path(),
+        ctr_out.as_path(),
+        set_out.as_path(),
+        lock_out.as_path(),
+    ];
     let mut ok_times = Vec::new();
-    for out in [&reg_out, &ctr_out, &set_out] {
+    for out in outs {
         let side = crate::avail::OkTimes::path_for(out);
         match std::fs::read(&side)
             .map_err(anyhow::Error::from)
@@ -498,7 +660,7 @@ fn run_round(
         }
         let _ = std::fs::remove_file(&side);
     }
-    let stalls = if ok_times.len() == 3 {
+    let stalls = if ok_times.len() == outs.len() {
         let times = crate::avail::merge(&ok_times, start_unix_ns, cluster.nodes());
         crate::avail::stalls(&events, &times, round_ms)
     } else {
@@ -517,6 +679,8 @@ fn run_round(
         register,
         counter,
         set,
+        lock,
+        lock_counts,
         anomalies,
         notes,
         stalls,
@@ -532,7 +696,7 @@ fn run_round(
             cluster,
             &schedule,
             &events,
-            &[&reg_out, &ctr_out, &set_out],
+            &outs,
             &explanations,
         ) {
             eprintln!("saving round {round} to {}: {e}", dir.display());
@@ -541,9 +705,9 @@ fn run_round(
         }
     }
     // Histories of passing rounds are not kept (they are large).
-    let _ = std::fs::remove_file(&reg_out);
-    let _ = std::fs::remove_file(&ctr_out);
-    let _ = std::fs::remove_file(&set_out);
+    for out in outs {
+        let _ = std::fs::remove_file(out);
+    }
     Ok(report)
 }
 
@@ -608,6 +772,15 @@ fn set_verdict_str(v: Option<Verdict>) -> &'static str {
     }
 }
 
+fn lock_verdict_str(v: Option<Verdict>) -> &'static str {
+    match v {
+        Some(Verdict::Linearizable) => "valid",
+        Some(Verdict::NotLinearizable) => "LOCK VIOLATION",
+        Some(Verdict::Unknown) => "unknown (no final read)",
+        None => "no history",
+    }
+}
+
 fn print_round(r: &RoundReport) {
     let worst = r
         .stalls
@@ -623,7 +796,7 @@ fn print_round(r: &RoundReport) {
         })
         .unwrap_or_default();
     println!(
-        "round {:>3} seed {:>20} | {:>5.1} s | register {:>6} ops ({:>4} info) {} | counter {:>6} ops ({:>4} info) {} | set {:>6} ops ({:>4} info) {} | faults: {}{}{}{}",
+        "round {:>3} seed {:>20} | {:>5.1} s | register {:>6} ops ({:>4} info) {} | counter {:>6} ops ({:>4} info) {} | set {:>6} ops ({:>4} info) {} | lock {:>5} ops ({:>3} info, {:>4} grants, {:>3} stale writes refused) {} | faults: {}{}{}{}",
         r.round,
         r.seed,
         r.took.as_secs_f64(),
@@ -636,6 +809,11 @@ fn print_round(r: &RoundReport) {
         r.set.ops,
         r.set.info,
         set_verdict_str(r.set.verdict),
+        r.lock.ops,
+        r.lock.info,
+        r.lock_counts.grants,
+        r.lock_counts.refused,
+        lock_verdict_str(r.lock.verdict),
         r.faults.join(", "),
         worst,
         if r.anomalies.is_empty() {
@@ -667,6 +845,7 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
     let reg = |r: &RoundReport| r.register.verdict;
     let ctr = |r: &RoundReport| r.counter.verdict;
     let set = |r: &RoundReport| r.set.verdict;
+    let lock = |r: &RoundReport| r.lock.verdict;
     let mut s = String::new();
     let _ = writeln!(s, "\n## campaign summary (seed {seed})\n");
     let _ = writeln!(s, "| | |\n|---|---|");
@@ -705,6 +884,17 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
     );
     let _ = writeln!(
         s,
+        "| lock ops checked | {} ({} ok, {} info): {} grants, fenced writes {} accepted, {} refused (stale holders), {} unknown |",
+        sum(&|r| r.lock.ops),
+        sum(&|r| r.lock.ok),
+        sum(&|r| r.lock.info),
+        sum(&|r| r.lock_counts.grants),
+        sum(&|r| r.lock_counts.accepted),
+        sum(&|r| r.lock_counts.refused),
+        sum(&|r| r.lock_counts.unknown)
+    );
+    let _ = writeln!(
+        s,
         "| register verdicts | {} linearizable, {} NOT, {} unknown |",
         count(reg, Verdict::Linearizable),
         count(reg, Verdict::NotLinearizable),
@@ -723,6 +913,13 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
         count(set, Verdict::Linearizable),
         count(set, Verdict::NotLinearizable),
         count(set, Verdict::Unknown)
+    );
+    let _ = writeln!(
+        s,
+        "| lock verdicts | {} valid, {} LOCK VIOLATION, {} unknown |",
+        count(lock, Verdict::Linearizable),
+        count(lock, Verdict::NotLinearizable),
+        count(lock, Verdict::Unknown)
     );
     let anomalies: Vec<String> = reports
         .iter()

@@ -1136,7 +1136,7 @@ fn json_line(log: &str) -> Option<String> {
 /// Arguments of one `cairn-lab workload` run.
 #[derive(Clone, Debug)]
 pub struct WorkloadSpec {
-    /// `register` or `counter`.
+    /// `register`, `counter`, `set` or `lock`.
     pub kind: String,
     /// Number of keys.
     pub keys: usize,

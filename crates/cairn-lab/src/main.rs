@@ -25,8 +25,10 @@ struct Cli {
 enum Cmd {
     /// Run a concurrent workload and record a history (JSON Lines).
     Workload {
-        /// register (GET/SET/SET IFEQ), counter (GET/INCRBY) or set
-        /// (unique adds, MGET reads, a final read of every set).
+        /// register (GET/SET/SET IFEQ), counter (GET/INCRBY), set
+        /// (unique adds, MGET reads, a final read of every set) or lock
+        /// (contended LOCK.ACQUIRE WAIT, fenced INCRBYs, LOCK.RELEASE, a
+        /// final read of every fenced counter; --out gets one JSON object).
         #[arg(long, default_value = "register")]
         kind: String,
         /// Node address, IP:PORT (one node; same as --targets with one).
@@ -105,8 +107,8 @@ enum Cmd {
         timeout_ms: u64,
     },
     /// Long randomized fault campaign against a 3-node cluster: rounds of
-    /// register + counter workloads under a seeded random nemesis, every
-    /// history checked, a summary table at the end. Run as root from the
+    /// register, counter, set and lock workloads under a seeded random
+    /// nemesis, every history checked, a summary table at the end. Run as root from the
     /// root namespace (it builds its own lab); see docs/VERIFICATION.md.
     Campaign(campaign::Args),
     /// Delay (and optionally drop) the packets an iptables NFQUEUE rule
@@ -123,10 +125,11 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
     },
-    /// Check a recorded history for linearizability (register, counter)
-    /// or lost and unexpected elements (set).
+    /// Check a recorded history for linearizability (register, counter),
+    /// lost and unexpected elements (set) or lock safety (lock: exclusion,
+    /// token order, fenced writes, counter bounds).
     Check {
-        /// The model: register, counter or set.
+        /// The model: register, counter, set or lock.
         #[arg(long, default_value = "register")]
         kind: String,
         /// The history (JSON Lines).
@@ -149,7 +152,8 @@ fn parse_kind(kind: &str) -> anyhow::Result<workload::Kind> {
         "register" => Ok(workload::Kind::Register),
         "counter" => Ok(workload::Kind::Counter),
         "set" => Ok(workload::Kind::Set),
-        other => bail!("unknown workload kind '{other}' (register, counter or set)"),
+        "lock" => Ok(workload::Kind::Lock),
+        other => bail!("unknown workload kind '{other}' (register, counter, set or lock)"),
     }
 }
 
@@ -210,13 +214,23 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 think: Duration::from_millis(think_ms),
                 seed,
             };
-            let (history, stats) = runtime()?
-                .block_on(workload::run(cfg))
-                .context("workload")?;
             let file = File::create(&out).with_context(|| format!("creating {}", out.display()))?;
-            history
-                .write_jsonl(BufWriter::new(file))
-                .with_context(|| format!("writing {}", out.display()))?;
+            let stats = if kind == workload::Kind::Lock {
+                let (run, stats) = runtime()?
+                    .block_on(workload::run_locks(cfg))
+                    .context("workload")?;
+                serde_json::to_writer(BufWriter::new(file), &run)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                stats
+            } else {
+                let (history, stats) = runtime()?
+                    .block_on(workload::run(cfg))
+                    .context("workload")?;
+                history
+                    .write_jsonl(BufWriter::new(file))
+                    .with_context(|| format!("writing {}", out.display()))?;
+                stats
+            };
             let times = cairn_lab::avail::OkTimes {
                 start_unix_ns: stats.start_unix_ns,
                 ok_ns: stats.ok_times.clone(),
@@ -327,36 +341,47 @@ fn real_main() -> anyhow::Result<ExitCode> {
             println!("{addr} ready after {} ms", took.as_millis());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { kind, history } => {
-            let file =
-                File::open(&history).with_context(|| format!("opening {}", history.display()))?;
-            let h = History::read_jsonl(std::io::BufReader::new(file))?;
-            let report = match parse_kind(&kind)? {
-                workload::Kind::Register => check(&h, &Register, &Budget::default())?,
-                workload::Kind::Counter => check(&h, &Counter, &Budget::default())?,
-                workload::Kind::Set => {
-                    let (verdict, text) = campaign::check_set_history(&h)?;
-                    print!("{text}");
-                    println!("{} ops", h.ops.len());
-                    return match verdict {
-                        Verdict::Linearizable => Ok(ExitCode::SUCCESS),
-                        Verdict::NotLinearizable => Ok(ExitCode::from(1)),
-                        _ => bail!("verdict {verdict:?}: a set has no final read"),
-                    };
-                }
+        Cmd::Check { kind, history } => check_file(parse_kind(&kind)?, &history),
+    }
+}
+
+/// `cairn-lab check`: exit 0 when valid (linearizable), 1 when not, an
+/// error when undecided.
+fn check_file(kind: workload::Kind, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = std::io::BufReader::new(file);
+    let (verdict, undecided) = match kind {
+        workload::Kind::Lock => {
+            let h: cairn_check::LockHistory = serde_json::from_reader(reader)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let (verdict, text) = campaign::check_lock_history_text(&h)?;
+            print!("{text}");
+            (verdict, "a fenced counter has no final read")
+        }
+        workload::Kind::Set => {
+            let h = History::read_jsonl(reader)?;
+            let (verdict, text) = campaign::check_set_history(&h)?;
+            print!("{text}");
+            println!("{} ops", h.ops.len());
+            (verdict, "a set has no final read")
+        }
+        workload::Kind::Register | workload::Kind::Counter => {
+            let h = History::read_jsonl(reader)?;
+            let report = if kind == workload::Kind::Counter {
+                check(&h, &Counter, &Budget::default())?
+            } else {
+                check(&h, &Register, &Budget::default())?
             };
             for (key, result) in &report.keys {
                 println!("{key}: {result:?}");
             }
             println!("verdict: {:?} ({} ops)", report.verdict, h.ops.len());
-            match report.verdict {
-                Verdict::Linearizable => Ok(ExitCode::SUCCESS),
-                Verdict::NotLinearizable => Ok(ExitCode::from(1)),
-                _ => bail!(
-                    "verdict {:?}: the checker ran out of budget",
-                    report.verdict
-                ),
-            }
+            (report.verdict, "the checker ran out of budget")
         }
+    };
+    match verdict {
+        Verdict::Linearizable => Ok(ExitCode::SUCCESS),
+        Verdict::NotLinearizable => Ok(ExitCode::from(1)),
+        _ => bail!("verdict {verdict:?}: {undecided}"),
     }
 }
