@@ -18,15 +18,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_check::{check_set, Call, History, Outcome, SetReport, SetVerdict, Value};
-use cairn_lab::cluster::{Cluster, ClusterSpec, WorkloadSpec};
-use cairn_lab::nemesis::{Fault, Role, Schedule, ScheduleSpec};
-use cairn_lab::workload::{self, set_element_key, Kind, FINAL_READ_LIMIT};
-use common::{cairn_binary, lab, serial, TOOL};
+use cairn_lab::cluster::WorkloadSpec;
+use cairn_lab::nemesis::{Fault, Role, Schedule};
+use cairn_lab::workload::{self, set_element_key, Kind};
+use common::{each_fault_once, lab, loopback_server, run_under_nemesis, serial, start_cluster};
 
 /// Seed of a test: `CAIRN_LAB_SEED` or the test's default.
 fn seed(default: u64) -> u64 {
@@ -117,21 +116,14 @@ fn assert_valid(report: &SetReport, seed: u64) {
 /// a hold, SIGKILL + restart at once (it comes back believing it leads),
 /// and isolation from the other nodes, each once in a seeded order.
 fn leader_schedule(seed: u64) -> Schedule {
-    Schedule::generate(
+    each_fault_once(
         seed,
-        &ScheduleSpec {
-            faults: vec![
-                Fault::KillRestart(Role::Leader),
-                Fault::CrashRestart(Role::Leader),
-                Fault::IsolateLeader,
-            ],
-            each_once: true,
-            warmup_ms: 1500,
-            hold_ms: (2500, 3500),
-            pause_min_ms: 0,
-            gap_ms: (1000, 1500),
-            total_ms: 0,
-        },
+        vec![
+            Fault::KillRestart(Role::Leader),
+            Fault::CrashRestart(Role::Leader),
+            Fault::IsolateLeader,
+        ],
+        0,
     )
 }
 
@@ -142,14 +134,7 @@ fn set_keeps_acknowledged_adds_through_leader_kill_restart_and_isolation() {
     let t0 = Instant::now();
     let seed = seed(11);
     let schedule = leader_schedule(seed);
-    eprint!("{}", schedule.describe());
-    let cluster = Cluster::start(
-        &lab,
-        ClusterSpec::new(cairn_binary(), TOOL),
-        Duration::from_secs(90),
-    )
-    .unwrap_or_else(|e| panic!("cluster did not start: {e}"));
-    eprintln!("cluster ready after {:?}", t0.elapsed());
+    let cluster = start_cluster(&lab);
     let w = WorkloadSpec {
         kind: "set".into(),
         keys: 3,
@@ -164,27 +149,7 @@ fn set_keeps_acknowledged_adds_through_leader_kill_restart_and_isolation() {
     };
     let key = w.first_key();
     let out = lab.dir().join("history-set.jsonl");
-    let p = cluster.spawn_workload(&w, &out).unwrap();
-    let start = Instant::now();
-    let stop = AtomicBool::new(false);
-    let limit = Duration::from_millis(w.duration_ms) + Duration::from_secs(60) + FINAL_READ_LIMIT;
-    let (events, status) = std::thread::scope(|s| {
-        let nemesis = s.spawn(|| schedule.run(&cluster, &key, start, &stop));
-        let status = lab.wait_timeout(p, limit);
-        stop.store(true, Ordering::Relaxed);
-        (nemesis.join().expect("nemesis panicked"), status)
-    });
-    let events = events.unwrap_or_else(|e| panic!("nemesis failed: {e}"));
-    let faults = events.iter().filter(|e| e.fault.is_some()).count();
-    assert_eq!(faults, 3, "not every fault was injected: {events:?}");
-    let status = status
-        .unwrap()
-        .unwrap_or_else(|| panic!("set workload did not finish within {limit:?}"));
-    let wlog = lab.log(p);
-    eprintln!("set workload: {}", wlog.trim());
-    assert!(status.success(), "set workload failed: {status}: {wlog}");
-    let crashed = cluster.crashed();
-    assert!(crashed.is_empty(), "nodes died on their own: {crashed:?}");
+    run_under_nemesis(&cluster, &w, &key, &schedule, 3, &out);
     cluster
         .wait_ready(Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("no recovery after the nemesis: {e}"));
@@ -215,39 +180,6 @@ fn set_keeps_acknowledged_adds_through_leader_kill_restart_and_isolation() {
     // The faults bit: some adds or reads did not simply succeed.
     assert!(fail + info > 0, "no operation failed or timed out");
     must_fail_on_tampered_copy(&history, &key);
-}
-
-/// Kills the server when dropped, even if the test panics.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a standalone cairn on a free loopback port.
-fn loopback_server() -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let child = Command::new(cairn_binary())
-        .args([
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--log",
-            "warn",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    (Server(child), format!("127.0.0.1:{port}"))
 }
 
 /// A client on loopback that deletes the element keys of ids `0..ids` of

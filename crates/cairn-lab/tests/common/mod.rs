@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
@@ -160,4 +160,119 @@ pub fn check_histories(
         checked.push((w.kind.clone(), summary, history, report));
     }
     checked
+}
+
+/// Kills the server when dropped, even if the test panics.
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a standalone cairn on a free loopback port.
+pub fn loopback_server() -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let child = Command::new(cairn_binary())
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--log",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Server(child), format!("127.0.0.1:{port}"))
+}
+
+/// Runs workload `w` (its output in `out`) while `schedule` runs against
+/// the group of `key`, waiting for the workload at most its duration +
+/// 60 s + the final reads' limit. Asserts that all `faults` faults were
+/// injected, the workload exited 0 and no node died on its own; returns
+/// the workload's log.
+pub fn run_under_nemesis(
+    cluster: &cairn_lab::cluster::Cluster<'_>,
+    w: &cairn_lab::cluster::WorkloadSpec,
+    key: &str,
+    schedule: &cairn_lab::nemesis::Schedule,
+    faults: usize,
+    out: &Path,
+) -> String {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let lab = cluster.lab();
+    let p = cluster.spawn_workload(w, out).unwrap();
+    let start = Instant::now();
+    let stop = AtomicBool::new(false);
+    let limit = Duration::from_millis(w.duration_ms)
+        + Duration::from_secs(60)
+        + cairn_lab::workload::FINAL_READ_LIMIT;
+    let (events, status) = std::thread::scope(|s| {
+        let nemesis = s.spawn(|| schedule.run(cluster, key, start, &stop));
+        let status = lab.wait_timeout(p, limit);
+        stop.store(true, Ordering::Relaxed);
+        (nemesis.join().expect("nemesis panicked"), status)
+    });
+    let events = events.unwrap_or_else(|e| panic!("nemesis failed: {e}"));
+    let injected = events.iter().filter(|e| e.fault.is_some()).count();
+    assert_eq!(injected, faults, "not every fault was injected: {events:?}");
+    let status = status
+        .unwrap()
+        .unwrap_or_else(|| panic!("{} workload did not finish within {limit:?}", w.kind));
+    let log = lab.log(p);
+    eprintln!("{} workload: {}", w.kind, log.trim());
+    assert!(
+        status.success(),
+        "{} workload failed: {status}: {log}",
+        w.kind
+    );
+    let crashed = cluster.crashed();
+    assert!(crashed.is_empty(), "nodes died on their own: {crashed:?}");
+    log
+}
+
+/// A 3-node cluster of the default spec on `lab`, started (90 s at most).
+pub fn start_cluster(lab: &Lab) -> cairn_lab::cluster::Cluster<'_> {
+    let t0 = std::time::Instant::now();
+    let cluster = cairn_lab::cluster::Cluster::start(
+        lab,
+        cairn_lab::cluster::ClusterSpec::new(cairn_binary(), TOOL),
+        std::time::Duration::from_secs(90),
+    )
+    .unwrap_or_else(|e| panic!("cluster did not start: {e}"));
+    eprintln!("cluster ready after {:?}", t0.elapsed());
+    cluster
+}
+
+/// Each of `faults` once, in an order drawn from `seed`: 2.5-3.5 s holds
+/// (pauses at least `pause_min_ms`), 1-1.5 s gaps, after 1.5 s of warm-up.
+pub fn each_fault_once(
+    seed: u64,
+    faults: Vec<cairn_lab::nemesis::Fault>,
+    pause_min_ms: u64,
+) -> cairn_lab::nemesis::Schedule {
+    let schedule = cairn_lab::nemesis::Schedule::generate(
+        seed,
+        &cairn_lab::nemesis::ScheduleSpec {
+            faults,
+            each_once: true,
+            warmup_ms: 1500,
+            hold_ms: (2500, 3500),
+            pause_min_ms,
+            gap_ms: (1000, 1500),
+            total_ms: 0,
+        },
+    );
+    eprint!("{}", schedule.describe());
+    schedule
 }
