@@ -1,0 +1,292 @@
+//! Load balancing: which node serves a request when more than one could
+//! (a stale read among a group's replicas, a keyless command, bootstrap).
+//!
+//! The one thing not to get wrong: a strategy only ever sees nodes the
+//! client may use (open circuit breakers are filtered out first), and its
+//! answer is clamped to the candidates, so a buggy custom strategy can
+//! skew load but never index out of bounds.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One node a request could go to, as a strategy sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    addr: &'a str,
+    outstanding: usize,
+}
+
+impl<'a> Candidate<'a> {
+    /// A candidate; public so custom strategies can be tested alone.
+    pub fn new(addr: &'a str, outstanding: usize) -> Candidate<'a> {
+        Candidate { addr, outstanding }
+    }
+
+    /// The node's address, `host:port`.
+    pub fn addr(&self) -> &'a str {
+        self.addr
+    }
+
+    /// Requests this client has sent to the node and not yet seen answered.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+}
+
+/// Picks one of several candidate nodes. Implement it for a custom
+/// strategy and pass it to
+/// [`ClientConfig::strategy`](crate::ClientConfig::strategy).
+///
+/// `candidates` is never empty; return an index into it. Called on the
+/// request path, so it should be quick and must not block.
+pub trait LoadBalance: Send + Sync + Debug + 'static {
+    /// The index of the chosen candidate.
+    fn pick(&self, candidates: &[Candidate<'_>]) -> usize;
+}
+
+/// Uniformly random.
+#[derive(Debug, Default)]
+pub struct Random;
+
+impl LoadBalance for Random {
+    fn pick(&self, candidates: &[Candidate<'_>]) -> usize {
+        fastrand::usize(..candidates.len())
+    }
+}
+
+/// Each candidate in turn. With a changing candidate list the rotation
+/// continues from the counter, so no node is favoured.
+#[derive(Debug, Default)]
+pub struct RoundRobin {
+    next: AtomicUsize,
+}
+
+impl LoadBalance for RoundRobin {
+    fn pick(&self, candidates: &[Candidate<'_>]) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()
+    }
+}
+
+/// Random in proportion to static weights by address. Nodes not named get
+/// `default_weight`; a node of weight 0 is picked only when every
+/// candidate weighs 0 (then uniformly).
+#[derive(Debug)]
+pub struct Weighted {
+    weights: HashMap<String, u32>,
+    default_weight: u32,
+}
+
+impl Weighted {
+    /// Weights by `host:port`; unnamed nodes weigh 1.
+    pub fn new<I, S>(weights: I) -> Weighted
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        Weighted {
+            weights: weights.into_iter().map(|(a, w)| (a.into(), w)).collect(),
+            default_weight: 1,
+        }
+    }
+
+    /// The weight of nodes the map does not name.
+    pub fn default_weight(mut self, w: u32) -> Weighted {
+        self.default_weight = w;
+        self
+    }
+
+    fn weight(&self, addr: &str) -> u64 {
+        u64::from(*self.weights.get(addr).unwrap_or(&self.default_weight))
+    }
+}
+
+impl LoadBalance for Weighted {
+    fn pick(&self, candidates: &[Candidate<'_>]) -> usize {
+        let total: u64 = candidates.iter().map(|c| self.weight(c.addr)).sum();
+        if total == 0 {
+            return fastrand::usize(..candidates.len());
+        }
+        let mut r = fastrand::u64(..total);
+        for (i, c) in candidates.iter().enumerate() {
+            let w = self.weight(c.addr);
+            if r < w {
+                return i;
+            }
+            r -= w;
+        }
+        candidates.len() - 1
+    }
+}
+
+/// Least outstanding requests by the power of two choices: two distinct
+/// random candidates, the one with fewer requests in flight wins (the
+/// first drawn on a tie, itself a uniform draw). Nearly as even as
+/// always taking the global minimum, without every client herding onto
+/// the same idle node.
+#[derive(Debug, Default)]
+pub struct LeastOutstanding;
+
+impl LoadBalance for LeastOutstanding {
+    fn pick(&self, candidates: &[Candidate<'_>]) -> usize {
+        let n = candidates.len();
+        if n < 2 {
+            return 0;
+        }
+        let i = fastrand::usize(..n);
+        let mut j = fastrand::usize(..n - 1);
+        if j >= i {
+            j += 1;
+        }
+        if candidates[j].outstanding < candidates[i].outstanding {
+            j
+        } else {
+            i
+        }
+    }
+}
+
+/// Asks `strategy` and keeps the answer within the candidates.
+pub(crate) fn choose(strategy: &dyn LoadBalance, candidates: &[Candidate<'_>]) -> usize {
+    debug_assert!(!candidates.is_empty());
+    strategy.pick(candidates).min(candidates.len() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHOICES: usize = 100_000;
+    const ADDRS: [&str; 3] = ["a:1", "b:2", "c:3"];
+
+    /// Shares of `CHOICES` picks among candidates with the given
+    /// outstanding counts, from a fixed seed.
+    fn shares(s: &dyn LoadBalance, outstanding: [usize; 3]) -> [f64; 3] {
+        fastrand::seed(7);
+        let cands: Vec<Candidate> = ADDRS
+            .iter()
+            .zip(outstanding)
+            .map(|(a, o)| Candidate::new(a, o))
+            .collect();
+        let mut counts = [0usize; 3];
+        for _ in 0..CHOICES {
+            counts[choose(s, &cands)] += 1;
+        }
+        counts.map(|c| c as f64 / CHOICES as f64)
+    }
+
+    fn assert_within_2pp(name: &str, got: [f64; 3], want: [f64; 3]) {
+        println!("{name}: measured {got:.4?}, target {want:.4?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 0.02, "{name}: {got:?} vs target {want:?}");
+        }
+    }
+
+    const THIRD: f64 = 1.0 / 3.0;
+
+    #[test]
+    fn random_spreads_evenly() {
+        assert_within_2pp("random", shares(&Random, [0; 3]), [THIRD; 3]);
+    }
+
+    #[test]
+    fn round_robin_spreads_evenly() {
+        let got = shares(&RoundRobin::default(), [0; 3]);
+        assert_within_2pp("round-robin", got, [THIRD; 3]);
+        // Strict rotation: no candidate gets two turns more than another.
+        let spread =
+            got.iter().cloned().fold(0.0, f64::max) - got.iter().cloned().fold(1.0, f64::min);
+        assert!(spread * CHOICES as f64 <= 1.5, "{got:?}");
+    }
+
+    #[test]
+    fn weighted_follows_weights_1_2_3() {
+        let w = Weighted::new([("a:1", 1), ("b:2", 2), ("c:3", 3)]);
+        assert_within_2pp(
+            "weighted 1:2:3",
+            shares(&w, [0; 3]),
+            [1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0],
+        );
+    }
+
+    #[test]
+    fn weighted_skips_weight_zero_and_defaults_the_rest() {
+        let w = Weighted::new([("a:1", 0)]).default_weight(1);
+        assert_within_2pp("weighted 0:1:1", shares(&w, [0; 3]), [0.0, 0.5, 0.5]);
+        let none = Weighted::new([("a:1", 0), ("b:2", 0), ("c:3", 0)]);
+        assert_within_2pp("weighted all 0", shares(&none, [0; 3]), [THIRD; 3]);
+    }
+
+    #[test]
+    fn least_outstanding_is_even_when_loads_are_equal() {
+        assert_within_2pp(
+            "least-outstanding equal",
+            shares(&LeastOutstanding, [4; 3]),
+            [THIRD; 3],
+        );
+    }
+
+    #[test]
+    fn least_outstanding_prefers_less_loaded_nodes() {
+        // Two distinct random picks of three: the idle node is in 2/3 of
+        // the pairs, the middle one wins only against the busiest (1/3),
+        // the busiest never.
+        let got = shares(&LeastOutstanding, [0, 5, 10]);
+        assert_within_2pp("least-outstanding 0/5/10", got, [2.0 / 3.0, THIRD, 0.0]);
+    }
+
+    /// Replays a discrete load: each step one request arrives, node `i`
+    /// finishes one request every `every[i]` steps. Returns each node's
+    /// share of the requests.
+    fn simulate(s: &dyn LoadBalance, every: [usize; 3], steps: usize) -> [f64; 3] {
+        fastrand::seed(11);
+        let mut queue = [0usize; 3];
+        let mut sent = [0usize; 3];
+        for t in 1..=steps {
+            let cands: Vec<Candidate> = ADDRS
+                .iter()
+                .zip(queue)
+                .map(|(a, o)| Candidate::new(a, o))
+                .collect();
+            let i = choose(s, &cands);
+            queue[i] += 1;
+            sent[i] += 1;
+            for (q, e) in queue.iter_mut().zip(every) {
+                if t % e == 0 {
+                    *q = q.saturating_sub(1);
+                }
+            }
+        }
+        sent.map(|c| c as f64 / steps as f64)
+    }
+
+    #[test]
+    fn least_outstanding_moves_load_away_from_a_slow_node() {
+        // Nodes a and b finish a request per step, c one per 10 steps:
+        // capacity 2.1 per step for 1 arrival, so only c can fall behind.
+        let lo = simulate(&LeastOutstanding, [1, 1, 10], CHOICES);
+        let rr = simulate(&RoundRobin::default(), [1, 1, 10], CHOICES);
+        println!("slow node c: least-outstanding {lo:.3?}, round-robin {rr:.3?}");
+        assert!(
+            (rr[2] - THIRD).abs() < 0.01,
+            "round-robin is blind to load: {rr:?}"
+        );
+        // c can serve at most a tenth of the requests before its queue
+        // grows; least-outstanding keeps it near that.
+        assert!(lo[2] < 0.15, "slow node kept too much load: {lo:?}");
+    }
+
+    #[derive(Debug)]
+    struct OutOfRange;
+    impl LoadBalance for OutOfRange {
+        fn pick(&self, _: &[Candidate<'_>]) -> usize {
+            usize::MAX
+        }
+    }
+
+    #[test]
+    fn a_custom_strategy_out_of_range_is_clamped() {
+        let c = [Candidate::new("a:1", 0), Candidate::new("b:2", 0)];
+        assert_eq!(choose(&OutOfRange, &c), 1);
+    }
+}
