@@ -225,21 +225,21 @@ impl Inner {
                 Verdict::Done(f) => return Ok(f),
                 Verdict::Refused(e) => return Err(Error::Server(e)),
                 Verdict::Moved { slot, addr } => {
-                    redirects += 1;
-                    if redirects > policy.redirects() {
-                        return Err(Error::Unavailable {
-                            attempts,
-                            last: format!("more than {} redirects", policy.redirects()),
-                        });
-                    }
                     self.apply_moved(slot, &addr);
-                    // A redirect is not a failure, unless it points at a
-                    // node the breaker has turned away: then wait.
-                    if self.node(&addr).breaker.allows(self.now_ms()) {
+                    // A redirect to a node the breaker has turned away (a
+                    // replica that has not yet seen the new leader) is a
+                    // failed attempt: back off while the group elects.
+                    if !self.node(&addr).breaker.allows(self.now_ms()) {
+                        last = format!("redirected to {addr}, which is failing");
+                    } else if redirects < policy.redirects() {
+                        redirects += 1;
                         attempts -= 1;
                         continue;
+                    } else {
+                        // Redirected in circles: the nodes disagree about
+                        // the leader. Wait for them to settle.
+                        last = format!("more than {} redirects", policy.redirects());
                     }
-                    last = format!("redirected to {addr}, which is failing");
                 }
                 Verdict::Retry(why) => last = why,
                 Verdict::Unknown(why) if cmd.may_retry_unknown() => last = why,

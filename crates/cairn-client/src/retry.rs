@@ -25,7 +25,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            attempts_max: 10,
+            attempts_max: 16,
             redirects_max: 8,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_millis(1000),
@@ -34,7 +34,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Attempts in all, the first included (at least 1; default 10).
+    /// Attempts in all, the first included (at least 1; default 16: with
+    /// the default backoff that outlasts a leader election of a few
+    /// seconds; the request's own timeout still bounds the total).
     pub fn attempts_max(mut self, n: u32) -> Self {
         self.attempts_max = n.max(1);
         self
@@ -47,8 +49,10 @@ impl RetryPolicy {
         self
     }
 
-    /// Backoff before retry `n` (0-based) is uniform in
-    /// `[0, min(max, base × 2ⁿ)]` ("full jitter"). Defaults 10 ms, 1 s.
+    /// Backoff before retry `n` (0-based) is uniform in `[cap/2, cap]`
+    /// with `cap = min(max, base × 2ⁿ)` ("equal jitter": spread out, yet
+    /// every retry waits at least half its cap, so a run of retries
+    /// reliably spans a failover). Defaults 10 ms, 1 s.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff_base = base;
         self.backoff_max = max.max(base);
@@ -75,7 +79,7 @@ impl RetryPolicy {
     /// A jittered backoff before retry `n`.
     pub(crate) fn backoff_for(&self, n: u32) -> Duration {
         let cap = self.backoff_cap(n).as_micros() as u64;
-        Duration::from_micros(fastrand::u64(0..=cap))
+        Duration::from_micros(fastrand::u64(cap / 2..=cap))
     }
 }
 
@@ -176,9 +180,10 @@ mod tests {
         );
         fastrand::seed(3);
         let draws: Vec<Duration> = (0..1000).map(|_| p.backoff_for(3)).collect();
-        assert!(draws.iter().all(|d| *d <= Duration::from_millis(80)));
-        // Full jitter: spread over the whole range, not clustered at the cap.
-        assert!(draws.iter().any(|d| *d < Duration::from_millis(20)));
-        assert!(draws.iter().any(|d| *d > Duration::from_millis(60)));
+        let (lo, hi) = (Duration::from_millis(40), Duration::from_millis(80));
+        assert!(draws.iter().all(|d| lo <= *d && *d <= hi));
+        // Jittered: spread over the range, not one value.
+        assert!(draws.iter().any(|d| *d < Duration::from_millis(45)));
+        assert!(draws.iter().any(|d| *d > Duration::from_millis(75)));
     }
 }
