@@ -19,7 +19,7 @@ use cairn_client::{Client, ClientConfig, Cmd, Error, LockOptions, LockStatus, Re
 
 /// One cluster per test at a time: each runs 3 servers and a load on a
 /// machine that may have 2 cores.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+fn one_at_a_time() -> Serial {
     static M: Mutex<()> = Mutex::new(());
     M.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -185,6 +185,25 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+type Serial = std::sync::MutexGuard<'static, ()>;
+
+/// A fresh cluster (one at a time), a runtime, and a client configured by
+/// `cfg` from the nodes' addresses. Bind all four in this order: they
+/// drop in reverse, the serial lock last.
+fn setup(
+    cfg: impl FnOnce(&Nodes) -> ClientConfig,
+) -> (Serial, Nodes, tokio::runtime::Runtime, Client) {
+    let one = one_at_a_time();
+    let nodes = Nodes::start();
+    let rt = runtime();
+    let client = rt.block_on(Client::connect(cfg(&nodes))).expect("connect");
+    (one, nodes, rt, client)
+}
+
+fn all_seeds(n: &Nodes) -> ClientConfig {
+    ClientConfig::new(n.seeds())
+}
+
 /// Requests the servers proxied or redirected, summed over the nodes.
 fn detours(n: &Nodes) -> u64 {
     (0..3)
@@ -197,13 +216,8 @@ fn detours(n: &Nodes) -> u64 {
 
 #[test]
 fn keyed_requests_go_straight_to_leaders_after_warm_up() {
-    let _one = one_at_a_time();
-    let nodes = Nodes::start();
-    let rt = runtime();
     // One seed is enough: the client learns the rest.
-    let client = rt
-        .block_on(Client::connect(ClientConfig::new([nodes.addr(0)])))
-        .expect("connect");
+    let (_one, nodes, rt, client) = setup(|n| ClientConfig::new([n.addr(0)]));
     let run = |from: usize, count: usize| {
         rt.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
@@ -246,11 +260,8 @@ fn keyed_requests_go_straight_to_leaders_after_warm_up() {
 
 #[test]
 fn stale_reads_spread_over_every_replica() {
-    let _one = one_at_a_time();
-    let nodes = Nodes::start();
-    let rt = runtime();
-    let cfg = ClientConfig::new(nodes.seeds()).strategy(RoundRobin::default());
-    let client = rt.block_on(Client::connect(cfg)).expect("connect");
+    let (_one, nodes, rt, client) =
+        setup(|n| ClientConfig::new(n.seeds()).strategy(RoundRobin::default()));
     rt.block_on(client.set("stale:k", "v", None)).expect("SET");
     let hits = |i| nodes.info_field(i, "stats", "keyspace_hits");
     let before: Vec<u64> = (0..3).map(hits).collect();
@@ -290,12 +301,7 @@ fn lock_info(nodes: &Nodes, i: usize, name: &str) -> BTreeMap<String, redis::Val
 
 #[test]
 fn lock_guard_renews_through_a_leader_kill() {
-    let _one = one_at_a_time();
-    let mut nodes = Nodes::start();
-    let rt = runtime();
-    let client = rt
-        .block_on(Client::connect(ClientConfig::new(nodes.seeds())))
-        .expect("connect");
+    let (_one, mut nodes, rt, client) = setup(all_seeds);
     let name = "{job}:lock";
     let lease = Duration::from_secs(8);
     let guard = rt
@@ -333,12 +339,7 @@ fn lock_guard_renews_through_a_leader_kill() {
 
 #[test]
 fn lock_guard_signals_loss_within_one_lease_when_the_cluster_is_unreachable() {
-    let _one = one_at_a_time();
-    let nodes = Nodes::start();
-    let rt = runtime();
-    let client = rt
-        .block_on(Client::connect(ClientConfig::new(nodes.seeds())))
-        .expect("connect");
+    let (_one, nodes, rt, client) = setup(all_seeds);
     let lease = Duration::from_secs(3);
     let guard = rt
         .block_on(client.lock("{cut}:lock", LockOptions::default().lease(lease)))
@@ -376,12 +377,7 @@ struct Outcomes {
 
 #[test]
 fn a_node_killed_under_load_loses_no_acknowledged_write() {
-    let _one = one_at_a_time();
-    let mut nodes = Nodes::start();
-    let rt = runtime();
-    let client = rt
-        .block_on(Client::connect(ClientConfig::new(nodes.seeds())))
-        .expect("connect");
+    let (_one, mut nodes, rt, client) = setup(all_seeds);
     // Readable keys, written before the load.
     rt.block_on(async {
         for i in 0..200 {

@@ -2,19 +2,15 @@
 //! (`cargo run --release -p cairn-cli -- dev --nodes 3 --port 7001`):
 //! `cargo run -p cairn-client --example lock [-- seed...]`.
 
+mod common;
+
 use std::time::Duration;
 
 use cairn_client::{Client, ClientConfig, LockOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let seeds: Vec<String> = std::env::args().skip(1).collect();
-    let seeds = if seeds.is_empty() {
-        vec!["127.0.0.1:7001".to_string()]
-    } else {
-        seeds
-    };
-    let client = Client::connect(ClientConfig::new(seeds)).await?;
+    let client = Client::connect(ClientConfig::new(common::seeds())).await?;
 
     // The lock and the data it guards share a hash tag: one slot, one group.
     let opts = LockOptions::default().lease(Duration::from_secs(5));

@@ -2,19 +2,15 @@
 //! then `cargo run -p cairn-client --example quickstart` (or pass seeds:
 //! `-- 127.0.0.1:7301`).
 
+mod common;
+
 use std::time::Duration;
 
 use cairn_client::{Client, ClientConfig, Cmd, ReadFrom};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let seeds: Vec<String> = std::env::args().skip(1).collect();
-    let seeds = if seeds.is_empty() {
-        vec!["127.0.0.1:7001".to_string()]
-    } else {
-        seeds
-    };
-    let client = Client::connect(ClientConfig::new(seeds)).await?;
+    let client = Client::connect(ClientConfig::new(common::seeds())).await?;
 
     client
         .set("greeting", "hello", Some(Duration::from_secs(60)))

@@ -44,32 +44,17 @@ pub trait ToArg {
     fn write_arg(&self, out: &mut Vec<u8>);
 }
 
-impl ToArg for [u8] {
-    fn write_arg(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self);
-    }
+macro_rules! bytes_arg {
+    ($($t:ty),*) => {$(
+        impl ToArg for $t {
+            fn write_arg(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(self.as_ref());
+            }
+        }
+    )*};
 }
+bytes_arg!([u8], Vec<u8>, str, String, Bytes);
 impl<const N: usize> ToArg for [u8; N] {
-    fn write_arg(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self);
-    }
-}
-impl ToArg for Vec<u8> {
-    fn write_arg(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self);
-    }
-}
-impl ToArg for str {
-    fn write_arg(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.as_bytes());
-    }
-}
-impl ToArg for String {
-    fn write_arg(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.as_bytes());
-    }
-}
-impl ToArg for Bytes {
     fn write_arg(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self);
     }
@@ -90,70 +75,59 @@ impl<T: ToArg + ?Sized> ToArg for &T {
     }
 }
 
-/// Commands that change nothing: safe to retry, may be served by a
-/// replica when the caller allows stale reads.
-const READS: &[&str] = &[
-    "GET",
-    "MGET",
-    "STRLEN",
-    "GETRANGE",
-    "SUBSTR",
-    "EXISTS",
-    "TOUCH",
-    "TYPE",
-    "TTL",
-    "PTTL",
-    "EXPIRETIME",
-    "PEXPIRETIME",
-    "OBJECT",
-    "KEYS",
-    "SCAN",
-    "RANDOMKEY",
-    "DBSIZE",
-    "LOCK.INFO",
-    "SEM.INFO",
-    "LOCK.FENCE",
-    "CAIRN.VERSIONS",
-    "PING",
-    "ECHO",
-    "INFO",
-    "TIME",
-    "CLUSTER",
-    "COMMAND",
-    "MEMORY",
-];
-
-/// Commands without a key: routed by the strategy to any node.
-const KEYLESS: &[&str] = &[
-    "PING",
-    "ECHO",
-    "INFO",
-    "TIME",
-    "CLUSTER",
-    "COMMAND",
-    "MEMORY",
-    "CONFIG",
-    "CLIENT",
-    "KEYS",
-    "SCAN",
-    "RANDOMKEY",
-    "DBSIZE",
-    "FLUSHDB",
-    "FLUSHALL",
-    "SLOWLOG",
-    "LATENCY",
-    "SHUTDOWN",
-];
-
-/// Writes whose repetition by the same caller has the effect of one:
-/// an owner re-acquiring or renewing its own lock gets the same token,
+/// Reads only: safe to retry, may be served by a replica when the caller
+/// allows stale reads.
+const READ: u8 = 1;
+/// No key: routed by the strategy to any node.
+const KEYLESS: u8 = 2;
+/// A write whose repetition by the same caller has the effect of one: an
+/// owner re-acquiring or renewing its own lock gets the same token,
 /// releasing a released lock changes nothing.
-const IDEMPOTENT_WRITES: &[&str] = &[
-    "LOCK.ACQUIRE",
-    "SEM.ACQUIRE",
-    "LOCK.RENEW",
-    "LOCK.RELEASE",
-    "LOCK.DEQUEUE",
+const IDEMPOTENT: u8 = 4;
+
+/// cairn's commands the client treats specially; any other is a keyed,
+/// non-idempotent write.
+const TABLE: &[(&str, u8)] = &[
+    ("GET", READ),
+    ("MGET", READ),
+    ("STRLEN", READ),
+    ("GETRANGE", READ),
+    ("SUBSTR", READ),
+    ("EXISTS", READ),
+    ("TOUCH", READ),
+    ("TYPE", READ),
+    ("TTL", READ),
+    ("PTTL", READ),
+    ("EXPIRETIME", READ),
+    ("PEXPIRETIME", READ),
+    ("OBJECT", READ),
+    ("LOCK.INFO", READ),
+    ("SEM.INFO", READ),
+    ("LOCK.FENCE", READ),
+    ("CAIRN.VERSIONS", READ),
+    ("KEYS", READ | KEYLESS),
+    ("SCAN", READ | KEYLESS),
+    ("RANDOMKEY", READ | KEYLESS),
+    ("DBSIZE", READ | KEYLESS),
+    ("PING", READ | KEYLESS),
+    ("ECHO", READ | KEYLESS),
+    ("INFO", READ | KEYLESS),
+    ("TIME", READ | KEYLESS),
+    ("CLUSTER", READ | KEYLESS),
+    ("COMMAND", READ | KEYLESS),
+    ("MEMORY", READ | KEYLESS),
+    ("CONFIG", KEYLESS),
+    ("CLIENT", KEYLESS),
+    ("FLUSHDB", KEYLESS),
+    ("FLUSHALL", KEYLESS),
+    ("SLOWLOG", KEYLESS),
+    ("LATENCY", KEYLESS),
+    ("SHUTDOWN", KEYLESS),
+    ("LOCK.ACQUIRE", IDEMPOTENT),
+    ("SEM.ACQUIRE", IDEMPOTENT),
+    ("LOCK.RENEW", IDEMPOTENT),
+    ("LOCK.RELEASE", IDEMPOTENT),
+    ("LOCK.DEQUEUE", IDEMPOTENT),
 ];
 
 impl Cmd {
@@ -163,18 +137,20 @@ impl Cmd {
     /// writes keyed by their first argument.
     pub fn new(name: impl AsRef<str>) -> Cmd {
         let upper = name.as_ref().to_ascii_uppercase();
-        let is = |table: &[&str]| table.contains(&upper.as_str());
+        let flags = TABLE
+            .iter()
+            .find(|(n, _)| *n == upper)
+            .map_or(0, |(_, f)| *f);
         let key_index = match upper.as_str() {
-            _ if is(KEYLESS) => None,
+            _ if flags & KEYLESS != 0 => None,
             "OBJECT" => Some(2),
             _ => Some(1),
         };
-        let read = is(READS);
         Cmd {
-            args: vec![upper.as_bytes().to_vec()],
+            args: vec![upper.into_bytes()],
             key_index,
-            read,
-            idempotent: read || is(IDEMPOTENT_WRITES),
+            read: flags & READ != 0,
+            idempotent: flags & (READ | IDEMPOTENT) != 0,
             retry_if_unknown: false,
             read_from: None,
         }
