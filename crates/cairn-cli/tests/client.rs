@@ -114,11 +114,15 @@ impl Nodes {
         }
     }
 
-    fn signal_all(&self, sig: i32) {
-        for c in self.procs.iter().flatten() {
+    fn signal(&self, i: usize, sig: i32) {
+        if let Some(c) = &self.procs[i] {
             // SAFETY: kill(2) on a child process this test owns.
             unsafe { libc::kill(c.id() as i32, sig) };
         }
+    }
+
+    fn signal_all(&self, sig: i32) {
+        (0..3).for_each(|i| self.signal(i, sig));
     }
 
     /// A plain connection to node `i` (the `redis` crate, so this harness
@@ -281,6 +285,61 @@ fn stale_reads_spread_over_every_replica() {
     for s in &served {
         assert!(*s >= reads as u64 / 6, "a replica was left out: {served:?}");
     }
+}
+
+#[test]
+fn least_outstanding_moves_load_away_from_a_slowed_node() {
+    // The default strategy; stale reads may go to any replica.
+    let (_one, nodes, rt, client) =
+        setup(|n| ClientConfig::new(n.seeds()).read_from(ReadFrom::AnyReplica));
+    rt.block_on(client.set("slow:k", "v", None)).expect("SET");
+    let served = |i| {
+        nodes.info_field(i, "stats", "keyspace_hits")
+            + nodes.info_field(i, "stats", "keyspace_misses")
+    };
+    let before: Vec<u64> = (0..3).map(served).collect();
+    // Node 2 runs 50 ms in every 200 ms: a quarter of the speed, far
+    // from any election timeout.
+    let stop = Arc::new(AtomicBool::new(false));
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                nodes.signal(2, libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(150));
+                nodes.signal(2, libc::SIGCONT);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..16 {
+                let c = client.clone();
+                tasks.spawn(async move {
+                    for _ in 0..600 {
+                        c.get::<Vec<u8>>("slow:k").await.expect("stale GET");
+                    }
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r.expect("task");
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+    nodes.signal(2, libc::SIGCONT);
+    let got: Vec<u64> = (0..3).map(|i| served(i) - before[i]).collect();
+    let total: u64 = got.iter().sum();
+    let slow_share = got[2] as f64 / total as f64;
+    println!(
+        "reads served per node with node 2 slowed: {got:?} (node 2: {:.1}%)",
+        slow_share * 100.0
+    );
+    assert!(total >= 16 * 600, "reads lost: {got:?}");
+    assert!(
+        slow_share < 0.2,
+        "the slowed node kept {:.1}% of the reads",
+        slow_share * 100.0
+    );
 }
 
 fn lock_info(nodes: &Nodes, i: usize, name: &str) -> BTreeMap<String, redis::Value> {
