@@ -55,6 +55,8 @@
 //! | [`Error::Server`] (`-WRONGTYPE`, `-FENCED`, ...) | no |
 //! | [`Error::Unavailable`] (no leader, connection refused, ...) | no |
 //! | [`Error::OutcomeUnknown`] | maybe: read it back |
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod client;
 mod cmd;
 mod config;
