@@ -397,6 +397,62 @@ fn lock_guard_renews_through_a_leader_kill() {
 }
 
 #[test]
+fn a_waiting_acquire_gets_the_lock_when_the_holder_releases() {
+    let (_one, _nodes, rt, client) = setup(all_seeds);
+    rt.block_on(async {
+        let opts = LockOptions::default().lease(Duration::from_secs(10));
+        let first = client
+            .lock("{q}:lock", opts.clone())
+            .await
+            .expect("acquire")
+            .expect("free");
+        assert!(
+            client
+                .lock("{q}:lock", opts.clone())
+                .await
+                .expect("try")
+                .is_none(),
+            "held by first"
+        );
+        let waiter = tokio::spawn({
+            let c = client.clone();
+            let opts = opts.wait(Duration::from_secs(20));
+            async move { c.lock("{q}:lock", opts).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let old = first.token();
+        let fenced_before = client.set_fenced("{q}:data", "first", &first).await;
+        assert!(fenced_before.is_ok(), "{fenced_before:?}");
+        assert!(first.release().await.expect("release"));
+        let second = waiter
+            .await
+            .expect("task")
+            .expect("wait")
+            .expect("granted after the release");
+        assert!(
+            second.token() > old,
+            "tokens increase: {} then {}",
+            old,
+            second.token()
+        );
+        assert!(second.is_held());
+        // The old token fences nothing any more.
+        let stale = Cmd::new("SET")
+            .arg("{q}:data")
+            .arg("late")
+            .arg("FENCE")
+            .arg("{q}:lock")
+            .arg(old);
+        let r = client.execute(&stale).await;
+        assert!(r.as_ref().is_err_and(|e| e.is_fenced()), "{r:?}");
+        client
+            .set_fenced("{q}:data", "second", &second)
+            .await
+            .expect("current token");
+    });
+}
+
+#[test]
 fn lock_guard_signals_loss_within_one_lease_when_the_cluster_is_unreachable() {
     let (_one, nodes, rt, client) = setup(all_seeds);
     let lease = Duration::from_secs(3);
