@@ -40,6 +40,10 @@ pub struct Holder {
     pub lease_ms: u64,
     /// Permits it holds (1 for a lock).
     pub permits: u32,
+    /// The stamp of the command that granted it or last renewed its
+    /// lease (cluster mode; standalone 0). A leader's expiry names it, so
+    /// an expiry decided before a renewal was applied ends nothing.
+    pub renewed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,10 +143,12 @@ pub struct SemInfo {
 
 /// A byte string a lock table owns (a name or an owner).
 type Bytes = Box<[u8]>;
-/// One holder's lease by this node's clock: owner, token, deadline (µs).
-type Deadline = (Bytes, u64, u64);
-/// A lease that ended: lock name, owner, token.
-pub type Ended = (Bytes, Bytes, u64);
+/// One holder's lease by this node's clock: owner, token, the stamp of
+/// its grant or last renewal, deadline (µs).
+type Deadline = (Bytes, u64, u64, u64);
+/// A lease that ended: lock name, owner, token, the stamp of its grant or
+/// last renewal.
+pub type Ended = (Bytes, Bytes, u64, u64);
 
 #[derive(Debug, Default)]
 pub struct Locks {
@@ -253,8 +259,8 @@ impl Locks {
         let ended: Vec<(Box<[u8]>, u64)> = match self.deadlines.get(name) {
             Some(ds) => ds
                 .iter()
-                .filter(|(_, _, d)| now >= *d)
-                .map(|(o, t, _)| (o.clone(), *t))
+                .filter(|(_, _, _, d)| now >= *d)
+                .map(|(o, t, _, _)| (o.clone(), *t))
                 .collect(),
             None => return,
         };
@@ -263,13 +269,22 @@ impl Locks {
         }
     }
 
-    fn set_deadline(&mut self, name: &[u8], owner: &[u8], token: u64, lease_ms: u64, now: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn set_deadline(
+        &mut self,
+        name: &[u8],
+        owner: &[u8],
+        token: u64,
+        renewed: u64,
+        lease_ms: u64,
+        now: u64,
+    ) {
         let d = now.saturating_add(lease_ms.saturating_mul(1000));
         self.clear_deadline(name, owner);
         self.deadlines
             .entry(name.into())
             .or_default()
-            .push((owner.into(), token, d));
+            .push((owner.into(), token, renewed, d));
         self.by_deadline.insert((d, name.into(), owner.into()));
     }
 
@@ -277,8 +292,8 @@ impl Locks {
         let Some(ds) = self.deadlines.get_mut(name) else {
             return;
         };
-        if let Some(i) = ds.iter().position(|(o, _, _)| **o == *owner) {
-            let (o, _, d) = ds.swap_remove(i);
+        if let Some(i) = ds.iter().position(|(o, _, _, _)| **o == *owner) {
+            let (o, _, _, d) = ds.swap_remove(i);
             self.by_deadline.remove(&(d, name.into(), o));
         }
         if ds.is_empty() {
@@ -290,8 +305,8 @@ impl Locks {
         self.deadlines
             .get(name)?
             .iter()
-            .find(|(o, t, _)| **o == *owner && *t == token)
-            .map(|(_, _, d)| *d)
+            .find(|(o, t, _, _)| **o == *owner && *t == token)
+            .map(|(_, _, _, d)| *d)
     }
 
     /// `LOCK.ACQUIRE name owner lease_ms [WAIT]`: a semaphore of one
@@ -332,9 +347,13 @@ impl Locks {
                 return Err(LIMIT_MISMATCH);
             }
             if let Some(h) = l.holders.iter_mut().find(|h| *h.owner == *owner) {
+                let Some(renewed) = self.stamp.or(self.standalone.then_some(0)) else {
+                    return Err(STAMP_MISSING);
+                };
                 h.lease_ms = lease_ms;
+                h.renewed = renewed;
                 let token = h.token;
-                self.set_deadline(name, owner, token, lease_ms, now);
+                self.set_deadline(name, owner, token, renewed, lease_ms, now);
                 return Ok(Acquired::Renewed(token));
             }
             let fits = l.waiters.is_empty() && l.used() + u64::from(permits) <= u64::from(limit);
@@ -362,13 +381,15 @@ impl Locks {
             .map
             .entry(name.into())
             .or_insert_with(|| Lock::new(limit));
+        let renewed = if self.standalone { 0 } else { token };
         lock.holders.push(Holder {
             owner: owner.into(),
             token,
             lease_ms,
             permits,
+            renewed,
         });
-        self.set_deadline(name, owner, token, lease_ms, now);
+        self.set_deadline(name, owner, token, renewed, lease_ms, now);
         Ok(Acquired::Granted(token))
     }
 
@@ -400,7 +421,10 @@ impl Locks {
         std::mem::take(&mut self.granted)
     }
 
-    /// `LOCK.RENEW`: only a holder with its token renews.
+    /// `LOCK.RENEW`: only a holder with its token renews. In cluster
+    /// mode a renewal needs the stamp of its command (see
+    /// [`Holder::renewed`]); without one it renews nothing, identically on
+    /// every replica.
     pub fn renew(
         &mut self,
         name: &[u8],
@@ -410,6 +434,9 @@ impl Locks {
         now: u64,
     ) -> bool {
         self.expire_local(name, now);
+        let Some(renewed) = self.stamp.or(self.standalone.then_some(0)) else {
+            return false;
+        };
         let Some(h) = self.map.get_mut(name).and_then(|l| {
             l.holders
                 .iter_mut()
@@ -418,7 +445,8 @@ impl Locks {
             return false;
         };
         h.lease_ms = lease_ms;
-        self.set_deadline(name, owner, token, lease_ms, now);
+        h.renewed = renewed;
+        self.set_deadline(name, owner, token, renewed, lease_ms, now);
         true
     }
 
@@ -446,15 +474,29 @@ impl Locks {
         true
     }
 
-    /// `CAIRN.LOCKEXPIRE name token [owner]` (the leader's decision, or
-    /// the standalone clock): ends the lease of the holder with that
-    /// token (and owner, when given: a semaphore's holders admitted by one
-    /// command share a token) if it still holds.
-    pub fn expire(&mut self, name: &[u8], token: u64, owner: Option<&[u8]>, now: u64) -> bool {
+    /// `CAIRN.LOCKEXPIRE name token [owner [renewed]]` (the leader's
+    /// decision, or the standalone clock): ends the lease of the holder
+    /// with that token (and owner, when given: a semaphore's holders
+    /// admitted by one command share a token) if it still holds — and,
+    /// when `renewed` is given, was not renewed since the leader decided:
+    /// a renewal applied between the decision and its commit keeps the
+    /// lease it answered for.
+    pub fn expire(
+        &mut self,
+        name: &[u8],
+        token: u64,
+        owner: Option<&[u8]>,
+        renewed: Option<u64>,
+        now: u64,
+    ) -> bool {
         let found = self.map.get(name).and_then(|l| {
             l.holders
                 .iter()
-                .find(|h| h.token == token && owner.is_none_or(|o| *h.owner == *o))
+                .find(|h| {
+                    h.token == token
+                        && owner.is_none_or(|o| *h.owner == *o)
+                        && renewed.is_none_or(|r| h.renewed == r)
+                })
                 .map(|h| h.owner.clone())
         });
         match found {
@@ -514,13 +556,15 @@ impl Locks {
                 owner: w.owner.clone(),
                 token,
             });
+            let renewed = if self.standalone { 0 } else { token };
             l.holders.push(Holder {
                 owner: w.owner.clone(),
                 token,
                 lease_ms: w.lease_ms,
                 permits: w.permits,
+                renewed,
             });
-            self.set_deadline(name, &w.owner, token, w.lease_ms, now);
+            self.set_deadline(name, &w.owner, token, renewed, w.lease_ms, now);
         }
     }
 
@@ -579,15 +623,16 @@ impl Locks {
     }
 
     /// Holders whose lease ended by this node's clock: (name, owner,
-    /// token), at most `max` of them (the leader commits their expiry).
+    /// token, stamp of the grant or last renewal), at most `max` of them
+    /// (the leader commits their expiry).
     pub fn expired(&self, now: u64, max: usize) -> Vec<Ended> {
         self.by_deadline
             .iter()
             .take_while(|(d, _, _)| *d <= now)
             .take(max)
             .filter_map(|(_, n, o)| {
-                let t = self.deadlines.get(n)?.iter().find(|(ow, _, _)| ow == o)?.1;
-                Some((n.clone(), o.clone(), t))
+                let (_, t, r, _) = self.deadlines.get(n)?.iter().find(|(ow, ..)| ow == o)?;
+                Some((n.clone(), o.clone(), *t, *r))
             })
             .collect()
     }
@@ -611,18 +656,18 @@ impl Locks {
     /// `now` (this node's monotonic µs): after a restore from a snapshot,
     /// as if each grant were applied now — never earlier than it was.
     pub fn start_leases(&mut self, now: u64) {
-        let held: Vec<(Bytes, Bytes, u64, u64)> = self
+        let held: Vec<(Bytes, Bytes, u64, u64, u64)> = self
             .map
             .iter()
             .flat_map(|(n, l)| {
                 l.holders
                     .iter()
-                    .map(move |h| (n.clone(), h.owner.clone(), h.token, h.lease_ms))
+                    .map(move |h| (n.clone(), h.owner.clone(), h.token, h.renewed, h.lease_ms))
             })
-            .filter(|(n, o, t, _)| self.deadline_of(n, o, *t).is_none())
+            .filter(|(n, o, t, _, _)| self.deadline_of(n, o, *t).is_none())
             .collect();
-        for (n, o, token, lease_ms) in held {
-            self.set_deadline(&n, &o, token, lease_ms, now);
+        for (n, o, token, renewed, lease_ms) in held {
+            self.set_deadline(&n, &o, token, renewed, lease_ms, now);
         }
     }
 
@@ -699,20 +744,69 @@ mod tests {
         // ...the leader finds the deadline passed and commits the expiry.
         assert_eq!(
             l.expired(later, 10),
-            vec![(b"x"[..].into(), b"a"[..].into(), 5 << 16)]
+            vec![(b"x"[..].into(), b"a"[..].into(), 5 << 16, 5 << 16)]
         );
         assert!(l.expired(t0, 10).is_empty());
         assert!(
-            !l.expire(b"x", 4 << 16, None, later),
+            !l.expire(b"x", 4 << 16, None, None, later),
             "another token's expiry"
         );
-        assert!(l.expire(b"x", 5 << 16, None, later));
+        assert!(l.expire(b"x", 5 << 16, None, None, later));
         assert!(l.expired(later, 10).is_empty());
         l.set_stamp(7, 1);
         assert_eq!(
             l.acquire(b"x", b"b", 10, false, later),
             Ok(Acquired::Granted((7 << 16) + 1))
         );
+    }
+
+    /// The race CI found: the leader decides a lease ended and proposes its
+    /// expiry; before that commits, the holder's renewal (or re-acquire)
+    /// is applied and answered "still yours". The expiry, applied after,
+    /// must end nothing — else another owner is granted the lock while the
+    /// renewed holder rightly believes it holds it.
+    #[test]
+    fn an_expiry_decided_before_a_renewal_ends_nothing() {
+        let mut l = cluster();
+        let t0 = 1_000_000u64;
+        l.set_stamp(5, 0);
+        assert_eq!(
+            l.acquire(b"x", b"a", 10, false, t0),
+            Ok(Acquired::Granted(5 << 16))
+        );
+        l.set_stamp(6, 0);
+        assert_eq!(l.acquire(b"x", b"b", 10, true, t0), Ok(Acquired::Queued));
+        let later = t0 + 20_000;
+        let ended = l.expired(later, 10);
+        assert_eq!(ended.len(), 1);
+        let (name, owner, token, renewed) = ended[0].clone();
+        assert_eq!((token, renewed), (5 << 16, 5 << 16));
+        // Both ways of renewing: LOCK.RENEW, and the owner acquiring again.
+        for (stamp, renew) in [(7u64, true), (9, false)] {
+            l.set_stamp(stamp, 0);
+            if renew {
+                assert!(l.renew(b"x", b"a", 5 << 16, 10, later));
+            } else {
+                assert_eq!(
+                    l.acquire(b"x", b"a", 10, false, later),
+                    Ok(Acquired::Renewed(5 << 16))
+                );
+            }
+            l.set_stamp(stamp + 1, 0);
+            assert!(
+                !l.expire(&name, token, Some(&owner), Some(renewed), later),
+                "an expiry decided before the renewal at {stamp} ended the lease"
+            );
+            assert_eq!(l.holder_token(b"x", b"a"), Some(5 << 16));
+            assert!(l.take_grants().is_empty(), "the waiter was granted");
+        }
+        // The renewed lease, once it runs out, ends by an expiry that
+        // names the last renewal.
+        let (name, owner, token, renewed) = l.expired(later + 20_000, 10)[0].clone();
+        assert_eq!(renewed, 9 << 16);
+        l.set_stamp(11, 0);
+        assert!(l.expire(&name, token, Some(&owner), Some(renewed), later + 20_000));
+        assert_eq!(l.holder_token(b"x", b"b"), Some(11 << 16));
     }
 
     #[test]
@@ -725,7 +819,7 @@ mod tests {
         }
         let names = |v: Vec<Ended>| -> Vec<String> {
             v.iter()
-                .map(|(n, _, _)| String::from_utf8_lossy(n).into_owned())
+                .map(|(n, ..)| String::from_utf8_lossy(n).into_owned())
                 .collect()
         };
         assert!(l.expired(9_999, 10).is_empty());
@@ -751,7 +845,7 @@ mod tests {
         assert!(l.release(b"x", b"a", 5 << 16, t0));
         l.set_stamp(6, 0);
         l.acquire(b"x", b"b", 10, false, t0).unwrap();
-        assert!(!l.expire(b"x", 5 << 16, None, t0));
+        assert!(!l.expire(b"x", 5 << 16, None, None, t0));
         assert_eq!(l.info(b"x", t0).unwrap().token, 6 << 16);
     }
 
@@ -811,7 +905,7 @@ mod tests {
             (&b"b"[..], 2 << 16, 20, 1)
         );
         l.set_stamp(3, 0);
-        assert!(l.expire(b"x", 2 << 16, None, t0));
+        assert!(l.expire(b"x", 2 << 16, None, None, t0));
         assert_eq!(&*l.info(b"x", t0).unwrap().owner, b"c");
         l.set_stamp(4, 0);
         assert!(l.force_release(b"x", t0));
@@ -875,7 +969,7 @@ mod tests {
         assert_eq!((i.limit, i.used, i.holders.len(), i.waiters), (3, 3, 2, 1));
         // b's lease ends (the leader's expiry names the owner): d gets in.
         l.set_stamp(5, 0);
-        assert!(l.expire(b"s", b, Some(&b"b"[..]), t0));
+        assert!(l.expire(b"s", b, Some(&b"b"[..]), None, t0));
         assert_eq!(l.take_grants().len(), 1);
         assert!(l.holds_token(b"s", 5 << 16, t0));
         assert_eq!(l.holder_token(b"s", b"d"), Some(5 << 16));
@@ -916,8 +1010,11 @@ mod tests {
         assert_eq!(l.take_grants().len(), 3);
         // Each holder's lease ends on its own: b's first.
         let ended = l.expired(25_000, 10);
-        assert_eq!(ended, vec![(b"s"[..].into(), b"b"[..].into(), 9 << 16)]);
-        assert!(l.expire(b"s", 9 << 16, Some(&b"b"[..]), 25_000));
+        assert_eq!(
+            ended,
+            vec![(b"s"[..].into(), b"b"[..].into(), 9 << 16, 9 << 16)]
+        );
+        assert!(l.expire(b"s", 9 << 16, Some(&b"b"[..]), None, 25_000));
         assert_eq!(l.sem_info(b"s", 25_000).unwrap().used, 2);
         assert_eq!(l.expired(45_000, 10).len(), 2);
     }

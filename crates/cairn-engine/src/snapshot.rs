@@ -25,8 +25,10 @@
 //!           INT: i64; the others: len | bytes (INLINE: len <= 22)
 //! deadline  DEADLINE | position | deadline unix ms u64
 //! lock      LOCK | name_len | name | permits | holders
-//!           | (owner_len | owner | token u64 | lease_ms u64 | permits)*
+//!           | (owner_len | owner | token u64 | lease_ms u64 | permits
+//!              | renewed u64)*
 //!           | waiters | (owner_len | owner | lease_ms u64 | permits)*
+//!           (version 4: no `renewed`)
 //!           (versions 2 and 3: LOCK | name_len | name | holder u8 (0|1)
 //!           [| owner_len | owner | token u64 | lease_ms u64]
 //!           | waiters | (owner_len | owner | lease_ms u64)*: one permit)
@@ -39,7 +41,9 @@
 //! write-version table of WATCH (its non-zero buckets); older snapshots
 //! load with an empty table. Version 4 made a lock a semaphore (its
 //! permits, several holders, each holder's and waiter's permits); older
-//! lock records load as locks of one permit.
+//! lock records load as locks of one permit. Version 5 added each holder's
+//! `renewed` stamp (the grant or last renewal a leader's expiry names);
+//! older holders load with their token there (their grant).
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -58,7 +62,7 @@ use crate::bytes::INLINE_MAX;
 use crate::keyspace::Keyspace;
 use crate::value::Value;
 
-pub const SNAPSHOT_VERSION: u8 = 4;
+pub const SNAPSHOT_VERSION: u8 = 5;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
@@ -242,6 +246,7 @@ fn put_lock<W: Write>(
         rec.bytes(&h.lease_ms.to_le_bytes());
         rec.varint(u64::from(h.permits));
         out.put(rec.as_slice())?;
+        out.put(&h.renewed.to_le_bytes())?;
     }
     let mut rec = Small::default();
     rec.varint(lock.waiters.len() as u64);
@@ -322,6 +327,11 @@ fn read_lock<R: Read>(
         let token = u64::from_le_bytes(input.array()?);
         let lease_ms = read_lease(input)?;
         let permits = if v4 { read_permits(input, limit)? } else { 1 };
+        let renewed = if input.version >= 5 {
+            u64::from_le_bytes(input.array()?)
+        } else {
+            token
+        };
         if lock.holders.iter().any(|h| h.owner == owner) {
             return Err(SnapshotError::Corrupt("a lock holder twice"));
         }
@@ -330,6 +340,7 @@ fn read_lock<R: Read>(
             token,
             lease_ms,
             permits,
+            renewed,
         });
         if lock.used() > u64::from(limit) {
             return Err(SnapshotError::Corrupt(
@@ -1542,6 +1553,27 @@ mod tests {
         let (mut ks, _) = decode(&seal(3, &ok, 0, 5)).expect("valid");
         let i = ks.locks.sem_info(b"s", 0).expect("restored");
         assert_eq!((i.limit, i.used, i.holders.len(), i.waiters), (3, 3, 2, 1));
+        // Version 5 carries each holder's renewal stamp; version 4 records
+        // load with the grant's token there.
+        let renewed = |ks: &Keyspace| -> Vec<(u64, u64)> {
+            let mut v: Vec<(u64, u64)> = ks
+                .locks
+                .iter()
+                .flat_map(|(_, l)| l.holders.iter().map(|h| (h.token, h.renewed)))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(renewed(&ks), [(1, 8), (2, 9)]);
+        let v4 = sem_record_v(
+            4,
+            b"s",
+            3,
+            &[(b"a", 1, 10, 2), (b"b", 2, 10, 1)],
+            &[(b"w", 20, 2)],
+        );
+        let (ks4, _) = decode(&seal_version(4, 3, &v4, 0, 5)).expect("valid v4");
+        assert_eq!(renewed(&ks4), [(1, 1), (2, 2)]);
         for (bad, why) in [
             (
                 sem_record(b"s", 0, &[(b"a", 1, 10, 1)], &[]),
@@ -1580,7 +1612,18 @@ mod tests {
         }
     }
 
+    /// A version 5 lock record; each holder's `renewed` is its token + 7.
     fn sem_record(
+        name: &[u8],
+        limit: u64,
+        holders: &[(&[u8], u64, u64, u64)],
+        waiters: &[(&[u8], u64, u64)],
+    ) -> Vec<u8> {
+        sem_record_v(5, name, limit, holders, waiters)
+    }
+
+    fn sem_record_v(
+        version: u8,
         name: &[u8],
         limit: u64,
         holders: &[(&[u8], u64, u64, u64)],
@@ -1595,6 +1638,9 @@ mod tests {
             out.extend_from_slice(&token.to_le_bytes());
             out.extend_from_slice(&lease.to_le_bytes());
             out.extend_from_slice(varint(*permits).as_slice());
+            if version >= 5 {
+                out.extend_from_slice(&(token + 7).to_le_bytes());
+            }
         }
         out.extend_from_slice(varint(waiters.len() as u64).as_slice());
         for (owner, lease, permits) in waiters {

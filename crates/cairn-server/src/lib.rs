@@ -392,8 +392,9 @@ async fn lock_cron(shared: Arc<Shared>) {
             if ks.locks.is_empty() {
                 continue;
             }
-            for (name, owner, token) in ks.locks.expired(now, 64) {
-                ks.locks.expire(&name, token, Some(&owner), now);
+            for (name, owner, token, renewed) in ks.locks.expired(now, 64) {
+                ks.locks
+                    .expire(&name, token, Some(&owner), Some(renewed), now);
             }
             let grants = ks.locks.take_grants();
             shared.lock_waits.notify(i, grants);

@@ -145,8 +145,8 @@ pub(crate) async fn expire_cron(shared: Arc<Shared>) {
 
 /// Lock leases in cluster mode: for each group this node leads, commit
 /// the end of every grant whose lease ran out by this node's monotonic
-/// clock (`CAIRN.LOCKEXPIRE name token`; apply ignores it if that grant no
-/// longer holds). Every 10 ms: a crashed holder's lock passes on within
+/// clock (`CAIRN.LOCKEXPIRE name token owner renewed`; apply ignores it if
+/// that grant no longer holds or was renewed since). Every 10 ms: a crashed holder's lock passes on within
 /// its lease plus about that. docs/design/locks.md.
 pub(crate) async fn lock_expire_cron(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
@@ -170,9 +170,16 @@ pub(crate) async fn lock_expire_cron(shared: Arc<Shared>) {
                 }
                 ks.locks.expired(now, 64)
             };
-            for (name, owner, token) in expired {
+            for (name, owner, token, renewed) in expired {
                 let token = token.to_string();
-                let argv: [&[u8]; 4] = [b"CAIRN.LOCKEXPIRE", &name, token.as_bytes(), &owner];
+                let renewed = renewed.to_string();
+                let argv: [&[u8]; 5] = [
+                    b"CAIRN.LOCKEXPIRE",
+                    &name,
+                    token.as_bytes(),
+                    &owner,
+                    renewed.as_bytes(),
+                ];
                 if let Err(e) = cluster.write(g, &argv).await {
                     tracing::debug!(group = g, error = %e, "lock expiry proposal failed");
                 }
