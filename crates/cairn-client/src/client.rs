@@ -106,7 +106,14 @@ impl Inner {
         }
         let mut map = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         map.entry(addr.into())
-            .or_insert_with(|| Arc::new(Node::new(addr.into(), self.cfg.pool_size)))
+            .or_insert_with(|| {
+                Arc::new(Node::new(
+                    addr.into(),
+                    self.cfg.pool_size,
+                    self.cfg.breaker_policy(),
+                    self.epoch,
+                ))
+            })
             .clone()
     }
 
@@ -165,17 +172,12 @@ impl Inner {
         }
     }
 
-    fn observe(&self, node: &Node, r: &std::result::Result<Frame, ConnError>) {
-        match r {
-            Ok(_) => node.breaker.success(),
-            Err(_) => {
-                node.breaker.failure(
-                    self.now_ms(),
-                    self.cfg.breaker_failures,
-                    self.cfg.breaker_cooldown.as_millis() as u64,
-                );
-                self.refresh.notify_one();
-            }
+    /// A failed call may mean the topology moved: ask for a refresh
+    /// (coalesced and rate-limited by the refresh task). The node's
+    /// breaker has already counted it.
+    fn observe(&self, r: &std::result::Result<Frame, ConnError>) {
+        if r.is_err() {
+            self.refresh.notify_one();
         }
     }
 
@@ -213,7 +215,7 @@ impl Inner {
                 Some((node, mode)) => {
                     let d = deadline.min(Instant::now() + self.cfg.attempt_timeout);
                     let r = node.call(bytes.clone(), mode, &self.limits, d).await;
-                    self.observe(&node, &r);
+                    self.observe(&r);
                     match classify(r) {
                         Verdict::Unknown(why) => Verdict::Unknown(format!("{}: {why}", node.addr)),
                         Verdict::Retry(why) => Verdict::Retry(format!("{}: {why}", node.addr)),
@@ -277,7 +279,7 @@ impl Inner {
                     d,
                 )
                 .await;
-            self.observe(&node, &r);
+            self.observe(&r);
             let topo = match r {
                 Ok(Frame::Error(e)) if e.ends_with(b"cluster support disabled") => {
                     Ok(Topology::standalone(node.addr.clone()))
@@ -317,7 +319,7 @@ impl Inner {
                 let r = node
                     .call(encoded(&[b"PING"]), Mode::ReadWrite, &me.limits, d)
                     .await;
-                me.observe(&node, &r);
+                me.observe(&r);
             });
         }
         while set.join_next().await.is_some() {}

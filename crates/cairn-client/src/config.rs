@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cmd::ReadFrom;
 use crate::conn::ConnLimits;
+use crate::node::BreakerPolicy;
 use crate::retry::RetryPolicy;
 use crate::strategy::{LeastOutstanding, LoadBalance};
 
@@ -26,6 +27,7 @@ pub struct ClientConfig {
     pub(crate) refresh_min_interval: Duration,
     pub(crate) breaker_failures: u32,
     pub(crate) breaker_cooldown: Duration,
+    pub(crate) breaker_cooldown_max: Duration,
     pub(crate) inflight_max: usize,
     pub(crate) queue_max: usize,
     pub(crate) write_buffer_max: usize,
@@ -70,6 +72,7 @@ impl ClientConfig {
             refresh_min_interval: Duration::from_millis(100),
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(1),
+            breaker_cooldown_max: Duration::from_secs(8),
             inflight_max: 1024,
             queue_max: 1024,
             write_buffer_max: 1 << 20,
@@ -130,11 +133,33 @@ impl ClientConfig {
     }
 
     /// Consecutive failures that open a node's circuit breaker (default
-    /// 3, at least 1) and how long it stays open (default 1 s).
+    /// 3, at least 1) and how long it stays open (default 1 s). After the
+    /// cool-down the breaker is half-open: exactly one request (or
+    /// health-check ping) probes the node while others are turned away;
+    /// a successful probe closes the breaker, a failed one reopens it
+    /// for twice the previous cool-down, up to
+    /// [`breaker_cooldown_max`](Self::breaker_cooldown_max).
     pub fn breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.breaker_failures = failures.max(1);
         self.breaker_cooldown = cooldown;
         self
+    }
+
+    /// The longest cool-down after repeated failed probes (default 8 s;
+    /// never below the first cool-down, so setting it equal turns the
+    /// growth off).
+    pub fn breaker_cooldown_max(mut self, d: Duration) -> Self {
+        self.breaker_cooldown_max = d;
+        self
+    }
+
+    pub(crate) fn breaker_policy(&self) -> BreakerPolicy {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        BreakerPolicy {
+            failures: self.breaker_failures,
+            cooldown_ms: ms(self.breaker_cooldown),
+            cooldown_ms_max: ms(self.breaker_cooldown_max).max(ms(self.breaker_cooldown)),
+        }
     }
 
     /// Per-connection bounds: requests awaiting replies (default 1024),
