@@ -1,4 +1,4 @@
-//! A cluster-aware Rust client for [cairn](https://crates.io/crates/cairn-cli),
+//! A cluster-aware Rust client for cairn,
 //! the Raft-replicated, Redis-protocol cache and lock service.
 //!
 //! * **Routing**: learns slot → group → leader from `CLUSTER SLOTS` and

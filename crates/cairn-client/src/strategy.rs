@@ -46,7 +46,10 @@ pub trait LoadBalance: Send + Sync + Debug + 'static {
 }
 
 /// Uniformly random.
+// Non-exhaustive so settings (a seed, say) can be added without a
+// breaking change: build with `Random::default()`.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Random;
 
 impl LoadBalance for Random {
@@ -125,6 +128,7 @@ impl LoadBalance for Weighted {
 /// always taking the global minimum, without every client herding onto
 /// the same idle node.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct LeastOutstanding;
 
 impl LoadBalance for LeastOutstanding {
