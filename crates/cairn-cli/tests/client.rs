@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_client::strategy::RoundRobin;
+use cairn_client::strategy::{LoadSignal, RoundRobin, Weighted};
 use cairn_client::{Client, ClientConfig, Cmd, Error, LockOptions, LockStatus, ReadFrom};
 
 /// One cluster per test at a time: each runs 3 servers and a load on a
@@ -285,6 +285,83 @@ fn stale_reads_spread_over_every_replica() {
     for s in &served {
         assert!(*s >= reads as u64 / 6, "a replica was left out: {served:?}");
     }
+}
+
+/// Node `addr`'s figure in `client.server_loads()`.
+fn load_of(client: &Client, addr: &str) -> Option<f64> {
+    client
+        .server_loads()
+        .into_iter()
+        .find(|(a, _)| a == addr)
+        .and_then(|(_, l)| l)
+}
+
+#[test]
+fn server_load_weights_move_stale_reads_away_from_a_node_with_many_clients() {
+    let (_one, nodes, rt, client) = setup(|n| {
+        ClientConfig::new(n.seeds())
+            .strategy(Weighted::by_server_load(LoadSignal::ConnectedClients))
+            .server_load_interval(Duration::from_millis(100))
+            .read_from(ReadFrom::AnyReplica)
+    });
+    rt.block_on(client.set("load:k", "v", None)).expect("SET");
+    let busy = 1;
+    let busy_addr = nodes.addr(busy);
+    // Every node reports, and none is loaded yet.
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {:?}",
+                client.server_loads()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("every node reports its load", &|| {
+        (0..3).all(|i| load_of(&client, &nodes.addr(i)).is_some())
+    });
+    assert!(load_of(&client, &busy_addr).is_some_and(|l| l < 50.0));
+
+    // 200 idle connections to one node: its connected_clients rises.
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(&busy_addr).expect("idle connection"))
+        .collect();
+    wait_for("the client sees the idle connections", &|| {
+        load_of(&client, &busy_addr).is_some_and(|l| l >= 200.0)
+    });
+    let loads = client.server_loads();
+    for (a, l) in &loads {
+        if *a != busy_addr {
+            assert!(l.is_some_and(|l| l < 50.0), "{loads:?}");
+        }
+    }
+
+    let served = |i| {
+        nodes.info_field(i, "stats", "keyspace_hits")
+            + nodes.info_field(i, "stats", "keyspace_misses")
+    };
+    let before: Vec<u64> = (0..3).map(served).collect();
+    let reads = 600;
+    rt.block_on(async {
+        for _ in 0..reads {
+            client.get::<Vec<u8>>("load:k").await.expect("stale GET");
+        }
+    });
+    let got: Vec<u64> = (0..3).map(|i| served(i) - before[i]).collect();
+    let share = |i: usize| got[i] as f64 / reads as f64;
+    println!("loads {loads:?}; {reads} stale reads served per node: {got:?}");
+    // Weights 1/(1+L) floored at a tenth of the largest: the busy node
+    // gets ~5%, not the 33% an even spread gives it.
+    assert!(
+        share(busy) < 0.15,
+        "the loaded node kept its share: {got:?}"
+    );
+    for i in (0..3).filter(|&i| i != busy) {
+        assert!(share(i) > 0.3, "an idle node was left out: {got:?}");
+    }
+    drop(idle);
 }
 
 #[test]

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::node::{encoded, Mode, Node};
 use crate::retry::{classify, Verdict};
 use crate::slot::slot;
-use crate::strategy::{choose, Candidate};
+use crate::strategy::{choose, Candidate, LoadSignal};
 use crate::topology::Topology;
 use crate::value::FromReply;
 
@@ -130,7 +130,13 @@ impl Inner {
         }
         let cands: Vec<Candidate> = nodes
             .iter()
-            .map(|n| Candidate::new(&n.addr, n.outstanding()))
+            .map(|n| {
+                let c = Candidate::new(&n.addr, n.outstanding());
+                match n.server_load() {
+                    Some(l) => c.with_server_load(l),
+                    None => c,
+                }
+            })
             .collect();
         Some(nodes[choose(&*self.cfg.strategy, &cands)].clone())
     }
@@ -326,6 +332,66 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Reads `signal` from every known node: one `INFO <section>` each,
+    /// concurrently, each bounded by the attempt timeout. A node that
+    /// does not answer keeps its last figure (and feeds its breaker).
+    async fn poll_load(self: &Arc<Self>, signal: LoadSignal) {
+        let (section, field) = signal.info_field();
+        let mut set = tokio::task::JoinSet::new();
+        for addr in self.known_addrs() {
+            let me = self.clone();
+            set.spawn(async move {
+                let node = me.node(&addr);
+                let d = Instant::now() + me.cfg.attempt_timeout;
+                let req = encoded(&[b"INFO", section.as_bytes()]);
+                let r = node.call(req, Mode::ReadWrite, &me.limits, d).await;
+                me.observe(&r);
+                let text = match r {
+                    Ok(Frame::Bulk(t) | Frame::Verbatim { text: t, .. }) => t,
+                    _ => return,
+                };
+                if let Some(v) = info_value(&text, field) {
+                    let mut load = node.load.lock().unwrap_or_else(|e| e.into_inner());
+                    load.update(signal.is_counter(), v, Instant::now());
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+/// The integer value of `field` in an `INFO` reply (`field:value` lines).
+pub(crate) fn info_value(text: &[u8], field: &str) -> Option<u64> {
+    text.split(|&b| b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let v = line.strip_prefix(field.as_bytes())?.strip_prefix(b":")?;
+        std::str::from_utf8(v).ok()?.trim().parse().ok()
+    })
+}
+
+/// Reads the nodes' load every `server_load_interval` while a client
+/// handle lives; a round starts only after the previous one ended, so
+/// there is at most one request per node in flight.
+async fn load_task(
+    weak: std::sync::Weak<Inner>,
+    mut alive: watch::Receiver<()>,
+    signal: LoadSignal,
+) {
+    loop {
+        let next = {
+            let Some(inner) = weak.upgrade() else { return };
+            let next = Instant::now() + inner.cfg.server_load_interval;
+            inner.poll_load(signal).await;
+            next
+        };
+        tokio::select! {
+            _ = alive.changed() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
+
 /// Keeps the topology fresh: on request (MOVED, connection errors), at
 /// most once per `refresh_min_interval`, and every `refresh_interval`
 /// with a health check. Ends when the last client handle is dropped.
@@ -384,6 +450,10 @@ impl Client {
                 reason: format!("no seed answered CLUSTER SLOTS: {e}"),
             });
         }
+        if let Some(signal) = inner.cfg.strategy.server_load() {
+            let alive = inner._alive.subscribe();
+            tokio::spawn(load_task(Arc::downgrade(&inner), alive, signal));
+        }
         tokio::spawn(refresh_task(Arc::downgrade(&inner), alive_rx));
         Ok(Client { inner })
     }
@@ -415,6 +485,21 @@ impl Client {
     /// The leader this client would send `key` to, `host:port`.
     pub fn leader_of(&self, key: &[u8]) -> Option<String> {
         self.inner.topo().leader(slot(key)).map(|a| a.to_string())
+    }
+
+    /// The load each known node last reported (`host:port`, figure), in
+    /// the unit of the strategy's
+    /// [`LoadSignal`](crate::strategy::LoadSignal); `None` for a node not
+    /// heard from yet, and for all when the strategy reads no load.
+    pub fn server_loads(&self) -> Vec<(String, Option<f64>)> {
+        let mut v: Vec<(String, Option<f64>)> = self
+            .inner
+            .known_addrs()
+            .iter()
+            .map(|a| (a.to_string(), self.inner.node(a).server_load()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// What the client has done so far.
@@ -470,5 +555,22 @@ impl Client {
     /// `PING` to a node the strategy picks.
     pub async fn ping(&self) -> Result<()> {
         self.execute(&Cmd::new("PING")).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::info_value;
+
+    #[test]
+    fn info_fields_are_read_by_exact_name() {
+        let text = b"# Clients\r\nconnected_clients:17\r\nmaxclients:10000\r\n\r\n# Stats\r\ntotal_commands_processed:123456\r\n";
+        assert_eq!(info_value(text, "connected_clients"), Some(17));
+        assert_eq!(info_value(text, "total_commands_processed"), Some(123456));
+        assert_eq!(info_value(text, "clients"), None, "a prefix is not a field");
+        assert_eq!(
+            info_value(b"connected_clients:x\r\n", "connected_clients"),
+            None
+        );
     }
 }

@@ -28,6 +28,7 @@ pub struct ClientConfig {
     pub(crate) breaker_failures: u32,
     pub(crate) breaker_cooldown: Duration,
     pub(crate) breaker_cooldown_max: Duration,
+    pub(crate) server_load_interval: Duration,
     pub(crate) inflight_max: usize,
     pub(crate) queue_max: usize,
     pub(crate) write_buffer_max: usize,
@@ -73,6 +74,7 @@ impl ClientConfig {
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(1),
             breaker_cooldown_max: Duration::from_secs(8),
+            server_load_interval: Duration::from_secs(1),
             inflight_max: 1024,
             queue_max: 1024,
             write_buffer_max: 1 << 20,
@@ -150,6 +152,17 @@ impl ClientConfig {
     /// growth off).
     pub fn breaker_cooldown_max(mut self, d: Duration) -> Self {
         self.breaker_cooldown_max = d;
+        self
+    }
+
+    /// How often the client reads each node's load, one `INFO` request
+    /// per node, when the strategy asks for it
+    /// ([`LoadBalance::server_load`](crate::strategy::LoadBalance::server_load),
+    /// e.g. [`Weighted::by_server_load`](crate::strategy::Weighted::by_server_load));
+    /// default 1 s, at least 10 ms. Strategies that ask for none cost
+    /// nothing.
+    pub fn server_load_interval(mut self, d: Duration) -> Self {
+        self.server_load_interval = d.max(Duration::from_millis(10));
         self
     }
 

@@ -212,6 +212,37 @@ pub(crate) fn encoded(args: &[&[u8]]) -> Bytes {
     Bytes::from(v)
 }
 
+/// The load a node last reported and, for a running total, the sample
+/// the next rate is measured from.
+#[derive(Debug, Default)]
+pub(crate) struct LoadReport {
+    value: Option<f64>,
+    last: Option<(u64, Instant)>,
+}
+
+impl LoadReport {
+    /// Takes one reading: the figure itself, or for a `counter` the rate
+    /// per second since the previous reading (none yet after the first,
+    /// or when the counter went back: the node restarted).
+    pub(crate) fn update(&mut self, counter: bool, raw: u64, at: Instant) {
+        if !counter {
+            self.value = Some(raw as f64);
+            return;
+        }
+        if let Some((prev, t)) = self.last {
+            let secs = at.saturating_duration_since(t).as_secs_f64();
+            if raw >= prev && secs > 0.0 {
+                self.value = Some((raw - prev) as f64 / secs);
+            }
+        }
+        self.last = Some((raw, at));
+    }
+
+    pub(crate) fn value(&self) -> Option<f64> {
+        self.value
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Node {
     pub addr: Arc<str>,
@@ -220,6 +251,8 @@ pub(crate) struct Node {
     outstanding: AtomicUsize,
     pub breaker: Breaker,
     breaker_policy: BreakerPolicy,
+    /// Only kept when the strategy asks for server-reported load.
+    pub load: std::sync::Mutex<LoadReport>,
     /// The client's clock origin: breaker times are milliseconds since.
     epoch: Instant,
 }
@@ -250,12 +283,17 @@ impl Node {
             outstanding: AtomicUsize::new(0),
             breaker: Breaker::default(),
             breaker_policy,
+            load: std::sync::Mutex::default(),
             epoch,
         }
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn server_load(&self) -> Option<f64> {
+        self.load.lock().unwrap_or_else(|e| e.into_inner()).value()
     }
 
     pub(crate) fn outstanding(&self) -> usize {
@@ -338,6 +376,25 @@ mod tests {
         for _ in 0..3 {
             fail(b, now);
         }
+    }
+
+    #[test]
+    fn a_counter_report_becomes_a_rate_between_two_readings() {
+        let t0 = Instant::now();
+        let mut r = LoadReport::default();
+        r.update(true, 1000, t0);
+        assert_eq!(r.value(), None, "one reading is no rate");
+        r.update(true, 1500, t0 + Duration::from_millis(500));
+        assert_eq!(r.value(), Some(1000.0));
+        // A restarted node's counter goes back: keep the old figure,
+        // measure from the new baseline.
+        r.update(true, 10, t0 + Duration::from_secs(1));
+        assert_eq!(r.value(), Some(1000.0));
+        r.update(true, 110, t0 + Duration::from_secs(2));
+        assert_eq!(r.value(), Some(100.0));
+        let mut g = LoadReport::default();
+        g.update(false, 42, t0);
+        assert_eq!(g.value(), Some(42.0), "a gauge is taken as is");
     }
 
     #[test]

@@ -15,12 +15,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Candidate<'a> {
     addr: &'a str,
     outstanding: usize,
+    server_load: Option<f64>,
 }
 
 impl<'a> Candidate<'a> {
     /// A candidate; public so custom strategies can be tested alone.
     pub fn new(addr: &'a str, outstanding: usize) -> Candidate<'a> {
-        Candidate { addr, outstanding }
+        Candidate {
+            addr,
+            outstanding,
+            server_load: None,
+        }
+    }
+
+    /// The same candidate with a server-reported load.
+    pub fn with_server_load(mut self, load: f64) -> Candidate<'a> {
+        self.server_load = Some(load);
+        self
+    }
+
+    /// The load the node last reported, in the unit of the strategy's
+    /// [`LoadBalance::server_load`] signal; `None` until a report
+    /// arrived (or when the strategy asks for none).
+    pub fn server_load(&self) -> Option<f64> {
+        self.server_load
     }
 
     /// The node's address, `host:port`.
@@ -43,6 +61,43 @@ impl<'a> Candidate<'a> {
 pub trait LoadBalance: Send + Sync + Debug + 'static {
     /// The index of the chosen candidate.
     fn pick(&self, candidates: &[Candidate<'_>]) -> usize;
+
+    /// The load figure this strategy wants the client to read from each
+    /// node (every [`ClientConfig::server_load_interval`]), handed back in
+    /// [`Candidate::server_load`]. `None` (the default): no polling.
+    ///
+    /// [`ClientConfig::server_load_interval`]: crate::ClientConfig::server_load_interval
+    fn server_load(&self) -> Option<LoadSignal> {
+        None
+    }
+}
+
+/// A load figure cairn reports in `INFO`, read with one small request per
+/// node per interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadSignal {
+    /// `connected_clients` from `INFO clients`: connections open on the
+    /// node now (every client's, idle ones included).
+    ConnectedClients,
+    /// `total_commands_processed` from `INFO stats`, as a rate: commands
+    /// per second between the last two reports (all clients').
+    CommandsPerSecond,
+}
+
+impl LoadSignal {
+    /// The `INFO` section and field that carry the figure.
+    pub(crate) fn info_field(self) -> (&'static str, &'static str) {
+        match self {
+            LoadSignal::ConnectedClients => ("clients", "connected_clients"),
+            LoadSignal::CommandsPerSecond => ("stats", "total_commands_processed"),
+        }
+    }
+
+    /// Whether the field is a running total to turn into a rate.
+    pub(crate) fn is_counter(self) -> bool {
+        matches!(self, LoadSignal::CommandsPerSecond)
+    }
 }
 
 /// Uniformly random.
@@ -71,14 +126,22 @@ impl LoadBalance for RoundRobin {
     }
 }
 
-/// Random in proportion to static weights by address. Nodes not named get
-/// `default_weight`; a node of weight 0 is picked only when every
-/// candidate weighs 0 (then uniformly).
+/// Random in proportion to weights: static ones by address, or derived
+/// from the load each node reports ([`Weighted::by_server_load`]).
+///
+/// Static: nodes not named get `default_weight`; a node of weight 0 is
+/// picked only when every candidate weighs 0 (then uniformly).
 #[derive(Debug)]
 pub struct Weighted {
     weights: HashMap<String, u32>,
     default_weight: u32,
+    signal: Option<LoadSignal>,
 }
+
+/// In server-load mode no node weighs less than this share of the
+/// lightest-loaded candidate's weight: it keeps taking a little traffic,
+/// and clients that all see the same idle node do not all stampede to it.
+pub const SERVER_LOAD_WEIGHT_FLOOR: f64 = 0.1;
 
 impl Weighted {
     /// Weights by `host:port`; unnamed nodes weigh 1.
@@ -90,6 +153,22 @@ impl Weighted {
         Weighted {
             weights: weights.into_iter().map(|(a, w)| (a.into(), w)).collect(),
             default_weight: 1,
+            signal: None,
+        }
+    }
+
+    /// Weights from the load each node reports, refreshed by the client
+    /// every [`ClientConfig::server_load_interval`] (one `INFO` request
+    /// per node). A node reporting load `L` weighs `1 / (1 + L)`, but no
+    /// less than [`SERVER_LOAD_WEIGHT_FLOOR`] × the largest candidate
+    /// weight; a node with no report yet weighs the mean of those with
+    /// one (all equal when none has reported).
+    ///
+    /// [`ClientConfig::server_load_interval`]: crate::ClientConfig::server_load_interval
+    pub fn by_server_load(signal: LoadSignal) -> Weighted {
+        Weighted {
+            signal: Some(signal),
+            ..Weighted::new(std::iter::empty::<(String, u32)>())
         }
     }
 
@@ -104,8 +183,48 @@ impl Weighted {
     }
 }
 
+/// Weights by `1 / (1 + load)`, floored and with unknown loads at the
+/// mean, as [`Weighted::by_server_load`] documents.
+pub(crate) fn load_weights(candidates: &[Candidate<'_>]) -> Vec<f64> {
+    let raw: Vec<Option<f64>> = candidates
+        .iter()
+        .map(|c| c.server_load.map(|l| 1.0 / (1.0 + l.max(0.0))))
+        .collect();
+    let known: Vec<f64> = raw.iter().flatten().copied().collect();
+    let mean = if known.is_empty() {
+        1.0
+    } else {
+        known.iter().sum::<f64>() / known.len() as f64
+    };
+    let w: Vec<f64> = raw.iter().map(|r| r.unwrap_or(mean)).collect();
+    let floor = w.iter().copied().fold(0.0, f64::max) * SERVER_LOAD_WEIGHT_FLOOR;
+    w.into_iter().map(|x| x.max(floor)).collect()
+}
+
+fn pick_by(weights: &[f64]) -> usize {
+    let total: f64 = weights.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return fastrand::usize(..weights.len());
+    }
+    let mut r = fastrand::f64() * total;
+    for (i, w) in weights.iter().enumerate() {
+        if r < *w {
+            return i;
+        }
+        r -= w;
+    }
+    weights.len() - 1
+}
+
 impl LoadBalance for Weighted {
+    fn server_load(&self) -> Option<LoadSignal> {
+        self.signal
+    }
+
     fn pick(&self, candidates: &[Candidate<'_>]) -> usize {
+        if self.signal.is_some() {
+            return pick_by(&load_weights(candidates));
+        }
         let total: u64 = candidates.iter().map(|c| self.weight(c.addr)).sum();
         if total == 0 {
             return fastrand::usize(..candidates.len());
@@ -219,6 +338,58 @@ mod tests {
         assert_within_2pp("weighted 0:1:1", shares(&w, [0; 3]), [0.0, 0.5, 0.5]);
         let none = Weighted::new([("a:1", 0), ("b:2", 0), ("c:3", 0)]);
         assert_within_2pp("weighted all 0", shares(&none, [0; 3]), [THIRD; 3]);
+    }
+
+    fn load_shares(loads: [Option<f64>; 3]) -> [f64; 3] {
+        fastrand::seed(3);
+        let s = Weighted::by_server_load(LoadSignal::ConnectedClients);
+        let cands: Vec<Candidate> = ADDRS
+            .iter()
+            .zip(loads)
+            .map(|(a, l)| match l {
+                Some(l) => Candidate::new(a, 0).with_server_load(l),
+                None => Candidate::new(a, 0),
+            })
+            .collect();
+        let mut counts = [0usize; 3];
+        for _ in 0..CHOICES {
+            counts[choose(&s, &cands)] += 1;
+        }
+        counts.map(|c| c as f64 / CHOICES as f64)
+    }
+
+    #[test]
+    fn server_load_weights_are_inverse_to_load_and_floored() {
+        // Weights 1/1, 1/4, 1/101 → floored at 0.1: 1 : 0.25 : 0.1.
+        let got = load_shares([Some(0.0), Some(3.0), Some(100.0)]);
+        assert_within_2pp(
+            "server load 0/3/100",
+            got,
+            [1.0 / 1.35, 0.25 / 1.35, 0.1 / 1.35],
+        );
+        // Equal loads: equal shares, whatever the level.
+        let got = load_shares([Some(50.0); 3]);
+        assert_within_2pp("server load equal", got, [THIRD; 3]);
+    }
+
+    #[test]
+    fn a_node_without_a_report_weighs_the_mean_of_those_with_one() {
+        // Known weights 1/2 and 1/8, mean 5/16 for the silent node.
+        let got = load_shares([Some(1.0), Some(7.0), None]);
+        let t = 0.5 + 0.125 + 0.3125;
+        assert_within_2pp("server load 1/7/?", got, [0.5 / t, 0.125 / t, 0.3125 / t]);
+        assert_within_2pp("no reports at all", load_shares([None; 3]), [THIRD; 3]);
+    }
+
+    #[test]
+    fn only_server_load_mode_asks_for_polling() {
+        assert_eq!(LoadBalance::server_load(&Weighted::new([("a:1", 1)])), None);
+        let s = Weighted::by_server_load(LoadSignal::CommandsPerSecond);
+        assert_eq!(
+            LoadBalance::server_load(&s),
+            Some(LoadSignal::CommandsPerSecond)
+        );
+        assert_eq!(LoadBalance::server_load(&LeastOutstanding), None);
     }
 
     #[test]
