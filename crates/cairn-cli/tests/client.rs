@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_client::strategy::{LoadSignal, RoundRobin, Weighted};
-use cairn_client::{Client, ClientConfig, Cmd, Error, LockOptions, LockStatus, ReadFrom};
+use cairn_client::{Client, ClientConfig, Cmd, Error, LockOptions, LockStatus, ReadFrom, TxResult};
 
 /// One cluster per test at a time: each runs 3 servers and a load on a
 /// machine that may have 2 cores.
@@ -679,5 +679,113 @@ fn a_node_killed_under_load_loses_no_acknowledged_write() {
             let v: Option<String> = check.get(k).await.expect("GET failed key");
             assert_eq!(v, None, "write {k} was reported failed but is present");
         }
+    });
+}
+
+/// One WATCH/MULTI/EXEC attempt moving a unit from `{acct}:a` to
+/// `{acct}:b`.
+async fn move_one(client: &Client) -> TxResult {
+    let mut tx = client.transaction("{acct}:a").await.expect("open");
+    tx.watch(["{acct}:a", "{acct}:b"]).await.expect("WATCH");
+    let get = |k: &str| Cmd::new("GET").arg(k);
+    let a: i64 = tx
+        .query::<Option<i64>>(&get("{acct}:a"))
+        .await
+        .expect("GET a")
+        .unwrap_or(0);
+    let b: i64 = tx
+        .query::<Option<i64>>(&get("{acct}:b"))
+        .await
+        .expect("GET b")
+        .unwrap_or(0);
+    let writes = [
+        Cmd::new("SET").arg("{acct}:a").arg(a - 1),
+        Cmd::new("SET").arg("{acct}:b").arg(b + 1),
+    ];
+    tx.exec(&writes).await.expect("EXEC")
+}
+
+#[test]
+fn watch_multi_exec_retry_loops_keep_the_sum_constant() {
+    let (_one, _nodes, rt, client) = setup(all_seeds);
+    let (tasks, moves, start) = (4, 25, 1000i64);
+    let aborts = rt.block_on(async {
+        client.set("{acct}:a", start, None).await.expect("SET a");
+        client.set("{acct}:b", 0, None).await.expect("SET b");
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..tasks {
+            let c = client.clone();
+            set.spawn(async move {
+                let mut aborted = 0;
+                for _ in 0..moves {
+                    // Bounded: 4 tasks cannot starve one 1000 times.
+                    let mut done = false;
+                    for _ in 0..1000 {
+                        match move_one(&c).await {
+                            TxResult::Committed(r) => {
+                                assert_eq!(r.len(), 2, "{r:?}");
+                                done = true;
+                                break;
+                            }
+                            TxResult::Aborted => aborted += 1,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    assert!(done, "a move never committed");
+                }
+                aborted
+            });
+        }
+        let mut aborts = 0;
+        while let Some(r) = set.join_next().await {
+            aborts += r.expect("task");
+        }
+        aborts
+    });
+    let a: i64 = rt.block_on(client.counter("{acct}:a")).expect("a");
+    let b: i64 = rt.block_on(client.counter("{acct}:b")).expect("b");
+    println!("{tasks}×{moves} moves: a={a} b={b}, {aborts} EXECs aborted by a concurrent write");
+    assert_eq!(a + b, start, "units created or lost");
+    assert_eq!(
+        b,
+        (tasks * moves) as i64,
+        "every committed move counted once"
+    );
+}
+
+#[test]
+fn an_exec_after_a_concurrent_write_to_a_watched_key_is_aborted() {
+    let (_one, _nodes, rt, client) = setup(all_seeds);
+    rt.block_on(async {
+        client.set("{w}:k", "before", None).await.expect("SET");
+        let mut tx = client.transaction("{w}:k").await.expect("open");
+        tx.watch(["{w}:k"]).await.expect("WATCH");
+        // Another connection writes the watched key.
+        client
+            .set("{w}:k", "other", None)
+            .await
+            .expect("concurrent SET");
+        let r = tx.exec(&[Cmd::new("SET").arg("{w}:k").arg("tx")]).await;
+        assert_eq!(r.expect("EXEC"), TxResult::Aborted);
+        let v: Option<String> = client.get("{w}:k").await.expect("GET");
+        assert_eq!(
+            v.as_deref(),
+            Some("other"),
+            "the aborted SET was not applied"
+        );
+        // Unwatched, the same connection commits.
+        let r = tx.exec(&[Cmd::new("SET").arg("{w}:k").arg("tx")]).await;
+        assert!(matches!(r, Ok(TxResult::Committed(_))), "{r:?}");
+        // Keys of two groups: refused as a whole, nothing applied.
+        let r = tx
+            .exec(&[
+                Cmd::new("SET").arg("{w}:k").arg("x"),
+                Cmd::new("SET").arg("{elsewhere}:k").arg("x"),
+            ])
+            .await;
+        let v: Option<String> = client.get("{w}:k").await.expect("GET");
+        println!("cross-group transaction: {r:?}; {{w}}:k = {v:?}");
+        assert!(r.as_ref().err().and_then(|e| e.server()).is_some(), "{r:?}");
+        assert_eq!(v.as_deref(), Some("tx"));
     });
 }

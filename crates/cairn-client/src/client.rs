@@ -187,7 +187,7 @@ impl Inner {
         }
     }
 
-    fn apply_moved(&self, slot: u16, addr: &str) {
+    pub(crate) fn apply_moved(&self, slot: u16, addr: &str) {
         let mut t = self.topo.write().unwrap_or_else(|e| e.into_inner());
         if t.leader(slot).map(|a| &**a) != Some(addr) {
             *t = Arc::new(t.with_moved(slot, addr));

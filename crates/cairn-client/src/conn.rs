@@ -97,6 +97,43 @@ impl Conn {
         self.tx.is_closed()
     }
 
+    /// Sends `requests` pipelined, in order, and waits for all their
+    /// replies, at most until `deadline`. A request that could not be
+    /// queued ends the batch: it and the rest are *not sent*.
+    pub(crate) async fn call_many(
+        &self,
+        requests: Vec<Bytes>,
+        deadline: Instant,
+    ) -> Vec<Result<Frame, ConnError>> {
+        let mut pending = Vec::with_capacity(requests.len());
+        let mut out = Vec::with_capacity(requests.len());
+        let total = requests.len();
+        for bytes in requests {
+            let (reply, rx) = oneshot::channel();
+            let sent =
+                tokio::time::timeout_at(deadline, self.tx.send(Request { bytes, reply })).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break;
+            }
+            pending.push(rx);
+        }
+        for rx in pending {
+            out.push(match tokio::time::timeout_at(deadline, rx).await {
+                Err(_) => Err(ConnError::MaybeSent(
+                    "timed out waiting for the reply".into(),
+                )),
+                Ok(Err(_)) => Err(ConnError::MaybeSent("connection task ended".into())),
+                Ok(Ok(r)) => r,
+            });
+        }
+        while out.len() < total {
+            out.push(Err(ConnError::NotSent(
+                "connection closed or queue full".into(),
+            )));
+        }
+        out
+    }
+
     /// Sends one request and waits for its reply, at most until `deadline`.
     pub(crate) async fn call(&self, bytes: Bytes, deadline: Instant) -> Result<Frame, ConnError> {
         let (reply, rx) = oneshot::channel();

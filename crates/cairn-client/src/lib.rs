@@ -15,6 +15,10 @@
 //!   nothing was applied. A write whose outcome is unknown is never
 //!   retried silently: it fails with [`Error::OutcomeUnknown`] unless the
 //!   command opted in ([`Cmd::idempotent`], [`Cmd::retry_if_unknown`]).
+//! * **Transactions**: [`Client::transaction`] pins one connection to the
+//!   leader of a key's group for `WATCH` / `MULTI` / `EXEC`
+//!   ([`Transaction`]); an EXEC aborted by a concurrent write to a watched
+//!   key is [`TxResult::Aborted`], not an error.
 //! * **Locks**: [`Client::lock`] returns a [`LockGuard`] that renews in the
 //!   background, tells you at once when the lock is lost
 //!   ([`LockGuard::lost`]), releases on drop, and exposes the fencing token
@@ -68,6 +72,7 @@ mod retry;
 pub mod slot;
 pub mod strategy;
 mod topology;
+mod tx;
 mod value;
 
 pub use cairn_proto::Frame;
@@ -77,4 +82,5 @@ pub use config::ClientConfig;
 pub use error::{Error, Result, ServerError};
 pub use lock::{LockGuard, LockOptions, LockStatus};
 pub use retry::RetryPolicy;
+pub use tx::{Transaction, TxResult};
 pub use value::FromReply;

@@ -117,7 +117,7 @@ pub(crate) fn classify(r: Result<Frame, ConnError>) -> Verdict {
 }
 
 /// `MOVED <slot> <host:port>`.
-fn parse_moved(text: &str) -> Option<(u16, String)> {
+pub(crate) fn parse_moved(text: &str) -> Option<(u16, String)> {
     let mut it = text.split(' ');
     let _code = it.next()?;
     let slot: u16 = it.next()?.parse().ok()?;
