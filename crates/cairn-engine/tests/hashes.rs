@@ -174,6 +174,10 @@ fn hincrbyfloat_adds_and_refuses_non_floats_and_infinity() {
         err(&mut ks, "HINCRBYFLOAT h huge 1.7e308"),
         "ERR increment would produce NaN or Infinity"
     );
+    assert_eq!(
+        err(&mut ks, "HINCRBYFLOAT h a inf"),
+        "ERR value is NaN or Infinity"
+    );
     assert_eq!(run(&mut ks, "HGET h a"), b("1.5"));
 }
 

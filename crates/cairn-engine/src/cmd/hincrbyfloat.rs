@@ -16,10 +16,16 @@ pub struct HIncrByFloat<'a> {
 
 impl<'a> Command<'a> for HIncrByFloat<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
+        let delta = parse_f64(super::arg(argv, 3)?).ok_or(CmdError::from(NOT_FLOAT))?;
+        // Redis refuses an infinite increment itself (INCRBYFLOAT only
+        // refuses the sum).
+        if !delta.is_finite() {
+            return Err("ERR value is NaN or Infinity".into());
+        }
         Ok(HIncrByFloat {
             key: super::arg(argv, 1)?,
             field: super::arg(argv, 2)?,
-            delta: parse_f64(super::arg(argv, 3)?).ok_or(CmdError::from(NOT_FLOAT))?,
+            delta,
         })
     }
 
