@@ -43,11 +43,14 @@ pub struct Listpack {
     len: u16,
 }
 
+/// One pair of a table: field, value.
+type Pair = (Box<[u8]>, Box<[u8]>);
+
 /// The large encoding: pairs in a dense vector, found by an index of
 /// positions; removal is swap-remove.
 #[derive(Clone)]
 pub struct Table {
-    entries: Vec<(Box<[u8]>, Box<[u8]>)>,
+    entries: Vec<Pair>,
     index: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
     /// Allocator-rounded bytes of every field and value, kept as pairs
@@ -256,7 +259,7 @@ impl Table {
         } else {
             (self.index.capacity() * 8 / 7).next_power_of_two()
         };
-        malloc_size(self.entries.capacity() * std::mem::size_of::<(Box<[u8]>, Box<[u8]>)>())
+        malloc_size(self.entries.capacity() * std::mem::size_of::<Pair>())
             + malloc_size(buckets * (std::mem::size_of::<u32>() + 1))
             + self.data_bytes
     }

@@ -337,9 +337,9 @@ proptest! {
             let got = exec(&mut ks, op);
             prop_assert_eq!(&got, &want, "step {}: {:?}", i, op);
         }
-        for k in 0..KEYS.len() {
+        for (k, name) in KEYS.iter().enumerate() {
             let want = model.apply(&Op::HGetAll(k));
-            prop_assert_eq!(exec(&mut ks, &Op::HGetAll(k)), want, "final {}", KEYS[k]);
+            prop_assert_eq!(exec(&mut ks, &Op::HGetAll(k)), want, "final {}", name);
         }
         let live = model.keys.iter().filter(|v| v.is_some()).count();
         prop_assert_eq!(ks.len(), live);

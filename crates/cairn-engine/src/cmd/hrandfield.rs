@@ -41,7 +41,7 @@ impl<'a> Command<'a> for HRandField<'a> {
         if let Some(c) = count {
             // Redis' range (values are paired in the reply), then cairn's
             // reply bound.
-            if with_values && (c < -(i64::MAX / 2) || c > i64::MAX / 2) {
+            if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&c) {
                 return Err("ERR value is out of range".into());
             }
             if c < 0 && c.unsigned_abs() > RANDFIELD_COUNT_MAX {

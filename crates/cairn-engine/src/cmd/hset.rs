@@ -22,7 +22,7 @@ pub type HMSet<'a> = HSet<'a, true>;
 impl<'a, const MSET: bool> Command<'a> for HSet<'a, MSET> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         let key = super::arg(argv, 1)?;
-        if argv.len() < 4 || argv.len() % 2 != 0 {
+        if argv.len() < 4 || !argv.len().is_multiple_of(2) {
             return Err(super::wrong_arity(if MSET { "hmset" } else { "hset" }));
         }
         Ok(HSet {
