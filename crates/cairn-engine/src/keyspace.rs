@@ -17,7 +17,9 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 use crate::bytes::SmallBytes;
+use crate::cmd::WRONGTYPE;
 use crate::evict::{EvictionPool, Policy};
+use crate::hash::Hash;
 use crate::value::Value;
 
 const NOT_VOLATILE: u32 = u32::MAX;
@@ -253,12 +255,7 @@ impl Keyspace {
     }
 
     pub(crate) fn next_rand(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        xorshift_star(&mut self.rng)
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -312,6 +309,75 @@ impl Keyspace {
                 self.stats.misses += 1;
                 None
             }
+        }
+    }
+
+    /// Looks a key up for a read of a string (GET, STRLEN, ...): as
+    /// [`Self::get`], but another type is WRONGTYPE.
+    pub fn get_string(&mut self, key: &[u8], now_ms: u64) -> Result<Option<&Value>, &'static str> {
+        match self.get(key, now_ms) {
+            Some(v) if !v.is_string() => Err(WRONGTYPE),
+            found => Ok(found),
+        }
+    }
+
+    /// Looks a key up for a read of a hash (HGET, HLEN, ...): as
+    /// [`Self::get`], but another type is WRONGTYPE.
+    pub fn get_hash(&mut self, key: &[u8], now_ms: u64) -> Result<Option<&Hash>, &'static str> {
+        match self.get(key, now_ms) {
+            None => Ok(None),
+            Some(v) => v.as_hash().map(Some).ok_or(WRONGTYPE),
+        }
+    }
+
+    /// Seed of a new hash table's field index: derived from this shard's
+    /// own (secret) hash seed, so field names cannot be chosen to collide,
+    /// yet fixed for the shard's life. It changes no observable order.
+    pub fn field_seed(&self) -> u64 {
+        self.hasher.hash_one(0x6669_656c_6473u64)
+    }
+
+    /// Applies `f` to the hash at `key` for a write. An absent key is
+    /// given a new empty hash when `create` is set (stored only if `f`
+    /// leaves a field in it), else `f` does not run and the answer is
+    /// `Ok(None)`. A hash left empty is deleted, as in Redis. Another
+    /// type is WRONGTYPE and changes nothing.
+    ///
+    /// Marks the key changed (WATCH) whenever `f` runs on a stored hash:
+    /// callers that may change nothing check first with [`Self::get_hash`].
+    pub fn write_hash<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: bool,
+        f: impl FnOnce(&mut Hash, u64) -> R,
+    ) -> Result<Option<R>, &'static str> {
+        let seed = self.field_seed();
+        match self.find(key, now_ms) {
+            Some(pos) => {
+                if !self.entries[pos].value.is_string() {
+                    let r = self.update_at(pos, now_ms, |v| v.as_hash_mut().map(|h| f(h, seed)));
+                    if self.entries[pos]
+                        .value
+                        .as_hash()
+                        .is_some_and(|h| h.is_empty())
+                    {
+                        self.remove_at(pos);
+                    }
+                    r.map(Some).ok_or(WRONGTYPE)
+                } else {
+                    Err(WRONGTYPE)
+                }
+            }
+            None if create => {
+                let mut h = Hash::default();
+                let r = f(&mut h, seed);
+                if !h.is_empty() {
+                    self.insert(key, Value::Hash(Box::new(h)), Some(None), now_ms);
+                }
+                Ok(Some(r))
+            }
+            None => Ok(None),
         }
     }
 
@@ -820,13 +886,31 @@ impl Keyspace {
         let fixed = foldhash::fast::FixedState::with_seed(0x6361_6972_6e00);
         let mut acc = 0u64;
         for (pos, e) in self.entries.iter().enumerate() {
-            let h = e
-                .value
-                .with_bytes(|v| fixed.hash_one((e.key.as_slice(), v, self.expire_of(pos))));
+            let key = e.key.as_slice();
+            let h = match &e.value {
+                // Field order is layout too: each pair counts on its own.
+                Value::Hash(hash) => hash.iter().fold(
+                    fixed.hash_one((key, b"hash", self.expire_of(pos))),
+                    |acc, (f, v)| acc.wrapping_add(fixed.hash_one((key, f, v))),
+                ),
+                v => v.with_bytes(|v| fixed.hash_one((key, v, self.expire_of(pos)))),
+            };
             acc = acc.wrapping_add(h);
         }
         acc
     }
+}
+
+/// One step of the sampling generator (xorshift64*), on a state taken
+/// out of a keyspace with [`Keyspace::rng_state`] where the keyspace
+/// itself is borrowed (HRANDFIELD walks a hash while it draws).
+pub(crate) fn xorshift_star(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
 fn lru_clock(now_ms: u64) -> u32 {

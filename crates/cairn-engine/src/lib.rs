@@ -24,6 +24,7 @@ pub mod bytes;
 pub mod cmd;
 pub mod evict;
 pub mod glob;
+pub mod hash;
 pub mod keyspace;
 pub mod locks;
 pub mod num;

@@ -130,6 +130,12 @@ replicated! {
     b"rename" => 3, rename::Rename<false>;
     b"renamenx" => 3, rename::RenameNx;
     b"copy" => -3, copy::Copy;
+    b"hset" => -4, hset::HSet<false>;
+    b"hmset" => -4, hset::HMSet;
+    b"hsetnx" => 4, hsetnx::HSetNx;
+    b"hdel" => -3, hdel::HDel;
+    b"hincrby" => 4, hincrby::HIncrBy;
+    b"hincrbyfloat" => 4, hincrbyfloat::HIncrByFloat;
     b"cairn.expired" => -1, expired::Expired;
     b"cairn.evict" => -1, evict::Evict;
     b"lock.acquire" => -4, lock_acquire::LockAcquire<false>;
@@ -195,6 +201,16 @@ tx_reads! {
     b"pttl" => 2, ttl::PTtl;
     b"expiretime" => 2, ttl::ExpireTime;
     b"pexpiretime" => 2, ttl::PExpireTime;
+    b"hget" => 3, hget::HGet;
+    b"hmget" => -3, hmget::HMGet;
+    b"hlen" => 2, hlen::HLen;
+    b"hstrlen" => 3, hstrlen::HStrLen;
+    b"hexists" => 3, hexists::HExists;
+    b"hkeys" => 2, hgetall::HKeys;
+    b"hvals" => 2, hgetall::HVals;
+    b"hgetall" => 2, hgetall::HGetAll<3>;
+    b"hrandfield" => -2, hrandfield::HRandField;
+    b"hscan" => -3, hscan::HScan;
     b"lock.info" => 2, lock_info::LockInfo;
     b"sem.info" => 2, sem_info::SemInfo;
     b"lock.fence" => 3, lock_fence::LockFence;
@@ -364,7 +380,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 38);
+        assert_eq!(NAMES.len(), 44);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

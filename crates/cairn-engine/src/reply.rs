@@ -23,12 +23,21 @@ pub trait Reply {
         self.simple("OK");
     }
 
+    /// Whether the client speaks RESP3 (a few replies change shape, as
+    /// in Redis: HRANDFIELD WITHVALUES nests its pairs).
+    fn resp3(&self) -> bool {
+        true
+    }
+
     fn value(&mut self, v: &Value) {
         v.with_bytes(|b| self.bulk(b));
     }
 }
 
 impl Reply for ReplyWriter<'_> {
+    fn resp3(&self) -> bool {
+        self.proto == cairn_proto::Protocol::Resp3
+    }
     fn simple(&mut self, s: &str) {
         ReplyWriter::simple(self, s)
     }

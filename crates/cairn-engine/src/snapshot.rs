@@ -34,6 +34,9 @@
 //!           | waiters | (owner_len | owner | lease_ms u64)*: one permit)
 //!
 //! versions  VERSIONS | count | (bucket | version u64)*   at most one, last
+//! hash      HASH | key_len | key | meta u32 | encoding u8 (0 listpack,
+//!           1 hashtable) | count (>= 1) | (field_len | field | value_len
+//!           | value)*       an entry like the string ones, in their order
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
@@ -43,7 +46,10 @@
 //! permits, several holders, each holder's and waiter's permits); older
 //! lock records load as locks of one permit. Version 5 added each holder's
 //! `renewed` stamp (the grant or last renewal a leader's expiry names);
-//! older holders load with their token there (their grant).
+//! older holders load with their token there (their grant). Version 6
+//! added hash entries (their pairs in the hash's own order, so a restored
+//! hash iterates, scans and samples like the original); older snapshots
+//! hold only strings and load as before.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -59,10 +65,11 @@ use std::io::{self, Read, Write};
 use crc::{Crc, Digest, Table};
 
 use crate::bytes::INLINE_MAX;
+use crate::hash::Hash;
 use crate::keyspace::Keyspace;
 use crate::value::Value;
 
-pub const SNAPSHOT_VERSION: u8 = 5;
+pub const SNAPSHOT_VERSION: u8 = 6;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
@@ -91,6 +98,7 @@ mod tag {
     pub const INLINE: u8 = 2;
     pub const HEAP: u8 = 3;
     pub const GROWABLE: u8 = 4;
+    pub const HASH: u8 = 5;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
     pub const VERSIONS: u8 = 0x30;
@@ -383,7 +391,11 @@ fn put_entry<W: Write>(
     value: &Value,
     meta: u32,
 ) -> Result<(), SnapshotError> {
+    if let Value::Hash(h) = value {
+        return put_hash(out, key, h, meta);
+    }
     let (tag, body): (u8, Option<&[u8]>) = match value {
+        Value::Hash(_) => unreachable!("written above"),
         Value::Int(_) => (tag::INT, None),
         Value::Inline { len, data } => (tag::INLINE, Some(&data[..*len as usize])),
         Value::Heap(b) => (tag::HEAP, Some(b)),
@@ -411,6 +423,75 @@ fn put_entry<W: Write>(
         out.put(b)?;
     }
     Ok(())
+}
+
+fn put_hash<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    key: &[u8],
+    hash: &Hash,
+    meta: u32,
+) -> Result<(), SnapshotError> {
+    check_len("key", key.len() as u64)?;
+    let mut head = Small::default();
+    head.byte(tag::HASH);
+    head.varint(key.len() as u64);
+    out.put(head.as_slice())?;
+    out.put(key)?;
+    let mut tail = Small::default();
+    tail.bytes(&meta.to_le_bytes());
+    tail.byte(u8::from(hash.encoding() == "hashtable"));
+    tail.varint(hash.len() as u64);
+    out.put(tail.as_slice())?;
+    for (field, value) in hash.iter() {
+        check_len("hash field", field.len() as u64)?;
+        check_len("hash value", value.len() as u64)?;
+        let mut rec = Small::default();
+        rec.varint(field.len() as u64);
+        out.put(rec.as_slice())?;
+        out.put(field)?;
+        let mut rec = Small::default();
+        rec.varint(value.len() as u64);
+        out.put(rec.as_slice())?;
+        out.put(value)?;
+    }
+    Ok(())
+}
+
+/// Reads a hash entry's body (after its key and meta). The pairs are
+/// added as they arrive, so a lying count costs an error, not memory.
+fn read_hash<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    seed: u64,
+    spill: &mut Vec<u8>,
+    field: &mut Vec<u8>,
+) -> Result<Value, SnapshotError> {
+    let table = match input.byte()? {
+        0 => false,
+        1 => true,
+        _ => return Err(SnapshotError::Corrupt("unknown hash encoding")),
+    };
+    let count = input.varint()?;
+    if count == 0 {
+        return Err(SnapshotError::Corrupt("empty hash"));
+    }
+    if count > crate::hash::FIELDS_MAX as u64 {
+        return Err(SnapshotError::TooLarge {
+            what: "hash field count",
+            len: count,
+            max: crate::hash::FIELDS_MAX as u64,
+        });
+    }
+    let mut hash = Hash::restoring(table, seed);
+    for _ in 0..count {
+        let n = input.len("hash field")?;
+        field.clear();
+        field.extend_from_slice(input.bytes(n, spill)?);
+        let n = input.len("hash value")?;
+        let value = input.bytes(n, spill)?;
+        hash.push_restored(field, value)
+            .map_err(SnapshotError::Corrupt)?;
+    }
+    Ok(Value::Hash(Box::new(hash)))
 }
 
 fn check_len(what: &'static str, len: u64) -> Result<(), SnapshotError> {
@@ -596,6 +677,8 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
     let mut key = Vec::new();
     let mut spill = Vec::new();
     let mut versions_seen = false;
+    let field_seed = ks.field_seed();
+    let mut field = Vec::new();
     while let Some(tag) = input.record_start()? {
         match tag {
             tag::DEADLINE => {
@@ -635,12 +718,19 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     }
                 }
             }
-            tag::INT..=tag::GROWABLE => {
+            tag::INT..=tag::GROWABLE | tag::HASH => {
+                if tag == tag::HASH && input.version < 6 {
+                    return Err(SnapshotError::Corrupt("unknown record tag"));
+                }
                 let key_len = input.len("key")?;
                 key.clear();
                 key.extend_from_slice(input.bytes(key_len, &mut spill)?);
                 let meta = u32::from_le_bytes(input.array()?);
-                let value = read_value(&mut input, tag, &mut spill)?;
+                let value = if tag == tag::HASH {
+                    read_hash(&mut input, field_seed, &mut spill, &mut field)?
+                } else {
+                    read_value(&mut input, tag, &mut spill)?
+                };
                 if ks.len() >= KEYS_MAX {
                     return Err(SnapshotError::TooLarge {
                         what: "key count",
@@ -968,6 +1058,7 @@ mod tests {
         for i in (0..n).step_by(11) {
             ks.set_deadline(format!("key:{i}").as_bytes(), None, 0);
         }
+        add_hashes(&mut ks, n);
         ks
     }
 
@@ -1413,6 +1504,133 @@ mod tests {
             Err(SnapshotError::Corrupt(why)) => why,
             other => panic!("{:?}", other.map(|(_, info)| info)),
         }
+    }
+
+    /// Hashes of both encodings: a listpack, a table of many fields, a
+    /// table shrunk by deletes to a few (still a table), one with a
+    /// deadline.
+    fn add_hashes(ks: &mut Keyspace, n: usize) {
+        let seed = ks.field_seed();
+        let mut small = crate::hash::Hash::default();
+        small.set(b"f1", b"v1", seed).unwrap();
+        small.set(b"", b"", seed).unwrap();
+        small.set(b"n", b"12", seed).unwrap();
+        ks.insert(b"hash:small", Value::Hash(Box::new(small)), Some(None), 0);
+        let mut big = crate::hash::Hash::default();
+        for i in 0..(n * 3).max(200) {
+            big.set(format!("field:{i}").as_bytes(), &vec![b'v'; i % 90], seed)
+                .unwrap();
+        }
+        ks.insert(
+            b"hash:big",
+            Value::Hash(Box::new(big)),
+            Some(Some(9_000)),
+            0,
+        );
+        let mut shrunk = crate::hash::Hash::default();
+        shrunk.set(b"long", &[b'l'; 100], seed).unwrap();
+        shrunk.set(b"a", b"1", seed).unwrap();
+        shrunk.set(b"b", b"2", seed).unwrap();
+        shrunk.remove(b"long");
+        assert_eq!(shrunk.encoding(), "hashtable");
+        ks.insert(b"hash:shrunk", Value::Hash(Box::new(shrunk)), Some(None), 0);
+    }
+
+    fn hash_record(key: &[u8], encoding: u8, count: u64, pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut body = vec![encoding];
+        body.extend_from_slice(varint(count).as_slice());
+        for (f, v) in pairs {
+            body.extend(string(f));
+            body.extend(string(v));
+        }
+        entry(tag::HASH, key, 0, &body)
+    }
+
+    #[test]
+    fn hashes_round_trip_with_their_encoding_order_and_deadline() {
+        let mut ks = Keyspace::new(SEED);
+        add_hashes(&mut ks, 10);
+        for chunk_len in [1, 7, CHUNK_LEN] {
+            let (mut restored, _) = decode(&encode(&ks, chunk_len)).expect("valid snapshot");
+            assert_restored(&ks, &restored);
+            let enc = |ks: &mut Keyspace, k: &[u8]| {
+                ks.get(k, 0).map(|v| v.encoding()).unwrap_or("absent")
+            };
+            assert_eq!(enc(&mut restored, b"hash:small"), "listpack");
+            assert_eq!(enc(&mut restored, b"hash:big"), "hashtable");
+            assert_eq!(enc(&mut restored, b"hash:shrunk"), "hashtable");
+            assert_eq!(restored.deadline(b"hash:big", 0), Some(Some(9_000)));
+            assert_eq!(restored.digest(), ks.digest());
+            let h = restored.get_hash(b"hash:shrunk", 0).unwrap().unwrap();
+            assert_eq!(h.get(b"b"), Some(&b"2"[..]));
+            assert_eq!(h.get(b"long"), None);
+            let (a, b) = (
+                restored.find(b"hash:big", 0).unwrap(),
+                ks.find(b"hash:big", 0).unwrap(),
+            );
+            // Capacities differ (grown by other steps); the data does not.
+            let (got, was) = (restored.usage_at(a), ks.usage_at(b));
+            assert!(got.abs_diff(was) * 10 < was, "{got} vs {was}");
+        }
+    }
+
+    #[test]
+    fn version_5_snapshots_load_and_know_no_hashes() {
+        let mut records = entry(tag::INT, b"n", 7, &5i64.to_le_bytes());
+        records.extend(entry(tag::HEAP, b"s", 0, &string(b"text")));
+        let (mut ks, info) = decode(&seal_version(5, 3, &records, 2, 64)).expect("v5 loads");
+        assert_eq!(info.keys, 2);
+        assert_eq!(ks.get(b"s", 0).map(|v| v.to_vec()), Some(b"text".to_vec()));
+        let hash = hash_record(b"h", 0, 1, &[(b"f", b"v")]);
+        match decode(&seal_version(5, 3, &hash, 1, 64)) {
+            Err(SnapshotError::Corrupt(why)) => assert_eq!(why, "unknown record tag"),
+            other => panic!("{:?}", other.map(|(_, i)| i)),
+        }
+        let (mut ks, _) = decode(&seal(3, &hash, 1, 64)).expect("v6 loads hashes");
+        assert_eq!(
+            ks.get_hash(b"h", 0).unwrap().unwrap().get(b"f"),
+            Some(&b"v"[..])
+        );
+    }
+
+    #[test]
+    fn hash_records_that_break_the_rules_are_corrupt() {
+        let long = [b'x'; 65];
+        let many: Vec<Vec<u8>> = (0..129).map(|i| format!("f{i}").into_bytes()).collect();
+        let many: Vec<(&[u8], &[u8])> = many.iter().map(|f| (f.as_slice(), &b"v"[..])).collect();
+        assert_eq!(corrupt(&hash_record(b"h", 0, 0, &[]), 1), "empty hash");
+        assert_eq!(corrupt(&hash_record(b"h", 1, 0, &[]), 1), "empty hash");
+        assert_eq!(
+            corrupt(&hash_record(b"h", 2, 1, &[(b"f", b"v")]), 1),
+            "unknown hash encoding"
+        );
+        for enc in [0, 1] {
+            assert_eq!(
+                corrupt(&hash_record(b"h", enc, 2, &[(b"f", b"v"), (b"f", b"w")]), 1),
+                "duplicate hash field"
+            );
+        }
+        assert_eq!(
+            corrupt(&hash_record(b"h", 0, 1, &[(b"f", &long)]), 1),
+            "listpack hash pair longer than 64 bytes"
+        );
+        assert_eq!(
+            corrupt(&hash_record(b"h", 0, 129, &many), 1),
+            "listpack hash with more than 128 pairs"
+        );
+        // The same pairs are fine as a table.
+        assert!(decode(&seal(3, &hash_record(b"h", 1, 129, &many), 1, 5)).is_ok());
+        // A count that claims more pairs than follow: an error, no panic.
+        assert!(decode(&seal(
+            3,
+            &hash_record(b"h", 1, 1 << 40, &[(b"f", b"v")]),
+            1,
+            5
+        ))
+        .is_err());
+        let mut dup = hash_record(b"h", 0, 1, &[(b"f", b"v")]);
+        dup.extend(entry(tag::INT, b"h", 0, &1i64.to_le_bytes()));
+        assert_eq!(corrupt(&dup, 2), "duplicate key");
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! (`int`), short strings inline in the table slot (`embstr`), longer ones
 //! in one exact-size allocation (`raw`), and strings that grew by APPEND or
 //! SETRANGE in a growable buffer so repeated appends stay amortised O(1).
-//! Hashes, lists, sets and sorted sets will join as further variants
-//! (boxed, so the enum stays three words).
+//! Hashes are a boxed variant (so the enum stays three words) with
+//! encodings of their own ([`crate::hash`]); lists, sets and sorted sets
+//! will join the same way.
 
 use crate::bytes::{malloc_size, INLINE_MAX};
+use crate::hash::Hash;
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Value {
@@ -15,18 +17,21 @@ pub enum Value {
     Inline { len: u8, data: [u8; INLINE_MAX] },
     Heap(Box<[u8]>),
     Growable(Box<Vec<u8>>),
+    Hash(Box<Hash>),
 }
 
 /// The Redis type name of a value (TYPE, SCAN TYPE).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ValueType {
     String,
+    Hash,
 }
 
 impl ValueType {
     pub fn name(self) -> &'static str {
         match self {
             ValueType::String => "string",
+            ValueType::Hash => "hash",
         }
     }
 }
@@ -60,11 +65,34 @@ impl Value {
     }
 
     pub fn value_type(&self) -> ValueType {
-        ValueType::String
+        match self {
+            Value::Hash(_) => ValueType::Hash,
+            _ => ValueType::String,
+        }
+    }
+
+    pub fn is_string(&self) -> bool {
+        !matches!(self, Value::Hash(_))
+    }
+
+    /// The hash this value holds, if it is one.
+    pub fn as_hash(&self) -> Option<&Hash> {
+        match self {
+            Value::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn as_hash_mut(&mut self) -> Option<&mut Hash> {
+        match self {
+            Value::Hash(h) => Some(h),
+            _ => None,
+        }
     }
 
     /// Calls `f` with the string bytes (integers are formatted on the
-    /// stack, never allocated).
+    /// stack, never allocated). Callers check [`Value::is_string`] first
+    /// (WRONGTYPE); a hash gives empty bytes.
     #[inline]
     pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self {
@@ -72,6 +100,10 @@ impl Value {
             Value::Inline { len, data } => f(&data[..*len as usize]),
             Value::Heap(b) => f(b),
             Value::Growable(v) => f(v),
+            Value::Hash(_) => {
+                debug_assert!(false, "string bytes of a hash: a missing WRONGTYPE check");
+                f(&[])
+            }
         }
     }
 
@@ -85,6 +117,7 @@ impl Value {
             Value::Inline { len, .. } => *len as usize,
             Value::Heap(b) => b.len(),
             Value::Growable(v) => v.len(),
+            Value::Hash(_) => 0,
         }
     }
 
@@ -93,6 +126,7 @@ impl Value {
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(n) => Some(*n),
+            Value::Hash(_) => None,
             other => other.with_bytes(crate::num::parse_i64),
         }
     }
@@ -116,6 +150,7 @@ impl Value {
             Value::Inline { .. } => "embstr",
             Value::Heap(b) if b.len() <= 44 => "embstr",
             Value::Heap(_) | Value::Growable(_) => "raw",
+            Value::Hash(h) => h.encoding(),
         }
     }
 
@@ -127,6 +162,7 @@ impl Value {
             Value::Growable(v) => {
                 malloc_size(v.capacity()) + malloc_size(std::mem::size_of::<Vec<u8>>())
             }
+            Value::Hash(h) => malloc_size(std::mem::size_of::<Hash>()) + h.heap_bytes(),
         }
     }
 }

@@ -749,9 +749,8 @@ fn wrong_arity_names_the_command_and_changes_nothing() {
 
 #[test]
 fn wrong_types_for_numeric_commands() {
-    // cairn has only strings so far, so WRONGTYPE cannot happen yet: it
-    // needs a second type (e.g. a list) to hit. Until then the "wrong
-    // type" is a string that is not a number.
+    // Here the "wrong type" is a string that is not a number; WRONGTYPE
+    // proper (a hash) is tested side by side with Redis in hashes.rs.
     let srv = Server::with_defaults();
     let data = seed(srv.addr, "types");
     let mut c = Client::connect(srv.addr);

@@ -4,81 +4,13 @@
 //! own guarantees: fenced transactions, atomicity across shards, WATCH
 //! under contention losing no update. docs/design/transactions.md.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::Value;
 
-struct Server(Option<cairn_server::ServerHandle>);
+mod common;
 
-impl Server {
-    fn start() -> Server {
-        let config = cairn_server::Config {
-            port: 0,
-            ..Default::default()
-        };
-        Server(Some(cairn_server::start(config).expect("server starts")))
-    }
-
-    fn url(&self) -> String {
-        let addr = self.0.as_ref().map(|h| h.local_addr()).expect("running");
-        format!("redis://{addr}/")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            h.shutdown();
-            h.wait();
-        }
-    }
-}
-
-/// A redis-server on a free port, stopped on drop.
-struct Reference(Child, u16);
-
-impl Reference {
-    fn start() -> Reference {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Reference(child, port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.1)
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{Reference, Server};
 
 fn connect(url: &str) -> redis::Connection {
     redis::Client::open(url)

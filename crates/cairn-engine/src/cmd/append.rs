@@ -26,6 +26,9 @@ impl<'a> Command<'a> for Append<'a> {
                 out.int(self.value.len() as i64)
             }
             Some(pos) => {
+                if !ks.value_at(pos).is_string() {
+                    return out.error(super::WRONGTYPE);
+                }
                 if ks.value_at(pos).str_len() + self.value.len() > limit {
                     return out.error(TOO_BIG);
                 }

@@ -15,9 +15,10 @@ impl<'a> Command<'a> for Get<'a> {
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        match db.shard(self.key).get(self.key, now_ms) {
-            Some(v) => out.value(v),
-            None => out.null(),
+        match db.shard(self.key).get_string(self.key, now_ms) {
+            Ok(Some(v)) => out.value(v),
+            Ok(None) => out.null(),
+            Err(e) => out.error(e),
         }
     }
 }

@@ -15,7 +15,11 @@ impl<'a> Command<'a> for GetDel<'a> {
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        match db.shard(self.key).remove(self.key, now_ms) {
+        let ks = db.shard(self.key);
+        if let Err(e) = ks.get_string(self.key, now_ms) {
+            return out.error(e);
+        }
+        match ks.remove(self.key, now_ms) {
             Some((v, _)) => out.value(&v),
             None => out.null(),
         }

@@ -50,9 +50,10 @@ impl<'a> Command<'a> for GetEx<'a> {
             Change::None => None,
         };
         let ks = db.shard(self.key);
-        match ks.get(self.key, now_ms) {
-            None => out.null(),
-            Some(v) => {
+        match ks.get_string(self.key, now_ms) {
+            Err(e) => out.error(e),
+            Ok(None) => out.null(),
+            Ok(Some(v)) => {
                 out.value(v);
                 match deadline {
                     Some(Some(d)) if d <= now_ms => {

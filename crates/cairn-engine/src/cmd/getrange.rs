@@ -19,8 +19,10 @@ impl<'a> Command<'a> for GetRange<'a> {
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let Some(v) = db.shard(self.key).get(self.key, now_ms) else {
-            return out.bulk(b"");
+        let v = match db.shard(self.key).get_string(self.key, now_ms) {
+            Ok(Some(v)) => v,
+            Ok(None) => return out.bulk(b""),
+            Err(e) => return out.error(e),
         };
         v.with_bytes(|b| match clamp_range(self.start, self.end, b.len()) {
             Some((s, e)) => out.bulk(&b[s..=e]),

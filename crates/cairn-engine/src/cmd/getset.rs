@@ -19,9 +19,10 @@ impl<'a> Command<'a> for GetSet<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         let ks = db.shard(self.key);
-        match ks.get(self.key, now_ms) {
-            Some(v) => out.value(v),
-            None => out.null(),
+        match ks.get_string(self.key, now_ms) {
+            Ok(Some(v)) => out.value(v),
+            Ok(None) => out.null(),
+            Err(e) => return out.error(e),
         }
         ks.insert(self.key, Value::from_bytes(self.value), Some(None), now_ms);
     }

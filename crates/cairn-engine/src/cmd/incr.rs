@@ -71,7 +71,11 @@ pub fn incr_by(db: &mut impl Db, key: &[u8], delta: i64, now_ms: u64) -> Result<
             Ok(delta)
         }
         Some(pos) => {
-            let cur = ks.value_at(pos).as_i64().ok_or(NOT_INTEGER)?;
+            let v = ks.value_at(pos);
+            if !v.is_string() {
+                return Err(super::WRONGTYPE);
+            }
+            let cur = v.as_i64().ok_or(NOT_INTEGER)?;
             let next = cur.checked_add(delta).ok_or(OVERFLOW)?;
             ks.update_at(pos, now_ms, |v| *v = Value::Int(next));
             Ok(next)

@@ -23,6 +23,7 @@ impl<'a> Command<'a> for IncrByFloat<'a> {
         let pos = ks.find(self.key, now_ms);
         let cur = match pos {
             None => 0.0,
+            Some(p) if !ks.value_at(p).is_string() => return out.error(super::WRONGTYPE),
             Some(p) => match ks.value_at(p).with_bytes(parse_f64) {
                 Some(f) => f,
                 None => return out.error(NOT_FLOAT),

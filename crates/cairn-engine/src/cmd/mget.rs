@@ -17,8 +17,9 @@ impl<'a> Command<'a> for MGet<'a> {
         out.array(self.keys.len());
         for k in self.keys {
             match db.shard(k).get(k, now_ms) {
-                Some(v) => out.value(v),
-                None => out.null(),
+                // Another type reads as absent, as in Redis.
+                Some(v) if v.is_string() => out.value(v),
+                _ => out.null(),
             }
         }
     }

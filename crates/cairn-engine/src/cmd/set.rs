@@ -164,6 +164,13 @@ impl<'a> Command<'a> for Set<'a> {
         let ks = db.shard(self.key);
         let pos = ks.find(self.key, now_ms);
         let old = pos.map(|p| ks.value_at(p));
+        // Reading the old value (GET, IFEQ) needs a string; a plain SET
+        // replaces any type.
+        if (self.get || matches!(self.condition, Condition::IfEqual(_)))
+            && old.is_some_and(|v| !v.is_string())
+        {
+            return out.error(super::WRONGTYPE);
+        }
         let allowed = match self.condition {
             Condition::Always => true,
             Condition::IfAbsent => old.is_none(),

@@ -26,6 +26,9 @@ impl<'a> Command<'a> for SetRange<'a> {
         let ks = db.shard(self.key);
         let offset = self.offset as usize;
         let pos = ks.find(self.key, now_ms);
+        if pos.is_some_and(|p| !ks.value_at(p).is_string()) {
+            return out.error(super::WRONGTYPE);
+        }
         let cur_len = pos.map_or(0, |p| ks.value_at(p).str_len());
         if self.value.is_empty() {
             return out.int(cur_len as i64);

@@ -15,10 +15,9 @@ impl<'a> Command<'a> for StrLen<'a> {
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        out.int(
-            db.shard(self.key)
-                .get(self.key, now_ms)
-                .map_or(0, |v| v.str_len() as i64),
-        )
+        match db.shard(self.key).get_string(self.key, now_ms) {
+            Ok(v) => out.int(v.map_or(0, |v| v.str_len() as i64)),
+            Err(e) => out.error(e),
+        }
     }
 }

@@ -32,6 +32,10 @@ const PARAMS: &[(&str, bool)] = &[
     ("appendonly", false),
     ("io-threads", false),
     ("cluster-enabled", false),
+    // Fixed: every replica must convert a hash at the same size
+    // (docs/design/datatypes.md).
+    ("hash-max-listpack-entries", false),
+    ("hash-max-listpack-value", false),
 ];
 
 fn get(sh: &Shared, name: &str) -> String {
@@ -65,6 +69,8 @@ fn get(sh: &Shared, name: &str) -> String {
             "no"
         }
         .into(),
+        "hash-max-listpack-entries" => cairn_engine::hash::LISTPACK_ENTRIES_MAX.to_string(),
+        "hash-max-listpack-value" => cairn_engine::hash::LISTPACK_VALUE_MAX.to_string(),
         _ => String::new(),
     }
 }

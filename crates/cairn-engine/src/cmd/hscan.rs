@@ -1,0 +1,100 @@
+//! HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]
+//!
+//! A listpack comes back whole in one call (cursor 0), as in Redis; a
+//! table is walked by position (see [`crate::hash::Hash::scan`]). As in
+//! Redis, the options are checked only once the key is found to hold a
+//! hash: a missing key answers an empty scan whatever follows.
+
+use super::{is, CmdError, Command, Db, SYNTAX};
+use crate::glob::glob_match;
+use crate::reply::Reply;
+
+pub struct HScan<'a> {
+    key: &'a [u8],
+    cursor: u64,
+    options: &'a [&'a [u8]],
+}
+
+struct Options<'a> {
+    pattern: Option<&'a [u8]>,
+    count: usize,
+    values: bool,
+}
+
+fn options<'a>(args: &[&'a [u8]]) -> Result<Options<'a>, CmdError> {
+    let mut o = Options {
+        pattern: None,
+        count: 10,
+        values: true,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        if is(args[i], "NOVALUES") {
+            o.values = false;
+            i += 1;
+            continue;
+        }
+        let Some(v) = args.get(i + 1).copied() else {
+            return Err(SYNTAX.into());
+        };
+        if is(args[i], "MATCH") {
+            o.pattern = Some(v);
+        } else if is(args[i], "COUNT") {
+            let n = super::int_arg(v)?;
+            if n < 1 {
+                return Err(SYNTAX.into());
+            }
+            o.count = n as usize;
+        } else {
+            return Err(SYNTAX.into());
+        }
+        i += 2;
+    }
+    Ok(o)
+}
+
+impl<'a> Command<'a> for HScan<'a> {
+    fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
+        let key = super::arg(argv, 1)?;
+        let cursor = std::str::from_utf8(super::arg(argv, 2)?)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or(CmdError::from("ERR invalid cursor"))?;
+        Ok(HScan {
+            key,
+            cursor,
+            options: &argv[3..],
+        })
+    }
+
+    fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
+        let h = match db.shard(self.key).get_hash(self.key, now_ms) {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                out.array(2);
+                out.bulk(b"0");
+                return out.array(0);
+            }
+            Err(e) => return out.error(e),
+        };
+        let o = match options(self.options) {
+            Ok(o) => o,
+            Err(e) => return super::reply_err(out, e),
+        };
+        let mut found: Vec<(&[u8], &[u8])> = Vec::new();
+        let next = h.scan(self.cursor, o.count, |f, v| {
+            if o.pattern.is_none_or(|p| glob_match(p, f)) {
+                found.push((f, v));
+            }
+        });
+        out.array(2);
+        out.bulk(itoa::Buffer::new().format(next).as_bytes());
+        out.array(found.len() * if o.values { 2 } else { 1 });
+        for (f, v) in found {
+            out.bulk(f);
+            if o.values {
+                out.bulk(v);
+            }
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! Hash values: a map of fields to values, in one of two encodings chosen
+//! by size, like Redis (docs/design/datatypes.md).
+//!
+//! * **listpack** — small hashes: one flat buffer of
+//!   `(field_len u8, field, value_len u8, value)` pairs in insertion order.
+//!   One allocation, two bytes of overhead per pair; lookups are a linear
+//!   walk over at most [`LISTPACK_ENTRIES_MAX`] pairs.
+//! * **hashtable** — the rest: a dense vector of pairs plus an index of
+//!   positions (the keyspace's own layout), so iteration order is the
+//!   vector's (deterministic, replayable), HSCAN can walk positions with
+//!   the same guarantee as SCAN, and HRANDFIELD samples in O(1).
+//!
+//! The thing not to get wrong: a hash converts from listpack to hashtable
+//! and never back (as in Redis), and the conversion thresholds are
+//! constants, so every replica that applies the same commands holds the
+//! same encoding in the same order.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::bytes::malloc_size;
+
+/// Most pairs a listpack-encoded hash holds (Redis'
+/// `hash-max-listpack-entries` default).
+pub const LISTPACK_ENTRIES_MAX: usize = 128;
+/// Longest field or value a listpack-encoded hash holds, in bytes (Redis'
+/// `hash-max-listpack-value` default). Below 256, so a length is one byte.
+pub const LISTPACK_VALUE_MAX: usize = 64;
+/// Most fields one hash holds (positions are u32).
+pub const FIELDS_MAX: usize = u32::MAX as usize - 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hash {
+    Listpack(Listpack),
+    Table(Table),
+}
+
+/// The small encoding: pairs in one buffer, each length one byte.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listpack {
+    buf: Vec<u8>,
+    len: u16,
+}
+
+/// One pair of a table: field, value.
+type Pair = (Box<[u8]>, Box<[u8]>);
+
+/// The large encoding: pairs in a dense vector, found by an index of
+/// positions; removal is swap-remove.
+#[derive(Clone)]
+pub struct Table {
+    entries: Vec<Pair>,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    /// Allocator-rounded bytes of every field and value, kept as pairs
+    /// change so memory accounting stays O(1) per write.
+    data_bytes: usize,
+}
+
+impl PartialEq for Table {
+    /// Same pairs in the same order (the index is derived).
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Table {}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("len", &self.entries.len())
+            .finish()
+    }
+}
+
+/// Whether a pair of these lengths may live in a listpack.
+pub fn fits_listpack(field: &[u8], value: &[u8]) -> bool {
+    field.len() <= LISTPACK_VALUE_MAX && value.len() <= LISTPACK_VALUE_MAX
+}
+
+impl Listpack {
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> ListpackIter<'_> {
+        ListpackIter { buf: &self.buf }
+    }
+
+    /// Byte offset of `field`'s pair and of its value's length byte.
+    fn find(&self, field: &[u8]) -> Option<(usize, usize)> {
+        let mut at = 0;
+        while at < self.buf.len() {
+            let flen = self.buf[at] as usize;
+            let vat = at + 1 + flen;
+            let vlen = self.buf[vat] as usize;
+            if &self.buf[at + 1..vat] == field {
+                return Some((at, vat));
+            }
+            at = vat + 1 + vlen;
+        }
+        None
+    }
+
+    fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        let (_, vat) = self.find(field)?;
+        let vlen = self.buf[vat] as usize;
+        Some(&self.buf[vat + 1..vat + 1 + vlen])
+    }
+
+    /// Sets a pair that fits (see [`fits_listpack`]); true if the field
+    /// is new. An existing field keeps its place, a new one goes last.
+    fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
+        debug_assert!(fits_listpack(field, value));
+        match self.find(field) {
+            Some((_, vat)) => {
+                let vlen = self.buf[vat] as usize;
+                self.buf[vat] = value.len() as u8;
+                self.buf
+                    .splice(vat + 1..vat + 1 + vlen, value.iter().copied());
+                false
+            }
+            None => {
+                self.buf.push(field.len() as u8);
+                self.buf.extend_from_slice(field);
+                self.buf.push(value.len() as u8);
+                self.buf.extend_from_slice(value);
+                self.len += 1;
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, field: &[u8]) -> bool {
+        let Some((at, vat)) = self.find(field) else {
+            return false;
+        };
+        let end = vat + 1 + self.buf[vat] as usize;
+        self.buf.drain(at..end);
+        self.len -= 1;
+        true
+    }
+}
+
+/// Pairs of a listpack in order.
+pub struct ListpackIter<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Iterator for ListpackIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&flen, rest) = self.buf.split_first()?;
+        let (field, rest) = rest.split_at(flen as usize);
+        let (&vlen, rest) = rest.split_first()?;
+        let (value, rest) = rest.split_at(vlen as usize);
+        self.buf = rest;
+        Some((field, value))
+    }
+}
+
+impl Table {
+    fn new(seed: u64, capacity: usize) -> Self {
+        Table {
+            entries: Vec::with_capacity(capacity),
+            index: HashTable::with_capacity(capacity),
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+            data_bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn position(&self, field: &[u8]) -> Option<usize> {
+        let entries = &self.entries;
+        self.index
+            .find(self.hasher.hash_one(field), |&i| {
+                &*entries[i as usize].0 == field
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// The pair at a position (0..len).
+    pub fn at(&self, pos: usize) -> (&[u8], &[u8]) {
+        let (f, v) = &self.entries[pos];
+        (f, v)
+    }
+
+    /// Appends a field known to be absent; false when the table is full.
+    fn push(&mut self, field: &[u8], value: &[u8]) -> bool {
+        let pos = self.entries.len();
+        if pos >= FIELDS_MAX {
+            return false;
+        }
+        let h = self.hasher.hash_one(field);
+        self.data_bytes += malloc_size(field.len()) + malloc_size(value.len());
+        self.entries.push((field.into(), value.into()));
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index
+            .insert_unique(h, pos as u32, |&i| hasher.hash_one(&*entries[i as usize].0));
+        true
+    }
+
+    /// Sets a pair; `Some(true)` if the field is new, `None` when the
+    /// table is full.
+    fn set(&mut self, field: &[u8], value: &[u8]) -> Option<bool> {
+        match self.position(field) {
+            Some(pos) => {
+                let slot = &mut self.entries[pos].1;
+                self.data_bytes =
+                    self.data_bytes - malloc_size(slot.len()) + malloc_size(value.len());
+                *slot = value.into();
+                Some(false)
+            }
+            None => self.push(field, value).then_some(true),
+        }
+    }
+
+    fn remove(&mut self, field: &[u8]) -> bool {
+        let h = self.hasher.hash_one(field);
+        let entries = &self.entries;
+        let Ok(slot) = self
+            .index
+            .find_entry(h, |&i| &*entries[i as usize].0 == field)
+        else {
+            return false;
+        };
+        let pos = *slot.get() as usize;
+        slot.remove();
+        let last = self.entries.len() - 1;
+        if pos != last {
+            // The last pair moves into the hole: repoint its index slot.
+            let moved = self.hasher.hash_one(&*self.entries[last].0);
+            if let Some(i) = self.index.find_mut(moved, |&i| i as usize == last) {
+                *i = pos as u32;
+            }
+        }
+        let (f, v) = self.entries.swap_remove(pos);
+        self.data_bytes -= malloc_size(f.len()) + malloc_size(v.len());
+        true
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let buckets = if self.index.capacity() == 0 {
+            0
+        } else {
+            (self.index.capacity() * 8 / 7).next_power_of_two()
+        };
+        malloc_size(self.entries.capacity() * std::mem::size_of::<Pair>())
+            + malloc_size(buckets * (std::mem::size_of::<u32>() + 1))
+            + self.data_bytes
+    }
+}
+
+/// Why a write to a hash failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashFull;
+
+impl Default for Hash {
+    fn default() -> Self {
+        Hash::Listpack(Listpack::default())
+    }
+}
+
+impl Hash {
+    pub fn len(&self) -> usize {
+        match self {
+            Hash::Listpack(l) => l.len(),
+            Hash::Table(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Redis' OBJECT ENCODING name.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Hash::Listpack(_) => "listpack",
+            Hash::Table(_) => "hashtable",
+        }
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        match self {
+            Hash::Listpack(l) => l.get(field),
+            Hash::Table(t) => t.position(field).map(|p| &*t.entries[p].1),
+        }
+    }
+
+    /// Every pair, in the encoding's order (insertion order for a
+    /// listpack, position order for a table).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let (l, t) = match self {
+            Hash::Listpack(l) => (Some(l.iter()), None),
+            Hash::Table(t) => (None, Some(t.entries.iter().map(|(f, v)| (&**f, &**v)))),
+        };
+        l.into_iter().flatten().chain(t.into_iter().flatten())
+    }
+
+    /// Converts to the table encoding (no-op if it is one already), sized
+    /// for `extra` more fields. `seed` seeds the field index's hash.
+    pub fn convert(&mut self, seed: u64, extra: usize) {
+        if let Hash::Listpack(l) = self {
+            let mut t = Table::new(seed, l.len() + extra.min(LISTPACK_ENTRIES_MAX * 8));
+            for (f, v) in l.iter() {
+                let pushed = t.push(f, v);
+                debug_assert!(pushed);
+            }
+            *self = Hash::Table(t);
+        }
+    }
+
+    /// Sets `field` to `value`, converting to a table first when the pair
+    /// or the new size outgrows a listpack. Returns whether the field is
+    /// new.
+    pub fn set(&mut self, field: &[u8], value: &[u8], seed: u64) -> Result<bool, HashFull> {
+        if let Hash::Listpack(l) = self {
+            if !fits_listpack(field, value) {
+                self.convert(seed, 1);
+            } else {
+                let added = l.set(field, value);
+                if l.len() > LISTPACK_ENTRIES_MAX {
+                    self.convert(seed, 0);
+                }
+                return Ok(added);
+            }
+        }
+        match self {
+            Hash::Table(t) => t.set(field, value).ok_or(HashFull),
+            Hash::Listpack(_) => unreachable!("converted above"),
+        }
+    }
+
+    /// Removes a field; true if it was there.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match self {
+            Hash::Listpack(l) => l.remove(field),
+            Hash::Table(t) => t.remove(field),
+        }
+    }
+
+    /// The pair at position `i` (0..len) of the encoding's order.
+    pub fn nth(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        match self {
+            Hash::Listpack(l) => l.iter().nth(i),
+            Hash::Table(t) => (i < t.len()).then(|| t.at(i)),
+        }
+    }
+
+    /// For HSCAN on a table: visits up to `count` positions going down
+    /// from `cursor` (0 starts at the top) and returns the next cursor, 0
+    /// when done. A listpack is visited whole in one call (cursor 0 back),
+    /// as Redis does. Downward order keeps SCAN's guarantee under
+    /// swap-remove (see `Keyspace::scan`).
+    pub fn scan<'h>(
+        &'h self,
+        cursor: u64,
+        count: usize,
+        mut f: impl FnMut(&'h [u8], &'h [u8]),
+    ) -> u64 {
+        match self {
+            Hash::Listpack(l) => {
+                for (k, v) in l.iter() {
+                    f(k, v);
+                }
+                0
+            }
+            Hash::Table(t) => {
+                let len = t.len() as u64;
+                let mut i = if cursor == 0 { len } else { cursor.min(len) };
+                let mut visited = 0;
+                while i > 0 && visited < count.max(1) {
+                    i -= 1;
+                    visited += 1;
+                    let (k, v) = t.at(i as usize);
+                    f(k, v);
+                }
+                i
+            }
+        }
+    }
+
+    /// Heap bytes this hash owns, allocator-rounded (the box holding it
+    /// is counted by [`crate::Value::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Hash::Listpack(l) => malloc_size(l.buf.capacity()),
+            Hash::Table(t) => t.heap_bytes(),
+        }
+    }
+
+    // ---- snapshot restore ----
+
+    /// An empty hash of the named encoding ("listpack" or "hashtable").
+    pub fn restoring(table: bool, seed: u64) -> Hash {
+        if table {
+            Hash::Table(Table::new(seed, 0))
+        } else {
+            Hash::default()
+        }
+    }
+
+    /// Appends a restored pair; an error names the rule it breaks
+    /// (duplicate field, a listpack pair too long or too many).
+    pub fn push_restored(&mut self, field: &[u8], value: &[u8]) -> Result<(), &'static str> {
+        if self.get(field).is_some() {
+            return Err("duplicate hash field");
+        }
+        match self {
+            Hash::Listpack(l) => {
+                if !fits_listpack(field, value) {
+                    return Err("listpack hash pair longer than 64 bytes");
+                }
+                if l.len() >= LISTPACK_ENTRIES_MAX {
+                    return Err("listpack hash with more than 128 pairs");
+                }
+                l.set(field, value);
+                Ok(())
+            }
+            Hash::Table(t) => {
+                if t.push(field, value) {
+                    Ok(())
+                } else {
+                    Err("hash with too many fields")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(h: &Hash) -> Vec<(Vec<u8>, Vec<u8>)> {
+        h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect()
+    }
+
+    #[test]
+    fn listpack_keeps_insertion_order_and_updates_in_place() {
+        let mut h = Hash::default();
+        assert_eq!(h.set(b"a", b"1", 7), Ok(true));
+        assert_eq!(h.set(b"b", b"2", 7), Ok(true));
+        assert_eq!(h.set(b"a", b"longer value", 7), Ok(false));
+        assert_eq!(h.set(b"c", b"", 7), Ok(true));
+        assert_eq!(h.encoding(), "listpack");
+        assert_eq!(
+            pairs(&h),
+            vec![
+                (b"a".to_vec(), b"longer value".to_vec()),
+                (b"b".to_vec(), b"2".to_vec()),
+                (b"c".to_vec(), b"".to_vec()),
+            ]
+        );
+        assert!(h.remove(b"b"));
+        assert!(!h.remove(b"b"));
+        assert_eq!(h.get(b"a"), Some(&b"longer value"[..]));
+        assert_eq!(h.get(b"b"), None);
+        assert_eq!(h.get(b"c"), Some(&b""[..]));
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.nth(1).map(|(f, _)| f.to_vec()), Some(b"c".to_vec()));
+    }
+
+    #[test]
+    fn a_long_value_or_field_converts_to_a_table() {
+        let mut h = Hash::default();
+        h.set(b"f", &[b'x'; 64], 1).unwrap();
+        assert_eq!(h.encoding(), "listpack");
+        h.set(b"g", &[b'x'; 65], 1).unwrap();
+        assert_eq!(h.encoding(), "hashtable");
+        let mut h = Hash::default();
+        h.set(&[b'k'; 65], b"v", 1).unwrap();
+        assert_eq!(h.encoding(), "hashtable");
+        assert_eq!(h.get(&[b'k'; 65]), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn the_129th_field_converts_and_nothing_converts_back() {
+        let mut h = Hash::default();
+        for i in 0..128 {
+            h.set(format!("f{i}").as_bytes(), b"v", 1).unwrap();
+        }
+        assert_eq!(h.encoding(), "listpack");
+        let before = pairs(&h);
+        h.set(b"f128", b"v", 1).unwrap();
+        assert_eq!(h.encoding(), "hashtable");
+        // The conversion keeps the order; the new field is last.
+        assert_eq!(&pairs(&h)[..128], &before[..]);
+        for i in 0..128 {
+            assert!(h.remove(format!("f{i}").as_bytes()));
+        }
+        assert_eq!(h.encoding(), "hashtable");
+        assert_eq!(pairs(&h), vec![(b"f128".to_vec(), b"v".to_vec())]);
+    }
+
+    #[test]
+    fn table_removal_keeps_the_index_consistent() {
+        let mut h = Hash::default();
+        h.convert(9, 0);
+        for i in 0..1000 {
+            h.set(format!("f{i}").as_bytes(), format!("v{i}").as_bytes(), 9)
+                .unwrap();
+        }
+        for i in (0..1000).step_by(3) {
+            assert!(h.remove(format!("f{i}").as_bytes()));
+        }
+        for i in 0..1000 {
+            let got = h.get(format!("f{i}").as_bytes());
+            if i % 3 == 0 {
+                assert_eq!(got, None);
+            } else {
+                assert_eq!(got, Some(format!("v{i}").as_bytes()));
+            }
+        }
+        assert_eq!(h.len(), 1000 - 334);
+    }
+
+    #[test]
+    fn table_byte_count_returns_to_its_empty_size() {
+        let mut h = Hash::default();
+        h.convert(3, 0);
+        let empty = h.heap_bytes();
+        h.set(b"field", &[1; 100], 3).unwrap();
+        h.set(b"field", &[1; 10], 3).unwrap();
+        assert!(h.heap_bytes() > empty);
+        h.remove(b"field");
+        let Hash::Table(t) = &h else { panic!() };
+        assert_eq!(t.data_bytes, 0);
+    }
+
+    #[test]
+    fn table_scan_visits_every_field_present_throughout() {
+        let mut h = Hash::default();
+        for i in 0..300 {
+            h.set(format!("f{i}").as_bytes(), b"v", 5).unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let (mut cursor, mut round) = (0, 0);
+        loop {
+            cursor = h.scan(cursor, 7, |f, _| {
+                seen.insert(f.to_vec());
+            });
+            for j in 0..3 {
+                h.remove(format!("f{}", round * 3 + j).as_bytes());
+            }
+            round += 1;
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 150..300 {
+            assert!(seen.contains(format!("f{i}").as_bytes()), "missed f{i}");
+        }
+    }
+
+    #[test]
+    fn restore_rejects_what_the_encoding_cannot_hold() {
+        let mut h = Hash::restoring(false, 1);
+        h.push_restored(b"a", b"1").unwrap();
+        assert_eq!(h.push_restored(b"a", b"2"), Err("duplicate hash field"));
+        assert!(h.push_restored(b"b", &[0; 65]).is_err());
+        let mut t = Hash::restoring(true, 1);
+        t.push_restored(b"a", b"1").unwrap();
+        assert!(t.push_restored(b"a", b"1").is_err());
+        assert_eq!(t.encoding(), "hashtable");
+    }
+}
