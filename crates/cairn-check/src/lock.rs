@@ -7,7 +7,9 @@
 //! *certainly* held the lock during
 //! `[acquire_ack_ns, min(acquire_invoke_ns + lease_ns, release_invoke_ns))`:
 //! from the ack (the grant was no later) until the earliest instant the
-//! lease could have expired or the release could have taken effect. Two
+//! lease could have expired or the release could have taken effect. An
+//! acknowledged renewal (same lease) moves the lease's start to its own
+//! send time (`renew_invoke_ns`): the server renewed no earlier. Two
 //! certain intervals that overlap are a definite violation; anything
 //! weaker is not reported.
 
@@ -35,6 +37,10 @@ pub struct LockHold {
     /// lease, if any, ends the hold).
     #[serde(default)]
     pub release_invoke_ns: Option<u64>,
+    /// When the last *acknowledged* renewal (`LOCK.RENEW`, same lease) was
+    /// sent (`None`: never renewed).
+    #[serde(default)]
+    pub renew_invoke_ns: Option<u64>,
 }
 
 impl LockHold {
@@ -42,9 +48,12 @@ impl LockHold {
     /// the lock (`end` is `u64::MAX` for an unbounded hold). Empty when the
     /// ack arrived after the lease may already have expired.
     pub fn certain_interval(&self) -> (u64, u64) {
+        let lease_from = self
+            .renew_invoke_ns
+            .map_or(self.acquire_invoke_ns, |r| r.max(self.acquire_invoke_ns));
         let lease_end = self
             .lease_ns
-            .map_or(u64::MAX, |l| self.acquire_invoke_ns.saturating_add(l));
+            .map_or(u64::MAX, |l| lease_from.saturating_add(l));
         let end = lease_end.min(self.release_invoke_ns.unwrap_or(u64::MAX));
         (self.acquire_ack_ns, end)
     }

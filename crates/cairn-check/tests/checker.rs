@@ -365,6 +365,7 @@ fn hold(
         acquire_ack_ns: ack,
         lease_ns: lease,
         release_invoke_ns: release,
+        renew_invoke_ns: None,
     }
 }
 
@@ -385,6 +386,28 @@ fn locks_detect_overlapping_holders() {
     ])
     .unwrap();
     assert!(!rep.is_valid());
+}
+
+/// An acknowledged renewal extends the certain hold from its send time:
+/// the renewal CI's two-holder bug answered "still yours" while the lock
+/// went to another owner.
+#[test]
+fn locks_count_an_acknowledged_renewal_as_holding_on() {
+    // Lease 100 from invoke 0 (certain until 100); p2 acked at 150, after
+    // the lease: fine without a renewal...
+    let plain = [
+        hold(1, 1, 0, 10, Some(100), None),
+        hold(2, 2, 20, 150, Some(200), None),
+    ];
+    assert!(check_locks(&plain).unwrap().is_valid());
+    // ...but p1 renewed at 90 (acknowledged): certain until 190.
+    let mut renewed = plain.clone();
+    renewed[0].renew_invoke_ns = Some(90);
+    let rep = check_locks(&renewed).unwrap();
+    assert_eq!(rep.overlaps.len(), 1, "{rep:?}");
+    // A release still ends the hold early.
+    renewed[0].release_invoke_ns = Some(120);
+    assert!(check_locks(&renewed).unwrap().is_valid());
 }
 
 #[test]

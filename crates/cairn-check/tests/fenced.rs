@@ -18,6 +18,7 @@ fn hold(token: u64, invoke: u64, ack: u64, lease: u64, release: Option<u64>) -> 
         acquire_ack_ns: ack,
         lease_ns: Some(lease),
         release_invoke_ns: release,
+        renew_invoke_ns: None,
     }
 }
 

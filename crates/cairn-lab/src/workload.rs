@@ -106,7 +106,10 @@ pub enum Kind {
     /// `p<process>`. Each cycle: `LOCK.ACQUIRE lock owner lease WAIT w`
     /// (lease from [`LOCK_LEASE_MS`], `w` from [`LOCK_WAIT_MS`] and never
     /// past the run's end; the reply may take `w` plus the op timeout),
-    /// then on a grant 1 to [`LOCK_WRITES_MAX`] `INCRBY counter 1 FENCE
+    /// then on a grant, now and then ([`LOCK_RENEW_PERCENT`]) a
+    /// `LOCK.RENEW` sent just before the lease ends (it races the leader's
+    /// expiry; acknowledged, it extends the hold the checker counts), then
+    /// 1 to [`LOCK_WRITES_MAX`] `INCRBY counter 1 FENCE
     /// lock token`, each maybe after a pause ([`lock_pause_ms`]): some
     /// short, some past the lease, so that stale holders write and must be
     /// refused; then `LOCK.RELEASE`. A cycle that would pause past the
@@ -127,6 +130,13 @@ pub enum Kind {
 pub const LOCK_LEASE_MS: (u64, u64) = (1000, 2000);
 /// `WAIT` of each lock-workload acquire, ms: at random in this range.
 pub const LOCK_WAIT_MS: (u64, u64) = (500, 3000);
+/// Share of lock-workload grants renewed (`LOCK.RENEW`, same lease) just
+/// before their lease ends, percent.
+pub const LOCK_RENEW_PERCENT: u64 = 30;
+/// How long before the lease's end (by the client's clock, from its
+/// acquire's send time) such a renewal is sent, ms: at random in this
+/// range.
+pub const LOCK_RENEW_EARLY_MS: (u64, u64) = (0, 40);
 /// A stale holder's stall beyond its lease, ms: at random in this range.
 pub const LOCK_STALL_PAST_LEASE_MS: (u64, u64) = (200, 800);
 /// Fenced increments per grant, at most.
@@ -877,7 +887,43 @@ async fn lock_cycle(
         acquire_ack_ns: ack,
         lease_ns: Some(lease_ms.saturating_mul(1_000_000)),
         release_invoke_ns: None,
+        renew_invoke_ns: None,
     };
+    // Now and then renew just before the lease runs out, as a keep-alive
+    // does: the renewal races the leader's expiry of the same lease.
+    if rng.below(100) < LOCK_RENEW_PERCENT {
+        let lease_end_ns = invoke.saturating_add(lease_ms.saturating_mul(1_000_000));
+        let early_ns = rng.between(LOCK_RENEW_EARLY_MS).saturating_mul(1_000_000);
+        let wait_ns = lease_end_ns
+            .saturating_sub(early_ns)
+            .saturating_sub(shared.now_ns());
+        if wait_ns / 1_000_000 + 1 < shared.ms_left() {
+            tokio::time::sleep(Duration::from_nanos(wait_ns)).await;
+            let mut cmd = redis::cmd("LOCK.RENEW");
+            cmd.arg(lock).arg(&owner).arg(token).arg(lease_ms);
+            let renew_invoke = shared.now_ns();
+            match lock_command(conn, &cmd, cfg.timeout, shared, target).await {
+                Ok(redis::Value::Int(1)) => hold.renew_invoke_ns = Some(renew_invoke),
+                // The lease had ended: the hold ends with it; the writes
+                // that follow must be refused if another holds it now.
+                Err(Ending::Fail(code)) if code == "LOCKLOST" => {}
+                Ok(other) => {
+                    unexpected_reply(shared, &other, &format!("LOCK.RENEW {lock}"));
+                    shared.locks().holds.push(hold);
+                    return After::Retire { reconnect: true };
+                }
+                // Maybe renewed: the lease ends the hold, later.
+                Err(Ending::Fail(_)) => {
+                    shared.locks().holds.push(hold);
+                    return After::Retire { reconnect: false };
+                }
+                Err(_) => {
+                    shared.locks().holds.push(hold);
+                    return After::Retire { reconnect: true };
+                }
+            }
+        }
+    }
     let counter = fenced_counter_key(lock);
     for _ in 0..1 + rng.below(LOCK_WRITES_MAX) {
         let pause_ms = lock_pause_ms(rng, lease_ms);
