@@ -44,8 +44,20 @@ fn outcomes(run: &LockRun, o: FenceOutcome) -> usize {
 }
 
 /// Asserts the run is valid, every counter was read, and the workload did
-/// its job: grants on every lock, accepted and refused (stale) writes.
-fn assert_valid_with_work(run: &LockRun, report: &LockHistoryReport, min_grants: usize) {
+/// its job: grants, accepted writes and, where `need_refused`, refused
+/// (stale) writes.
+///
+/// Under faults the work varies a lot between runs (19 to 104 grants
+/// over 12 seeds; renewals make holds longer) and a stalled holder's
+/// write may land in a fault and end unknown, so the cluster test asks
+/// for fewer grants and no refusal: refusals are asserted on one node, where
+/// nothing else decides them.
+fn assert_valid_with_work(
+    run: &LockRun,
+    report: &LockHistoryReport,
+    min_grants: usize,
+    need_refused: bool,
+) {
     assert_eq!(report.verdict, LockVerdict::Valid, "{report:#?}");
     for b in &report.counters {
         assert!(b.final_value.is_some(), "{} never read", b.key);
@@ -65,7 +77,9 @@ fn assert_valid_with_work(run: &LockRun, report: &LockHistoryReport, min_grants:
     );
     assert!(grants >= min_grants, "too few grants ({grants})");
     assert!(accepted > 0, "no fenced write accepted");
-    assert!(refused > 0, "no stale write was refused");
+    if need_refused {
+        assert!(refused > 0, "no stale write was refused");
+    }
 }
 
 /// Copies of `run` with one planted bug each: a grant moved into another
@@ -169,7 +183,7 @@ fn locks_stay_exclusive_and_fenced_through_leader_kill_pause_and_isolation() {
 
     let run: LockRun = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let report = check_lock_history(&run.history).unwrap();
-    assert_valid_with_work(&run, &report, 30);
+    assert_valid_with_work(&run, &report, 10, false);
     // The faults bit: some commands did not simply succeed.
     assert!(run.info + run.fail > 0, "no command failed or timed out");
     eprintln!("took {:?}", t0.elapsed());
@@ -212,7 +226,7 @@ fn lock_workload_on_one_node_is_valid_with_grants_and_refused_stale_writes() {
     assert_eq!(stats.unexpected, 0, "{stats:?}");
     assert_eq!(run.info, 0, "nothing should time out on loopback");
     let report = check_lock_history(&run.history).unwrap();
-    assert_valid_with_work(&run, &report, 30);
+    assert_valid_with_work(&run, &report, 30, true);
     assert_eq!(report.counters.len(), 2);
     must_fail_on_tampered_copies(&run);
 }
