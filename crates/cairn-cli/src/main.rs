@@ -28,6 +28,30 @@ enum Cmd {
     Server(Box<ServerArgs>),
     /// Run a local cluster of N nodes (one process each) until Ctrl-C.
     Dev(dev::DevArgs),
+    /// Certificates for trying TLS out.
+    #[command(subcommand)]
+    Cert(CertCmd),
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    /// Writes a new local CA and, signed by it, a node certificate (for
+    /// localhost, 127.0.0.1, ::1 and every --host; usable by peers as a
+    /// client certificate too) and a client certificate: ca.crt, ca.key,
+    /// node.crt, node.key, client.crt, client.key. For development only:
+    /// the CA's key is written beside them.
+    Dev(CertDevArgs),
+}
+
+#[derive(Args)]
+struct CertDevArgs {
+    /// Directory to write the files to (created if missing).
+    #[arg(long, default_value = "cairn-certs")]
+    dir: PathBuf,
+    /// Another name or IP address the node certificate is valid for
+    /// (repeatable).
+    #[arg(long = "host")]
+    hosts: Vec<String>,
 }
 
 #[derive(Args)]
@@ -99,6 +123,18 @@ struct ServerArgs {
     /// TEST ONLY: serve reads without the linearizability check.
     #[arg(long, hide = true)]
     unsafe_stale_reads: bool,
+    /// TLS port beside the plain one (Redis' tls-port; 0 picks a free port).
+    #[arg(long)]
+    tls_port: Option<u16>,
+    #[arg(long)]
+    tls_cert_file: Option<String>,
+    #[arg(long)]
+    tls_key_file: Option<String>,
+    #[arg(long)]
+    tls_ca_cert_file: Option<String>,
+    /// yes (client certificate required, the default), optional or no.
+    #[arg(long)]
+    tls_auth_clients: Option<String>,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -112,6 +148,14 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Server(args) => server(*args),
         Cmd::Dev(args) => dev::run(args),
+        Cmd::Cert(CertCmd::Dev(args)) => {
+            let written = cairn_server::tls::write_dev_certs(&args.dir, &args.hosts)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            for p in written {
+                println!("{}", p.display());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -214,6 +258,19 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     }
     if a.unsafe_stale_reads {
         c.unsafe_stale_reads = true;
+    }
+    if let Some(v) = a.tls_port {
+        c.tls_port = Some(v);
+    }
+    for (to, from) in [
+        (&mut c.tls_cert_file, &a.tls_cert_file),
+        (&mut c.tls_key_file, &a.tls_key_file),
+        (&mut c.tls_ca_cert_file, &a.tls_ca_cert_file),
+        (&mut c.tls_auth_clients, &a.tls_auth_clients),
+    ] {
+        if let Some(v) = from {
+            to.clone_from(v);
+        }
     }
     c.validate()?;
     Ok(c)

@@ -72,6 +72,17 @@ pub struct Config {
     /// TEST ONLY: serve reads from the local replica without the
     /// linearizability check. The fault lab must catch this.
     pub unsafe_stale_reads: bool,
+    /// TLS port for RESP clients, beside the plain `port` (unset = no
+    /// TLS; 0 picks a free port). Redis' `tls-port`.
+    pub tls_port: Option<u16>,
+    /// PEM certificate chain and private key of this node.
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    /// PEM CA bundle client certificates must chain to.
+    pub tls_ca_cert_file: String,
+    /// `yes` (a client certificate is required, Redis' default),
+    /// `optional` (checked when given) or `no`.
+    pub tls_auth_clients: String,
 }
 
 impl Default for Config {
@@ -107,6 +118,11 @@ impl Default for Config {
             election_timeout_max: 400,
             heartbeat_interval: 100,
             unsafe_stale_reads: false,
+            tls_port: None,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_ca_cert_file: String::new(),
+            tls_auth_clients: "yes".into(),
         }
     }
 }
@@ -167,6 +183,9 @@ impl Config {
         if !(1..=500).contains(&self.hz) {
             return Err(invalid("hz", "must be 1..500"));
         }
+        if self.tls_port.is_some() {
+            self.tls_files()?;
+        }
         self.bind
             .parse::<std::net::IpAddr>()
             .map_err(|_| invalid("bind", format!("'{}' is not an IP address", self.bind)))?;
@@ -207,6 +226,30 @@ impl Config {
     /// Whether this node is part of a Raft cluster.
     pub fn is_cluster(&self) -> bool {
         !self.cluster_peers.is_empty()
+    }
+
+    /// The TLS settings, checked (not the files: those are read at start).
+    pub fn tls_files(&self) -> Result<crate::tls::TlsFiles, ConfigError> {
+        if self.tls_cert_file.is_empty() || self.tls_key_file.is_empty() {
+            return Err(invalid(
+                "tls-port",
+                "TLS needs tls-cert-file and tls-key-file",
+            ));
+        }
+        let client_auth = crate::tls::ClientAuth::parse(&self.tls_auth_clients)
+            .ok_or_else(|| invalid("tls-auth-clients", "must be yes, no or optional"))?;
+        if client_auth != crate::tls::ClientAuth::None && self.tls_ca_cert_file.is_empty() {
+            return Err(invalid(
+                "tls-auth-clients",
+                "checking client certificates needs tls-ca-cert-file (or set tls-auth-clients no)",
+            ));
+        }
+        Ok(crate::tls::TlsFiles {
+            cert: self.tls_cert_file.clone().into(),
+            key: self.tls_key_file.clone().into(),
+            ca: (!self.tls_ca_cert_file.is_empty()).then(|| self.tls_ca_cert_file.clone().into()),
+            client_auth,
+        })
     }
 
     /// The peer port this node listens on.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use cairn_proto::RequestParser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cmd::Flow;
@@ -35,19 +35,79 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Buffers bigger than this are given back after use.
 const BUFFER_KEEP_BYTES: usize = 256 * 1024;
 
-pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stream: TcpStream) {
+/// A client's byte stream: plain TCP or TLS over it.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Called after a read that did not fill the buffer.
+    fn drained(&self) {}
+}
+
+impl Transport for TcpStream {
+    fn drained(&self) {
+        forget_readable(self);
+    }
+}
+
+/// A short read of decrypted bytes says nothing about the socket (rustls
+/// may hold more records), so nothing is assumed.
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
+
+pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, stream: TcpStream) {
     let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
+    let _ = stream.set_nodelay(true);
+    serve_stream(shared, stats, stream, addr, laddr).await;
+}
+
+/// A connection to the TLS port: the handshake (bounded by
+/// [`crate::tls::HANDSHAKE_TIMEOUT`] and by shutdown), then the same
+/// loop as plain connections.
+pub(crate) async fn serve_tls(shared: Arc<Shared>, stats: Arc<WorkerStats>, stream: TcpStream) {
+    let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    let Some(tls) = shared.tls.as_ref() else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let acceptor = tls.acceptor();
+    let mut shutdown = shared.shutdown.subscribe();
+    let handshake = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                bump(&stats.tls_handshake_failures, 1);
+                tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                bump(&stats.tls_handshake_failures, 1);
+                tracing::debug!(client = %addr, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = shutdown.wait_for(|v| *v) => return,
+    };
+    serve_stream(shared, stats, stream, addr, laddr).await;
+}
+
+async fn serve_stream<S: Transport>(
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    mut stream: S,
+    addr: std::net::SocketAddr,
+    laddr: std::net::SocketAddr,
+) {
     let max = shared.settings.maxclients.load(Relaxed);
     let Some(info) = shared.clients.register(addr, laddr, max) else {
         bump(&stats.rejected_connections, 1);
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
             .await;
+        let _ = stream.flush().await;
         return;
     };
-    let _ = stream.set_nodelay(true);
     let id = info.id;
     if *shared.shutdown.borrow() {
         shared.clients.remove(id);
@@ -58,7 +118,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stre
     shared.clients.remove(id);
 }
 
-async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
+async fn run<S: Transport>(shared: &Shared, conn: &mut ConnState, stream: &mut S) {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();
@@ -97,7 +157,7 @@ async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
                 Ok(n) => {
                     bump(&conn.stats.net_input_bytes, n as u64);
                     if n < spare {
-                        forget_readable(stream);
+                        stream.drained();
                     }
                 }
             }
@@ -111,7 +171,9 @@ async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
         pending_input = flow == Batch::OutputFull;
         if !wbuf.is_empty() {
             conn.info.obuf.store(wbuf.len(), Relaxed);
-            if stream.write_all(&wbuf).await.is_err() {
+            // flush: TLS keeps records in rustls until flushed (a no-op
+            // on TCP).
+            if stream.write_all(&wbuf).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
             bump(&conn.stats.net_output_bytes, wbuf.len() as u64);

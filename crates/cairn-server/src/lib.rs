@@ -26,6 +26,7 @@ mod lockwait;
 mod session;
 mod slowlog;
 mod stats;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -52,6 +53,9 @@ pub(crate) struct Shared {
     pub started: Instant,
     pub run_id: String,
     pub local_addr: SocketAddr,
+    /// The TLS listener's address and certificates, when TLS is on.
+    pub tls_addr: Option<SocketAddr>,
+    pub tls: Option<Arc<tls::TlsState>>,
     pub shutdown: watch::Sender<bool>,
     /// Set once at start in cluster mode.
     pub cluster: std::sync::OnceLock<cairn_cluster::Cluster>,
@@ -113,6 +117,11 @@ impl ServerHandle {
         self.shared.local_addr
     }
 
+    /// The TLS port's address, when TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.shared.tls_addr
+    }
+
     /// Asks the server to stop: no new connections; open ones finish the
     /// commands they have read, then close.
     pub fn shutdown(&self) {
@@ -148,6 +157,23 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let listener = std::net::TcpListener::bind((ip, config.port))?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
+    let (tls_listener, tls_state) = match config.tls_port {
+        Some(port) => {
+            let files = config
+                .tls_files()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let state = tls::TlsState::new(files)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let l = std::net::TcpListener::bind((ip, port))?;
+            l.set_nonblocking(true)?;
+            (Some(l), Some(Arc::new(state)))
+        }
+        None => (None, None),
+    };
+    let tls_addr = match &tls_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let threads_n = config.worker_threads();
     let seed = random_seed();
     let (shutdown, _) = watch::channel(false);
@@ -175,6 +201,8 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
             seed as u32 ^ 0xdeadbeef
         ),
         local_addr,
+        tls_addr,
+        tls: tls_state,
         shutdown,
         cluster: std::sync::OnceLock::new(),
         evicting: std::sync::OnceLock::new(),
@@ -197,12 +225,12 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     for _ in 0..threads_n {
         // Bounded hand-off: a worker that falls this far behind makes the
         // acceptor refuse connections rather than queue without limit.
-        let (tx, rx) = mpsc::channel::<std::net::TcpStream>(1024);
+        let (tx, rx) = mpsc::channel::<Accepted>(1024);
         senders.push(tx);
         receivers.push(rx);
     }
     let mut threads = Vec::new();
-    let mut listener = Some(listener);
+    let mut listener = Some((listener, tls_listener));
     let mut senders = Some(senders);
     for (i, rx) in receivers.into_iter().enumerate() {
         let shared = shared.clone();
@@ -229,31 +257,43 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
             })?;
         threads.push(t);
     }
+    if let Some(a) = tls_addr {
+        tracing::info!(addr = %a, auth_clients = %shared.config.tls_auth_clients, "TLS port ready");
+    }
     tracing::info!(addr = %local_addr, threads = threads_n, shards = shared.db.count(), "cairn ready to accept connections");
     Ok(ServerHandle { shared, threads })
 }
 
+/// A connection handed from the acceptor to a worker: the socket and
+/// whether it came in on the TLS port.
+type Accepted = (std::net::TcpStream, bool);
+
+/// The listeners worker 0 accepts on: plain, and TLS when configured.
+type Listeners = (std::net::TcpListener, Option<std::net::TcpListener>);
+
 async fn worker(
     index: usize,
     shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<std::net::TcpStream>,
-    acceptor: Option<(
-        std::net::TcpListener,
-        Vec<mpsc::Sender<std::net::TcpStream>>,
-    )>,
+    mut rx: mpsc::Receiver<Accepted>,
+    acceptor: Option<(Listeners, Vec<mpsc::Sender<Accepted>>)>,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
     let stats = shared.workers[index].clone();
     let mut conns = tokio::task::JoinSet::new();
-    if let Some((listener, senders)) = acceptor {
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => {
-                tokio::spawn(accept_loop(shared.clone(), l, senders));
+    if let Some(((listener, tls_listener), senders)) = acceptor {
+        for (l, tls) in std::iter::once((listener, false)).chain(tls_listener.map(|l| (l, true))) {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => {
+                    tokio::spawn(accept_loop(shared.clone(), l, senders.clone(), tls));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot register listener");
+                    let _ = shared.shutdown.send(true);
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot register listener");
-                let _ = shared.shutdown.send(true);
-            }
+        }
+        if let Some(t) = shared.tls.clone() {
+            tokio::spawn(tls_reload(shared.clone(), t));
         }
         if shared.cluster.get().is_some() {
             tokio::spawn(cluster::expire_cron(shared.clone()));
@@ -267,9 +307,13 @@ async fn worker(
     loop {
         tokio::select! {
             s = rx.recv() => {
-                let Some(s) = s else { break };
+                let Some((s, tls)) = s else { break };
                 let Ok(stream) = tokio::net::TcpStream::from_std(s) else { continue };
-                conns.spawn(conn::serve(shared.clone(), stats.clone(), stream));
+                if tls {
+                    conns.spawn(conn::serve_tls(shared.clone(), stats.clone(), stream));
+                } else {
+                    conns.spawn(conn::serve(shared.clone(), stats.clone(), stream));
+                }
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = shutdown.wait_for(|v| *v) => break,
@@ -284,10 +328,25 @@ async fn worker(
     let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
 }
 
+/// Re-reads the TLS certificates when their files change, until shutdown.
+async fn tls_reload(shared: Arc<Shared>, state: Arc<tls::TlsState>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tls::RELOAD_CHECK) => {}
+            _ = shutdown.wait_for(|v| *v) => return,
+        }
+        // File reads and certificate parsing: off the worker's thread.
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || s.reload_if_changed()).await;
+    }
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
-    senders: Vec<mpsc::Sender<std::net::TcpStream>>,
+    senders: Vec<mpsc::Sender<Accepted>>,
+    tls: bool,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut next = 0usize;
@@ -312,10 +371,13 @@ async fn accept_loop(
         let target = next % senders.len();
         next = next.wrapping_add(1);
         if let Err(mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s)) =
-            senders[target].try_send(std_stream)
+            senders[target].try_send((std_stream, tls))
         {
             stats::bump(&shared.workers[0].rejected_connections, 1);
-            reject(s, b"-ERR server is overloaded, try again\r\n");
+            // A TLS client would not understand a plain error line.
+            if !s.1 {
+                reject(s.0, b"-ERR server is overloaded, try again\r\n");
+            }
         }
     }
 }

@@ -179,6 +179,8 @@ mod tests {
             started: std::time::Instant::now(),
             run_id: String::new(),
             local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_addr: None,
+            tls: None,
             shutdown,
             cluster: std::sync::OnceLock::new(),
             evicting: std::sync::OnceLock::new(),

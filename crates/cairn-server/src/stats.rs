@@ -17,6 +17,9 @@ pub struct WorkerStats {
     pub net_output_bytes: AtomicU64,
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
+    /// TLS handshakes that failed or timed out (bad or no certificate,
+    /// a plain client on the TLS port).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl WorkerStats {
@@ -27,6 +30,7 @@ impl WorkerStats {
             net_output_bytes: AtomicU64::new(0),
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
         }
     }
 
@@ -42,6 +46,7 @@ impl WorkerStats {
             &self.net_output_bytes,
             &self.connections_received,
             &self.rejected_connections,
+            &self.tls_handshake_failures,
         ] {
             a.store(0, Relaxed);
         }

@@ -36,6 +36,13 @@ const PARAMS: &[(&str, bool)] = &[
     // (docs/design/datatypes.md).
     ("hash-max-listpack-entries", false),
     ("hash-max-listpack-value", false),
+    // Set at start; the certificate files are re-read when they change
+    // (docs/design/tls.md).
+    ("tls-port", false),
+    ("tls-cert-file", false),
+    ("tls-key-file", false),
+    ("tls-ca-cert-file", false),
+    ("tls-auth-clients", false),
 ];
 
 fn get(sh: &Shared, name: &str) -> String {
@@ -59,6 +66,11 @@ fn get(sh: &Shared, name: &str) -> String {
         "latency-monitor-threshold" => s.latency_threshold_ms.load(Relaxed).to_string(),
         "bind" => sh.config.bind.clone(),
         "port" => sh.local_addr.port().to_string(),
+        "tls-port" => sh.tls_addr.map_or(0, |a| a.port()).to_string(),
+        "tls-cert-file" => sh.config.tls_cert_file.clone(),
+        "tls-key-file" => sh.config.tls_key_file.clone(),
+        "tls-ca-cert-file" => sh.config.tls_ca_cert_file.clone(),
+        "tls-auth-clients" => sh.config.tls_auth_clients.clone(),
         "databases" => "1".into(),
         "save" => String::new(),
         "appendonly" => "no".into(),

@@ -1,0 +1,245 @@
+//! TLS on the RESP port with real clients: the redis crate (rustls),
+//! redis-cli --tls and redis-py with ssl; client certificates required,
+//! optional or refused as configured; a plain client on the TLS port, a
+//! client without a certificate or with one from another CA are refused
+//! and the server keeps serving; new certificate files are picked up
+//! without a restart, while connections already open keep working.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use redis::{ClientTlsConfig, TlsCertificates};
+
+struct Node {
+    handle: Option<cairn_server::ServerHandle>,
+    dir: PathBuf,
+}
+
+impl Node {
+    fn start(name: &str, auth_clients: &str) -> Node {
+        let dir =
+            std::env::temp_dir().join(format!("cairn-tls-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        cairn_server::tls::write_dev_certs(&dir, &[]).expect("certificates");
+        let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let config = cairn_server::Config {
+            port: 0,
+            tls_port: Some(0),
+            tls_cert_file: path("node.crt"),
+            tls_key_file: path("node.key"),
+            tls_ca_cert_file: path("ca.crt"),
+            tls_auth_clients: auth_clients.into(),
+            ..Default::default()
+        };
+        let handle = cairn_server::start(config).expect("server starts");
+        Node {
+            handle: Some(handle),
+            dir,
+        }
+    }
+
+    fn tls_port(&self) -> u16 {
+        self.handle
+            .as_ref()
+            .and_then(|h| h.tls_addr())
+            .expect("TLS on")
+            .port()
+    }
+
+    fn plain(&self) -> redis::Connection {
+        let addr = self.handle.as_ref().expect("running").local_addr();
+        redis::Client::open(format!("redis://{addr}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A TLS connection trusting `ca_dir`'s CA, with `ca_dir`'s client
+    /// certificate when `with_cert`.
+    fn tls(&self, ca_dir: &Path, with_cert: bool) -> redis::RedisResult<redis::Connection> {
+        let read = |f: &str| std::fs::read(ca_dir.join(f)).unwrap();
+        let certs = TlsCertificates {
+            client_tls: with_cert.then(|| ClientTlsConfig {
+                client_cert: read("client.crt"),
+                client_key: read("client.key"),
+            }),
+            root_cert: Some(read("ca.crt")),
+        };
+        let client = redis::Client::build_with_tls(
+            format!("rediss://127.0.0.1:{}/", self.tls_port()),
+            certs,
+        )?;
+        let mut c = client.get_connection_with_timeout(Duration::from_secs(5))?;
+        // A refused client certificate shows at the first exchange (TLS
+        // 1.3 finishes the client's side of the handshake first).
+        redis::cmd("PING").query::<String>(&mut c)?;
+        Ok(c)
+    }
+
+    fn handshake_failures(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut self.plain())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("tls_handshake_failures:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("tls_handshake_failures in INFO")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+            h.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn the_redis_crate_redis_cli_and_redis_py_talk_tls_with_client_certificates() {
+    let node = Node::start("clients", "yes");
+    let dir = node.dir.clone();
+    let mut c = node.tls(&dir, true).expect("TLS client with a certificate");
+    let _: () = redis::cmd("SET").arg("k").arg("v1").query(&mut c).unwrap();
+    // A pipeline of 2000 commands: replies span many TLS records.
+    let mut p = redis::pipe();
+    for _ in 0..2000 {
+        p.cmd("INCR").arg("n");
+    }
+    let replies: Vec<i64> = p.query(&mut c).unwrap();
+    assert_eq!(replies.last(), Some(&2000));
+    // A value bigger than one TLS record (16 KiB) both ways.
+    let big = vec![b'x'; 300_000];
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&big)
+        .query(&mut c)
+        .unwrap();
+    let back: Vec<u8> = redis::cmd("GET").arg("big").query(&mut c).unwrap();
+    assert_eq!(back, big);
+
+    // redis-cli --tls, reading what the crate wrote.
+    let f = |n: &str| node.file(n).to_string_lossy().into_owned();
+    let out = Command::new("redis-cli")
+        .args(["-p", &node.tls_port().to_string(), "--tls"])
+        .args([
+            "--cacert",
+            &f("ca.crt"),
+            "--cert",
+            &f("client.crt"),
+            "--key",
+            &f("client.key"),
+        ])
+        .args(["GET", "k"])
+        .output()
+        .expect("redis-cli is installed (scripts/test.sh installs it)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v1", "{out:?}");
+
+    // redis-py with ssl (Debian's python3-redis: /usr/bin/python3).
+    let script = format!(
+        "import redis\n\
+         r = redis.Redis(host='127.0.0.1', port={}, ssl=True, ssl_ca_certs='{}', ssl_certfile='{}', ssl_keyfile='{}')\n\
+         r.set('py', 'from-python')\n\
+         print(r.get('k').decode(), r.incr('n'))\n",
+        node.tls_port(),
+        f("ca.crt"),
+        f("client.crt"),
+        f("client.key")
+    );
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 with python3-redis (scripts/test.sh installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "v1 2001",
+        "{out:?}"
+    );
+    let py: String = redis::cmd("GET")
+        .arg("py")
+        .query(&mut node.plain())
+        .unwrap();
+    assert_eq!(py, "from-python");
+}
+
+#[test]
+fn clients_without_a_good_certificate_are_refused_and_the_server_keeps_serving() {
+    let node = Node::start("refuse", "yes");
+    let own = node.dir.clone();
+    assert!(node.tls(&own, false).is_err(), "no client certificate");
+    // Certificates from another CA: the server does not trust the client
+    // and the client does not trust the server.
+    let other = std::env::temp_dir().join(format!("cairn-tls-test-other-{}", std::process::id()));
+    cairn_server::tls::write_dev_certs(&other, &[]).unwrap();
+    assert!(node.tls(&other, true).is_err(), "another CA");
+    // Plain RESP on the TLS port gets no reply: the handshake fails.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", node.tls_port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert!(
+            !buf[..n].starts_with(b"+PONG"),
+            "plain text answered on the TLS port"
+        );
+    }
+    assert!(node.handshake_failures() >= 3);
+    // Still serving, on both ports.
+    let mut c = node.tls(&own, true).unwrap();
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let pong: String = redis::cmd("PING").query(&mut node.plain()).unwrap();
+    assert_eq!(pong, "PONG");
+    let _ = std::fs::remove_dir_all(&other);
+}
+
+#[test]
+fn client_certificates_can_be_optional_or_off() {
+    let node = Node::start("optional", "optional");
+    let dir = node.dir.clone();
+    node.tls(&dir, false)
+        .expect("optional: no certificate is fine");
+    node.tls(&dir, true)
+        .expect("optional: a good certificate is fine");
+    drop(node);
+    let node = Node::start("off", "no");
+    let dir = node.dir.clone();
+    node.tls(&dir, false).expect("no: no certificate needed");
+}
+
+#[test]
+fn new_certificate_files_are_used_without_a_restart() {
+    let node = Node::start("reload", "yes");
+    let old = std::env::temp_dir().join(format!("cairn-tls-test-old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&old);
+    std::fs::create_dir_all(&old).unwrap();
+    for f in ["ca.crt", "client.crt", "client.key"] {
+        std::fs::copy(node.file(f), old.join(f)).unwrap();
+    }
+    let mut before = node.tls(&old, true).expect("first certificates");
+    // New CA and certificates written over the configured files.
+    cairn_server::tls::write_dev_certs(&node.dir, &[]).unwrap();
+    let dir = node.dir.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.tls(&dir, true).is_err() {
+        assert!(Instant::now() < deadline, "new certificates never used");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // New connections need the new CA now; the old connection lives on.
+    assert!(node.tls(&old, true).is_err());
+    let pong: String = redis::cmd("PING").query(&mut before).unwrap();
+    assert_eq!(pong, "PONG");
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut before).unwrap();
+    assert!(info.contains("tls_cert_reloads:1"), "{info}");
+    let _ = std::fs::remove_dir_all(&old);
+}
