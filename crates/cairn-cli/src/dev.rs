@@ -70,6 +70,7 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
         .map(|i| format!("{}={}:{}", i + 1, a.bind, a.port + i))
         .collect();
     let peers = peers.join(",");
+    let secret = dev_secret(&dir)?;
     let exe = std::env::current_exe().context("locating the cairn binary")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,6 +91,8 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
             .args(["--port", &(a.port + i).to_string()])
             .args(["--node-id", &(i + 1).to_string()])
             .args(["--cluster-peers", &peers])
+            .arg("--cluster-secret-file")
+            .arg(&secret)
             .args(["--cluster-groups", &a.groups.to_string()])
             .args(["--durability", &a.durability])
             .args(["--dir", &node_dir.to_string_lossy()])
@@ -172,4 +175,29 @@ fn stop_all(children: &mut [Child]) {
             }
         }
     }
+}
+
+/// The dev cluster's secret: `DIR/cluster-secret` (32 random bytes, hex),
+/// made on first use and kept, so a restarted dev cluster in the same
+/// directory authenticates with the same one.
+fn dev_secret(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("cluster-secret");
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut raw = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .context("reading /dev/urandom for the cluster secret")?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{hex}")?;
+    Ok(path)
 }

@@ -135,6 +135,13 @@ struct ServerArgs {
     /// yes (client certificate required, the default), optional or no.
     #[arg(long)]
     tls_auth_clients: Option<String>,
+    /// File with the cluster secret peers prove to each other (the same
+    /// on every node; at least 16 bytes).
+    #[arg(long)]
+    cluster_secret_file: Option<String>,
+    /// Allow a cluster on non-loopback addresses without a cluster secret.
+    #[arg(long)]
+    insecure: bool,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -259,6 +266,9 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     if a.unsafe_stale_reads {
         c.unsafe_stale_reads = true;
     }
+    if a.insecure {
+        c.insecure = true;
+    }
     if let Some(v) = a.tls_port {
         c.tls_port = Some(v);
     }
@@ -267,6 +277,7 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
         (&mut c.tls_key_file, &a.tls_key_file),
         (&mut c.tls_ca_cert_file, &a.tls_ca_cert_file),
         (&mut c.tls_auth_clients, &a.tls_auth_clients),
+        (&mut c.cluster_secret_file, &a.cluster_secret_file),
     ] {
         if let Some(v) = from {
             to.clone_from(v);

@@ -173,10 +173,20 @@ struct TestCluster {
     peers: String,
     nodes: Vec<Option<Child>>,
     durability: &'static str,
+    /// More arguments for node i (none when absent).
+    extra: Vec<Vec<String>>,
 }
 
 impl TestCluster {
     fn new(n: usize, durability: &'static str) -> TestCluster {
+        let c = TestCluster::start_all(n, durability, Vec::new());
+        c.wait_ok();
+        c
+    }
+
+    /// Starts `n` nodes, node i with `extra[i]` added to its arguments,
+    /// without waiting for them.
+    fn start_all(n: usize, durability: &'static str, extra: Vec<Vec<String>>) -> TestCluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port_pair().0).collect();
         let peers = ports
             .iter()
@@ -190,11 +200,11 @@ impl TestCluster {
             peers,
             nodes: (0..n).map(|_| None).collect(),
             durability,
+            extra,
         };
         for i in 0..n {
             c.start(i);
         }
-        c.wait_ok();
         c
     }
 
@@ -211,6 +221,7 @@ impl TestCluster {
             .args(raft_timing())
             .args(["--durability", self.durability])
             .args(["--dir", &self.dirs[i].path().to_string_lossy()])
+            .args(self.extra.get(i).into_iter().flatten())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn cairn");
@@ -2049,4 +2060,82 @@ fn hash_writes_replicate_and_survive_a_leader_change() {
     let other = c.live().into_iter().find(|&i| i != leader).unwrap();
     assert_eq!(until_answered(&c, other, &[b"HGETALL", b"{hk}"]), all);
     assert!(!digests.is_empty());
+}
+
+/// INFO field `name` of the node on `port`.
+fn cluster_info_field(port: u16, name: &str) -> Option<String> {
+    let mut c = Conn::open(port).ok()?;
+    let r = c.cmd(&[b"INFO", b"cluster"]).ok()?;
+    text(&r).lines().find_map(|l| {
+        l.strip_prefix(&format!("{name}:"))
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// Peer authentication with real processes: nodes 1 and 2 share the
+/// cluster secret, node 3 has another. The two form the cluster and take
+/// writes; node 3 never gets a leader for anything (it cannot vote, be
+/// voted for or receive an append), both sides count refused handshakes;
+/// restarted with the right secret, node 3 joins and serves the data.
+#[test]
+fn a_node_with_the_wrong_cluster_secret_cannot_join_until_it_has_the_right_one() {
+    let _serial = serial();
+    let secrets = tempfile::tempdir().unwrap();
+    let good = secrets.path().join("good");
+    let bad = secrets.path().join("bad");
+    std::fs::write(&good, "the right secret, 0123456789\n").unwrap();
+    std::fs::write(&bad, "some other secret, 987654321\n").unwrap();
+    let arg = |p: &std::path::Path| {
+        vec![
+            "--cluster-secret-file".to_string(),
+            p.to_string_lossy().into_owned(),
+        ]
+    };
+    let mut c = TestCluster::start_all(3, "volatile", vec![arg(&good), arg(&good), arg(&bad)]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_cluster_ok(c.ports[0], deadline);
+    wait_cluster_ok(c.ports[1], deadline);
+    let mut conn = Conn::open(c.ports[0]).unwrap();
+    for i in 0..50 {
+        let k = format!("k{i}");
+        let r = conn.cmd(&[b"SET", k.as_bytes(), b"v"]).unwrap();
+        assert_eq!(text(&r), "OK");
+    }
+    // Node 3 stays cut off: no leader known for any group, for a while.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let without = cluster_info_field(c.ports[2], "cairn_groups_without_leader").unwrap();
+        let groups = cluster_info_field(c.ports[2], "cairn_groups").unwrap();
+        assert_eq!(
+            without, groups,
+            "node 3 learned a leader without the secret"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let refused = |i: usize| {
+        cluster_info_field(c.ports[i], "cairn_peer_auth_failures")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(refused(2) > 0, "node 3 counted no refused handshake");
+    assert!(
+        refused(0) + refused(1) > 0,
+        "nodes 1 and 2 counted no refused handshake"
+    );
+    assert_eq!(
+        cluster_info_field(c.ports[0], "cairn_peer_auth").as_deref(),
+        Some("secret")
+    );
+
+    // The right secret: node 3 joins and serves what was written.
+    c.kill(2);
+    c.extra[2] = arg(&good);
+    c.start(2);
+    c.wait_ok();
+    let mut conn3 = Conn::open(c.ports[2]).unwrap();
+    for i in 0..50 {
+        let k = format!("k{i}");
+        let r = conn3.cmd(&[b"GET", k.as_bytes()]).unwrap();
+        assert_eq!(r, Reply::Bulk(Some(b"v".to_vec())), "{k} through node 3");
+    }
 }

@@ -34,6 +34,11 @@ pub use node::{
 };
 pub use types::{decode_argvs, encode_argv, NodeInfo};
 
+/// Peer handshakes refused over the cluster secret since start (INFO).
+pub fn peer_auth_failures() -> u64 {
+    net::PEER_AUTH_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Decodes `data` as every kind of peer message body a node accepts from
 /// the network (Raft message batches, log entries and their data, hard
 /// states, forwarded requests, admin requests). For fuzzing: must never panic.

@@ -15,6 +15,17 @@
 //! (a stale address) or from itself, the dialer a reply from a node other
 //! than the one it dialled.
 //!
+//! With a cluster secret ([`PeerNet::set_secret`]) both sides prove they
+//! know it before anything else is read (docs/design/tls.md): the dialer's
+//! HELLO carries a fresh 32-byte nonce, the acceptor's HELLO its own nonce
+//! and an HMAC-SHA256 over both ids and both nonces, and the dialer answers
+//! with an AUTH frame, an HMAC over the same with another label. Nothing
+//! from a connection is handed to Raft before the AUTH checks out, so a
+//! stranger cannot join, vote or append, and a frame captured from an
+//! earlier connection is useless (the nonces differ). The secret never
+//! crosses the wire. A node with the wrong secret, or with none when the
+//! other has one, is refused with a log line that says which.
+//!
 //! Frames are [`PeerFrame`]s (length, version, group, kind, CRC-32C); a
 //! request or response payload is `request id u64 BE | body`; responses
 //! set the kind's high bit. Bounds: at most `INFLIGHT_BYTES` of requests in
@@ -46,6 +57,9 @@ pub const K_FORWARD: u8 = 9;
 pub const K_ADMIN: u8 = 5;
 /// First frame each way on a new connection: `from u64 BE | to u64 BE`.
 pub const K_HELLO: u8 = 6;
+/// The dialer's proof of the cluster secret: `HMAC u8[32]` (only when a
+/// secret is set).
+pub const K_AUTH: u8 = 10;
 /// No-op frame (request id 0, no answer): written on a connection only to
 /// learn whether it still works (see [`Peer::probe`]).
 pub const K_PING: u8 = 7;
@@ -64,8 +78,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const CONNECT_GRACE: Duration = Duration::from_millis(150);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
-/// A HELLO frame is 16 bytes of payload; anything longer is not one.
-const HELLO_MAX: usize = 64;
+/// A HELLO frame is at most 80 bytes of payload; anything longer is not one.
+const HELLO_MAX: usize = 128;
+const NONCE: usize = 32;
+const MAC: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -210,9 +226,23 @@ pub struct PeerNet {
     handler: OnceLock<Handler>,
     sink: OnceLock<Sink>,
     stopped: AtomicBool,
+    /// The cluster secret's HMAC key, when peers must prove it.
+    secret: OnceLock<ring::hmac::Key>,
 }
 
+/// Handshakes refused because the other side did not prove the cluster
+/// secret (or offered one this node does not have), since start.
+pub static PEER_AUTH_FAILURES: AtomicU64 = AtomicU64::new(0);
+
 impl PeerNet {
+    /// Makes every peer connection prove `secret` (both ways) before it
+    /// is used. Call before the first connection; later calls are ignored.
+    pub fn set_secret(&self, secret: &[u8]) {
+        let _ = self
+            .secret
+            .set(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret));
+    }
+
     pub fn new(
         me: u64,
         source: Option<std::net::IpAddr>,
@@ -227,6 +257,7 @@ impl PeerNet {
             handler: OnceLock::new(),
             sink: OnceLock::new(),
             stopped: AtomicBool::new(false),
+            secret: OnceLock::new(),
         })
     }
 
@@ -407,54 +438,169 @@ fn message(group: u16, kind: u8, id: u64, body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hello(from: u64, to: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32);
-    encode_parts(
-        0,
-        K_HELLO,
-        &[&from.to_be_bytes(), &to.to_be_bytes()],
-        &mut out,
-    );
+fn hello(from: u64, to: u64, extra: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    let (f, t) = (from.to_be_bytes(), to.to_be_bytes());
+    let mut parts: Vec<&[u8]> = vec![&f, &t];
+    parts.extend_from_slice(extra);
+    encode_parts(0, K_HELLO, &parts, &mut out);
     out
 }
 
-/// Reads the HELLO that opens a connection: `(from, to)` and the bytes
+/// A HELLO as read: ids, and whatever followed them (a nonce, a MAC).
+struct Hello {
+    from: u64,
+    to: u64,
+    extra: Vec<u8>,
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// Reads one frame of `kind` at most `max` bytes long (header excluded,
+/// see [`PeerFrame::decode`]) into `buf`
+/// (which may already hold bytes): its payload, and `buf` keeps the bytes
 /// read past it.
-async fn read_hello(stream: &mut TcpStream) -> std::io::Result<((u64, u64), Vec<u8>)> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let mut buf = Vec::with_capacity(256);
+async fn read_first(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    kind: u8,
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
     loop {
-        match PeerFrame::decode(&buf, HELLO_MAX) {
+        match PeerFrame::decode(buf, max) {
             Ok(Some((f, used))) => {
-                if f.kind != K_HELLO || f.payload.len() != 16 {
-                    return Err(bad("the first frame is not a HELLO"));
+                if f.kind != kind {
+                    return Err(bad(&format!(
+                        "expected a frame of kind {kind}, got kind {}",
+                        f.kind
+                    )));
                 }
-                let from = u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
-                let to = u64::from_be_bytes(f.payload[8..].try_into().unwrap_or([0; 8]));
                 buf.drain(..used);
-                return Ok(((from, to), buf));
+                return Ok(f.payload);
             }
             Ok(None) => {}
             Err(e) => return Err(bad(&e.to_string())),
         }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(bad("closed before the HELLO"));
+        if stream.read_buf(buf).await? == 0 {
+            return Err(bad("closed during the handshake"));
         }
     }
 }
 
-/// Dials peer `p` and exchanges HELLOs: the stream and the bytes read
-/// past the peer's HELLO.
+/// Reads the HELLO that opens a connection.
+async fn read_hello(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Hello> {
+    let payload = read_first(stream, buf, K_HELLO, HELLO_MAX).await?;
+    if payload.len() < 16 {
+        return Err(bad("the first frame is not a HELLO"));
+    }
+    let id = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+    Ok(Hello {
+        from: id(&payload[..8]),
+        to: id(&payload[8..16]),
+        extra: payload[16..].to_vec(),
+    })
+}
+
+/// What each side MACs: a label (so the acceptor's proof cannot be sent
+/// back as the dialer's), the dialer and acceptor ids, both nonces.
+fn proof(
+    key: &ring::hmac::Key,
+    label: &[u8],
+    dialer: u64,
+    acceptor: u64,
+    nd: &[u8],
+    na: &[u8],
+) -> ring::hmac::Tag {
+    let mut ctx = ring::hmac::Context::with_key(key);
+    ctx.update(b"cairn peer v1 ");
+    ctx.update(label);
+    ctx.update(&dialer.to_be_bytes());
+    ctx.update(&acceptor.to_be_bytes());
+    ctx.update(nd);
+    ctx.update(na);
+    ctx.sign()
+}
+
+fn verify(
+    key: &ring::hmac::Key,
+    label: &[u8],
+    dialer: u64,
+    acceptor: u64,
+    nd: &[u8],
+    na: &[u8],
+    mac: &[u8],
+) -> bool {
+    let mut msg = Vec::with_capacity(14 + label.len() + 16 + nd.len() + na.len());
+    msg.extend_from_slice(b"cairn peer v1 ");
+    msg.extend_from_slice(label);
+    msg.extend_from_slice(&dialer.to_be_bytes());
+    msg.extend_from_slice(&acceptor.to_be_bytes());
+    msg.extend_from_slice(nd);
+    msg.extend_from_slice(na);
+    // Constant time.
+    ring::hmac::verify(key, &msg, mac).is_ok()
+}
+
+fn nonce() -> std::io::Result<[u8; NONCE]> {
+    use ring::rand::SecureRandom;
+    let mut n = [0u8; NONCE];
+    ring::rand::SystemRandom::new()
+        .fill(&mut n)
+        .map_err(|_| std::io::Error::other("no randomness for the peer handshake"))?;
+    Ok(n)
+}
+
+fn auth_failed(what: String) -> std::io::Error {
+    PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+    std::io::Error::new(std::io::ErrorKind::PermissionDenied, what)
+}
+
+/// Dials peer `p` and exchanges HELLOs (and, with a secret, proofs): the
+/// stream and the bytes read past the handshake.
 async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
     let mut stream = connect(addr, net.source).await?;
     let _ = stream.set_nodelay(true);
-    stream.write_all(&hello(net.me, p.target)).await?;
-    let ((from, to), rest) = read_hello(&mut stream).await?;
-    if from != p.target || to != net.me {
+    let nd = nonce()?;
+    let secret = net.secret.get();
+    let offer: &[&[u8]] = if secret.is_some() { &[&nd] } else { &[] };
+    stream.write_all(&hello(net.me, p.target, offer)).await?;
+    let mut rest = Vec::with_capacity(256);
+    let h = read_hello(&mut stream, &mut rest).await?;
+    if h.from != p.target || h.to != net.me {
         return Err(std::io::Error::other(format!(
-            "{addr} answered as node {from} (for node {to}), not node {}",
-            p.target
+            "{addr} answered as node {} (for node {}), not node {}",
+            h.from, h.to, p.target
         )));
+    }
+    match secret {
+        None if h.extra.is_empty() => {}
+        None => {
+            return Err(auth_failed(format!(
+                "node {} at {addr} proves a cluster secret and this node has none: set cluster-secret-file here too",
+                p.target
+            )))
+        }
+        Some(key) => {
+            if h.extra.len() != NONCE + MAC {
+                return Err(auth_failed(format!(
+                    "node {} at {addr} does not use a cluster secret: set the same cluster-secret-file there",
+                    p.target
+                )));
+            }
+            let (na, mac) = h.extra.split_at(NONCE);
+            if !verify(key, b"accept", net.me, p.target, &nd, na, mac) {
+                return Err(auth_failed(format!(
+                    "node {} at {addr} failed to prove the cluster secret (a different cluster-secret-file?)",
+                    p.target
+                )));
+            }
+            let tag = proof(key, b"dial", net.me, p.target, &nd, na);
+            let mut out = Vec::with_capacity(64);
+            encode_parts(0, K_AUTH, &[tag.as_ref()], &mut out);
+            stream.write_all(&out).await?;
+        }
     }
     Ok((stream, rest))
 }
@@ -492,11 +638,13 @@ async fn dial_loop(net: Arc<PeerNet>, p: Arc<Peer>) {
     }
 }
 
-/// An accepted connection: HELLO, then the same as a dialled one.
+/// An accepted connection: HELLO (and, with a secret, the proofs), then
+/// the same as a dialled one.
 async fn accept(net: Arc<PeerNet>, mut stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let greeted = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream)).await;
-    let ((from, to), rest) = match greeted {
+    let mut rest = Vec::with_capacity(256);
+    let greeted = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream, &mut rest)).await;
+    let h = match greeted {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             tracing::warn!(%addr, error = %e, "peer connection without a valid HELLO; closing");
@@ -507,12 +655,54 @@ async fn accept(net: Arc<PeerNet>, mut stream: TcpStream, addr: SocketAddr) {
             return;
         }
     };
-    if to != net.me || from == net.me {
-        tracing::warn!(%addr, from, to, "HELLO not for this node ({}); closing", net.me);
+    let from = h.from;
+    if h.to != net.me || from == net.me {
+        tracing::warn!(%addr, from, to = h.to, "HELLO not for this node ({}); closing", net.me);
         return;
     }
     if net.stopped.load(Relaxed) {
         return;
+    }
+    match net.secret.get() {
+        None if h.extra.is_empty() => {}
+        None => {
+            PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+            tracing::error!(%addr, from, "peer offers a cluster secret handshake and this node has no secret: set cluster-secret-file here too; closing");
+            return;
+        }
+        Some(key) => {
+            if h.extra.len() != NONCE {
+                PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+                tracing::error!(%addr, from, "peer did not offer the cluster secret handshake (no cluster-secret-file there?); refused");
+                return;
+            }
+            let nd = h.extra;
+            let Ok(na) = nonce() else { return };
+            let tag = proof(key, b"accept", from, net.me, &nd, &na);
+            if stream
+                .write_all(&hello(net.me, from, &[&na, tag.as_ref()]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let auth = tokio::time::timeout(
+                HELLO_TIMEOUT,
+                read_first(&mut stream, &mut rest, K_AUTH, MAC + 64),
+            )
+            .await;
+            let ok = match auth {
+                Ok(Ok(mac)) if mac.len() == MAC => {
+                    verify(key, b"dial", from, net.me, &nd, &na, &mac)
+                }
+                _ => false,
+            };
+            if !ok {
+                PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+                tracing::error!(%addr, from, "peer failed to prove the cluster secret (wrong cluster-secret-file?); refused");
+                return;
+            }
+        }
     }
     let p = net.peer(from, "");
     // Refused (a canonical connection is up): close without answering,
@@ -521,7 +711,9 @@ async fn accept(net: Arc<PeerNet>, mut stream: TcpStream, addr: SocketAddr) {
         p.probe();
         return;
     };
-    if stream.write_all(&hello(net.me, from)).await.is_err() {
+    // Without a secret the acceptor's HELLO goes out once the connection
+    // is installed (with one it went out with the proof).
+    if net.secret.get().is_none() && stream.write_all(&hello(net.me, from, &[])).await.is_err() {
         p.ended(serial);
         return;
     }
@@ -683,7 +875,7 @@ async fn read_loop(
                 }
             };
             buf.drain(..used);
-            if f.payload.len() < 8 || f.kind == K_HELLO {
+            if f.payload.len() < 8 || f.kind == K_HELLO || f.kind == K_AUTH {
                 tracing::warn!(
                     peer = p.target,
                     kind = f.kind,
@@ -809,6 +1001,139 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         last
+    }
+
+    /// A node like [`node`] with a cluster secret.
+    async fn node_with_secret(
+        id: u64,
+        secret: Option<&[u8]>,
+    ) -> (Arc<PeerNet>, String, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let net = PeerNet::new(id, None, tokio::runtime::Handle::current());
+        if let Some(s) = secret {
+            net.set_secret(s);
+        }
+        let handler: Handler = Arc::new(move |_g, _k, body| {
+            Box::pin(async move {
+                let mut out = id.to_be_bytes().to_vec();
+                out.extend_from_slice(&body);
+                Some(out)
+            })
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(net.clone().serve(listener, handler, stop_rx));
+        (net, addr, stop)
+    }
+
+    async fn call_once(net: &Arc<PeerNet>, target: u64, addr: &str) -> Result<Vec<u8>, NetError> {
+        net.call(
+            target,
+            addr,
+            7,
+            K_ADMIN,
+            b"q".to_vec(),
+            Duration::from_millis(600),
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peers_with_the_same_secret_talk_and_any_mismatch_is_refused() {
+        let s1: &[u8] = b"correct horse battery staple 01";
+        let (a, _a_addr, _sa) = node_with_secret(1, Some(s1)).await;
+        let (_b, b_addr, _sb) = node_with_secret(2, Some(s1)).await;
+        assert_eq!(
+            call(&a, 2, &b_addr, b"x").await.unwrap(),
+            [&2u64.to_be_bytes()[..], b"x"].concat()
+        );
+        let before = PEER_AUTH_FAILURES.load(Relaxed);
+        // Wrong secret, no secret on the dialer, no secret on the acceptor.
+        let (c, _, _sc) = node_with_secret(3, Some(b"another secret entirely, 0002")).await;
+        let (d, _, _sd) = node_with_secret(4, None).await;
+        let (_e, e_addr, _se) = node_with_secret(5, None).await;
+        for _ in 0..5 {
+            assert!(
+                call_once(&c, 2, &b_addr).await.is_err(),
+                "wrong secret let in"
+            );
+            assert!(call_once(&d, 2, &b_addr).await.is_err(), "no secret let in");
+            assert!(
+                call_once(&a, 5, &e_addr).await.is_err(),
+                "talked to a node without the secret"
+            );
+        }
+        assert!(PEER_AUTH_FAILURES.load(Relaxed) > before);
+        // The good pair still works.
+        assert!(call(&a, 2, &b_addr, b"y").await.is_ok());
+    }
+
+    /// A hostile peer that knows node ids but not the secret: it replays
+    /// the bytes a real node sent (HELLO with an old nonce, its AUTH) and
+    /// then a request frame; the node answers nothing and hands nothing on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replayed_handshake_and_frame_get_nothing() {
+        let secret: &[u8] = b"correct horse battery staple 01";
+        let served = Arc::new(AtomicU64::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let net = PeerNet::new(2, None, tokio::runtime::Handle::current());
+        net.set_secret(secret);
+        let count = served.clone();
+        let handler: Handler = Arc::new(move |_g, _k, _body| {
+            count.fetch_add(1, Relaxed);
+            Box::pin(async move { Some(b"answer".to_vec()) })
+        });
+        let (_stop, stop_rx) = watch::channel(false);
+        tokio::spawn(net.clone().serve(listener, handler, stop_rx));
+
+        // Capture a real dialer's handshake: a fake acceptor records what
+        // node 1 (with the secret) sends.
+        let trap = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let trap_addr = trap.local_addr().unwrap().to_string();
+        let dialer = PeerNet::new(1, None, tokio::runtime::Handle::current());
+        dialer.set_secret(secret);
+        let captured = tokio::spawn(async move {
+            let (mut s, _) = trap.accept().await.unwrap();
+            let mut buf = vec![0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+                .await
+                .map_or(0, |r| r.unwrap_or(0));
+            buf.truncate(n);
+            buf
+        });
+        let _ = call_once(&dialer, 2, &trap_addr).await;
+        let hello_bytes = captured.await.unwrap();
+        assert!(!hello_bytes.is_empty(), "nothing captured");
+
+        // Replay it to the real node, then a forged AUTH and a request.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&hello_bytes).await.unwrap();
+        let mut forged = Vec::new();
+        encode_parts(0, K_AUTH, &[&[7u8; 32]], &mut forged);
+        let _ = s.write_all(&forged).await;
+        let _ = s.write_all(&message(7, K_ADMIN, 1, b"q")).await;
+        // The connection is closed without a response frame.
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut got)).await;
+        let answered = PeerFrame::decode(&got, FRAME_MAX)
+            .ok()
+            .flatten()
+            .map(|(f, used)| {
+                // Past the node's own HELLO (nonce and proof), any frame at all?
+                f.kind != K_HELLO
+                    || PeerFrame::decode(&got[used..], FRAME_MAX)
+                        .ok()
+                        .flatten()
+                        .is_some()
+            })
+            .unwrap_or(false);
+        assert!(!answered, "the node answered a replayed handshake");
+        assert_eq!(
+            served.load(Relaxed),
+            0,
+            "a replayed request reached the handler"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

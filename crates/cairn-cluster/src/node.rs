@@ -65,6 +65,9 @@ pub struct ClusterConfig {
     /// Idle groups stop heartbeating (docs/design/multiraft.md,
     /// "Quiescence").
     pub quiesce: bool,
+    /// The cluster secret peers must prove in the handshake (`None`: no
+    /// peer authentication). See `net.rs`.
+    pub secret: Option<Vec<u8>>,
 }
 
 impl ClusterConfig {
@@ -84,6 +87,7 @@ impl ClusterConfig {
             raft_loops: 1,
             exit_on_storage_failure: false,
             quiesce: true,
+            secret: None,
         }
     }
 }
@@ -401,6 +405,9 @@ impl Cluster {
             None => (LogStore::volatile(), Default::default()),
         };
         let net = PeerNet::new(cfg.node_id, Some(cfg.peer_listen.ip()), handle.clone());
+        if let Some(secret) = &cfg.secret {
+            net.set_secret(secret);
+        }
         let meta = Meta::new();
         let host: Arc<dyn Host> = Arc::new(HostMux {
             meta_group: cfg.groups,

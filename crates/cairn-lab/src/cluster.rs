@@ -236,6 +236,28 @@ impl<'l> Cluster<'l> {
         self.lab.dir().join(format!("node{}", i + 1))
     }
 
+    /// The cluster secret every node proves to its peers: written (mode
+    /// 0600) into the lab's directory on first use.
+    pub fn secret_file(&self) -> PathBuf {
+        let path = self.lab.dir().join("cluster-secret");
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let secret = format!(
+                "cairn-lab-{:016x}{:016x}\n",
+                std::process::id(),
+                self.lab.dir().to_string_lossy().len() as u64 ^ 0x5bd1_e995_dead_beef
+            );
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, secret.as_bytes()));
+        }
+        path
+    }
+
     /// The arguments node `i` is started with (the same on every restart).
     pub fn args(&self, i: usize) -> Vec<String> {
         let s = &self.spec;
@@ -256,6 +278,10 @@ impl<'l> Cluster<'l> {
             &(i + 1).to_string(),
             "--cluster-peers",
             &peers.join(","),
+            // The lab's nodes listen on non-loopback lab addresses, where
+            // cairn insists on peer authentication.
+            "--cluster-secret-file",
+            &self.secret_file().to_string_lossy(),
             "--cluster-groups",
             &s.groups.to_string(),
             "--durability",

@@ -83,6 +83,13 @@ pub struct Config {
     /// `yes` (a client certificate is required, Redis' default),
     /// `optional` (checked when given) or `no`.
     pub tls_auth_clients: String,
+    /// File holding the cluster secret every node proves to its peers
+    /// (at least 16 bytes; trailing whitespace ignored). Never given on
+    /// the command line itself: a flag names the file.
+    pub cluster_secret_file: String,
+    /// Start a cluster on non-loopback addresses without peer
+    /// authentication (refused otherwise).
+    pub insecure: bool,
 }
 
 impl Default for Config {
@@ -123,6 +130,8 @@ impl Default for Config {
             tls_key_file: String::new(),
             tls_ca_cert_file: String::new(),
             tls_auth_clients: "yes".into(),
+            cluster_secret_file: String::new(),
+            insecure: false,
         }
     }
 }
@@ -210,6 +219,21 @@ impl Config {
                 "durable" | "volatile" => {}
                 _ => return Err(invalid("durability", "must be durable or volatile")),
             }
+            if self.cluster_secret_file.is_empty() && !self.insecure {
+                let exposed = std::iter::once(self.bind.clone())
+                    .chain(peers.values().map(|p| p.peer.clone()))
+                    .find(|a| !is_loopback(a));
+                if let Some(a) = exposed {
+                    return Err(invalid(
+                        "cluster-secret-file",
+                        format!(
+                            "the cluster listens on or dials {a}, which is not a loopback address: \
+                             give every node the same cluster-secret-file so peers authenticate \
+                             (or start with --insecure to accept any peer)"
+                        ),
+                    ));
+                }
+            }
             if self.heartbeat_interval == 0
                 || self.election_timeout_min <= self.heartbeat_interval
                 || self.election_timeout_max <= self.election_timeout_min
@@ -292,6 +316,48 @@ impl Config {
         }
         (self.worker_threads() * 16).next_power_of_two().min(1024)
     }
+}
+
+/// Whether `addr` (an IP, `IP:PORT` or `[IP]:PORT`; a host name counts
+/// as `localhost` only) is a loopback address.
+pub fn is_loopback(addr: &str) -> bool {
+    if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
+        return sa.ip().is_loopback();
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.eq_ignore_ascii_case("localhost")
+}
+
+/// Reads the cluster secret from its file: at least 16 bytes once
+/// trailing whitespace (a final newline) is cut.
+pub fn read_secret(path: &str) -> Result<Vec<u8>, ConfigError> {
+    let mut s =
+        std::fs::read(path).map_err(|e| invalid("cluster-secret-file", format!("{path}: {e}")))?;
+    while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        s.pop();
+    }
+    if s.len() < 16 {
+        return Err(invalid(
+            "cluster-secret-file",
+            format!("{path}: the secret must be at least 16 bytes"),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    file = path,
+                    "the cluster secret file is readable by other users: chmod 600 it"
+                );
+            }
+        }
+    }
+    Ok(s)
 }
 
 /// A cluster member as configured: where clients and peers reach it.
@@ -443,6 +509,71 @@ fn policy_index(p: Policy) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cluster(bind: &str, peers: &str) -> Config {
+        Config {
+            bind: bind.into(),
+            node_id: 1,
+            cluster_peers: peers.into(),
+            durability: "volatile".into(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_cluster_off_loopback_needs_a_secret_or_insecure() {
+        assert!(cluster("127.0.0.1", "1=127.0.0.1:7001,2=127.0.0.2:7002")
+            .validate()
+            .is_ok());
+        assert!(is_loopback("localhost:17001") && is_loopback("[::1]:7001"));
+        assert!(!is_loopback("10.0.0.1:7001") && !is_loopback("db.example:7001"));
+        let e = cluster("10.0.0.1", "1=10.0.0.1:7001,2=10.0.0.2:7002")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("cluster-secret-file"), "{e}");
+        // A loopback bind does not hide a peer reached off the machine.
+        assert!(cluster("127.0.0.1", "1=127.0.0.1:7001,2=10.0.0.2:7002")
+            .validate()
+            .is_err());
+        let mut c = cluster("10.0.0.1", "1=10.0.0.1:7001,2=10.0.0.2:7002");
+        c.insecure = true;
+        assert!(c.validate().is_ok());
+        let mut c = cluster("10.0.0.1", "1=10.0.0.1:7001,2=10.0.0.2:7002");
+        c.cluster_secret_file = "/some/file".into();
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_short_or_missing_secret_is_refused() {
+        let d = std::env::temp_dir().join(format!("cairn-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("s");
+        std::fs::write(&f, "short\n").unwrap();
+        assert!(read_secret(&f.to_string_lossy()).is_err());
+        std::fs::write(&f, "0123456789abcdef0123\n\n").unwrap();
+        assert_eq!(
+            read_secret(&f.to_string_lossy()).unwrap(),
+            b"0123456789abcdef0123"
+        );
+        assert!(read_secret(&d.join("missing").to_string_lossy()).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let mut c = Config {
+            tls_port: Some(0),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err(), "no certificate");
+        c.tls_cert_file = "n.crt".into();
+        c.tls_key_file = "n.key".into();
+        assert!(c.validate().is_err(), "client auth without a CA");
+        c.tls_auth_clients = "no".into();
+        assert!(c.validate().is_ok());
+        c.tls_auth_clients = "maybe".into();
+        assert!(c.validate().is_err());
+    }
     use proptest::strategy::Strategy;
 
     proptest::proptest! {

@@ -260,6 +260,9 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     if let Some(a) = tls_addr {
         tracing::info!(addr = %a, auth_clients = %shared.config.tls_auth_clients, "TLS port ready");
     }
+    if !ip.is_loopback() && tls_addr.is_none() {
+        tracing::warn!(addr = %local_addr, "listening on a non-loopback address without TLS: anyone who reaches this port can read and write every key (set tls-port and, for clients, a password)");
+    }
     tracing::info!(addr = %local_addr, threads = threads_n, shards = shared.db.count(), "cairn ready to accept connections");
     Ok(ServerHandle { shared, threads })
 }
@@ -411,6 +414,12 @@ fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()>
     // A node that cannot write its log stops (exit status 70); restart it
     // once the disk is fixed (docs/OPERATIONS.md).
     cc.exit_on_storage_failure = true;
+    if !c.cluster_secret_file.is_empty() {
+        cc.secret =
+            Some(config::read_secret(&c.cluster_secret_file).map_err(|e| inval(e.to_string()))?);
+    } else if c.insecure {
+        tracing::warn!("--insecure: peers are not authenticated; anyone who reaches the peer port can join, vote and write");
+    }
     shared.db.set_lazy_expire(false);
     let host = Arc::new(cluster::ServerHost {
         shared: std::sync::OnceLock::new(),

@@ -170,7 +170,7 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                 let topo = c.topology();
                 let _ = write!(
                     o,
-                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\ncairn_groups_quiet:{}\r\ncairn_groups_quiesced_total:{}\r\ncairn_groups_woken_total:{}\r\ncairn_raft_messages_sent:{}\r\ncairn_requests_forwarded:{}\r\ncairn_moved_replies:{}\r\n\r\n",
+                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\ncairn_groups_quiet:{}\r\ncairn_groups_quiesced_total:{}\r\ncairn_groups_woken_total:{}\r\ncairn_raft_messages_sent:{}\r\ncairn_requests_forwarded:{}\r\ncairn_moved_replies:{}\r\ncairn_peer_auth:{}\r\ncairn_peer_auth_failures:{}\r\n\r\n",
                     c.node_id(),
                     topo.len(),
                     topo.iter().filter(|g| g.is_leader).count(),
@@ -190,6 +190,12 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                     st.messages_sent,
                     ctx.shared.forwarded.load(std::sync::atomic::Ordering::Relaxed),
                     ctx.shared.moved.load(std::sync::atomic::Ordering::Relaxed),
+                    if ctx.shared.config.cluster_secret_file.is_empty() {
+                        "none"
+                    } else {
+                        "secret"
+                    },
+                    cairn_cluster::peer_auth_failures(),
                 );
             }
         }
