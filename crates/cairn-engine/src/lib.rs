@@ -30,6 +30,7 @@ pub mod locks;
 pub mod num;
 pub mod replicated;
 pub mod reply;
+pub mod set;
 pub mod slot;
 pub mod snapshot;
 pub mod value;

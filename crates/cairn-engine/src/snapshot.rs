@@ -37,6 +37,10 @@
 //! hash      HASH | key_len | key | meta u32 | encoding u8 (0 listpack,
 //!           1 hashtable) | count (>= 1) | (field_len | field | value_len
 //!           | value)*       an entry like the string ones, in their order
+//! set       SET | key_len | key | meta u32 | encoding u8 (0 intset,
+//!           1 listpack, 2 hashtable) | count (>= 1) | (member_len
+//!           | member)*       in the set's order; intset members in
+//!           decimal, ascending
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
@@ -49,7 +53,9 @@
 //! older holders load with their token there (their grant). Version 6
 //! added hash entries (their pairs in the hash's own order, so a restored
 //! hash iterates, scans and samples like the original); older snapshots
-//! hold only strings and load as before.
+//! hold only strings and load as before. Version 7 added set entries
+//! (members in the set's own order, the same reasons); older snapshots
+//! hold none and load as before.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -67,9 +73,12 @@ use crc::{Crc, Digest, Table};
 use crate::bytes::INLINE_MAX;
 use crate::hash::Hash;
 use crate::keyspace::Keyspace;
+use crate::set::Set;
 use crate::value::Value;
 
-pub const SNAPSHOT_VERSION: u8 = 6;
+/// 7: set entries (tag::SET). The lists branch also bumps this; the merge
+/// gives each type its own tag and version step.
+pub const SNAPSHOT_VERSION: u8 = 7;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
@@ -99,6 +108,8 @@ mod tag {
     pub const HEAP: u8 = 3;
     pub const GROWABLE: u8 = 4;
     pub const HASH: u8 = 5;
+    /// A set entry (version 7).
+    pub const SET: u8 = 6;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
     pub const VERSIONS: u8 = 0x30;
@@ -391,11 +402,13 @@ fn put_entry<W: Write>(
     value: &Value,
     meta: u32,
 ) -> Result<(), SnapshotError> {
-    if let Value::Hash(h) = value {
-        return put_hash(out, key, h, meta);
+    match value {
+        Value::Hash(h) => return put_hash(out, key, h, meta),
+        Value::Set(s) => return put_set(out, key, s, meta),
+        _ => {}
     }
     let (tag, body): (u8, Option<&[u8]>) = match value {
-        Value::Hash(_) => unreachable!("written above"),
+        Value::Hash(_) | Value::Set(_) => unreachable!("written above"),
         Value::Int(_) => (tag::INT, None),
         Value::Inline { len, data } => (tag::INLINE, Some(&data[..*len as usize])),
         Value::Heap(b) => (tag::HEAP, Some(b)),
@@ -455,6 +468,64 @@ fn put_hash<W: Write>(
         out.put(value)?;
     }
     Ok(())
+}
+
+fn put_set<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    key: &[u8],
+    set: &Set,
+    meta: u32,
+) -> Result<(), SnapshotError> {
+    check_len("key", key.len() as u64)?;
+    let mut head = Small::default();
+    head.byte(tag::SET);
+    head.varint(key.len() as u64);
+    out.put(head.as_slice())?;
+    out.put(key)?;
+    let mut tail = Small::default();
+    tail.bytes(&meta.to_le_bytes());
+    tail.byte(set.encoding_code());
+    tail.varint(set.len() as u64);
+    out.put(tail.as_slice())?;
+    for m in set.iter() {
+        m.with(|m| {
+            check_len("set member", m.len() as u64)?;
+            let mut rec = Small::default();
+            rec.varint(m.len() as u64);
+            out.put(rec.as_slice())?;
+            out.put(m)?;
+            Ok::<(), SnapshotError>(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads a set entry's body (after its key and meta); like a hash's,
+/// members are added as they arrive.
+fn read_set<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    seed: u64,
+    spill: &mut Vec<u8>,
+) -> Result<Value, SnapshotError> {
+    let mut set = Set::restoring(input.byte()?, seed)
+        .ok_or(SnapshotError::Corrupt("unknown set encoding"))?;
+    let count = input.varint()?;
+    if count == 0 {
+        return Err(SnapshotError::Corrupt("empty set"));
+    }
+    if count > crate::set::MEMBERS_MAX as u64 {
+        return Err(SnapshotError::TooLarge {
+            what: "set member count",
+            len: count,
+            max: crate::set::MEMBERS_MAX as u64,
+        });
+    }
+    for _ in 0..count {
+        let n = input.len("set member")?;
+        set.push_restored(input.bytes(n, spill)?)
+            .map_err(SnapshotError::Corrupt)?;
+    }
+    Ok(Value::Set(Box::new(set)))
 }
 
 /// Reads a hash entry's body (after its key and meta). The pairs are
@@ -718,8 +789,9 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     }
                 }
             }
-            tag::INT..=tag::GROWABLE | tag::HASH => {
-                if tag == tag::HASH && input.version < 6 {
+            tag::INT..=tag::GROWABLE | tag::HASH | tag::SET => {
+                if (tag == tag::HASH && input.version < 6) || (tag == tag::SET && input.version < 7)
+                {
                     return Err(SnapshotError::Corrupt("unknown record tag"));
                 }
                 let key_len = input.len("key")?;
@@ -728,6 +800,8 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                 let meta = u32::from_le_bytes(input.array()?);
                 let value = if tag == tag::HASH {
                     read_hash(&mut input, field_seed, &mut spill, &mut field)?
+                } else if tag == tag::SET {
+                    read_set(&mut input, field_seed, &mut spill)?
                 } else {
                     read_value(&mut input, tag, &mut spill)?
                 };
