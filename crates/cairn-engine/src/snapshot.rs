@@ -1667,6 +1667,147 @@ mod tests {
         );
     }
 
+    /// Sets of every encoding: an intset, a listpack, a table of many
+    /// members with a deadline, a table shrunk by deletes to a few.
+    fn add_sets(ks: &mut Keyspace) {
+        let seed = ks.field_seed();
+        let mut ints = crate::set::Set::empty();
+        for m in ["5", "-3", "9223372036854775807", "0"] {
+            ints.add(m.as_bytes(), seed).unwrap();
+        }
+        ks.insert(b"set:ints", Value::Set(Box::new(ints)), Some(None), 0);
+        let mut small = crate::set::Set::empty();
+        for m in ["b", "", "12", "a"] {
+            small.add(m.as_bytes(), seed).unwrap();
+        }
+        ks.insert(b"set:small", Value::Set(Box::new(small)), Some(None), 0);
+        let mut big = crate::set::Set::empty();
+        for i in 0..300 {
+            big.add(format!("member:{i}").as_bytes(), seed).unwrap();
+        }
+        for i in (0..300).step_by(7) {
+            big.remove(format!("member:{i}").as_bytes());
+        }
+        ks.insert(b"set:big", Value::Set(Box::new(big)), Some(Some(9_000)), 0);
+        let mut shrunk = crate::set::Set::empty();
+        shrunk.add(&[b'l'; 100], seed).unwrap();
+        shrunk.add(b"7", seed).unwrap();
+        shrunk.remove(&[b'l'; 100]);
+        assert_eq!(shrunk.encoding(), "hashtable");
+        ks.insert(b"set:shrunk", Value::Set(Box::new(shrunk)), Some(None), 0);
+    }
+
+    fn set_members(ks: &mut Keyspace, key: &[u8]) -> Vec<Vec<u8>> {
+        let s = ks.get_set(key, 0).unwrap().unwrap();
+        s.iter().map(|m| m.to_vec()).collect()
+    }
+
+    fn set_record(key: &[u8], encoding: u8, count: u64, members: &[&[u8]]) -> Vec<u8> {
+        let mut body = vec![encoding];
+        body.extend_from_slice(varint(count).as_slice());
+        for m in members {
+            body.extend(string(m));
+        }
+        entry(tag::SET, key, 0, &body)
+    }
+
+    #[test]
+    fn sets_round_trip_with_their_encoding_order_and_deadline() {
+        let mut ks = Keyspace::new(SEED);
+        add_sets(&mut ks);
+        add_hashes(&mut ks, 3);
+        for chunk_len in [1, 7, CHUNK_LEN] {
+            let (mut restored, _) = decode(&encode(&ks, chunk_len)).expect("valid snapshot");
+            assert_restored(&ks, &restored);
+            assert_eq!(restored.digest(), ks.digest());
+            for (key, encoding) in [
+                (&b"set:ints"[..], "intset"),
+                (b"set:small", "listpack"),
+                (b"set:big", "hashtable"),
+                (b"set:shrunk", "hashtable"),
+            ] {
+                let got = restored.get(key, 0).map(|v| v.encoding());
+                assert_eq!(got, Some(encoding), "{key:?}");
+                assert_eq!(set_members(&mut restored, key), set_members(&mut ks, key));
+            }
+            assert_eq!(restored.deadline(b"set:big", 0), Some(Some(9_000)));
+            let s = restored.get_set(b"set:big", 0).unwrap().unwrap();
+            assert!(s.contains(b"member:1") && !s.contains(b"member:7"));
+        }
+    }
+
+    #[test]
+    fn version_6_snapshots_load_and_know_no_sets() {
+        let hash = hash_record(b"h", 0, 1, &[(b"f", b"v")]);
+        let (mut ks, _) = decode(&seal_version(6, 3, &hash, 1, 64)).expect("v6 loads");
+        assert_eq!(
+            ks.get_hash(b"h", 0).unwrap().unwrap().get(b"f"),
+            Some(&b"v"[..])
+        );
+        let set = set_record(b"s", 0, 2, &[b"1", b"2"]);
+        match decode(&seal_version(6, 3, &set, 1, 64)) {
+            Err(SnapshotError::Corrupt(why)) => assert_eq!(why, "unknown record tag"),
+            other => panic!("{:?}", other.map(|(_, i)| i)),
+        }
+        let (mut ks, _) = decode(&seal(3, &set, 1, 64)).expect("v7 loads sets");
+        assert_eq!(
+            set_members(&mut ks, b"s"),
+            vec![b"1".to_vec(), b"2".to_vec()]
+        );
+        assert_eq!(ks.get(b"s", 0).map(|v| v.encoding()), Some("intset"));
+    }
+
+    #[test]
+    fn set_records_that_break_the_rules_are_corrupt() {
+        let long = [b'x'; 65];
+        let many: Vec<Vec<u8>> = (0..129).map(|i| format!("m{i}").into_bytes()).collect();
+        let many: Vec<&[u8]> = many.iter().map(|m| m.as_slice()).collect();
+        let ints: Vec<Vec<u8>> = (0..513).map(|i| i.to_string().into_bytes()).collect();
+        let ints: Vec<&[u8]> = ints.iter().map(|m| m.as_slice()).collect();
+        for enc in [0, 1, 2] {
+            assert_eq!(corrupt(&set_record(b"s", enc, 0, &[]), 1), "empty set");
+        }
+        assert_eq!(
+            corrupt(&set_record(b"s", 3, 1, &[b"a"]), 1),
+            "unknown set encoding"
+        );
+        for enc in [1, 2] {
+            assert_eq!(
+                corrupt(&set_record(b"s", enc, 2, &[b"a", b"a"]), 1),
+                "duplicate set member"
+            );
+        }
+        assert_eq!(
+            corrupt(&set_record(b"s", 0, 2, &[b"2", b"1"]), 1),
+            "intset members out of order"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 0, 2, &[b"1", b"1"]), 1),
+            "intset members out of order"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 0, 1, &[b"01"]), 1),
+            "intset member that is not an integer"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 0, 513, &ints), 1),
+            "intset with more than 512 members"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 1, 1, &[&long]), 1),
+            "listpack set member longer than 64 bytes"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 1, 129, &many), 1),
+            "listpack set with more than 128 members"
+        );
+        // The same members are fine as a table.
+        assert!(decode(&seal(3, &set_record(b"s", 2, 129, &many), 1, 5)).is_ok());
+        assert!(decode(&seal(3, &set_record(b"s", 2, 513, &ints), 1, 5)).is_ok());
+        // A count that claims more members than follow: an error, no panic.
+        assert!(decode(&seal(3, &set_record(b"s", 2, 1 << 40, &[b"a"]), 1, 5)).is_err());
+    }
+
     #[test]
     fn hash_records_that_break_the_rules_are_corrupt() {
         let long = [b'x'; 65];

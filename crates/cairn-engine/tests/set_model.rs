@@ -209,7 +209,11 @@ impl Model {
         let sets = self.sets(ks)?;
         let found: Vec<String> = match op {
             0 => Self::inter(&sets),
-            1 => sets.iter().flatten().flat_map(|s| s.members.clone()).collect(),
+            1 => sets
+                .iter()
+                .flatten()
+                .flat_map(|s| s.members.clone())
+                .collect(),
             _ => match &sets[0] {
                 None => Vec::new(),
                 Some(first) => first
@@ -280,17 +284,15 @@ impl Model {
             Op::SMove(from, to, m) => match self.set(*from).map(|s| s.map(|s| s.has(m))) {
                 Err(e) => Err(e),
                 Ok(None) => Ok(Frame::Integer(0)),
-                Ok(Some(held)) => {
-                    match self.set(*to).map(|_| ()) {
-                        Err(e) => Err(e),
-                        Ok(()) if from == to || !held => Ok(Frame::Integer(held as i64)),
-                        Ok(()) => {
-                            self.write(*from, ModelSet::empty, |s| s.del(m));
-                            self.write(*to, || ModelSet::create(m, 1), |s| s.add(m));
-                            Ok(Frame::Integer(1))
-                        }
+                Ok(Some(held)) => match self.set(*to).map(|_| ()) {
+                    Err(e) => Err(e),
+                    Ok(()) if from == to || !held => Ok(Frame::Integer(held as i64)),
+                    Ok(()) => {
+                        self.write(*from, ModelSet::empty, |s| s.del(m));
+                        self.write(*to, || ModelSet::create(m, 1), |s| s.add(m));
+                        Ok(Frame::Integer(1))
                     }
-                }
+                },
             },
             Op::Algebra(o, dest, ks) => self.algebra(*o, *dest, ks),
             Op::SInterCard(ks, limit) => self.sets(ks).map(|sets| {

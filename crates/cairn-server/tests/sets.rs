@@ -84,7 +84,9 @@ fn play(url: &str, script: &[String], reference: bool) -> Vec<(String, Result<Va
 fn script() -> Vec<String> {
     let long = "x".repeat(65);
     let edge = "y".repeat(64);
-    let ints: Vec<String> = (0..512).map(|i| ((i * 7919) % 1000 - 500).to_string()).collect();
+    let ints: Vec<String> = (0..512)
+        .map(|i| ((i * 7919) % 1000 - 500).to_string())
+        .collect();
     let strs: Vec<String> = (0..128).map(|i| format!("m{i}")).collect();
     let mut s: Vec<String> = [
         // the basics on an intset: exact (ascending) order
