@@ -283,11 +283,7 @@ impl Set {
         let (i, l, t) = match self {
             Set::Intset(v) => (Some(v.iter().map(|&n| Member::Int(n))), None, None),
             Set::Listpack(l) => (None, Some(l.iter().map(Member::Bytes)), None),
-            Set::Table(t) => (
-                None,
-                None,
-                Some(t.entries.iter().map(|m| Member::Bytes(&**m))),
-            ),
+            Set::Table(t) => (None, None, Some(t.entries.iter().map(|m| Member::Bytes(m)))),
         };
         i.into_iter()
             .flatten()
@@ -301,7 +297,7 @@ impl Set {
         match self {
             Set::Intset(v) => v.get(i).map(|&n| Member::Int(n)),
             Set::Listpack(l) => l.iter().nth(i).map(Member::Bytes),
-            Set::Table(t) => t.entries.get(i).map(|m| Member::Bytes(&**m)),
+            Set::Table(t) => t.entries.get(i).map(|m| Member::Bytes(m)),
         }
     }
 

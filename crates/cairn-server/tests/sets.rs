@@ -72,7 +72,7 @@ fn play(url: &str, script: &[String], reference: bool) -> Vec<(String, Result<Va
                     _ => Value::Int(1),
                 },
                 m if reference && m.starts_with("cairn=") => {
-                    Value::BulkString(m["cairn=".len()..].as_bytes().to_vec())
+                    Value::BulkString(m.as_bytes()["cairn=".len()..].to_vec())
                 }
                 _ => v,
             });
