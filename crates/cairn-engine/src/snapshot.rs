@@ -444,29 +444,50 @@ fn put_hash<W: Write>(
     hash: &Hash,
     meta: u32,
 ) -> Result<(), SnapshotError> {
+    let encoding = u8::from(hash.encoding() == "hashtable");
+    put_collection_head(out, tag::HASH, key, meta, encoding, hash.len())?;
+    for (field, value) in hash.iter() {
+        put_string(out, "hash field", field)?;
+        put_string(out, "hash value", value)?;
+    }
+    Ok(())
+}
+
+/// The head of a collection entry (hash, set): `tag | key_len | key |
+/// meta u32 | encoding u8 | count`.
+fn put_collection_head<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    tag: u8,
+    key: &[u8],
+    meta: u32,
+    encoding: u8,
+    count: usize,
+) -> Result<(), SnapshotError> {
     check_len("key", key.len() as u64)?;
     let mut head = Small::default();
-    head.byte(tag::HASH);
+    head.byte(tag);
     head.varint(key.len() as u64);
     out.put(head.as_slice())?;
     out.put(key)?;
     let mut tail = Small::default();
     tail.bytes(&meta.to_le_bytes());
-    tail.byte(u8::from(hash.encoding() == "hashtable"));
-    tail.varint(hash.len() as u64);
+    tail.byte(encoding);
+    tail.varint(count as u64);
     out.put(tail.as_slice())?;
-    for (field, value) in hash.iter() {
-        check_len("hash field", field.len() as u64)?;
-        check_len("hash value", value.len() as u64)?;
-        let mut rec = Small::default();
-        rec.varint(field.len() as u64);
-        out.put(rec.as_slice())?;
-        out.put(field)?;
-        let mut rec = Small::default();
-        rec.varint(value.len() as u64);
-        out.put(rec.as_slice())?;
-        out.put(value)?;
-    }
+    Ok(())
+}
+
+/// `len | bytes`, refusing what the reader would refuse.
+fn put_string<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    what: &'static str,
+    b: &[u8],
+) -> Result<(), SnapshotError> {
+    check_len(what, b.len() as u64)?;
+    let mut rec = Small::default();
+    rec.varint(b.len() as u64);
+    out.put(rec.as_slice())?;
+    out.put(b)?;
     Ok(())
 }
 
@@ -476,26 +497,9 @@ fn put_set<W: Write>(
     set: &Set,
     meta: u32,
 ) -> Result<(), SnapshotError> {
-    check_len("key", key.len() as u64)?;
-    let mut head = Small::default();
-    head.byte(tag::SET);
-    head.varint(key.len() as u64);
-    out.put(head.as_slice())?;
-    out.put(key)?;
-    let mut tail = Small::default();
-    tail.bytes(&meta.to_le_bytes());
-    tail.byte(set.encoding_code());
-    tail.varint(set.len() as u64);
-    out.put(tail.as_slice())?;
+    put_collection_head(out, tag::SET, key, meta, set.encoding_code(), set.len())?;
     for m in set.iter() {
-        m.with(|m| {
-            check_len("set member", m.len() as u64)?;
-            let mut rec = Small::default();
-            rec.varint(m.len() as u64);
-            out.put(rec.as_slice())?;
-            out.put(m)?;
-            Ok::<(), SnapshotError>(())
-        })?;
+        m.with(|m| put_string(out, "set member", m))?;
     }
     Ok(())
 }

@@ -48,19 +48,8 @@ pub(crate) fn intersection(sets: &[Option<Set>], limit: usize) -> Vec<Member<'_>
 
 impl<'a, const STORE: bool> Command<'a> for SInter<'a, STORE> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        super::arg(argv, 1)?;
-        if STORE {
-            super::arg(argv, 2)?;
-            Ok(SInter {
-                dest: Some(argv[1]),
-                keys: &argv[2..],
-            })
-        } else {
-            Ok(SInter {
-                dest: None,
-                keys: &argv[1..],
-            })
-        }
+        let (dest, keys) = super::sunion::operands(argv, STORE)?;
+        Ok(SInter { dest, keys })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

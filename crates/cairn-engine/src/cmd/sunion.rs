@@ -83,21 +83,24 @@ pub(crate) fn finish(
     }
 }
 
+/// The destination (the STORE forms) and the source keys of a set
+/// algebra command.
+pub(crate) type Operands<'a> = (Option<&'a [u8]>, &'a [&'a [u8]]);
+
+pub(crate) fn operands<'a>(argv: &'a [&'a [u8]], store: bool) -> Result<Operands<'a>, CmdError> {
+    super::arg(argv, 1)?;
+    if store {
+        super::arg(argv, 2)?;
+        Ok((Some(argv[1]), &argv[2..]))
+    } else {
+        Ok((None, &argv[1..]))
+    }
+}
+
 impl<'a, const OP: u8, const STORE: bool> Command<'a> for SUnion<'a, OP, STORE> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        super::arg(argv, 1)?;
-        if STORE {
-            super::arg(argv, 2)?;
-            Ok(SUnion {
-                dest: Some(argv[1]),
-                keys: &argv[2..],
-            })
-        } else {
-            Ok(SUnion {
-                dest: None,
-                keys: &argv[1..],
-            })
-        }
+        let (dest, keys) = operands(argv, STORE)?;
+        Ok(SUnion { dest, keys })
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {

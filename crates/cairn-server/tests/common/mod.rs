@@ -1,5 +1,6 @@
 //! Shared by the side-by-side tests: a cairn server and a redis-server
-//! on free ports, both stopped on drop.
+//! on free ports, both stopped on drop, and the pieces that send a
+//! script's commands and compare the two servers' replies.
 
 #![allow(dead_code)]
 
@@ -81,4 +82,42 @@ impl Drop for Reference {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+pub fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("valid url")
+        .get_connection()
+        .expect("connect")
+}
+
+/// Sends one command (space-split arguments already split).
+pub fn send(c: &mut redis::Connection, args: &[String]) -> Result<redis::Value, String> {
+    let mut cmd = redis::cmd(&args[0]);
+    for a in &args[1..] {
+        cmd.arg(a.as_str());
+    }
+    cmd.query(c).map_err(|e| e.to_string())
+}
+
+/// Fails with every line whose replies differ (redis-server's first).
+pub fn assert_same_replies(
+    want: &[(String, Result<redis::Value, String>)],
+    got: &[(String, Result<redis::Value, String>)],
+) {
+    assert_eq!(want.len(), got.len());
+    let mut diffs = Vec::new();
+    for ((line, w), (_, g)) in want.iter().zip(got) {
+        if w != g {
+            let shown: String = line.chars().take(80).collect();
+            diffs.push(format!("{shown}\n  redis: {w:?}\n  cairn: {g:?}"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences in {} commands:\n{}",
+        diffs.len(),
+        want.len(),
+        diffs.join("\n")
+    );
 }
