@@ -33,6 +33,7 @@ pub mod reply;
 pub mod set;
 pub mod slot;
 pub mod snapshot;
+pub mod table;
 pub mod value;
 
 pub use evict::Policy;

@@ -16,11 +16,8 @@
 //! which are constants, so every replica that applies the same commands
 //! holds the same encoding in the same order.
 
-use std::hash::BuildHasher;
-
-use hashbrown::HashTable;
-
 use crate::bytes::malloc_size;
+use crate::table::DenseTable;
 
 /// Most members an intset holds (Redis' `set-max-intset-entries`).
 pub const INTSET_ENTRIES_MAX: usize = 512;
@@ -31,7 +28,7 @@ pub const LISTPACK_ENTRIES_MAX: usize = 128;
 /// `set-max-listpack-value`). Below 256, so a length is one byte.
 pub const LISTPACK_VALUE_MAX: usize = 64;
 /// Most members one set holds (positions are u32).
-pub const MEMBERS_MAX: usize = u32::MAX as usize - 1;
+pub const MEMBERS_MAX: usize = crate::table::ENTRIES_MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Set {
@@ -125,104 +122,8 @@ impl<'a> Iterator for ListpackIter<'a> {
     }
 }
 
-/// The large encoding: members in a dense vector, found by an index of
-/// positions; removal is swap-remove.
-#[derive(Clone)]
-pub struct Table {
-    entries: Vec<Box<[u8]>>,
-    index: HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
-    /// Allocator-rounded bytes of every member, kept as members change so
-    /// memory accounting stays O(1) per write.
-    data_bytes: usize,
-}
-
-impl PartialEq for Table {
-    /// Same members in the same order (the index is derived).
-    fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries
-    }
-}
-
-impl Eq for Table {}
-
-impl std::fmt::Debug for Table {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table")
-            .field("len", &self.entries.len())
-            .finish()
-    }
-}
-
-impl Table {
-    fn new(seed: u64, capacity: usize) -> Self {
-        Table {
-            entries: Vec::with_capacity(capacity),
-            index: HashTable::with_capacity(capacity),
-            hasher: foldhash::fast::FixedState::with_seed(seed),
-            data_bytes: 0,
-        }
-    }
-
-    fn position(&self, member: &[u8]) -> Option<usize> {
-        let entries = &self.entries;
-        self.index
-            .find(self.hasher.hash_one(member), |&i| {
-                &*entries[i as usize] == member
-            })
-            .map(|&i| i as usize)
-    }
-
-    /// Appends a member known to be absent; false when the table is full.
-    fn push(&mut self, member: &[u8]) -> bool {
-        let pos = self.entries.len();
-        if pos >= MEMBERS_MAX {
-            return false;
-        }
-        let h = self.hasher.hash_one(member);
-        self.data_bytes += malloc_size(member.len());
-        self.entries.push(member.into());
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index
-            .insert_unique(h, pos as u32, |&i| hasher.hash_one(&*entries[i as usize]));
-        true
-    }
-
-    fn remove(&mut self, member: &[u8]) -> bool {
-        let h = self.hasher.hash_one(member);
-        let entries = &self.entries;
-        let Ok(slot) = self
-            .index
-            .find_entry(h, |&i| &*entries[i as usize] == member)
-        else {
-            return false;
-        };
-        let pos = *slot.get() as usize;
-        slot.remove();
-        let last = self.entries.len() - 1;
-        if pos != last {
-            // The last member moves into the hole: repoint its index slot.
-            let moved = self.hasher.hash_one(&*self.entries[last]);
-            if let Some(i) = self.index.find_mut(moved, |&i| i as usize == last) {
-                *i = pos as u32;
-            }
-        }
-        let m = self.entries.swap_remove(pos);
-        self.data_bytes -= malloc_size(m.len());
-        true
-    }
-
-    fn heap_bytes(&self) -> usize {
-        let buckets = if self.index.capacity() == 0 {
-            0
-        } else {
-            (self.index.capacity() * 8 / 7).next_power_of_two()
-        };
-        malloc_size(self.entries.capacity() * std::mem::size_of::<Box<[u8]>>())
-            + malloc_size(buckets * (std::mem::size_of::<u32>() + 1))
-            + self.data_bytes
-    }
-}
+/// The large encoding: members in a dense table (crate::table).
+pub type Table = DenseTable<Box<[u8]>>;
 
 fn as_int(member: &[u8]) -> Option<i64> {
     crate::num::parse_i64(member)
@@ -252,7 +153,7 @@ impl Set {
         match self {
             Set::Intset(v) => v.len(),
             Set::Listpack(l) => l.len as usize,
-            Set::Table(t) => t.entries.len(),
+            Set::Table(t) => t.len(),
         }
     }
 
@@ -283,7 +184,11 @@ impl Set {
         let (i, l, t) = match self {
             Set::Intset(v) => (Some(v.iter().map(|&n| Member::Int(n))), None, None),
             Set::Listpack(l) => (None, Some(l.iter().map(Member::Bytes)), None),
-            Set::Table(t) => (None, None, Some(t.entries.iter().map(|m| Member::Bytes(m)))),
+            Set::Table(t) => (
+                None,
+                None,
+                Some(t.entries().iter().map(|m| Member::Bytes(m))),
+            ),
         };
         i.into_iter()
             .flatten()
@@ -297,7 +202,7 @@ impl Set {
         match self {
             Set::Intset(v) => v.get(i).map(|&n| Member::Int(n)),
             Set::Listpack(l) => l.iter().nth(i).map(Member::Bytes),
-            Set::Table(t) => t.entries.get(i).map(|m| Member::Bytes(m)),
+            Set::Table(t) => t.entries().get(i).map(|m| Member::Bytes(m)),
         }
     }
 
@@ -309,7 +214,7 @@ impl Set {
         }
         let mut t = Table::new(seed, self.len() + extra.min(LISTPACK_ENTRIES_MAX * 8));
         for m in self.iter() {
-            let pushed = m.with(|b| t.push(b));
+            let pushed = m.with(|b| t.push(b.into()));
             debug_assert!(pushed);
         }
         *self = Set::Table(t);
@@ -379,7 +284,7 @@ impl Set {
             Set::Table(t) => {
                 if t.position(member).is_some() {
                     Ok(false)
-                } else if t.push(member) {
+                } else if t.push(member.into()) {
                     Ok(true)
                 } else {
                     Err(SetFull)
@@ -400,7 +305,7 @@ impl Set {
                 _ => false,
             },
             Set::Listpack(l) => l.remove(member),
-            Set::Table(t) => t.remove(member),
+            Set::Table(t) => t.remove(member).is_some(),
         }
     }
 
@@ -414,13 +319,13 @@ impl Set {
             self.iter().for_each(f);
             return 0;
         };
-        let len = t.entries.len() as u64;
+        let len = t.len() as u64;
         let mut i = if cursor == 0 { len } else { cursor.min(len) };
         let mut visited = 0;
         while i > 0 && visited < count.max(1) {
             i -= 1;
             visited += 1;
-            f(Member::Bytes(&t.entries[i as usize]));
+            f(Member::Bytes(&t.entries()[i as usize]));
         }
         i
     }
@@ -486,7 +391,7 @@ impl Set {
                 if t.position(member).is_some() {
                     return Err("duplicate set member");
                 }
-                if !t.push(member) {
+                if !t.push(member.into()) {
                     return Err("set with too many members");
                 }
             }
@@ -620,7 +525,7 @@ mod tests {
         s.remove(&[1; 100]);
         s.remove(b"short");
         let Set::Table(t) = &s else { panic!() };
-        assert_eq!(t.data_bytes, 0);
+        assert_eq!(t.data_bytes(), 0);
     }
 
     #[test]
