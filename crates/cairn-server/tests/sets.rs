@@ -34,6 +34,10 @@ fn sorted(v: Value) -> Value {
             items.sort_by_key(|i| format!("{i:?}"));
             Value::Array(items)
         }
+        Value::Set(mut items) => {
+            items.sort_by_key(|i| format!("{i:?}"));
+            Value::Set(items)
+        }
         other => other,
     }
 }
@@ -52,7 +56,7 @@ fn play(url: &str, script: &[String], reference: bool) -> Vec<(String, Result<Va
             let r = cmd(&mut c, &args).map(|v| match mode {
                 "sort" => sorted(v),
                 "len" => match v {
-                    Value::Array(items) => Value::Int(items.len() as i64),
+                    Value::Array(items) | Value::Set(items) => Value::Int(items.len() as i64),
                     Value::Nil => Value::Int(0),
                     _ => Value::Int(1),
                 },
@@ -399,6 +403,23 @@ fn set_commands_answer_like_redis() {
     let script = script();
     let want = play(&reference.url(), &script, true);
     let got = play(&cairn.url(), &script, false);
+    assert_same_replies(&want, &got);
+}
+
+/// The same script in RESP3: sets where Redis answers a set (`~`),
+/// arrays where it answers an array, nulls of RESP3's kind.
+#[test]
+fn set_commands_answer_like_redis_in_resp3() {
+    let reference = Reference::start();
+    let cairn = Server::start();
+    let script = script();
+    let resp3 = |url: String| format!("{url}?protocol=resp3");
+    let want = play(&resp3(reference.url()), &script, true);
+    let got = play(&resp3(cairn.url()), &script, false);
+    assert!(
+        want.iter().any(|(_, r)| matches!(r, Ok(Value::Set(_)))),
+        "the reference speaks RESP3"
+    );
     assert_same_replies(&want, &got);
 }
 

@@ -62,8 +62,13 @@ impl<'a> Command<'a> for SRandMember<'a> {
                 }
             }
             (Some(s), Some(c)) if c > 0 && c as u64 >= s.len() as u64 => {
-                // The whole set, rebuilt as Redis does (a union of one).
-                super::smembers::reply_members(Some(&super::sunion::union([s], seed)), out)
+                // The whole set, rebuilt as Redis does (a union of one),
+                // an array even in RESP3 (as Redis 7).
+                let all = super::sunion::union([s], seed);
+                out.array(all.len());
+                for m in all.iter() {
+                    m.with(|b| out.bulk(b));
+                }
             }
             (Some(s), Some(c)) => {
                 let picks = if c < 0 {
