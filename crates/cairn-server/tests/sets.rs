@@ -344,7 +344,12 @@ fn script() -> Vec<String> {
         "OBJECT ENCODING u3",
         "SINTERCARD 2 big bigi",
         "SINTERCARD 2 big bigi LIMIT 10",
-        "pairs: CONFIG GET set-max-intset-entries",
+        "sort: CONFIG GET set-max-intset-entries",
+        // key positions (what routing and CROSSSLOT use)
+        "COMMAND GETKEYS SINTERCARD 2 a b LIMIT 1",
+        "COMMAND GETKEYS SUNIONSTORE d a b",
+        "COMMAND GETKEYS SMOVE a b m",
+        "COMMAND GETKEYS SINTER a b c",
         // key commands on sets
         "COPY a a2",
         "SADD a2 99",

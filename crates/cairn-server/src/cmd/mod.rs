@@ -74,11 +74,12 @@ pub(crate) const NOSCRIPT: u32 = 1 << 7;
 /// Not a Redis flag (COMMAND does not show it): the command's key list
 /// may end with `FENCE lock token` (DEL), which are not keys.
 pub(crate) const FENCE_TAIL: u32 = 1 << 8;
-/// Not a Redis flag: the keys are the `numkeys` arguments after
-/// `argv[1]` (SINTERCARD), not every argument from `first_key` on.
+/// The keys are the `numkeys` arguments after `argv[1]` (SINTERCARD),
+/// not every argument from `first_key` on. COMMAND shows it as Redis'
+/// `movablekeys`, with a legacy key range of 0 0 0 as Redis does.
 pub(crate) const NUMKEYS: u32 = 1 << 9;
 
-pub(crate) const FLAG_NAMES: [(u32, &str); 8] = [
+pub(crate) const FLAG_NAMES: [(u32, &str); 9] = [
     (WRITE, "write"),
     (READONLY, "readonly"),
     (DENYOOM, "denyoom"),
@@ -87,6 +88,7 @@ pub(crate) const FLAG_NAMES: [(u32, &str); 8] = [
     (LOADING, "loading"),
     (STALE, "stale"),
     (FAST, "fast"),
+    (NUMKEYS, "movablekeys"),
 ];
 
 pub(crate) struct Spec {
