@@ -19,7 +19,9 @@ use redis::Value;
 
 mod common;
 
-use common::{assert_same_replies, connect, send as cmd, Reference, Server};
+use common::{
+    assert_same_replies, connect, memory_usage, scan_all, send as cmd, Reference, Server,
+};
 
 /// A reply with its items sorted; SSCAN's `[cursor, items]` keeps its
 /// cursor and sorts its items.
@@ -439,30 +441,9 @@ fn a_big_set_scans_completely_in_several_calls() {
         .query(&mut c)
         .expect("sadd");
     assert_eq!(added, 1000);
-    let mut seen = std::collections::HashSet::new();
-    let mut cursor: u64 = 0;
-    let mut calls = 0;
-    loop {
-        let (next, items): (u64, Vec<String>) = redis::cmd("SSCAN")
-            .arg("big")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(100)
-            .query(&mut c)
-            .expect("sscan");
-        seen.extend(items);
-        calls += 1;
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    let (seen, calls) = scan_all(&mut c, "SSCAN", "big", 100, &[]);
     assert_eq!(seen.len(), 1000);
     assert!(calls >= 10, "{calls} calls");
-    let usage: i64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg("big")
-        .query(&mut c)
-        .expect("memory usage");
+    let usage = memory_usage(&mut c, "big");
     assert!(usage > 1000 * 32, "{usage}");
 }

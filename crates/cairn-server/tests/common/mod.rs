@@ -121,3 +121,43 @@ pub fn assert_same_replies(
         diffs.join("\n")
     );
 }
+
+/// Scans `key` to the end with `scan` (HSCAN, SSCAN ...) and `COUNT
+/// count` plus `extra` options: every item seen, and how many calls it
+/// took.
+pub fn scan_all(
+    c: &mut redis::Connection,
+    scan: &str,
+    key: &str,
+    count: usize,
+    extra: &[&str],
+) -> (std::collections::HashSet<String>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: u64 = 0;
+    let mut calls = 0;
+    loop {
+        let (next, items): (u64, Vec<String>) = redis::cmd(scan)
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .arg(extra)
+            .query(c)
+            .expect("scan");
+        seen.extend(items);
+        calls += 1;
+        cursor = next;
+        if cursor == 0 {
+            return (seen, calls);
+        }
+    }
+}
+
+/// MEMORY USAGE of `key`.
+pub fn memory_usage(c: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(key)
+        .query(c)
+        .expect("memory usage")
+}
