@@ -14,7 +14,7 @@ pub struct SInterCard<'a> {
 
 /// How many keys a `numkeys`-led command names (SINTERCARD), checked
 /// against the arguments that follow it, in Redis' words.
-pub fn numkeys(argv: &[&[u8]]) -> Result<usize, CmdError> {
+fn numkeys(argv: &[&[u8]]) -> Result<usize, CmdError> {
     let n = super::arg(argv, 1)?;
     let n = match crate::num::parse_i64(n) {
         Some(n) if n > 0 => n as u64,

@@ -16,7 +16,8 @@ fn info_entry(ctx: &mut Ctx<'_>, s: &Spec) {
     for f in flags {
         out.simple(f);
     }
-    // Movable keys have no legacy range (Redis answers 0 0 0).
+    // Movable keys (NUMKEYS: SINTERCARD, and LMPOP on the lists branch)
+    // show as Redis' `movablekeys` with no legacy range (0 0 0).
     let movable = s.flags & super::NUMKEYS != 0;
     for n in [s.first_key, s.last_key, s.step] {
         out.int(if movable { 0 } else { i64::from(n) });

@@ -74,9 +74,9 @@ pub(crate) const NOSCRIPT: u32 = 1 << 7;
 /// Not a Redis flag (COMMAND does not show it): the command's key list
 /// may end with `FENCE lock token` (DEL), which are not keys.
 pub(crate) const FENCE_TAIL: u32 = 1 << 8;
-/// The keys are the `numkeys` arguments after `argv[1]` (SINTERCARD),
-/// not every argument from `first_key` on. COMMAND shows it as Redis'
-/// `movablekeys`, with a legacy key range of 0 0 0 as Redis does.
+/// Not a Redis flag: the keys are `numkeys` arguments from `first_key`,
+/// `numkeys` being the argument just before (LMPOP, BLMPOP); Redis
+/// calls these movable keys.
 pub(crate) const NUMKEYS: u32 = 1 << 9;
 
 pub(crate) const FLAG_NAMES: [(u32, &str); 9] = [
@@ -116,10 +116,15 @@ impl Spec {
             argc -= 3;
         }
         if self.flags & NUMKEYS != 0 {
-            // An invalid count names no keys; the command itself then
-            // answers the error.
-            let n = ecmd::sintercard::numkeys(argv).unwrap_or(0);
-            argc = argc.min(2 + n);
+            // Keys end where numkeys says (a bad count names none: the
+            // command's own parse answers the error).
+            let first = self.first_key.max(1) as usize;
+            let n = argv
+                .get(first - 1)
+                .and_then(|a| cairn_engine::num::parse_i64(a))
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0);
+            argc = argc.min(first.saturating_add(n));
         }
         self.key_positions(argc)
     }
