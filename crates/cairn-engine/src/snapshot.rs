@@ -76,8 +76,8 @@ use crate::keyspace::Keyspace;
 use crate::set::Set;
 use crate::value::Value;
 
-/// 7: set entries (tag::SET). The lists branch also bumps this; the merge
-/// gives each type its own tag and version step.
+/// 7: set entries (tag::SET = 7). The lists branch bumps it to 7 too, for
+/// its LIST record (tag 6): merged, version 7 adds both tags.
 pub const SNAPSHOT_VERSION: u8 = 7;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
@@ -108,8 +108,9 @@ mod tag {
     pub const HEAP: u8 = 3;
     pub const GROWABLE: u8 = 4;
     pub const HASH: u8 = 5;
-    /// A set entry (version 7).
-    pub const SET: u8 = 6;
+    /// A set entry (version 7). Not 6: the lists branch took 6 for its
+    /// LIST record, also at version 7, so the two merge as one bump.
+    pub const SET: u8 = 7;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
     pub const VERSIONS: u8 = 0x30;
