@@ -21,7 +21,7 @@ use crate::cmd::WRONGTYPE;
 use crate::evict::{EvictionPool, Policy};
 use crate::hash::Hash;
 use crate::set::Set;
-use crate::value::Value;
+use crate::value::{Collection, Value};
 
 const NOT_VOLATILE: u32 = u32::MAX;
 /// LRU clock resolution. 10 ms units in a u32 wrap after ~497 days.
@@ -353,32 +353,45 @@ impl Keyspace {
         create: bool,
         f: impl FnOnce(&mut Hash, u64) -> R,
     ) -> Result<Option<R>, &'static str> {
+        let make = |_| Hash::default();
+        let create = create.then_some(&make as &dyn Fn(u64) -> Hash);
+        self.write_collection(key, now_ms, create, f)
+    }
+
+    /// What [`Self::write_hash`] and [`Self::write_set`] share: find the
+    /// collection of type `C` at `key` (WRONGTYPE, touching nothing, for
+    /// any other value), create it with `create` when absent, run `f`,
+    /// delete the key when `f` leaves it empty.
+    fn write_collection<C: Collection, R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: Option<&dyn Fn(u64) -> C>,
+        f: impl FnOnce(&mut C, u64) -> R,
+    ) -> Result<Option<R>, &'static str> {
         let seed = self.field_seed();
         match self.find(key, now_ms) {
             Some(pos) => {
-                if !self.entries[pos].value.is_string() {
-                    let r = self.update_at(pos, now_ms, |v| v.as_hash_mut().map(|h| f(h, seed)));
-                    if self.entries[pos]
-                        .value
-                        .as_hash()
-                        .is_some_and(|h| h.is_empty())
-                    {
-                        self.remove_at(pos);
+                if C::of_mut(&mut self.entries[pos].value).is_none() {
+                    return Err(WRONGTYPE);
+                }
+                let r = self.update_at(pos, now_ms, |v| C::of_mut(v).map(|c| f(c, seed)));
+                if C::of_mut(&mut self.entries[pos].value).is_some_and(|c| c.is_empty()) {
+                    self.remove_at(pos);
+                }
+                Ok(r)
+            }
+            None => match create {
+                Some(make) => {
+                    let mut c = make(seed);
+                    let r = f(&mut c, seed);
+                    if !c.is_empty() {
+                        self.insert(key, c.into_value(), Some(None), now_ms);
                     }
-                    r.map(Some).ok_or(WRONGTYPE)
-                } else {
-                    Err(WRONGTYPE)
+                    Ok(Some(r))
                 }
-            }
-            None if create => {
-                let mut h = Hash::default();
-                let r = f(&mut h, seed);
-                if !h.is_empty() {
-                    self.insert(key, Value::Hash(Box::new(h)), Some(None), now_ms);
-                }
-                Ok(Some(r))
-            }
-            None => Ok(None),
+                None => Ok(None),
+            },
         }
     }
 
@@ -406,34 +419,7 @@ impl Keyspace {
         create: Option<&dyn Fn(u64) -> Set>,
         f: impl FnOnce(&mut Set, u64) -> R,
     ) -> Result<Option<R>, &'static str> {
-        let seed = self.field_seed();
-        match self.find(key, now_ms) {
-            Some(pos) => {
-                if self.entries[pos].value.as_set().is_none() {
-                    return Err(WRONGTYPE);
-                }
-                let r = self.update_at(pos, now_ms, |v| v.as_set_mut().map(|s| f(s, seed)));
-                if self.entries[pos]
-                    .value
-                    .as_set()
-                    .is_some_and(|s| s.is_empty())
-                {
-                    self.remove_at(pos);
-                }
-                Ok(r)
-            }
-            None => match create {
-                Some(make) => {
-                    let mut s = make(seed);
-                    let r = f(&mut s, seed);
-                    if !s.is_empty() {
-                        self.insert(key, Value::Set(Box::new(s)), Some(None), now_ms);
-                    }
-                    Ok(Some(r))
-                }
-                None => Ok(None),
-            },
-        }
+        self.write_collection(key, now_ms, create, f)
     }
 
     /// Stores a computed set under `key` (SINTERSTORE and friends),

@@ -40,6 +40,43 @@ impl ValueType {
     }
 }
 
+/// A boxed collection type of [`Value`] (hash, set): how the keyspace's
+/// generic write path finds it in a value, stores it, and sees it empty.
+pub(crate) trait Collection: Sized {
+    /// The collection in `v`, if `v` holds this type.
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+    fn into_value(self) -> Value;
+    fn is_empty(&self) -> bool;
+}
+
+impl Collection for Hash {
+    fn of_mut(v: &mut Value) -> Option<&mut Self> {
+        v.as_hash_mut()
+    }
+
+    fn into_value(self) -> Value {
+        Value::Hash(Box::new(self))
+    }
+
+    fn is_empty(&self) -> bool {
+        Hash::is_empty(self)
+    }
+}
+
+impl Collection for Set {
+    fn of_mut(v: &mut Value) -> Option<&mut Self> {
+        v.as_set_mut()
+    }
+
+    fn into_value(self) -> Value {
+        Value::Set(Box::new(self))
+    }
+
+    fn is_empty(&self) -> bool {
+        Set::is_empty(self)
+    }
+}
+
 /// Longest string Redis turns into an integer encoding.
 const INT_ENCODABLE_LEN_MAX: usize = 20;
 

@@ -84,6 +84,17 @@ fn writes_that_change_nothing_keep_the_watch_version() {
     run(&mut ks, "SMOVE s s a");
     run(&mut ks, "SMOVE s t nope");
     assert_eq!(ks.key_version(b"s", 1_000).0, v0);
+    // A WRONGTYPE write of another type changes nothing either.
+    for wrong in ["HSET s f v", "HDEL s f", "HINCRBY s f 1", "APPEND s x"] {
+        assert!(matches!(run(&mut ks, wrong), Frame::Error(_)), "{wrong}");
+        assert_eq!(ks.key_version(b"s", 1_000).0, v0, "{wrong}");
+    }
+    run(&mut ks, "HSET h f v");
+    let h0 = ks.key_version(b"h", 1_000).0;
+    for wrong in ["SADD h x", "SREM h f", "SPOP h", "SMOVE h s f"] {
+        assert!(matches!(run(&mut ks, wrong), Frame::Error(_)), "{wrong}");
+        assert_eq!(ks.key_version(b"h", 1_000).0, h0, "{wrong}");
+    }
     run(&mut ks, "SADD s c");
     assert_ne!(ks.key_version(b"s", 1_000).0, v0);
 }
