@@ -2029,15 +2029,7 @@ fn hash_writes_replicate_and_survive_a_leader_change() {
     // The WRONGTYPE write was proposed (a data error, decided at apply:
     // the applied index moves) but changed nothing: the state digests
     // (group, applied index, digest per line) stay.
-    let state = |d: &str| -> Vec<(String, String)> {
-        d.lines()
-            .filter_map(|l| {
-                let mut w = l.split(' ');
-                Some((w.next()?.to_string(), w.nth(1)?.to_string()))
-            })
-            .collect()
-    };
-    assert_eq!(state(&c.converged_digests()), state(&before));
+    assert_eq!(digest_state(&c.converged_digests()), digest_state(&before));
     let mut conn = Conn::open(c.ports[proxy]).unwrap();
     for argv in [
         &[&b"MULTI"[..]][..],
@@ -2138,4 +2130,156 @@ fn a_node_with_the_wrong_cluster_secret_cannot_join_until_it_has_the_right_one()
         let r = conn3.cmd(&[b"GET", k.as_bytes()]).unwrap();
         assert_eq!(r, Reply::Bulk(Some(b"v".to_vec())), "{k} through node 3");
     }
+}
+
+/// The (group, digest) of each line of CLUSTER DIGEST, without the
+/// applied index (which a proposed no-op write moves).
+fn digest_state(d: &str) -> Vec<(String, String)> {
+    d.lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            Some((w.next()?.to_string(), w.nth(1)?.to_string()))
+        })
+        .collect()
+}
+
+/// Sets on a 3-node durable cluster: writes through the leader and a
+/// proxy (SPOP's draws included) converge to equal digests on every
+/// replica, invalid ones are answered before proposing, multi-key
+/// commands need one group, set commands work inside MULTI/EXEC, and
+/// after the leader is killed another node answers with the same members.
+#[test]
+fn set_writes_replicate_and_survive_a_leader_change() {
+    let _serial = serial();
+    let (mut c, leader, proxy) = cluster_with_key(b"{sk}:s");
+    let bulk = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+    let members: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    let mut sadd_big: Vec<&[u8]> = vec![b"SADD", b"{sk}:big"];
+    sadd_big.extend(members.iter().map(|m| m.as_bytes()));
+    assert_eq!(
+        until_answered_or_error(&c, leader, &sadd_big),
+        Reply::Int(200)
+    );
+    for (node, argv, want) in [
+        (
+            leader,
+            &[&b"SADD"[..], b"{sk}", b"1", b"2", b"3"][..],
+            Reply::Int(3),
+        ),
+        (proxy, &[b"SADD", b"{sk}", b"x", b"2"], Reply::Int(1)),
+        (leader, &[b"SREM", b"{sk}", b"1", b"nope"], Reply::Int(1)),
+        (proxy, &[b"SMOVE", b"{sk}", b"{sk}:d", b"x"], Reply::Int(1)),
+        (proxy, &[b"SADD", b"{sk}:o", b"2", b"9"], Reply::Int(2)),
+        (
+            proxy,
+            &[b"SUNIONSTORE", b"{sk}:u", b"{sk}", b"{sk}:o"],
+            Reply::Int(3),
+        ),
+        (
+            leader,
+            &[b"SINTERSTORE", b"{sk}:i", b"{sk}", b"{sk}:o"],
+            Reply::Int(1),
+        ),
+        (
+            proxy,
+            &[b"SDIFFSTORE", b"{sk}:f", b"{sk}:u", b"{sk}:o"],
+            Reply::Int(1),
+        ),
+        (proxy, &[b"SISMEMBER", b"{sk}:d", b"x"], Reply::Int(1)),
+        (
+            proxy,
+            &[b"SINTERCARD", b"2", b"{sk}", b"{sk}:o", b"LIMIT", b"5"],
+            Reply::Int(1),
+        ),
+        (proxy, &[b"SCARD", b"{sk}:u"], Reply::Int(3)),
+        (proxy, &[b"OBJECT", b"ENCODING", b"{sk}:u"], bulk("intset")),
+        (leader, &[b"SPOP", b"{sk}:big"], Reply::Int(-1)),
+        (proxy, &[b"SPOP", b"{sk}:big", b"50"], Reply::Int(-1)),
+        (proxy, &[b"SCARD", b"{sk}:big"], Reply::Int(149)),
+    ] {
+        let got = until_answered_or_error(&c, node, argv);
+        if want == Reply::Int(-1) {
+            // A random draw: any member, the same on every replica (the
+            // digests below).
+            assert!(!matches!(got, Reply::Error(_)), "{argv:?}: {got:?}");
+        } else {
+            assert_eq!(got, want, "{argv:?}");
+        }
+    }
+    let before = c.converged_digests();
+    for (argv, want) in [
+        (
+            &[&b"SADD"[..], b"{sk}"][..],
+            "ERR wrong number of arguments for 'sadd' command",
+        ),
+        (
+            &[b"SPOP", b"{sk}", b"-1"],
+            "ERR value is out of range, must be positive",
+        ),
+        (&[b"SPOP", b"{sk}", b"1", b"2"], "ERR syntax error"),
+        (
+            &[b"SADD", b"{sk}:s", b"v"],
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &[b"SUNIONSTORE", b"a", b"b"],
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ),
+        (
+            &[b"SMOVE", b"a", b"b", b"x"],
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ),
+        (
+            &[b"SINTERCARD", b"2", b"a", b"b"],
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ),
+        (
+            &[b"SINTERCARD", b"0", b"a"],
+            "ERR numkeys should be greater than 0",
+        ),
+    ] {
+        match until_answered_or_error(&c, proxy, argv) {
+            Reply::Error(e) => assert_eq!(e, want, "{argv:?}"),
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+    // The WRONGTYPE write was proposed and changed nothing; the others
+    // were never proposed: the state digests stay.
+    assert_eq!(digest_state(&c.converged_digests()), digest_state(&before));
+    let mut conn = Conn::open(c.ports[proxy]).unwrap();
+    for argv in [
+        &[&b"MULTI"[..]][..],
+        &[b"SADD", b"{sk}", b"t"],
+        &[b"SPOP", b"{sk}:big"],
+        &[b"SCARD", b"{sk}"],
+        &[b"EXEC"],
+    ] {
+        conn.send(argv).unwrap();
+    }
+    let replies: Vec<Reply> = (0..5).map(|_| conn.read().unwrap()).collect();
+    match &replies[4] {
+        Reply::Array(r) if r.len() == 3 => {
+            assert_eq!(r[0], Reply::Int(1));
+            assert!(matches!(r[1], Reply::Bulk(Some(_))), "{r:?}");
+            assert_eq!(r[2], Reply::Int(3));
+        }
+        other => panic!("{other:?}"),
+    }
+    let all = until_answered(&c, proxy, &[b"SMEMBERS", b"{sk}:big"]);
+    let digests = c.converged_digests();
+    assert!(!digests.is_empty());
+    let leader = c.leader_of(b"{sk}").expect("a leader");
+    c.kill(leader);
+    let other = c.live().into_iter().find(|&i| i != leader).unwrap();
+    assert_eq!(until_answered(&c, other, &[b"SMEMBERS", b"{sk}:big"]), all);
+    assert_eq!(
+        until_answered(&c, other, &[b"SMEMBERS", b"{sk}"]),
+        Reply::Array(vec![bulk("2"), bulk("3"), bulk("t")])
+    );
+    // The new leader's SPOP draws like the others would.
+    assert!(matches!(
+        until_answered(&c, other, &[b"SPOP", b"{sk}:big", b"3"]),
+        Reply::Array(ref a) if a.len() == 3
+    ));
+    assert!(!c.converged_digests().is_empty());
 }

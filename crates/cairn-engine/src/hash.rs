@@ -15,11 +15,8 @@
 //! constants, so every replica that applies the same commands holds the
 //! same encoding in the same order.
 
-use std::hash::BuildHasher;
-
-use hashbrown::HashTable;
-
 use crate::bytes::malloc_size;
+use crate::table::DenseTable;
 
 /// Most pairs a listpack-encoded hash holds (Redis'
 /// `hash-max-listpack-entries` default).
@@ -28,7 +25,7 @@ pub const LISTPACK_ENTRIES_MAX: usize = 128;
 /// `hash-max-listpack-value` default). Below 256, so a length is one byte.
 pub const LISTPACK_VALUE_MAX: usize = 64;
 /// Most fields one hash holds (positions are u32).
-pub const FIELDS_MAX: usize = u32::MAX as usize - 1;
+pub const FIELDS_MAX: usize = crate::table::ENTRIES_MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hash {
@@ -46,34 +43,8 @@ pub struct Listpack {
 /// One pair of a table: field, value.
 type Pair = (Box<[u8]>, Box<[u8]>);
 
-/// The large encoding: pairs in a dense vector, found by an index of
-/// positions; removal is swap-remove.
-#[derive(Clone)]
-pub struct Table {
-    entries: Vec<Pair>,
-    index: HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
-    /// Allocator-rounded bytes of every field and value, kept as pairs
-    /// change so memory accounting stays O(1) per write.
-    data_bytes: usize,
-}
-
-impl PartialEq for Table {
-    /// Same pairs in the same order (the index is derived).
-    fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries
-    }
-}
-
-impl Eq for Table {}
-
-impl std::fmt::Debug for Table {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table")
-            .field("len", &self.entries.len())
-            .finish()
-    }
-}
+/// The large encoding: pairs in a dense table (crate::table).
+pub type Table = DenseTable<Pair>;
 
 /// Whether a pair of these lengths may live in a listpack.
 pub fn fits_listpack(field: &[u8], value: &[u8]) -> bool {
@@ -166,102 +137,20 @@ impl<'a> Iterator for ListpackIter<'a> {
     }
 }
 
-impl Table {
-    fn new(seed: u64, capacity: usize) -> Self {
-        Table {
-            entries: Vec::with_capacity(capacity),
-            index: HashTable::with_capacity(capacity),
-            hasher: foldhash::fast::FixedState::with_seed(seed),
-            data_bytes: 0,
+/// A table's pair as slices.
+fn pair(p: &Pair) -> (&[u8], &[u8]) {
+    (&p.0, &p.1)
+}
+
+/// Sets a pair in a table; `Some(true)` if the field is new, `None`
+/// when the table is full.
+fn table_set(t: &mut Table, field: &[u8], value: &[u8]) -> Option<bool> {
+    match t.position(field) {
+        Some(pos) => {
+            t.update(pos, |p| p.1 = value.into());
+            Some(false)
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    fn position(&self, field: &[u8]) -> Option<usize> {
-        let entries = &self.entries;
-        self.index
-            .find(self.hasher.hash_one(field), |&i| {
-                &*entries[i as usize].0 == field
-            })
-            .map(|&i| i as usize)
-    }
-
-    /// The pair at a position (0..len).
-    pub fn at(&self, pos: usize) -> (&[u8], &[u8]) {
-        let (f, v) = &self.entries[pos];
-        (f, v)
-    }
-
-    /// Appends a field known to be absent; false when the table is full.
-    fn push(&mut self, field: &[u8], value: &[u8]) -> bool {
-        let pos = self.entries.len();
-        if pos >= FIELDS_MAX {
-            return false;
-        }
-        let h = self.hasher.hash_one(field);
-        self.data_bytes += malloc_size(field.len()) + malloc_size(value.len());
-        self.entries.push((field.into(), value.into()));
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index
-            .insert_unique(h, pos as u32, |&i| hasher.hash_one(&*entries[i as usize].0));
-        true
-    }
-
-    /// Sets a pair; `Some(true)` if the field is new, `None` when the
-    /// table is full.
-    fn set(&mut self, field: &[u8], value: &[u8]) -> Option<bool> {
-        match self.position(field) {
-            Some(pos) => {
-                let slot = &mut self.entries[pos].1;
-                self.data_bytes =
-                    self.data_bytes - malloc_size(slot.len()) + malloc_size(value.len());
-                *slot = value.into();
-                Some(false)
-            }
-            None => self.push(field, value).then_some(true),
-        }
-    }
-
-    fn remove(&mut self, field: &[u8]) -> bool {
-        let h = self.hasher.hash_one(field);
-        let entries = &self.entries;
-        let Ok(slot) = self
-            .index
-            .find_entry(h, |&i| &*entries[i as usize].0 == field)
-        else {
-            return false;
-        };
-        let pos = *slot.get() as usize;
-        slot.remove();
-        let last = self.entries.len() - 1;
-        if pos != last {
-            // The last pair moves into the hole: repoint its index slot.
-            let moved = self.hasher.hash_one(&*self.entries[last].0);
-            if let Some(i) = self.index.find_mut(moved, |&i| i as usize == last) {
-                *i = pos as u32;
-            }
-        }
-        let (f, v) = self.entries.swap_remove(pos);
-        self.data_bytes -= malloc_size(f.len()) + malloc_size(v.len());
-        true
-    }
-
-    fn heap_bytes(&self) -> usize {
-        let buckets = if self.index.capacity() == 0 {
-            0
-        } else {
-            (self.index.capacity() * 8 / 7).next_power_of_two()
-        };
-        malloc_size(self.entries.capacity() * std::mem::size_of::<Pair>())
-            + malloc_size(buckets * (std::mem::size_of::<u32>() + 1))
-            + self.data_bytes
+        None => t.push((field.into(), value.into())).then_some(true),
     }
 }
 
@@ -298,7 +187,7 @@ impl Hash {
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         match self {
             Hash::Listpack(l) => l.get(field),
-            Hash::Table(t) => t.position(field).map(|p| &*t.entries[p].1),
+            Hash::Table(t) => t.position(field).map(|p| &*t.entries()[p].1),
         }
     }
 
@@ -307,7 +196,7 @@ impl Hash {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let (l, t) = match self {
             Hash::Listpack(l) => (Some(l.iter()), None),
-            Hash::Table(t) => (None, Some(t.entries.iter().map(|(f, v)| (&**f, &**v)))),
+            Hash::Table(t) => (None, Some(t.entries().iter().map(pair))),
         };
         l.into_iter().flatten().chain(t.into_iter().flatten())
     }
@@ -318,7 +207,7 @@ impl Hash {
         if let Hash::Listpack(l) = self {
             let mut t = Table::new(seed, l.len() + extra.min(LISTPACK_ENTRIES_MAX * 8));
             for (f, v) in l.iter() {
-                let pushed = t.push(f, v);
+                let pushed = t.push((f.into(), v.into()));
                 debug_assert!(pushed);
             }
             *self = Hash::Table(t);
@@ -341,7 +230,7 @@ impl Hash {
             }
         }
         match self {
-            Hash::Table(t) => t.set(field, value).ok_or(HashFull),
+            Hash::Table(t) => table_set(t, field, value).ok_or(HashFull),
             Hash::Listpack(_) => unreachable!("converted above"),
         }
     }
@@ -350,7 +239,7 @@ impl Hash {
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
             Hash::Listpack(l) => l.remove(field),
-            Hash::Table(t) => t.remove(field),
+            Hash::Table(t) => t.remove(field).is_some(),
         }
     }
 
@@ -358,7 +247,7 @@ impl Hash {
     pub fn nth(&self, i: usize) -> Option<(&[u8], &[u8])> {
         match self {
             Hash::Listpack(l) => l.iter().nth(i),
-            Hash::Table(t) => (i < t.len()).then(|| t.at(i)),
+            Hash::Table(t) => t.entries().get(i).map(pair),
         }
     }
 
@@ -387,7 +276,7 @@ impl Hash {
                 while i > 0 && visited < count.max(1) {
                     i -= 1;
                     visited += 1;
-                    let (k, v) = t.at(i as usize);
+                    let (k, v) = pair(&t.entries()[i as usize]);
                     f(k, v);
                 }
                 i
@@ -433,7 +322,7 @@ impl Hash {
                 Ok(())
             }
             Hash::Table(t) => {
-                if t.push(field, value) {
+                if t.push((field.into(), value.into())) {
                     Ok(())
                 } else {
                     Err("hash with too many fields")
@@ -540,7 +429,7 @@ mod tests {
         assert!(h.heap_bytes() > empty);
         h.remove(b"field");
         let Hash::Table(t) = &h else { panic!() };
-        assert_eq!(t.data_bytes, 0);
+        assert_eq!(t.data_bytes(), 0);
     }
 
     #[test]

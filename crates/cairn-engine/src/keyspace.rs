@@ -20,7 +20,8 @@ use crate::bytes::SmallBytes;
 use crate::cmd::WRONGTYPE;
 use crate::evict::{EvictionPool, Policy};
 use crate::hash::Hash;
-use crate::value::Value;
+use crate::set::Set;
+use crate::value::{Collection, Value};
 
 const NOT_VOLATILE: u32 = u32::MAX;
 /// LRU clock resolution. 10 ms units in a u32 wrap after ~497 days.
@@ -352,33 +353,97 @@ impl Keyspace {
         create: bool,
         f: impl FnOnce(&mut Hash, u64) -> R,
     ) -> Result<Option<R>, &'static str> {
+        let make = |_| Hash::default();
+        let create = create.then_some(&make as &dyn Fn(u64) -> Hash);
+        self.write_collection(key, now_ms, create, f)
+    }
+
+    /// What [`Self::write_hash`] and [`Self::write_set`] share: find the
+    /// collection of type `C` at `key` (WRONGTYPE, touching nothing, for
+    /// any other value), create it with `create` when absent, run `f`,
+    /// delete the key when `f` leaves it empty.
+    fn write_collection<C: Collection, R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: Option<&dyn Fn(u64) -> C>,
+        f: impl FnOnce(&mut C, u64) -> R,
+    ) -> Result<Option<R>, &'static str> {
         let seed = self.field_seed();
         match self.find(key, now_ms) {
             Some(pos) => {
-                if !self.entries[pos].value.is_string() {
-                    let r = self.update_at(pos, now_ms, |v| v.as_hash_mut().map(|h| f(h, seed)));
-                    if self.entries[pos]
-                        .value
-                        .as_hash()
-                        .is_some_and(|h| h.is_empty())
-                    {
-                        self.remove_at(pos);
+                if C::of_mut(&mut self.entries[pos].value).is_none() {
+                    return Err(WRONGTYPE);
+                }
+                let r = self.update_at(pos, now_ms, |v| C::of_mut(v).map(|c| f(c, seed)));
+                if C::of_mut(&mut self.entries[pos].value).is_some_and(|c| c.is_empty()) {
+                    self.remove_at(pos);
+                }
+                Ok(r)
+            }
+            None => match create {
+                Some(make) => {
+                    let mut c = make(seed);
+                    let r = f(&mut c, seed);
+                    if !c.is_empty() {
+                        self.insert(key, c.into_value(), Some(None), now_ms);
                     }
-                    r.map(Some).ok_or(WRONGTYPE)
-                } else {
-                    Err(WRONGTYPE)
+                    Ok(Some(r))
                 }
-            }
-            None if create => {
-                let mut h = Hash::default();
-                let r = f(&mut h, seed);
-                if !h.is_empty() {
-                    self.insert(key, Value::Hash(Box::new(h)), Some(None), now_ms);
-                }
-                Ok(Some(r))
-            }
-            None => Ok(None),
+                None => Ok(None),
+            },
         }
+    }
+
+    /// Looks a key up for a read of a set (SMEMBERS, SCARD, ...): as
+    /// [`Self::get`], but another type is WRONGTYPE.
+    pub fn get_set(&mut self, key: &[u8], now_ms: u64) -> Result<Option<&Set>, &'static str> {
+        match self.get(key, now_ms) {
+            None => Ok(None),
+            Some(v) => v.as_set().map(Some).ok_or(WRONGTYPE),
+        }
+    }
+
+    /// Applies `f` to the set at `key` for a write. An absent key is
+    /// given the set `create` makes, if any (stored only if `f` leaves a
+    /// member in it), else `f` does not run and the answer is `Ok(None)`.
+    /// A set left empty is deleted, as in Redis. Another type is
+    /// WRONGTYPE and changes nothing.
+    ///
+    /// Marks the key changed (WATCH) whenever `f` runs on a stored set:
+    /// callers that may change nothing check first with [`Self::get_set`].
+    pub fn write_set<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: Option<&dyn Fn(u64) -> Set>,
+        f: impl FnOnce(&mut Set, u64) -> R,
+    ) -> Result<Option<R>, &'static str> {
+        self.write_collection(key, now_ms, create, f)
+    }
+
+    /// Stores a computed set under `key` (SINTERSTORE and friends),
+    /// replacing any value and deadline; an empty set deletes the key.
+    pub fn store_set(&mut self, key: &[u8], set: Set, now_ms: u64) {
+        if set.is_empty() {
+            self.remove(key, now_ms);
+        } else {
+            self.insert(key, Value::Set(Box::new(set)), Some(None), now_ms);
+        }
+    }
+
+    /// A seed for the random draws of a write (SPOP) that every replica
+    /// computes alike: from the entry's log position while a replicated
+    /// entry applies, else (standalone) from the sampling generator.
+    /// The generator itself is not replicated state in a cluster: reads
+    /// (SRANDMEMBER, HRANDFIELD), LFU counters and expiry sampling
+    /// advance it on the serving node only.
+    pub fn write_seed(&mut self, key: &[u8]) -> u64 {
+        if self.version_stamp == 0 {
+            return self.next_rand();
+        }
+        let fixed = foldhash::fast::FixedState::with_seed(VERSION_SEED);
+        fixed.hash_one((self.version_stamp, key)) | 1
     }
 
     /// Whether a live key exists (no statistics, no touch).
@@ -892,6 +957,10 @@ impl Keyspace {
                 Value::Hash(hash) => hash.iter().fold(
                     fixed.hash_one((key, b"hash", self.expire_of(pos))),
                     |acc, (f, v)| acc.wrapping_add(fixed.hash_one((key, f, v))),
+                ),
+                Value::Set(set) => set.iter().fold(
+                    fixed.hash_one((key, b"set", self.expire_of(pos))),
+                    |acc, m| acc.wrapping_add(m.with(|m| fixed.hash_one((key, m)))),
                 ),
                 v => v.with_bytes(|v| fixed.hash_one((key, v, self.expire_of(pos)))),
             };

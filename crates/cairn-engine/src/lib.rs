@@ -30,8 +30,10 @@ pub mod locks;
 pub mod num;
 pub mod replicated;
 pub mod reply;
+pub mod set;
 pub mod slot;
 pub mod snapshot;
+pub mod table;
 pub mod value;
 
 pub use evict::Policy;

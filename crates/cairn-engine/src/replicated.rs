@@ -136,6 +136,13 @@ replicated! {
     b"hdel" => -3, hdel::HDel;
     b"hincrby" => 4, hincrby::HIncrBy;
     b"hincrbyfloat" => 4, hincrbyfloat::HIncrByFloat;
+    b"sadd" => -3, sadd::SAdd;
+    b"srem" => -3, srem::SRem;
+    b"spop" => -2, spop::SPop;
+    b"smove" => 4, smove::SMove;
+    b"sinterstore" => -3, sinter::SInterStore;
+    b"sunionstore" => -3, sunion::SUnionStore;
+    b"sdiffstore" => -3, sunion::SDiffStore;
     b"cairn.expired" => -1, expired::Expired;
     b"cairn.evict" => -1, evict::Evict;
     b"lock.acquire" => -4, lock_acquire::LockAcquire<false>;
@@ -211,6 +218,16 @@ tx_reads! {
     b"hgetall" => 2, hgetall::HGetAll<3>;
     b"hrandfield" => -2, hrandfield::HRandField;
     b"hscan" => -3, hscan::HScan;
+    b"scard" => 2, scard::SCard;
+    b"sismember" => 3, sismember::SIsMember<false>;
+    b"smismember" => -3, sismember::SMIsMember;
+    b"smembers" => 2, smembers::SMembers;
+    b"srandmember" => -2, srandmember::SRandMember;
+    b"sinter" => -2, sinter::SInter<false>;
+    b"sintercard" => -3, sintercard::SInterCard;
+    b"sunion" => -2, sunion::SUnion<{ sunion::UNION }, false>;
+    b"sdiff" => -2, sunion::SDiff;
+    b"sscan" => -3, sscan::SScan;
     b"lock.info" => 2, lock_info::LockInfo;
     b"sem.info" => 2, sem_info::SemInfo;
     b"lock.fence" => 3, lock_fence::LockFence;
@@ -380,7 +397,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 44);
+        assert_eq!(NAMES.len(), 51);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

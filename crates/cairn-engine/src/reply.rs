@@ -23,6 +23,12 @@ pub trait Reply {
         self.simple("OK");
     }
 
+    /// A set of `n` elements (RESP3 `~`; an array in RESP2 and in a
+    /// captured [`Frame`]).
+    fn set(&mut self, n: usize) {
+        self.array(n);
+    }
+
     /// Whether the client speaks RESP3 (a few replies change shape, as
     /// in Redis: HRANDFIELD WITHVALUES nests its pairs).
     fn resp3(&self) -> bool {
@@ -58,6 +64,9 @@ impl Reply for ReplyWriter<'_> {
     }
     fn array(&mut self, n: usize) {
         ReplyWriter::array(self, n)
+    }
+    fn set(&mut self, n: usize) {
+        ReplyWriter::set(self, n)
     }
     fn map(&mut self, n: usize) {
         ReplyWriter::map(self, n)

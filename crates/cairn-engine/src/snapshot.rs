@@ -37,6 +37,10 @@
 //! hash      HASH | key_len | key | meta u32 | encoding u8 (0 listpack,
 //!           1 hashtable) | count (>= 1) | (field_len | field | value_len
 //!           | value)*       an entry like the string ones, in their order
+//! set       SET | key_len | key | meta u32 | encoding u8 (0 intset,
+//!           1 listpack, 2 hashtable) | count (>= 1) | (member_len
+//!           | member)*       in the set's order; intset members in
+//!           decimal, ascending
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
@@ -49,7 +53,9 @@
 //! older holders load with their token there (their grant). Version 6
 //! added hash entries (their pairs in the hash's own order, so a restored
 //! hash iterates, scans and samples like the original); older snapshots
-//! hold only strings and load as before.
+//! hold only strings and load as before. Version 7 added set entries
+//! (members in the set's own order, the same reasons); older snapshots
+//! hold none and load as before.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -67,9 +73,12 @@ use crc::{Crc, Digest, Table};
 use crate::bytes::INLINE_MAX;
 use crate::hash::Hash;
 use crate::keyspace::Keyspace;
+use crate::set::Set;
 use crate::value::Value;
 
-pub const SNAPSHOT_VERSION: u8 = 6;
+/// 7: set entries (tag::SET = 7). The lists branch bumps it to 7 too, for
+/// its LIST record (tag 6): merged, version 7 adds both tags.
+pub const SNAPSHOT_VERSION: u8 = 7;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
@@ -99,6 +108,9 @@ mod tag {
     pub const HEAP: u8 = 3;
     pub const GROWABLE: u8 = 4;
     pub const HASH: u8 = 5;
+    /// A set entry (version 7). Not 6: the lists branch took 6 for its
+    /// LIST record, also at version 7, so the two merge as one bump.
+    pub const SET: u8 = 7;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
     pub const VERSIONS: u8 = 0x30;
@@ -391,11 +403,13 @@ fn put_entry<W: Write>(
     value: &Value,
     meta: u32,
 ) -> Result<(), SnapshotError> {
-    if let Value::Hash(h) = value {
-        return put_hash(out, key, h, meta);
+    match value {
+        Value::Hash(h) => return put_hash(out, key, h, meta),
+        Value::Set(s) => return put_set(out, key, s, meta),
+        _ => {}
     }
     let (tag, body): (u8, Option<&[u8]>) = match value {
-        Value::Hash(_) => unreachable!("written above"),
+        Value::Hash(_) | Value::Set(_) => unreachable!("written above"),
         Value::Int(_) => (tag::INT, None),
         Value::Inline { len, data } => (tag::INLINE, Some(&data[..*len as usize])),
         Value::Heap(b) => (tag::HEAP, Some(b)),
@@ -431,30 +445,92 @@ fn put_hash<W: Write>(
     hash: &Hash,
     meta: u32,
 ) -> Result<(), SnapshotError> {
+    let encoding = u8::from(hash.encoding() == "hashtable");
+    put_collection_head(out, tag::HASH, key, meta, encoding, hash.len())?;
+    for (field, value) in hash.iter() {
+        put_string(out, "hash field", field)?;
+        put_string(out, "hash value", value)?;
+    }
+    Ok(())
+}
+
+/// The head of a collection entry (hash, set): `tag | key_len | key |
+/// meta u32 | encoding u8 | count`.
+fn put_collection_head<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    tag: u8,
+    key: &[u8],
+    meta: u32,
+    encoding: u8,
+    count: usize,
+) -> Result<(), SnapshotError> {
     check_len("key", key.len() as u64)?;
     let mut head = Small::default();
-    head.byte(tag::HASH);
+    head.byte(tag);
     head.varint(key.len() as u64);
     out.put(head.as_slice())?;
     out.put(key)?;
     let mut tail = Small::default();
     tail.bytes(&meta.to_le_bytes());
-    tail.byte(u8::from(hash.encoding() == "hashtable"));
-    tail.varint(hash.len() as u64);
+    tail.byte(encoding);
+    tail.varint(count as u64);
     out.put(tail.as_slice())?;
-    for (field, value) in hash.iter() {
-        check_len("hash field", field.len() as u64)?;
-        check_len("hash value", value.len() as u64)?;
-        let mut rec = Small::default();
-        rec.varint(field.len() as u64);
-        out.put(rec.as_slice())?;
-        out.put(field)?;
-        let mut rec = Small::default();
-        rec.varint(value.len() as u64);
-        out.put(rec.as_slice())?;
-        out.put(value)?;
+    Ok(())
+}
+
+/// `len | bytes`, refusing what the reader would refuse.
+fn put_string<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    what: &'static str,
+    b: &[u8],
+) -> Result<(), SnapshotError> {
+    check_len(what, b.len() as u64)?;
+    let mut rec = Small::default();
+    rec.varint(b.len() as u64);
+    out.put(rec.as_slice())?;
+    out.put(b)?;
+    Ok(())
+}
+
+fn put_set<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    key: &[u8],
+    set: &Set,
+    meta: u32,
+) -> Result<(), SnapshotError> {
+    put_collection_head(out, tag::SET, key, meta, set.encoding_code(), set.len())?;
+    for m in set.iter() {
+        m.with(|m| put_string(out, "set member", m))?;
     }
     Ok(())
+}
+
+/// Reads a set entry's body (after its key and meta); like a hash's,
+/// members are added as they arrive.
+fn read_set<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    seed: u64,
+    spill: &mut Vec<u8>,
+) -> Result<Value, SnapshotError> {
+    let mut set = Set::restoring(input.byte()?, seed)
+        .ok_or(SnapshotError::Corrupt("unknown set encoding"))?;
+    let count = input.varint()?;
+    if count == 0 {
+        return Err(SnapshotError::Corrupt("empty set"));
+    }
+    if count > crate::set::MEMBERS_MAX as u64 {
+        return Err(SnapshotError::TooLarge {
+            what: "set member count",
+            len: count,
+            max: crate::set::MEMBERS_MAX as u64,
+        });
+    }
+    for _ in 0..count {
+        let n = input.len("set member")?;
+        set.push_restored(input.bytes(n, spill)?)
+            .map_err(SnapshotError::Corrupt)?;
+    }
+    Ok(Value::Set(Box::new(set)))
 }
 
 /// Reads a hash entry's body (after its key and meta). The pairs are
@@ -718,8 +794,9 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     }
                 }
             }
-            tag::INT..=tag::GROWABLE | tag::HASH => {
-                if tag == tag::HASH && input.version < 6 {
+            tag::INT..=tag::GROWABLE | tag::HASH | tag::SET => {
+                if (tag == tag::HASH && input.version < 6) || (tag == tag::SET && input.version < 7)
+                {
                     return Err(SnapshotError::Corrupt("unknown record tag"));
                 }
                 let key_len = input.len("key")?;
@@ -728,6 +805,8 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                 let meta = u32::from_le_bytes(input.array()?);
                 let value = if tag == tag::HASH {
                     read_hash(&mut input, field_seed, &mut spill, &mut field)?
+                } else if tag == tag::SET {
+                    read_set(&mut input, field_seed, &mut spill)?
                 } else {
                     read_value(&mut input, tag, &mut spill)?
                 };
@@ -1591,6 +1670,147 @@ mod tests {
             ks.get_hash(b"h", 0).unwrap().unwrap().get(b"f"),
             Some(&b"v"[..])
         );
+    }
+
+    /// Sets of every encoding: an intset, a listpack, a table of many
+    /// members with a deadline, a table shrunk by deletes to a few.
+    fn add_sets(ks: &mut Keyspace) {
+        let seed = ks.field_seed();
+        let mut ints = crate::set::Set::empty();
+        for m in ["5", "-3", "9223372036854775807", "0"] {
+            ints.add(m.as_bytes(), seed).unwrap();
+        }
+        ks.insert(b"set:ints", Value::Set(Box::new(ints)), Some(None), 0);
+        let mut small = crate::set::Set::empty();
+        for m in ["b", "", "12", "a"] {
+            small.add(m.as_bytes(), seed).unwrap();
+        }
+        ks.insert(b"set:small", Value::Set(Box::new(small)), Some(None), 0);
+        let mut big = crate::set::Set::empty();
+        for i in 0..300 {
+            big.add(format!("member:{i}").as_bytes(), seed).unwrap();
+        }
+        for i in (0..300).step_by(7) {
+            big.remove(format!("member:{i}").as_bytes());
+        }
+        ks.insert(b"set:big", Value::Set(Box::new(big)), Some(Some(9_000)), 0);
+        let mut shrunk = crate::set::Set::empty();
+        shrunk.add(&[b'l'; 100], seed).unwrap();
+        shrunk.add(b"7", seed).unwrap();
+        shrunk.remove(&[b'l'; 100]);
+        assert_eq!(shrunk.encoding(), "hashtable");
+        ks.insert(b"set:shrunk", Value::Set(Box::new(shrunk)), Some(None), 0);
+    }
+
+    fn set_members(ks: &mut Keyspace, key: &[u8]) -> Vec<Vec<u8>> {
+        let s = ks.get_set(key, 0).unwrap().unwrap();
+        s.iter().map(|m| m.to_vec()).collect()
+    }
+
+    fn set_record(key: &[u8], encoding: u8, count: u64, members: &[&[u8]]) -> Vec<u8> {
+        let mut body = vec![encoding];
+        body.extend_from_slice(varint(count).as_slice());
+        for m in members {
+            body.extend(string(m));
+        }
+        entry(tag::SET, key, 0, &body)
+    }
+
+    #[test]
+    fn sets_round_trip_with_their_encoding_order_and_deadline() {
+        let mut ks = Keyspace::new(SEED);
+        add_sets(&mut ks);
+        add_hashes(&mut ks, 3);
+        for chunk_len in [1, 7, CHUNK_LEN] {
+            let (mut restored, _) = decode(&encode(&ks, chunk_len)).expect("valid snapshot");
+            assert_restored(&ks, &restored);
+            assert_eq!(restored.digest(), ks.digest());
+            for (key, encoding) in [
+                (&b"set:ints"[..], "intset"),
+                (b"set:small", "listpack"),
+                (b"set:big", "hashtable"),
+                (b"set:shrunk", "hashtable"),
+            ] {
+                let got = restored.get(key, 0).map(|v| v.encoding());
+                assert_eq!(got, Some(encoding), "{key:?}");
+                assert_eq!(set_members(&mut restored, key), set_members(&mut ks, key));
+            }
+            assert_eq!(restored.deadline(b"set:big", 0), Some(Some(9_000)));
+            let s = restored.get_set(b"set:big", 0).unwrap().unwrap();
+            assert!(s.contains(b"member:1") && !s.contains(b"member:7"));
+        }
+    }
+
+    #[test]
+    fn version_6_snapshots_load_and_know_no_sets() {
+        let hash = hash_record(b"h", 0, 1, &[(b"f", b"v")]);
+        let (mut ks, _) = decode(&seal_version(6, 3, &hash, 1, 64)).expect("v6 loads");
+        assert_eq!(
+            ks.get_hash(b"h", 0).unwrap().unwrap().get(b"f"),
+            Some(&b"v"[..])
+        );
+        let set = set_record(b"s", 0, 2, &[b"1", b"2"]);
+        match decode(&seal_version(6, 3, &set, 1, 64)) {
+            Err(SnapshotError::Corrupt(why)) => assert_eq!(why, "unknown record tag"),
+            other => panic!("{:?}", other.map(|(_, i)| i)),
+        }
+        let (mut ks, _) = decode(&seal(3, &set, 1, 64)).expect("v7 loads sets");
+        assert_eq!(
+            set_members(&mut ks, b"s"),
+            vec![b"1".to_vec(), b"2".to_vec()]
+        );
+        assert_eq!(ks.get(b"s", 0).map(|v| v.encoding()), Some("intset"));
+    }
+
+    #[test]
+    fn set_records_that_break_the_rules_are_corrupt() {
+        let long = [b'x'; 65];
+        let many: Vec<Vec<u8>> = (0..129).map(|i| format!("m{i}").into_bytes()).collect();
+        let many: Vec<&[u8]> = many.iter().map(|m| m.as_slice()).collect();
+        let ints: Vec<Vec<u8>> = (0..513).map(|i| i.to_string().into_bytes()).collect();
+        let ints: Vec<&[u8]> = ints.iter().map(|m| m.as_slice()).collect();
+        for enc in [0, 1, 2] {
+            assert_eq!(corrupt(&set_record(b"s", enc, 0, &[]), 1), "empty set");
+        }
+        assert_eq!(
+            corrupt(&set_record(b"s", 3, 1, &[b"a"]), 1),
+            "unknown set encoding"
+        );
+        for enc in [1, 2] {
+            assert_eq!(
+                corrupt(&set_record(b"s", enc, 2, &[b"a", b"a"]), 1),
+                "duplicate set member"
+            );
+        }
+        assert_eq!(
+            corrupt(&set_record(b"s", 0, 2, &[b"2", b"1"]), 1),
+            "intset members out of order"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 0, 2, &[b"1", b"1"]), 1),
+            "intset members out of order"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 0, 1, &[b"01"]), 1),
+            "intset member that is not an integer"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 0, 513, &ints), 1),
+            "intset with more than 512 members"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 1, 1, &[&long]), 1),
+            "listpack set member longer than 64 bytes"
+        );
+        assert_eq!(
+            corrupt(&set_record(b"s", 1, 129, &many), 1),
+            "listpack set with more than 128 members"
+        );
+        // The same members are fine as a table.
+        assert!(decode(&seal(3, &set_record(b"s", 2, 129, &many), 1, 5)).is_ok());
+        assert!(decode(&seal(3, &set_record(b"s", 2, 513, &ints), 1, 5)).is_ok());
+        // A count that claims more members than follow: an error, no panic.
+        assert!(decode(&seal(3, &set_record(b"s", 2, 1 << 40, &[b"a"]), 1, 5)).is_err());
     }
 
     #[test]

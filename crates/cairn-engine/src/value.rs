@@ -4,12 +4,13 @@
 //! (`int`), short strings inline in the table slot (`embstr`), longer ones
 //! in one exact-size allocation (`raw`), and strings that grew by APPEND or
 //! SETRANGE in a growable buffer so repeated appends stay amortised O(1).
-//! Hashes are a boxed variant (so the enum stays three words) with
-//! encodings of their own ([`crate::hash`]); lists, sets and sorted sets
-//! will join the same way.
+//! Hashes and sets are boxed variants (so the enum stays three words)
+//! with encodings of their own ([`crate::hash`], [`crate::set`]); lists
+//! and sorted sets will join the same way.
 
 use crate::bytes::{malloc_size, INLINE_MAX};
 use crate::hash::Hash;
+use crate::set::Set;
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Value {
@@ -18,6 +19,7 @@ pub enum Value {
     Heap(Box<[u8]>),
     Growable(Box<Vec<u8>>),
     Hash(Box<Hash>),
+    Set(Box<Set>),
 }
 
 /// The Redis type name of a value (TYPE, SCAN TYPE).
@@ -25,6 +27,7 @@ pub enum Value {
 pub enum ValueType {
     String,
     Hash,
+    Set,
 }
 
 impl ValueType {
@@ -32,7 +35,45 @@ impl ValueType {
         match self {
             ValueType::String => "string",
             ValueType::Hash => "hash",
+            ValueType::Set => "set",
         }
+    }
+}
+
+/// A boxed collection type of [`Value`] (hash, set): how the keyspace's
+/// generic write path finds it in a value, stores it, and sees it empty.
+pub(crate) trait Collection: Sized {
+    /// The collection in `v`, if `v` holds this type.
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+    fn into_value(self) -> Value;
+    fn is_empty(&self) -> bool;
+}
+
+impl Collection for Hash {
+    fn of_mut(v: &mut Value) -> Option<&mut Self> {
+        v.as_hash_mut()
+    }
+
+    fn into_value(self) -> Value {
+        Value::Hash(Box::new(self))
+    }
+
+    fn is_empty(&self) -> bool {
+        Hash::is_empty(self)
+    }
+}
+
+impl Collection for Set {
+    fn of_mut(v: &mut Value) -> Option<&mut Self> {
+        v.as_set_mut()
+    }
+
+    fn into_value(self) -> Value {
+        Value::Set(Box::new(self))
+    }
+
+    fn is_empty(&self) -> bool {
+        Set::is_empty(self)
     }
 }
 
@@ -67,12 +108,13 @@ impl Value {
     pub fn value_type(&self) -> ValueType {
         match self {
             Value::Hash(_) => ValueType::Hash,
+            Value::Set(_) => ValueType::Set,
             _ => ValueType::String,
         }
     }
 
     pub fn is_string(&self) -> bool {
-        !matches!(self, Value::Hash(_))
+        !matches!(self, Value::Hash(_) | Value::Set(_))
     }
 
     /// The hash this value holds, if it is one.
@@ -90,9 +132,24 @@ impl Value {
         }
     }
 
+    /// The set this value holds, if it is one.
+    pub fn as_set(&self) -> Option<&Set> {
+        match self {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_set_mut(&mut self) -> Option<&mut Set> {
+        match self {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Calls `f` with the string bytes (integers are formatted on the
     /// stack, never allocated). Callers check [`Value::is_string`] first
-    /// (WRONGTYPE); a hash gives empty bytes.
+    /// (WRONGTYPE); a hash or a set gives empty bytes.
     #[inline]
     pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self {
@@ -100,8 +157,11 @@ impl Value {
             Value::Inline { len, data } => f(&data[..*len as usize]),
             Value::Heap(b) => f(b),
             Value::Growable(v) => f(v),
-            Value::Hash(_) => {
-                debug_assert!(false, "string bytes of a hash: a missing WRONGTYPE check");
+            Value::Hash(_) | Value::Set(_) => {
+                debug_assert!(
+                    false,
+                    "string bytes of a collection: a missing WRONGTYPE check"
+                );
                 f(&[])
             }
         }
@@ -117,7 +177,7 @@ impl Value {
             Value::Inline { len, .. } => *len as usize,
             Value::Heap(b) => b.len(),
             Value::Growable(v) => v.len(),
-            Value::Hash(_) => 0,
+            Value::Hash(_) | Value::Set(_) => 0,
         }
     }
 
@@ -126,7 +186,7 @@ impl Value {
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(n) => Some(*n),
-            Value::Hash(_) => None,
+            Value::Hash(_) | Value::Set(_) => None,
             other => other.with_bytes(crate::num::parse_i64),
         }
     }
@@ -151,6 +211,7 @@ impl Value {
             Value::Heap(b) if b.len() <= 44 => "embstr",
             Value::Heap(_) | Value::Growable(_) => "raw",
             Value::Hash(h) => h.encoding(),
+            Value::Set(s) => s.encoding(),
         }
     }
 
@@ -163,6 +224,7 @@ impl Value {
                 malloc_size(v.capacity()) + malloc_size(std::mem::size_of::<Vec<u8>>())
             }
             Value::Hash(h) => malloc_size(std::mem::size_of::<Hash>()) + h.heap_bytes(),
+            Value::Set(s) => malloc_size(std::mem::size_of::<Set>()) + s.heap_bytes(),
         }
     }
 }

@@ -8,22 +8,9 @@ use redis::Value;
 
 mod common;
 
-use common::{Reference, Server};
-
-fn connect(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .expect("valid url")
-        .get_connection()
-        .expect("connect")
-}
-
-fn cmd(c: &mut redis::Connection, args: &[String]) -> Result<Value, String> {
-    let mut cmd = redis::cmd(&args[0]);
-    for a in &args[1..] {
-        cmd.arg(a.as_str());
-    }
-    cmd.query(c).map_err(|e| e.to_string())
-}
+use common::{
+    assert_same_replies, connect, memory_usage, scan_all, send as cmd, Reference, Server,
+};
 
 /// A reply with the items of every array sorted (for encodings whose
 /// order is their own); pairs of HGETALL/HSCAN stay pairs.
@@ -239,19 +226,7 @@ fn hash_commands_answer_like_redis() {
     let script = script();
     let want = play(&reference.url(), &script);
     let got = play(&cairn.url(), &script);
-    let mut diffs = Vec::new();
-    for ((line, w), (_, g)) in want.iter().zip(&got) {
-        if w != g {
-            let shown: String = line.chars().take(80).collect();
-            diffs.push(format!("{shown}\n  redis: {w:?}\n  cairn: {g:?}"));
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    assert_same_replies(&want, &got);
 }
 
 #[test]
@@ -266,31 +241,9 @@ fn a_big_hash_scans_completely_in_several_calls() {
             .query(&mut c)
             .expect("hset");
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut cursor: u64 = 0;
-    let mut calls = 0;
-    loop {
-        let (next, items): (u64, Vec<String>) = redis::cmd("HSCAN")
-            .arg("big")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(100)
-            .arg("NOVALUES")
-            .query(&mut c)
-            .expect("hscan");
-        seen.extend(items);
-        calls += 1;
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    let (seen, calls) = scan_all(&mut c, "HSCAN", "big", 100, &["NOVALUES"]);
     assert_eq!(seen.len(), 1000);
     assert!(calls >= 10, "{calls} calls");
-    let usage: i64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg("big")
-        .query(&mut c)
-        .expect("memory usage");
+    let usage = memory_usage(&mut c, "big");
     assert!(usage > 1000 * 64, "{usage}");
 }

@@ -21,17 +21,50 @@ fn dataset_bytes(c: &mut redis::Connection) -> u64 {
         .expect("used_memory_dataset")
 }
 
-fn load(c: &mut redis::Connection, prefix: &str, n: usize, value: &[u8]) {
-    for chunk in 0..n / 1000 {
+/// What one test loads: `n` keys of a shape.
+#[derive(Clone, Copy)]
+enum Shape<'a> {
+    /// A string value.
+    Str(&'a [u8]),
+    /// A set of this many members like `member:000123` (a listpack up to
+    /// 128, a hashtable above).
+    Set(usize),
+    /// A set of this many small integers (an intset up to 512).
+    Ints(usize),
+}
+
+fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
+    let per_key = match shape {
+        Shape::Str(_) => 1,
+        Shape::Set(m) | Shape::Ints(m) => m,
+    };
+    let keys_per_batch = (1000 / per_key).max(1);
+    for chunk in 0..n.div_ceil(keys_per_batch) {
         let mut p = redis::pipe();
-        for i in chunk * 1000..(chunk + 1) * 1000 {
-            p.set(format!("{prefix}:{i:08}"), value).ignore();
+        for i in chunk * keys_per_batch..((chunk + 1) * keys_per_batch).min(n) {
+            let key = format!("{prefix}:{i:08}");
+            match shape {
+                Shape::Str(value) => {
+                    p.set(key, value).ignore();
+                }
+                Shape::Set(m) => {
+                    let members: Vec<String> = (0..m).map(|j| format!("member:{j:06}")).collect();
+                    p.sadd(key, members).ignore();
+                }
+                Shape::Ints(m) => {
+                    p.sadd(key, (0..m as i64).collect::<Vec<_>>()).ignore();
+                }
+            }
         }
         let _: () = p.query(c).expect("pipeline");
     }
 }
 
-fn check(prefix: &str, n: usize, value: &[u8]) {
+/// Loads `n` keys of `shape` into a fresh server and compares the RSS
+/// growth with the dataset's. The server is returned, still running: what
+/// it holds must not be freed and reused by the next check (RSS would
+/// not grow then).
+fn check(prefix: &str, n: usize, shape: Shape<'_>) -> cairn_server::ServerHandle {
     let h = cairn_server::start(cairn_server::Config {
         port: 0,
         ..Default::default()
@@ -42,27 +75,32 @@ fn check(prefix: &str, n: usize, value: &[u8]) {
         .get_connection()
         .unwrap();
     // Warm up allocator and connection buffers before the baseline.
-    load(&mut c, "warm", 1000, value);
+    load(&mut c, "warm", 1000, Shape::Str(&[b'w'; 16]));
     let (rss0, ds0) = (rss_bytes(), dataset_bytes(&mut c));
-    load(&mut c, prefix, n, value);
+    load(&mut c, prefix, n, shape);
     let (rss1, ds1) = (rss_bytes(), dataset_bytes(&mut c));
     let (rss, ds) = ((rss1 - rss0) as f64, (ds1 - ds0) as f64);
     let ratio = rss / ds;
-    eprintln!(
-        "{n} keys x {} B values: dataset +{ds} B, RSS +{rss} B, ratio {ratio:.2}",
-        value.len()
-    );
+    eprintln!("{prefix}: {n} keys: dataset +{ds} B, RSS +{rss} B, ratio {ratio:.2}");
     assert!(
         (0.7..=1.4).contains(&ratio),
         "RSS grew {rss} B while the dataset grew {ds} B (ratio {ratio:.2})"
     );
-    h.shutdown();
-    h.wait();
+    h
 }
 
 /// One test, so nothing else in this process allocates meanwhile.
 #[test]
 fn dataset_accounting_matches_rss_growth() {
-    check("small", 300_000, &[b'v'; 16]);
-    check("big", 100_000, &[b'v'; 300]);
+    let servers = [
+        check("small", 300_000, Shape::Str(&[b'v'; 16])),
+        check("big", 100_000, Shape::Str(&[b'v'; 300])),
+        check("listpack-sets", 20_000, Shape::Set(20)),
+        check("table-sets", 100, Shape::Set(2_000)),
+        check("intsets", 20_000, Shape::Ints(100)),
+    ];
+    for h in servers {
+        h.shutdown();
+        h.wait();
+    }
 }

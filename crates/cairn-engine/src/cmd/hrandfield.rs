@@ -125,7 +125,7 @@ impl HRandField<'_> {
 /// `k` distinct positions of `0..n` (k < n), uniformly: the first `k`
 /// steps of a Fisher-Yates shuffle, with the swaps kept in a map so the
 /// cost is O(k) whatever `n`.
-fn distinct(n: usize, k: usize, rng: &mut u64) -> Vec<usize> {
+pub(crate) fn distinct(n: usize, k: usize, rng: &mut u64) -> Vec<usize> {
     let mut swapped: hashbrown::HashMap<usize, usize, foldhash::fast::FixedState> =
         hashbrown::HashMap::with_capacity_and_hasher(k * 2, Default::default());
     let mut picks = Vec::with_capacity(k);

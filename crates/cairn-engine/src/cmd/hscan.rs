@@ -15,13 +15,15 @@ pub struct HScan<'a> {
     options: &'a [&'a [u8]],
 }
 
-struct Options<'a> {
-    pattern: Option<&'a [u8]>,
-    count: usize,
-    values: bool,
+pub(crate) struct Options<'a> {
+    pub pattern: Option<&'a [u8]>,
+    pub count: usize,
+    pub values: bool,
 }
 
-fn options<'a>(args: &[&'a [u8]]) -> Result<Options<'a>, CmdError> {
+/// The options after the cursor; `novalues`: whether NOVALUES is one
+/// (HSCAN; SSCAN has no values to leave out).
+pub(crate) fn options<'a>(args: &[&'a [u8]], novalues: bool) -> Result<Options<'a>, CmdError> {
     let mut o = Options {
         pattern: None,
         count: 10,
@@ -29,7 +31,7 @@ fn options<'a>(args: &[&'a [u8]]) -> Result<Options<'a>, CmdError> {
     };
     let mut i = 0;
     while i < args.len() {
-        if is(args[i], "NOVALUES") {
+        if novalues && is(args[i], "NOVALUES") {
             o.values = false;
             i += 1;
             continue;
@@ -53,16 +55,20 @@ fn options<'a>(args: &[&'a [u8]]) -> Result<Options<'a>, CmdError> {
     Ok(o)
 }
 
+/// A scan cursor: an unsigned decimal.
+pub(crate) fn cursor(arg: &[u8]) -> Result<u64, CmdError> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or(CmdError::from("ERR invalid cursor"))
+}
+
 impl<'a> Command<'a> for HScan<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
         let key = super::arg(argv, 1)?;
-        let cursor = std::str::from_utf8(super::arg(argv, 2)?)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or(CmdError::from("ERR invalid cursor"))?;
         Ok(HScan {
             key,
-            cursor,
+            cursor: cursor(super::arg(argv, 2)?)?,
             options: &argv[3..],
         })
     }
@@ -77,7 +83,7 @@ impl<'a> Command<'a> for HScan<'a> {
             }
             Err(e) => return out.error(e),
         };
-        let o = match options(self.options) {
+        let o = match options(self.options, true) {
             Ok(o) => o,
             Err(e) => return super::reply_err(out, e),
         };

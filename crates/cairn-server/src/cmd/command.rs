@@ -16,9 +16,12 @@ fn info_entry(ctx: &mut Ctx<'_>, s: &Spec) {
     for f in flags {
         out.simple(f);
     }
-    out.int(s.first_key as i64);
-    out.int(s.last_key as i64);
-    out.int(s.step as i64);
+    // Movable keys (NUMKEYS: SINTERCARD, and LMPOP on the lists branch)
+    // show as Redis' `movablekeys` with no legacy range (0 0 0).
+    let movable = s.flags & super::NUMKEYS != 0;
+    for n in [s.first_key, s.last_key, s.step] {
+        out.int(if movable { 0 } else { i64::from(n) });
+    }
     out.set(1);
     out.simple(&format!("@{}", s.group));
     out.array(0); // tips

@@ -43,6 +43,10 @@ const PARAMS: &[(&str, bool)] = &[
     ("tls-key-file", false),
     ("tls-ca-cert-file", false),
     ("tls-auth-clients", false),
+    // Fixed for the same reason: sets convert at the same size everywhere.
+    ("set-max-intset-entries", false),
+    ("set-max-listpack-entries", false),
+    ("set-max-listpack-value", false),
 ];
 
 fn get(sh: &Shared, name: &str) -> String {
@@ -83,6 +87,9 @@ fn get(sh: &Shared, name: &str) -> String {
         .into(),
         "hash-max-listpack-entries" => cairn_engine::hash::LISTPACK_ENTRIES_MAX.to_string(),
         "hash-max-listpack-value" => cairn_engine::hash::LISTPACK_VALUE_MAX.to_string(),
+        "set-max-intset-entries" => cairn_engine::set::INTSET_ENTRIES_MAX.to_string(),
+        "set-max-listpack-entries" => cairn_engine::set::LISTPACK_ENTRIES_MAX.to_string(),
+        "set-max-listpack-value" => cairn_engine::set::LISTPACK_VALUE_MAX.to_string(),
         _ => String::new(),
     }
 }

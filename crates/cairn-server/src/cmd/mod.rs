@@ -74,8 +74,12 @@ pub(crate) const NOSCRIPT: u32 = 1 << 7;
 /// Not a Redis flag (COMMAND does not show it): the command's key list
 /// may end with `FENCE lock token` (DEL), which are not keys.
 pub(crate) const FENCE_TAIL: u32 = 1 << 8;
+/// Not a Redis flag: the keys are `numkeys` arguments from `first_key`,
+/// `numkeys` being the argument just before (LMPOP, BLMPOP); Redis
+/// calls these movable keys.
+pub(crate) const NUMKEYS: u32 = 1 << 9;
 
-pub(crate) const FLAG_NAMES: [(u32, &str); 8] = [
+pub(crate) const FLAG_NAMES: [(u32, &str); 9] = [
     (WRITE, "write"),
     (READONLY, "readonly"),
     (DENYOOM, "denyoom"),
@@ -84,6 +88,7 @@ pub(crate) const FLAG_NAMES: [(u32, &str); 8] = [
     (LOADING, "loading"),
     (STALE, "stale"),
     (FAST, "fast"),
+    (NUMKEYS, "movablekeys"),
 ];
 
 pub(crate) struct Spec {
@@ -109,6 +114,17 @@ impl Spec {
             && argv[argc - 3].eq_ignore_ascii_case(b"FENCE")
         {
             argc -= 3;
+        }
+        if self.flags & NUMKEYS != 0 {
+            // Keys end where numkeys says (a bad count names none: the
+            // command's own parse answers the error).
+            let first = self.first_key.max(1) as usize;
+            let n = argv
+                .get(first - 1)
+                .and_then(|a| cairn_engine::num::parse_i64(a))
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0);
+            argc = argc.min(first.saturating_add(n));
         }
         self.key_positions(argc)
     }
@@ -224,6 +240,24 @@ static TABLE: &[Spec] = &[
     spec!("hincrbyfloat", 4, WRITE | DENYOOM | FAST, 1, 1, 1, "hash", "2.6.0", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.", eng!(hincrbyfloat::HIncrByFloat)),
     spec!("hrandfield", -2, READONLY, 1, 1, 1, "hash", "6.2.0", "Returns one or more random fields from a hash.", eng!(hrandfield::HRandField)),
     spec!("hscan", -3, READONLY, 1, 1, 1, "hash", "2.8.0", "Iterates over fields and values of a hash.", eng!(hscan::HScan)),
+    // sets (docs/design/datatypes.md)
+    spec!("sadd", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "set", "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.", eng!(sadd::SAdd)),
+    spec!("srem", -3, WRITE | FAST, 1, 1, 1, "set", "1.0.0", "Removes one or more members from a set. Deletes the set if the last member was removed.", eng!(srem::SRem)),
+    spec!("scard", 2, READONLY | FAST, 1, 1, 1, "set", "1.0.0", "Returns the number of members in a set.", eng!(scard::SCard)),
+    spec!("sismember", 3, READONLY | FAST, 1, 1, 1, "set", "1.0.0", "Determines whether a member belongs to a set.", eng!(sismember::SIsMember<false>)),
+    spec!("smismember", -3, READONLY | FAST, 1, 1, 1, "set", "6.2.0", "Determines whether multiple members belong to a set.", eng!(sismember::SMIsMember)),
+    spec!("smembers", 2, READONLY, 1, 1, 1, "set", "1.0.0", "Returns all members of a set.", eng!(smembers::SMembers)),
+    spec!("srandmember", -2, READONLY, 1, 1, 1, "set", "1.0.0", "Get one or multiple random members from a set", eng!(srandmember::SRandMember)),
+    spec!("spop", -2, WRITE | FAST, 1, 1, 1, "set", "1.0.0", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.", eng!(spop::SPop)),
+    spec!("smove", 4, WRITE | FAST, 1, 2, 1, "set", "1.0.0", "Moves a member from one set to another.", eng!(smove::SMove)),
+    spec!("sinter", -2, READONLY, 1, -1, 1, "set", "1.0.0", "Returns the intersect of multiple sets.", eng!(sinter::SInter<false>)),
+    spec!("sintercard", -3, READONLY | NUMKEYS, 2, -1, 1, "set", "7.0.0", "Returns the number of members of the intersect of multiple sets.", eng!(sintercard::SInterCard)),
+    spec!("sinterstore", -3, WRITE | DENYOOM, 1, -1, 1, "set", "1.0.0", "Stores the intersect of multiple sets in a key.", eng!(sinter::SInterStore)),
+    spec!("sunion", -2, READONLY, 1, -1, 1, "set", "1.0.0", "Returns the union of multiple sets.", eng!(sunion::SUnion<{ sunion::UNION }, false>)),
+    spec!("sunionstore", -3, WRITE | DENYOOM, 1, -1, 1, "set", "1.0.0", "Stores the union of multiple sets in a key.", eng!(sunion::SUnionStore)),
+    spec!("sdiff", -2, READONLY, 1, -1, 1, "set", "1.0.0", "Returns the difference of multiple sets.", eng!(sunion::SDiff)),
+    spec!("sdiffstore", -3, WRITE | DENYOOM, 1, -1, 1, "set", "1.0.0", "Stores the difference of multiple sets in a key.", eng!(sunion::SDiffStore)),
+    spec!("sscan", -3, READONLY, 1, 1, 1, "set", "2.6.0", "Iterates over members of a set.", eng!(sscan::SScan)),
     // keys
     spec!("del", -2, WRITE | FENCE_TAIL, 1, -1, 1, "generic", "1.0.0", "Deletes one or more keys.", eng!(del::Del<true>)),
     spec!("unlink", -2, WRITE | FAST, 1, -1, 1, "generic", "4.0.0", "Asynchronously deletes one or more keys.", eng!(del::Unlink)),

@@ -1,5 +1,6 @@
 //! Shared by the side-by-side tests: a cairn server and a redis-server
-//! on free ports, both stopped on drop.
+//! on free ports, both stopped on drop, and the pieces that send a
+//! script's commands and compare the two servers' replies.
 
 #![allow(dead_code)]
 
@@ -81,4 +82,82 @@ impl Drop for Reference {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+pub fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("valid url")
+        .get_connection()
+        .expect("connect")
+}
+
+/// Sends one command (space-split arguments already split).
+pub fn send(c: &mut redis::Connection, args: &[String]) -> Result<redis::Value, String> {
+    let mut cmd = redis::cmd(&args[0]);
+    for a in &args[1..] {
+        cmd.arg(a.as_str());
+    }
+    cmd.query(c).map_err(|e| e.to_string())
+}
+
+/// Fails with every line whose replies differ (redis-server's first).
+pub fn assert_same_replies(
+    want: &[(String, Result<redis::Value, String>)],
+    got: &[(String, Result<redis::Value, String>)],
+) {
+    assert_eq!(want.len(), got.len());
+    let mut diffs = Vec::new();
+    for ((line, w), (_, g)) in want.iter().zip(got) {
+        if w != g {
+            let shown: String = line.chars().take(80).collect();
+            diffs.push(format!("{shown}\n  redis: {w:?}\n  cairn: {g:?}"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences in {} commands:\n{}",
+        diffs.len(),
+        want.len(),
+        diffs.join("\n")
+    );
+}
+
+/// Scans `key` to the end with `scan` (HSCAN, SSCAN ...) and `COUNT
+/// count` plus `extra` options: every item seen, and how many calls it
+/// took.
+pub fn scan_all(
+    c: &mut redis::Connection,
+    scan: &str,
+    key: &str,
+    count: usize,
+    extra: &[&str],
+) -> (std::collections::HashSet<String>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: u64 = 0;
+    let mut calls = 0;
+    loop {
+        let (next, items): (u64, Vec<String>) = redis::cmd(scan)
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .arg(extra)
+            .query(c)
+            .expect("scan");
+        seen.extend(items);
+        calls += 1;
+        cursor = next;
+        if cursor == 0 {
+            return (seen, calls);
+        }
+    }
+}
+
+/// MEMORY USAGE of `key`.
+pub fn memory_usage(c: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(key)
+        .query(c)
+        .expect("memory usage")
 }

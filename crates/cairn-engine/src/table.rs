@@ -1,0 +1,205 @@
+//! The large encoding of hashes and sets: entries in a dense vector,
+//! found by an index of positions (the keyspace's own layout).
+//!
+//! Iteration order is the vector's, which depends only on the commands
+//! applied, so every replica (and a restored snapshot) iterates, scans
+//! and samples alike; a position is an O(1) random sample. Removal is
+//! swap-remove, which repoints the moved entry's index slot.
+//!
+//! The thing not to get wrong: the index hashes keys with a seed derived
+//! from the shard's secret seed (so keys cannot be chosen to collide),
+//! and that seed changes no observable order.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::bytes::malloc_size;
+
+/// Most entries one table holds (positions are u32).
+pub const ENTRIES_MAX: usize = u32::MAX as usize - 1;
+
+/// What a [`DenseTable`] holds: found by its key, weighed by its heap
+/// bytes.
+pub trait TableEntry {
+    fn key(&self) -> &[u8];
+    /// Allocator-rounded heap bytes this entry owns.
+    fn heap_bytes(&self) -> usize;
+}
+
+/// A hash's field and value.
+impl TableEntry for (Box<[u8]>, Box<[u8]>) {
+    fn key(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn heap_bytes(&self) -> usize {
+        malloc_size(self.0.len()) + malloc_size(self.1.len())
+    }
+}
+
+/// A set's member.
+impl TableEntry for Box<[u8]> {
+    fn key(&self) -> &[u8] {
+        self
+    }
+
+    fn heap_bytes(&self) -> usize {
+        malloc_size(self.len())
+    }
+}
+
+#[derive(Clone)]
+pub struct DenseTable<E> {
+    entries: Vec<E>,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    /// Heap bytes of every entry, kept as entries change so memory
+    /// accounting stays O(1) per write.
+    data_bytes: usize,
+}
+
+impl<E: PartialEq> PartialEq for DenseTable<E> {
+    /// Same entries in the same order (the index is derived).
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl<E: Eq> Eq for DenseTable<E> {}
+
+impl<E> std::fmt::Debug for DenseTable<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DenseTable")
+            .field("len", &self.entries.len())
+            .finish()
+    }
+}
+
+impl<E: TableEntry> DenseTable<E> {
+    pub fn new(seed: u64, capacity: usize) -> Self {
+        DenseTable {
+            entries: Vec::with_capacity(capacity),
+            index: HashTable::with_capacity(capacity),
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+            data_bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every entry in position order.
+    pub fn entries(&self) -> &[E] {
+        &self.entries
+    }
+
+    pub fn position(&self, key: &[u8]) -> Option<usize> {
+        let entries = &self.entries;
+        self.index
+            .find(self.hasher.hash_one(key), |&i| {
+                entries[i as usize].key() == key
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// Appends an entry whose key is absent; false when the table is full.
+    pub fn push(&mut self, entry: E) -> bool {
+        let pos = self.entries.len();
+        if pos >= ENTRIES_MAX {
+            return false;
+        }
+        debug_assert!(self.position(entry.key()).is_none(), "duplicate key");
+        let h = self.hasher.hash_one(entry.key());
+        self.data_bytes += entry.heap_bytes();
+        self.entries.push(entry);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(h, pos as u32, |&i| {
+            hasher.hash_one(entries[i as usize].key())
+        });
+        true
+    }
+
+    /// Changes the entry at `pos` in place; `f` must keep its key.
+    pub fn update<R>(&mut self, pos: usize, f: impl FnOnce(&mut E) -> R) -> R {
+        let entry = &mut self.entries[pos];
+        let before = entry.heap_bytes();
+        let r = f(entry);
+        self.data_bytes = self.data_bytes - before + entry.heap_bytes();
+        r
+    }
+
+    /// Removes the entry with `key`, if there is one.
+    pub fn remove(&mut self, key: &[u8]) -> Option<E> {
+        let h = self.hasher.hash_one(key);
+        let entries = &self.entries;
+        let slot = self
+            .index
+            .find_entry(h, |&i| entries[i as usize].key() == key)
+            .ok()?;
+        let pos = *slot.get() as usize;
+        slot.remove();
+        let last = self.entries.len() - 1;
+        if pos != last {
+            // The last entry moves into the hole: repoint its index slot.
+            let moved = self.hasher.hash_one(self.entries[last].key());
+            if let Some(i) = self.index.find_mut(moved, |&i| i as usize == last) {
+                *i = pos as u32;
+            }
+        }
+        let e = self.entries.swap_remove(pos);
+        self.data_bytes -= e.heap_bytes();
+        Some(e)
+    }
+
+    /// Heap bytes of the vector, the index and every entry.
+    pub fn heap_bytes(&self) -> usize {
+        let buckets = if self.index.capacity() == 0 {
+            0
+        } else {
+            (self.index.capacity() * 8 / 7).next_power_of_two()
+        };
+        malloc_size(self.entries.capacity() * std::mem::size_of::<E>())
+            + malloc_size(buckets * (std::mem::size_of::<u32>() + 1))
+            + self.data_bytes
+    }
+
+    /// The entries' own heap bytes (what [`Self::heap_bytes`] adds to
+    /// the table's).
+    pub fn data_bytes(&self) -> usize {
+        self.data_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_keeps_the_index_and_the_byte_count_right() {
+        let mut t: DenseTable<Box<[u8]>> = DenseTable::new(9, 0);
+        for i in 0..1000 {
+            assert!(t.push(format!("k{i}").into_bytes().into()));
+        }
+        for i in (0..1000).step_by(3) {
+            assert!(t.remove(format!("k{i}").as_bytes()).is_some());
+        }
+        for i in 0..1000 {
+            let found = t.position(format!("k{i}").as_bytes());
+            assert_eq!(found.is_some(), i % 3 != 0, "k{i}");
+            if let Some(p) = found {
+                assert_eq!(&*t.entries()[p], format!("k{i}").as_bytes());
+            }
+        }
+        for i in 0..1000 {
+            t.remove(format!("k{i}").as_bytes());
+        }
+        assert!(t.is_empty());
+        assert_eq!(t.data_bytes(), 0);
+    }
+}
