@@ -54,6 +54,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, mut stre
         return;
     }
     let mut conn = ConnState::new(info, stats);
+    conn.auth.epoch = shared.acl.epoch();
+    conn.auth.user = shared.acl.initial();
     run(&shared, &mut conn, &mut stream).await;
     shared.clients.remove(id);
 }

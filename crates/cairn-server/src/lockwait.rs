@@ -185,6 +185,7 @@ mod tests {
             lock_waits: Default::default(),
             forwarded: Default::default(),
             moved: Default::default(),
+            acl: crate::acl::Acl::new(""),
             config,
         })
     }

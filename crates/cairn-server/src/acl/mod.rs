@@ -1,0 +1,281 @@
+//! Users and access control with Redis' ACL model (docs/design/acl.md):
+//! the users (`Acl`), the per-command check (`check`), the ACL LOG, and
+//! the ACL file.
+//!
+//! The thing not to get wrong: the check runs once per command, before
+//! it runs, queues (MULTI) or leaves this node (cluster routing), in
+//! `dispatch`; nothing else decides access. A connection keeps its
+//! user's `Arc` and the registry's epoch; any ACL change bumps the epoch
+//! and the connection looks its user up again at its next command (a
+//! deleted user's connections are closed, as Redis does).
+
+pub(crate) mod category;
+mod log;
+pub(crate) mod sha256;
+pub(crate) mod user;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+pub(crate) use log::{AclLog, LogEntry};
+pub(crate) use user::User;
+
+use crate::cmd::{table, Spec};
+use category::KeyUse;
+
+/// Most users: each ACL SETUSER of a new name past this is refused.
+pub(crate) const USERS_MAX: usize = 10_000;
+/// Failed AUTH/HELLO AUTH attempts after which a connection is closed
+/// (Redis has no such bound; a password guesser must reconnect, which
+/// `maxclients` and the accept path bound).
+pub(crate) const AUTH_FAILURES_MAX: u32 = 10;
+
+pub(crate) const NOAUTH: &str = "NOAUTH Authentication required.";
+pub(crate) const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// The users of one server.
+pub(crate) struct Acl {
+    users: RwLock<BTreeMap<Vec<u8>, Arc<User>>>,
+    /// Bumped by every change: connections re-read their user.
+    epoch: AtomicU64,
+    pub log: Mutex<AclLog>,
+}
+
+impl Acl {
+    /// The default user only; `requirepass` (non-empty) is its password.
+    pub fn new(requirepass: &str) -> Acl {
+        let mut default = User::default_user();
+        if !requirepass.is_empty() {
+            let _ = default.apply(b"resetpass");
+            let _ = default.apply(format!(">{requirepass}").as_bytes());
+        }
+        let mut users = BTreeMap::new();
+        users.insert(b"default".to_vec(), Arc::new(default));
+        Acl {
+            users: RwLock::new(users),
+            epoch: AtomicU64::new(1),
+            log: Mutex::new(AclLog::default()),
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Relaxed)
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<Arc<User>> {
+        self.users.read().get(name).cloned()
+    }
+
+    /// The user a new (or RESET) connection starts as: `default` when it
+    /// needs no password; otherwise none (NOAUTH until AUTH).
+    pub fn initial(&self) -> Option<Arc<User>> {
+        self.get(b"default").filter(|u| u.nopass && u.enabled)
+    }
+
+    /// The user `name`/`pass` opens, if any.
+    pub fn authenticate(&self, name: &[u8], pass: &[u8]) -> Option<Arc<User>> {
+        self.get(name).filter(|u| u.password_ok(pass))
+    }
+
+    /// ACL SETUSER: all rules or none; `Err` is the reply.
+    pub fn setuser(&self, name: &[u8], rules: &[&[u8]]) -> Result<(), String> {
+        if name.iter().any(|&c| c == b' ' || c == 0) {
+            return Err("ERR Usernames can't contain spaces or null characters".into());
+        }
+        let mut users = self.users.write();
+        let mut u = match users.get(name) {
+            Some(u) => (**u).clone(),
+            None if users.len() >= USERS_MAX => {
+                return Err(format!("ERR too many users (at most {USERS_MAX})"))
+            }
+            None => User::new(name),
+        };
+        for r in rules {
+            u.apply(r).map_err(|e| {
+                format!(
+                    "ERR Error in ACL SETUSER modifier '{}': {e}",
+                    String::from_utf8_lossy(r)
+                )
+            })?;
+        }
+        users.insert(name.to_vec(), Arc::new(u));
+        self.epoch.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// ACL DELUSER: how many existed.
+    pub fn deluser(&self, names: &[&[u8]]) -> Result<usize, String> {
+        if names.iter().any(|n| *n == b"default") {
+            return Err("ERR The 'default' user cannot be removed".into());
+        }
+        let mut users = self.users.write();
+        let n = names.iter().filter(|n| users.remove(**n).is_some()).count();
+        self.epoch.fetch_add(1, Relaxed);
+        Ok(n)
+    }
+
+    pub fn users(&self) -> Vec<Arc<User>> {
+        self.users.read().values().cloned().collect()
+    }
+
+    /// The users as the ACL file and ACL LIST write them.
+    pub fn list(&self) -> Vec<String> {
+        self.users
+            .read()
+            .values()
+            .map(|u| format!("user {} {}", String::from_utf8_lossy(&u.name), u.describe()))
+            .collect()
+    }
+
+    /// Replaces every user with those of an ACL file's text; a file
+    /// without `default` keeps the current one. All or nothing.
+    pub fn load(&self, text: &str, path: &str) -> Result<(), String> {
+        let users = parse_file(text, path)?;
+        let mut cur = self.users.write();
+        let default = cur.get(b"default".as_slice()).cloned();
+        *cur = users;
+        if let Some(d) = default {
+            cur.entry(b"default".to_vec()).or_insert(d);
+        }
+        self.epoch.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+/// Parses an ACL file: one `user <name> <rule>...` per line, blank lines
+/// ignored; errors name the line, as Redis' do.
+pub(crate) fn parse_file(text: &str, path: &str) -> Result<BTreeMap<Vec<u8>, Arc<User>>, String> {
+    let mut users = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let err = |why: &str| {
+            format!(
+                "{path}:{}: {why}. WARNING: ACL errors detected, no change to the previously active ACL rules was performed",
+                n + 1
+            )
+        };
+        match words.as_slice() {
+            [] => continue,
+            ["user", name, rules @ ..] => {
+                if users.len() >= USERS_MAX {
+                    return Err(err("too many users"));
+                }
+                if users.contains_key(name.as_bytes()) {
+                    return Err(err(&format!("Duplicate user '{name}' found")));
+                }
+                let mut u = User::new(name.as_bytes());
+                for r in rules {
+                    u.apply(r.as_bytes()).map_err(|e| err(&e.to_string()))?;
+                }
+                users.insert(name.as_bytes().to_vec(), Arc::new(u));
+            }
+            _ => return Err(err("line should start with user keyword")),
+        }
+    }
+    Ok(users)
+}
+
+/// Why a command was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// Not authenticated (and the command needs it).
+    NoAuth,
+    /// The user may not run the command.
+    Command,
+    /// The user may not use the key at this argument position.
+    Key(usize),
+    /// The connection's user was deleted: close it.
+    UserGone,
+}
+
+/// Commands a connection may send before it authenticates.
+fn no_auth(spec: &Spec) -> bool {
+    matches!(spec.name, "auth" | "hello" | "quit" | "reset")
+}
+
+/// Container commands: Redis names the subcommand in NOPERM and the log.
+pub(crate) fn full_name(spec: &Spec, argv: &[&[u8]]) -> String {
+    const CONTAINERS: &[&str] = &[
+        "acl", "client", "cluster", "command", "config", "latency", "memory", "object", "slowlog",
+    ];
+    match argv.get(1) {
+        Some(sub) if CONTAINERS.contains(&spec.name) => format!(
+            "{}|{}",
+            spec.name,
+            String::from_utf8_lossy(sub).to_ascii_lowercase()
+        ),
+        _ => spec.name.to_string(),
+    }
+}
+
+/// May `user` run command `idx` with these arguments.
+pub(crate) fn user_may(user: &User, idx: usize, argv: &[&[u8]]) -> Result<(), Denied> {
+    if user.unrestricted {
+        return Ok(());
+    }
+    if !user.may_run(idx) {
+        return Err(Denied::Command);
+    }
+    let spec = &table()[idx];
+    for pos in spec.keys_of(argv) {
+        let need = match category::key_use(spec, argv, pos) {
+            KeyUse::Read => user::KEY_READ,
+            KeyUse::Write => user::KEY_WRITE,
+            KeyUse::ReadWrite => user::KEY_READ | user::KEY_WRITE,
+            KeyUse::Look => 0,
+        };
+        if !user.may_use_key(argv[pos], need) {
+            return Err(Denied::Key(pos));
+        }
+    }
+    Ok(())
+}
+
+/// The per-command check (dispatch calls it after lookup and arity).
+/// Cost for the default user: one atomic load and one flag test.
+#[inline]
+pub(crate) fn check(
+    acl: &Acl,
+    auth: &mut ConnAuth,
+    idx: usize,
+    argv: &[&[u8]],
+) -> Result<(), Denied> {
+    let epoch = acl.epoch();
+    if auth.epoch != epoch {
+        auth.epoch = epoch;
+        if let Some(u) = &auth.user {
+            match acl.get(&u.name) {
+                Some(fresh) => auth.user = Some(fresh),
+                None => return Err(Denied::UserGone),
+            }
+        }
+    }
+    match &auth.user {
+        Some(u) => user_may(u, idx, argv),
+        None if no_auth(&table()[idx]) => Ok(()),
+        None => Err(Denied::NoAuth),
+    }
+}
+
+/// A connection's identity.
+#[derive(Default)]
+pub(crate) struct ConnAuth {
+    /// None: not authenticated.
+    pub user: Option<Arc<User>>,
+    pub epoch: u64,
+    pub failures: u32,
+}
+
+impl ConnAuth {
+    /// The name ACL WHOAMI and CLIENT LIST show (`default` before AUTH,
+    /// as Redis).
+    pub fn name(&self) -> String {
+        self.user
+            .as_ref()
+            .map(|u| String::from_utf8_lossy(&u.name).into_owned())
+            .unwrap_or_else(|| "default".into())
+    }
+}

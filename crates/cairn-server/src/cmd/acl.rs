@@ -1,0 +1,252 @@
+//! ACL SETUSER | GETUSER | DELUSER | LIST | USERS | WHOAMI | CAT | LOG |
+//! DRYRUN | SAVE | LOAD | HELP (crate::acl, docs/design/acl.md).
+//!
+//! Cluster mode: users are not replicated yet, so the commands that
+//! change them answer an error instead of letting nodes diverge; each
+//! node's users come from its `requirepass`/`aclfile`.
+
+use super::{help, lookup, sub, sub_arity, table, unknown_subcommand, Ctx, Flow};
+use crate::acl::{self, category};
+
+const NO_ACLFILE: &str = "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.";
+const CLUSTER_UNREPLICATED: &str = "ERR ACL changes are not replicated in cluster mode yet: give every node the same aclfile (docs/design/acl.md)";
+
+pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
+    let s = sub(argv);
+    let n = argv.len();
+    let arity_ok = match s.as_str() {
+        "SETUSER" => n >= 3,
+        "GETUSER" => n == 3,
+        "DELUSER" => n >= 3,
+        "LIST" | "USERS" | "WHOAMI" | "SAVE" | "LOAD" | "HELP" => n == 2,
+        "CAT" => n <= 3,
+        "LOG" => n <= 3,
+        "DRYRUN" => n >= 4,
+        _ => return unknown_subcommand(ctx, argv),
+    };
+    if !arity_ok {
+        return sub_arity(ctx, argv);
+    }
+    let changes = matches!(s.as_str(), "SETUSER" | "DELUSER" | "LOAD");
+    if changes && ctx.shared.cluster.get().is_some() {
+        ctx.out.error(CLUSTER_UNREPLICATED);
+        return Flow::Continue;
+    }
+    match s.as_str() {
+        "SETUSER" => match ctx.shared.acl.setuser(argv[2], &argv[3..]) {
+            Ok(()) => ctx.out.simple("OK"),
+            Err(e) => ctx.out.error(&e),
+        },
+        "GETUSER" => getuser(ctx, argv[2]),
+        "DELUSER" => match ctx.shared.acl.deluser(&argv[2..]) {
+            Ok(n) => ctx.out.int(n as i64),
+            Err(e) => ctx.out.error(&e),
+        },
+        "LIST" => {
+            let lines = ctx.shared.acl.list();
+            ctx.out.array(lines.len());
+            for l in lines {
+                ctx.out.bulk(l.as_bytes());
+            }
+        }
+        "USERS" => {
+            let users = ctx.shared.acl.users();
+            ctx.out.array(users.len());
+            for u in users {
+                ctx.out.bulk(&u.name);
+            }
+        }
+        "WHOAMI" => {
+            let name = ctx.conn.auth.name();
+            ctx.out.bulk(name.as_bytes());
+        }
+        "CAT" => cat(ctx, argv.get(2).copied()),
+        "LOG" => log(ctx, argv.get(2).copied()),
+        "DRYRUN" => dryrun(ctx, argv),
+        "SAVE" => save(ctx),
+        "LOAD" => load(ctx),
+        _ => {
+            return help(
+                ctx,
+                &[
+                    "CAT [<category>]",
+                    "DELUSER <username> [<username> ...]",
+                    "DRYRUN <username> <command> [<arg> ...]",
+                    "GETUSER <username>",
+                    "LIST",
+                    "USERS",
+                    "SETUSER <username> <attribute> [<attribute> ...]",
+                    "LOAD",
+                    "SAVE",
+                    "WHOAMI",
+                    "LOG [<count> | RESET]",
+                ],
+            )
+        }
+    }
+    Flow::Continue
+}
+
+fn getuser(ctx: &mut Ctx<'_>, name: &[u8]) {
+    let Some(u) = ctx.shared.acl.get(name) else {
+        return ctx.out.null();
+    };
+    let out = &mut ctx.out;
+    out.map(6);
+    out.bulk(b"flags");
+    let flags = u.flags();
+    out.array(flags.len());
+    for f in flags {
+        out.bulk(f.as_bytes());
+    }
+    out.bulk(b"passwords");
+    out.array(u.passwords.len());
+    for p in &u.passwords {
+        out.bulk(acl::sha256::hex(p).as_bytes());
+    }
+    out.bulk(b"commands");
+    out.bulk(u.describe_commands().as_bytes());
+    out.bulk(b"keys");
+    out.bulk(u.describe_keys().as_bytes());
+    out.bulk(b"channels");
+    out.bulk(u.describe_channels().as_bytes());
+    out.bulk(b"selectors");
+    out.array(0);
+}
+
+fn cat(ctx: &mut Ctx<'_>, name: Option<&[u8]>) {
+    let Some(name) = name else {
+        ctx.out.array(category::NAMES.len());
+        for n in category::NAMES {
+            ctx.out.bulk(n.as_bytes());
+        }
+        return;
+    };
+    let name = String::from_utf8_lossy(name);
+    let Some(bit) = category::bit(&name) else {
+        return ctx.out.error(&format!("ERR Unknown category '{name}'"));
+    };
+    let cats = category::all();
+    let names: Vec<&str> = table()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| cats[*i] & bit != 0)
+        .map(|(_, s)| s.name)
+        .collect();
+    ctx.out.array(names.len());
+    for n in names {
+        ctx.out.bulk(n.as_bytes());
+    }
+}
+
+fn log(ctx: &mut Ctx<'_>, arg: Option<&[u8]>) {
+    let mut count = usize::MAX;
+    if let Some(a) = arg {
+        if a.eq_ignore_ascii_case(b"RESET") {
+            ctx.shared.acl.log.lock().reset();
+            return ctx.out.simple("OK");
+        }
+        match cairn_engine::num::parse_i64(a) {
+            Some(n) if n >= 0 => count = n as usize,
+            Some(_) => return ctx.out.error("ERR value is out of range, must be positive"),
+            None => return ctx.out.error("ERR value is not an integer or out of range"),
+        }
+    }
+    let now_ms = crate::unix_ms();
+    let entries: Vec<acl::LogEntry> = ctx
+        .shared
+        .acl
+        .log
+        .lock()
+        .entries()
+        .take(count)
+        .cloned()
+        .collect();
+    let out = &mut ctx.out;
+    out.array(entries.len());
+    for e in entries {
+        out.map(7);
+        out.bulk(b"count");
+        out.int(e.count as i64);
+        out.bulk(b"reason");
+        out.bulk(e.reason.as_bytes());
+        out.bulk(b"context");
+        out.bulk(e.context.as_bytes());
+        out.bulk(b"object");
+        out.bulk(e.object.as_bytes());
+        out.bulk(b"username");
+        out.bulk(e.username.as_bytes());
+        out.bulk(b"age-seconds");
+        out.double(now_ms.saturating_sub(e.updated_ms) as f64 / 1000.0);
+        out.bulk(b"client-info");
+        out.bulk(e.client_info.as_bytes());
+    }
+}
+
+fn dryrun(ctx: &mut Ctx<'_>, argv: &[&[u8]]) {
+    let Some(user) = ctx.shared.acl.get(argv[2]) else {
+        let name = String::from_utf8_lossy(argv[2]);
+        return ctx.out.error(&format!("ERR User '{name}' not found"));
+    };
+    let cmd = &argv[3..];
+    let Some(idx) = lookup(cmd[0]) else {
+        let name = String::from_utf8_lossy(cmd[0]);
+        return ctx.out.error(&format!("ERR Command '{name}' not found"));
+    };
+    let spec = &table()[idx];
+    if !super::arity_ok(spec.arity, cmd.len() as i32) {
+        return ctx.out.error(&cairn_engine::cmd::wrong_arity(spec.name).0);
+    }
+    match acl::user_may(&user, idx, cmd) {
+        Ok(()) => ctx.out.simple("OK"),
+        Err(acl::Denied::Key(pos)) => ctx.out.bulk(
+            format!(
+                "This user has no permissions to access the '{}' key",
+                String::from_utf8_lossy(cmd[pos])
+            )
+            .as_bytes(),
+        ),
+        Err(_) => ctx.out.bulk(
+            format!(
+                "This user has no permissions to run the '{}' command",
+                acl::full_name(spec, cmd)
+            )
+            .as_bytes(),
+        ),
+    }
+}
+
+fn save(ctx: &mut Ctx<'_>) {
+    let path = &ctx.shared.config.aclfile;
+    if path.is_empty() {
+        return ctx.out.error(NO_ACLFILE);
+    }
+    let mut text = ctx.shared.acl.list().join("\n");
+    text.push('\n');
+    // Written whole to a temporary file, then renamed over the old one:
+    // a crash leaves either file, never half of one.
+    let tmp = format!("{path}.tmp-{}", std::process::id());
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    match written {
+        Ok(()) => ctx.out.simple("OK"),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!("ACL SAVE to {path}: {e}");
+            ctx.out.error("ERR There was an error trying to save the ACLs. Please check the server logs for more information")
+        }
+    }
+}
+
+fn load(ctx: &mut Ctx<'_>) {
+    let path = &ctx.shared.config.aclfile;
+    if path.is_empty() {
+        return ctx.out.error(NO_ACLFILE);
+    }
+    let loaded = std::fs::read_to_string(path)
+        .map_err(|e| format!("Error loading ACLs, opening file '{path}': {e}"))
+        .and_then(|text| ctx.shared.acl.load(&text, path));
+    match loaded {
+        Ok(()) => ctx.out.simple("OK"),
+        Err(e) => ctx.out.error(&format!("ERR {e}")),
+    }
+}
