@@ -168,7 +168,8 @@ pub(crate) fn parse_file(text: &str, path: &str) -> Result<BTreeMap<Vec<u8>, Arc
                 }
                 let mut u = User::new(name.as_bytes());
                 for r in rules {
-                    u.apply(r.as_bytes()).map_err(|e| err(&e.to_string()))?;
+                    u.apply(r.as_bytes())
+                        .map_err(|e| err(&format!("Error in applying operation '{r}': {e}")))?;
                 }
                 users.insert(name.as_bytes().to_vec(), Arc::new(u));
             }
@@ -216,10 +217,14 @@ pub(crate) fn user_may(user: &User, idx: usize, argv: &[&[u8]]) -> Result<(), De
     if user.unrestricted {
         return Ok(());
     }
+    let spec = &table()[idx];
+    // As Redis: AUTH, HELLO, QUIT and RESET are open to every user.
+    if no_auth(spec) {
+        return Ok(());
+    }
     if !user.may_run(idx) {
         return Err(Denied::Command);
     }
-    let spec = &table()[idx];
     for pos in spec.keys_of(argv) {
         let need = match category::key_use(spec, argv, pos) {
             KeyUse::Read => user::KEY_READ,

@@ -14,7 +14,7 @@ use crate::cmd::{lookup, table};
 pub(crate) const KEY_READ: u8 = 1;
 pub(crate) const KEY_WRITE: u8 = 2;
 
-/// A rule of the command part, as kept to describe the user.
+/// A command rule's target.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Target {
     Cmd(usize),
@@ -36,7 +36,6 @@ pub(crate) struct User {
     pub channels: Vec<Vec<u8>>,
     /// The command part started from `+@all` (later commands included).
     allcommands: bool,
-    rules: Vec<(bool, Target)>,
     /// One bit per command table index: may run it.
     commands: Vec<u64>,
     /// Every command and every key: the check is one test.
@@ -86,7 +85,6 @@ impl User {
             allchannels: false,
             channels: Vec::new(),
             allcommands: false,
-            rules: Vec::new(),
             commands: vec![0; words()],
             unrestricted: false,
         }
@@ -102,7 +100,7 @@ impl User {
     }
 
     pub fn may_run(&self, idx: usize) -> bool {
-        self.commands[idx / 64] & (1 << (idx % 64)) != 0
+        bit(&self.commands, idx)
     }
 
     /// Whether a key may be used as `need` (`KEY_READ | KEY_WRITE`, or 0:
@@ -257,41 +255,12 @@ impl User {
 
     fn set_base(&mut self, all: bool) {
         self.allcommands = all;
-        self.rules.clear();
-        self.commands = self.replay(&[]);
+        let fill = if all { u64::MAX } else { 0 };
+        self.commands = vec![fill; words()];
     }
 
-    /// Adds `+x`/`-x` to the rules: an earlier rule it overrides goes
-    /// (the same target, or a command of the category), and a rule that
-    /// changes nothing is not kept — so ACL LIST reads as Redis'.
     fn command_rule(&mut self, allow: bool, target: Target) {
-        let cats = category::all();
-        self.rules.retain(|&(_, t)| match (t, target) {
-            (a, b) if a == b => false,
-            (Target::Cmd(i), Target::Cat(c)) => cats[i] & (1 << c) == 0,
-            _ => true,
-        });
-        let before = self.replay(&self.rules);
-        let mut after = before.clone();
-        set_bits(&mut after, allow, target);
-        if after != before {
-            self.rules.push((allow, target));
-        }
-        self.commands = after;
-    }
-
-    fn replay(&self, rules: &[(bool, Target)]) -> Vec<u64> {
-        let n = table().len();
-        let mut bits = vec![0u64; words()];
-        if self.allcommands {
-            for i in 0..n {
-                bits[i / 64] |= 1 << (i % 64);
-            }
-        }
-        for &(allow, t) in rules {
-            set_bits(&mut bits, allow, t);
-        }
-        bits
+        set_bits(&mut self.commands, allow, target);
     }
 
     fn refresh(&mut self) {
@@ -299,18 +268,49 @@ impl User {
         self.unrestricted = self.allkeys && (0..n).all(|i| self.may_run(i));
     }
 
-    /// The command part of the description: `+@all -get`, `-@all +@hash`.
+    /// The command part of the description, found as Redis 7.0 finds it
+    /// from the bits alone: start from `+@all` or `-@all`, then take the
+    /// category that fits best (no more differences than commands in
+    /// common, fewest differences, then most in common) until none fits,
+    /// then single commands for what is left (in table order; Redis'
+    /// order there is its hash table's).
     pub fn describe_commands(&self) -> String {
-        let mut s = String::from(if self.allcommands { "+@all" } else { "-@all" });
-        for &(allow, t) in &self.rules {
-            s.push(' ');
-            s.push(if allow { '+' } else { '-' });
-            match t {
-                Target::Cmd(i) => s.push_str(table()[i].name),
-                Target::Cat(c) => {
-                    s.push('@');
-                    s.push_str(category::NAMES[c]);
+        let n = table().len();
+        let additive = !self.allcommands;
+        let mut s = String::from(if additive { "-@all" } else { "+@all" });
+        let mut fake = vec![if additive { 0 } else { u64::MAX }; words()];
+        let mut temp = self.commands.clone();
+        let cats = category::all();
+        loop {
+            let mut best = None;
+            let (mut mindiff, mut maxsame) = (usize::MAX, 0);
+            for c in 0..category::NAMES.len() {
+                let (mut on, mut off) = (0, 0);
+                for i in (0..n).filter(|&i| cats[i] & (1 << c) != 0) {
+                    if bit(&temp, i) {
+                        on += 1;
+                    } else {
+                        off += 1;
+                    }
                 }
+                let (diff, same) = if additive { (off, on) } else { (on, off) };
+                if same > diff && (diff < mindiff || (diff == mindiff && same > maxsame)) {
+                    best = Some(c);
+                    mindiff = diff;
+                    maxsame = same;
+                }
+            }
+            let Some(c) = best else { break };
+            set_bits(&mut fake, additive, Target::Cat(c));
+            set_bits(&mut temp, !additive, Target::Cat(c));
+            s.push_str(if additive { " +@" } else { " -@" });
+            s.push_str(category::NAMES[c]);
+        }
+        for (i, spec) in table().iter().enumerate() {
+            let want = bit(&self.commands, i);
+            if want != bit(&fake, i) {
+                s.push_str(if want { " +" } else { " -" });
+                s.push_str(spec.name);
             }
         }
         s
@@ -388,6 +388,10 @@ impl User {
         parts.push(self.describe_commands());
         parts.join(" ")
     }
+}
+
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
 }
 
 fn set_bits(bits: &mut [u64], allow: bool, t: Target) {
@@ -488,7 +492,16 @@ mod tests {
         );
         assert_eq!(
             commands(&["+@hash", "-hdel", "+get"]),
-            "-@all +@hash -hdel +get"
+            "-@all +@hash +get -hdel"
+        );
+        // Redis 7.0.15 (single commands in table order here).
+        assert_eq!(
+            commands(&["+get", "+set", "+@hash", "-hdel", "+@transaction", "+incr"]),
+            "-@all +@transaction +@hash +get +set +incr -hdel"
+        );
+        assert_eq!(
+            commands(&["+@read", "+@hash"]),
+            "-@all +@read +hset +hmset +hsetnx +hdel +hincrby +hincrbyfloat"
         );
         assert_eq!(commands(&["+@hash", "-@hash"]), "-@all");
         assert_eq!(commands(&["-@hash"]), "-@all");

@@ -147,8 +147,8 @@ fn log(ctx: &mut Ctx<'_>, arg: Option<&[u8]>) {
             return ctx.out.simple("OK");
         }
         match cairn_engine::num::parse_i64(a) {
-            Some(n) if n >= 0 => count = n as usize,
-            Some(_) => return ctx.out.error("ERR value is out of range, must be positive"),
+            // As Redis: a negative count lists nothing.
+            Some(n) => count = n.max(0) as usize,
             None => return ctx.out.error("ERR value is not an integer or out of range"),
         }
     }

@@ -11,7 +11,8 @@ pub(crate) const NO_PASSWORD: &str = "ERR AUTH <password> called without any pas
 
 /// Logs in as `user` with `pass`; on failure writes WRONGPASS and says
 /// what the connection does next (close after too many failures).
-pub(crate) fn login(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), Flow> {
+/// `argv0` names the command in ACL LOG as the client typed it, as Redis.
+pub(crate) fn login(ctx: &mut Ctx<'_>, argv0: &[u8], user: &[u8], pass: &[u8]) -> Result<(), Flow> {
     let acl = &ctx.shared.acl;
     let epoch = acl.epoch();
     if let Some(u) = acl.authenticate(user, pass) {
@@ -27,7 +28,7 @@ pub(crate) fn login(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), F
         } else {
             "toplevel"
         },
-        object: "AUTH".into(),
+        object: String::from_utf8_lossy(argv0).into_owned(),
         username: String::from_utf8_lossy(user).into_owned(),
         updated_ms: crate::unix_ms(),
         client_info: ctx.conn.info.describe(ctx.spec.name),
@@ -59,7 +60,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
             return Flow::Continue;
         }
     };
-    match login(ctx, user, pass) {
+    match login(ctx, argv[0], user, pass) {
         Ok(()) => {
             ctx.out.simple("OK");
             Flow::Continue

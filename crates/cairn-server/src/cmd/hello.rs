@@ -50,7 +50,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     }
     // As Redis: options parsed first, then AUTH, then the NOAUTH check.
     if let Some((user, pass)) = login {
-        if let Err(flow) = super::auth::login(ctx, user, pass) {
+        if let Err(flow) = super::auth::login(ctx, argv[0], user, pass) {
             return flow;
         }
     }
