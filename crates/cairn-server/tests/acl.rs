@@ -454,3 +454,19 @@ fn a_deleted_users_connections_are_closed_and_changes_apply_at_once() {
     cmd(&mut admin, &["ACL", "DELUSER", "eve"]).expect("deluser");
     assert!(cmd(&mut eve, &["PING"]).is_err(), "connection closed");
 }
+
+#[test]
+fn config_set_requirepass_matches_redis() {
+    let cairn = Cairn::plain();
+    let redis = Reference::start();
+    let script = [
+        "CONFIG SET requirepass pw",
+        "CONFIG GET requirepass",
+        "ACL LIST",
+        "AUTH pw",
+        "AUTH default nope",
+    ];
+    same_as_redis(&cairn.url(), &redis.url(), &script);
+    // A new connection now needs the password.
+    same_as_redis(&cairn.url(), &redis.url(), &["GET k", "AUTH pw", "GET k"]);
+}

@@ -42,23 +42,41 @@ pub(crate) struct Acl {
     /// Bumped by every change: connections re-read their user.
     epoch: AtomicU64,
     pub log: Mutex<AclLog>,
+    /// What CONFIG GET requirepass answers.
+    requirepass: Mutex<String>,
 }
 
 impl Acl {
     /// The default user only; `requirepass` (non-empty) is its password.
     pub fn new(requirepass: &str) -> Acl {
-        let mut default = User::default_user();
-        if !requirepass.is_empty() {
-            let _ = default.apply(b"resetpass");
-            let _ = default.apply(format!(">{requirepass}").as_bytes());
-        }
         let mut users = BTreeMap::new();
-        users.insert(b"default".to_vec(), Arc::new(default));
-        Acl {
+        users.insert(b"default".to_vec(), Arc::new(User::default_user()));
+        let acl = Acl {
             users: RwLock::new(users),
             epoch: AtomicU64::new(1),
             log: Mutex::new(AclLog::default()),
-        }
+            requirepass: Mutex::new(String::new()),
+        };
+        acl.set_requirepass(requirepass);
+        acl
+    }
+
+    /// CONFIG SET requirepass, as Redis: `default` gets `resetpass` then
+    /// `>pass`, or `nopass` when empty.
+    pub fn set_requirepass(&self, pass: &str) {
+        let rule = if pass.is_empty() {
+            "nopass".to_string()
+        } else {
+            format!(">{pass}")
+        };
+        let rules: [&[u8]; 2] = [b"resetpass", rule.as_bytes()];
+        // Both rules are valid for any password: this cannot fail.
+        let _ = self.setuser(b"default", &rules);
+        *self.requirepass.lock() = pass.to_string();
+    }
+
+    pub fn requirepass(&self) -> String {
+        self.requirepass.lock().clone()
     }
 
     pub fn epoch(&self) -> u64 {
