@@ -100,10 +100,27 @@ impl Acl {
 
     /// ACL SETUSER: all rules or none; `Err` is the reply.
     pub fn setuser(&self, name: &[u8], rules: &[&[u8]]) -> Result<(), String> {
+        let mut users = self.users.write();
+        let u = Self::preview_in(&users, name, rules)?;
+        users.insert(name.to_vec(), Arc::new(u));
+        self.epoch.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// The user ACL SETUSER would make, without installing it (cluster
+    /// mode proposes its description instead).
+    pub fn preview(&self, name: &[u8], rules: &[&[u8]]) -> Result<User, String> {
+        Self::preview_in(&self.users.read(), name, rules)
+    }
+
+    fn preview_in(
+        users: &BTreeMap<Vec<u8>, Arc<User>>,
+        name: &[u8],
+        rules: &[&[u8]],
+    ) -> Result<User, String> {
         if name.iter().any(|&c| c == b' ' || c == 0) {
             return Err("ERR Usernames can't contain spaces or null characters".into());
         }
-        let mut users = self.users.write();
         let mut u = match users.get(name) {
             Some(u) => (**u).clone(),
             None if users.len() >= USERS_MAX => {
@@ -119,7 +136,27 @@ impl Acl {
                 )
             })?;
         }
-        users.insert(name.to_vec(), Arc::new(u));
+        Ok(u)
+    }
+
+    /// Cluster mode: installs a user from its description as the meta
+    /// group replicated it (`describe()`'s rules), or deletes it when the
+    /// description is empty. Every node applies the same descriptions in
+    /// the same order, so every node ends with the same users.
+    pub fn install(&self, name: &[u8], description: &str) -> Result<(), String> {
+        let mut users = self.users.write();
+        if description.is_empty() {
+            if name != b"default" {
+                users.remove(name);
+            }
+        } else {
+            let mut u = User::new(name);
+            for r in description.split_whitespace() {
+                u.apply(r.as_bytes())
+                    .map_err(|e| format!("rule '{r}': {e}"))?;
+            }
+            users.insert(name.to_vec(), Arc::new(u));
+        }
         self.epoch.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -161,6 +198,26 @@ impl Acl {
         self.epoch.fetch_add(1, Relaxed);
         Ok(())
     }
+}
+
+/// The meta-group setting that holds user `name` in cluster mode (hex:
+/// setting names are lowercased, user names are not).
+pub(crate) fn meta_key(name: &[u8]) -> String {
+    let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{META_PREFIX}{hex}")
+}
+
+pub(crate) const META_PREFIX: &str = "acl-user:";
+
+/// The user name a meta-group setting holds, if it is a user.
+pub(crate) fn meta_user(key: &str) -> Option<Vec<u8>> {
+    let hex = key.strip_prefix(META_PREFIX)?.as_bytes();
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    hex.chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
 }
 
 /// Parses an ACL file: one `user <name> <rule>...` per line, blank lines

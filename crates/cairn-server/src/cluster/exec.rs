@@ -48,13 +48,29 @@ pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, 
         }
         return;
     }
+    if let (Some(AdminOp::Users(sets, count)), Some(c)) = (&d.admin, shared.cluster.get()) {
+        let mut r = Ok(());
+        for (k, v) in sets {
+            r = c.set_setting(k, v).await;
+            if r.is_err() {
+                break;
+            }
+        }
+        let mut w = ReplyWriter::new(out, proto);
+        match (r, count) {
+            (Ok(()), Some(n)) => w.int(*n),
+            (Ok(()), None) => w.simple("OK"),
+            (Err(e), _) => w.error(&format!("ERR ACL change failed: {e}")),
+        }
+        return;
+    }
     if let Some(op) = &d.admin {
         let r = match (shared.cluster.get(), op) {
             (None, _) => Err("cluster not started".to_string()),
             (Some(c), AdminOp::Add(id, node)) => c.add_node(*id, node.clone()).await,
             (Some(c), AdminOp::Remove(id)) => c.remove_node(*id).await,
             (Some(c), AdminOp::Setting(k, v)) => c.set_setting(k, v).await,
-            (Some(_), AdminOp::Rebalance) => Ok(()),
+            (Some(_), AdminOp::Rebalance | AdminOp::Users(..)) => Ok(()),
         };
         let mut w = ReplyWriter::new(out, proto);
         match r {

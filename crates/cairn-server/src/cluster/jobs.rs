@@ -82,7 +82,17 @@ pub(crate) async fn follow_settings(shared: Arc<Shared>) {
     loop {
         let settings = rx.borrow_and_update().settings.clone();
         for (k, v) in &settings {
-            if applied.get(k) != Some(v) && CLUSTER_SETTINGS.contains(&k.as_str()) {
+            if applied.get(k) == Some(v) {
+                continue;
+            }
+            if let Some(user) = crate::acl::meta_user(k) {
+                // Users are cluster-wide (docs/design/acl.md).
+                if let Err(e) = shared.acl.install(&user, v) {
+                    tracing::warn!(setting = %k, error = %e, "replicated ACL user refused");
+                }
+                continue;
+            }
+            if CLUSTER_SETTINGS.contains(&k.as_str()) {
                 match crate::cmd::config::set(&shared, k, v) {
                     Ok(()) => {
                         tracing::info!(setting = %k, value = %v, "cluster-wide setting applied")

@@ -1,15 +1,20 @@
 //! ACL SETUSER | GETUSER | DELUSER | LIST | USERS | WHOAMI | CAT | LOG |
 //! DRYRUN | SAVE | LOAD | HELP (crate::acl, docs/design/acl.md).
 //!
-//! Cluster mode: users are not replicated yet, so the commands that
-//! change them answer an error instead of letting nodes diverge; each
-//! node's users come from its `requirepass`/`aclfile`.
+//! Cluster mode: users are cluster-wide. SETUSER and DELUSER are checked
+//! here, then the users' descriptions are proposed to the meta group;
+//! every node installs them as they commit (cluster/jobs.rs). ACL LOAD
+//! answers an error there (it would replace one node's users only).
 
 use super::{help, lookup, sub, sub_arity, table, unknown_subcommand, Ctx, Flow};
 use crate::acl::{self, category};
+use crate::cluster::deferred::{Deferred, Then};
+use crate::cluster::AdminOp;
 
 const NO_ACLFILE: &str = "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.";
-const CLUSTER_UNREPLICATED: &str = "ERR ACL changes are not replicated in cluster mode yet: give every node the same aclfile (docs/design/acl.md)";
+const CLUSTER_LOAD: &str = "ERR ACL LOAD is not supported in cluster mode: users are cluster-wide, set them with ACL SETUSER (docs/design/acl.md)";
+/// A user's description travels as one meta setting: at most this long.
+const CLUSTER_DESCRIPTION_MAX: usize = cairn_cluster::meta::MAX_SETTING_LEN;
 
 pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     let s = sub(argv);
@@ -27,10 +32,16 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     if !arity_ok {
         return sub_arity(ctx, argv);
     }
-    let changes = matches!(s.as_str(), "SETUSER" | "DELUSER" | "LOAD");
-    if changes && ctx.shared.cluster.get().is_some() {
-        ctx.out.error(CLUSTER_UNREPLICATED);
-        return Flow::Continue;
+    if ctx.shared.cluster.get().is_some() {
+        match s.as_str() {
+            "SETUSER" => return cluster_setuser(ctx, argv),
+            "DELUSER" => return cluster_deluser(ctx, argv),
+            "LOAD" => {
+                ctx.out.error(CLUSTER_LOAD);
+                return Flow::Continue;
+            }
+            _ => {}
+        }
     }
     match s.as_str() {
         "SETUSER" => match ctx.shared.acl.setuser(argv[2], &argv[3..]) {
@@ -249,4 +260,67 @@ fn load(ctx: &mut Ctx<'_>) {
         Ok(()) => ctx.out.simple("OK"),
         Err(e) => ctx.out.error(&format!("ERR {e}")),
     }
+}
+
+/// Proposes users' descriptions to the meta group (answered once
+/// committed; every node installs them as they apply).
+fn propose(ctx: &mut Ctx<'_>, sets: Vec<(String, String)>, count: Option<i64>) -> Flow {
+    let Some(idx) = lookup(b"acl") else {
+        ctx.out.error("ERR acl missing");
+        return Flow::Continue;
+    };
+    ctx.conn.deferred.push(Deferred {
+        idx,
+        argv: Vec::new(),
+        group: None,
+        write: true,
+        denyoom: false,
+        slot: 0,
+        admin: Some(AdminOp::Users(sets, count)),
+        lock_wait: None,
+        then: Then::Reply,
+    });
+    Flow::Defer
+}
+
+fn cluster_setuser(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
+    let user = match ctx.shared.acl.preview(argv[2], &argv[3..]) {
+        Ok(u) => u,
+        Err(e) => {
+            ctx.out.error(&e);
+            return Flow::Continue;
+        }
+    };
+    let description = user.describe();
+    if description.len() > CLUSTER_DESCRIPTION_MAX {
+        ctx.out.error(&format!(
+            "ERR user too large for cluster mode (its rules at most {CLUSTER_DESCRIPTION_MAX} bytes)"
+        ));
+        return Flow::Continue;
+    }
+    propose(ctx, vec![(acl::meta_key(argv[2]), description)], None)
+}
+
+fn cluster_deluser(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
+    if argv[2..].iter().any(|n| *n == b"default") {
+        ctx.out.error("ERR The 'default' user cannot be removed");
+        return Flow::Continue;
+    }
+    let mut names: Vec<&[u8]> = argv[2..]
+        .iter()
+        .copied()
+        .filter(|n| ctx.shared.acl.get(n).is_some())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        ctx.out.int(0);
+        return Flow::Continue;
+    }
+    // An empty description deletes the user on every node.
+    let sets = names
+        .iter()
+        .map(|n| (acl::meta_key(n), String::new()))
+        .collect();
+    propose(ctx, sets, Some(names.len() as i64))
 }
