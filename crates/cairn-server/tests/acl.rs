@@ -470,3 +470,60 @@ fn config_set_requirepass_matches_redis() {
     // A new connection now needs the password.
     same_as_redis(&cairn.url(), &redis.url(), &["GET k", "AUTH pw", "GET k"]);
 }
+
+#[test]
+fn genpass_and_client_info_user_match_redis() {
+    let cairn = Cairn::plain();
+    let redis = Reference::start();
+    same_as_redis(
+        &cairn.url(),
+        &redis.url(),
+        &["ACL GENPASS 0", "ACL GENPASS 5000", "ACL GENPASS x"],
+    );
+    for url in [cairn.url(), redis.url()] {
+        let mut c = connect(&url);
+        for (bits, len) in [("5", 2), ("256", 64), ("4096", 1024)] {
+            let Ok(Value::BulkString(p)) = cmd(&mut c, &["ACL", "GENPASS", bits]) else {
+                panic!("GENPASS answers a string");
+            };
+            assert_eq!(p.len(), len, "{url} {bits}");
+        }
+        cmd(
+            &mut c,
+            &["ACL", "SETUSER", "dan", "on", ">pw", "+@all", "~*"],
+        )
+        .expect("setuser");
+        cmd(&mut c, &["AUTH", "dan", "pw"]).expect("auth");
+        let text = match cmd(&mut c, &["CLIENT", "INFO"]) {
+            Ok(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(Value::VerbatimString { text, .. }) => text,
+            other => panic!("CLIENT INFO answers a string: {other:?}"),
+        };
+        assert!(text.contains(" user=dan "), "{url}: {text}");
+    }
+}
+
+#[test]
+fn exec_refuses_commands_whose_permission_was_revoked_after_queueing() {
+    let cairn = Cairn::plain();
+    let mut admin = connect(&cairn.url());
+    cmd(
+        &mut admin,
+        &["ACL", "SETUSER", "fay", "on", ">pw", "~*", "+@all"],
+    )
+    .expect("setuser");
+    let mut fay = connect(&cairn.url());
+    cmd(&mut fay, &["AUTH", "fay", "pw"]).expect("auth");
+    cmd(&mut fay, &["MULTI"]).expect("multi");
+    cmd(&mut fay, &["SET", "k", "v"]).expect("queued");
+    cmd(&mut admin, &["ACL", "SETUSER", "fay", "-set"]).expect("revoke");
+    let refused = cmd(&mut fay, &["EXEC"]).expect_err("revoked");
+    assert!(
+        refused.contains("ACLs rules changed between the moment the transaction was accumulated and the EXEC call"),
+        "{refused}"
+    );
+    assert_eq!(cmd(&mut admin, &["GET", "k"]), Ok(Value::Nil));
+    // The transaction is over.
+    let e = cmd(&mut fay, &["EXEC"]).expect_err("no multi");
+    assert!(e.contains("EXEC without MULTI"), "{e}");
+}

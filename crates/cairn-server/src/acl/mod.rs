@@ -359,3 +359,81 @@ impl ConnAuth {
             .unwrap_or_else(|| "default".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acl_files_parse_all_or_nothing_with_the_line_in_errors() {
+        let users = parse_file("\nuser a on nopass ~* +@all\n\nuser b off\n", "f").expect("valid");
+        assert_eq!(users.len(), 2);
+        let e = parse_file("user a on\nuser a off\n", "f").expect_err("duplicate");
+        assert!(e.starts_with("f:2: Duplicate user 'a' found"), "{e}");
+        let e = parse_file("usr a on\n", "f").expect_err("keyword");
+        assert!(
+            e.starts_with("f:1: line should start with user keyword"),
+            "{e}"
+        );
+        let e = parse_file("user a on +nosuch\n", "f").expect_err("rule");
+        assert!(
+            e.starts_with("f:1: Error in applying operation '+nosuch': Unknown command"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_load_without_default_keeps_it_and_bumps_the_epoch() {
+        let acl = Acl::new("pw");
+        let before = acl.epoch();
+        acl.load("user a on nopass\n", "f").expect("valid");
+        assert!(acl.epoch() > before);
+        assert!(acl.authenticate(b"default", b"pw").is_some());
+        assert!(acl.authenticate(b"a", b"x").is_some());
+        assert!(acl.load("user b on +nosuch\n", "f").is_err());
+        assert!(acl.get(b"b").is_none() && acl.get(b"a").is_some());
+    }
+
+    #[test]
+    fn users_travel_through_meta_settings_by_hex_name() {
+        let key = meta_key(b"Alice");
+        assert_eq!(meta_user(&key), Some(b"Alice".to_vec()));
+        assert_eq!(meta_user("maxmemory"), None);
+        let acl = Acl::new("");
+        let u = acl
+            .preview(b"Alice", &[b"on", b">pw", b"~a*", b"+get"])
+            .expect("valid");
+        acl.install(b"Alice", &u.describe()).expect("installs");
+        let got = acl.get(b"Alice").expect("installed");
+        assert_eq!(got.describe(), u.describe());
+        assert!(acl.authenticate(b"Alice", b"pw").is_some());
+        acl.install(b"Alice", "").expect("deletes");
+        assert!(acl.get(b"Alice").is_none());
+        acl.install(b"default", "").expect("default stays");
+        assert!(acl.get(b"default").is_some());
+    }
+
+    #[test]
+    fn the_default_user_is_checked_with_one_flag_and_noauth_spares_auth() {
+        let acl = Acl::new("pw");
+        let mut auth = ConnAuth {
+            user: acl.initial(),
+            epoch: acl.epoch(),
+            failures: 0,
+        };
+        let get = crate::cmd::lookup(b"get").expect("get");
+        let auth_idx = crate::cmd::lookup(b"auth").expect("auth");
+        assert_eq!(
+            check(&acl, &mut auth, get, &[b"get", b"k"]),
+            Err(Denied::NoAuth)
+        );
+        assert_eq!(check(&acl, &mut auth, auth_idx, &[b"auth", b"pw"]), Ok(()));
+        auth.user = acl.authenticate(b"default", b"pw");
+        assert_eq!(check(&acl, &mut auth, get, &[b"get", b"k"]), Ok(()));
+        acl.setuser(b"default", &[b"-get"]).expect("valid");
+        assert_eq!(
+            check(&acl, &mut auth, get, &[b"get", b"k"]),
+            Err(Denied::Command)
+        );
+    }
+}

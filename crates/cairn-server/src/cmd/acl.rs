@@ -27,6 +27,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
         "CAT" => n <= 3,
         "LOG" => n <= 3,
         "DRYRUN" => n >= 4,
+        "GENPASS" => n <= 3,
         _ => return unknown_subcommand(ctx, argv),
     };
     if !arity_ok {
@@ -75,6 +76,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
         "LOG" => log(ctx, argv.get(2).copied()),
         "DRYRUN" => dryrun(ctx, argv),
         "SAVE" => save(ctx),
+        "GENPASS" => genpass(ctx, argv.get(2).copied()),
         "LOAD" => load(ctx),
         _ => {
             return help(
@@ -91,6 +93,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                     "SAVE",
                     "WHOAMI",
                     "LOG [<count> | RESET]",
+                    "GENPASS [<bits>]",
                 ],
             )
         }
@@ -225,6 +228,32 @@ fn dryrun(ctx: &mut Ctx<'_>, argv: &[&[u8]]) {
             .as_bytes(),
         ),
     }
+}
+
+/// ACL GENPASS [bits]: random hex from the OS (Redis: 256 bits by
+/// default, at most 4096).
+fn genpass(ctx: &mut Ctx<'_>, bits: Option<&[u8]>) {
+    let bits = match bits.map(cairn_engine::num::parse_i64) {
+        None => 256,
+        Some(Some(b @ 1..=4096)) => b as usize,
+        Some(Some(_)) => {
+            return ctx
+                .out
+                .error("ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096")
+        }
+        Some(None) => return ctx.out.error("ERR value is not an integer or out of range"),
+    };
+    let chars = bits.div_ceil(4);
+    let mut raw = vec![0u8; chars.div_ceil(2)];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw));
+    if let Err(e) = read {
+        tracing::warn!("ACL GENPASS: /dev/urandom: {e}");
+        return ctx.out.error("ERR could not read random bytes");
+    }
+    let mut hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    hex.truncate(chars);
+    ctx.out.bulk(hex.as_bytes());
 }
 
 fn save(ctx: &mut Ctx<'_>) {

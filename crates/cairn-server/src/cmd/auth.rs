@@ -16,6 +16,7 @@ pub(crate) fn login(ctx: &mut Ctx<'_>, argv0: &[u8], user: &[u8], pass: &[u8]) -
     let acl = &ctx.shared.acl;
     let epoch = acl.epoch();
     if let Some(u) = acl.authenticate(user, pass) {
+        *ctx.conn.info.user.lock() = String::from_utf8_lossy(&u.name).into_owned();
         ctx.conn.auth.user = Some(u);
         ctx.conn.auth.epoch = epoch;
         return Ok(());

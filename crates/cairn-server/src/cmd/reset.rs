@@ -18,6 +18,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> Flow {
     // password.
     ctx.conn.auth.epoch = ctx.shared.acl.epoch();
     ctx.conn.auth.user = ctx.shared.acl.initial();
+    *ctx.conn.info.user.lock() = "default".into();
     ctx.out.proto = Protocol::Resp2;
     ctx.out.simple("RESET");
     Flow::Continue
