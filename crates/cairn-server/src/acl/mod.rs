@@ -325,13 +325,14 @@ pub(crate) fn check(
 ) -> Result<(), Denied> {
     let epoch = acl.epoch();
     if auth.epoch != epoch {
-        auth.epoch = epoch;
         if let Some(u) = &auth.user {
             match acl.get(&u.name) {
                 Some(fresh) => auth.user = Some(fresh),
+                // The epoch stays old: every later check says so again.
                 None => return Err(Denied::UserGone),
             }
         }
+        auth.epoch = epoch;
     }
     match &auth.user {
         Some(u) => user_may(u, idx, argv),
