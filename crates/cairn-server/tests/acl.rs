@@ -10,55 +10,7 @@ use redis::Value;
 
 mod common;
 
-use common::Reference;
-
-/// A cairn server with its own configuration, stopped on drop.
-struct Cairn(Option<cairn_server::ServerHandle>);
-
-impl Cairn {
-    fn start(config: cairn_server::Config) -> Cairn {
-        Cairn(Some(cairn_server::start(config).expect("server starts")))
-    }
-
-    fn plain() -> Cairn {
-        Cairn::start(cairn_server::Config {
-            port: 0,
-            ..Default::default()
-        })
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        self.0.as_ref().map(|h| h.local_addr()).expect("running")
-    }
-
-    fn url(&self) -> String {
-        format!("redis://{}/", self.addr())
-    }
-}
-
-impl Drop for Cairn {
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            h.shutdown();
-            h.wait();
-        }
-    }
-}
-
-fn connect(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .expect("valid url")
-        .get_connection()
-        .expect("connect")
-}
-
-fn cmd(c: &mut redis::Connection, args: &[&str]) -> Result<Value, String> {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query(c).map_err(|e| e.to_string())
-}
+use common::{cmd, connect, Reference, Server};
 
 /// ACL LOG's entries with their age and client description blanked
 /// (they differ by timing and by connection).
@@ -111,7 +63,7 @@ fn same_as_redis(cairn_url: &str, redis_url: &str, script: &[&str]) {
 
 #[test]
 fn requirepass_auth_and_noauth_match_redis() {
-    let cairn = Cairn::start(cairn_server::Config {
+    let cairn = Server::with(cairn_server::Config {
         port: 0,
         requirepass: "sekret".into(),
         ..Default::default()
@@ -152,7 +104,7 @@ fn requirepass_auth_and_noauth_match_redis() {
 
 #[test]
 fn hello_auth_logs_in_and_picks_the_protocol() {
-    let cairn = Cairn::start(cairn_server::Config {
+    let cairn = Server::with(cairn_server::Config {
         port: 0,
         requirepass: "sekret".into(),
         ..Default::default()
@@ -172,7 +124,7 @@ const ALICE: &str =
 
 #[test]
 fn noperm_on_commands_categories_and_keys_matches_redis() {
-    let cairn = Cairn::plain();
+    let cairn = Server::start();
     let redis = Reference::start();
     same_as_redis(
         &cairn.url(),
@@ -220,7 +172,7 @@ fn noperm_on_commands_categories_and_keys_matches_redis() {
 
 #[test]
 fn read_and_write_key_patterns_match_redis() {
-    let cairn = Cairn::plain();
+    let cairn = Server::start();
     let redis = Reference::start();
     let mut script = vec![
         "ACL SETUSER wo on nopass %W~w* +@all",
@@ -275,7 +227,7 @@ fn read_and_write_key_patterns_match_redis() {
 
 #[test]
 fn getuser_list_and_rule_errors_match_redis() {
-    let cairn = Cairn::plain();
+    let cairn = Server::start();
     let redis = Reference::start();
     same_as_redis(
         &cairn.url(),
@@ -334,7 +286,7 @@ fn getuser_list_and_rule_errors_match_redis() {
 
 #[test]
 fn categories_are_redis_in_redis_order_then_cairns() {
-    let cairn = Cairn::plain();
+    let cairn = Server::start();
     let redis = Reference::start();
     let ours = cmd(&mut connect(&cairn.url()), &["ACL", "CAT"]);
     let theirs = cmd(&mut connect(&redis.url()), &["ACL", "CAT"]);
@@ -361,7 +313,7 @@ fn acl_files_load_and_save_as_redis_does() {
     let (ours, theirs) = (temp_path("ours"), temp_path("theirs"));
     std::fs::write(&ours, text).expect("write");
     std::fs::write(&theirs, text).expect("write");
-    let cairn = Cairn::start(cairn_server::Config {
+    let cairn = Server::with(cairn_server::Config {
         port: 0,
         aclfile: ours.to_string_lossy().into_owned(),
         ..Default::default()
@@ -422,7 +374,7 @@ fn raw(addr: std::net::SocketAddr, requests: &str) -> String {
 
 #[test]
 fn too_many_failed_auths_close_the_connection() {
-    let cairn = Cairn::start(cairn_server::Config {
+    let cairn = Server::with(cairn_server::Config {
         port: 0,
         requirepass: "sekret".into(),
         ..Default::default()
@@ -435,7 +387,7 @@ fn too_many_failed_auths_close_the_connection() {
 
 #[test]
 fn a_deleted_users_connections_are_closed_and_changes_apply_at_once() {
-    let cairn = Cairn::plain();
+    let cairn = Server::start();
     let mut admin = connect(&cairn.url());
     cmd(
         &mut admin,
@@ -457,7 +409,7 @@ fn a_deleted_users_connections_are_closed_and_changes_apply_at_once() {
 
 #[test]
 fn config_set_requirepass_matches_redis() {
-    let cairn = Cairn::plain();
+    let cairn = Server::start();
     let redis = Reference::start();
     let script = [
         "CONFIG SET requirepass pw",
@@ -473,7 +425,7 @@ fn config_set_requirepass_matches_redis() {
 
 #[test]
 fn genpass_and_client_info_user_match_redis() {
-    let cairn = Cairn::plain();
+    let cairn = Server::start();
     let redis = Reference::start();
     same_as_redis(
         &cairn.url(),
@@ -505,7 +457,7 @@ fn genpass_and_client_info_user_match_redis() {
 
 #[test]
 fn exec_refuses_commands_whose_permission_was_revoked_after_queueing() {
-    let cairn = Cairn::plain();
+    let cairn = Server::start();
     let mut admin = connect(&cairn.url());
     cmd(
         &mut admin,

@@ -11,16 +11,22 @@ pub struct Server(Option<cairn_server::ServerHandle>);
 
 impl Server {
     pub fn start() -> Server {
-        let config = cairn_server::Config {
+        Server::with(cairn_server::Config {
             port: 0,
             ..Default::default()
-        };
+        })
+    }
+
+    pub fn with(config: cairn_server::Config) -> Server {
         Server(Some(cairn_server::start(config).expect("server starts")))
     }
 
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.0.as_ref().map(|h| h.local_addr()).expect("running")
+    }
+
     pub fn url(&self) -> String {
-        let addr = self.0.as_ref().map(|h| h.local_addr()).expect("running");
-        format!("redis://{addr}/")
+        format!("redis://{}/", self.addr())
     }
 }
 
@@ -81,4 +87,20 @@ impl Drop for Reference {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+pub fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("valid url")
+        .get_connection()
+        .expect("connect")
+}
+
+/// One command; an error reply as its text.
+pub fn cmd(c: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(c).map_err(|e| e.to_string())
 }
