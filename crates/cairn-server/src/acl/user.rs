@@ -553,4 +553,81 @@ mod tests {
         assert!(User::default_user().password_ok(b"anything"));
         assert!(User::default_user().unrestricted);
     }
+
+    const RULES: &[&str] = &[
+        "on",
+        "off",
+        "nopass",
+        "resetpass",
+        ">a",
+        ">b",
+        "<a",
+        "~a*",
+        "%R~b*",
+        "%W~c*",
+        "%RW~d",
+        "allkeys",
+        "resetkeys",
+        "&x",
+        "allchannels",
+        "resetchannels",
+        "+get",
+        "-get",
+        "+set",
+        "-hdel",
+        "+@read",
+        "-@write",
+        "+@hash",
+        "-@string",
+        "+@keyspace",
+        "-@dangerous",
+        "allcommands",
+        "nocommands",
+        "+@all",
+        "-@all",
+        "reset",
+        "+@lock",
+        "-lock.acquire",
+        "sanitize-payload",
+        "skip-sanitize-payload",
+        "+@fast",
+        "-@slow",
+        "+@transaction",
+    ];
+
+    proptest::proptest! {
+        /// What ACL LIST, ACL SAVE and cluster replication rely on: a
+        /// user's description, applied to a new user, gives the same user.
+        #[test]
+        fn a_description_rebuilds_the_same_user(picks in proptest::collection::vec(0..RULES.len(), 0..24)) {
+            let mut u = User::new(b"u");
+            for &i in &picks {
+                let _ = u.apply(RULES[i].as_bytes());
+            }
+            let d = u.describe();
+            let mut again = User::new(b"u");
+            for r in d.split_whitespace() {
+                again.apply(r.as_bytes()).expect("a description applies");
+            }
+            proptest::prop_assert_eq!(&again.describe(), &d);
+            proptest::prop_assert_eq!(&again.commands, &u.commands);
+            proptest::prop_assert_eq!(again.unrestricted, u.unrestricted);
+            for key in [&b"a1"[..], b"b1", b"c1", b"d", b"zz"] {
+                for need in [0, KEY_READ, KEY_WRITE, KEY_READ | KEY_WRITE] {
+                    proptest::prop_assert_eq!(again.may_use_key(key, need), u.may_use_key(key, need));
+                }
+            }
+            for pass in [&b"a"[..], b"b", b"c"] {
+                proptest::prop_assert_eq!(again.password_ok(pass), u.password_ok(pass));
+            }
+        }
+
+        /// Any bytes as a rule: an error or a change, never a panic.
+        #[test]
+        fn arbitrary_rules_never_panic(rule in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let mut u = User::default_user();
+            let _ = u.apply(&rule);
+            let _ = u.describe();
+        }
+    }
 }
