@@ -479,3 +479,27 @@ fn exec_refuses_commands_whose_permission_was_revoked_after_queueing() {
     let e = cmd(&mut fay, &["EXEC"]).expect_err("no multi");
     assert!(e.contains("EXEC without MULTI"), "{e}");
 }
+
+#[test]
+fn command_info_lists_acl_categories_as_redis() {
+    let cairn = Server::start();
+    let redis = Reference::start();
+    let categories = |url: &str, name: &str| -> Value {
+        match cmd(&mut connect(url), &["COMMAND", "INFO", name]) {
+            Ok(Value::Array(mut entries)) => match entries.pop() {
+                Some(Value::Array(mut fields)) if fields.len() > 6 => fields.swap_remove(6),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    };
+    for name in [
+        "get", "set", "hset", "hgetall", "del", "exists", "flushall", "ping", "exec",
+    ] {
+        assert_eq!(
+            categories(&cairn.url(), name),
+            categories(&redis.url(), name),
+            "{name}"
+        );
+    }
+}
