@@ -112,13 +112,31 @@ pub(crate) enum KeyUse {
 }
 
 pub(crate) fn key_use(spec: &Spec, argv: &[&[u8]], pos: usize) -> KeyUse {
+    // Named as Redis 7.0's key specs have them (checked with ACL DRYRUN);
+    // list, set and sorted-set names are here ahead of those types, so
+    // their commands get Redis' rules when they join the table.
     match spec.name {
         "exists" | "touch" | "type" | "strlen" | "object" | "hlen" | "hexists" | "hstrlen"
-        | "watch" | "cairn.versions" | "lock.info" | "sem.info" | "lock.fence" => KeyUse::Look,
+        | "llen" | "scard" | "sismember" | "zcard" | "watch" | "cairn.versions" | "lock.info"
+        | "sem.info" | "lock.fence" => KeyUse::Look,
+        // Writes that also return what they remove or change.
         "getset" | "getdel" | "getex" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat"
-        | "hincrby" | "hincrbyfloat" => KeyUse::ReadWrite,
-        "rename" | "renamenx" if pos == 1 => KeyUse::ReadWrite,
+        | "hincrby" | "hincrbyfloat" | "lpop" | "rpop" | "lmpop" | "blpop" | "brpop" | "blmpop"
+        | "spop" | "zpopmin" | "zpopmax" | "bzpopmin" | "bzpopmax" | "zmpop" | "bzmpop"
+        | "zincrby" => KeyUse::ReadWrite,
+        "rename" | "renamenx" | "lmove" | "blmove" | "rpoplpush" | "brpoplpush" | "smove"
+            if pos == 1 =>
+        {
+            KeyUse::ReadWrite
+        }
         "copy" if pos == 1 => KeyUse::Read,
+        // STORE commands: the destination is written, the sources read.
+        "sinterstore" | "sunionstore" | "sdiffstore" | "zunionstore" | "zinterstore"
+        | "zdiffstore" | "zrangestore"
+            if pos > 1 =>
+        {
+            KeyUse::Read
+        }
         "set" if argv[3..].iter().any(|a| a.eq_ignore_ascii_case(b"GET")) => KeyUse::ReadWrite,
         _ if spec.flags & WRITE != 0 => KeyUse::Write,
         _ if spec.flags & READONLY != 0 => KeyUse::Read,
