@@ -166,6 +166,13 @@ fn noperm_on_commands_categories_and_keys_matches_redis() {
             "ACL DRYRUN alice get",
             "ACL DRYRUN nosuch get k1",
             "ACL DRYRUN alice nosuchcmd",
+            // Open to every user, as Redis.
+            "ACL SETUSER nob on nopass -@all",
+            "ACL DRYRUN nob auth a b",
+            "ACL DRYRUN nob hello",
+            "ACL DRYRUN nob quit",
+            "ACL DRYRUN nob reset",
+            "ACL DRYRUN nob ping",
         ],
     );
 }
