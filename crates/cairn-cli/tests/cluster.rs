@@ -2073,6 +2073,9 @@ fn a_user_made_on_one_node_authenticates_on_every_node() {
         b"ACL", b"SETUSER", b"carol", b"on", b">pw", b"~c*", b"+get", b"+set",
     ]);
     assert_eq!(made.unwrap(), ok);
+    // Installed here before the reply: a login right after it works.
+    let mut a2 = Conn::open(c.ports[0]).unwrap();
+    assert_eq!(a2.cmd(&[b"AUTH", b"carol", b"pw"]).unwrap(), ok);
     let bad = a.cmd(&[b"ACL", b"SETUSER", b"carol", b"+nosuch"]).unwrap();
     assert!(
         text(&bad).contains("Unknown command or category name in ACL"),

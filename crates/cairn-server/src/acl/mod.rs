@@ -44,6 +44,8 @@ pub(crate) struct Acl {
     pub log: Mutex<AclLog>,
     /// What CONFIG GET requirepass answers.
     requirepass: Mutex<String>,
+    /// Cluster mode: the meta state's epoch whose users are installed.
+    meta_epoch: AtomicU64,
 }
 
 impl Acl {
@@ -56,6 +58,7 @@ impl Acl {
             epoch: AtomicU64::new(1),
             log: Mutex::new(AclLog::default()),
             requirepass: Mutex::new(String::new()),
+            meta_epoch: AtomicU64::new(0),
         };
         acl.set_requirepass(requirepass);
         acl
@@ -73,6 +76,14 @@ impl Acl {
         // Both rules are valid for any password: this cannot fail.
         let _ = self.setuser(b"default", &rules);
         *self.requirepass.lock() = pass.to_string();
+    }
+
+    pub fn meta_epoch(&self) -> u64 {
+        self.meta_epoch.load(Relaxed)
+    }
+
+    pub fn set_meta_epoch(&self, epoch: u64) {
+        self.meta_epoch.store(epoch, Relaxed);
     }
 
     pub fn requirepass(&self) -> String {

@@ -80,7 +80,10 @@ pub(crate) async fn follow_settings(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut applied: std::collections::BTreeMap<String, String> = Default::default();
     loop {
-        let settings = rx.borrow_and_update().settings.clone();
+        let (settings, epoch) = {
+            let st = rx.borrow_and_update();
+            (st.settings.clone(), st.epoch)
+        };
         for (k, v) in &settings {
             if applied.get(k) == Some(v) {
                 continue;
@@ -104,6 +107,7 @@ pub(crate) async fn follow_settings(shared: Arc<Shared>) {
             }
         }
         applied = settings;
+        shared.acl.set_meta_epoch(epoch);
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
             _ = shutdown.wait_for(|v| *v) => return,
