@@ -41,6 +41,12 @@ use tokio::sync::{mpsc, watch};
 
 pub use config::{parse_memory, Config, ConfigError};
 
+/// Fuzzing entry point for the ACL parsers (fuzz/fuzz_targets/acl.rs).
+#[doc(hidden)]
+pub fn fuzz_acl(data: &[u8]) {
+    acl::fuzz(data)
+}
+
 /// State shared by every thread of one server.
 pub(crate) struct Shared {
     pub config: Config,

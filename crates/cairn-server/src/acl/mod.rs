@@ -265,6 +265,28 @@ pub(crate) fn parse_file(text: &str, path: &str) -> Result<BTreeMap<Vec<u8>, Arc
     Ok(users)
 }
 
+/// The fuzz target's body (fuzz/fuzz_targets/acl.rs): `data` as an ACL
+/// file and as SETUSER rules; every accepted user's description must
+/// rebuild the same user. Panics on a violated invariant.
+pub fn fuzz(data: &[u8]) {
+    let rebuilds = |u: &User| {
+        let d = u.describe();
+        let again = parse_file(&format!("user x {d}\n"), "fuzz")
+            .unwrap_or_else(|e| panic!("a description does not parse: {e}\n{d}"));
+        let again = again.get(b"x".as_slice()).expect("the user just parsed");
+        assert_eq!(again.describe(), d, "description round trip");
+        assert_eq!(again.unrestricted, u.unrestricted);
+    };
+    if let Ok(users) = parse_file(&String::from_utf8_lossy(data), "fuzz") {
+        users.values().for_each(|u| rebuilds(u));
+    }
+    let acl = Acl::new("");
+    let rules: Vec<&[u8]> = data.split(|&c| c == b' ').collect();
+    if acl.setuser(b"f", &rules).is_ok() {
+        rebuilds(&acl.get(b"f").expect("the user just set"));
+    }
+}
+
 /// Why a command was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Denied {
@@ -375,6 +397,21 @@ impl ConnAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz target's body on its seeds and a few odd inputs.
+    #[test]
+    fn fuzz_body_holds_on_seeds() {
+        for input in [
+            &b"user default on nopass ~* &* +@all\nuser a on >x %R~r* -@all +get\n"[..],
+            b"on >pw ~a* +@read -get",
+            b"",
+            b"user",
+            b"\xff\xfe ~ % & + - @",
+            b"reset +@all -@dangerous %W~* &x",
+        ] {
+            fuzz(input);
+        }
+    }
 
     #[test]
     fn acl_files_parse_all_or_nothing_with_the_line_in_errors() {
