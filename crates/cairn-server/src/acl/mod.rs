@@ -408,6 +408,8 @@ mod tests {
             b"user",
             b"\xff\xfe ~ % & + - @",
             b"reset +@all -@dangerous %W~* &x",
+            // Found by the fuzzer: a pattern with a carriage return.
+            b"on >pw ~qq\rRR",
         ] {
             fuzz(input);
         }

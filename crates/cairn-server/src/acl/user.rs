@@ -203,6 +203,7 @@ impl User {
                 if self.allchannels {
                     return Err(RuleError::ChannelAfterAll);
                 }
+                pattern_ok(rest)?;
                 if !self.channels.iter().any(|c| c == rest) {
                     self.channels.push(rest.to_vec());
                 }
@@ -246,6 +247,7 @@ impl User {
         if self.allkeys {
             return Err(RuleError::KeyAfterAll);
         }
+        pattern_ok(pat)?;
         match self.patterns.iter_mut().find(|(p, _)| p == pat) {
             Some((_, f)) => *f |= flags,
             None => self.patterns.push((pat.to_vec(), flags)),
@@ -414,6 +416,20 @@ fn set_bits(bits: &mut [u64], allow: bool, t: Target) {
     }
 }
 
+/// A key or channel pattern must survive the user's description (ACL
+/// LIST, the ACL file, cluster replication), a line of rules split at
+/// spaces: no whitespace or NUL (Redis' rule), and UTF-8 (cairn's: the
+/// description is text).
+fn pattern_ok(p: &[u8]) -> Result<(), RuleError> {
+    if p.iter()
+        .any(|&c| c.is_ascii_whitespace() || c == 0x0b || c == 0)
+        || std::str::from_utf8(p).is_err()
+    {
+        return Err(RuleError::Syntax);
+    }
+    Ok(())
+}
+
 /// `%RW~pat` after the `%`: the flags (each of R and W at most once, at
 /// least one) and the pattern.
 fn parse_key_flags(s: &[u8]) -> Result<(u8, &[u8]), RuleError> {
@@ -473,6 +489,11 @@ mod tests {
         );
         assert_eq!(user(&["&*", "&x"]).err(), Some(RuleError::ChannelAfterAll));
         assert_eq!(user(&[""]).err(), Some(RuleError::Syntax));
+        // Found by fuzzing: a pattern must survive the description.
+        assert_eq!(user(&["~a\rb"]).err(), Some(RuleError::Syntax));
+        assert_eq!(user(&["%R~a b"]).err(), Some(RuleError::Syntax));
+        assert_eq!(user(&["&a\tb"]).err(), Some(RuleError::Syntax));
+        assert_eq!(user(&["~a\u{0}"]).err(), Some(RuleError::Syntax));
         assert_eq!(RuleError::Syntax.to_string(), "Syntax error",);
     }
 
