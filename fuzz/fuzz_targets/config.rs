@@ -53,6 +53,8 @@ fn render(c: &Config) -> String {
         election_timeout_min,
         election_timeout_max,
         heartbeat_interval,
+        requirepass,
+        aclfile,
         unsafe_stale_reads,
     } = c;
     let mut t = toml::Table::new();
@@ -98,6 +100,8 @@ fn render(c: &Config) -> String {
     s("cluster_peers", cluster_peers.clone());
     s("dir", dir.clone());
     s("durability", durability.clone());
+    s("requirepass", requirepass.clone());
+    s("aclfile", aclfile.clone());
     t.insert(
         "unsafe_stale_reads".into(),
         toml::Value::Boolean(*unsafe_stale_reads),

@@ -120,6 +120,12 @@ struct ServerArgs {
     election_timeout_max: Option<u64>,
     #[arg(long)]
     heartbeat_interval: Option<u64>,
+    /// The default user's password (as Redis' requirepass).
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// ACL file: `user <name> <rule>...` lines (ACL LOAD/SAVE).
+    #[arg(long)]
+    aclfile: Option<String>,
     /// TEST ONLY: serve reads without the linearizability check.
     #[arg(long, hide = true)]
     unsafe_stale_reads: bool,
@@ -262,6 +268,12 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     }
     if let Some(v) = a.heartbeat_interval {
         c.heartbeat_interval = v;
+    }
+    if let Some(v) = &a.requirepass {
+        c.requirepass = v.clone();
+    }
+    if let Some(v) = &a.aclfile {
+        c.aclfile = v.clone();
     }
     if a.unsafe_stale_reads {
         c.unsafe_stale_reads = true;

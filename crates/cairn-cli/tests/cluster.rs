@@ -2283,3 +2283,68 @@ fn set_writes_replicate_and_survive_a_leader_change() {
     ));
     assert!(!c.converged_digests().is_empty());
 }
+
+/// Polls `f` every 100 ms until it is true (at most 20 s).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Users are cluster-wide (docs/design/acl.md): made on node 1 through
+/// the meta group, they log in on node 3 with their permissions; deleted
+/// on node 3, they are gone on node 1.
+#[test]
+fn a_user_made_on_one_node_authenticates_on_every_node() {
+    let _serial = serial();
+    let c = TestCluster::new(3, "volatile");
+    let ok = Reply::Simple("OK".into());
+    let mut a = Conn::open(c.ports[0]).unwrap();
+    let made = a.cmd(&[
+        b"ACL", b"SETUSER", b"carol", b"on", b">pw", b"~c*", b"+get", b"+set",
+    ]);
+    assert_eq!(made.unwrap(), ok);
+    // Installed here before the reply: a login right after it works.
+    let mut a2 = Conn::open(c.ports[0]).unwrap();
+    assert_eq!(a2.cmd(&[b"AUTH", b"carol", b"pw"]).unwrap(), ok);
+    let bad = a.cmd(&[b"ACL", b"SETUSER", b"carol", b"+nosuch"]).unwrap();
+    assert!(
+        text(&bad).contains("Unknown command or category name in ACL"),
+        "{bad:?}"
+    );
+    let mut on_c = None;
+    eventually("carol logs in on node 3", || {
+        let mut conn = Conn::open(c.ports[2]).unwrap();
+        let logged_in = conn.cmd(&[b"AUTH", b"carol", b"pw"]).unwrap() == ok;
+        if logged_in {
+            on_c = Some(conn);
+        }
+        logged_in
+    });
+    let mut conn = on_c.unwrap();
+    // Her permissions came along: a key of hers (wherever its leader is)...
+    assert_eq!(conn.cmd(&[b"SET", b"c1", b"v"]).unwrap(), ok);
+    assert_eq!(
+        conn.cmd(&[b"GET", b"c1"]).unwrap(),
+        Reply::Bulk(Some(b"v".to_vec()))
+    );
+    // ...but no other key and no other command.
+    let denied = conn.cmd(&[b"SET", b"x", b"v"]).unwrap();
+    assert!(text(&denied).starts_with("NOPERM"), "{denied:?}");
+    let denied = conn.cmd(&[b"DEL", b"c1"]).unwrap();
+    assert!(text(&denied).contains("'del' command"), "{denied:?}");
+    let mut admin_c = Conn::open(c.ports[2]).unwrap();
+    let deleted = admin_c.cmd(&[b"ACL", b"DELUSER", b"carol", b"carol", b"nobody"]);
+    assert_eq!(deleted.unwrap(), Reply::Int(1));
+    eventually("carol is gone on node 1", || {
+        let mut conn = Conn::open(c.ports[0]).unwrap();
+        text(&conn.cmd(&[b"AUTH", b"carol", b"pw"]).unwrap()).starts_with("WRONGPASS")
+    });
+    let load = a.cmd(&[b"ACL", b"LOAD"]).unwrap();
+    assert!(
+        text(&load).contains("not supported in cluster mode"),
+        "{load:?}"
+    );
+}

@@ -15,6 +15,8 @@ pub struct ClientInfo {
     pub laddr: SocketAddr,
     pub created: Instant,
     pub name: Mutex<Vec<u8>>,
+    /// The ACL user it is authenticated as (CLIENT LIST `user=`).
+    pub user: Mutex<String>,
     pub lib: Mutex<(String, String)>,
     /// Index of the last command in the command table.
     pub last_cmd: AtomicUsize,
@@ -37,6 +39,7 @@ impl ClientInfo {
             laddr: addr,
             created: Instant::now(),
             name: Mutex::new(Vec::new()),
+            user: Mutex::new("default".into()),
             lib: Mutex::new((String::new(), String::new())),
             last_cmd: AtomicUsize::new(usize::MAX),
             last_active_ms: AtomicU64::new(0),
@@ -61,7 +64,7 @@ impl ClientInfo {
         let name = String::from_utf8_lossy(&self.name.lock()).into_owned();
         let (lib_name, lib_ver) = self.lib.lock().clone();
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem={} rbs=0 rbp=0 obl=0 oll=0 omem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem={} rbs=0 rbp=0 obl=0 oll=0 omem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -72,6 +75,7 @@ impl ClientInfo {
             self.qbuf.load(Relaxed) + self.obuf.load(Relaxed),
             self.obuf.load(Relaxed),
             cmd_name,
+            self.user.lock(),
             self.resp.load(Relaxed),
             lib_name,
             lib_ver
@@ -109,6 +113,7 @@ impl Registry {
             laddr,
             created: Instant::now(),
             name: Mutex::new(Vec::new()),
+            user: Mutex::new("default".into()),
             lib: Mutex::new((String::new(), String::new())),
             last_cmd: AtomicUsize::new(usize::MAX),
             last_active_ms: AtomicU64::new(0),

@@ -69,6 +69,11 @@ pub struct Config {
     pub election_timeout_min: u64,
     pub election_timeout_max: u64,
     pub heartbeat_interval: u64,
+    /// The default user's password (empty = none: `default` is nopass).
+    pub requirepass: String,
+    /// ACL file (`user <name> <rule>...` lines) loaded at start and by
+    /// ACL LOAD, written by ACL SAVE; empty = none.
+    pub aclfile: String,
     /// TEST ONLY: serve reads from the local replica without the
     /// linearizability check. The fault lab must catch this.
     pub unsafe_stale_reads: bool,
@@ -124,6 +129,8 @@ impl Default for Config {
             election_timeout_min: 250,
             election_timeout_max: 400,
             heartbeat_interval: 100,
+            requirepass: String::new(),
+            aclfile: String::new(),
             unsafe_stale_reads: false,
             tls_port: None,
             tls_cert_file: String::new(),

@@ -114,6 +114,8 @@ async fn serve_stream<S: Transport>(
         return;
     }
     let mut conn = ConnState::new(info, stats);
+    conn.auth.epoch = shared.acl.epoch();
+    conn.auth.user = shared.acl.initial();
     run(&shared, &mut conn, &mut stream).await;
     shared.clients.remove(id);
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use cairn_proto::ReplyWriter;
 
+use crate::acl::{self, Denied, LogEntry};
 use crate::cluster::{self, Route};
 use crate::cmd::{self, Flow};
 use crate::session::ConnState;
@@ -24,6 +25,9 @@ fn join_pipeline(shared: &Shared, conn: &mut ConnState, argv: &[&[u8]]) -> Flow 
     let spec = &cmd::table()[idx];
     let argc = argv.len() as i32;
     if !cmd::arity_ok(spec.arity, argc) {
+        return Flow::Barrier;
+    }
+    if acl::check(&shared.acl, &mut conn.auth, idx, argv).is_err() {
         return Flow::Barrier;
     }
     if spec.flags & cmd::DENYOOM != 0 {
@@ -77,6 +81,12 @@ pub(crate) fn dispatch(
         }
         ReplyWriter::new(wbuf, proto).error(&cairn_engine::cmd::wrong_arity(spec.name).0);
         return Flow::Continue;
+    }
+    // Access control: before the command runs, queues or is routed, so
+    // neither MULTI nor a forward to another node skips it.
+    if let Err(d) = acl::check(&shared.acl, &mut conn.auth, idx, argv) {
+        bump(&stat.rejected, 1);
+        return refuse(shared, conn, idx, argv, d, wbuf);
     }
     if conn.multi.is_some()
         && !matches!(
@@ -161,4 +171,62 @@ pub(crate) fn dispatch(
     );
     cmd::slow_path_logs(shared, conn, argv, us);
     flow
+}
+
+/// Answers a command the ACL refused (Redis' wording), logging it to
+/// ACL LOG. A refused EXEC discards the transaction, as in Redis.
+fn refuse(
+    shared: &Shared,
+    conn: &mut ConnState,
+    idx: usize,
+    argv: &[&[u8]],
+    d: Denied,
+    wbuf: &mut Vec<u8>,
+) -> Flow {
+    let spec = &cmd::table()[idx];
+    let (reason, object, msg) = match d {
+        Denied::UserGone => return Flow::Close,
+        Denied::NoAuth => ("", String::new(), acl::NOAUTH.to_string()),
+        Denied::Command => {
+            let name = acl::full_name(spec, argv);
+            let msg = format!("NOPERM this user has no permissions to run the '{name}' command");
+            ("command", name, msg)
+        }
+        Denied::Key(pos) => (
+            "key",
+            String::from_utf8_lossy(argv[pos]).into_owned(),
+            "NOPERM this user has no permissions to access one of the keys used as arguments"
+                .to_string(),
+        ),
+    };
+    if !reason.is_empty() {
+        let entry = LogEntry {
+            count: 1,
+            reason,
+            context: if conn.multi.is_some() {
+                "multi"
+            } else {
+                "toplevel"
+            },
+            object,
+            username: conn.auth.name(),
+            updated_ms: crate::unix_ms(),
+            client_info: conn.info.describe(&acl::full_name(spec, argv)),
+        };
+        shared.acl.log.lock().add(entry);
+    }
+    let mut w = ReplyWriter::new(wbuf, conn.proto);
+    if spec.name == "exec" {
+        conn.multi = None;
+        conn.watched.clear();
+        w.error(&format!(
+            "EXECABORT Transaction discarded because of: {msg}"
+        ));
+    } else {
+        if let Some(m) = conn.multi.as_mut() {
+            m.dirty = true;
+        }
+        w.error(&msg);
+    }
+    Flow::Continue
 }

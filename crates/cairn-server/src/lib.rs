@@ -14,6 +14,7 @@
 //! shared by all workers (see [`db`]). The thing to keep true: every
 //! buffer a peer can grow is bounded (see [`conn`]).
 
+mod acl;
 pub mod clients;
 mod cluster;
 mod cmd;
@@ -40,6 +41,12 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
 pub use config::{parse_memory, Config, ConfigError};
+
+/// Fuzzing entry point for the ACL parsers (fuzz/fuzz_targets/acl.rs).
+#[doc(hidden)]
+pub fn fuzz_acl(data: &[u8]) {
+    acl::fuzz(data)
+}
 
 /// State shared by every thread of one server.
 pub(crate) struct Shared {
@@ -69,6 +76,8 @@ pub(crate) struct Shared {
     /// that routes well keeps both near zero).
     pub forwarded: std::sync::atomic::AtomicU64,
     pub moved: std::sync::atomic::AtomicU64,
+    /// Users and the ACL LOG.
+    pub acl: acl::Acl,
 }
 
 impl Shared {
@@ -177,6 +186,13 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let threads_n = config.worker_threads();
     let seed = random_seed();
     let (shutdown, _) = watch::channel(false);
+    let acl = acl::Acl::new(&config.requirepass);
+    if !config.aclfile.is_empty() {
+        let text = std::fs::read_to_string(&config.aclfile)
+            .map_err(|e| io::Error::new(e.kind(), format!("ACL file {}: {e}", config.aclfile)))?;
+        acl.load(&text, &config.aclfile)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    }
     let shared = Arc::new(Shared {
         settings: config::Settings::new(&config),
         db: db::Shards::new(
@@ -209,6 +225,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         lock_waits: Default::default(),
         forwarded: Default::default(),
         moved: Default::default(),
+        acl,
         config,
     });
     shared.db.set_tracking(shared.tracking());

@@ -187,6 +187,7 @@ mod tests {
             lock_waits: Default::default(),
             forwarded: Default::default(),
             moved: Default::default(),
+            acl: crate::acl::Acl::new(""),
             config,
         })
     }

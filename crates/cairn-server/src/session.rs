@@ -27,6 +27,8 @@ pub(crate) struct ConnState {
     pub multi: Option<Multi>,
     /// What WATCH recorded, checked by the next EXEC.
     pub watched: Vec<Watched>,
+    /// Who the connection is (ACL); not authenticated until set.
+    pub auth: crate::acl::ConnAuth,
 }
 
 /// A transaction being queued (cmd/multi.rs).
@@ -63,6 +65,7 @@ impl ConnState {
             deferred: Vec::new(),
             multi: None,
             watched: Vec::new(),
+            auth: Default::default(),
         }
     }
 

@@ -49,4 +49,7 @@ pub(crate) enum AdminOp {
     Setting(String, String),
     /// CLUSTER REBALANCE: each group's leadership back to its preferred node.
     Rebalance,
+    /// ACL SETUSER/DELUSER: users' descriptions via the meta group
+    /// (crate::acl); answered with the count when there is one, else OK.
+    Users(Vec<(String, String)>, Option<i64>),
 }

@@ -32,6 +32,26 @@ pub(crate) const TRYAGAIN: &str =
 const NOT_LEADER_HERE: &str =
     "TRYAGAIN not this group's leader any more (nothing was applied); retry";
 
+/// After an ACL change committed: waits (at most 2 s) until this node
+/// installed it, so that the client's next command here (AUTH as the new
+/// user) sees it. The users are installed only by the task that follows
+/// the meta state (jobs.rs), in commit order; this only waits for it.
+async fn users_installed(shared: &Shared, c: &cairn_cluster::Cluster, sets: &[(String, String)]) {
+    let rx = c.subscribe_meta();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let (committed, epoch) = {
+            let st = rx.borrow();
+            let committed = sets.iter().all(|(k, v)| st.settings.get(k) == Some(v));
+            (committed, st.epoch)
+        };
+        if committed && shared.acl.meta_epoch() >= epoch {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Runs a deferred command to its outcome and writes the reply.
 pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, out: &mut Vec<u8>) {
     let proto = conn.proto;
@@ -48,13 +68,32 @@ pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, 
         }
         return;
     }
+    if let (Some(AdminOp::Users(sets, count)), Some(c)) = (&d.admin, shared.cluster.get()) {
+        let mut r = Ok(());
+        for (k, v) in sets {
+            r = c.set_setting(k, v).await;
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_ok() {
+            users_installed(shared, c, sets).await;
+        }
+        let mut w = ReplyWriter::new(out, proto);
+        match (r, count) {
+            (Ok(()), Some(n)) => w.int(*n),
+            (Ok(()), None) => w.simple("OK"),
+            (Err(e), _) => w.error(&format!("ERR ACL change failed: {e}")),
+        }
+        return;
+    }
     if let Some(op) = &d.admin {
         let r = match (shared.cluster.get(), op) {
             (None, _) => Err("cluster not started".to_string()),
             (Some(c), AdminOp::Add(id, node)) => c.add_node(*id, node.clone()).await,
             (Some(c), AdminOp::Remove(id)) => c.remove_node(*id).await,
             (Some(c), AdminOp::Setting(k, v)) => c.set_setting(k, v).await,
-            (Some(_), AdminOp::Rebalance) => Ok(()),
+            (Some(_), AdminOp::Rebalance | AdminOp::Users(..)) => Ok(()),
         };
         let mut w = ReplyWriter::new(out, proto);
         match r {

@@ -80,9 +80,22 @@ pub(crate) async fn follow_settings(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut applied: std::collections::BTreeMap<String, String> = Default::default();
     loop {
-        let settings = rx.borrow_and_update().settings.clone();
+        let (settings, epoch) = {
+            let st = rx.borrow_and_update();
+            (st.settings.clone(), st.epoch)
+        };
         for (k, v) in &settings {
-            if applied.get(k) != Some(v) && CLUSTER_SETTINGS.contains(&k.as_str()) {
+            if applied.get(k) == Some(v) {
+                continue;
+            }
+            if let Some(user) = crate::acl::meta_user(k) {
+                // Users are cluster-wide (docs/design/acl.md).
+                if let Err(e) = shared.acl.install(&user, v) {
+                    tracing::warn!(setting = %k, error = %e, "replicated ACL user refused");
+                }
+                continue;
+            }
+            if CLUSTER_SETTINGS.contains(&k.as_str()) {
                 match crate::cmd::config::set(&shared, k, v) {
                     Ok(()) => {
                         tracing::info!(setting = %k, value = %v, "cluster-wide setting applied")
@@ -94,6 +107,7 @@ pub(crate) async fn follow_settings(shared: Arc<Shared>) {
             }
         }
         applied = settings;
+        shared.acl.set_meta_epoch(epoch);
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
             _ = shutdown.wait_for(|v| *v) => return,

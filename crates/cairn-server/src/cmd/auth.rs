@@ -1,31 +1,71 @@
 //! AUTH [username] password
 //!
-//! No users or passwords exist yet, so this behaves like Redis with no
-//! `requirepass`: the default user accepts any password, other users do
-//! not exist.
+//! Authenticates the connection as a user of the ACL (crate::acl). A
+//! failure is logged to ACL LOG; after `AUTH_FAILURES_MAX` failures on
+//! one connection it is closed (a bound Redis does not have).
 
 use super::{Ctx, Flow};
+use crate::acl::{LogEntry, AUTH_FAILURES_MAX, WRONGPASS};
 
 pub(crate) const NO_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
-pub(crate) const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
-/// Checks a username/password pair; `Err` holds the error to reply.
-pub(crate) fn check(user: &[u8], _pass: &[u8]) -> Result<(), &'static str> {
-    if user == b"default" {
-        Ok(())
-    } else {
-        Err(WRONGPASS)
+/// Logs in as `user` with `pass`; on failure writes WRONGPASS and says
+/// what the connection does next (close after too many failures).
+/// `argv0` names the command in ACL LOG as the client typed it, as Redis.
+pub(crate) fn login(ctx: &mut Ctx<'_>, argv0: &[u8], user: &[u8], pass: &[u8]) -> Result<(), Flow> {
+    let acl = &ctx.shared.acl;
+    let epoch = acl.epoch();
+    if let Some(u) = acl.authenticate(user, pass) {
+        *ctx.conn.info.user.lock() = String::from_utf8_lossy(&u.name).into_owned();
+        ctx.conn.auth.user = Some(u);
+        ctx.conn.auth.epoch = epoch;
+        return Ok(());
     }
+    acl.log.lock().add(LogEntry {
+        count: 1,
+        reason: "auth",
+        context: if ctx.conn.multi.is_some() {
+            "multi"
+        } else {
+            "toplevel"
+        },
+        object: String::from_utf8_lossy(argv0).into_owned(),
+        username: String::from_utf8_lossy(user).into_owned(),
+        updated_ms: crate::unix_ms(),
+        client_info: ctx.conn.info.describe(ctx.spec.name),
+    });
+    ctx.out.error(WRONGPASS);
+    ctx.conn.auth.failures += 1;
+    if ctx.conn.auth.failures >= AUTH_FAILURES_MAX {
+        tracing::warn!(
+            client = ctx.conn.info.id,
+            "closing client after {AUTH_FAILURES_MAX} failed authentications"
+        );
+        return Err(Flow::Close);
+    }
+    Err(Flow::Continue)
 }
 
 pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
-    match argv {
-        [_, _pass] => ctx.out.error(NO_PASSWORD),
-        [_, user, pass] => match check(user, pass) {
-            Ok(()) => ctx.out.simple("OK"),
-            Err(e) => ctx.out.error(e),
-        },
-        _ => ctx.out.error(cairn_engine::cmd::SYNTAX),
+    let (user, pass): (&[u8], &[u8]) = match argv {
+        [_, pass] => {
+            if ctx.shared.acl.get(b"default").is_some_and(|u| u.nopass) {
+                ctx.out.error(NO_PASSWORD);
+                return Flow::Continue;
+            }
+            (b"default", pass)
+        }
+        [_, user, pass] => (user, pass),
+        _ => {
+            ctx.out.error(cairn_engine::cmd::SYNTAX);
+            return Flow::Continue;
+        }
+    };
+    match login(ctx, argv[0], user, pass) {
+        Ok(()) => {
+            ctx.out.simple("OK");
+            Flow::Continue
+        }
+        Err(flow) => flow,
     }
-    Flow::Continue
 }

@@ -191,7 +191,7 @@ fn kill(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
             },
             b"ADDR" => filters.push(Box::new(move |c| c.addr.to_string() == v)),
             b"LADDR" => filters.push(Box::new(move |c| c.laddr.to_string() == v)),
-            b"USER" => filters.push(Box::new(move |_| v == "default")),
+            b"USER" => filters.push(Box::new(move |c| *c.user.lock() == v)),
             b"TYPE" => filters.push(Box::new(move |_| v.eq_ignore_ascii_case("normal"))),
             b"SKIPME" => {
                 skipme = match v.to_ascii_lowercase().as_str() {

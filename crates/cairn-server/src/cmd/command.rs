@@ -3,6 +3,7 @@
 use super::{help, sub, table, unknown_subcommand, Ctx, Flow, Spec, FLAG_NAMES};
 
 fn info_entry(ctx: &mut Ctx<'_>, s: &Spec) {
+    let cats = crate::acl::category::of(s);
     let out = &mut ctx.out;
     out.array(10);
     out.bulk(s.name.as_bytes());
@@ -22,8 +23,18 @@ fn info_entry(ctx: &mut Ctx<'_>, s: &Spec) {
     for n in [s.first_key, s.last_key, s.step] {
         out.int(if movable { 0 } else { i64::from(n) });
     }
-    out.set(1);
-    out.simple(&format!("@{}", s.group));
+    // ACL categories, as Redis (in ACL CAT's order, which is Redis' own
+    // for most commands: @read @string @fast).
+    let names: Vec<&str> = crate::acl::category::NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| cats & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    out.set(names.len());
+    for n in names {
+        out.simple(&format!("@{n}"));
+    }
     out.array(0); // tips
     out.array(0); // key specs
     out.array(0); // subcommands

@@ -19,6 +19,8 @@ const PARAMS: &[(&str, bool)] = &[
     ("proto-max-bulk-len", true),
     ("client-query-buffer-limit", true),
     ("timeout", true),
+    ("requirepass", true),
+    ("aclfile", false),
     ("hz", true),
     ("lfu-log-factor", true),
     ("lfu-decay-time", true),
@@ -69,6 +71,8 @@ fn get(sh: &Shared, name: &str) -> String {
         "slowlog-max-len" => s.slowlog_max_len.load(Relaxed).to_string(),
         "latency-monitor-threshold" => s.latency_threshold_ms.load(Relaxed).to_string(),
         "bind" => sh.config.bind.clone(),
+        "requirepass" => sh.acl.requirepass(),
+        "aclfile" => sh.config.aclfile.clone(),
         "port" => sh.local_addr.port().to_string(),
         "tls-port" => sh.tls_addr.map_or(0, |a| a.port()).to_string(),
         "tls-cert-file" => sh.config.tls_cert_file.clone(),
@@ -149,6 +153,7 @@ pub(crate) fn set(sh: &Shared, name: &str, value: &str) -> Result<(), String> {
             s.query_buffer_max.store(v as usize, Relaxed);
         }
         "timeout" => s.timeout_s.store(num(0, i32::MAX as u64)?, Relaxed),
+        "requirepass" => sh.acl.set_requirepass(value),
         "hz" => s.hz.store(num(1, 500)? as u32, Relaxed),
         "lfu-log-factor" => {
             s.lfu_log_factor

@@ -6,6 +6,8 @@ use cairn_proto::Protocol;
 
 use super::{client, Ctx, Flow};
 
+const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+
 pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     let mut proto = ctx.conn.proto;
     if let Some(v) = argv.get(1) {
@@ -24,14 +26,12 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
         };
     }
     let mut name = None;
+    let mut login = None;
     let mut i = 2;
     while i < argv.len() {
         let opt = argv[i].to_ascii_uppercase();
         if opt == b"AUTH" && i + 2 < argv.len() {
-            if let Err(e) = super::auth::check(argv[i + 1], argv[i + 2]) {
-                ctx.out.error(e);
-                return Flow::Continue;
-            }
+            login = Some((argv[i + 1], argv[i + 2]));
             i += 3;
         } else if opt == b"SETNAME" && i + 1 < argv.len() {
             if let Err(e) = client::validate_name(argv[i + 1]) {
@@ -47,6 +47,16 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
             ));
             return Flow::Continue;
         }
+    }
+    // As Redis: options parsed first, then AUTH, then the NOAUTH check.
+    if let Some((user, pass)) = login {
+        if let Err(flow) = super::auth::login(ctx, argv[0], user, pass) {
+            return flow;
+        }
+    }
+    if ctx.conn.auth.user.is_none() {
+        ctx.out.error(NOAUTH_HELLO);
+        return Flow::Continue;
     }
     if let Some(n) = name {
         *ctx.conn.info.name.lock() = n.to_vec();

@@ -15,6 +15,7 @@ use cairn_proto::ReplyWriter;
 use crate::session::ConnState;
 use crate::Shared;
 
+mod acl;
 mod auth;
 mod client;
 mod cluster;
@@ -322,6 +323,7 @@ static TABLE: &[Spec] = &[
     spec!("slowlog", -2, ADMIN | STALE | LOADING, 0, 0, 0, "server", "2.2.12", "A container for slow log commands.", slowlog::run),
     spec!("latency", -2, ADMIN | STALE | LOADING | NOSCRIPT, 0, 0, 0, "server", "2.8.13", "A container for latency diagnostics commands.", latency::run),
     spec!("memory", -2, READONLY, 0, 0, 0, "server", "4.0.0", "A container for memory diagnostics commands.", memory::run),
+    spec!("acl", -2, ADMIN | NOSCRIPT | LOADING | STALE, 0, 0, 0, "server", "6.0.0", "A container for Access List Control commands.", acl::run),
     spec!("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, 0, 0, 0, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.", shutdown::run),
 ];
 

@@ -257,6 +257,10 @@ pub(crate) fn exec(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> Flow {
         ctx.out.error(EXECABORT);
         return Flow::Continue;
     }
+    if let Err(e) = acl_still_allows(ctx, &multi.cmds) {
+        ctx.out.error(&e);
+        return Flow::Continue;
+    }
     // CAIRN.EXEC route nwatch [key version alive]... [argc arg...]...
     let first_key = |c: &Vec<Vec<u8>>| {
         let spec = &table()[lookup(&c[0])?];
@@ -319,6 +323,30 @@ pub(crate) fn exec(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> Flow {
             Flow::Continue
         }
     }
+}
+
+/// Redis checks queued commands again at EXEC, in case the user's rules
+/// changed since they were queued. Redis answers the refusal in that
+/// command's slot of EXEC's reply and runs the others; cairn's
+/// transaction is one command, so the whole transaction is refused with
+/// Redis' error (docs/design/acl.md).
+fn acl_still_allows(ctx: &Ctx<'_>, cmds: &[Vec<Vec<u8>>]) -> Result<(), String> {
+    let Some(user) = ctx.conn.auth.user.as_ref().filter(|u| !u.unrestricted) else {
+        return Ok(());
+    };
+    for c in cmds {
+        let argv: Vec<&[u8]> = c.iter().map(|a| a.as_slice()).collect();
+        let Some(idx) = lookup(argv[0]) else {
+            continue;
+        };
+        let reason = match crate::acl::user_may(user, idx, &argv) {
+            Ok(()) => continue,
+            Err(crate::acl::Denied::Key(_)) => "no permission to touch the specified keys",
+            Err(_) => "no permission to execute the command or subcommand",
+        };
+        return Err(format!("NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {reason}"));
+    }
+    Ok(())
 }
 
 /// CAIRN.EXEC sent as it is (standalone; in cluster mode it is routed

@@ -12,16 +12,22 @@ pub struct Server(Option<cairn_server::ServerHandle>);
 
 impl Server {
     pub fn start() -> Server {
-        let config = cairn_server::Config {
+        Server::with(cairn_server::Config {
             port: 0,
             ..Default::default()
-        };
+        })
+    }
+
+    pub fn with(config: cairn_server::Config) -> Server {
         Server(Some(cairn_server::start(config).expect("server starts")))
     }
 
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.0.as_ref().map(|h| h.local_addr()).expect("running")
+    }
+
     pub fn url(&self) -> String {
-        let addr = self.0.as_ref().map(|h| h.local_addr()).expect("running");
-        format!("redis://{addr}/")
+        format!("redis://{}/", self.addr())
     }
 }
 
@@ -160,4 +166,13 @@ pub fn memory_usage(c: &mut redis::Connection, key: &str) -> i64 {
         .arg(key)
         .query(c)
         .expect("memory usage")
+}
+
+/// One command; an error reply as its text.
+pub fn cmd(c: &mut redis::Connection, args: &[&str]) -> Result<redis::Value, String> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(c).map_err(|e| e.to_string())
 }
