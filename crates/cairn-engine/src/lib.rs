@@ -25,6 +25,7 @@ pub mod cmd;
 pub mod evict;
 pub mod glob;
 pub mod hash;
+pub mod list;
 pub mod keyspace;
 pub mod locks;
 pub mod num;

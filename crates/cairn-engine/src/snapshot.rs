@@ -37,6 +37,8 @@
 //! hash      HASH | key_len | key | meta u32 | encoding u8 (0 listpack,
 //!           1 hashtable) | count (>= 1) | (field_len | field | value_len
 //!           | value)*       an entry like the string ones, in their order
+//! list      LIST | key_len | key | meta u32 | encoding u8 (0 listpack,
+//!           1 quicklist) | count (>= 1) | (len | element)*   head first
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
@@ -49,7 +51,9 @@
 //! older holders load with their token there (their grant). Version 6
 //! added hash entries (their pairs in the hash's own order, so a restored
 //! hash iterates, scans and samples like the original); older snapshots
-//! hold only strings and load as before.
+//! hold only strings and load as before. Version 7 added list entries
+//! (types-lists branch: tag 6; the sets branch also bumps the version,
+//! to be reconciled at merge); older snapshots hold no lists.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -66,10 +70,16 @@ use crc::{Crc, Digest, Table};
 
 use crate::bytes::INLINE_MAX;
 use crate::hash::Hash;
+use crate::list::List;
 use crate::keyspace::Keyspace;
 use crate::value::Value;
 
-pub const SNAPSHOT_VERSION: u8 = 6;
+/// 7: list records (`tag::LIST`). Lists and sets were built on parallel
+/// branches, each bumping this by one; the merge gives each its own
+/// version and tag.
+pub const SNAPSHOT_VERSION: u8 = 7;
+/// First version with list records.
+const LISTS_SINCE: u8 = 7;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
@@ -99,6 +109,8 @@ mod tag {
     pub const HEAP: u8 = 3;
     pub const GROWABLE: u8 = 4;
     pub const HASH: u8 = 5;
+    /// Since version 7 (`LISTS_SINCE`).
+    pub const LIST: u8 = 6;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
     pub const VERSIONS: u8 = 0x30;
@@ -394,8 +406,11 @@ fn put_entry<W: Write>(
     if let Value::Hash(h) = value {
         return put_hash(out, key, h, meta);
     }
+    if let Value::List(l) = value {
+        return put_list(out, key, l, meta);
+    }
     let (tag, body): (u8, Option<&[u8]>) = match value {
-        Value::Hash(_) => unreachable!("written above"),
+        Value::Hash(_) | Value::List(_) => unreachable!("written above"),
         Value::Int(_) => (tag::INT, None),
         Value::Inline { len, data } => (tag::INLINE, Some(&data[..*len as usize])),
         Value::Heap(b) => (tag::HEAP, Some(b)),
@@ -455,6 +470,67 @@ fn put_hash<W: Write>(
         out.put(value)?;
     }
     Ok(())
+}
+
+fn put_list<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    key: &[u8],
+    list: &List,
+    meta: u32,
+) -> Result<(), SnapshotError> {
+    check_len("key", key.len() as u64)?;
+    let mut head = Small::default();
+    head.byte(tag::LIST);
+    head.varint(key.len() as u64);
+    out.put(head.as_slice())?;
+    out.put(key)?;
+    let mut tail = Small::default();
+    tail.bytes(&meta.to_le_bytes());
+    tail.byte(u8::from(list.encoding() == "quicklist"));
+    tail.varint(list.len() as u64);
+    out.put(tail.as_slice())?;
+    for e in list.iter() {
+        check_len("list element", e.len() as u64)?;
+        let mut rec = Small::default();
+        rec.varint(e.len() as u64);
+        out.put(rec.as_slice())?;
+        out.put(e)?;
+    }
+    Ok(())
+}
+
+/// Reads a list entry's body (after its key and meta); elements are
+/// added as they arrive, so a lying count costs an error, not memory.
+fn read_list<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    spill: &mut Vec<u8>,
+) -> Result<Value, SnapshotError> {
+    let quicklist = match input.byte()? {
+        0 => false,
+        1 => true,
+        _ => return Err(SnapshotError::Corrupt("unknown list encoding")),
+    };
+    let count = input.varint()?;
+    if count == 0 {
+        return Err(SnapshotError::Corrupt("empty list"));
+    }
+    if count > crate::list::ELEMENTS_MAX as u64 {
+        return Err(SnapshotError::TooLarge {
+            what: "list element count",
+            len: count,
+            max: crate::list::ELEMENTS_MAX as u64,
+        });
+    }
+    let mut list = List::restoring(quicklist);
+    for _ in 0..count {
+        let n = input.len("list element")?;
+        list.push_restored(input.bytes(n, spill)?)
+            .map_err(SnapshotError::Corrupt)?;
+    }
+    if !list.restored_encoding_ok() {
+        return Err(SnapshotError::Corrupt("listpack list over 8 KiB"));
+    }
+    Ok(Value::List(Box::new(list)))
 }
 
 /// Reads a hash entry's body (after its key and meta). The pairs are
@@ -718,8 +794,10 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     }
                 }
             }
-            tag::INT..=tag::GROWABLE | tag::HASH => {
-                if tag == tag::HASH && input.version < 6 {
+            tag::INT..=tag::GROWABLE | tag::HASH | tag::LIST => {
+                if (tag == tag::HASH && input.version < 6)
+                    || (tag == tag::LIST && input.version < LISTS_SINCE)
+                {
                     return Err(SnapshotError::Corrupt("unknown record tag"));
                 }
                 let key_len = input.len("key")?;
@@ -728,6 +806,8 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                 let meta = u32::from_le_bytes(input.array()?);
                 let value = if tag == tag::HASH {
                     read_hash(&mut input, field_seed, &mut spill, &mut field)?
+                } else if tag == tag::LIST {
+                    read_list(&mut input, &mut spill)?
                 } else {
                     read_value(&mut input, tag, &mut spill)?
                 };
@@ -1059,6 +1139,7 @@ mod tests {
             ks.set_deadline(format!("key:{i}").as_bytes(), None, 0);
         }
         add_hashes(&mut ks, n);
+        add_lists(&mut ks);
         ks
     }
 
@@ -1572,6 +1653,83 @@ mod tests {
             let (got, was) = (restored.usage_at(a), ks.usage_at(b));
             assert!(got.abs_diff(was) * 10 < was, "{got} vs {was}");
         }
+    }
+
+    /// Lists of both encodings (a quicklist of 300 elements, one
+    /// shrunk back to a listpack) and one with a deadline.
+    fn add_lists(ks: &mut Keyspace) {
+        use crate::list::{End, List};
+        let mut small = List::default();
+        small.push(End::Right, [&b"a"[..], b"", b"12", &[b'z'; 40]]).unwrap();
+        ks.insert(b"list:small", Value::List(Box::new(small)), Some(None), 0);
+        let mut big = List::default();
+        for i in 0..300 {
+            big.push(End::Left, [format!("element:{i:0>40}").as_bytes()])
+                .unwrap();
+        }
+        assert_eq!(big.encoding(), "quicklist");
+        ks.insert(b"list:big", Value::List(Box::new(big)), Some(Some(7_000)), 0);
+    }
+
+    fn list_record(key: &[u8], encoding: u8, count: u64, elements: &[&[u8]]) -> Vec<u8> {
+        let mut body = vec![encoding];
+        body.extend_from_slice(varint(count).as_slice());
+        for e in elements {
+            body.extend(string(e));
+        }
+        entry(tag::LIST, key, 0, &body)
+    }
+
+    #[test]
+    fn lists_round_trip_with_their_encoding_order_and_deadline() {
+        let mut ks = Keyspace::new(SEED);
+        add_lists(&mut ks);
+        for chunk_len in [1, 7, CHUNK_LEN] {
+            let (mut restored, _) = decode(&encode(&ks, chunk_len)).expect("valid snapshot");
+            assert_restored(&ks, &restored);
+            assert_eq!(restored.digest(), ks.digest());
+            assert_eq!(restored.deadline(b"list:big", 0), Some(Some(7_000)));
+            let l = restored.get_list(b"list:big", 0).unwrap().unwrap();
+            assert_eq!(l.encoding(), "quicklist");
+            assert_eq!(l.get(0), Some(format!("element:{:0>40}", 299).as_bytes()));
+            assert_eq!(l.len(), 300);
+            let l = restored.get_list(b"list:small", 0).unwrap().unwrap();
+            assert_eq!(l.encoding(), "listpack");
+            let got: Vec<&[u8]> = l.iter().collect();
+            assert_eq!(got, vec![&b"a"[..], b"", b"12", &[b'z'; 40]]);
+        }
+    }
+
+    #[test]
+    fn version_6_snapshots_load_and_know_no_lists() {
+        let mut records = entry(tag::INT, b"n", 7, &5i64.to_le_bytes());
+        records.extend(hash_record(b"h", 0, 1, &[(b"f", b"v")]));
+        let (mut ks, info) = decode(&seal_version(6, 3, &records, 2, 64)).expect("v6 loads");
+        assert_eq!(info.keys, 2);
+        assert_eq!(
+            ks.get_hash(b"h", 0).unwrap().unwrap().get(b"f"),
+            Some(&b"v"[..])
+        );
+        let list = list_record(b"l", 0, 1, &[b"x"]);
+        match decode(&seal_version(6, 3, &list, 1, 64)) {
+            Err(SnapshotError::Corrupt(why)) => assert_eq!(why, "unknown record tag"),
+            other => panic!("{:?}", other.map(|(_, i)| i)),
+        }
+        let (mut ks, _) = decode(&seal(3, &list, 1, 64)).expect("v7 loads lists");
+        assert_eq!(ks.get_list(b"l", 0).unwrap().unwrap().get(0), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn list_records_that_break_the_rules_are_corrupt() {
+        let big = [b'x'; 5000];
+        assert_eq!(corrupt(&list_record(b"l", 0, 0, &[]), 1), "empty list");
+        assert_eq!(corrupt(&list_record(b"l", 2, 1, &[b"x"]), 1), "unknown list encoding");
+        assert_eq!(
+            corrupt(&list_record(b"l", 0, 2, &[&big, &big]), 1),
+            "listpack list over 8 KiB"
+        );
+        assert!(decode(&seal(3, &list_record(b"l", 1, 2, &[&big, &big]), 1, 5)).is_ok());
+        assert!(decode(&seal(3, &list_record(b"l", 1, 1 << 40, &[b"x"]), 1, 5)).is_err());
     }
 
     #[test]

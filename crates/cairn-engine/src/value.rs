@@ -5,11 +5,12 @@
 //! in one exact-size allocation (`raw`), and strings that grew by APPEND or
 //! SETRANGE in a growable buffer so repeated appends stay amortised O(1).
 //! Hashes are a boxed variant (so the enum stays three words) with
-//! encodings of their own ([`crate::hash`]); lists, sets and sorted sets
-//! will join the same way.
+//! encodings of their own ([`crate::hash`]); lists ([`crate::list`]) the
+//! same way; sets and sorted sets will join likewise.
 
 use crate::bytes::{malloc_size, INLINE_MAX};
 use crate::hash::Hash;
+use crate::list::List;
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Value {
@@ -18,6 +19,7 @@ pub enum Value {
     Heap(Box<[u8]>),
     Growable(Box<Vec<u8>>),
     Hash(Box<Hash>),
+    List(Box<List>),
 }
 
 /// The Redis type name of a value (TYPE, SCAN TYPE).
@@ -25,6 +27,7 @@ pub enum Value {
 pub enum ValueType {
     String,
     Hash,
+    List,
 }
 
 impl ValueType {
@@ -32,6 +35,7 @@ impl ValueType {
         match self {
             ValueType::String => "string",
             ValueType::Hash => "hash",
+            ValueType::List => "list",
         }
     }
 }
@@ -67,12 +71,28 @@ impl Value {
     pub fn value_type(&self) -> ValueType {
         match self {
             Value::Hash(_) => ValueType::Hash,
+            Value::List(_) => ValueType::List,
             _ => ValueType::String,
         }
     }
 
     pub fn is_string(&self) -> bool {
-        !matches!(self, Value::Hash(_))
+        !matches!(self, Value::Hash(_) | Value::List(_))
+    }
+
+    /// The list this value holds, if it is one.
+    pub fn as_list(&self) -> Option<&List> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn as_list_mut(&mut self) -> Option<&mut List> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
     }
 
     /// The hash this value holds, if it is one.
@@ -100,8 +120,8 @@ impl Value {
             Value::Inline { len, data } => f(&data[..*len as usize]),
             Value::Heap(b) => f(b),
             Value::Growable(v) => f(v),
-            Value::Hash(_) => {
-                debug_assert!(false, "string bytes of a hash: a missing WRONGTYPE check");
+            Value::Hash(_) | Value::List(_) => {
+                debug_assert!(false, "string bytes of a non-string: a missing WRONGTYPE check");
                 f(&[])
             }
         }
@@ -117,7 +137,7 @@ impl Value {
             Value::Inline { len, .. } => *len as usize,
             Value::Heap(b) => b.len(),
             Value::Growable(v) => v.len(),
-            Value::Hash(_) => 0,
+            Value::Hash(_) | Value::List(_) => 0,
         }
     }
 
@@ -126,7 +146,7 @@ impl Value {
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(n) => Some(*n),
-            Value::Hash(_) => None,
+            Value::Hash(_) | Value::List(_) => None,
             other => other.with_bytes(crate::num::parse_i64),
         }
     }
@@ -151,6 +171,7 @@ impl Value {
             Value::Heap(b) if b.len() <= 44 => "embstr",
             Value::Heap(_) | Value::Growable(_) => "raw",
             Value::Hash(h) => h.encoding(),
+            Value::List(l) => l.encoding(),
         }
     }
 
@@ -163,6 +184,7 @@ impl Value {
                 malloc_size(v.capacity()) + malloc_size(std::mem::size_of::<Vec<u8>>())
             }
             Value::Hash(h) => malloc_size(std::mem::size_of::<Hash>()) + h.heap_bytes(),
+            Value::List(l) => malloc_size(std::mem::size_of::<List>()) + l.heap_bytes(),
         }
     }
 }

@@ -105,7 +105,20 @@ async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
         let mut flow = process(shared, conn, &mut parser, &mut rbuf, &mut wbuf);
         if flow == Batch::Defer {
             let ds = std::mem::take(&mut conn.deferred);
-            crate::cluster::execute_all(shared, conn, ds, &mut wbuf).await;
+            let blocking = ds
+                .iter()
+                .any(|d| d.list_wait.is_some() || crate::listwait::is_blocking(d));
+            if blocking {
+                // A blocked pop ends when its client goes away (Redis
+                // unblocks a disconnected client): its wait is dropped,
+                // which hands any wake on to the next waiter.
+                tokio::select! {
+                    () = crate::cluster::execute_all(shared, conn, ds, &mut wbuf) => {}
+                    () = client_gone(stream) => return,
+                }
+            } else {
+                crate::cluster::execute_all(shared, conn, ds, &mut wbuf).await;
+            }
             flow = Batch::OutputFull;
         }
         pending_input = flow == Batch::OutputFull;
@@ -135,6 +148,16 @@ async fn run(shared: &Shared, conn: &mut ConnState, stream: &mut TcpStream) {
             );
             return;
         }
+    }
+}
+
+/// Resolves when the client closed its side (or the socket failed);
+/// stays pending once the client sends more (it is read after the wait).
+async fn client_gone(stream: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 

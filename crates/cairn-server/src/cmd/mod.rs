@@ -74,6 +74,10 @@ pub(crate) const NOSCRIPT: u32 = 1 << 7;
 /// Not a Redis flag (COMMAND does not show it): the command's key list
 /// may end with `FENCE lock token` (DEL), which are not keys.
 pub(crate) const FENCE_TAIL: u32 = 1 << 8;
+/// Not a Redis flag: the keys are `numkeys` arguments from `first_key`,
+/// `numkeys` being the argument just before (LMPOP, BLMPOP); Redis
+/// calls these movable keys.
+pub(crate) const NUMKEYS: u32 = 1 << 9;
 
 pub(crate) const FLAG_NAMES: [(u32, &str); 8] = [
     (WRITE, "write"),
@@ -109,6 +113,17 @@ impl Spec {
             && argv[argc - 3].eq_ignore_ascii_case(b"FENCE")
         {
             argc -= 3;
+        }
+        if self.flags & NUMKEYS != 0 {
+            // Keys end where numkeys says (a bad count names none: the
+            // command's own parse answers the error).
+            let first = self.first_key.max(1) as usize;
+            let n = argv
+                .get(first - 1)
+                .and_then(|a| cairn_engine::num::parse_i64(a))
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0);
+            argc = argc.min(first.saturating_add(n));
         }
         self.key_positions(argc)
     }
@@ -152,10 +167,12 @@ fn engine<'a, C: Command<'a>>(
             let grants = g.locks.take_grants();
             ctx.shared.lock_waits.notify(i, grants);
         }
+        crate::listwait::wake_ready(ctx.shared, i, &mut g);
         db.refresh(i, &g);
     } else {
         let mut guard = db.lock_keys(spec.keys_of(argv).map(|i| argv[i]));
         cmd.apply(&mut guard, ctx.now_ms, &mut ctx.out);
+        guard.each_locked(|i, ks| crate::listwait::wake_ready(ctx.shared, i, ks));
     }
     Flow::Continue
 }
@@ -224,6 +241,29 @@ static TABLE: &[Spec] = &[
     spec!("hincrbyfloat", 4, WRITE | DENYOOM | FAST, 1, 1, 1, "hash", "2.6.0", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.", eng!(hincrbyfloat::HIncrByFloat)),
     spec!("hrandfield", -2, READONLY, 1, 1, 1, "hash", "6.2.0", "Returns one or more random fields from a hash.", eng!(hrandfield::HRandField)),
     spec!("hscan", -3, READONLY, 1, 1, 1, "hash", "2.8.0", "Iterates over fields and values of a hash.", eng!(hscan::HScan)),
+    // lists (docs/design/datatypes.md, "Lists")
+    spec!("lpush", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.", eng!(lpush::LPush)),
+    spec!("rpush", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "list", "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.", eng!(lpush::RPush)),
+    spec!("lpushx", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "list", "2.2.0", "Prepends one or more elements to a list only when the list exists.", eng!(lpush::LPushX)),
+    spec!("rpushx", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "list", "2.2.0", "Appends an element to a list only when the list exists.", eng!(lpush::RPushX)),
+    spec!("lpop", -2, WRITE | FAST, 1, 1, 1, "list", "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", eng!(lpop::LPop)),
+    spec!("rpop", -2, WRITE | FAST, 1, 1, 1, "list", "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", eng!(lpop::RPop)),
+    spec!("llen", 2, READONLY | FAST, 1, 1, 1, "list", "1.0.0", "Returns the length of a list.", eng!(llen::LLen)),
+    spec!("lrange", 4, READONLY, 1, 1, 1, "list", "1.0.0", "Returns a range of elements from a list.", eng!(lrange::LRange)),
+    spec!("lindex", 3, READONLY, 1, 1, 1, "list", "1.0.0", "Returns an element from a list by its index.", eng!(lindex::LIndex)),
+    spec!("lset", 4, WRITE | DENYOOM, 1, 1, 1, "list", "1.0.0", "Sets the value of an element in a list by its index.", eng!(lset::LSet)),
+    spec!("linsert", 5, WRITE | DENYOOM, 1, 1, 1, "list", "2.2.0", "Inserts an element before or after another element in a list.", eng!(linsert::LInsert)),
+    spec!("lrem", 4, WRITE, 1, 1, 1, "list", "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.", eng!(lrem::LRem)),
+    spec!("ltrim", 4, WRITE, 1, 1, 1, "list", "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", eng!(ltrim::LTrim)),
+    spec!("lpos", -3, READONLY, 1, 1, 1, "list", "6.0.6", "Returns the index of matching elements in a list.", eng!(lpos::LPos)),
+    spec!("lmove", 5, WRITE | DENYOOM, 1, 2, 1, "list", "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", eng!(lmove::LMove)),
+    spec!("rpoplpush", 3, WRITE | DENYOOM, 1, 2, 1, "list", "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", eng!(lmove::RPopLPush)),
+    spec!("lmpop", -4, WRITE | NUMKEYS, 2, -1, 1, "list", "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", eng!(lmpop::LMPop)),
+    spec!("blpop", -3, WRITE | NOSCRIPT, 1, -2, 1, "list", "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
+    spec!("brpop", -3, WRITE | NOSCRIPT, 1, -2, 1, "list", "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
+    spec!("blmove", 6, WRITE | DENYOOM | NOSCRIPT, 1, 2, 1, "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", crate::listwait::run),
+    spec!("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT, 1, 2, 1, "list", "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
+    spec!("blmpop", -5, WRITE | NUMKEYS, 3, -1, 1, "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
     // keys
     spec!("del", -2, WRITE | FENCE_TAIL, 1, -1, 1, "generic", "1.0.0", "Deletes one or more keys.", eng!(del::Del<true>)),
     spec!("unlink", -2, WRITE | FAST, 1, -1, 1, "generic", "4.0.0", "Asynchronously deletes one or more keys.", eng!(del::Unlink)),
