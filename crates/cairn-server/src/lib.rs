@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub lock_waits: lockwait::Waits<(usize, Box<[u8]>, Box<[u8]>), u64>,
     /// Connections waiting for a list to pop from (BLPOP and friends).
     pub list_waits: listwait::ListWaits,
+    /// Connections blocked in a list pop now (INFO blocked_clients).
+    pub list_blocked: std::sync::atomic::AtomicUsize,
     /// Cluster mode: keyed requests this node forwarded to a leader, and
     /// `-MOVED` replies it gave (INFO cluster; a cluster-aware client
     /// that routes well keeps both near zero).
@@ -183,6 +185,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         evicting: std::sync::OnceLock::new(),
         lock_waits: Default::default(),
         list_waits: Default::default(),
+        list_blocked: Default::default(),
         forwarded: Default::default(),
         moved: Default::default(),
         config,

@@ -260,7 +260,18 @@ struct Waiting<'s> {
     wakes: Vec<oneshot::Receiver<()>>,
 }
 
-impl Waiting<'_> {
+impl<'s> Waiting<'s> {
+    fn new(shared: &'s Shared, keys: Vec<(usize, Box<[u8]>)>, wakes: Vec<oneshot::Receiver<()>>) -> Self {
+        shared
+            .list_blocked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting {
+            shared,
+            keys,
+            wakes,
+        }
+    }
+
     /// Ends this round's registrations (after a wake, before the next
     /// attempt).
     fn clear(&mut self) {
@@ -273,6 +284,9 @@ impl Waiting<'_> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        self.shared
+            .list_blocked
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         pass_on(self.shared, &self.keys, std::mem::take(&mut self.wakes));
     }
 }
@@ -285,11 +299,7 @@ pub(crate) async fn standalone_wait(shared: &Shared, conn: &mut ConnState, w: Bo
         timeout_ms,
         wakes,
     } = *w;
-    let mut waiting = Waiting {
-        shared,
-        keys,
-        wakes,
-    };
+    let mut waiting = Waiting::new(shared, keys, wakes);
     let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
     let Some(idx) = crate::cmd::lookup(argv[0]) else {
         return b"-ERR unknown command\r\n".to_vec();
@@ -340,11 +350,7 @@ pub(crate) async fn cluster_wait(
     let keys: Vec<(usize, Box<[u8]>)> = keys.iter().map(|k| (g as usize, Box::from(*k))).collect();
     let deadline = deadline_of(timeout_ms);
     let mut first = false;
-    let mut waiting = Waiting {
-        shared,
-        keys,
-        wakes: Vec::new(),
-    };
+    let mut waiting = Waiting::new(shared, keys, Vec::new());
     loop {
         // Registered before the attempt is proposed: a push ordered
         // after the attempt in the log is applied here after this.

@@ -233,6 +233,7 @@ mod tests {
             evicting: std::sync::OnceLock::new(),
             lock_waits: Default::default(),
             list_waits: Default::default(),
+            list_blocked: Default::default(),
             forwarded: Default::default(),
             moved: Default::default(),
             config,
