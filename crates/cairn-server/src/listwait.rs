@@ -75,6 +75,17 @@ pub(crate) fn wake_ready(shared: &Shared, i: usize, ks: &mut Keyspace) {
     }
 }
 
+/// After shard `i` was replaced by a snapshot (cluster mode): the new
+/// keyspace watches lists again if anyone waits, and every waiter of the
+/// shard looks again (its lists may have been filled).
+pub(crate) fn after_restore(shared: &Shared, i: usize) {
+    let mut ks = shared.db.lock(i);
+    ks.set_watch_lists(!shared.list_waits.is_empty());
+    for k in shared.list_waits.keys_where(|k| k.0 == i) {
+        shared.list_waits.wake_first(&k, ());
+    }
+}
+
 /// Registers a wait on every list, each under its shard's lock; `None`
 /// when the node's bound on waiters is reached (nothing stays
 /// registered then).

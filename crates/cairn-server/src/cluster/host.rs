@@ -82,6 +82,8 @@ impl Host for ServerHost {
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
         shared.db.replace(group as usize, ks);
+        // Any list may have changed: waiters here look again.
+        crate::listwait::after_restore(&shared, group as usize);
         Ok(())
     }
 
