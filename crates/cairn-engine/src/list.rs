@@ -112,8 +112,16 @@ pub fn resolve_index(index: i64, len: usize) -> Option<usize> {
 /// end); `None` when the range is empty.
 pub fn resolve_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let mut start = if start < 0 { len.saturating_add(start) } else { start };
-    let mut stop = if stop < 0 { len.saturating_add(stop) } else { stop };
+    let mut start = if start < 0 {
+        len.saturating_add(start)
+    } else {
+        start
+    };
+    let mut stop = if stop < 0 {
+        len.saturating_add(stop)
+    } else {
+        stop
+    };
     if start < 0 {
         start = 0;
     }
@@ -249,10 +257,23 @@ impl List {
         let mut positions: Vec<usize> = Vec::new();
         let matches = |(i, b): (usize, &SmallBytes)| (b.as_slice() == element).then_some(i);
         if count < 0 {
-            positions.extend(self.items.iter().enumerate().rev().filter_map(matches).take(limit));
+            positions.extend(
+                self.items
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .filter_map(matches)
+                    .take(limit),
+            );
             positions.reverse();
         } else {
-            positions.extend(self.items.iter().enumerate().filter_map(matches).take(limit));
+            positions.extend(
+                self.items
+                    .iter()
+                    .enumerate()
+                    .filter_map(matches)
+                    .take(limit),
+            );
         }
         if positions.is_empty() {
             return 0;

@@ -70,8 +70,8 @@ use crc::{Crc, Digest, Table};
 
 use crate::bytes::INLINE_MAX;
 use crate::hash::Hash;
-use crate::list::List;
 use crate::keyspace::Keyspace;
+use crate::list::List;
 use crate::value::Value;
 
 /// 7: list records (`tag::LIST`). Lists and sets were built on parallel
@@ -1660,7 +1660,9 @@ mod tests {
     fn add_lists(ks: &mut Keyspace) {
         use crate::list::{End, List};
         let mut small = List::default();
-        small.push(End::Right, [&b"a"[..], b"", b"12", &[b'z'; 40]]).unwrap();
+        small
+            .push(End::Right, [&b"a"[..], b"", b"12", &[b'z'; 40]])
+            .unwrap();
         ks.insert(b"list:small", Value::List(Box::new(small)), Some(None), 0);
         let mut big = List::default();
         for i in 0..300 {
@@ -1668,7 +1670,12 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(big.encoding(), "quicklist");
-        ks.insert(b"list:big", Value::List(Box::new(big)), Some(Some(7_000)), 0);
+        ks.insert(
+            b"list:big",
+            Value::List(Box::new(big)),
+            Some(Some(7_000)),
+            0,
+        );
     }
 
     fn list_record(key: &[u8], encoding: u8, count: u64, elements: &[&[u8]]) -> Vec<u8> {
@@ -1716,14 +1723,20 @@ mod tests {
             other => panic!("{:?}", other.map(|(_, i)| i)),
         }
         let (mut ks, _) = decode(&seal(3, &list, 1, 64)).expect("v7 loads lists");
-        assert_eq!(ks.get_list(b"l", 0).unwrap().unwrap().get(0), Some(&b"x"[..]));
+        assert_eq!(
+            ks.get_list(b"l", 0).unwrap().unwrap().get(0),
+            Some(&b"x"[..])
+        );
     }
 
     #[test]
     fn list_records_that_break_the_rules_are_corrupt() {
         let big = [b'x'; 5000];
         assert_eq!(corrupt(&list_record(b"l", 0, 0, &[]), 1), "empty list");
-        assert_eq!(corrupt(&list_record(b"l", 2, 1, &[b"x"]), 1), "unknown list encoding");
+        assert_eq!(
+            corrupt(&list_record(b"l", 2, 1, &[b"x"]), 1),
+            "unknown list encoding"
+        );
         assert_eq!(
             corrupt(&list_record(b"l", 0, 2, &[&big, &big]), 1),
             "listpack list over 8 KiB"

@@ -121,7 +121,10 @@ impl Value {
             Value::Heap(b) => f(b),
             Value::Growable(v) => f(v),
             Value::Hash(_) | Value::List(_) => {
-                debug_assert!(false, "string bytes of a non-string: a missing WRONGTYPE check");
+                debug_assert!(
+                    false,
+                    "string bytes of a non-string: a missing WRONGTYPE check"
+                );
                 f(&[])
             }
         }

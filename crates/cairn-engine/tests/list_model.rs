@@ -63,8 +63,16 @@ fn index(i: i64, len: usize) -> Option<usize> {
 
 fn range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let s = if start < 0 { (len + start).max(0) } else { start };
-    let e = if stop < 0 { len + stop } else { stop.min(len - 1) };
+    let s = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let e = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
     (s <= e && s < len).then_some((s as usize, e as usize))
 }
 
@@ -79,7 +87,12 @@ impl Model {
 
     /// A write to the list at `k` (created when `create`), dropping the
     /// key when it ends empty.
-    fn write<R>(&mut self, k: usize, create: bool, f: impl FnOnce(&mut VecDeque<String>) -> R) -> Result<Option<R>, Frame> {
+    fn write<R>(
+        &mut self,
+        k: usize,
+        create: bool,
+        f: impl FnOnce(&mut VecDeque<String>) -> R,
+    ) -> Result<Option<R>, Frame> {
         let mut l = match self.keys[k].take() {
             None if !create => return Ok(None),
             None => VecDeque::new(),
@@ -176,7 +189,11 @@ impl Model {
                     return Ok(Frame::Integer(0));
                 }
                 let n = self.write(*k, false, |l| {
-                    let limit = if *count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+                    let limit = if *count == 0 {
+                        usize::MAX
+                    } else {
+                        count.unsigned_abs() as usize
+                    };
                     let mut removed = 0;
                     if *count >= 0 {
                         let mut i = 0;
@@ -214,10 +231,18 @@ impl Model {
             }
             Op::Pos(k, e, rank, count, maxlen) => {
                 let Some(l) = self.list(*k)? else {
-                    return Ok(if count.is_some() { array([]) } else { Frame::Null });
+                    return Ok(if count.is_some() {
+                        array([])
+                    } else {
+                        Frame::Null
+                    });
                 };
                 let len = l.len();
-                let scan = if *maxlen == 0 { len } else { (*maxlen).min(len) };
+                let scan = if *maxlen == 0 {
+                    len
+                } else {
+                    (*maxlen).min(len)
+                };
                 let mut found = Vec::new();
                 let mut matches = 0i64;
                 for step in 0..scan {
@@ -289,7 +314,11 @@ fn argv(op: &Op) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     match op {
         Op::Push(left, x, k, es) => {
-            let name = format!("{}PUSH{}", if *left { "L" } else { "R" }, if *x { "X" } else { "" });
+            let name = format!(
+                "{}PUSH{}",
+                if *left { "L" } else { "R" },
+                if *x { "X" } else { "" }
+            );
             v.extend([name, key(k)]);
             v.extend(es.iter().cloned());
         }
@@ -311,7 +340,13 @@ fn argv(op: &Op) -> Vec<String> {
         Op::Rem(k, c, e) => v.extend(["LREM".into(), key(k), c.to_string(), e.clone()]),
         Op::Trim(k, s, e) => v.extend(["LTRIM".into(), key(k), s.to_string(), e.to_string()]),
         Op::Pos(k, e, rank, count, maxlen) => {
-            v.extend(["LPOS".into(), key(k), e.clone(), "RANK".into(), rank.to_string()]);
+            v.extend([
+                "LPOS".into(),
+                key(k),
+                e.clone(),
+                "RANK".into(),
+                rank.to_string(),
+            ]);
             if let Some(c) = count {
                 v.extend(["COUNT".into(), c.to_string()]);
             }
@@ -387,10 +422,10 @@ proptest! {
             let got = exec(&mut ks, op);
             prop_assert_eq!(&got, &want, "step {}: {:?}", i, op);
         }
-        for k in 0..KEYS.len() {
+        for (k, name) in KEYS.iter().enumerate() {
             let op = Op::Range(k, 0, -1);
             let want = model.apply(&op);
-            prop_assert_eq!(exec(&mut ks, &op), want, "final {}", KEYS[k]);
+            prop_assert_eq!(exec(&mut ks, &op), want, "final {}", name);
         }
         let live = model.keys.iter().filter(|v| v.is_some()).count();
         prop_assert_eq!(ks.len(), live);

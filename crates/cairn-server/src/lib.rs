@@ -60,7 +60,7 @@ pub(crate) struct Shared {
     /// would each evict for the same shortfall and empty the group).
     pub evicting: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>>,
     /// Connections waiting for a lock here (`LOCK.ACQUIRE ... WAIT`).
-    pub lock_waits: lockwait::Waits<(usize, Box<[u8]>, Box<[u8]>), u64>,
+    pub lock_waits: lockwait::LockWaits,
     /// Connections waiting for a list to pop from (BLPOP and friends).
     pub list_waits: listwait::ListWaits,
     /// Connections blocked in a list pop now (INFO blocked_clients).

@@ -34,15 +34,18 @@ use crate::lockwait::Waits;
 use crate::session::ConnState;
 use crate::Shared;
 
-/// Waiting connections by (shard, list key).
-pub(crate) type ListWaits = Waits<(usize, Box<[u8]>), ()>;
+/// A list waited on: (shard, key).
+pub(crate) type ListKey = (usize, Box<[u8]>);
+
+/// Waiting connections by list.
+pub(crate) type ListWaits = Waits<ListKey, ()>;
 
 /// What a connection's blocking pop waits with (kept by the connection's
 /// deferred command until it runs).
 pub(crate) struct ListWait {
     pub argv: Vec<Vec<u8>>,
     /// The lists, each with its shard.
-    pub keys: Vec<(usize, Box<[u8]>)>,
+    pub keys: Vec<ListKey>,
     /// 0: forever.
     pub timeout_ms: u64,
     /// One per list: a wake from whoever made it non-empty.
@@ -89,7 +92,7 @@ pub(crate) fn after_restore(shared: &Shared, i: usize) {
 /// Registers a wait on every list, each under its shard's lock; `None`
 /// when the node's bound on waiters is reached (nothing stays
 /// registered then).
-fn register(shared: &Shared, keys: &[(usize, Box<[u8]>)], first: bool) -> Option<Vec<oneshot::Receiver<()>>> {
+fn register(shared: &Shared, keys: &[ListKey], first: bool) -> Option<Vec<oneshot::Receiver<()>>> {
     let mut wakes = Vec::with_capacity(keys.len());
     for (i, key) in keys {
         let mut ks = shared.db.lock(*i);
@@ -102,7 +105,7 @@ fn register(shared: &Shared, keys: &[(usize, Box<[u8]>)], first: bool) -> Option
 /// A waiter that stops waiting: its queue entries go, and any list of
 /// its that holds elements wakes its next waiter (this one may have
 /// consumed the wake meant for it).
-fn pass_on(shared: &Shared, keys: &[(usize, Box<[u8]>)], wakes: Vec<oneshot::Receiver<()>>) {
+fn pass_on(shared: &Shared, keys: &[ListKey], wakes: Vec<oneshot::Receiver<()>>) {
     drop(wakes);
     for k in keys {
         shared.list_waits.forget(k);
@@ -184,7 +187,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
         }
     };
     let shared = ctx.shared;
-    let keys: Vec<(usize, Box<[u8]>)> = keys
+    let keys: Vec<ListKey> = keys
         .iter()
         .map(|k| (shared.db.index_of(k), Box::from(*k)))
         .collect();
@@ -229,7 +232,7 @@ fn attempt(
     spec: &crate::cmd::Spec,
     argv: &[&[u8]],
     now_ms: u64,
-    register_keys: Option<&[(usize, Box<[u8]>)]>,
+    register_keys: Option<&[ListKey]>,
     first: bool,
 ) -> Result<Vec<u8>, Option<Vec<oneshot::Receiver<()>>>> {
     let mut guard = shared.db.lock_keys(spec.keys_of(argv).map(|i| argv[i]));
@@ -267,12 +270,12 @@ fn attempt(
 /// taken (`pass_on`), so no element is left with its waiters asleep.
 struct Waiting<'s> {
     shared: &'s Shared,
-    keys: Vec<(usize, Box<[u8]>)>,
+    keys: Vec<ListKey>,
     wakes: Vec<oneshot::Receiver<()>>,
 }
 
 impl<'s> Waiting<'s> {
-    fn new(shared: &'s Shared, keys: Vec<(usize, Box<[u8]>)>, wakes: Vec<oneshot::Receiver<()>>) -> Self {
+    fn new(shared: &'s Shared, keys: Vec<ListKey>, wakes: Vec<oneshot::Receiver<()>>) -> Self {
         shared
             .list_blocked
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -303,7 +306,11 @@ impl Drop for Waiting<'_> {
 }
 
 /// Standalone: the wait after a failed first attempt; the RESP3 reply.
-pub(crate) async fn standalone_wait(shared: &Shared, conn: &mut ConnState, w: Box<ListWait>) -> Vec<u8> {
+pub(crate) async fn standalone_wait(
+    shared: &Shared,
+    conn: &mut ConnState,
+    w: Box<ListWait>,
+) -> Vec<u8> {
     let ListWait {
         argv,
         keys,
@@ -322,7 +329,14 @@ pub(crate) async fn standalone_wait(shared: &Shared, conn: &mut ConnState, w: Bo
             return NULL.to_vec();
         }
         waiting.clear();
-        match attempt(shared, spec, &argv, crate::unix_ms(), Some(&waiting.keys), true) {
+        match attempt(
+            shared,
+            spec,
+            &argv,
+            crate::unix_ms(),
+            Some(&waiting.keys),
+            true,
+        ) {
             Ok(reply) => return reply,
             Err(None) => return format!("-{TOO_MANY}\r\n").into_bytes(),
             // Someone else was first: wait again, first in line.
@@ -358,7 +372,7 @@ pub(crate) async fn cluster_wait(
         // Not waiting: the group answers (the error, or the attempt).
         _ => return run_in_group(shared, conn, d, g, true).await,
     };
-    let keys: Vec<(usize, Box<[u8]>)> = keys.iter().map(|k| (g as usize, Box::from(*k))).collect();
+    let keys: Vec<ListKey> = keys.iter().map(|k| (g as usize, Box::from(*k))).collect();
     let deadline = deadline_of(timeout_ms);
     let mut first = false;
     let mut waiting = Waiting::new(shared, keys, Vec::new());

@@ -22,6 +22,9 @@ use tokio::sync::oneshot;
 
 type Key = (usize, Box<[u8]>, Box<[u8]>);
 
+/// Connections waiting for a lock grant, by (shard, lock, owner).
+pub(crate) type LockWaits = Waits<Key, u64>;
+
 /// Connections of this node waiting for something a command applied
 /// here may bring about, keyed by what they wait for, in arrival order:
 /// a lock's grant to one owner (this module), or a list becoming
@@ -199,7 +202,9 @@ pub(crate) async fn wait_for_grant(
             }
         }
     }
-    shared.lock_waits.forget(&(shard, name.into(), owner.into()));
+    shared
+        .lock_waits
+        .forget(&(shard, name.into(), owner.into()));
     WaitEnd::Gave
 }
 

@@ -317,7 +317,11 @@ fn list_commands_answer_like_redis() {
 fn lpos_refuses_the_lowest_rank() {
     let cairn = Server::start();
     let mut c = connect(&cairn.url());
-    let _: i64 = redis::cmd("RPUSH").arg("p").arg("c").query(&mut c).expect("rpush");
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("p")
+        .arg("c")
+        .query(&mut c)
+        .expect("rpush");
     let r: Result<Value, _> = redis::cmd("LPOS")
         .arg("p")
         .arg("c")
@@ -326,8 +330,9 @@ fn lpos_refuses_the_lowest_rank() {
         .query(&mut c);
     let e = r.expect_err("out of range");
     assert!(
-        e.to_string()
-            .contains("value is out of range, must be between -9223372036854775807 and 9223372036854775807"),
+        e.to_string().contains(
+            "value is out of range, must be between -9223372036854775807 and 9223372036854775807"
+        ),
         "{e}"
     );
 }
@@ -350,20 +355,41 @@ fn encodings_follow_redis_7_2() {
     let v = "v".repeat(100);
     // Each 100-byte element takes 103 listpack bytes; the header 7.
     for i in 0..79 {
-        let _: i64 = redis::cmd("RPUSH").arg("l").arg(&v).query(&mut c).expect("rpush");
+        let _: i64 = redis::cmd("RPUSH")
+            .arg("l")
+            .arg(&v)
+            .query(&mut c)
+            .expect("rpush");
         assert_eq!(encoding(&mut c, "l"), "listpack", "after {i}");
     }
     // 7 + 79 * 103 = 8144; + 100 raw bytes = 8244 > 8192.
-    let _: i64 = redis::cmd("RPUSH").arg("l").arg(&v).query(&mut c).expect("rpush");
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("l")
+        .arg(&v)
+        .query(&mut c)
+        .expect("rpush");
     assert_eq!(encoding(&mut c, "l"), "quicklist");
     // Down to 4 KiB: 7 + 39 * 103 = 4024 <= 4096.
-    let _: () = redis::cmd("LTRIM").arg("l").arg(0).arg(38).query(&mut c).expect("ltrim");
+    let _: () = redis::cmd("LTRIM")
+        .arg("l")
+        .arg(0)
+        .arg(38)
+        .query(&mut c)
+        .expect("ltrim");
     assert_eq!(encoding(&mut c, "l"), "listpack");
     // One push bringing more than 8 KiB converts at once.
     let big = "b".repeat(9000);
-    let _: i64 = redis::cmd("LPUSH").arg("x").arg(&big).query(&mut c).expect("lpush");
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("x")
+        .arg(&big)
+        .query(&mut c)
+        .expect("lpush");
     assert_eq!(encoding(&mut c, "x"), "quicklist");
-    let _: i64 = redis::cmd("LPUSH").arg("y").arg("1").query(&mut c).expect("lpush");
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("y")
+        .arg("1")
+        .query(&mut c)
+        .expect("lpush");
     assert_eq!(encoding(&mut c, "y"), "listpack");
 }
 
@@ -377,7 +403,8 @@ impl Raw {
     fn open(url: &str) -> Raw {
         let addr = url.trim_start_matches("redis://").trim_end_matches('/');
         let s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         Raw(s)
     }
 
@@ -421,7 +448,10 @@ fn wait_blocked(c: &mut redis::Connection, n: i64) {
         if blocked == n {
             return;
         }
-        assert!(Instant::now() < deadline, "blocked_clients {blocked}, want {n}");
+        assert!(
+            Instant::now() < deadline,
+            "blocked_clients {blocked}, want {n}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -434,16 +464,29 @@ fn blpop_is_woken_by_a_push_from_another_connection() {
     waiter.send(&["BLPOP", "q", "other", "0"]);
     wait_blocked(&mut c, 1);
     assert_eq!(waiter.read_within(100), "");
-    let _: i64 = redis::cmd("RPUSH").arg("q").arg("job").query(&mut c).expect("rpush");
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("q")
+        .arg("job")
+        .query(&mut c)
+        .expect("rpush");
     assert_eq!(waiter.read(), "*2\r\n$1\r\nq\r\n$3\r\njob\r\n");
     let exists: i64 = redis::cmd("EXISTS").arg("q").query(&mut c).expect("exists");
     assert_eq!(exists, 0);
     // BLMOVE is woken the same way and moves the element.
     waiter.send(&["BLMOVE", "q", "done", "LEFT", "RIGHT", "0"]);
     wait_blocked(&mut c, 1);
-    let _: i64 = redis::cmd("LPUSH").arg("q").arg("j2").query(&mut c).expect("lpush");
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("q")
+        .arg("j2")
+        .query(&mut c)
+        .expect("lpush");
     assert_eq!(waiter.read(), "$2\r\nj2\r\n");
-    let done: Vec<String> = redis::cmd("LRANGE").arg("done").arg(0).arg(-1).query(&mut c).expect("lrange");
+    let done: Vec<String> = redis::cmd("LRANGE")
+        .arg("done")
+        .arg(0)
+        .arg(-1)
+        .query(&mut c)
+        .expect("lrange");
     assert_eq!(done, vec!["j2"]);
     wait_blocked(&mut c, 0);
 }
@@ -480,8 +523,15 @@ fn the_longest_waiting_client_is_served_first() {
         wait_blocked(&mut c, i as i64 + 1);
     }
     for (i, want) in ["x", "y", "z"].iter().enumerate() {
-        let _: i64 = redis::cmd("RPUSH").arg("fifo").arg(*want).query(&mut c).expect("rpush");
-        assert_eq!(waiters[i].read(), format!("*2\r\n$4\r\nfifo\r\n$1\r\n{want}\r\n"));
+        let _: i64 = redis::cmd("RPUSH")
+            .arg("fifo")
+            .arg(*want)
+            .query(&mut c)
+            .expect("rpush");
+        assert_eq!(
+            waiters[i].read(),
+            format!("*2\r\n$4\r\nfifo\r\n$1\r\n{want}\r\n")
+        );
     }
 }
 
@@ -490,7 +540,11 @@ fn a_blocking_pop_times_out_with_null() {
     let cairn = Server::start();
     let mut c = connect(&cairn.url());
     let started = Instant::now();
-    let r: Value = redis::cmd("BLPOP").arg("none").arg("0.2").query(&mut c).expect("blpop");
+    let r: Value = redis::cmd("BLPOP")
+        .arg("none")
+        .arg("0.2")
+        .query(&mut c)
+        .expect("blpop");
     assert_eq!(r, Value::Nil);
     assert!(started.elapsed() >= Duration::from_millis(200));
     let mut raw = Raw::open(&cairn.url());
@@ -515,7 +569,11 @@ fn a_disconnected_waiter_is_removed_and_loses_no_element() {
     wait_blocked(&mut c, 2);
     drop(gone);
     wait_blocked(&mut c, 1);
-    let _: i64 = redis::cmd("RPUSH").arg("d").arg("kept").query(&mut c).expect("rpush");
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("d")
+        .arg("kept")
+        .query(&mut c)
+        .expect("rpush");
     assert_eq!(second.read(), "*2\r\n$1\r\nd\r\n$4\r\nkept\r\n");
     // A waiter that leaves alone: the next push stays in the list.
     let mut alone = Raw::open(&cairn.url());
@@ -523,8 +581,17 @@ fn a_disconnected_waiter_is_removed_and_loses_no_element() {
     wait_blocked(&mut c, 1);
     drop(alone);
     wait_blocked(&mut c, 0);
-    let _: i64 = redis::cmd("RPUSH").arg("e").arg("stays").query(&mut c).expect("rpush");
-    let left: Vec<String> = redis::cmd("LRANGE").arg("e").arg(0).arg(-1).query(&mut c).expect("lrange");
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("e")
+        .arg("stays")
+        .query(&mut c)
+        .expect("rpush");
+    let left: Vec<String> = redis::cmd("LRANGE")
+        .arg("e")
+        .arg(0)
+        .arg(-1)
+        .query(&mut c)
+        .expect("lrange");
     assert_eq!(left, vec!["stays"]);
 }
 
@@ -537,9 +604,18 @@ fn client_kill_ends_a_blocking_pop() {
     let id: String = w.read().trim_start_matches(':').trim().to_string();
     w.send(&["BLPOP", "k", "0"]);
     wait_blocked(&mut c, 1);
-    let _: Value = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&id).query(&mut c).expect("kill");
+    let _: Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&id)
+        .query(&mut c)
+        .expect("kill");
     wait_blocked(&mut c, 0);
-    let _: i64 = redis::cmd("RPUSH").arg("k").arg("v").query(&mut c).expect("rpush");
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("k")
+        .arg("v")
+        .query(&mut c)
+        .expect("rpush");
     let n: i64 = redis::cmd("LLEN").arg("k").query(&mut c).expect("llen");
     assert_eq!(n, 1);
 }

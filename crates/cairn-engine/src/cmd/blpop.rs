@@ -164,12 +164,14 @@ impl<'a> Blocking<'a> for BLMPop<'a> {
     }
 }
 
-/// The lists a blocking command waits on and its timeout (0 = forever);
-/// `None` for a command that does not block.
-pub fn wait_of<'a>(argv: &'a [&'a [u8]]) -> Option<Result<(Vec<&'a [u8]>, u64), CmdError>> {
-    fn of<'a, C: Command<'a> + Blocking<'a>>(
-        argv: &'a [&'a [u8]],
-    ) -> Result<(Vec<&'a [u8]>, u64), CmdError> {
+/// The lists a blocking command waits on, and its timeout in ms (0 =
+/// forever).
+pub type Wait<'a> = (Vec<&'a [u8]>, u64);
+
+/// What a blocking command waits for; `None` for a command that does
+/// not block.
+pub fn wait_of<'a>(argv: &'a [&'a [u8]]) -> Option<Result<Wait<'a>, CmdError>> {
+    fn of<'a, C: Command<'a> + Blocking<'a>>(argv: &'a [&'a [u8]]) -> Result<Wait<'a>, CmdError> {
         let c = C::parse(argv)?;
         Ok((c.wait_keys().to_vec(), c.timeout_ms()))
     }

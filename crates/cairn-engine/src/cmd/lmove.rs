@@ -38,7 +38,11 @@ impl<'a> Command<'a> for LMove<'a> {
 
 impl LMove<'_> {
     /// The moved element; `None` when the source does not exist.
-    pub(crate) fn run(&self, db: &mut impl Db, now_ms: u64) -> Result<Option<Vec<u8>>, &'static str> {
+    pub(crate) fn run(
+        &self,
+        db: &mut impl Db,
+        now_ms: u64,
+    ) -> Result<Option<Vec<u8>>, &'static str> {
         if db.shard(self.src).get_list(self.src, now_ms)?.is_none() {
             return Ok(None);
         }
@@ -58,7 +62,11 @@ impl LMove<'_> {
             Ok(Some(Ok(()))) => Ok(Some(e)),
             // The destination is full: the element goes back.
             Ok(Some(Err(why))) | Err(why) => {
-                let back = if self.from == End::Left { End::Left } else { End::Right };
+                let back = if self.from == End::Left {
+                    End::Left
+                } else {
+                    End::Right
+                };
                 let _ = db
                     .shard(self.src)
                     .write_list(self.src, now_ms, true, |l| l.push(back, [&e[..]]));

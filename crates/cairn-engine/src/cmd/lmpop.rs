@@ -10,6 +10,9 @@ use crate::reply::Reply;
 pub const NUMKEYS: &str = "ERR numkeys should be greater than 0";
 pub const COUNT: &str = "ERR count should be greater than 0";
 
+/// The key popped from and its elements.
+pub(crate) type Popped<'a> = (&'a [u8], Vec<Vec<u8>>);
+
 pub struct LMPop<'a> {
     pub(crate) keys: &'a [&'a [u8]],
     pub(crate) end: End,
@@ -55,7 +58,7 @@ impl<'a> LMPop<'a> {
         &self,
         db: &mut impl Db,
         now_ms: u64,
-    ) -> Result<Option<(&'a [u8], Vec<Vec<u8>>)>, &'static str> {
+    ) -> Result<Option<Popped<'a>>, &'static str> {
         for &key in self.keys {
             let ks = db.shard(key);
             if ks.get_list(key, now_ms)?.is_none() {

@@ -65,7 +65,11 @@ impl<'a> Command<'a> for LPos<'a> {
             Ok(Some(l)) => l,
         };
         let len = l.len();
-        let scan_len = if self.maxlen == 0 { len } else { self.maxlen.min(len) };
+        let scan_len = if self.maxlen == 0 {
+            len
+        } else {
+            self.maxlen.min(len)
+        };
         let skip = usize::try_from(self.rank.unsigned_abs() - 1).unwrap_or(usize::MAX);
         let want = match self.count {
             Some(0) => usize::MAX,

@@ -33,7 +33,12 @@ const NOT_LEADER_HERE: &str =
     "TRYAGAIN not this group's leader any more (nothing was applied); retry";
 
 /// Runs a deferred command to its outcome and writes the reply.
-pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, mut d: Deferred, out: &mut Vec<u8>) {
+pub(crate) async fn execute(
+    shared: &Shared,
+    conn: &mut ConnState,
+    mut d: Deferred,
+    out: &mut Vec<u8>,
+) {
     let proto = conn.proto;
     if let Some(w) = d.list_wait.take() {
         let reply = crate::listwait::standalone_wait(shared, conn, w).await;
