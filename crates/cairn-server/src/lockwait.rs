@@ -40,7 +40,8 @@ impl<K, T> Default for Waits<K, T> {
     }
 }
 
-/// Waiting connections per node and kind at most (every wait is bounded).
+/// Keys waited for per node and kind at most, and waiters per key (every
+/// wait is bounded; connections are bounded by maxclients anyway).
 pub(crate) const WAITS_MAX: usize = 100_000;
 
 impl<K: Hash + Eq, T> Waits<K, T> {
@@ -59,8 +60,14 @@ impl<K: Hash + Eq, T> Waits<K, T> {
                 return None;
             }
         }
-        let (tx, rx) = oneshot::channel();
         let q = m.entry(key).or_default();
+        if q.len() >= WAITS_MAX {
+            q.retain(|tx| !tx.is_closed());
+            if q.len() >= WAITS_MAX {
+                return None;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
         if first {
             q.push_front(tx);
         } else {
@@ -261,6 +268,44 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
+    }
+
+    /// The bound on waits is a handled case: past it, registering
+    /// answers `None` (the client gets an error), and the waits nobody
+    /// listens to any more make room again.
+    #[test]
+    fn waits_are_bounded_and_abandoned_ones_make_room() {
+        let waits: Waits<usize, ()> = Waits::default();
+        let mut held: Vec<_> = (0..WAITS_MAX)
+            .map(|k| waits.register(k, false).expect("room"))
+            .collect();
+        assert!(waits.register(WAITS_MAX, false).is_none());
+        held.truncate(WAITS_MAX - 1);
+        assert!(waits.register(WAITS_MAX, false).is_some());
+        // One key's queue is bounded too.
+        let one: Waits<usize, ()> = Waits::default();
+        let mut q: Vec<_> = (0..WAITS_MAX)
+            .map(|_| one.register(0, false).expect("room"))
+            .collect();
+        assert!(one.register(0, true).is_none());
+        q.pop();
+        assert!(one.register(0, true).is_some());
+    }
+
+    /// Wake-first serves the longest waiter that still listens, and a
+    /// waiter registered at the front goes before the others.
+    #[test]
+    fn wake_first_skips_abandoned_waiters_in_order() {
+        let waits: Waits<u8, u8> = Waits::default();
+        let a = waits.register(1, false).expect("room");
+        let mut b = waits.register(1, false).expect("room");
+        let mut c = waits.register(1, true).expect("room");
+        assert!(waits.wake_first(&1, 7));
+        assert_eq!(c.try_recv(), Ok(7));
+        drop(a);
+        assert!(waits.wake_first(&1, 8));
+        assert_eq!(b.try_recv(), Ok(8));
+        assert!(!waits.wake_first(&1, 9));
     }
 
     /// A node that lags the leader must not answer a queued owner with a
