@@ -544,6 +544,11 @@ impl Keyspace {
         expire: Option<Option<u64>>,
         now_ms: u64,
     ) -> bool {
+        // A list stored whole (RENAME, COPY, a new list): blocked pops
+        // on this key may proceed, as Redis' dbAdd signals.
+        if value.as_list().is_some() {
+            self.list_ready(key);
+        }
         let found = match found {
             None if !self.lazy_expire => {
                 // Replica mode: `find` hides an expired key without

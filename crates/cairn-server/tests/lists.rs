@@ -492,6 +492,32 @@ fn blpop_is_woken_by_a_push_from_another_connection() {
 }
 
 #[test]
+fn a_list_renamed_or_copied_onto_the_key_wakes_its_waiter() {
+    let cairn = Server::start();
+    let mut c = connect(&cairn.url());
+    let mut waiter = Raw::open(&cairn.url());
+    for (i, how) in ["RENAME", "COPY"].iter().enumerate() {
+        let _: i64 = redis::cmd("RPUSH")
+            .arg("{r}tmp")
+            .arg(i)
+            .query(&mut c)
+            .expect("rpush");
+        waiter.send(&["BLPOP", "{r}k", "0"]);
+        wait_blocked(&mut c, 1);
+        let _: Value = redis::cmd(how)
+            .arg("{r}tmp")
+            .arg("{r}k")
+            .query(&mut c)
+            .expect("move");
+        assert_eq!(
+            waiter.read(),
+            format!("*2\r\n$4\r\n{{r}}k\r\n$1\r\n{i}\r\n")
+        );
+        let _: Value = redis::cmd("DEL").arg("{r}tmp").query(&mut c).expect("del");
+    }
+}
+
+#[test]
 fn the_longest_waiting_client_is_served_first() {
     let cairn = Server::start();
     let mut c = connect(&cairn.url());
