@@ -8,22 +8,7 @@ use redis::Value;
 
 mod common;
 
-use common::{Reference, Server};
-
-fn connect(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .expect("valid url")
-        .get_connection()
-        .expect("connect")
-}
-
-fn cmd(c: &mut redis::Connection, args: &[String]) -> Result<Value, String> {
-    let mut cmd = redis::cmd(&args[0]);
-    for a in &args[1..] {
-        cmd.arg(a.as_str());
-    }
-    cmd.query(c).map_err(|e| e.to_string())
-}
+use common::{assert_same, cmd, connect, Played, Reference, Server};
 
 /// A reply with the items of every array sorted (for encodings whose
 /// order is their own); pairs of HGETALL/HSCAN stay pairs.
@@ -49,7 +34,7 @@ fn sorted(v: Value, pairs: bool) -> Value {
 }
 
 /// `sort:` before a line: compare sorted; `pairs:`: sorted by pairs.
-fn play(url: &str, script: &[String]) -> Vec<(String, Result<Value, String>)> {
+fn play(url: &str, script: &[String]) -> Played {
     let mut c = connect(url);
     cmd(&mut c, &["FLUSHALL".into()]).expect("flush");
     script
@@ -239,19 +224,7 @@ fn hash_commands_answer_like_redis() {
     let script = script();
     let want = play(&reference.url(), &script);
     let got = play(&cairn.url(), &script);
-    let mut diffs = Vec::new();
-    for ((line, w), (_, g)) in want.iter().zip(&got) {
-        if w != g {
-            let shown: String = line.chars().take(80).collect();
-            diffs.push(format!("{shown}\n  redis: {w:?}\n  cairn: {g:?}"));
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    assert_same(&want, &got);
 }
 
 #[test]

@@ -82,3 +82,40 @@ impl Drop for Reference {
         let _ = self.0.wait();
     }
 }
+
+/// A connection to `url`.
+pub fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("valid url")
+        .get_connection()
+        .expect("connect")
+}
+
+/// Sends one command given as words; an error reply is `Err(text)`.
+pub fn cmd(c: &mut redis::Connection, args: &[String]) -> Result<redis::Value, String> {
+    let mut cmd = redis::cmd(&args[0]);
+    for a in &args[1..] {
+        cmd.arg(a.as_str());
+    }
+    cmd.query(c).map_err(|e| e.to_string())
+}
+
+/// Replies of one script played on both servers.
+pub type Played = Vec<(String, Result<redis::Value, String>)>;
+
+/// Panics listing every line whose replies differ.
+pub fn assert_same(want: &Played, got: &Played) {
+    let mut diffs = Vec::new();
+    for ((line, w), (_, g)) in want.iter().zip(got) {
+        if w != g {
+            let shown: String = line.chars().take(80).collect();
+            diffs.push(format!("{shown}\n  redis: {w:?}\n  cairn: {g:?}"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
