@@ -2348,3 +2348,145 @@ fn a_user_made_on_one_node_authenticates_on_every_node() {
         "{load:?}"
     );
 }
+
+/// Waits until node `i` reports `n` blocked clients (INFO clients).
+fn wait_blocked(c: &TestCluster, i: usize, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let blocked = match until_answered(c, i, &[b"INFO", b"clients"]) {
+            Reply::Bulk(Some(b)) => String::from_utf8_lossy(&b)
+                .lines()
+                .find_map(|l| l.strip_prefix("blocked_clients:"))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(-1),
+            _ => -1,
+        };
+        if blocked == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {i}: {blocked} blocked, want {n}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lists on a durable 3-node cluster: writes through the leader and a
+/// proxy converge to equal digests; BLPOP blocked on one node is woken
+/// by an RPUSH sent to another, and its pop is a replicated write; and
+/// after the leader is killed, a client still blocked on a surviving
+/// node is served by a push the new leader commits.
+#[test]
+fn list_writes_replicate_and_blpop_is_woken_across_nodes() {
+    let _serial = serial();
+    let (mut c, leader, proxy) = cluster_with_key(b"{lk}:s");
+    let third = 3 - leader - proxy;
+    let bulk = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+    for (node, argv, want) in [
+        (
+            leader,
+            &[&b"RPUSH"[..], b"{lk}", b"a", b"b", b"c"][..],
+            Reply::Int(3),
+        ),
+        (proxy, &[b"LPUSH", b"{lk}", b"z"], Reply::Int(4)),
+        (proxy, &[b"LPOP", b"{lk}"], bulk("z")),
+        (
+            third,
+            &[b"LMOVE", b"{lk}", b"{lk}:d", b"RIGHT", b"LEFT"],
+            bulk("c"),
+        ),
+        (
+            proxy,
+            &[b"LSET", b"{lk}", b"0", b"A"],
+            Reply::Simple("OK".into()),
+        ),
+        (
+            leader,
+            &[b"LINSERT", b"{lk}", b"AFTER", b"A", b"m"],
+            Reply::Int(3),
+        ),
+        (
+            proxy,
+            &[b"LRANGE", b"{lk}", b"0", b"-1"],
+            Reply::Array(vec![bulk("A"), bulk("m"), bulk("b")]),
+        ),
+        (
+            third,
+            &[b"LMPOP", b"2", b"{lk}:none", b"{lk}:d", b"LEFT"],
+            Reply::Array(vec![bulk("{lk}:d"), Reply::Array(vec![bulk("c")])]),
+        ),
+    ] {
+        assert_eq!(until_answered_or_error(&c, node, argv), want, "{argv:?}");
+    }
+    for (argv, want) in [
+        (
+            &[&b"LPUSH"[..], b"{lk}:s", b"x"][..],
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (&[b"BLPOP", b"{lk}", b"-1"], "ERR timeout is negative"),
+        (
+            &[b"LMPOP", b"0", b"{lk}", b"LEFT"],
+            "ERR numkeys should be greater than 0",
+        ),
+    ] {
+        match until_answered_or_error(&c, proxy, argv) {
+            Reply::Error(e) => assert_eq!(e, want, "{argv:?}"),
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+    // A blocking pop that finds an element answers at once; one that
+    // times out answers null.
+    assert_eq!(
+        until_answered(&c, proxy, &[b"BRPOP", b"{lk}", b"0"]),
+        Reply::Array(vec![bulk("{lk}"), bulk("b")])
+    );
+    assert_eq!(
+        until_answered_or_error(&c, third, &[b"BLPOP", b"{lk}:none", b"0.2"]),
+        Reply::Bulk(None)
+    );
+    // Blocked on the proxy, woken by a push sent to the third node.
+    let mut waiter = Conn::open(c.ports[proxy]).unwrap();
+    waiter.send(&[b"BLPOP", b"{lk}:q", b"0"]).unwrap();
+    wait_blocked(&c, proxy, 1);
+    assert_eq!(
+        until_answered(&c, third, &[b"RPUSH", b"{lk}:q", b"job"]),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        waiter.read().unwrap(),
+        Reply::Array(vec![bulk("{lk}:q"), bulk("job")])
+    );
+    wait_blocked(&c, proxy, 0);
+    assert_eq!(
+        until_answered(&c, leader, &[b"EXISTS", b"{lk}:q"]),
+        Reply::Int(0)
+    );
+    let digests = c.converged_digests();
+    assert!(!digests.is_empty());
+    // The leader goes while a client is blocked on the proxy: the push
+    // the new leader commits wakes it, and its pop goes through the log.
+    waiter
+        .send(&[b"BLMOVE", b"{lk}:f", b"{lk}:g", b"LEFT", b"RIGHT", b"0"])
+        .unwrap();
+    wait_blocked(&c, proxy, 1);
+    let all = until_answered(&c, proxy, &[b"LRANGE", b"{lk}", b"0", b"-1"]);
+    c.kill(leader);
+    assert_eq!(
+        until_answered(&c, third, &[b"RPUSH", b"{lk}:f", b"after"]),
+        Reply::Int(1)
+    );
+    assert_eq!(waiter.read().unwrap(), bulk("after"));
+    assert_eq!(
+        until_answered(&c, third, &[b"LRANGE", b"{lk}:g", b"0", b"-1"]),
+        Reply::Array(vec![bulk("after")])
+    );
+    assert_eq!(
+        until_answered(&c, third, &[b"LRANGE", b"{lk}", b"0", b"-1"]),
+        all
+    );
+    assert_eq!(
+        until_answered(&c, third, &[b"EXISTS", b"{lk}:f"]),
+        Reply::Int(0)
+    );
+}

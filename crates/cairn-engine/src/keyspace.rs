@@ -20,6 +20,7 @@ use crate::bytes::SmallBytes;
 use crate::cmd::WRONGTYPE;
 use crate::evict::{EvictionPool, Policy};
 use crate::hash::Hash;
+use crate::list::List;
 use crate::set::Set;
 use crate::value::{Collection, Value};
 
@@ -97,7 +98,17 @@ pub struct Keyspace {
     /// standalone mode, where `version_counter` counts changes instead.
     version_stamp: u64,
     version_counter: u64,
+    /// Lists left non-empty by a write, for the server to wake blocked
+    /// pops (docs/design/datatypes.md, "Blocking pops"); node-local, not
+    /// replicated state. Recorded only while `watch_lists` is on.
+    ready_lists: Vec<Box<[u8]>>,
+    ready_overflow: bool,
+    watch_lists: bool,
 }
+
+/// Ready list keys kept between two drains at most (the server drains
+/// after every command; past this, every waiter of the shard looks again).
+const READY_LISTS_MAX: usize = 1024;
 
 impl Keyspace {
     /// `seed` seeds both the hash function and the sampling generator.
@@ -118,6 +129,9 @@ impl Keyspace {
             versions: vec![0; VERSION_BUCKETS].into_boxed_slice(),
             version_stamp: 0,
             version_counter: 0,
+            ready_lists: Vec::new(),
+            ready_overflow: false,
+            watch_lists: false,
         }
     }
 
@@ -446,6 +460,101 @@ impl Keyspace {
         fixed.hash_one((self.version_stamp, key)) | 1
     }
 
+    /// Looks a key up for a read of a list (LLEN, LRANGE, ...): as
+    /// [`Self::get`], but another type is WRONGTYPE.
+    pub fn get_list(&mut self, key: &[u8], now_ms: u64) -> Result<Option<&List>, &'static str> {
+        match self.get(key, now_ms) {
+            None => Ok(None),
+            Some(v) => v.as_list().map(Some).ok_or(WRONGTYPE),
+        }
+    }
+
+    /// Applies `f` to the list at `key` for a write, with the rules of
+    /// [`Self::write_hash`]: created on demand when `create` is set
+    /// (stored only if `f` leaves an element), deleted when left empty,
+    /// WRONGTYPE for another type. A list left non-empty is reported
+    /// ready for blocked pops ([`Self::take_ready_lists`]) while the
+    /// server watches this shard.
+    pub fn write_list<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: bool,
+        f: impl FnOnce(&mut List) -> R,
+    ) -> Result<Option<R>, &'static str> {
+        let r = match self.find(key, now_ms) {
+            Some(pos) => {
+                if self.entries[pos].value.as_list().is_none() {
+                    return Err(WRONGTYPE);
+                }
+                let r = self.update_at(pos, now_ms, |v| v.as_list_mut().map(f));
+                if self.entries[pos]
+                    .value
+                    .as_list()
+                    .is_some_and(|l| l.is_empty())
+                {
+                    self.remove_at(pos);
+                } else {
+                    self.list_ready(key);
+                }
+                r
+            }
+            None if create => {
+                let mut l = List::default();
+                let r = f(&mut l);
+                if !l.is_empty() {
+                    self.insert(key, Value::List(Box::new(l)), Some(None), now_ms);
+                    self.list_ready(key);
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        Ok(r)
+    }
+
+    /// The length of the list stored at `key` (0 for none or another
+    /// type; an expired one still counts), without statistics, access
+    /// or expiry side effects.
+    pub fn peek_list_len(&self, key: &[u8]) -> usize {
+        self.position(key)
+            .and_then(|pos| self.entries[pos].value.as_list())
+            .map_or(0, List::len)
+    }
+
+    fn list_ready(&mut self, key: &[u8]) {
+        if !self.watch_lists {
+            return;
+        }
+        if self.ready_lists.len() >= READY_LISTS_MAX {
+            self.ready_overflow = true;
+        } else if self.ready_lists.last().map(|k| &k[..]) != Some(key) {
+            self.ready_lists.push(key.into());
+        }
+    }
+
+    /// Whether list writes report ready keys (the server turns this on
+    /// while connections wait for a pop on this shard).
+    pub fn set_watch_lists(&mut self, on: bool) {
+        self.watch_lists = on;
+        if !on {
+            self.ready_lists.clear();
+            self.ready_overflow = false;
+        }
+    }
+
+    pub fn watches_lists(&self) -> bool {
+        self.watch_lists
+    }
+
+    /// The keys list writes left non-empty since the last call (at most
+    /// `READY_LISTS_MAX`), and whether more were dropped (then every
+    /// waiter of the shard should look again).
+    pub fn take_ready_lists(&mut self) -> (Vec<Box<[u8]>>, bool) {
+        let overflow = std::mem::take(&mut self.ready_overflow);
+        (std::mem::take(&mut self.ready_lists), overflow)
+    }
+
     /// Whether a live key exists (no statistics, no touch).
     pub fn contains(&mut self, key: &[u8], now_ms: u64) -> bool {
         self.find(key, now_ms).is_some()
@@ -500,6 +609,11 @@ impl Keyspace {
         expire: Option<Option<u64>>,
         now_ms: u64,
     ) -> bool {
+        // A list stored whole (RENAME, COPY, a new list): blocked pops
+        // on this key may proceed, as Redis' dbAdd signals.
+        if value.as_list().is_some() {
+            self.list_ready(key);
+        }
         let found = match found {
             None if !self.lazy_expire => {
                 // Replica mode: `find` hides an expired key without
@@ -961,6 +1075,11 @@ impl Keyspace {
                 Value::Set(set) => set.iter().fold(
                     fixed.hash_one((key, b"set", self.expire_of(pos))),
                     |acc, m| acc.wrapping_add(m.with(|m| fixed.hash_one((key, m)))),
+                ),
+                // Order matters: each element counts with its position.
+                Value::List(list) => list.iter().enumerate().fold(
+                    fixed.hash_one((key, b"list", list.encoding(), self.expire_of(pos))),
+                    |acc, (i, e)| acc.wrapping_add(fixed.hash_one((key, i, e))),
                 ),
                 v => v.with_bytes(|v| fixed.hash_one((key, v, self.expire_of(pos)))),
             };

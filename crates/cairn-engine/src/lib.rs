@@ -26,6 +26,7 @@ pub mod evict;
 pub mod glob;
 pub mod hash;
 pub mod keyspace;
+pub mod list;
 pub mod locks;
 pub mod num;
 pub mod replicated;

@@ -143,6 +143,26 @@ replicated! {
     b"sinterstore" => -3, sinter::SInterStore;
     b"sunionstore" => -3, sunion::SUnionStore;
     b"sdiffstore" => -3, sunion::SDiffStore;
+    b"lpush" => -3, lpush::LPush;
+    b"rpush" => -3, lpush::RPush;
+    b"lpushx" => -3, lpush::LPushX;
+    b"rpushx" => -3, lpush::RPushX;
+    b"lpop" => -2, lpop::LPop;
+    b"rpop" => -2, lpop::RPop;
+    b"lset" => 4, lset::LSet;
+    b"linsert" => 5, linsert::LInsert;
+    b"lrem" => 4, lrem::LRem;
+    b"ltrim" => 4, ltrim::LTrim;
+    b"lmove" => 5, lmove::LMove;
+    b"rpoplpush" => 3, lmove::RPopLPush;
+    b"lmpop" => -4, lmpop::LMPop;
+    // A blocking pop in the log is one attempt (the server waits and
+    // proposes it again): docs/design/datatypes.md, "Blocking pops".
+    b"blpop" => -3, blpop::BLPop;
+    b"brpop" => -3, blpop::BRPop;
+    b"blmove" => 6, blpop::BLMove;
+    b"brpoplpush" => 4, blpop::BRPopLPush;
+    b"blmpop" => -5, blpop::BLMPop;
     b"cairn.expired" => -1, expired::Expired;
     b"cairn.evict" => -1, evict::Evict;
     b"lock.acquire" => -4, lock_acquire::LockAcquire<false>;
@@ -228,6 +248,10 @@ tx_reads! {
     b"sunion" => -2, sunion::SUnion<{ sunion::UNION }, false>;
     b"sdiff" => -2, sunion::SDiff;
     b"sscan" => -3, sscan::SScan;
+    b"llen" => 2, llen::LLen;
+    b"lrange" => 4, lrange::LRange;
+    b"lindex" => 3, lindex::LIndex;
+    b"lpos" => -3, lpos::LPos;
     b"lock.info" => 2, lock_info::LockInfo;
     b"sem.info" => 2, sem_info::SemInfo;
     b"lock.fence" => 3, lock_fence::LockFence;
@@ -397,7 +421,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 51);
+        assert_eq!(NAMES.len(), 69);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

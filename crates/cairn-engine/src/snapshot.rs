@@ -41,6 +41,8 @@
 //!           1 listpack, 2 hashtable) | count (>= 1) | (member_len
 //!           | member)*       in the set's order; intset members in
 //!           decimal, ascending
+//! list      LIST | key_len | key | meta u32 | encoding u8 (0 listpack,
+//!           1 quicklist) | count (>= 1) | (len | element)*   head first
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
@@ -53,9 +55,9 @@
 //! older holders load with their token there (their grant). Version 6
 //! added hash entries (their pairs in the hash's own order, so a restored
 //! hash iterates, scans and samples like the original); older snapshots
-//! hold only strings and load as before. Version 7 added set entries
-//! (members in the set's own order, the same reasons); older snapshots
-//! hold none and load as before.
+//! hold only strings and load as before. Version 7 added set and list
+//! entries (members and elements in the value's own order, the same
+//! reasons); older snapshots hold neither and load as before.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -73,12 +75,15 @@ use crc::{Crc, Digest, Table};
 use crate::bytes::INLINE_MAX;
 use crate::hash::Hash;
 use crate::keyspace::Keyspace;
+use crate::list::List;
 use crate::set::Set;
 use crate::value::Value;
 
-/// 7: set entries (tag::SET = 7). The lists branch bumps it to 7 too, for
-/// its LIST record (tag 6): merged, version 7 adds both tags.
+/// 7: set entries (`tag::SET`) and list entries (`tag::LIST`), built on
+/// parallel branches and merged as one bump.
 pub const SNAPSHOT_VERSION: u8 = 7;
+/// First version with list (and set) records.
+const LISTS_SINCE: u8 = 7;
 /// Oldest version this reader still loads.
 pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
@@ -108,8 +113,9 @@ mod tag {
     pub const HEAP: u8 = 3;
     pub const GROWABLE: u8 = 4;
     pub const HASH: u8 = 5;
-    /// A set entry (version 7). Not 6: the lists branch took 6 for its
-    /// LIST record, also at version 7, so the two merge as one bump.
+    /// A list entry (since version 7).
+    pub const LIST: u8 = 6;
+    /// A set entry (since version 7).
     pub const SET: u8 = 7;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
@@ -408,8 +414,11 @@ fn put_entry<W: Write>(
         Value::Set(s) => return put_set(out, key, s, meta),
         _ => {}
     }
+    if let Value::List(l) = value {
+        return put_list(out, key, l, meta);
+    }
     let (tag, body): (u8, Option<&[u8]>) = match value {
-        Value::Hash(_) | Value::Set(_) => unreachable!("written above"),
+        Value::Hash(_) | Value::Set(_) | Value::List(_) => unreachable!("written above"),
         Value::Int(_) => (tag::INT, None),
         Value::Inline { len, data } => (tag::INLINE, Some(&data[..*len as usize])),
         Value::Heap(b) => (tag::HEAP, Some(b)),
@@ -531,6 +540,67 @@ fn read_set<R: Read>(
             .map_err(SnapshotError::Corrupt)?;
     }
     Ok(Value::Set(Box::new(set)))
+}
+
+fn put_list<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    key: &[u8],
+    list: &List,
+    meta: u32,
+) -> Result<(), SnapshotError> {
+    check_len("key", key.len() as u64)?;
+    let mut head = Small::default();
+    head.byte(tag::LIST);
+    head.varint(key.len() as u64);
+    out.put(head.as_slice())?;
+    out.put(key)?;
+    let mut tail = Small::default();
+    tail.bytes(&meta.to_le_bytes());
+    tail.byte(u8::from(list.encoding() == "quicklist"));
+    tail.varint(list.len() as u64);
+    out.put(tail.as_slice())?;
+    for e in list.iter() {
+        check_len("list element", e.len() as u64)?;
+        let mut rec = Small::default();
+        rec.varint(e.len() as u64);
+        out.put(rec.as_slice())?;
+        out.put(e)?;
+    }
+    Ok(())
+}
+
+/// Reads a list entry's body (after its key and meta); elements are
+/// added as they arrive, so a lying count costs an error, not memory.
+fn read_list<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    spill: &mut Vec<u8>,
+) -> Result<Value, SnapshotError> {
+    let quicklist = match input.byte()? {
+        0 => false,
+        1 => true,
+        _ => return Err(SnapshotError::Corrupt("unknown list encoding")),
+    };
+    let count = input.varint()?;
+    if count == 0 {
+        return Err(SnapshotError::Corrupt("empty list"));
+    }
+    if count > crate::list::ELEMENTS_MAX as u64 {
+        return Err(SnapshotError::TooLarge {
+            what: "list element count",
+            len: count,
+            max: crate::list::ELEMENTS_MAX as u64,
+        });
+    }
+    let mut list = List::restoring(quicklist);
+    for _ in 0..count {
+        let n = input.len("list element")?;
+        list.push_restored(input.bytes(n, spill)?)
+            .map_err(SnapshotError::Corrupt)?;
+    }
+    if !list.restored_encoding_ok() {
+        return Err(SnapshotError::Corrupt("listpack list over 8 KiB"));
+    }
+    Ok(Value::List(Box::new(list)))
 }
 
 /// Reads a hash entry's body (after its key and meta). The pairs are
@@ -794,8 +864,10 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     }
                 }
             }
-            tag::INT..=tag::GROWABLE | tag::HASH | tag::SET => {
-                if (tag == tag::HASH && input.version < 6) || (tag == tag::SET && input.version < 7)
+            tag::INT..=tag::GROWABLE | tag::HASH | tag::SET | tag::LIST => {
+                if (tag == tag::HASH && input.version < 6)
+                    || (tag == tag::SET && input.version < 7)
+                    || (tag == tag::LIST && input.version < LISTS_SINCE)
                 {
                     return Err(SnapshotError::Corrupt("unknown record tag"));
                 }
@@ -807,6 +879,8 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     read_hash(&mut input, field_seed, &mut spill, &mut field)?
                 } else if tag == tag::SET {
                     read_set(&mut input, field_seed, &mut spill)?
+                } else if tag == tag::LIST {
+                    read_list(&mut input, &mut spill)?
                 } else {
                     read_value(&mut input, tag, &mut spill)?
                 };
@@ -1138,6 +1212,7 @@ mod tests {
             ks.set_deadline(format!("key:{i}").as_bytes(), None, 0);
         }
         add_hashes(&mut ks, n);
+        add_lists(&mut ks);
         ks
     }
 
@@ -1651,6 +1726,96 @@ mod tests {
             let (got, was) = (restored.usage_at(a), ks.usage_at(b));
             assert!(got.abs_diff(was) * 10 < was, "{got} vs {was}");
         }
+    }
+
+    /// Lists of both encodings (a quicklist of 300 elements, one
+    /// shrunk back to a listpack) and one with a deadline.
+    fn add_lists(ks: &mut Keyspace) {
+        use crate::list::{End, List};
+        let mut small = List::default();
+        small
+            .push(End::Right, [&b"a"[..], b"", b"12", &[b'z'; 40]])
+            .unwrap();
+        ks.insert(b"list:small", Value::List(Box::new(small)), Some(None), 0);
+        let mut big = List::default();
+        for i in 0..300 {
+            big.push(End::Left, [format!("element:{i:0>40}").as_bytes()])
+                .unwrap();
+        }
+        assert_eq!(big.encoding(), "quicklist");
+        ks.insert(
+            b"list:big",
+            Value::List(Box::new(big)),
+            Some(Some(7_000)),
+            0,
+        );
+    }
+
+    fn list_record(key: &[u8], encoding: u8, count: u64, elements: &[&[u8]]) -> Vec<u8> {
+        let mut body = vec![encoding];
+        body.extend_from_slice(varint(count).as_slice());
+        for e in elements {
+            body.extend(string(e));
+        }
+        entry(tag::LIST, key, 0, &body)
+    }
+
+    #[test]
+    fn lists_round_trip_with_their_encoding_order_and_deadline() {
+        let mut ks = Keyspace::new(SEED);
+        add_lists(&mut ks);
+        for chunk_len in [1, 7, CHUNK_LEN] {
+            let (mut restored, _) = decode(&encode(&ks, chunk_len)).expect("valid snapshot");
+            assert_restored(&ks, &restored);
+            assert_eq!(restored.digest(), ks.digest());
+            assert_eq!(restored.deadline(b"list:big", 0), Some(Some(7_000)));
+            let l = restored.get_list(b"list:big", 0).unwrap().unwrap();
+            assert_eq!(l.encoding(), "quicklist");
+            assert_eq!(l.get(0), Some(format!("element:{:0>40}", 299).as_bytes()));
+            assert_eq!(l.len(), 300);
+            let l = restored.get_list(b"list:small", 0).unwrap().unwrap();
+            assert_eq!(l.encoding(), "listpack");
+            let got: Vec<&[u8]> = l.iter().collect();
+            assert_eq!(got, vec![&b"a"[..], b"", b"12", &[b'z'; 40]]);
+        }
+    }
+
+    #[test]
+    fn version_6_snapshots_load_and_know_no_lists() {
+        let mut records = entry(tag::INT, b"n", 7, &5i64.to_le_bytes());
+        records.extend(hash_record(b"h", 0, 1, &[(b"f", b"v")]));
+        let (mut ks, info) = decode(&seal_version(6, 3, &records, 2, 64)).expect("v6 loads");
+        assert_eq!(info.keys, 2);
+        assert_eq!(
+            ks.get_hash(b"h", 0).unwrap().unwrap().get(b"f"),
+            Some(&b"v"[..])
+        );
+        let list = list_record(b"l", 0, 1, &[b"x"]);
+        match decode(&seal_version(6, 3, &list, 1, 64)) {
+            Err(SnapshotError::Corrupt(why)) => assert_eq!(why, "unknown record tag"),
+            other => panic!("{:?}", other.map(|(_, i)| i)),
+        }
+        let (mut ks, _) = decode(&seal(3, &list, 1, 64)).expect("v7 loads lists");
+        assert_eq!(
+            ks.get_list(b"l", 0).unwrap().unwrap().get(0),
+            Some(&b"x"[..])
+        );
+    }
+
+    #[test]
+    fn list_records_that_break_the_rules_are_corrupt() {
+        let big = [b'x'; 5000];
+        assert_eq!(corrupt(&list_record(b"l", 0, 0, &[]), 1), "empty list");
+        assert_eq!(
+            corrupt(&list_record(b"l", 2, 1, &[b"x"]), 1),
+            "unknown list encoding"
+        );
+        assert_eq!(
+            corrupt(&list_record(b"l", 0, 2, &[&big, &big]), 1),
+            "listpack list over 8 KiB"
+        );
+        assert!(decode(&seal(3, &list_record(b"l", 1, 2, &[&big, &big]), 1, 5)).is_ok());
+        assert!(decode(&seal(3, &list_record(b"l", 1, 1 << 40, &[b"x"]), 1, 5)).is_err());
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! (`int`), short strings inline in the table slot (`embstr`), longer ones
 //! in one exact-size allocation (`raw`), and strings that grew by APPEND or
 //! SETRANGE in a growable buffer so repeated appends stay amortised O(1).
-//! Hashes and sets are boxed variants (so the enum stays three words)
-//! with encodings of their own ([`crate::hash`], [`crate::set`]); lists
-//! and sorted sets will join the same way.
+//! Hashes, sets and lists are boxed variants (so the enum stays three
+//! words) with encodings of their own ([`crate::hash`], [`crate::set`],
+//! [`crate::list`]); sorted sets will join the same way.
 
 use crate::bytes::{malloc_size, INLINE_MAX};
 use crate::hash::Hash;
+use crate::list::List;
 use crate::set::Set;
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -20,6 +21,7 @@ pub enum Value {
     Growable(Box<Vec<u8>>),
     Hash(Box<Hash>),
     Set(Box<Set>),
+    List(Box<List>),
 }
 
 /// The Redis type name of a value (TYPE, SCAN TYPE).
@@ -28,6 +30,7 @@ pub enum ValueType {
     String,
     Hash,
     Set,
+    List,
 }
 
 impl ValueType {
@@ -36,6 +39,7 @@ impl ValueType {
             ValueType::String => "string",
             ValueType::Hash => "hash",
             ValueType::Set => "set",
+            ValueType::List => "list",
         }
     }
 }
@@ -109,12 +113,28 @@ impl Value {
         match self {
             Value::Hash(_) => ValueType::Hash,
             Value::Set(_) => ValueType::Set,
+            Value::List(_) => ValueType::List,
             _ => ValueType::String,
         }
     }
 
     pub fn is_string(&self) -> bool {
-        !matches!(self, Value::Hash(_) | Value::Set(_))
+        !matches!(self, Value::Hash(_) | Value::Set(_) | Value::List(_))
+    }
+
+    /// The list this value holds, if it is one.
+    pub fn as_list(&self) -> Option<&List> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn as_list_mut(&mut self) -> Option<&mut List> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
     }
 
     /// The hash this value holds, if it is one.
@@ -157,7 +177,7 @@ impl Value {
             Value::Inline { len, data } => f(&data[..*len as usize]),
             Value::Heap(b) => f(b),
             Value::Growable(v) => f(v),
-            Value::Hash(_) | Value::Set(_) => {
+            Value::Hash(_) | Value::Set(_) | Value::List(_) => {
                 debug_assert!(
                     false,
                     "string bytes of a collection: a missing WRONGTYPE check"
@@ -177,7 +197,7 @@ impl Value {
             Value::Inline { len, .. } => *len as usize,
             Value::Heap(b) => b.len(),
             Value::Growable(v) => v.len(),
-            Value::Hash(_) | Value::Set(_) => 0,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) => 0,
         }
     }
 
@@ -186,7 +206,7 @@ impl Value {
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(n) => Some(*n),
-            Value::Hash(_) | Value::Set(_) => None,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) => None,
             other => other.with_bytes(crate::num::parse_i64),
         }
     }
@@ -212,6 +232,7 @@ impl Value {
             Value::Heap(_) | Value::Growable(_) => "raw",
             Value::Hash(h) => h.encoding(),
             Value::Set(s) => s.encoding(),
+            Value::List(l) => l.encoding(),
         }
     }
 
@@ -225,6 +246,7 @@ impl Value {
             }
             Value::Hash(h) => malloc_size(std::mem::size_of::<Hash>()) + h.heap_bytes(),
             Value::Set(s) => malloc_size(std::mem::size_of::<Set>()) + s.heap_bytes(),
+            Value::List(l) => malloc_size(std::mem::size_of::<List>()) + l.heap_bytes(),
         }
     }
 }

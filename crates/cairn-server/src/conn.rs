@@ -39,17 +39,27 @@ const BUFFER_KEEP_BYTES: usize = 256 * 1024;
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Called after a read that did not fill the buffer.
     fn drained(&self) {}
+    /// The TCP socket underneath (to notice a client that went away while
+    /// its command waits).
+    fn tcp(&self) -> &TcpStream;
 }
 
 impl Transport for TcpStream {
     fn drained(&self) {
         forget_readable(self);
     }
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
 }
 
 /// A short read of decrypted bytes says nothing about the socket (rustls
 /// may hold more records), so nothing is assumed.
-impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
 
 pub(crate) async fn serve(shared: Arc<Shared>, stats: Arc<WorkerStats>, stream: TcpStream) {
     let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
@@ -167,7 +177,20 @@ async fn run<S: Transport>(shared: &Shared, conn: &mut ConnState, stream: &mut S
         let mut flow = process(shared, conn, &mut parser, &mut rbuf, &mut wbuf);
         if flow == Batch::Defer {
             let ds = std::mem::take(&mut conn.deferred);
-            crate::cluster::execute_all(shared, conn, ds, &mut wbuf).await;
+            let blocking = ds
+                .iter()
+                .any(|d| d.list_wait.is_some() || crate::listwait::is_blocking(d));
+            if blocking {
+                // A blocked pop ends when its client goes away (Redis
+                // unblocks a disconnected client): its wait is dropped,
+                // which hands any wake on to the next waiter.
+                tokio::select! {
+                    () = crate::cluster::execute_all(shared, conn, ds, &mut wbuf) => {}
+                    () = client_gone(stream.tcp()) => return,
+                }
+            } else {
+                crate::cluster::execute_all(shared, conn, ds, &mut wbuf).await;
+            }
             flow = Batch::OutputFull;
         }
         pending_input = flow == Batch::OutputFull;
@@ -199,6 +222,16 @@ async fn run<S: Transport>(shared: &Shared, conn: &mut ConnState, stream: &mut S
             );
             return;
         }
+    }
+}
+
+/// Resolves when the client closed its side (or the socket failed);
+/// stays pending once the client sends more (it is read after the wait).
+async fn client_gone(stream: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 

@@ -215,6 +215,20 @@ pub struct MultiGuard<'a> {
 }
 
 impl MultiGuard<'_> {
+    /// Runs `f` on each locked shard.
+    pub fn each_locked(&mut self, mut f: impl FnMut(usize, &mut Keyspace)) {
+        for (i, g) in &mut self.guards {
+            f(*i, g);
+        }
+    }
+
+    /// Runs `f` on shard `i` if it is locked here.
+    pub fn with_shard(&mut self, i: usize, f: impl FnOnce(&mut Keyspace)) {
+        if let Some((_, g)) = self.guards.iter_mut().find(|(j, _)| *j == i) {
+            f(g);
+        }
+    }
+
     /// The lock grants to waiters made under these guards, by shard.
     pub fn take_grants(&mut self) -> Vec<(usize, Vec<cairn_engine::locks::Grant>)> {
         self.guards

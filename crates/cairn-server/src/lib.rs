@@ -23,6 +23,7 @@ mod conn;
 pub mod db;
 mod dispatch;
 mod join;
+mod listwait;
 mod lockwait;
 mod session;
 mod slowlog;
@@ -70,7 +71,11 @@ pub(crate) struct Shared {
     /// would each evict for the same shortfall and empty the group).
     pub evicting: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>>,
     /// Connections waiting for a lock here (`LOCK.ACQUIRE ... WAIT`).
-    pub lock_waits: lockwait::Waits,
+    pub lock_waits: lockwait::LockWaits,
+    /// Connections waiting for a list to pop from (BLPOP and friends).
+    pub list_waits: listwait::ListWaits,
+    /// Connections blocked in a list pop now (INFO blocked_clients).
+    pub list_blocked: std::sync::atomic::AtomicUsize,
     /// Cluster mode: keyed requests this node forwarded to a leader, and
     /// `-MOVED` replies it gave (INFO cluster; a cluster-aware client
     /// that routes well keeps both near zero).
@@ -223,6 +228,8 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         cluster: std::sync::OnceLock::new(),
         evicting: std::sync::OnceLock::new(),
         lock_waits: Default::default(),
+        list_waits: Default::default(),
+        list_blocked: Default::default(),
         forwarded: Default::default(),
         moved: Default::default(),
         acl,

@@ -13,7 +13,8 @@
 //! owner out of the queue (`LOCK.DEQUEUE`, through the log in cluster
 //! mode); if the grant came first, the wait succeeded after all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -21,24 +22,33 @@ use tokio::sync::oneshot;
 
 type Key = (usize, Box<[u8]>, Box<[u8]>);
 
-/// Connections of this node waiting for a grant.
-#[derive(Default)]
-pub(crate) struct Waits(Mutex<HashMap<Key, Vec<oneshot::Sender<u64>>>>);
+/// Connections waiting for a lock grant, by (shard, lock, owner).
+pub(crate) type LockWaits = Waits<Key, u64>;
 
-/// Waiting connections per node at most (every wait is bounded).
-const WAITS_MAX: usize = 100_000;
+/// Connections of this node waiting for something a command applied
+/// here may bring about, keyed by what they wait for, in arrival order:
+/// a lock's grant to one owner (this module), or a list becoming
+/// non-empty (`listwait.rs`). The one "pending reply" mechanism: a
+/// waiter registers under the shard's lock after checking it must wait,
+/// and whoever applies a command under that lock wakes it, so no wake is
+/// missed.
+pub(crate) struct Waits<K, T>(Mutex<HashMap<K, VecDeque<oneshot::Sender<T>>>>);
 
-impl Waits {
-    /// Registers a wait for `owner`'s grant of `name` in shard `shard`;
-    /// `None` when too many connections wait already. Call with the
-    /// shard locked, after checking the owner does not hold the lock
-    /// (grants are reported under the same lock: none is missed).
-    pub fn register(
-        &self,
-        shard: usize,
-        name: &[u8],
-        owner: &[u8],
-    ) -> Option<oneshot::Receiver<u64>> {
+impl<K, T> Default for Waits<K, T> {
+    fn default() -> Self {
+        Waits(Mutex::new(HashMap::new()))
+    }
+}
+
+/// Keys waited for per node and kind at most, and waiters per key (every
+/// wait is bounded; connections are bounded by maxclients anyway).
+pub(crate) const WAITS_MAX: usize = 100_000;
+
+impl<K: Hash + Eq, T> Waits<K, T> {
+    /// Registers a wait for `key`, last in line (or first: a waiter that
+    /// was woken but found nothing keeps its place); `None` when too many
+    /// connections wait already.
+    pub fn register(&self, key: K, first: bool) -> Option<oneshot::Receiver<T>> {
         let mut m = self.0.lock();
         if m.len() >= WAITS_MAX {
             // Drop the waits nobody listens to any more first.
@@ -50,43 +60,90 @@ impl Waits {
                 return None;
             }
         }
+        let q = m.entry(key).or_default();
+        if q.len() >= WAITS_MAX {
+            q.retain(|tx| !tx.is_closed());
+            if q.len() >= WAITS_MAX {
+                return None;
+            }
+        }
         let (tx, rx) = oneshot::channel();
-        m.entry((shard, name.into(), owner.into()))
-            .or_default()
-            .push(tx);
+        if first {
+            q.push_front(tx);
+        } else {
+            q.push_back(tx);
+        }
         Some(rx)
     }
 
-    /// Wakes the connections waiting for these grants (call with the
-    /// shard locked, right after the command that made them).
-    pub fn notify(&self, shard: usize, grants: Vec<cairn_engine::locks::Grant>) {
-        if grants.is_empty() {
-            return;
-        }
-        let mut m = self.0.lock();
-        for g in grants {
-            if let Some(txs) = m.remove(&(shard, g.name, g.owner)) {
-                for tx in txs {
-                    let _ = tx.send(g.token);
-                }
+    /// Wakes every connection waiting for `key`.
+    pub fn wake_all(&self, key: &K, value: T)
+    where
+        T: Clone,
+    {
+        if let Some(txs) = self.0.lock().remove(key) {
+            for tx in txs {
+                let _ = tx.send(value.clone());
             }
         }
     }
 
-    /// Forgets a wait that ended without its grant.
-    pub fn forget(&self, shard: usize, name: &[u8], owner: &[u8]) {
+    /// Wakes the longest-waiting connection for `key` that still
+    /// listens; whether there was one.
+    pub fn wake_first(&self, key: &K, value: T) -> bool {
         let mut m = self.0.lock();
-        let key: Key = (shard, name.into(), owner.into());
-        if let Some(v) = m.get_mut(&key) {
-            v.retain(|tx| !tx.is_closed());
-            if v.is_empty() {
-                m.remove(&key);
+        let Some(q) = m.get_mut(key) else {
+            return false;
+        };
+        let mut value = Some(value);
+        while let Some(tx) = q.pop_front() {
+            match value.take().map(|v| tx.send(v)) {
+                Some(Ok(())) => break,
+                Some(Err(v)) => value = Some(v),
+                None => break,
             }
         }
+        if q.is_empty() {
+            m.remove(key);
+        }
+        value.is_none()
+    }
+
+    /// Forgets the waits on `key` that ended (their receiver dropped).
+    pub fn forget(&self, key: &K) {
+        let mut m = self.0.lock();
+        if let Some(v) = m.get_mut(key) {
+            v.retain(|tx| !tx.is_closed());
+            if v.is_empty() {
+                m.remove(key);
+            }
+        }
+    }
+
+    /// The keys waited for that `f` selects.
+    pub fn keys_where(&self, f: impl Fn(&K) -> bool) -> Vec<K>
+    where
+        K: Clone,
+    {
+        self.0.lock().keys().filter(|k| f(k)).cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.0.lock().values().map(Vec::len).sum()
+        self.0.lock().values().map(VecDeque::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().is_empty()
+    }
+}
+
+impl Waits<Key, u64> {
+    /// Wakes the connections waiting for these grants (call with the
+    /// shard locked, right after the command that made them).
+    pub fn notify(&self, shard: usize, grants: Vec<cairn_engine::locks::Grant>) {
+        for g in grants {
+            self.wake_all(&(shard, g.name, g.owner), g.token);
+        }
     }
 }
 
@@ -127,7 +184,9 @@ pub(crate) async fn wait_for_grant(
             if let Some(t) = ks.locks.holder_token(name, owner).filter(|&t| t > after) {
                 return WaitEnd::Granted(t);
             }
-            shared.lock_waits.register(shard, name, owner)
+            shared
+                .lock_waits
+                .register((shard, name.into(), owner.into()), false)
         };
         let Some(mut rx) = rx else {
             return WaitEnd::Gave;
@@ -150,7 +209,9 @@ pub(crate) async fn wait_for_grant(
             }
         }
     }
-    shared.lock_waits.forget(shard, name, owner);
+    shared
+        .lock_waits
+        .forget(&(shard, name.into(), owner.into()));
     WaitEnd::Gave
 }
 
@@ -185,6 +246,8 @@ mod tests {
             cluster: std::sync::OnceLock::new(),
             evicting: std::sync::OnceLock::new(),
             lock_waits: Default::default(),
+            list_waits: Default::default(),
+            list_blocked: Default::default(),
             forwarded: Default::default(),
             moved: Default::default(),
             acl: crate::acl::Acl::new(""),
@@ -208,6 +271,44 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
+    }
+
+    /// The bound on waits is a handled case: past it, registering
+    /// answers `None` (the client gets an error), and the waits nobody
+    /// listens to any more make room again.
+    #[test]
+    fn waits_are_bounded_and_abandoned_ones_make_room() {
+        let waits: Waits<usize, ()> = Waits::default();
+        let mut held: Vec<_> = (0..WAITS_MAX)
+            .map(|k| waits.register(k, false).expect("room"))
+            .collect();
+        assert!(waits.register(WAITS_MAX, false).is_none());
+        held.truncate(WAITS_MAX - 1);
+        assert!(waits.register(WAITS_MAX, false).is_some());
+        // One key's queue is bounded too.
+        let one: Waits<usize, ()> = Waits::default();
+        let mut q: Vec<_> = (0..WAITS_MAX)
+            .map(|_| one.register(0, false).expect("room"))
+            .collect();
+        assert!(one.register(0, true).is_none());
+        q.pop();
+        assert!(one.register(0, true).is_some());
+    }
+
+    /// Wake-first serves the longest waiter that still listens, and a
+    /// waiter registered at the front goes before the others.
+    #[test]
+    fn wake_first_skips_abandoned_waiters_in_order() {
+        let waits: Waits<u8, u8> = Waits::default();
+        let a = waits.register(1, false).expect("room");
+        let mut b = waits.register(1, false).expect("room");
+        let mut c = waits.register(1, true).expect("room");
+        assert!(waits.wake_first(&1, 7));
+        assert_eq!(c.try_recv(), Ok(7));
+        drop(a);
+        assert!(waits.wake_first(&1, 8));
+        assert_eq!(b.try_recv(), Ok(8));
+        assert!(!waits.wake_first(&1, 9));
     }
 
     /// A node that lags the leader must not answer a queued owner with a

@@ -9,7 +9,7 @@ use redis::Value;
 mod common;
 
 use common::{
-    assert_same_replies, connect, memory_usage, scan_all, send as cmd, Reference, Server,
+    assert_same_replies, connect, memory_usage, scan_all, send as cmd, Played, Reference, Server,
 };
 
 /// A reply with the items of every array sorted (for encodings whose
@@ -36,7 +36,7 @@ fn sorted(v: Value, pairs: bool) -> Value {
 }
 
 /// `sort:` before a line: compare sorted; `pairs:`: sorted by pairs.
-fn play(url: &str, script: &[String]) -> Vec<(String, Result<Value, String>)> {
+fn play(url: &str, script: &[String]) -> Played {
     let mut c = connect(url);
     cmd(&mut c, &["FLUSHALL".into()]).expect("flush");
     script

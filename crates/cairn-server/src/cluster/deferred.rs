@@ -19,6 +19,9 @@ pub(crate) struct Deferred {
     /// Standalone `LOCK.ACQUIRE ... WAIT` that queued its owner: wait for
     /// the grant (cluster mode finds out from the command's reply).
     pub lock_wait: Option<LockWait>,
+    /// Standalone blocking list pop that found its lists empty: wait for
+    /// a push (`listwait.rs`; cluster mode waits in `cluster_wait`).
+    pub list_wait: Option<Box<crate::listwait::ListWait>>,
     /// What the connection does with the reply.
     pub then: Then,
 }

@@ -53,8 +53,27 @@ async fn users_installed(shared: &Shared, c: &cairn_cluster::Cluster, sets: &[(S
 }
 
 /// Runs a deferred command to its outcome and writes the reply.
-pub(crate) async fn execute(shared: &Shared, conn: &mut ConnState, d: Deferred, out: &mut Vec<u8>) {
+pub(crate) async fn execute(
+    shared: &Shared,
+    conn: &mut ConnState,
+    mut d: Deferred,
+    out: &mut Vec<u8>,
+) {
     let proto = conn.proto;
+    if let Some(w) = d.list_wait.take() {
+        let reply = crate::listwait::standalone_wait(shared, conn, w).await;
+        crate::listwait::write_reply(out, proto, cmd::table()[d.idx].name, &reply);
+        return;
+    }
+    if let (Some(g), true) = (d.group, crate::listwait::is_blocking(&d)) {
+        match crate::listwait::cluster_wait(shared, conn, &d, g).await {
+            Ok(Output::Resp3(b)) => {
+                crate::listwait::write_reply(out, proto, cmd::table()[d.idx].name, &b)
+            }
+            other => deliver(conn, &d, other, out),
+        }
+        return;
+    }
     if let Some(w) = &d.lock_wait {
         let reply = standalone_lock_wait(shared, conn, w).await;
         write_resp3(out, proto, &reply);
@@ -132,7 +151,7 @@ fn deliver(conn: &mut ConnState, d: &Deferred, reply: Result<Output, String>, ou
     }
 }
 
-pub(super) enum Output {
+pub(crate) enum Output {
     /// A reply in RESP3, to convert to the connection's protocol.
     Resp3(Vec<u8>),
     /// A reply already in the connection's protocol.
@@ -156,7 +175,7 @@ enum Step {
     ReadLocal,
 }
 
-pub(super) async fn run_in_group(
+pub(crate) async fn run_in_group(
     shared: &Shared,
     conn: &mut ConnState,
     d: &Deferred,
@@ -301,7 +320,10 @@ async fn execute_batch(
     let aware = conn.cluster_aware;
     let steps = join_all(ds.iter().map(|d| async move {
         match d.group {
-            Some(g) if d.admin.is_none() => Some(group_step(shared, aware, d, g, true).await),
+            // A blocking pop waits on its own, in `execute`.
+            Some(g) if d.admin.is_none() && !crate::listwait::is_blocking(d) => {
+                Some(group_step(shared, aware, d, g, true).await)
+            }
             _ => None,
         }
     }))
@@ -394,6 +416,7 @@ async fn lock_wait_after(
         denyoom: false,
         slot: d.slot,
         admin: None,
+        list_wait: None,
         lock_wait: None,
         then: Then::Reply,
     };

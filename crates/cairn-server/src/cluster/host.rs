@@ -44,6 +44,9 @@ impl Host for ServerHost {
         // waiting connection if it is on this node.
         let grants = ks.locks.take_grants();
         shared.lock_waits.notify(i, grants);
+        // A push that made a list non-empty: wake the connection blocked
+        // on it longest, if it waits on this node.
+        crate::listwait::wake_ready(&shared, i, &mut ks);
         shared.db.refresh(i, &ks);
     }
 
@@ -79,6 +82,8 @@ impl Host for ServerHost {
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
         shared.db.replace(group as usize, ks);
+        // Any list may have changed: waiters here look again.
+        crate::listwait::after_restore(&shared, group as usize);
         Ok(())
     }
 

@@ -24,7 +24,7 @@
 //! expiry, eviction, cluster-wide settings).
 
 pub(crate) mod deferred;
-mod exec;
+pub(crate) mod exec;
 mod host;
 mod jobs;
 mod route;

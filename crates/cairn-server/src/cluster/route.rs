@@ -100,6 +100,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
             denyoom: false,
             slot: 0,
             admin: None,
+            list_wait: None,
             lock_wait: None,
             then: Then::Reply,
         }));
@@ -116,6 +117,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
                 denyoom: false,
                 slot: 0,
                 admin: Some(op),
+                list_wait: None,
                 lock_wait: None,
                 then: Then::Reply,
             })),
@@ -180,6 +182,7 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
         denyoom: spec.flags & cmd::DENYOOM != 0,
         slot: first_slot,
         admin: None,
+        list_wait: None,
         lock_wait: None,
         then: Then::Reply,
     }))

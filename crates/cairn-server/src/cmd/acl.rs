@@ -307,6 +307,7 @@ fn propose(ctx: &mut Ctx<'_>, sets: Vec<(String, String)>, count: Option<i64>) -
         slot: 0,
         admin: Some(AdminOp::Users(sets, count)),
         lock_wait: None,
+        list_wait: None,
         then: Then::Reply,
     });
     Flow::Defer

@@ -105,7 +105,7 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:0\r\n\r\n",
             sh.clients.count(),
             sh.settings.maxclients.load(Relaxed),
-            sh.lock_waits.len()
+            sh.lock_waits.len() + sh.list_blocked.load(Relaxed)
         );
     }
     if has("memory") {

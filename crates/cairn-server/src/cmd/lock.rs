@@ -51,6 +51,7 @@ pub(super) fn acquire<const SEM: bool>(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flo
                 denyoom: false,
                 slot: 0,
                 admin: None,
+                list_wait: None,
                 lock_wait: Some(LockWait {
                     shard: i,
                     name: cmd.name.to_vec(),

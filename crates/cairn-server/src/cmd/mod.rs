@@ -169,10 +169,12 @@ fn engine<'a, C: Command<'a>>(
             let grants = g.locks.take_grants();
             ctx.shared.lock_waits.notify(i, grants);
         }
+        crate::listwait::wake_ready(ctx.shared, i, &mut g);
         db.refresh(i, &g);
     } else {
         let mut guard = db.lock_keys(spec.keys_of(argv).map(|i| argv[i]));
         cmd.apply(&mut guard, ctx.now_ms, &mut ctx.out);
+        guard.each_locked(|i, ks| crate::listwait::wake_ready(ctx.shared, i, ks));
     }
     Flow::Continue
 }
@@ -259,6 +261,29 @@ static TABLE: &[Spec] = &[
     spec!("sdiff", -2, READONLY, 1, -1, 1, "set", "1.0.0", "Returns the difference of multiple sets.", eng!(sunion::SDiff)),
     spec!("sdiffstore", -3, WRITE | DENYOOM, 1, -1, 1, "set", "1.0.0", "Stores the difference of multiple sets in a key.", eng!(sunion::SDiffStore)),
     spec!("sscan", -3, READONLY, 1, 1, 1, "set", "2.6.0", "Iterates over members of a set.", eng!(sscan::SScan)),
+    // lists (docs/design/datatypes.md, "Lists")
+    spec!("lpush", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.", eng!(lpush::LPush)),
+    spec!("rpush", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "list", "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.", eng!(lpush::RPush)),
+    spec!("lpushx", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "list", "2.2.0", "Prepends one or more elements to a list only when the list exists.", eng!(lpush::LPushX)),
+    spec!("rpushx", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "list", "2.2.0", "Appends an element to a list only when the list exists.", eng!(lpush::RPushX)),
+    spec!("lpop", -2, WRITE | FAST, 1, 1, 1, "list", "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", eng!(lpop::LPop)),
+    spec!("rpop", -2, WRITE | FAST, 1, 1, 1, "list", "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", eng!(lpop::RPop)),
+    spec!("llen", 2, READONLY | FAST, 1, 1, 1, "list", "1.0.0", "Returns the length of a list.", eng!(llen::LLen)),
+    spec!("lrange", 4, READONLY, 1, 1, 1, "list", "1.0.0", "Returns a range of elements from a list.", eng!(lrange::LRange)),
+    spec!("lindex", 3, READONLY, 1, 1, 1, "list", "1.0.0", "Returns an element from a list by its index.", eng!(lindex::LIndex)),
+    spec!("lset", 4, WRITE | DENYOOM, 1, 1, 1, "list", "1.0.0", "Sets the value of an element in a list by its index.", eng!(lset::LSet)),
+    spec!("linsert", 5, WRITE | DENYOOM, 1, 1, 1, "list", "2.2.0", "Inserts an element before or after another element in a list.", eng!(linsert::LInsert)),
+    spec!("lrem", 4, WRITE, 1, 1, 1, "list", "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.", eng!(lrem::LRem)),
+    spec!("ltrim", 4, WRITE, 1, 1, 1, "list", "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", eng!(ltrim::LTrim)),
+    spec!("lpos", -3, READONLY, 1, 1, 1, "list", "6.0.6", "Returns the index of matching elements in a list.", eng!(lpos::LPos)),
+    spec!("lmove", 5, WRITE | DENYOOM, 1, 2, 1, "list", "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", eng!(lmove::LMove)),
+    spec!("rpoplpush", 3, WRITE | DENYOOM, 1, 2, 1, "list", "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", eng!(lmove::RPopLPush)),
+    spec!("lmpop", -4, WRITE | NUMKEYS, 2, -1, 1, "list", "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", eng!(lmpop::LMPop)),
+    spec!("blpop", -3, WRITE | NOSCRIPT, 1, -2, 1, "list", "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
+    spec!("brpop", -3, WRITE | NOSCRIPT, 1, -2, 1, "list", "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
+    spec!("blmove", 6, WRITE | DENYOOM | NOSCRIPT, 1, 2, 1, "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", crate::listwait::run),
+    spec!("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT, 1, 2, 1, "list", "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
+    spec!("blmpop", -5, WRITE | NUMKEYS, 3, -1, 1, "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
     // keys
     spec!("del", -2, WRITE | FENCE_TAIL, 1, -1, 1, "generic", "1.0.0", "Deletes one or more keys.", eng!(del::Del<true>)),
     spec!("unlink", -2, WRITE | FAST, 1, -1, 1, "generic", "4.0.0", "Asynchronously deletes one or more keys.", eng!(del::Unlink)),

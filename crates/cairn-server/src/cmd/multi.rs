@@ -111,6 +111,7 @@ pub(crate) fn watch(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
         denyoom: false,
         slot: slot(keys[0]),
         admin: None,
+        list_wait: None,
         lock_wait: None,
         then: Then::Watch,
     });
@@ -310,6 +311,7 @@ pub(crate) fn exec(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> Flow {
                 denyoom: multi.denyoom,
                 slot: slot(&route),
                 admin: None,
+                list_wait: None,
                 lock_wait: None,
                 then: Then::Exec,
             });
@@ -373,4 +375,6 @@ fn exec_here(ctx: &mut Ctx<'_>, argv: &[&[u8]]) {
     for (i, grants) in guard.take_grants() {
         ctx.shared.lock_waits.notify(i, grants);
     }
+    // A push inside the transaction: wake a blocked pop.
+    guard.each_locked(|i, ks| crate::listwait::wake_ready(ctx.shared, i, ks));
 }

@@ -90,6 +90,7 @@ impl Drop for Reference {
     }
 }
 
+/// A connection to `url`.
 pub fn connect(url: &str) -> redis::Connection {
     redis::Client::open(url)
         .expect("valid url")
@@ -104,6 +105,14 @@ pub fn send(c: &mut redis::Connection, args: &[String]) -> Result<redis::Value, 
         cmd.arg(a.as_str());
     }
     cmd.query(c).map_err(|e| e.to_string())
+}
+
+/// Replies of one script played on both servers.
+pub type Played = Vec<(String, Result<redis::Value, String>)>;
+
+/// Panics listing every line whose replies differ (the lists tests' name).
+pub fn assert_same(want: &Played, got: &Played) {
+    assert_same_replies(want, got);
 }
 
 /// Fails with every line whose replies differ (redis-server's first).
