@@ -56,6 +56,13 @@ fn render(c: &Config) -> String {
         requirepass,
         aclfile,
         unsafe_stale_reads,
+        tls_port,
+        tls_cert_file,
+        tls_key_file,
+        tls_ca_cert_file,
+        tls_auth_clients,
+        cluster_secret_file,
+        insecure,
     } = c;
     let mut t = toml::Table::new();
     let mut int = |k: &str, v: i64| {
@@ -102,10 +109,19 @@ fn render(c: &Config) -> String {
     s("durability", durability.clone());
     s("requirepass", requirepass.clone());
     s("aclfile", aclfile.clone());
+    s("tls_cert_file", tls_cert_file.clone());
+    s("tls_key_file", tls_key_file.clone());
+    s("tls_ca_cert_file", tls_ca_cert_file.clone());
+    s("tls_auth_clients", tls_auth_clients.clone());
+    s("cluster_secret_file", cluster_secret_file.clone());
     t.insert(
         "unsafe_stale_reads".into(),
         toml::Value::Boolean(*unsafe_stale_reads),
     );
+    t.insert("insecure".into(), toml::Value::Boolean(*insecure));
+    if let Some(p) = tls_port {
+        t.insert("tls_port".into(), toml::Value::Integer(i64::from(*p)));
+    }
     toml::to_string(&t).expect("rendering a TOML table")
 }
 
