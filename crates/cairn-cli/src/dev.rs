@@ -40,6 +40,11 @@ pub struct DevArgs {
     /// Address the nodes listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
+    /// TLS: certificates from `cairn cert dev` in DIR/certs (made once),
+    /// a TLS port per node at its RESP port + 100 (client certificates
+    /// required), and mutual TLS between the nodes.
+    #[arg(long)]
+    tls: bool,
     /// Log filter passed to the nodes.
     #[arg(long, env = "CAIRN_LOG", default_value = "warn")]
     log: String,
@@ -71,6 +76,18 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
         .collect();
     let peers = peers.join(",");
     let secret = dev_secret(&dir)?;
+    let certs = dir.join("certs");
+    if a.tls && !certs.join("node.key").exists() {
+        let mut hosts = Vec::new();
+        if a.bind != "127.0.0.1" {
+            hosts.push(a.bind.clone());
+        }
+        cairn_server::tls::write_dev_certs(&certs, &hosts).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    anyhow::ensure!(
+        !a.tls || (a.port as u32) + (a.nodes as u32) + 100 <= 65535,
+        "--port too high for TLS ports"
+    );
     let exe = std::env::current_exe().context("locating the cairn binary")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,6 +117,21 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
             .args(["--raft-threads", &a.raft_threads.to_string()])
             .args(["--raft-loops", &a.raft_loops.to_string()])
             .args(["--log", &a.log])
+            .args(if a.tls {
+                let f = |n: &str| certs.join(n).to_string_lossy().into_owned();
+                vec![
+                    "--tls-port".to_string(),
+                    (a.port + i + 100).to_string(),
+                    "--tls-cert-file".into(),
+                    f("node.crt"),
+                    "--tls-key-file".into(),
+                    f("node.key"),
+                    "--tls-ca-cert-file".into(),
+                    f("ca.crt"),
+                ]
+            } else {
+                Vec::new()
+            })
             .spawn()
             .with_context(|| format!("starting node {}", i + 1));
         match child {
@@ -127,6 +159,16 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
         );
     }
     println!("  cluster-aware clients: redis-cli -c -p {}", a.port);
+    if a.tls {
+        let f = |n: &str| certs.join(n).display().to_string();
+        println!(
+            "  TLS (mutual between nodes too): redis-cli -p {} --tls --cacert {} --cert {} --key {}",
+            a.port + 100,
+            f("ca.crt"),
+            f("client.crt"),
+            f("client.key")
+        );
+    }
     println!("Ctrl-C stops every node.");
     let died = rt.block_on(async {
         loop {

@@ -2490,3 +2490,78 @@ fn list_writes_replicate_and_blpop_is_woken_across_nodes() {
         Reply::Int(0)
     );
 }
+
+/// `cairn dev --tls`'s setup with real processes: three nodes with TLS
+/// (no cluster secret: mutual TLS authenticates the peers) form the
+/// cluster, a write through one node's plain port is read with redis-cli
+/// --tls on another's TLS port, INFO says the peers use TLS, and a plain
+/// HELLO on a peer port gets nothing back.
+#[test]
+fn a_tls_cluster_talks_mutual_tls_between_nodes() {
+    let _serial = serial();
+    let certs = tempfile::tempdir().unwrap();
+    cairn_server::tls::write_dev_certs(certs.path(), &[]).unwrap();
+    let f = |n: &str| certs.path().join(n).to_string_lossy().into_owned();
+    let tls_ports: Vec<u16> = (0..3).map(|_| free_port_pair().0).collect();
+    let extra = tls_ports
+        .iter()
+        .map(|p| {
+            vec![
+                "--tls-port".to_string(),
+                p.to_string(),
+                "--tls-cert-file".into(),
+                f("node.crt"),
+                "--tls-key-file".into(),
+                f("node.key"),
+                "--tls-ca-cert-file".into(),
+                f("ca.crt"),
+            ]
+        })
+        .collect();
+    let c = TestCluster::start_all(3, "volatile", extra);
+    c.wait_ok();
+    let mut conn = Conn::open(c.ports[0]).unwrap();
+    assert_eq!(
+        text(&conn.cmd(&[b"SET", b"tk", b"over-tls"]).unwrap()),
+        "OK"
+    );
+    let out = Command::new("redis-cli")
+        .args(["-p", &tls_ports[2].to_string(), "--tls"])
+        .args([
+            "--cacert",
+            &f("ca.crt"),
+            "--cert",
+            &f("client.crt"),
+            "--key",
+            &f("client.key"),
+        ])
+        .args(["GET", "tk"])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "over-tls",
+        "{out:?}"
+    );
+    for p in &c.ports {
+        assert_eq!(
+            cluster_info_field(*p, "cairn_peer_auth").as_deref(),
+            Some("tls")
+        );
+    }
+    // Plain bytes (what a HELLO frame would start with) on node 2's peer
+    // port.
+    let mut s = TcpStream::connect(("127.0.0.1", c.ports[1] + 10000)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut frame = vec![0, 0, 0, 24, 1, 0, 0, 6];
+    frame.extend_from_slice(&1u64.to_be_bytes());
+    frame.extend_from_slice(&2u64.to_be_bytes());
+    std::io::Write::write_all(&mut s, &frame).unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut got);
+    // A TLS server answers garbage with a TLS alert at most, never a frame.
+    assert!(
+        got.len() < 16 || got[0] == 0x15,
+        "peer port answered plain text: {got:?}"
+    );
+}

@@ -29,6 +29,7 @@ pub use balance::AUTO_REBALANCE;
 pub use frame::{PeerFrame, PeerFrameError, FRAME_VERSION};
 pub use host::{BoxFuture, Forward, Host, Stamp};
 pub use meta::MetaState;
+pub use net::PeerTls;
 pub use node::{
     Cluster, ClusterConfig, ClusterError, ClusterStats, GroupStatus, SLOTS, WIPED_MEMBER_ERROR,
 };

@@ -42,8 +42,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
@@ -228,6 +227,91 @@ pub struct PeerNet {
     stopped: AtomicBool,
     /// The cluster secret's HMAC key, when peers must prove it.
     secret: OnceLock<ring::hmac::Key>,
+    /// Mutual TLS on every peer connection, when set.
+    tls: OnceLock<PeerTls>,
+}
+
+/// The current TLS configurations for peer connections: called once per
+/// connection, so certificates reloaded by the caller take effect for new
+/// connections.
+#[derive(Clone)]
+pub struct PeerTls(
+    pub  Arc<
+        dyn Fn() -> (
+                Arc<tokio_rustls::rustls::ServerConfig>,
+                Arc<tokio_rustls::rustls::ClientConfig>,
+            ) + Send
+            + Sync,
+    >,
+);
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+/// A peer connection: plain TCP, or TLS over it (either side's).
+enum PeerStream {
+    Plain(TcpStream),
+    Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            PeerStream::Client(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            PeerStream::Server(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            PeerStream::Client(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            PeerStream::Server(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            PeerStream::Client(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            PeerStream::Server(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            PeerStream::Client(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            PeerStream::Server(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Writes `data` and flushes it (TLS keeps records until flushed).
+async fn send_all(s: &mut PeerStream, data: &[u8]) -> std::io::Result<()> {
+    s.write_all(data).await?;
+    s.flush().await
 }
 
 /// Handshakes refused because the other side did not prove the cluster
@@ -237,6 +321,10 @@ pub static PEER_AUTH_FAILURES: AtomicU64 = AtomicU64::new(0);
 impl PeerNet {
     /// Makes every peer connection prove `secret` (both ways) before it
     /// is used. Call before the first connection; later calls are ignored.
+    pub fn set_tls(&self, tls: PeerTls) {
+        let _ = self.tls.set(tls);
+    }
+
     pub fn set_secret(&self, secret: &[u8]) {
         let _ = self
             .secret
@@ -258,6 +346,7 @@ impl PeerNet {
             sink: OnceLock::new(),
             stopped: AtomicBool::new(false),
             secret: OnceLock::new(),
+            tls: OnceLock::new(),
         })
     }
 
@@ -462,8 +551,8 @@ fn bad(what: &str) -> std::io::Error {
 /// see [`PeerFrame::decode`]) into `buf`
 /// (which may already hold bytes): its payload, and `buf` keeps the bytes
 /// read past it.
-async fn read_first(
-    stream: &mut TcpStream,
+async fn read_first<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     kind: u8,
     max: usize,
@@ -490,7 +579,10 @@ async fn read_first(
 }
 
 /// Reads the HELLO that opens a connection.
-async fn read_hello(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Hello> {
+async fn read_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Hello> {
     let payload = read_first(stream, buf, K_HELLO, HELLO_MAX).await?;
     if payload.len() < 16 {
         return Err(bad("the first frame is not a HELLO"));
@@ -559,13 +651,33 @@ fn auth_failed(what: String) -> std::io::Error {
 
 /// Dials peer `p` and exchanges HELLOs (and, with a secret, proofs): the
 /// stream and the bytes read past the handshake.
-async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
-    let mut stream = connect(addr, net.source).await?;
-    let _ = stream.set_nodelay(true);
+async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(PeerStream, Vec<u8>)> {
+    let tcp = connect(addr, net.source).await?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = match net.tls.get() {
+        None => PeerStream::Plain(tcp),
+        Some(tls) => {
+            // The node certificate must name the address peers dial (an
+            // IP address or a host name), as any TLS server's.
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
+            let connector = tokio_rustls::TlsConnector::from((tls.0)().1);
+            let s = connector.connect(name, tcp).await.map_err(|e| {
+                PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("TLS with node {} at {addr}: {e}", p.target),
+                )
+            })?;
+            PeerStream::Client(Box::new(s))
+        }
+    };
     let nd = nonce()?;
     let secret = net.secret.get();
     let offer: &[&[u8]] = if secret.is_some() { &[&nd] } else { &[] };
-    stream.write_all(&hello(net.me, p.target, offer)).await?;
+    send_all(&mut stream, &hello(net.me, p.target, offer)).await?;
     let mut rest = Vec::with_capacity(256);
     let h = read_hello(&mut stream, &mut rest).await?;
     if h.from != p.target || h.to != net.me {
@@ -599,7 +711,7 @@ async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(TcpStream
             let tag = proof(key, b"dial", net.me, p.target, &nd, na);
             let mut out = Vec::with_capacity(64);
             encode_parts(0, K_AUTH, &[tag.as_ref()], &mut out);
-            stream.write_all(&out).await?;
+            send_all(&mut stream, &out).await?;
         }
     }
     Ok((stream, rest))
@@ -640,8 +752,26 @@ async fn dial_loop(net: Arc<PeerNet>, p: Arc<Peer>) {
 
 /// An accepted connection: HELLO (and, with a secret, the proofs), then
 /// the same as a dialled one.
-async fn accept(net: Arc<PeerNet>, mut stream: TcpStream, addr: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+async fn accept(net: Arc<PeerNet>, tcp: TcpStream, addr: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let mut stream = match net.tls.get() {
+        None => PeerStream::Plain(tcp),
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from((tls.0)().0);
+            match tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => PeerStream::Server(Box::new(s)),
+                Ok(Err(e)) => {
+                    PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+                    tracing::error!(%addr, error = %e, "peer TLS handshake failed (no certificate from this cluster's CA?); refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%addr, "no TLS handshake within {HELLO_TIMEOUT:?}; closing");
+                    return;
+                }
+            }
+        }
+    };
     let mut rest = Vec::with_capacity(256);
     let greeted = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream, &mut rest)).await;
     let h = match greeted {
@@ -679,8 +809,7 @@ async fn accept(net: Arc<PeerNet>, mut stream: TcpStream, addr: SocketAddr) {
             let nd = h.extra;
             let Ok(na) = nonce() else { return };
             let tag = proof(key, b"accept", from, net.me, &nd, &na);
-            if stream
-                .write_all(&hello(net.me, from, &[&na, tag.as_ref()]))
+            if send_all(&mut stream, &hello(net.me, from, &[&na, tag.as_ref()]))
                 .await
                 .is_err()
             {
@@ -713,7 +842,11 @@ async fn accept(net: Arc<PeerNet>, mut stream: TcpStream, addr: SocketAddr) {
     };
     // Without a secret the acceptor's HELLO goes out once the connection
     // is installed (with one it went out with the proof).
-    if net.secret.get().is_none() && stream.write_all(&hello(net.me, from, &[])).await.is_err() {
+    if net.secret.get().is_none()
+        && send_all(&mut stream, &hello(net.me, from, &[]))
+            .await
+            .is_err()
+    {
         p.ended(serial);
         return;
     }
@@ -721,7 +854,7 @@ async fn accept(net: Arc<PeerNet>, mut stream: TcpStream, addr: SocketAddr) {
 }
 
 /// Runs a dialled connection, if it may become the one in use.
-async fn run_conn(net: &PeerNet, p: &Peer, stream: TcpStream, rest: Vec<u8>, canonical: bool) {
+async fn run_conn(net: &PeerNet, p: &Peer, stream: PeerStream, rest: Vec<u8>, canonical: bool) {
     let Some((serial, closed)) = p.install(canonical) else {
         return;
     };
@@ -732,25 +865,37 @@ async fn run_conn(net: &PeerNet, p: &Peer, stream: TcpStream, rest: Vec<u8>, can
 async fn serve_conn(
     net: &PeerNet,
     p: &Peer,
-    stream: TcpStream,
+    stream: PeerStream,
     rest: Vec<u8>,
     serial: u64,
     closed: watch::Receiver<bool>,
 ) {
-    let (rd, wr) = stream.into_split();
     let (resp_tx, resp_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-    tokio::select! {
-        _ = write_loop(p, wr, resp_rx, serial, closed.clone()) => {}
-        _ = read_loop(net, p, rd, rest, resp_tx, closed) => {}
+    match stream {
+        // Plain TCP splits without a lock between the halves.
+        PeerStream::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            tokio::select! {
+                _ = write_loop(p, wr, resp_rx, serial, closed.clone()) => {}
+                _ = read_loop(net, p, rd, rest, resp_tx, closed) => {}
+            }
+        }
+        tls => {
+            let (rd, wr) = tokio::io::split(tls);
+            tokio::select! {
+                _ = write_loop(p, wr, resp_rx, serial, closed.clone()) => {}
+                _ = read_loop(net, p, rd, rest, resp_tx, closed) => {}
+            }
+        }
     }
     p.ended(serial);
 }
 
 /// Writes this node's requests (from the peer's queue) and its responses
 /// (from `resp_rx`), many frames per `send`.
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     p: &Peer,
-    mut wr: OwnedWriteHalf,
+    mut wr: W,
     mut resp_rx: mpsc::Receiver<Vec<u8>>,
     serial: u64,
     mut closed: watch::Receiver<bool>,
@@ -802,8 +947,13 @@ async fn write_loop(
         if buf.is_empty() {
             continue;
         }
+        // flush: a no-op on TCP; TLS holds records until flushed.
+        let written = async {
+            wr.write_all(&buf).await?;
+            wr.flush().await
+        };
         tokio::select! {
-            r = wr.write_all(&buf) => if r.is_err() { return },
+            r = written => if r.is_err() { return },
             _ = &mut closed => return,
         }
     }
@@ -849,10 +999,10 @@ async fn coalesce(
 /// Reads frames: responses complete this node's requests, requests go to
 /// the handler (at most `HANDLERS_PER_CONN` at once) and their responses
 /// to the writer.
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     net: &PeerNet,
     p: &Peer,
-    mut rd: OwnedReadHalf,
+    mut rd: R,
     rest: Vec<u8>,
     resp_tx: mpsc::Sender<Vec<u8>>,
     mut closed: watch::Receiver<bool>,
@@ -1134,6 +1284,125 @@ mod tests {
             0,
             "a replayed request reached the handler"
         );
+    }
+
+    /// A CA and, signed by it, a node certificate for 127.0.0.1 usable
+    /// both ways; the peer TLS configurations made from them.
+    #[allow(deprecated)]
+    fn tls_configs() -> PeerTls {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        };
+        use tokio_rustls::rustls;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        leaf.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let roots = Arc::new(roots);
+        let chain = vec![cert.der().clone()];
+        let pk = || rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), pk())
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, pk())
+            .unwrap();
+        let pair = (Arc::new(server), Arc::new(client));
+        PeerTls(Arc::new(move || pair.clone()))
+    }
+
+    /// A node like [`node`] with peer TLS.
+    async fn node_with_tls(
+        id: u64,
+        tls: Option<PeerTls>,
+    ) -> (Arc<PeerNet>, String, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let net = PeerNet::new(id, None, tokio::runtime::Handle::current());
+        if let Some(t) = tls {
+            net.set_tls(t);
+        }
+        let handler: Handler = Arc::new(move |_g, _k, body| {
+            Box::pin(async move {
+                let mut out = id.to_be_bytes().to_vec();
+                out.extend_from_slice(&body);
+                Some(out)
+            })
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(net.clone().serve(listener, handler, stop_rx));
+        (net, addr, stop)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peers_talk_mutual_tls_and_refuse_plain_or_foreign_peers() {
+        let ours = tls_configs();
+        let (a, a_addr, _sa) = node_with_tls(1, Some(ours.clone())).await;
+        let (_b, b_addr, _sb) = node_with_tls(2, Some(ours.clone())).await;
+        // Requests bigger than a TLS record, both ways.
+        let big = vec![7u8; 100_000];
+        assert_eq!(
+            call(&a, 2, &b_addr, &big).await.unwrap(),
+            [&2u64.to_be_bytes()[..], &big].concat()
+        );
+        let before = PEER_AUTH_FAILURES.load(Relaxed);
+        // A plain peer, and a TLS peer whose certificate another CA
+        // signed: neither gets an answer, either way round.
+        let (plain, plain_addr, _sp) = node_with_tls(3, None).await;
+        let (foreign, foreign_addr, _sf) = node_with_tls(4, Some(tls_configs())).await;
+        for _ in 0..3 {
+            assert!(
+                call_once(&plain, 2, &b_addr).await.is_err(),
+                "plain peer let in"
+            );
+            assert!(
+                call_once(&foreign, 2, &b_addr).await.is_err(),
+                "foreign CA let in"
+            );
+            assert!(
+                call_once(&a, 3, &plain_addr).await.is_err(),
+                "talked TLS to a plain node"
+            );
+            assert!(
+                call_once(&a, 4, &foreign_addr).await.is_err(),
+                "trusted a foreign CA"
+            );
+        }
+        assert!(PEER_AUTH_FAILURES.load(Relaxed) > before);
+        // A raw HELLO on the TLS port gets nothing back.
+        let mut s = TcpStream::connect(&b_addr).await.unwrap();
+        s.write_all(&hello(1, 2, &[])).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut got)).await;
+        assert!(
+            PeerFrame::decode(&got, FRAME_MAX).ok().flatten().is_none(),
+            "a plain HELLO was answered on a TLS peer port"
+        );
+        assert!(call(&a, 2, &b_addr, b"still").await.is_ok());
+        let _ = a_addr;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,6 +68,8 @@ pub struct ClusterConfig {
     /// The cluster secret peers must prove in the handshake (`None`: no
     /// peer authentication). See `net.rs`.
     pub secret: Option<Vec<u8>>,
+    /// Mutual TLS on peer connections (`None`: plain TCP).
+    pub tls: Option<crate::net::PeerTls>,
 }
 
 impl ClusterConfig {
@@ -88,6 +90,7 @@ impl ClusterConfig {
             exit_on_storage_failure: false,
             quiesce: true,
             secret: None,
+            tls: None,
         }
     }
 }
@@ -407,6 +410,9 @@ impl Cluster {
         let net = PeerNet::new(cfg.node_id, Some(cfg.peer_listen.ip()), handle.clone());
         if let Some(secret) = &cfg.secret {
             net.set_secret(secret);
+        }
+        if let Some(tls) = &cfg.tls {
+            net.set_tls(tls.clone());
         }
         let meta = Meta::new();
         let host: Arc<dyn Host> = Arc::new(HostMux {

@@ -226,7 +226,7 @@ impl Config {
                 "durable" | "volatile" => {}
                 _ => return Err(invalid("durability", "must be durable or volatile")),
             }
-            if self.cluster_secret_file.is_empty() && !self.insecure {
+            if self.cluster_secret_file.is_empty() && self.tls_port.is_none() && !self.insecure {
                 let exposed = std::iter::once(self.bind.clone())
                     .chain(peers.values().map(|p| p.peer.clone()))
                     .find(|a| !is_loopback(a));
@@ -269,6 +269,12 @@ impl Config {
         }
         let client_auth = crate::tls::ClientAuth::parse(&self.tls_auth_clients)
             .ok_or_else(|| invalid("tls-auth-clients", "must be yes, no or optional"))?;
+        if self.is_cluster() && self.tls_ca_cert_file.is_empty() {
+            return Err(invalid(
+                "tls-ca-cert-file",
+                "a cluster with TLS uses it between nodes too (mutual TLS): give the CA that signed every node's certificate",
+            ));
+        }
         if client_auth != crate::tls::ClientAuth::None && self.tls_ca_cert_file.is_empty() {
             return Err(invalid(
                 "tls-auth-clients",

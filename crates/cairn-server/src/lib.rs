@@ -176,7 +176,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
             let files = config
                 .tls_files()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            let state = tls::TlsState::new(files)
+            let state = tls::TlsState::new(files, config.is_cluster())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let l = std::net::TcpListener::bind((ip, port))?;
             l.set_nonblocking(true)?;
@@ -438,6 +438,14 @@ fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()>
     // A node that cannot write its log stops (exit status 70); restart it
     // once the disk is fixed (docs/OPERATIONS.md).
     cc.exit_on_storage_failure = true;
+    // TLS on: peer connections are mutual TLS too (docs/design/tls.md).
+    if let Some(t) = shared.tls.clone() {
+        if let Some(first) = t.peer() {
+            cc.tls = Some(cairn_cluster::PeerTls(Arc::new(move || {
+                t.peer().unwrap_or_else(|| first.clone())
+            })));
+        }
+    }
     if !c.cluster_secret_file.is_empty() {
         cc.secret =
             Some(config::read_secret(&c.cluster_secret_file).map_err(|e| inval(e.to_string()))?);

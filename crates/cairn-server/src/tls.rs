@@ -126,6 +126,33 @@ impl TlsFiles {
             .map_err(|e| format!("{} / {}: {e}", self.cert.display(), self.key.display()))
     }
 
+    /// The peer connections' configurations: mutual TLS always (a peer
+    /// must present a certificate from the CA, and this node presents its
+    /// own when it dials), whatever `tls-auth-clients` says for clients.
+    pub fn load_peer(&self) -> Result<(Arc<ServerConfig>, Arc<rustls::ClientConfig>), String> {
+        let ca = self
+            .ca
+            .as_ref()
+            .ok_or("TLS between cluster nodes needs tls-ca-cert-file")?;
+        let roots = Arc::new(read_roots(ca)?);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(read_certs(&self.cert)?, read_key(&self.key)?)
+            .map_err(|e| format!("{}: {e}", self.cert.display()))?;
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(read_certs(&self.cert)?, read_key(&self.key)?)
+            .map_err(|e| format!("{}: {e}", self.cert.display()))?;
+        Ok((Arc::new(server), Arc::new(client)))
+    }
+
     fn mtimes(&self) -> Vec<Option<SystemTime>> {
         let mut paths = vec![&self.cert, &self.key];
         paths.extend(self.ca.iter());
@@ -136,22 +163,35 @@ impl TlsFiles {
     }
 }
 
+/// Peer connections' server and client configurations.
+pub type PeerConfigs = (Arc<ServerConfig>, Arc<rustls::ClientConfig>);
+
 /// The configuration new TLS connections get, replaced on reload.
 pub struct TlsState {
     files: TlsFiles,
     current: RwLock<(Arc<ServerConfig>, Vec<Option<SystemTime>>)>,
+    /// Cluster mode: the peer transport's, reloaded with the clients'.
+    peer: RwLock<Option<PeerConfigs>>,
     reloads: std::sync::atomic::AtomicU64,
 }
 
 impl TlsState {
-    pub fn new(files: TlsFiles) -> Result<TlsState, String> {
+    /// `peer`: also build the peer transport's configurations.
+    pub fn new(files: TlsFiles, peer: bool) -> Result<TlsState, String> {
         let stamp = files.mtimes();
         let config = Arc::new(files.load()?);
+        let peer = if peer { Some(files.load_peer()?) } else { None };
         Ok(TlsState {
             files,
             current: RwLock::new((config, stamp)),
+            peer: RwLock::new(peer),
             reloads: Default::default(),
         })
+    }
+
+    /// The peer configurations in use now (cluster mode with TLS).
+    pub fn peer(&self) -> Option<PeerConfigs> {
+        self.peer.read().clone()
     }
 
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
@@ -165,9 +205,21 @@ impl TlsState {
         if self.current.read().1 == stamp {
             return false;
         }
-        match self.files.load() {
-            Ok(c) => {
+        let peer = self.peer.read().is_some();
+        let loaded = self.files.load().and_then(|c| {
+            let p = if peer {
+                Some(self.files.load_peer()?)
+            } else {
+                None
+            };
+            Ok((c, p))
+        });
+        match loaded {
+            Ok((c, p)) => {
                 *self.current.write() = (Arc::new(c), stamp);
+                if p.is_some() {
+                    *self.peer.write() = p;
+                }
                 self.reloads
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificates reloaded");
@@ -350,7 +402,8 @@ mod tests {
             ca: Some(d.join("ca.crt")),
             client_auth: ClientAuth::Optional,
         };
-        let state = TlsState::new(files).unwrap();
+        let state = TlsState::new(files, true).unwrap();
+        assert!(state.peer().is_some());
         assert!(!state.reload_if_changed());
         // New certificates (a new CA too): mtimes change, reload happens.
         std::thread::sleep(Duration::from_millis(20));

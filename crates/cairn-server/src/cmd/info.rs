@@ -190,10 +190,14 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                     st.messages_sent,
                     ctx.shared.forwarded.load(std::sync::atomic::Ordering::Relaxed),
                     ctx.shared.moved.load(std::sync::atomic::Ordering::Relaxed),
-                    if ctx.shared.config.cluster_secret_file.is_empty() {
-                        "none"
-                    } else {
-                        "secret"
+                    match (
+                        ctx.shared.tls.as_ref().is_some_and(|t| t.peer().is_some()),
+                        !ctx.shared.config.cluster_secret_file.is_empty(),
+                    ) {
+                        (true, true) => "tls+secret",
+                        (true, false) => "tls",
+                        (false, true) => "secret",
+                        (false, false) => "none",
                     },
                     cairn_cluster::peer_auth_failures(),
                 );
