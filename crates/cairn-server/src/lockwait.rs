@@ -216,7 +216,7 @@ pub(crate) async fn wait_for_grant(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
@@ -225,7 +225,7 @@ mod tests {
 
     /// A server's shared state with one shard in cluster mode (tokens from
     /// stamps, no local expiry), and no listener.
-    fn shared() -> Arc<Shared> {
+    pub(crate) fn shared() -> Arc<Shared> {
         let config = crate::Config::default();
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let db = crate::db::Shards::new(1, 7);
