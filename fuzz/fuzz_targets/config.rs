@@ -63,6 +63,8 @@ fn render(c: &Config) -> String {
         tls_auth_clients,
         cluster_secret_file,
         insecure,
+        audit_log,
+        audit_log_keys,
     } = c;
     let mut t = toml::Table::new();
     let mut int = |k: &str, v: i64| {
@@ -119,6 +121,8 @@ fn render(c: &Config) -> String {
         toml::Value::Boolean(*unsafe_stale_reads),
     );
     t.insert("insecure".into(), toml::Value::Boolean(*insecure));
+    t.insert("audit_log".into(), toml::Value::String(audit_log.clone()));
+    t.insert("audit_log_keys".into(), toml::Value::Boolean(*audit_log_keys));
     if let Some(p) = tls_port {
         t.insert("tls_port".into(), toml::Value::Integer(i64::from(*p)));
     }

@@ -113,6 +113,8 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
             .args(["--cluster-groups", &a.groups.to_string()])
             .args(["--durability", &a.durability])
             .args(["--dir", &node_dir.to_string_lossy()])
+            .arg("--audit-log")
+            .arg(node_dir.join("audit.log"))
             .args(["--threads", &a.threads.to_string()])
             .args(["--raft-threads", &a.raft_threads.to_string()])
             .args(["--raft-loops", &a.raft_loops.to_string()])

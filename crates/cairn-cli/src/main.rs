@@ -31,6 +31,24 @@ enum Cmd {
     /// Certificates for trying TLS out.
     #[command(subcommand)]
     Cert(CertCmd),
+    /// The audit log: check its hash chain, show its end.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Checks every record's hash and the chain; exit status 1 and the
+    /// first bad line when it is broken (an edited, inserted or removed
+    /// record).
+    Verify { file: PathBuf },
+    /// Prints the last records.
+    Tail {
+        file: PathBuf,
+        /// How many.
+        #[arg(short = 'n', default_value_t = 10)]
+        lines: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +166,12 @@ struct ServerArgs {
     /// Allow a cluster on non-loopback addresses without a cluster secret.
     #[arg(long)]
     insecure: bool,
+    /// Audit log file (JSON lines in a hash chain; see `cairn audit`).
+    #[arg(long)]
+    audit_log: Option<String>,
+    /// Whether audit records name keys: yes (default) or no.
+    #[arg(long)]
+    audit_log_keys: Option<String>,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -161,6 +185,31 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Server(args) => server(*args),
         Cmd::Dev(args) => dev::run(args),
+        Cmd::Audit(AuditCmd::Verify { file }) => match cairn_server::audit::verify(&file) {
+            Ok(v) => {
+                println!(
+                    "ok: {} records, last hash {}{}",
+                    v.records,
+                    v.last_hash,
+                    if v.torn_tail {
+                        " (a torn last record follows: a crash mid-write; the server cuts it at start)"
+                    } else {
+                        ""
+                    }
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{}: BROKEN: {e}", file.display());
+                std::process::exit(1);
+            }
+        },
+        Cmd::Audit(AuditCmd::Tail { file, lines }) => {
+            for l in cairn_server::audit::tail(&file, lines).map_err(|e| anyhow::anyhow!(e))? {
+                println!("{l}");
+            }
+            Ok(())
+        }
         Cmd::Cert(CertCmd::Dev(args)) => {
             let written = cairn_server::tls::write_dev_certs(&args.dir, &args.hosts)
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -281,6 +330,12 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     if a.insecure {
         c.insecure = true;
     }
+    match a.audit_log_keys.as_deref() {
+        None => {}
+        Some("yes") => c.audit_log_keys = true,
+        Some("no") => c.audit_log_keys = false,
+        Some(v) => anyhow::bail!("--audit-log-keys: '{v}' is not yes or no"),
+    }
     if let Some(v) = a.tls_port {
         c.tls_port = Some(v);
     }
@@ -290,6 +345,7 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
         (&mut c.tls_ca_cert_file, &a.tls_ca_cert_file),
         (&mut c.tls_auth_clients, &a.tls_auth_clients),
         (&mut c.cluster_secret_file, &a.cluster_secret_file),
+        (&mut c.audit_log, &a.audit_log),
     ] {
         if let Some(v) = from {
             to.clone_from(v);

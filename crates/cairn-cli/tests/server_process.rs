@@ -176,3 +176,49 @@ fn port_in_use_is_reported() {
     );
     assert!(signal_and_wait(&mut child, libc::SIGTERM).success());
 }
+
+/// `cairn server --audit-log`, then `cairn audit verify` (exit 0, then 1
+/// once a record is edited) and `cairn audit tail -n`.
+#[test]
+fn audit_log_verify_and_tail_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let log_s = log.to_string_lossy().into_owned();
+    let (mut child, port) = start(&["--audit-log", &log_s, "--requirepass", "pw-0123"]);
+    for req in [
+        &b"*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n"[..],
+        b"*2\r\n$4\r\nAUTH\r\n$7\r\npw-0123\r\n",
+        b"*2\r\n$8\r\nFLUSHALL\r\n$4\r\nSYNC\r\n",
+    ] {
+        roundtrip(port, req);
+    }
+    assert!(signal_and_wait(&mut child, libc::SIGTERM).success());
+    let out = cairn().args(["audit", "verify", &log_s]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ok: 3 records"),
+        "{out:?}"
+    );
+    let out = cairn()
+        .args(["audit", "tail", "-n", "2", &log_s])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("\"outcome\":\"ok\"") && text.contains("flushall"),
+        "{text}"
+    );
+    assert!(!text.contains("pw-0123"), "{text}");
+    let edited = std::fs::read_to_string(&log)
+        .unwrap()
+        .replacen("wrong", "right", 1);
+    let edited = edited.replacen("\"failed\"", "\"ok\"", 1);
+    std::fs::write(&log, edited).unwrap();
+    let out = cairn().args(["audit", "verify", &log_s]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1: hash mismatch"),
+        "{out:?}"
+    );
+}

@@ -95,6 +95,10 @@ pub struct Config {
     /// Start a cluster on non-loopback addresses without peer
     /// authentication (refused otherwise).
     pub insecure: bool,
+    /// The audit log file (JSON lines in a hash chain; empty = none).
+    pub audit_log: String,
+    /// Whether audit records name the keys a command touched.
+    pub audit_log_keys: bool,
 }
 
 impl Default for Config {
@@ -139,6 +143,8 @@ impl Default for Config {
             tls_auth_clients: "yes".into(),
             cluster_secret_file: String::new(),
             insecure: false,
+            audit_log: String::new(),
+            audit_log_keys: true,
         }
     }
 }

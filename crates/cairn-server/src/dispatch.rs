@@ -30,6 +30,10 @@ fn join_pipeline(shared: &Shared, conn: &mut ConnState, argv: &[&[u8]]) -> Flow 
     if acl::check(&shared.acl, &mut conn.auth, idx, argv).is_err() {
         return Flow::Barrier;
     }
+    // Audited commands go through `dispatch`, which records them.
+    if shared.audit.is_some() && acl::category::audited(idx) {
+        return Flow::Barrier;
+    }
     if spec.flags & cmd::DENYOOM != 0 {
         let max = shared
             .settings
@@ -87,6 +91,11 @@ pub(crate) fn dispatch(
     if let Err(d) = acl::check(&shared.acl, &mut conn.auth, idx, argv) {
         bump(&stat.rejected, 1);
         return refuse(shared, conn, idx, argv, d, wbuf);
+    }
+    if let Some(a) = &shared.audit {
+        if acl::category::audited(idx) {
+            a.record(audit_event(conn, "command", spec, argv, ""));
+        }
     }
     if conn.multi.is_some()
         && !matches!(
@@ -173,6 +182,29 @@ pub(crate) fn dispatch(
     flow
 }
 
+/// An audit record of `argv` by this connection: names only (the
+/// command, its keys), never values.
+fn audit_event(
+    conn: &ConnState,
+    kind: &'static str,
+    spec: &cmd::Spec,
+    argv: &[&[u8]],
+    outcome: &'static str,
+) -> crate::audit::Event {
+    crate::audit::Event {
+        kind,
+        user: conn.auth.name(),
+        client: conn.info.addr.to_string(),
+        command: acl::full_name(spec, argv),
+        outcome,
+        keys: spec
+            .keys_of(argv)
+            .filter_map(|i| argv.get(i))
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect(),
+    }
+}
+
 /// Answers a command the ACL refused (Redis' wording), logging it to
 /// ACL LOG. A refused EXEC discards the transaction, as in Redis.
 fn refuse(
@@ -199,6 +231,15 @@ fn refuse(
                 .to_string(),
         ),
     };
+    if let Some(a) = &shared.audit {
+        let why = match d {
+            Denied::NoAuth => "noauth",
+            Denied::Command => "command",
+            Denied::Key(_) => "key",
+            Denied::UserGone => "user-gone",
+        };
+        a.record(audit_event(conn, "denied", spec, argv, why));
+    }
     if !reason.is_empty() {
         let entry = LogEntry {
             count: 1,

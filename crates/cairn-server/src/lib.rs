@@ -15,6 +15,7 @@
 //! buffer a peer can grow is bounded (see [`conn`]).
 
 mod acl;
+pub mod audit;
 pub mod clients;
 mod cluster;
 mod cmd;
@@ -64,6 +65,8 @@ pub(crate) struct Shared {
     /// The TLS listener's address and certificates, when TLS is on.
     pub tls_addr: Option<SocketAddr>,
     pub tls: Option<Arc<tls::TlsState>>,
+    /// The audit log, when `audit-log` names one.
+    pub audit: Option<Arc<audit::Audit>>,
     pub shutdown: watch::Sender<bool>,
     /// Set once at start in cluster mode.
     pub cluster: std::sync::OnceLock<cairn_cluster::Cluster>,
@@ -151,6 +154,10 @@ impl ServerHandle {
         if let Some(c) = self.shared.cluster.get() {
             c.shutdown();
         }
+        // Last: what connections recorded while they closed is written.
+        if let Some(a) = &self.shared.audit {
+            a.close();
+        }
     }
 
     /// Resolves when shutdown has been requested by any means.
@@ -188,6 +195,17 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    let audit_log = if config.audit_log.is_empty() {
+        None
+    } else {
+        let a = audit::Audit::open(
+            std::path::Path::new(&config.audit_log),
+            config.node_id,
+            config.audit_log_keys,
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Some(Arc::new(a))
+    };
     let threads_n = config.worker_threads();
     let seed = random_seed();
     let (shutdown, _) = watch::channel(false);
@@ -224,6 +242,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         local_addr,
         tls_addr,
         tls: tls_state,
+        audit: audit_log,
         shutdown,
         cluster: std::sync::OnceLock::new(),
         evicting: std::sync::OnceLock::new(),

@@ -242,6 +242,7 @@ pub(crate) mod tests {
             local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             tls_addr: None,
             tls: None,
+            audit: None,
             shutdown,
             cluster: std::sync::OnceLock::new(),
             evicting: std::sync::OnceLock::new(),

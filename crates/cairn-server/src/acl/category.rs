@@ -50,6 +50,22 @@ fn b(name: &str) -> u32 {
 }
 
 /// The categories of one command, as a bit set over `NAMES`.
+/// Whether command `idx` of the table is audited (docs/design/audit.md):
+/// @admin, and FLUSHALL/FLUSHDB.
+pub(crate) fn audited(idx: usize) -> bool {
+    static TABLE: std::sync::OnceLock<Vec<bool>> = std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            table()
+                .iter()
+                .map(|s| of(s) & b("admin") != 0 || matches!(s.name, "flushall" | "flushdb"))
+                .collect()
+        })
+        .get(idx)
+        .copied()
+        .unwrap_or(false)
+}
+
 pub(crate) fn of(spec: &Spec) -> u32 {
     let mut c = 0;
     if spec.flags & READONLY != 0 {

@@ -15,12 +15,26 @@ pub(crate) const NO_PASSWORD: &str = "ERR AUTH <password> called without any pas
 pub(crate) fn login(ctx: &mut Ctx<'_>, argv0: &[u8], user: &[u8], pass: &[u8]) -> Result<(), Flow> {
     let acl = &ctx.shared.acl;
     let epoch = acl.epoch();
+    let audit = |outcome: &'static str| {
+        if let Some(a) = &ctx.shared.audit {
+            a.record(crate::audit::Event {
+                kind: "auth",
+                user: String::from_utf8_lossy(user).into_owned(),
+                client: ctx.conn.info.addr.to_string(),
+                command: String::from_utf8_lossy(argv0).to_ascii_lowercase(),
+                outcome,
+                keys: Vec::new(),
+            });
+        }
+    };
     if let Some(u) = acl.authenticate(user, pass) {
+        audit("ok");
         *ctx.conn.info.user.lock() = String::from_utf8_lossy(&u.name).into_owned();
         ctx.conn.auth.user = Some(u);
         ctx.conn.auth.epoch = epoch;
         return Ok(());
     }
+    audit("failed");
     acl.log.lock().add(LogEntry {
         count: 1,
         reason: "auth",
