@@ -61,10 +61,12 @@ fn render(c: &Config) -> String {
         tls_key_file,
         tls_ca_cert_file,
         tls_auth_clients,
+        tls_auth_clients_user,
         cluster_secret_file,
         insecure,
         audit_log,
         audit_log_keys,
+        maxclients_per_user,
     } = c;
     let mut t = toml::Table::new();
     let mut int = |k: &str, v: i64| {
@@ -76,6 +78,7 @@ fn render(c: &Config) -> String {
     int("port", i64::from(*port));
     int("maxmemory_samples", i64::from(*maxmemory_samples));
     int("maxclients", u(*maxclients));
+    int("maxclients_per_user", u(*maxclients_per_user));
     int("threads", u(*threads));
     int("shards", u(*shards));
     int("raft_threads", u(*raft_threads));
@@ -115,6 +118,7 @@ fn render(c: &Config) -> String {
     s("tls_key_file", tls_key_file.clone());
     s("tls_ca_cert_file", tls_ca_cert_file.clone());
     s("tls_auth_clients", tls_auth_clients.clone());
+    s("tls_auth_clients_user", tls_auth_clients_user.clone());
     s("cluster_secret_file", cluster_secret_file.clone());
     t.insert(
         "unsafe_stale_reads".into(),

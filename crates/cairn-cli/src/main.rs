@@ -138,6 +138,9 @@ struct ServerArgs {
     election_timeout_max: Option<u64>,
     #[arg(long)]
     heartbeat_interval: Option<u64>,
+    /// Connections one user may have logged in at once (0 = no limit).
+    #[arg(long)]
+    maxclients_per_user: Option<usize>,
     /// The default user's password (as Redis' requirepass).
     #[arg(long)]
     requirepass: Option<String>,
@@ -159,6 +162,10 @@ struct ServerArgs {
     /// yes (client certificate required, the default), optional or no.
     #[arg(long)]
     tls_auth_clients: Option<String>,
+    /// CN: log a client in as the ACL user its certificate's Common Name
+    /// names; off (default).
+    #[arg(long)]
+    tls_auth_clients_user: Option<String>,
     /// File with the cluster secret peers prove to each other (the same
     /// on every node; at least 16 bytes).
     #[arg(long)]
@@ -318,6 +325,9 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     if let Some(v) = a.heartbeat_interval {
         c.heartbeat_interval = v;
     }
+    if let Some(v) = a.maxclients_per_user {
+        c.maxclients_per_user = v;
+    }
     if let Some(v) = &a.requirepass {
         c.requirepass = v.clone();
     }
@@ -344,6 +354,7 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
         (&mut c.tls_key_file, &a.tls_key_file),
         (&mut c.tls_ca_cert_file, &a.tls_ca_cert_file),
         (&mut c.tls_auth_clients, &a.tls_auth_clients),
+        (&mut c.tls_auth_clients_user, &a.tls_auth_clients_user),
         (&mut c.cluster_secret_file, &a.cluster_secret_file),
         (&mut c.audit_log, &a.audit_log),
     ] {

@@ -134,6 +134,15 @@ impl Registry {
         self.count.store(map.len(), Relaxed);
     }
 
+    /// Connections logged in as `user` now, not counting client `except`.
+    pub fn count_user(&self, user: &str, except: u64) -> usize {
+        self.clients
+            .lock()
+            .values()
+            .filter(|c| c.id != except && *c.user.lock() == user)
+            .count()
+    }
+
     /// All clients, ordered by id.
     pub fn snapshot(&self) -> Vec<Arc<ClientInfo>> {
         let mut v: Vec<_> = self.clients.lock().values().cloned().collect();

@@ -74,6 +74,9 @@ pub struct Config {
     /// ACL file (`user <name> <rule>...` lines) loaded at start and by
     /// ACL LOAD, written by ACL SAVE; empty = none.
     pub aclfile: String,
+    /// Connections one user may have logged in at once (AUTH / HELLO
+    /// AUTH past it is refused); 0 = no limit.
+    pub maxclients_per_user: usize,
     /// TEST ONLY: serve reads from the local replica without the
     /// linearizability check. The fault lab must catch this.
     pub unsafe_stale_reads: bool,
@@ -88,6 +91,10 @@ pub struct Config {
     /// `yes` (a client certificate is required, Redis' default),
     /// `optional` (checked when given) or `no`.
     pub tls_auth_clients: String,
+    /// `CN`: a client whose certificate was verified is logged in as the
+    /// ACL user its subject's Common Name names (when that user exists
+    /// and is on); `off` (default).
+    pub tls_auth_clients_user: String,
     /// File holding the cluster secret every node proves to its peers
     /// (at least 16 bytes; trailing whitespace ignored). Never given on
     /// the command line itself: a flag names the file.
@@ -135,12 +142,14 @@ impl Default for Config {
             heartbeat_interval: 100,
             requirepass: String::new(),
             aclfile: String::new(),
+            maxclients_per_user: 0,
             unsafe_stale_reads: false,
             tls_port: None,
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
             tls_ca_cert_file: String::new(),
             tls_auth_clients: "yes".into(),
+            tls_auth_clients_user: "off".into(),
             cluster_secret_file: String::new(),
             insecure: false,
             audit_log: String::new(),
@@ -207,6 +216,11 @@ impl Config {
         }
         if self.tls_port.is_some() {
             self.tls_files()?;
+        }
+        if !self.tls_auth_clients_user.eq_ignore_ascii_case("off")
+            && !self.tls_auth_clients_user.eq_ignore_ascii_case("cn")
+        {
+            return Err(invalid("tls-auth-clients-user", "must be off or CN"));
         }
         self.bind
             .parse::<std::net::IpAddr>()

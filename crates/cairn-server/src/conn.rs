@@ -42,6 +42,10 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// The TCP socket underneath (to notice a client that went away while
     /// its command waits).
     fn tcp(&self) -> &TcpStream;
+    /// The Common Name of the client's verified certificate (TLS).
+    fn cert_name(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Transport for TcpStream {
@@ -58,6 +62,10 @@ impl Transport for TcpStream {
 impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
     fn tcp(&self) -> &TcpStream {
         self.get_ref().0
+    }
+    fn cert_name(&self) -> Option<String> {
+        let certs = self.get_ref().1.peer_certificates()?;
+        crate::tls::common_name(certs.first()?)
     }
 }
 
@@ -126,6 +134,30 @@ async fn serve_stream<S: Transport>(
     let mut conn = ConnState::new(info, stats);
     conn.auth.epoch = shared.acl.epoch();
     conn.auth.user = shared.acl.initial();
+    // tls-auth-clients-user CN: a verified client certificate logs the
+    // connection in as the enabled ACL user its Common Name names.
+    if shared
+        .config
+        .tls_auth_clients_user
+        .eq_ignore_ascii_case("cn")
+    {
+        if let Some(name) = stream.cert_name() {
+            if let Some(u) = shared.acl.get(name.as_bytes()).filter(|u| u.enabled) {
+                *conn.info.user.lock() = name.clone();
+                conn.auth.user = Some(u);
+                if let Some(a) = &shared.audit {
+                    a.record(crate::audit::Event {
+                        kind: "auth",
+                        user: name,
+                        client: conn.info.addr.to_string(),
+                        command: "tls-certificate".into(),
+                        outcome: "ok",
+                        keys: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
     run(&shared, &mut conn, &mut stream).await;
     shared.clients.remove(id);
 }

@@ -241,6 +241,71 @@ impl TlsState {
     }
 }
 
+/// The subject's Common Name of a DER certificate (the first CN), for
+/// `tls-auth-clients-user CN`. A small DER walk (Certificate →
+/// TBSCertificate → subject Name → the attribute 2.5.4.3): only called on
+/// a certificate rustls has already verified against the CA; anything it
+/// does not understand is `None`.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    /// One TLV: (tag, contents, rest). Single-byte tags; definite lengths
+    /// of up to 4 bytes.
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&l0, b) = b.split_first()?;
+        let (len, b) = if l0 < 0x80 {
+            (l0 as usize, b)
+        } else {
+            let n = (l0 & 0x7f) as usize;
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let len = b[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize);
+            (len, &b[n..])
+        };
+        if b.len() < len {
+            return None;
+        }
+        Some((tag, &b[..len], &b[len..]))
+    }
+    const SEQ: u8 = 0x30;
+    let (t, cert, _) = tlv(der)?;
+    let (t2, tbs, _) = tlv(cert)?;
+    if t != SEQ || t2 != SEQ {
+        return None;
+    }
+    let mut rest = tbs;
+    // [0] EXPLICIT version, when present.
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest)?.2;
+    }
+    // serialNumber, signature, issuer, validity, then subject.
+    for _ in 0..4 {
+        rest = tlv(rest)?.2;
+    }
+    let (t, mut rdns, _) = tlv(rest)?;
+    if t != SEQ {
+        return None;
+    }
+    while !rdns.is_empty() {
+        let (_set, mut atvs, next) = tlv(rdns)?;
+        rdns = next;
+        while !atvs.is_empty() {
+            let (_seq, atv, next) = tlv(atvs)?;
+            atvs = next;
+            let (t, oid, value) = tlv(atv)?;
+            if t == 0x06 && oid == [0x55, 0x04, 0x03] {
+                let (vt, v, _) = tlv(value)?;
+                // UTF8String, PrintableString, IA5String, T61String.
+                if matches!(vt, 0x0c | 0x13 | 0x16 | 0x14) {
+                    return std::str::from_utf8(v).ok().map(str::to_owned);
+                }
+                return None;
+            }
+        }
+    }
+    None
+}
+
 /// Certificates for trying TLS out (`cairn cert dev`), all signed by one
 /// new local CA: `ca.crt`/`ca.key`; `node.crt`/`node.key` for the
 /// server, valid for `hosts` (names or IP addresses) and usable as a
@@ -296,8 +361,10 @@ pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> Result<Vec<PathBuf>, Str
             ExtendedKeyUsagePurpose::ClientAuth,
         ],
     )?;
+    // The CN names the ACL user a `tls-auth-clients-user CN` server logs
+    // this client in as.
     let (client_crt, client_key) = leaf(
-        "cairn client",
+        "cairn-client",
         vec!["cairn-client".into()],
         vec![ExtendedKeyUsagePurpose::ClientAuth],
     )?;
@@ -358,6 +425,40 @@ mod tests {
                 client_auth: auth,
             };
             f.load().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_common_name_is_read_and_garbage_is_none() {
+        let d = tmpdir("cn");
+        write_dev_certs(&d, &[]).unwrap();
+        let der = |f: &str| read_certs(&d.join(f)).unwrap().remove(0);
+        assert_eq!(
+            common_name(&der("client.crt")).as_deref(),
+            Some("cairn-client")
+        );
+        assert_eq!(common_name(&der("node.crt")).as_deref(), Some("cairn node"));
+        assert_eq!(common_name(&der("ca.crt")).as_deref(), Some("cairn dev CA"));
+        let good = der("client.crt").to_vec();
+        assert_eq!(common_name(&[]), None);
+        // Every truncation and many corruptions: no panic, and a cut one
+        // never reads as the name.
+        for n in 0..good.len() {
+            assert_ne!(
+                common_name(&good[..n]).as_deref(),
+                Some("cairn-client"),
+                "{n}"
+            );
+        }
+        let mut x = 0x9e37_79b9u32;
+        for i in 0..good.len() * 8 {
+            let mut bad = good.clone();
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            bad[i % good.len()] ^= (x & 0xff) as u8 | 1;
+            let _ = common_name(&bad);
         }
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -190,3 +190,55 @@ fn tempfile_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// `maxclients-per-user`: a user's logins past the limit are refused
+/// (and audited); one logging out makes room.
+#[test]
+fn logins_past_the_per_user_limit_are_refused() {
+    let dir = tempfile_dir("audit-limit");
+    let path = dir.join("audit.log");
+    let config = cairn_server::Config {
+        port: 0,
+        maxclients_per_user: 2,
+        audit_log: path.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let h = cairn_server::start(config).expect("server starts");
+    let mut admin = conn(&h);
+    run(
+        &mut admin,
+        &["ACL", "SETUSER", "ann", "on", ">pw", "~*", "+@all"],
+    )
+    .unwrap();
+    let mut a1 = conn(&h);
+    let mut a2 = conn(&h);
+    let mut a3 = conn(&h);
+    run(&mut a1, &["AUTH", "ann", "pw"]).unwrap();
+    run(&mut a2, &["AUTH", "ann", "pw"]).unwrap();
+    let e = run(&mut a3, &["AUTH", "ann", "pw"]).unwrap_err();
+    assert!(
+        e.contains("max number of clients for user 'ann' reached"),
+        "{e}"
+    );
+    // Still the default user on that connection.
+    let who = run(&mut a3, &["ACL", "WHOAMI"]).unwrap();
+    assert_eq!(who, redis::Value::BulkString(b"default".to_vec()));
+    // Re-authenticating on a connection already counted is fine.
+    run(&mut a1, &["AUTH", "ann", "pw"]).unwrap();
+    drop(a2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while run(&mut a3, &["AUTH", "ann", "pw"]).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed login was never released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop(h);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(r#""user":"ann","client""#) && text.contains(r#""outcome":"limit""#),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

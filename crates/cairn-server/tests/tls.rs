@@ -18,12 +18,20 @@ struct Node {
 
 impl Node {
     fn start(name: &str, auth_clients: &str) -> Node {
+        Self::start_with(name, auth_clients, |_| {})
+    }
+
+    fn start_with(
+        name: &str,
+        auth_clients: &str,
+        more: impl FnOnce(&mut cairn_server::Config),
+    ) -> Node {
         let dir =
             std::env::temp_dir().join(format!("cairn-tls-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         cairn_server::tls::write_dev_certs(&dir, &[]).expect("certificates");
         let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let config = cairn_server::Config {
+        let mut config = cairn_server::Config {
             port: 0,
             tls_port: Some(0),
             tls_cert_file: path("node.crt"),
@@ -32,6 +40,7 @@ impl Node {
             tls_auth_clients: auth_clients.into(),
             ..Default::default()
         };
+        more(&mut config);
         let handle = cairn_server::start(config).expect("server starts");
         Node {
             handle: Some(handle),
@@ -77,8 +86,12 @@ impl Node {
         let mut c = client.get_connection_with_timeout(Duration::from_secs(5))?;
         // A refused client certificate shows at the first exchange (TLS
         // 1.3 finishes the client's side of the handshake first).
-        redis::cmd("PING").query::<String>(&mut c)?;
-        Ok(c)
+        match redis::cmd("PING").query::<String>(&mut c) {
+            // Connected; the server wants a login (requirepass).
+            Err(e) if e.to_string().contains("NOAUTH") => Ok(c),
+            Err(e) => Err(e),
+            Ok(_) => Ok(c),
+        }
     }
 
     fn handshake_failures(&self) -> u64 {
@@ -242,4 +255,68 @@ fn new_certificate_files_are_used_without_a_restart() {
     let info: String = redis::cmd("INFO").arg("stats").query(&mut before).unwrap();
     assert!(info.contains("tls_cert_reloads:1"), "{info}");
     let _ = std::fs::remove_dir_all(&old);
+}
+
+/// `tls-auth-clients-user CN`: a client with a certificate whose Common
+/// Name is an enabled ACL user is that user from the first command, no
+/// AUTH; a plain client still needs the password; without such a user
+/// the certificate logs nobody in.
+#[test]
+fn a_client_certificate_logs_in_as_the_user_its_common_name_names() {
+    let node = Node::start_with("cn", "yes", |c| {
+        c.tls_auth_clients_user = "CN".into();
+        c.requirepass = "adminpw".into();
+    });
+    let dir = node.dir.clone();
+    // No user "cairn-client" yet: the certificate alone opens nothing.
+    let mut c = node.tls(&dir, true).expect("TLS client");
+    let e = redis::cmd("GET")
+        .arg("k")
+        .query::<Option<String>>(&mut c)
+        .unwrap_err();
+    assert!(e.to_string().contains("NOAUTH"), "{e}");
+    let mut admin = node.plain();
+    let _: () = redis::cmd("AUTH").arg("adminpw").query(&mut admin).unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "cairn-client",
+            "on",
+            "~app:*",
+            "+get",
+            "+set",
+            "+acl",
+            "+ping",
+        ])
+        .query(&mut admin)
+        .unwrap();
+    let mut c = node.tls(&dir, true).expect("TLS client");
+    let who: String = redis::cmd("ACL").arg("WHOAMI").query(&mut c).unwrap();
+    assert_eq!(who, "cairn-client");
+    let _: () = redis::cmd("SET")
+        .arg("app:1")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    // Its permissions, not the default user's.
+    let e = redis::cmd("SET")
+        .arg("other")
+        .arg("v")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        e.to_string().to_uppercase().contains("NOPERM") || e.to_string().contains("permission"),
+        "{e}"
+    );
+    // A disabled user is not logged in by its certificate.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "cairn-client", "off"])
+        .query(&mut admin)
+        .unwrap();
+    let mut c = node.tls(&dir, true).expect("TLS client");
+    let e = redis::cmd("GET")
+        .arg("app:1")
+        .query::<Option<String>>(&mut c)
+        .unwrap_err();
+    assert!(e.to_string().contains("NOAUTH"), "{e}");
 }

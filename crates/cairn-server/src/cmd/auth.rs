@@ -28,6 +28,15 @@ pub(crate) fn login(ctx: &mut Ctx<'_>, argv0: &[u8], user: &[u8], pass: &[u8]) -
         }
     };
     if let Some(u) = acl.authenticate(user, pass) {
+        let max = ctx.shared.config.maxclients_per_user;
+        let name = String::from_utf8_lossy(&u.name).into_owned();
+        if max > 0 && ctx.shared.clients.count_user(&name, ctx.conn.info.id) >= max {
+            audit("limit");
+            ctx.out.error(&format!(
+                "ERR max number of clients for user '{name}' reached ({max})"
+            ));
+            return Err(Flow::Continue);
+        }
         audit("ok");
         *ctx.conn.info.user.lock() = String::from_utf8_lossy(&u.name).into_owned();
         ctx.conn.auth.user = Some(u);
