@@ -3,9 +3,10 @@
 #
 #   benches/types.sh [REPS]     (default 3; needs target/release/cairn)
 #
-# 1. Throughput: redis-benchmark -c 50 -P 16 -n 300000 -r 100000 with its
-#    built-in hset, lpush, rpush, lpop, rpop, sadd, spop and lrange_100
-#    tests; median of REPS rounds alternating the servers; the ratio.
+# 1. Throughput: redis-benchmark -c 50 -P 16 -r 100000 with its built-in
+#    hset, lpush, rpush, lpop, rpop, sadd, spop and lrange_100 tests
+#    (pops and LRANGE on a list / set filled first, so never empty);
+#    median of REPS rounds alternating the servers; the ratio.
 # 2. Memory per element: INFO used_memory before and after loading, for
 #    each type at a small size (20,000 keys of 16 elements: listpack /
 #    intset encodings) and a large one (one key of 200,000 elements:
@@ -36,20 +37,43 @@ for p in "$cp" "$rp"; do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-bench() { # port test -> rps
-    redis-benchmark -p "$1" -c 50 -P 16 -n 300000 -r 100000 -t "$2" --csv 2>/dev/null |
-        awk -F, 'NR==2 {gsub(/"/,"",$2); print $2}'
-}
 
 echo "== throughput, -c 50 -P 16 (requests/s)"
 printf '%-12s %12s %12s %8s\n' test cairn redis ratio
+# prep TEST: what fills the key a pop test works on (redis-benchmark's
+# own mylist / myset), so pops never meet an empty collection; n: how
+# many requests (pops stay below what the fill added).
+prep() {
+    case "$1" in
+    lpop | rpop | lrange_100) echo "lpush 300000" ;;
+    spop) echo "sadd 300000" ;;
+    *) echo "" ;;
+    esac
+}
+count() {
+    case "$1" in
+    lpop | rpop) echo 150000 ;;
+    spop) echo 50000 ;;
+    *) echo 300000 ;;
+    esac
+}
+bench() { # port test n -> rps
+    redis-benchmark -p "$1" -c 50 -P 16 -n "$3" -r 100000 -t "$2" --csv 2>/dev/null |
+        awk -F, 'NR==2 {gsub(/"/,"",$2); print $2}'
+}
 for t in hset lpush rpush lpop rpop sadd spop lrange_100; do
     cs=(); rs=()
+    read -r pt pn _ <<<"$(prep "$t") x x"
     for _ in $(seq "$REPS"); do
-        redis-cli -p "$cp" flushall >/dev/null; redis-cli -p "$rp" flushall >/dev/null
-        cs+=("$(bench "$cp" "$t")")
-        redis-cli -p "$cp" flushall >/dev/null; redis-cli -p "$rp" flushall >/dev/null
-        rs+=("$(bench "$rp" "$t")")
+        for side in c r; do
+            if [ "$side" = c ]; then port=$cp; else port=$rp; fi
+            redis-cli -p "$port" flushall >/dev/null
+            if [ "$pt" != x ]; then
+                redis-benchmark -p "$port" -c 50 -P 16 -n "$pn" -r 100000 -t "$pt" >/dev/null 2>&1
+            fi
+            v=$(bench "$port" "$t" "$(count "$t")")
+            if [ "$side" = c ]; then cs+=("$v"); else rs+=("$v"); fi
+        done
     done
     c=$(printf '%s\n' "${cs[@]}" | median); r=$(printf '%s\n' "${rs[@]}" | median)
     printf '%-12s %12.0f %12.0f %8.2f\n' "$t" "$c" "$r" "$(echo "$c / $r" | bc -l)"
