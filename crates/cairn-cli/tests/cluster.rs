@@ -821,13 +821,25 @@ fn redis_cluster_clients_work_against_a_cairn_cluster() {
     }
 }
 
-/// `field:value` from an INFO reply.
-fn info_field(conn: &mut Conn, section: &[u8], field: &str) -> u64 {
-    let t = text(&conn.cmd(&[b"INFO", section]).unwrap());
+/// `field:value` from an INFO reply, as text (`None`: not there, or no
+/// reply).
+fn info_value(conn: &mut Conn, section: &[u8], field: &str) -> Option<String> {
+    let t = text(&conn.cmd(&[b"INFO", section]).ok()?);
     t.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in INFO: {t}"))
+        .map(|v| v.trim().to_string())
+}
+
+/// `field:value` from an INFO reply, a number.
+fn info_field(conn: &mut Conn, section: &[u8], field: &str) -> u64 {
+    info_value(conn, section, field)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no numeric {field} in INFO {}",
+                String::from_utf8_lossy(section)
+            )
+        })
 }
 
 /// Replicated eviction: cluster-wide maxmemory and policy set once
@@ -2054,14 +2066,9 @@ fn hash_writes_replicate_and_survive_a_leader_change() {
     assert!(!digests.is_empty());
 }
 
-/// INFO field `name` of the node on `port`.
+/// INFO cluster field `name` of the node on `port`.
 fn cluster_info_field(port: u16, name: &str) -> Option<String> {
-    let mut c = Conn::open(port).ok()?;
-    let r = c.cmd(&[b"INFO", b"cluster"]).ok()?;
-    text(&r).lines().find_map(|l| {
-        l.strip_prefix(&format!("{name}:"))
-            .map(|v| v.trim().to_string())
-    })
+    info_value(&mut Conn::open(port).ok()?, b"cluster", name)
 }
 
 /// Peer authentication with real processes: nodes 1 and 2 share the

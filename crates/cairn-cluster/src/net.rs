@@ -1104,19 +1104,7 @@ mod tests {
     /// A node on a free loopback port whose handler answers
     /// `node id | body`.
     async fn node(id: u64) -> (Arc<PeerNet>, String, watch::Sender<bool>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let net = PeerNet::new(id, None, tokio::runtime::Handle::current());
-        let handler: Handler = Arc::new(move |_g, _k, body| {
-            Box::pin(async move {
-                let mut out = id.to_be_bytes().to_vec();
-                out.extend_from_slice(&body);
-                Some(out)
-            })
-        });
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(net.clone().serve(listener, handler, stop_rx));
-        (net, addr, stop)
+        node_with(id, None, None).await
     }
 
     fn current(net: &PeerNet, target: u64) -> Option<(u64, bool)> {
@@ -1153,16 +1141,20 @@ mod tests {
         last
     }
 
-    /// A node like [`node`] with a cluster secret.
-    async fn node_with_secret(
+    /// A node like [`node`], with a cluster secret and/or peer TLS.
+    async fn node_with(
         id: u64,
         secret: Option<&[u8]>,
+        tls: Option<PeerTls>,
     ) -> (Arc<PeerNet>, String, watch::Sender<bool>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let net = PeerNet::new(id, None, tokio::runtime::Handle::current());
         if let Some(s) = secret {
             net.set_secret(s);
+        }
+        if let Some(t) = tls {
+            net.set_tls(t);
         }
         let handler: Handler = Arc::new(move |_g, _k, body| {
             Box::pin(async move {
@@ -1191,17 +1183,17 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn peers_with_the_same_secret_talk_and_any_mismatch_is_refused() {
         let s1: &[u8] = b"correct horse battery staple 01";
-        let (a, _a_addr, _sa) = node_with_secret(1, Some(s1)).await;
-        let (_b, b_addr, _sb) = node_with_secret(2, Some(s1)).await;
+        let (a, _a_addr, _sa) = node_with(1, Some(s1), None).await;
+        let (_b, b_addr, _sb) = node_with(2, Some(s1), None).await;
         assert_eq!(
             call(&a, 2, &b_addr, b"x").await.unwrap(),
             [&2u64.to_be_bytes()[..], b"x"].concat()
         );
         let before = PEER_AUTH_FAILURES.load(Relaxed);
         // Wrong secret, no secret on the dialer, no secret on the acceptor.
-        let (c, _, _sc) = node_with_secret(3, Some(b"another secret entirely, 0002")).await;
-        let (d, _, _sd) = node_with_secret(4, None).await;
-        let (_e, e_addr, _se) = node_with_secret(5, None).await;
+        let (c, _, _sc) = node_with(3, Some(b"another secret entirely, 0002"), None).await;
+        let (d, _, _sd) = node_with(4, None, None).await;
+        let (_e, e_addr, _se) = node_with(5, None, None).await;
         for _ in 0..5 {
             assert!(
                 call_once(&c, 2, &b_addr).await.is_err(),
@@ -1334,34 +1326,11 @@ mod tests {
         PeerTls(Arc::new(move || pair.clone()))
     }
 
-    /// A node like [`node`] with peer TLS.
-    async fn node_with_tls(
-        id: u64,
-        tls: Option<PeerTls>,
-    ) -> (Arc<PeerNet>, String, watch::Sender<bool>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let net = PeerNet::new(id, None, tokio::runtime::Handle::current());
-        if let Some(t) = tls {
-            net.set_tls(t);
-        }
-        let handler: Handler = Arc::new(move |_g, _k, body| {
-            Box::pin(async move {
-                let mut out = id.to_be_bytes().to_vec();
-                out.extend_from_slice(&body);
-                Some(out)
-            })
-        });
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(net.clone().serve(listener, handler, stop_rx));
-        (net, addr, stop)
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn peers_talk_mutual_tls_and_refuse_plain_or_foreign_peers() {
         let ours = tls_configs();
-        let (a, a_addr, _sa) = node_with_tls(1, Some(ours.clone())).await;
-        let (_b, b_addr, _sb) = node_with_tls(2, Some(ours.clone())).await;
+        let (a, a_addr, _sa) = node_with(1, None, Some(ours.clone())).await;
+        let (_b, b_addr, _sb) = node_with(2, None, Some(ours.clone())).await;
         // Requests bigger than a TLS record, both ways.
         let big = vec![7u8; 100_000];
         assert_eq!(
@@ -1371,8 +1340,8 @@ mod tests {
         let before = PEER_AUTH_FAILURES.load(Relaxed);
         // A plain peer, and a TLS peer whose certificate another CA
         // signed: neither gets an answer, either way round.
-        let (plain, plain_addr, _sp) = node_with_tls(3, None).await;
-        let (foreign, foreign_addr, _sf) = node_with_tls(4, Some(tls_configs())).await;
+        let (plain, plain_addr, _sp) = node_with(3, None, None).await;
+        let (foreign, foreign_addr, _sf) = node_with(4, None, Some(tls_configs())).await;
         for _ in 0..3 {
             assert!(
                 call_once(&plain, 2, &b_addr).await.is_err(),
