@@ -248,9 +248,23 @@ impl User {
             return Err(RuleError::KeyAfterAll);
         }
         pattern_ok(pat)?;
-        match self.patterns.iter_mut().find(|(p, _)| p == pat) {
-            Some((_, f)) => *f |= flags,
-            None => self.patterns.push((pat.to_vec(), flags)),
+        let merged = match self.patterns.iter_mut().find(|(p, _)| p == pat) {
+            Some((_, f)) => {
+                *f |= flags;
+                *f
+            }
+            None => {
+                self.patterns.push((pat.to_vec(), flags));
+                flags
+            }
+        };
+        // `*` readable and writable (`%RW~*`, or `%R~*` then `%W~*`) is
+        // allkeys, as in Redis: described as `~*`, and no pattern may
+        // follow it (the fuzz target found the description otherwise
+        // failing to parse back).
+        if pat == b"*" && merged == KEY_READ | KEY_WRITE {
+            self.allkeys = true;
+            self.patterns.clear();
         }
         Ok(())
     }
@@ -421,13 +435,13 @@ fn set_bits(bits: &mut [u64], allow: bool, t: Target) {
 /// spaces: no whitespace or NUL (Redis' rule), and UTF-8 (cairn's: the
 /// description is text).
 fn pattern_ok(p: &[u8]) -> Result<(), RuleError> {
-    if p.iter()
-        .any(|&c| c.is_ascii_whitespace() || c == 0x0b || c == 0)
-        || std::str::from_utf8(p).is_err()
-    {
-        return Err(RuleError::Syntax);
+    // Any Unicode whitespace, not only ASCII: ACL files and descriptions
+    // are split with `split_whitespace` (fuzzing found U+205F splitting a
+    // channel pattern into a password rule).
+    match std::str::from_utf8(p) {
+        Ok(s) if !s.chars().any(|c| c.is_whitespace() || c == '\0') => Ok(()),
+        _ => Err(RuleError::Syntax),
     }
-    Ok(())
 }
 
 /// `%RW~pat` after the `%`: the flags (each of R and W at most once, at
@@ -488,12 +502,19 @@ mod tests {
             Some(RuleError::KeyAfterAll)
         );
         assert_eq!(user(&["&*", "&x"]).err(), Some(RuleError::ChannelAfterAll));
+        // Found by fuzzing: `*` readable and writable is allkeys.
+        assert_eq!(user(&["%RW~*", "~a"]).err(), Some(RuleError::KeyAfterAll));
+        assert_eq!(
+            user(&["%R~*", "%W~*", "~a"]).err(),
+            Some(RuleError::KeyAfterAll)
+        );
         assert_eq!(user(&[""]).err(), Some(RuleError::Syntax));
         // Found by fuzzing: a pattern must survive the description.
         assert_eq!(user(&["~a\rb"]).err(), Some(RuleError::Syntax));
         assert_eq!(user(&["%R~a b"]).err(), Some(RuleError::Syntax));
         assert_eq!(user(&["&a\tb"]).err(), Some(RuleError::Syntax));
         assert_eq!(user(&["~a\u{0}"]).err(), Some(RuleError::Syntax));
+        assert_eq!(user(&["&pw\u{205f}>w"]).err(), Some(RuleError::Syntax));
         assert_eq!(RuleError::Syntax.to_string(), "Syntax error",);
     }
 
