@@ -195,8 +195,14 @@ fn main() -> anyhow::Result<()> {
         Cmd::Audit(AuditCmd::Verify { file }) => match cairn_server::audit::verify(&file) {
             Ok(v) => {
                 println!(
-                    "ok: {} records, last hash {}{}",
+                    "ok: records {}..{}{}, last hash {}{}",
+                    v.first,
                     v.records,
+                    if v.first > 1 {
+                        " (the file picks the cluster's chain up at its first record: earlier ones are in an older file or on other members)"
+                    } else {
+                        ""
+                    },
                     v.last_hash,
                     if v.torn_tail {
                         " (a torn last record follows: a crash mid-write; the server cuts it at start)"

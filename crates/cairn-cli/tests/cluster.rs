@@ -2572,3 +2572,113 @@ fn a_tls_cluster_talks_mutual_tls_between_nodes() {
         "peer port answered plain text: {got:?}"
     );
 }
+
+/// The audit log in cluster mode is the cluster's: records made on any
+/// node reach every node's file through the meta group, in one order, so
+/// the files are identical and verify; a node that loses its file (or
+/// its whole disk's copy of it) gets it back from the cluster's log.
+#[test]
+fn the_audit_log_is_replicated_to_every_node_and_comes_back_after_a_node_loses_it() {
+    let _serial = serial();
+    let logs = tempfile::tempdir().unwrap();
+    let file = |i: usize| logs.path().join(format!("audit-{}.log", i + 1));
+    let extra = (0..3)
+        .map(|i| {
+            vec![
+                "--audit-log".to_string(),
+                file(i).to_string_lossy().into_owned(),
+            ]
+        })
+        .collect();
+    let mut c = TestCluster::start_all(3, "durable", extra);
+    c.wait_ok();
+    // One failed login per node, one admin command on node 2.
+    for i in 0..3 {
+        let user = format!("intruder-{}", i + 1);
+        let r = until_answered_or_error(&c, i, &[b"AUTH", user.as_bytes(), b"not-the-password"]);
+        assert!(
+            matches!(r, Reply::Error(ref e) if e.starts_with("WRONGPASS")),
+            "{r:?}"
+        );
+    }
+    let r = until_answered_or_error(&c, 1, &[b"CONFIG", b"GET", b"maxmemory"]);
+    assert!(matches!(r, Reply::Array(_)), "{r:?}");
+    // Waits until every live node's file is the same and holds `needles`
+    // (the test's own CLUSTER INFO polls are audited too: counts vary).
+    let same_files = |c: &TestCluster, needles: &[&str]| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let counts: Vec<Option<String>> = c
+                .live()
+                .into_iter()
+                .map(|i| info_value(&mut Conn::open(c.ports[i]).ok()?, b"stats", "audit_records"))
+                .collect();
+            let texts: Vec<String> = c
+                .live()
+                .into_iter()
+                .map(|i| std::fs::read_to_string(file(i)).unwrap_or_default())
+                .collect();
+            let lines = texts[0].lines().count().to_string();
+            if counts.iter().all(|n| n.as_ref() == Some(&lines))
+                && texts.iter().all(|t| *t == texts[0])
+                && needles.iter().all(|n| texts[0].contains(n))
+            {
+                return texts[0].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "audit logs did not converge on {needles:?}: {counts:?}\n{texts:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let text = same_files(
+        &c,
+        &[
+            r#""node":1,"event":"auth","user":"intruder-1""#,
+            r#""node":2,"event":"auth","user":"intruder-2""#,
+            r#""node":3,"event":"auth","user":"intruder-3""#,
+            r#""node":2,"event":"command","user":"default","client":"#,
+            r#""command":"config|get""#,
+        ],
+    );
+    assert!(!text.contains("not-the-password"), "a password was logged");
+    let verify = |i: usize| {
+        let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
+        let out = Command::new(bin)
+            .args(["audit", "verify"])
+            .arg(file(i))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for i in 0..3 {
+        let (ok, out) = verify(i);
+        assert!(
+            ok && out.starts_with("ok: records 1.."),
+            "node {}: {out}",
+            i + 1
+        );
+    }
+    // Node 1 dies and its audit file is lost; node 1's own records live
+    // on in the others' files, and the cluster keeps auditing.
+    c.kill(0);
+    std::fs::remove_file(file(0)).unwrap();
+    let r = until_answered_or_error(&c, 2, &[b"AUTH", b"intruder-4", b"nope"]);
+    assert!(matches!(r, Reply::Error(_)), "{r:?}");
+    same_files(&c, &[r#""user":"intruder-1""#, r#""user":"intruder-4""#]);
+    // Back, node 1 writes its file again from the cluster's log.
+    c.start(0);
+    c.wait_ok();
+    let text = same_files(&c, &[r#""user":"intruder-1""#, r#""user":"intruder-4""#]);
+    let (ok, out) = verify(0);
+    assert!(ok && out.starts_with("ok: records 1.."), "{out}");
+    // An edited record in one node's copy: verify names it.
+    let edited = text.replacen("intruder-2", "intruder-9", 1);
+    std::fs::write(file(0), edited).unwrap();
+    let (ok, _) = verify(0);
+    assert!(!ok, "an edited record passed verify");
+}

@@ -842,6 +842,47 @@ impl Cluster {
             .await
     }
 
+    /// Appends audit records (fragments, see [`crate::meta::audit_line`])
+    /// to the cluster's audit chain through the meta group, as batch
+    /// `batch` of sender (`node`, `boot`): a batch resent after a lost
+    /// answer is appended once. Gives up after `timeout`.
+    pub async fn audit_append(
+        &self,
+        boot: u64,
+        batch: u64,
+        fragments: &[String],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let head = [
+            self.inner.id.to_string(),
+            boot.to_string(),
+            batch.to_string(),
+        ];
+        let mut argv: Vec<&[u8]> = vec![b"META.AUDIT"];
+        argv.extend(head.iter().map(|a| a.as_bytes()));
+        argv.extend(fragments.iter().map(|f| f.as_bytes()));
+        self.inner
+            .admin_on_leader(self.inner.cfg.groups, meta_cmd(&argv), timeout)
+            .await
+    }
+
+    /// Up to `max` records of the audit chain after record `after`, as
+    /// applied here (from the oldest kept when `after` is older).
+    pub fn audit_since(&self, after: u64, max: usize) -> crate::meta::AuditSlice {
+        self.inner.meta.audit_since(after, max)
+    }
+
+    /// The last audit batch of this node applied here, as (`boot`,
+    /// `batch`): a restarted node numbers its batches above it.
+    pub fn audit_sent(&self) -> Option<(u64, u64)> {
+        self.inner.meta.audit_sent_by(self.inner.id)
+    }
+
+    /// Sees the audit chain's record count change.
+    pub fn subscribe_audit(&self) -> watch::Receiver<u64> {
+        self.inner.meta.subscribe_audit()
+    }
+
     /// Commits one meta command through the meta group's leader.
     async fn meta_write(&self, argv: &[&[u8]]) -> Result<(), String> {
         let op = meta_cmd(argv);

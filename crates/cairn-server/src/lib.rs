@@ -151,12 +151,13 @@ impl ServerHandle {
         for t in self.threads {
             let _ = t.join();
         }
-        if let Some(c) = self.shared.cluster.get() {
-            c.shutdown();
-        }
-        // Last: what connections recorded while they closed is written.
+        // What connections recorded while they closed is written (in
+        // cluster mode shipped to the cluster first, so before it stops).
         if let Some(a) = &self.shared.audit {
             a.close();
+        }
+        if let Some(c) = self.shared.cluster.get() {
+            c.shutdown();
         }
     }
 
@@ -202,6 +203,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
             std::path::Path::new(&config.audit_log),
             config.node_id,
             config.audit_log_keys,
+            config.is_cluster(),
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Some(Arc::new(a))
@@ -485,6 +487,9 @@ fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()>
         durability = %c.durability,
         "cluster node started"
     );
+    if let Some(a) = &shared.audit {
+        a.attach(cl.clone()).map_err(io::Error::other)?;
+    }
     let _ = shared.cluster.set(cl);
     Ok(())
 }
