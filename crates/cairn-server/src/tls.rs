@@ -101,6 +101,7 @@ impl TlsFiles {
     /// Builds the server configuration from the files as they are now.
     pub fn load(&self) -> Result<ServerConfig, String> {
         let certs = read_certs(&self.cert)?;
+        check_dates(&self.cert, &certs)?;
         let key = read_key(&self.key)?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -142,7 +143,14 @@ impl TlsFiles {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(read_certs(&self.cert)?, read_key(&self.key)?)
+            .with_single_cert(
+                {
+                    let certs = read_certs(&self.cert)?;
+                    check_dates(&self.cert, &certs)?;
+                    certs
+                },
+                read_key(&self.key)?,
+            )
             .map_err(|e| format!("{}: {e}", self.cert.display()))?;
         let client = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -241,43 +249,127 @@ impl TlsState {
     }
 }
 
-/// The subject's Common Name of a DER certificate (the first CN), for
-/// `tls-auth-clients-user CN`. A small DER walk (Certificate →
-/// TBSCertificate → subject Name → the attribute 2.5.4.3): only called on
-/// a certificate rustls has already verified against the CA; anything it
-/// does not understand is `None`.
-pub fn common_name(der: &[u8]) -> Option<String> {
-    /// One TLV: (tag, contents, rest). Single-byte tags; definite lengths
-    /// of up to 4 bytes.
-    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, b) = b.split_first()?;
-        let (&l0, b) = b.split_first()?;
-        let (len, b) = if l0 < 0x80 {
-            (l0 as usize, b)
-        } else {
-            let n = (l0 & 0x7f) as usize;
-            if n == 0 || n > 4 || b.len() < n {
-                return None;
-            }
-            let len = b[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize);
-            (len, &b[n..])
-        };
-        if b.len() < len {
+/// One DER TLV: (tag, contents, rest). Single-byte tags; definite
+/// lengths of up to 4 bytes.
+fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&l0, b) = b.split_first()?;
+    let (len, b) = if l0 < 0x80 {
+        (l0 as usize, b)
+    } else {
+        let n = (l0 & 0x7f) as usize;
+        if n == 0 || n > 4 || b.len() < n {
             return None;
         }
-        Some((tag, &b[..len], &b[len..]))
+        let len = b[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize);
+        (len, &b[n..])
+    };
+    if b.len() < len {
+        return None;
     }
+    Some((tag, &b[..len], &b[len..]))
+}
+
+/// The TBSCertificate's fields after the version: serialNumber first.
+fn tbs_fields(der: &[u8]) -> Option<&[u8]> {
     const SEQ: u8 = 0x30;
     let (t, cert, _) = tlv(der)?;
     let (t2, tbs, _) = tlv(cert)?;
     if t != SEQ || t2 != SEQ {
         return None;
     }
-    let mut rest = tbs;
     // [0] EXPLICIT version, when present.
-    if rest.first() == Some(&0xa0) {
+    if tbs.first() == Some(&0xa0) {
+        return Some(tlv(tbs)?.2);
+    }
+    Some(tbs)
+}
+
+/// A certificate's validity (notBefore, notAfter) in Unix seconds, from
+/// the DER (UTCTime or GeneralizedTime, `Z` only); `None` when it does
+/// not parse.
+pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
+    // serialNumber, signature, issuer, then validity.
+    let mut rest = tbs_fields(der)?;
+    for _ in 0..3 {
         rest = tlv(rest)?.2;
     }
+    let (t, v, _) = tlv(rest)?;
+    if t != 0x30 {
+        return None;
+    }
+    fn time(b: &[u8]) -> Option<(i64, &[u8])> {
+        let (t, s, rest) = tlv(b)?;
+        let s = std::str::from_utf8(s).ok()?.strip_suffix('Z')?;
+        let (year, s) = match t {
+            // UTCTime: YY, 50..99 are 19YY (RFC 5280).
+            0x17 if s.len() == 12 => {
+                let yy: i64 = s[..2].parse().ok()?;
+                (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &s[2..])
+            }
+            0x18 if s.len() == 14 => (s[..4].parse().ok()?, &s[4..]),
+            _ => return None,
+        };
+        if !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n = |i: usize| -> i64 { s[i..i + 2].parse().unwrap_or(0) };
+        let (mo, d, h, mi, se) = (n(0), n(2), n(4), n(6), n(8));
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+            return None;
+        }
+        // Days from 1970-01-01 to the date (proleptic Gregorian).
+        let (y, m) = if mo <= 2 {
+            (year - 1, mo + 9)
+        } else {
+            (year, mo - 3)
+        };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * m + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some((days * 86_400 + h * 3600 + mi * 60 + se, rest))
+    }
+    let (from, v) = time(v)?;
+    let (until, _) = time(v)?;
+    Some((from, until))
+}
+
+/// Refuses a certificate that has expired or is not valid yet (more than
+/// five minutes ahead: clocks differ a little), naming the file.
+fn check_dates(path: &Path, certs: &[CertificateDer<'static>]) -> Result<(), String> {
+    let Some((from, until)) = certs.first().and_then(|c| validity(c)) else {
+        return Ok(());
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if until < now {
+        return Err(format!(
+            "{}: the certificate expired {} days ago; renew it (`cairn cert dev` makes test ones)",
+            path.display(),
+            (now - until) / 86_400
+        ));
+    }
+    if from > now + 300 {
+        return Err(format!(
+            "{}: the certificate is not valid yet (for {} more seconds): check the clock",
+            path.display(),
+            from - now
+        ));
+    }
+    Ok(())
+}
+
+/// The subject's Common Name of a DER certificate (the first CN), for
+/// `tls-auth-clients-user CN`. A small DER walk (Certificate →
+/// TBSCertificate → subject Name → the attribute 2.5.4.3): only called on
+/// a certificate rustls has already verified against the CA; anything it
+/// does not understand is `None`.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    const SEQ: u8 = 0x30;
+    let mut rest = tbs_fields(der)?;
     // serialNumber, signature, issuer, validity, then subject.
     for _ in 0..4 {
         rest = tlv(rest)?.2;
@@ -314,6 +406,16 @@ pub fn common_name(der: &[u8]) -> Option<String> {
 /// that hold keys are written mode 0600. Not for production: the CA key
 /// sits next to the certificates.
 pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> Result<Vec<PathBuf>, String> {
+    write_dev_certs_dated(dir, hosts, None)
+}
+
+/// [`write_dev_certs`] with the node and client certificates valid from
+/// one date to another (year, month, day; UTC), for tests of expiry.
+pub fn write_dev_certs_dated(
+    dir: &Path,
+    hosts: &[String],
+    dates: Option<((i32, u8, u8), (i32, u8, u8))>,
+) -> Result<Vec<PathBuf>, String> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
         IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -349,6 +451,10 @@ pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> Result<Vec<PathBuf>, Str
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = ekus;
         p.use_authority_key_identifier_extension = true;
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = dates {
+            p.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            p.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         let key = KeyPair::generate().map_err(err)?;
         let cert = p.signed_by(&key, &issuer).map_err(err)?;
         Ok((cert.pem(), key.serialize_pem()))
@@ -460,6 +566,38 @@ mod tests {
             bad[i % good.len()] ^= (x & 0xff) as u8 | 1;
             let _ = common_name(&bad);
         }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn validity_dates_are_read_and_expired_certificates_refused() {
+        let d = tmpdir("dates");
+        // 2049 is written as UTCTime, 2051 as GeneralizedTime.
+        for (until, secs) in [
+            ((2049, 12, 31), 2_524_521_600),
+            ((2051, 1, 1), 2_556_144_000),
+        ] {
+            write_dev_certs_dated(&d, &[], Some(((2001, 2, 3), until))).unwrap();
+            let der = read_certs(&d.join("node.crt")).unwrap().remove(0);
+            assert_eq!(validity(&der), Some((981_158_400, secs)));
+            let cut = der.to_vec();
+            for n in 0..cut.len() {
+                let _ = validity(&cut[..n]);
+            }
+        }
+        let files = |d: &Path| TlsFiles {
+            cert: d.join("node.crt"),
+            key: d.join("node.key"),
+            ca: Some(d.join("ca.crt")),
+            client_auth: ClientAuth::Required,
+        };
+        files(&d).load().expect("valid until 2051");
+        write_dev_certs_dated(&d, &[], Some(((2020, 1, 1), (2021, 1, 1)))).unwrap();
+        let e = files(&d).load().unwrap_err();
+        assert!(e.contains("node.crt") && e.contains("expired"), "{e}");
+        write_dev_certs_dated(&d, &[], Some(((2090, 1, 1), (2091, 1, 1)))).unwrap();
+        let e = files(&d).load().unwrap_err();
+        assert!(e.contains("not valid yet"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 

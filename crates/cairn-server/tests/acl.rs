@@ -510,3 +510,40 @@ fn command_info_lists_acl_categories_as_redis() {
         );
     }
 }
+
+/// A thousand wrong passwords (100 connections of 10): each connection is
+/// closed after its tenth failure, every failure is WRONGPASS, the
+/// server keeps serving a logged-in client throughout and the right
+/// password still works afterwards (no global lock-out, as Redis); ACL
+/// LOG keeps them within its bound (128 entries, Redis' acllog-max-len).
+#[test]
+fn a_thousand_wrong_passwords_close_their_connections_and_others_are_served() {
+    let cairn = Server::with(cairn_server::Config {
+        port: 0,
+        requirepass: "sekret".into(),
+        ..Default::default()
+    });
+    let mut good = connect(&format!("redis://:sekret@{}/", cairn.addr()));
+    let attempts = "AUTH wrong-password\r\n".repeat(11);
+    let mut wrongpass = 0;
+    for i in 0..100 {
+        let out = raw(cairn.addr(), &attempts);
+        wrongpass += out.matches("-WRONGPASS").count();
+        if i % 10 == 0 {
+            let v = cmd(&mut good, &["INCR", "served"]).unwrap();
+            assert_eq!(v, redis::Value::Int(i / 10 + 1));
+        }
+    }
+    assert_eq!(wrongpass, 1000);
+    let mut again = connect(&format!("redis://:sekret@{}/", cairn.addr()));
+    assert_eq!(
+        cmd(&mut again, &["GET", "served"]).unwrap(),
+        redis::Value::BulkString(b"10".to_vec())
+    );
+    let log = cmd(&mut good, &["ACL", "LOG", "1000"]).unwrap();
+    let redis::Value::Array(entries) = log else {
+        panic!("ACL LOG: {log:?}")
+    };
+    assert!((1..=128).contains(&entries.len()), "{}", entries.len());
+    assert!(format!("{:?}", entries[0]).contains("auth"));
+}

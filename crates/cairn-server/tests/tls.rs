@@ -320,3 +320,115 @@ fn a_client_certificate_logs_in_as_the_user_its_common_name_names() {
         .unwrap_err();
     assert!(e.to_string().contains("NOAUTH"), "{e}");
 }
+
+/// Bad input on the TLS side: a client certificate that expired (from a
+/// CA the server trusts), a handshake of garbage and a TLS record that
+/// claims 16 MB are refused and counted; the server keeps serving; a
+/// server certificate that expired stops the start with a clear error.
+#[test]
+fn expired_certificates_and_garbage_handshakes_are_refused_and_the_server_keeps_serving() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let pki = std::env::temp_dir().join(format!("cairn-tls-test-pki-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&pki);
+    std::fs::create_dir_all(&pki).unwrap();
+    // A CA of the test's own, and two client certificates from it: one
+    // valid, one that expired in 2021.
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_key = KeyPair::generate().unwrap();
+    std::fs::write(pki.join("ca.crt"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    for (name, until) in [("valid", 4000), ("expired", 2021)] {
+        let mut p = CertificateParams::new(vec!["client".to_string()]).unwrap();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(until, 1, 1);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        std::fs::write(pki.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(pki.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    let ca_file = pki.join("ca.crt").to_string_lossy().into_owned();
+    let node = Node::start_with("expiry", "yes", |c| c.tls_ca_cert_file = ca_file.clone());
+    let client = |name: &str| {
+        let read = |f: String| std::fs::read(pki.join(f)).unwrap();
+        let certs = TlsCertificates {
+            client_tls: Some(ClientTlsConfig {
+                client_cert: read(format!("{name}.crt")),
+                client_key: read(format!("{name}.key")),
+            }),
+            root_cert: Some(std::fs::read(node.file("ca.crt")).unwrap()),
+        };
+        let c = redis::Client::build_with_tls(
+            format!("rediss://127.0.0.1:{}/", node.tls_port()),
+            certs,
+        )?;
+        let mut c = c.get_connection_with_timeout(Duration::from_secs(5))?;
+        redis::cmd("PING").query::<String>(&mut c)
+    };
+    assert_eq!(client("valid").unwrap(), "PONG");
+    let before = node.handshake_failures();
+    assert!(client("expired").is_err(), "an expired certificate got in");
+    // Garbage instead of a ClientHello, and a record header that claims
+    // far more than a TLS record may hold.
+    {
+        use std::io::{Read, Write};
+        let mut x = 0x2545_f491u32;
+        let garbage: Vec<u8> = (0..65_536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        for bytes in [
+            &garbage[..],
+            &[0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00][..],
+        ] {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", node.tls_port())).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            let _ = s.write_all(bytes);
+            let mut buf = [0u8; 256];
+            // An alert at most, then the close (within the 10 s handshake limit).
+            let start = Instant::now();
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || start.elapsed() > Duration::from_secs(14) {
+                    break;
+                }
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while node.handshake_failures() < before + 3 {
+        assert!(Instant::now() < deadline, "refusals not counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(client("valid").unwrap(), "PONG", "still serving TLS");
+    let pong: String = redis::cmd("PING").query(&mut node.plain()).unwrap();
+    assert_eq!(pong, "PONG");
+    // A server whose own certificate expired does not start.
+    let dir = pki.join("server");
+    cairn_server::tls::write_dev_certs_dated(&dir, &[], Some(((2020, 1, 1), (2021, 1, 1))))
+        .unwrap();
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let e = cairn_server::start(cairn_server::Config {
+        port: 0,
+        tls_port: Some(0),
+        tls_cert_file: path("node.crt"),
+        tls_key_file: path("node.key"),
+        tls_ca_cert_file: path("ca.crt"),
+        ..Default::default()
+    })
+    .err()
+    .expect("an expired server certificate was accepted");
+    assert!(e.to_string().contains("expired"), "{e}");
+    drop(node);
+    let _ = std::fs::remove_dir_all(&pki);
+}
