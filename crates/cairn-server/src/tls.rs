@@ -409,12 +409,15 @@ pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> Result<Vec<PathBuf>, Str
     write_dev_certs_dated(dir, hosts, None)
 }
 
+/// A date: year, month, day (UTC).
+pub type Ymd = (i32, u8, u8);
+
 /// [`write_dev_certs`] with the node and client certificates valid from
-/// one date to another (year, month, day; UTC), for tests of expiry.
+/// one date to another, for tests of expiry.
 pub fn write_dev_certs_dated(
     dir: &Path,
     hosts: &[String],
-    dates: Option<((i32, u8, u8), (i32, u8, u8))>,
+    dates: Option<(Ymd, Ymd)>,
 ) -> Result<Vec<PathBuf>, String> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
