@@ -14,6 +14,13 @@
 //! and never back (as in Redis), and the conversion thresholds are
 //! constants, so every replica that applies the same commands holds the
 //! same encoding in the same order.
+//!
+//! Fields may expire (HEXPIRE and friends, Redis 7.4): their deadlines
+//! (Unix ms) sit in a side map that exists only while some field has one,
+//! so a hash without field TTLs pays one null pointer. An expired field
+//! is gone for every command at once (readers see the hash without it,
+//! [`Hash::without_expired`]); it is removed for good by the next write
+//! to the hash or by active expiry (docs/design/datatypes.md).
 
 use crate::bytes::malloc_size;
 use crate::table::DenseTable;
@@ -28,7 +35,18 @@ pub const LISTPACK_VALUE_MAX: usize = 64;
 pub const FIELDS_MAX: usize = crate::table::ENTRIES_MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Hash {
+pub struct Hash {
+    enc: Enc,
+    /// Deadlines (Unix ms) of the fields that have one; `None` when no
+    /// field does. Ordered, so digests and snapshots are deterministic.
+    ttl: Option<Box<Ttls>>,
+}
+
+type Ttls = std::collections::BTreeMap<Box<[u8]>, u64>;
+
+/// The two encodings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Enc {
     Listpack(Listpack),
     Table(Table),
 }
@@ -160,15 +178,18 @@ pub struct HashFull;
 
 impl Default for Hash {
     fn default() -> Self {
-        Hash::Listpack(Listpack::default())
+        Hash {
+            enc: Enc::Listpack(Listpack::default()),
+            ttl: None,
+        }
     }
 }
 
 impl Hash {
     pub fn len(&self) -> usize {
-        match self {
-            Hash::Listpack(l) => l.len(),
-            Hash::Table(t) => t.len(),
+        match &self.enc {
+            Enc::Listpack(l) => l.len(),
+            Enc::Table(t) => t.len(),
         }
     }
 
@@ -176,27 +197,34 @@ impl Hash {
         self.len() == 0
     }
 
-    /// Redis' OBJECT ENCODING name.
+    /// Redis' OBJECT ENCODING name (`listpackex`: a listpack with field
+    /// deadlines, as Redis 7.4 names it).
     pub fn encoding(&self) -> &'static str {
-        match self {
-            Hash::Listpack(_) => "listpack",
-            Hash::Table(_) => "hashtable",
+        match (&self.enc, self.ttl.is_some()) {
+            (Enc::Listpack(_), false) => "listpack",
+            (Enc::Listpack(_), true) => "listpackex",
+            (Enc::Table(_), _) => "hashtable",
         }
     }
 
+    /// Whether the table encoding is in use.
+    pub fn is_table(&self) -> bool {
+        matches!(self.enc, Enc::Table(_))
+    }
+
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        match self {
-            Hash::Listpack(l) => l.get(field),
-            Hash::Table(t) => t.position(field).map(|p| &*t.entries()[p].1),
+        match &self.enc {
+            Enc::Listpack(l) => l.get(field),
+            Enc::Table(t) => t.position(field).map(|p| &*t.entries()[p].1),
         }
     }
 
     /// Every pair, in the encoding's order (insertion order for a
     /// listpack, position order for a table).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        let (l, t) = match self {
-            Hash::Listpack(l) => (Some(l.iter()), None),
-            Hash::Table(t) => (None, Some(t.entries().iter().map(pair))),
+        let (l, t) = match &self.enc {
+            Enc::Listpack(l) => (Some(l.iter()), None),
+            Enc::Table(t) => (None, Some(t.entries().iter().map(pair))),
         };
         l.into_iter().flatten().chain(t.into_iter().flatten())
     }
@@ -204,21 +232,22 @@ impl Hash {
     /// Converts to the table encoding (no-op if it is one already), sized
     /// for `extra` more fields. `seed` seeds the field index's hash.
     pub fn convert(&mut self, seed: u64, extra: usize) {
-        if let Hash::Listpack(l) = self {
+        if let Enc::Listpack(l) = &self.enc {
             let mut t = Table::new(seed, l.len() + extra.min(LISTPACK_ENTRIES_MAX * 8));
             for (f, v) in l.iter() {
                 let pushed = t.push((f.into(), v.into()));
                 debug_assert!(pushed);
             }
-            *self = Hash::Table(t);
+            self.enc = Enc::Table(t);
         }
     }
 
     /// Sets `field` to `value`, converting to a table first when the pair
     /// or the new size outgrows a listpack. Returns whether the field is
-    /// new.
+    /// new. The field's deadline, if any, stays (HINCRBY keeps it; HSET
+    /// clears it with [`Self::persist`]).
     pub fn set(&mut self, field: &[u8], value: &[u8], seed: u64) -> Result<bool, HashFull> {
-        if let Hash::Listpack(l) = self {
+        if let Enc::Listpack(l) = &mut self.enc {
             if !fits_listpack(field, value) {
                 self.convert(seed, 1);
             } else {
@@ -229,25 +258,26 @@ impl Hash {
                 return Ok(added);
             }
         }
-        match self {
-            Hash::Table(t) => table_set(t, field, value).ok_or(HashFull),
-            Hash::Listpack(_) => unreachable!("converted above"),
+        match &mut self.enc {
+            Enc::Table(t) => table_set(t, field, value).ok_or(HashFull),
+            Enc::Listpack(_) => unreachable!("converted above"),
         }
     }
 
-    /// Removes a field; true if it was there.
+    /// Removes a field (and its deadline); true if it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self {
-            Hash::Listpack(l) => l.remove(field),
-            Hash::Table(t) => t.remove(field).is_some(),
+        self.persist(field);
+        match &mut self.enc {
+            Enc::Listpack(l) => l.remove(field),
+            Enc::Table(t) => t.remove(field).is_some(),
         }
     }
 
     /// The pair at position `i` (0..len) of the encoding's order.
     pub fn nth(&self, i: usize) -> Option<(&[u8], &[u8])> {
-        match self {
-            Hash::Listpack(l) => l.iter().nth(i),
-            Hash::Table(t) => t.entries().get(i).map(pair),
+        match &self.enc {
+            Enc::Listpack(l) => l.iter().nth(i),
+            Enc::Table(t) => t.entries().get(i).map(pair),
         }
     }
 
@@ -262,14 +292,14 @@ impl Hash {
         count: usize,
         mut f: impl FnMut(&'h [u8], &'h [u8]),
     ) -> u64 {
-        match self {
-            Hash::Listpack(l) => {
+        match &self.enc {
+            Enc::Listpack(l) => {
                 for (k, v) in l.iter() {
                     f(k, v);
                 }
                 0
             }
-            Hash::Table(t) => {
+            Enc::Table(t) => {
                 let len = t.len() as u64;
                 let mut i = if cursor == 0 { len } else { cursor.min(len) };
                 let mut visited = 0;
@@ -285,12 +315,96 @@ impl Hash {
     }
 
     /// Heap bytes this hash owns, allocator-rounded (the box holding it
-    /// is counted by [`crate::Value::heap_bytes`]).
+    /// is counted by [`crate::Value::heap_bytes`]). A field deadline costs
+    /// its map node (~48 bytes) and its copy of the field name.
     pub fn heap_bytes(&self) -> usize {
-        match self {
-            Hash::Listpack(l) => malloc_size(l.buf.capacity()),
-            Hash::Table(t) => t.heap_bytes(),
+        let ttl = self.ttl.as_ref().map_or(0, |m| {
+            malloc_size(std::mem::size_of::<Ttls>())
+                + m.keys().map(|f| 48 + malloc_size(f.len())).sum::<usize>()
+        });
+        ttl + match &self.enc {
+            Enc::Listpack(l) => malloc_size(l.buf.capacity()),
+            Enc::Table(t) => t.heap_bytes(),
         }
+    }
+
+    // ---- field expiry (HEXPIRE and friends) ----
+
+    /// `field`'s deadline (Unix ms), if it has one.
+    pub fn expiry(&self, field: &[u8]) -> Option<u64> {
+        self.ttl.as_ref()?.get(field).copied()
+    }
+
+    /// Gives an existing `field` the deadline `at_ms`; false (nothing
+    /// changed) when there is no such field.
+    pub fn set_expiry(&mut self, field: &[u8], at_ms: u64) -> bool {
+        if self.get(field).is_none() {
+            return false;
+        }
+        self.ttl
+            .get_or_insert_with(Default::default)
+            .insert(field.into(), at_ms);
+        true
+    }
+
+    /// Removes `field`'s deadline; true if it had one.
+    pub fn persist(&mut self, field: &[u8]) -> bool {
+        let Some(m) = self.ttl.as_mut() else {
+            return false;
+        };
+        let had = m.remove(field).is_some();
+        if m.is_empty() {
+            self.ttl = None;
+        }
+        had
+    }
+
+    /// Whether some field has a deadline.
+    pub fn has_ttls(&self) -> bool {
+        self.ttl.is_some()
+    }
+
+    /// Every (field, deadline), by field name.
+    pub fn ttls(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        self.ttl
+            .iter()
+            .flat_map(|m| m.iter().map(|(f, &t)| (&**f, t)))
+    }
+
+    /// Whether some field's deadline passed at `now_ms` (a field whose
+    /// deadline is `now_ms` is expired, as for keys).
+    pub fn has_expired(&self, now_ms: u64) -> bool {
+        self.ttls().any(|(_, t)| t <= now_ms)
+    }
+
+    /// Removes the fields whose deadline passed at `now_ms`; returns how
+    /// many.
+    pub fn purge_expired(&mut self, now_ms: u64) -> usize {
+        if !self.has_expired(now_ms) {
+            return 0;
+        }
+        let gone: Vec<Box<[u8]>> = self
+            .ttls()
+            .filter(|&(_, t)| t <= now_ms)
+            .map(|(f, _)| f.into())
+            .collect();
+        for f in &gone {
+            self.remove(f);
+        }
+        gone.len()
+    }
+
+    /// This hash as readers see it at `now_ms` when some field expired
+    /// and is still stored (a copy without those fields), else `None`
+    /// (read this one). Reads never remove fields: on a Raft replica only
+    /// the log may change state (docs/design/datatypes.md).
+    pub fn without_expired(&self, now_ms: u64) -> Option<Hash> {
+        if !self.has_expired(now_ms) {
+            return None;
+        }
+        let mut h = self.clone();
+        h.purge_expired(now_ms);
+        Some(h)
     }
 
     // ---- snapshot restore ----
@@ -298,7 +412,10 @@ impl Hash {
     /// An empty hash of the named encoding ("listpack" or "hashtable").
     pub fn restoring(table: bool, seed: u64) -> Hash {
         if table {
-            Hash::Table(Table::new(seed, 0))
+            Hash {
+                enc: Enc::Table(Table::new(seed, 0)),
+                ttl: None,
+            }
         } else {
             Hash::default()
         }
@@ -310,8 +427,8 @@ impl Hash {
         if self.get(field).is_some() {
             return Err("duplicate hash field");
         }
-        match self {
-            Hash::Listpack(l) => {
+        match &mut self.enc {
+            Enc::Listpack(l) => {
                 if !fits_listpack(field, value) {
                     return Err("listpack hash pair longer than 64 bytes");
                 }
@@ -321,13 +438,25 @@ impl Hash {
                 l.set(field, value);
                 Ok(())
             }
-            Hash::Table(t) => {
+            Enc::Table(t) => {
                 if t.push((field.into(), value.into())) {
                     Ok(())
                 } else {
                     Err("hash with too many fields")
                 }
             }
+        }
+    }
+
+    /// Restores a field's deadline (after its pair).
+    pub fn push_restored_ttl(&mut self, field: &[u8], at_ms: u64) -> Result<(), &'static str> {
+        if self.expiry(field).is_some() {
+            return Err("duplicate hash field deadline");
+        }
+        if self.set_expiry(field, at_ms) {
+            Ok(())
+        } else {
+            Err("deadline for a hash field that does not exist")
         }
     }
 }
@@ -420,6 +549,45 @@ mod tests {
     }
 
     #[test]
+    fn field_deadlines_follow_their_fields() {
+        let mut h = Hash::default();
+        h.set(b"a", b"1", 7).unwrap();
+        h.set(b"b", b"2", 7).unwrap();
+        let plain = h.heap_bytes();
+        assert!(!h.set_expiry(b"zz", 10), "no such field");
+        assert!(h.set_expiry(b"a", 100));
+        assert_eq!((h.expiry(b"a"), h.encoding()), (Some(100), "listpackex"));
+        assert!(h.heap_bytes() > plain, "deadlines are counted");
+        // Converting keeps deadlines; HINCRBY-style set keeps them too.
+        h.convert(7, 0);
+        h.set(b"a", b"2", 7).unwrap();
+        assert_eq!((h.expiry(b"a"), h.encoding()), (Some(100), "hashtable"));
+        // Readers at 99 see both fields, at 100 only b; nothing removed.
+        assert!(h.without_expired(99).is_none());
+        let seen = h.without_expired(100).unwrap();
+        assert_eq!(pairs(&seen), vec![(b"b".to_vec(), b"2".to_vec())]);
+        assert!(!seen.has_ttls());
+        assert_eq!(h.len(), 2);
+        // A purge removes the field and its deadline.
+        assert_eq!(h.purge_expired(100), 1);
+        assert_eq!((h.len(), h.has_ttls()), (1, false));
+        // Persist and remove clear a deadline; the map goes with the last.
+        h.set_expiry(b"b", 5);
+        assert!(h.persist(b"b"));
+        assert!(!h.persist(b"b"));
+        assert!(!h.has_ttls());
+        h.set_expiry(b"b", 5);
+        assert!(h.remove(b"b"));
+        assert!(!h.has_ttls() && h.is_empty());
+        // Restore checks its input.
+        let mut r = Hash::restoring(false, 7);
+        r.push_restored(b"f", b"v").unwrap();
+        assert!(r.push_restored_ttl(b"nope", 1).is_err());
+        r.push_restored_ttl(b"f", 9).unwrap();
+        assert!(r.push_restored_ttl(b"f", 9).is_err());
+    }
+
+    #[test]
     fn table_byte_count_returns_to_its_empty_size() {
         let mut h = Hash::default();
         h.convert(3, 0);
@@ -428,7 +596,7 @@ mod tests {
         h.set(b"field", &[1; 10], 3).unwrap();
         assert!(h.heap_bytes() > empty);
         h.remove(b"field");
-        let Hash::Table(t) = &h else { panic!() };
+        let Enc::Table(t) = &h.enc else { panic!() };
         assert_eq!(t.data_bytes(), 0);
     }
 

@@ -104,6 +104,12 @@ pub struct Keyspace {
     ready_lists: Vec<Box<[u8]>>,
     ready_overflow: bool,
     watch_lists: bool,
+    /// Keys of hashes that have (or had) fields with deadlines, for
+    /// active field expiry; may name keys that no longer qualify, which
+    /// [`Keyspace::hash_purge`] drops (docs/design/datatypes.md).
+    hfe: std::collections::BTreeSet<Box<[u8]>>,
+    /// Where the standalone field-expiry cycle goes on from.
+    hfe_cursor: Vec<u8>,
 }
 
 /// Ready list keys kept between two drains at most (the server drains
@@ -132,6 +138,8 @@ impl Keyspace {
             ready_lists: Vec::new(),
             ready_overflow: false,
             watch_lists: false,
+            hfe: Default::default(),
+            hfe_cursor: Vec::new(),
         }
     }
 
@@ -337,11 +345,26 @@ impl Keyspace {
     }
 
     /// Looks a key up for a read of a hash (HGET, HLEN, ...): as
-    /// [`Self::get`], but another type is WRONGTYPE.
-    pub fn get_hash(&mut self, key: &[u8], now_ms: u64) -> Result<Option<&Hash>, &'static str> {
+    /// [`Self::get`], but another type is WRONGTYPE. Fields whose
+    /// deadline passed are not seen (a copy without them, only while such
+    /// fields are still stored), and a hash whose every field expired is
+    /// absent.
+    pub fn get_hash(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<std::borrow::Cow<'_, Hash>>, &'static str> {
+        use std::borrow::Cow;
         match self.get(key, now_ms) {
             None => Ok(None),
-            Some(v) => v.as_hash().map(Some).ok_or(WRONGTYPE),
+            Some(v) => {
+                let h = v.as_hash().ok_or(WRONGTYPE)?;
+                Ok(match h.without_expired(now_ms) {
+                    None => Some(Cow::Borrowed(h)),
+                    Some(live) if live.is_empty() => None,
+                    Some(live) => Some(Cow::Owned(live)),
+                })
+            }
         }
     }
 
@@ -369,7 +392,93 @@ impl Keyspace {
     ) -> Result<Option<R>, &'static str> {
         let make = |_| Hash::default();
         let create = create.then_some(&make as &dyn Fn(u64) -> Hash);
-        self.write_collection(key, now_ms, create, f)
+        // Fields expired at the entry's time go first (every replica
+        // applies the same write at the same time: same result).
+        let mut ttls = false;
+        let r = self.write_collection(key, now_ms, create, |h: &mut Hash, seed| {
+            h.purge_expired(now_ms);
+            let r = f(h, seed);
+            ttls = h.has_ttls();
+            r
+        });
+        if ttls && !self.hfe.contains(key) {
+            self.hfe.insert(key.into());
+        }
+        r
+    }
+
+    /// Active field expiry: up to `max` keys of hashes with field
+    /// deadlines, from the first key after `after` (wrapping), that have
+    /// an expired field — or no longer qualify (gone, another type, no
+    /// deadline left), so that [`Self::hash_purge`] forgets them. Changes
+    /// nothing (a leader looks; the log purges). Returns the keys and the
+    /// key to continue after.
+    pub fn hash_expired_keys(
+        &self,
+        after: &[u8],
+        max: usize,
+        now_ms: u64,
+    ) -> (Vec<Vec<u8>>, Vec<u8>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut keys = Vec::new();
+        let mut last = after.to_vec();
+        let tail = self.hfe.range::<[u8], _>((Excluded(after), Unbounded));
+        for k in tail.chain(self.hfe.iter()).take(max.min(self.hfe.len())) {
+            let due = match self.position(k).map(|p| &self.entries[p].value) {
+                Some(Value::Hash(h)) => !h.has_ttls() || h.has_expired(now_ms),
+                _ => true,
+            };
+            if due {
+                keys.push(k.to_vec());
+            }
+            last = k.to_vec();
+        }
+        (keys, last)
+    }
+
+    /// Removes `key`'s fields expired at `now_ms` (deleting the key if none
+    /// is left) and forgets it for active expiry once it has no deadline
+    /// left. Returns how many fields went.
+    pub fn hash_purge(&mut self, key: &[u8], now_ms: u64) -> usize {
+        let mut n = 0;
+        if let Some(pos) = self.position(key) {
+            if self.entries[pos]
+                .value
+                .as_hash()
+                .is_some_and(|h| h.has_expired(now_ms))
+            {
+                n = self
+                    .write_hash(key, now_ms, false, |_, _| ())
+                    .ok()
+                    .flatten()
+                    .map_or(0, |_| 1);
+            }
+        }
+        let keep = self
+            .position(key)
+            .is_some_and(|p| self.entries[p].value.as_hash().is_some_and(Hash::has_ttls));
+        if !keep {
+            self.hfe.remove(key);
+        }
+        n
+    }
+
+    /// Standalone active field expiry: looks at up to `max` tracked keys
+    /// from where the last cycle stopped and purges their expired fields.
+    /// Returns how many hashes changed.
+    pub fn hash_expire_cycle(&mut self, now_ms: u64, max: usize) -> usize {
+        if self.hfe.is_empty() {
+            return 0;
+        }
+        let cursor = std::mem::take(&mut self.hfe_cursor);
+        let (keys, next) = self.hash_expired_keys(&cursor, max, now_ms);
+        self.hfe_cursor = next;
+        keys.iter().map(|k| self.hash_purge(k, now_ms)).sum()
+    }
+
+    /// Keys currently tracked for active field expiry (tests, INFO).
+    pub fn hash_expiry_tracked(&self) -> usize {
+        self.hfe.len()
     }
 
     /// What [`Self::write_hash`] and [`Self::write_set`] share: find the
@@ -614,6 +723,9 @@ impl Keyspace {
         if value.as_list().is_some() {
             self.list_ready(key);
         }
+        if value.as_hash().is_some_and(Hash::has_ttls) && !self.hfe.contains(key) {
+            self.hfe.insert(key.into());
+        }
         let found = match found {
             None if !self.lazy_expire => {
                 // Replica mode: `find` hides an expired key without
@@ -752,6 +864,7 @@ impl Keyspace {
 
     /// Removes every key.
     pub fn clear(&mut self) {
+        self.hfe.clear();
         self.entries = Vec::new();
         self.index = HashTable::new();
         self.volatile = Vec::new();
@@ -1035,6 +1148,9 @@ impl Keyspace {
                 slot.insert(pos as u32);
             }
         }
+        if value.as_hash().is_some_and(Hash::has_ttls) {
+            self.hfe.insert(key.into());
+        }
         let key = SmallBytes::new(key);
         self.heap_bytes += key.heap_bytes() + value.heap_bytes();
         self.entries.push(Entry {
@@ -1068,10 +1184,15 @@ impl Keyspace {
             let key = e.key.as_slice();
             let h = match &e.value {
                 // Field order is layout too: each pair counts on its own.
-                Value::Hash(hash) => hash.iter().fold(
-                    fixed.hash_one((key, b"hash", self.expire_of(pos))),
-                    |acc, (f, v)| acc.wrapping_add(fixed.hash_one((key, f, v))),
-                ),
+                Value::Hash(hash) => hash
+                    .iter()
+                    .fold(
+                        fixed.hash_one((key, b"hash", self.expire_of(pos))),
+                        |acc, (f, v)| acc.wrapping_add(fixed.hash_one((key, f, v))),
+                    )
+                    .wrapping_add(hash.ttls().fold(0u64, |acc, (f, t)| {
+                        acc.wrapping_add(fixed.hash_one((key, b"ttl", f, t)))
+                    })),
                 Value::Set(set) => set.iter().fold(
                     fixed.hash_one((key, b"set", self.expire_of(pos))),
                     |acc, m| acc.wrapping_add(m.with(|m| fixed.hash_one((key, m)))),

@@ -136,6 +136,12 @@ replicated! {
     b"hdel" => -3, hdel::HDel;
     b"hincrby" => 4, hincrby::HIncrBy;
     b"hincrbyfloat" => 4, hincrbyfloat::HIncrByFloat;
+    b"hexpire" => -6, hexpire::HExpire<0>;
+    b"hpexpire" => -6, hexpire::HPExpire;
+    b"hexpireat" => -6, hexpire::HExpireAt;
+    b"hpexpireat" => -6, hexpire::HPExpireAt;
+    b"hpersist" => -5, hpersist::HPersist;
+    b"cairn.hpurge" => -1, hpurge::HPurge;
     b"sadd" => -3, sadd::SAdd;
     b"srem" => -3, srem::SRem;
     b"spop" => -2, spop::SPop;
@@ -232,6 +238,10 @@ tx_reads! {
     b"hmget" => -3, hmget::HMGet;
     b"hlen" => 2, hlen::HLen;
     b"hstrlen" => 3, hstrlen::HStrLen;
+    b"httl" => -5, httl::HTtl<0>;
+    b"hpttl" => -5, httl::HPTtl;
+    b"hexpiretime" => -5, httl::HExpireTime;
+    b"hpexpiretime" => -5, httl::HPExpireTime;
     b"hexists" => 3, hexists::HExists;
     b"hkeys" => 2, hgetall::HKeys;
     b"hvals" => 2, hgetall::HVals;
@@ -421,7 +431,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 69);
+        assert_eq!(NAMES.len(), 75);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

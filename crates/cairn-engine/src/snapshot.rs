@@ -35,8 +35,10 @@
 //!
 //! versions  VERSIONS | count | (bucket | version u64)*   at most one, last
 //! hash      HASH | key_len | key | meta u32 | encoding u8 (0 listpack,
-//!           1 hashtable) | count (>= 1) | (field_len | field | value_len
-//!           | value)*       an entry like the string ones, in their order
+//!           1 hashtable; + 0x80 when fields have deadlines) | count
+//!           (>= 1) | (field_len | field | value_len | value)*
+//!           [| ttl_count (>= 1) | (field_len | field | deadline_ms u64)*
+//!           when 0x80]       an entry like the string ones, in their order
 //! set       SET | key_len | key | meta u32 | encoding u8 (0 intset,
 //!           1 listpack, 2 hashtable) | count (>= 1) | (member_len
 //!           | member)*       in the set's order; intset members in
@@ -454,14 +456,28 @@ fn put_hash<W: Write>(
     hash: &Hash,
     meta: u32,
 ) -> Result<(), SnapshotError> {
-    let encoding = u8::from(hash.encoding() == "hashtable");
+    let encoding = u8::from(hash.is_table()) | if hash.has_ttls() { HASH_TTLS } else { 0 };
     put_collection_head(out, tag::HASH, key, meta, encoding, hash.len())?;
     for (field, value) in hash.iter() {
         put_string(out, "hash field", field)?;
         put_string(out, "hash value", value)?;
     }
+    if hash.has_ttls() {
+        let mut n = Small::default();
+        n.varint(hash.ttls().count() as u64);
+        out.put(n.as_slice())?;
+        for (field, at) in hash.ttls() {
+            put_string(out, "hash field", field)?;
+            out.put(&at.to_le_bytes())?;
+        }
+    }
     Ok(())
 }
+
+/// Flag on a hash entry's encoding byte: field deadlines follow the pairs
+/// (HEXPIRE). Readers from before it refuse such an entry (an unknown
+/// encoding) rather than drop the deadlines.
+const HASH_TTLS: u8 = 0x80;
 
 /// The head of a collection entry (hash, set): `tag | key_len | key |
 /// meta u32 | encoding u8 | count`.
@@ -611,7 +627,8 @@ fn read_hash<R: Read>(
     spill: &mut Vec<u8>,
     field: &mut Vec<u8>,
 ) -> Result<Value, SnapshotError> {
-    let table = match input.byte()? {
+    let code = input.byte()?;
+    let table = match code & !HASH_TTLS {
         0 => false,
         1 => true,
         _ => return Err(SnapshotError::Corrupt("unknown hash encoding")),
@@ -636,6 +653,20 @@ fn read_hash<R: Read>(
         let value = input.bytes(n, spill)?;
         hash.push_restored(field, value)
             .map_err(SnapshotError::Corrupt)?;
+    }
+    if code & HASH_TTLS != 0 {
+        let n = input.varint()?;
+        if n == 0 || n > count {
+            return Err(SnapshotError::Corrupt("hash deadline count"));
+        }
+        for _ in 0..n {
+            let len = input.len("hash field")?;
+            field.clear();
+            field.extend_from_slice(input.bytes(len, spill)?);
+            let at = u64::from_le_bytes(input.array()?);
+            hash.push_restored_ttl(field, at)
+                .map_err(SnapshotError::Corrupt)?;
+        }
     }
     Ok(Value::Hash(Box::new(hash)))
 }
@@ -1698,6 +1729,51 @@ mod tests {
             body.extend(string(v));
         }
         entry(tag::HASH, key, 0, &body)
+    }
+
+    #[test]
+    fn hash_field_deadlines_round_trip_and_bad_ones_are_refused() {
+        let mut ks = Keyspace::new(SEED);
+        let seed = ks.field_seed();
+        for (key, n) in [(&b"hfe:small"[..], 3), (b"hfe:big", 300)] {
+            let mut h = crate::hash::Hash::default();
+            for i in 0..n {
+                h.set(format!("f{i}").as_bytes(), b"v", seed).unwrap();
+            }
+            h.set_expiry(b"f1", 5_000);
+            h.set_expiry(b"f2", 7_000);
+            ks.insert(key, Value::Hash(Box::new(h)), Some(None), 0);
+        }
+        assert_eq!(ks.hash_expiry_tracked(), 2);
+        let (mut restored, _) = decode(&encode(&ks, CHUNK_LEN)).expect("valid snapshot");
+        assert_eq!(restored.digest(), ks.digest());
+        assert_eq!(restored.hash_expiry_tracked(), 2);
+        for key in [&b"hfe:small"[..], b"hfe:big"] {
+            let h = restored.get_hash(key, 0).unwrap().unwrap();
+            assert_eq!(
+                (h.expiry(b"f1"), h.expiry(b"f2"), h.expiry(b"f0")),
+                (Some(5_000), Some(7_000), None)
+            );
+        }
+        assert_eq!(
+            restored.get(b"hfe:small", 0).map(|v| v.encoding()),
+            Some("listpackex")
+        );
+        // A deadline count of 0, more deadlines than fields, or one for a
+        // field that is not there: corrupt.
+        for (count, field) in [(0u64, &b"a"[..]), (2, b"a"), (1, b"zz")] {
+            let mut body = vec![0x80];
+            body.extend_from_slice(varint(1).as_slice());
+            body.extend(string(b"a"));
+            body.extend(string(b"1"));
+            body.extend_from_slice(varint(count).as_slice());
+            for _ in 0..count {
+                body.extend(string(field));
+                body.extend_from_slice(&9u64.to_le_bytes());
+            }
+            let rec = entry(tag::HASH, b"k", 0, &body);
+            assert!(decode(&seal(3, &rec, 1, 64)).is_err(), "{count} {field:?}");
+        }
     }
 
     #[test]

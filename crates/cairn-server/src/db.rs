@@ -185,6 +185,13 @@ impl Shards {
         let mut removed = 0;
         for j in 0..n {
             let i = (start + j) % n;
+            {
+                // Hash fields past their deadline (HEXPIRE).
+                let mut g = self.lock(i);
+                if g.hash_expire_cycle(now_ms, EXPIRE_SAMPLES * 4) > 0 {
+                    self.refresh(i, &g);
+                }
+            }
             loop {
                 let (sampled, expired) = {
                     let mut g = self.lock(i);

@@ -247,3 +247,196 @@ fn a_big_hash_scans_completely_in_several_calls() {
     let usage = memory_usage(&mut c, "big");
     assert!(usage > 1000 * 64, "{usage}");
 }
+
+fn ints(v: Value) -> Vec<i64> {
+    match v {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::Int(n) => n,
+                other => panic!("not an integer: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not an array: {other:?}"),
+    }
+}
+
+/// Hash field expiry (Redis 7.4's HEXPIRE family; redis-server 7.0 here
+/// has none of it, so the replies are checked against Redis' documented
+/// ones): codes per field, conditions, TTL reads, HSET clearing and
+/// HINCRBY keeping a deadline, fields vanishing for readers at their
+/// deadline, active expiry removing them (and the key with the last one)
+/// without any access, COPY and RENAME carrying deadlines, listpackex.
+#[test]
+fn hash_fields_expire_like_redis_7_4() {
+    let cairn = Server::start();
+    let mut c = connect(&cairn.url());
+    let run = |c: &mut redis::Connection, args: &[&str]| -> Value {
+        cmd(c, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap_or_else(|e| Value::SimpleString(format!("ERR: {e}")))
+    };
+    run(
+        &mut c,
+        &["HSET", "h", "a", "1", "b", "2", "c", "3", "n", "10"],
+    );
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HEXPIRE", "h", "100", "FIELDS", "3", "a", "b", "nope"]
+        )),
+        vec![1, 1, -2]
+    );
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HEXPIRE", "missing", "100", "FIELDS", "2", "a", "b"]
+        )),
+        vec![-2, -2]
+    );
+    // NX / XX / GT / LT, a field without a deadline counting as infinite.
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HEXPIRE", "h", "50", "NX", "FIELDS", "2", "a", "c"]
+        )),
+        vec![0, 1]
+    );
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HEXPIRE", "h", "50", "XX", "FIELDS", "2", "a", "n"]
+        )),
+        vec![1, 0]
+    );
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HEXPIRE", "h", "60", "GT", "FIELDS", "2", "a", "n"]
+        )),
+        vec![1, 0]
+    );
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HEXPIRE", "h", "30", "LT", "FIELDS", "2", "a", "n"]
+        )),
+        vec![1, 1]
+    );
+    let ttl = ints(run(
+        &mut c,
+        &["HTTL", "h", "FIELDS", "4", "a", "b", "c", "nope"],
+    ));
+    assert_eq!((ttl[0], ttl[1], ttl[2], ttl[3]), (30, 100, 50, -2));
+    let pttl = ints(run(&mut c, &["HPTTL", "h", "FIELDS", "1", "a"]));
+    assert!((29_000..=30_000).contains(&pttl[0]), "{pttl:?}");
+    let at = ints(run(&mut c, &["HPEXPIRETIME", "h", "FIELDS", "1", "b"]))[0];
+    let at_s = ints(run(&mut c, &["HEXPIRETIME", "h", "FIELDS", "1", "b"]))[0];
+    assert_eq!(at / 1000, at_s);
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HPEXPIREAT", "h", &at.to_string(), "FIELDS", "1", "c"]
+        )),
+        vec![1]
+    );
+    assert_eq!(
+        ints(run(&mut c, &["HPEXPIRETIME", "h", "FIELDS", "1", "c"])),
+        vec![at]
+    );
+    // HINCRBY keeps a deadline, HSET drops it; HPERSIST removes one.
+    run(&mut c, &["HINCRBY", "h", "n", "1"]);
+    assert!(ints(run(&mut c, &["HTTL", "h", "FIELDS", "1", "n"]))[0] > 0);
+    run(&mut c, &["HSET", "h", "n", "5"]);
+    assert_eq!(
+        ints(run(&mut c, &["HTTL", "h", "FIELDS", "1", "n"])),
+        vec![-1]
+    );
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HPERSIST", "h", "FIELDS", "3", "a", "n", "nope"]
+        )),
+        vec![1, -1, -2]
+    );
+    assert_eq!(
+        run(&mut c, &["OBJECT", "ENCODING", "h"]),
+        Value::BulkString(b"listpackex".to_vec())
+    );
+    // Zero or a past time deletes (2).
+    assert_eq!(
+        ints(run(&mut c, &["HEXPIRE", "h", "0", "FIELDS", "1", "a"])),
+        vec![2]
+    );
+    assert_eq!(run(&mut c, &["HEXISTS", "h", "a"]), Value::Int(0));
+    // Errors, with nothing changed.
+    for (args, want) in [
+        (
+            &["HEXPIRE", "h", "10", "FIELDS", "0", "b"][..],
+            "Parameter `numFields` should be greater than 0",
+        ),
+        (
+            &["HEXPIRE", "h", "10", "FIELDS", "2", "b"],
+            "The `numfields` parameter must match the number of arguments",
+        ),
+        (
+            &["HEXPIRE", "h", "10", "b", "1", "b"],
+            "Mandatory argument FIELDS is missing or not at the right position",
+        ),
+        (&["HEXPIRE", "h", "10", "b"], "wrong number of arguments"),
+        (
+            &["HEXPIRE", "h", "-1", "FIELDS", "1", "b"],
+            "invalid expire time, must be >= 0",
+        ),
+        (&["HTTL", "h", "FIELDS", "1"], "wrong number of arguments"),
+    ] {
+        match run(&mut c, args) {
+            Value::SimpleString(e) => assert!(e.contains(want), "{args:?}: {e}"),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+    run(&mut c, &["SET", "str", "x"]);
+    match run(&mut c, &["HEXPIRE", "str", "10", "FIELDS", "1", "a"]) {
+        Value::SimpleString(e) => assert!(e.contains("WRONGTYPE"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // COPY and RENAME carry the deadlines.
+    run(&mut c, &["COPY", "h", "h2"]);
+    run(&mut c, &["RENAME", "h2", "h3"]);
+    assert_eq!(
+        ints(run(&mut c, &["HTTL", "h3", "FIELDS", "1", "b"]))[0],
+        ttl[1]
+    );
+    // Short deadlines: readers stop seeing a field at once; active expiry
+    // removes the fields and the key whose last field went, untouched.
+    run(&mut c, &["HSET", "short", "x", "1", "y", "2"]);
+    run(&mut c, &["HSET", "gone", "only", "1"]);
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HPEXPIRE", "short", "100", "FIELDS", "1", "x"]
+        )),
+        vec![1]
+    );
+    assert_eq!(
+        ints(run(
+            &mut c,
+            &["HPEXPIRE", "gone", "100", "FIELDS", "1", "only"]
+        )),
+        vec![1]
+    );
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert_eq!(run(&mut c, &["HGET", "short", "x"]), Value::Nil);
+    assert_eq!(run(&mut c, &["HLEN", "short"]), Value::Int(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while run(&mut c, &["EXISTS", "gone"]) != Value::Int(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "active expiry never removed the key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        run(&mut c, &["OBJECT", "ENCODING", "short"]),
+        Value::BulkString(b"listpack".to_vec())
+    );
+}

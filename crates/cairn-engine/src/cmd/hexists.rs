@@ -18,7 +18,9 @@ impl<'a> Command<'a> for HExists<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         match db.shard(self.key).get_hash(self.key, now_ms) {
-            Ok(h) => out.int(i64::from(h.is_some_and(|h| h.get(self.field).is_some()))),
+            Ok(h) => out.int(i64::from(
+                h.as_deref().is_some_and(|h| h.get(self.field).is_some()),
+            )),
             Err(e) => out.error(e),
         }
     }

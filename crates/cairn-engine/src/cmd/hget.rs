@@ -18,7 +18,7 @@ impl<'a> Command<'a> for HGet<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         match db.shard(self.key).get_hash(self.key, now_ms) {
-            Ok(h) => match h.and_then(|h| h.get(self.field)) {
+            Ok(h) => match h.as_deref().and_then(|h| h.get(self.field)) {
                 Some(v) => out.bulk(v),
                 None => out.null(),
             },

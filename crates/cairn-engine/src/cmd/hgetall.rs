@@ -27,6 +27,7 @@ impl<'a, const WHAT: u8> Command<'a> for HGetAll<'a, WHAT> {
             Ok(h) => h,
             Err(e) => return out.error(e),
         };
+        let h = h.as_deref();
         let len = h.map_or(0, |h| h.len());
         if WHAT == KEYS | VALS {
             out.map(len);

@@ -26,7 +26,7 @@ impl<'a> Command<'a> for HIncrBy<'a> {
         // Errors change nothing: decide them on a read first.
         let next = match ks.get_hash(self.key, now_ms) {
             Err(e) => return out.error(e),
-            Ok(h) => match h.and_then(|h| h.get(self.field)) {
+            Ok(h) => match h.as_deref().and_then(|h| h.get(self.field)) {
                 None => self.delta,
                 Some(v) => match crate::num::parse_i64(v) {
                     None => return out.error(HASH_NOT_INTEGER),

@@ -33,7 +33,7 @@ impl<'a> Command<'a> for HIncrByFloat<'a> {
         let ks = db.shard(self.key);
         let cur = match ks.get_hash(self.key, now_ms) {
             Err(e) => return out.error(e),
-            Ok(h) => match h.and_then(|h| h.get(self.field)) {
+            Ok(h) => match h.as_deref().and_then(|h| h.get(self.field)) {
                 None => 0.0,
                 Some(v) => match parse_f64(v) {
                     Some(f) => f,

@@ -16,7 +16,7 @@ impl<'a> Command<'a> for HLen<'a> {
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         match db.shard(self.key).get_hash(self.key, now_ms) {
-            Ok(h) => out.int(h.map_or(0, |h| h.len() as i64)),
+            Ok(h) => out.int(h.as_deref().map_or(0, |h| h.len() as i64)),
             Err(e) => out.error(e),
         }
     }

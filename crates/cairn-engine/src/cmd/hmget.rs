@@ -23,6 +23,7 @@ impl<'a> Command<'a> for HMGet<'a> {
             Ok(h) => h,
             Err(e) => return out.error(e),
         };
+        let h = h.as_deref();
         out.array(self.fields.len());
         for f in self.fields {
             match h.and_then(|h| h.get(f)) {

@@ -64,6 +64,7 @@ impl<'a> Command<'a> for HRandField<'a> {
             Ok(h) => h,
             Err(e) => return out.error(e),
         };
+        let h = h.as_deref();
         match (h, self.count) {
             (None, None) => out.null(),
             (None, Some(_)) => out.array(0),
@@ -85,9 +86,10 @@ impl HRandField<'_> {
         let len = h.len();
         // A listpack is walked once into a list (at most 128 pairs), so
         // each draw is O(1) on either encoding.
-        let listed: Vec<(&[u8], &[u8])> = match h {
-            Hash::Listpack(_) => h.iter().collect(),
-            Hash::Table(_) => Vec::new(),
+        let listed: Vec<(&[u8], &[u8])> = if h.is_table() {
+            Vec::new()
+        } else {
+            h.iter().collect()
         };
         let pair = |i: usize| match listed.get(i) {
             Some(&p) => Some(p),

@@ -45,6 +45,8 @@ impl<'a, const MSET: bool> Command<'a> for HSet<'a, MSET> {
                         Ok(new) => added += i64::from(new),
                         Err(_) => return Err(HASH_FULL),
                     }
+                    // A new value drops the field's deadline (Redis 7.4).
+                    h.persist(p[0]);
                 }
                 Ok(added)
             });

@@ -19,7 +19,8 @@ impl<'a> Command<'a> for HStrLen<'a> {
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
         match db.shard(self.key).get_hash(self.key, now_ms) {
             Ok(h) => out.int(
-                h.and_then(|h| h.get(self.field))
+                h.as_deref()
+                    .and_then(|h| h.get(self.field))
                     .map_or(0, |v| v.len() as i64),
             ),
             Err(e) => out.error(e),

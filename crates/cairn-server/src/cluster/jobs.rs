@@ -120,6 +120,7 @@ pub(crate) async fn follow_settings(shared: Arc<Shared>) {
 pub(crate) async fn expire_cron(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut cursors: Vec<usize> = Vec::new();
+    let mut hash_cursors: Vec<Vec<u8>> = Vec::new();
     loop {
         let hz = shared
             .settings
@@ -152,6 +153,27 @@ pub(crate) async fn expire_cron(shared: Arc<Shared>) {
             argv.extend(keys.iter().map(|k| k.as_slice()));
             if let Err(e) = cluster.write(g, &argv).await {
                 tracing::debug!(group = g, error = %e, "expiry proposal failed");
+            }
+        }
+        // Hash fields past their deadline (HEXPIRE): the log removes them.
+        hash_cursors.resize(cluster.groups() as usize, Vec::new());
+        for g in 0..cluster.groups() {
+            if !cluster.is_leader(g) {
+                continue;
+            }
+            let keys = {
+                let ks = shared.db.lock(g as usize);
+                let (keys, next) = ks.hash_expired_keys(&hash_cursors[g as usize], 64, now);
+                hash_cursors[g as usize] = next;
+                keys
+            };
+            if keys.is_empty() {
+                continue;
+            }
+            let mut argv: Vec<&[u8]> = vec![b"CAIRN.HPURGE"];
+            argv.extend(keys.iter().map(|k| k.as_slice()));
+            if let Err(e) = cluster.write(g, &argv).await {
+                tracing::debug!(group = g, error = %e, "field expiry proposal failed");
             }
         }
     }

@@ -243,6 +243,16 @@ static TABLE: &[Spec] = &[
     spec!("hincrbyfloat", 4, WRITE | DENYOOM | FAST, 1, 1, 1, "hash", "2.6.0", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.", eng!(hincrbyfloat::HIncrByFloat)),
     spec!("hrandfield", -2, READONLY, 1, 1, 1, "hash", "6.2.0", "Returns one or more random fields from a hash.", eng!(hrandfield::HRandField)),
     spec!("hscan", -3, READONLY, 1, 1, 1, "hash", "2.8.0", "Iterates over fields and values of a hash.", eng!(hscan::HScan)),
+    // hash field expiry (Redis 7.4)
+    spec!("hexpire", -6, WRITE | FAST, 1, 1, 1, "hash", "7.4.0", "Set expiry for hash field using relative time to expire (seconds)", eng!(hexpire::HExpire<0>)),
+    spec!("hpexpire", -6, WRITE | FAST, 1, 1, 1, "hash", "7.4.0", "Set expiry for hash field using relative time to expire (milliseconds)", eng!(hexpire::HPExpire)),
+    spec!("hexpireat", -6, WRITE | FAST, 1, 1, 1, "hash", "7.4.0", "Set expiry for hash field using an absolute Unix timestamp (seconds)", eng!(hexpire::HExpireAt)),
+    spec!("hpexpireat", -6, WRITE | FAST, 1, 1, 1, "hash", "7.4.0", "Set expiry for hash field using an absolute Unix timestamp (milliseconds)", eng!(hexpire::HPExpireAt)),
+    spec!("hpersist", -5, WRITE | FAST, 1, 1, 1, "hash", "7.4.0", "Removes the expiration time for each specified field", eng!(hpersist::HPersist)),
+    spec!("httl", -5, READONLY | FAST, 1, 1, 1, "hash", "7.4.0", "Returns the TTL in seconds of a hash field.", eng!(httl::HTtl<0>)),
+    spec!("hpttl", -5, READONLY | FAST, 1, 1, 1, "hash", "7.4.0", "Returns the TTL in milliseconds of a hash field.", eng!(httl::HPTtl)),
+    spec!("hexpiretime", -5, READONLY | FAST, 1, 1, 1, "hash", "7.4.0", "Returns the expiration time of a hash field as a Unix timestamp, in seconds.", eng!(httl::HExpireTime)),
+    spec!("hpexpiretime", -5, READONLY | FAST, 1, 1, 1, "hash", "7.4.0", "Returns the expiration time of a hash field as a Unix timestamp, in msec.", eng!(httl::HPExpireTime)),
     // sets (docs/design/datatypes.md)
     spec!("sadd", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "set", "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.", eng!(sadd::SAdd)),
     spec!("srem", -3, WRITE | FAST, 1, 1, 1, "set", "1.0.0", "Removes one or more members from a set. Deletes the set if the last member was removed.", eng!(srem::SRem)),
