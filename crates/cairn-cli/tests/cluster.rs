@@ -2682,3 +2682,72 @@ fn the_audit_log_is_replicated_to_every_node_and_comes_back_after_a_node_loses_i
     let (ok, _) = verify(0);
     assert!(!ok, "an edited record passed verify");
 }
+
+/// Hash field deadlines in a cluster: set through a proxy, the same on
+/// every replica (digests), hidden from readers everywhere once passed,
+/// and removed through the log by the leader's active expiry, the key
+/// with its last field.
+#[test]
+fn hash_field_deadlines_replicate_and_expire_through_the_log() {
+    let _serial = serial();
+    let (c, _leader, proxy) = cluster_with_key(b"{hf}:s");
+    let ints = |r: Reply| match r {
+        Reply::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Reply::Int(n) => n,
+                other => panic!("{other:?}"),
+            })
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    until_answered(&c, proxy, &[b"HSET", b"{hf}", b"a", b"1", b"b", b"2"]);
+    until_answered(&c, proxy, &[b"HSET", b"{hf}:gone", b"only", b"1"]);
+    let r = until_answered(
+        &c,
+        proxy,
+        &[b"HPEXPIRE", b"{hf}", b"1500", b"FIELDS", b"2", b"a", b"zz"],
+    );
+    assert_eq!(ints(r), vec![1, -2]);
+    let r = until_answered(
+        &c,
+        proxy,
+        &[b"HPEXPIRE", b"{hf}:gone", b"1500", b"FIELDS", b"1", b"only"],
+    );
+    assert_eq!(ints(r), vec![1]);
+    // Every replica holds the deadline (the digest covers it).
+    c.converged_digests();
+    for i in c.live() {
+        let mut conn = Conn::open(c.ports[i]).unwrap();
+        conn.cmd(&[b"READONLY"]).unwrap();
+        let t = ints(
+            conn.cmd(&[b"HPTTL", b"{hf}", b"FIELDS", b"1", b"a"])
+                .unwrap(),
+        );
+        assert!(t[0] > 0 && t[0] <= 1500, "node {}: {t:?}", i + 1);
+    }
+    // Past it: the key without its last field is deleted by the log on
+    // every replica, and the other hash keeps only b.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in c.live() {
+        let mut conn = Conn::open(c.ports[i]).unwrap();
+        conn.cmd(&[b"READONLY"]).unwrap();
+        loop {
+            let gone = conn.cmd(&[b"EXISTS", b"{hf}:gone"]).unwrap() == Reply::Int(0);
+            let left = conn.cmd(&[b"HKEYS", b"{hf}"]).unwrap();
+            if gone && left == Reply::Array(vec![Reply::Bulk(Some(b"b".to_vec()))]) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {}: fields not expired: {left:?}",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let digests = c.converged_digests();
+    assert!(!digests.is_empty());
+    let r = until_answered(&c, proxy, &[b"HTTL", b"{hf}", b"FIELDS", b"2", b"a", b"b"]);
+    assert_eq!(ints(r), vec![-2, -1]);
+}
