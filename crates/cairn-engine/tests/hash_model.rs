@@ -8,6 +8,11 @@
 //! gap), a table is a dense vector with swap-remove; a hash converts past
 //! 128 pairs (or more than 128 pairs in one HSET) or a field or value
 //! over 64 bytes, and never back.
+//!
+//! Field deadlines (HPEXPIRE, HPERSIST, HPTTL) run on a clock the test
+//! advances: readers never see an expired field, and a write first
+//! removes the expired fields in field-name order (which fixes a table's
+//! order after swap-removes, so the model predicts it too).
 
 use cairn_engine::replicated::apply_in_tx;
 use cairn_engine::{FrameReply, Keyspace};
@@ -34,12 +39,19 @@ enum Op {
     Set(usize, String),
     Get(usize),
     Del(usize),
+    /// HPEXPIRE key ms [cond] FIELDS n f...
+    HPExpire(usize, u64, Option<&'static str>, Vec<String>),
+    HPersist(usize, Vec<String>),
+    HPTtl(usize, Vec<String>),
+    /// The clock moves on (ms).
+    Advance(u64),
 }
 
 #[derive(Clone, Default, Debug)]
 struct ModelHash {
     pairs: Vec<(String, String)>,
     table: bool,
+    ttl: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -78,7 +90,21 @@ impl ModelHash {
         new
     }
 
+    /// The fields expired at `now`, removed in field-name order.
+    fn purge(&mut self, now: u64) {
+        let gone: Vec<String> = self
+            .ttl
+            .iter()
+            .filter(|(_, &t)| t <= now)
+            .map(|(f, _)| f.clone())
+            .collect();
+        for f in gone {
+            self.del(&f);
+        }
+    }
+
     fn del(&mut self, f: &str) -> bool {
+        self.ttl.remove(f);
         match self.pos(f) {
             Some(i) if self.table => {
                 self.pairs.swap_remove(i);
@@ -96,6 +122,7 @@ impl ModelHash {
 #[derive(Default)]
 struct Model {
     keys: [Option<Val>; 3],
+    now: u64,
 }
 
 fn bulk(s: &str) -> Frame {
@@ -107,11 +134,16 @@ fn error(s: &str) -> Frame {
 }
 
 impl Model {
-    /// The hash at `k` for a read: Err(reply) for another type.
-    fn hash(&self, k: usize) -> Result<Option<&ModelHash>, Frame> {
+    /// The hash at `k` as a reader sees it now (without expired fields;
+    /// none when all expired): Err(reply) for another type.
+    fn hash(&self, k: usize) -> Result<Option<ModelHash>, Frame> {
         match &self.keys[k] {
             None => Ok(None),
-            Some(Val::Hash(h)) => Ok(Some(h)),
+            Some(Val::Hash(h)) => {
+                let mut h = h.clone();
+                h.purge(self.now);
+                Ok((!h.pairs.is_empty()).then_some(h))
+            }
             Some(Val::Str(_)) => Err(error(WRONGTYPE)),
         }
     }
@@ -127,6 +159,7 @@ impl Model {
                 return Err(error(WRONGTYPE));
             }
         };
+        h.purge(self.now);
         let r = f(&mut h);
         if !h.pairs.is_empty() {
             self.keys[k] = Some(Val::Hash(h));
@@ -141,7 +174,14 @@ impl Model {
                     if pairs.len() > 128 {
                         h.table = true;
                     }
-                    pairs.iter().filter(|(f, v)| h.set(f, v)).count() as i64
+                    pairs
+                        .iter()
+                        .filter(|(f, v)| {
+                            let new = h.set(f, v);
+                            h.ttl.remove(f.as_str());
+                            new
+                        })
+                        .count() as i64
                 })
                 .map(Frame::Integer),
             Op::HSetNx(k, f, v) => match self.hash(*k) {
@@ -158,11 +198,11 @@ impl Model {
             },
             Op::HGet(k, f) => self
                 .hash(*k)
-                .map(|h| h.and_then(|h| h.get(f)).map_or(Frame::Null, bulk)),
+                .map(|h| h.as_ref().and_then(|h| h.get(f)).map_or(Frame::Null, bulk)),
             Op::HMGet(k, fs) => self.hash(*k).map(|h| {
                 Frame::Array(
                     fs.iter()
-                        .map(|f| h.and_then(|h| h.get(f)).map_or(Frame::Null, bulk))
+                        .map(|f| h.as_ref().and_then(|h| h.get(f)).map_or(Frame::Null, bulk))
                         .collect(),
                 )
             }),
@@ -171,14 +211,18 @@ impl Model {
                 .map(|h| Frame::Integer(h.map_or(0, |h| h.pairs.len() as i64))),
             Op::HExists(k, f) => self
                 .hash(*k)
-                .map(|h| Frame::Integer(h.and_then(|h| h.get(f)).is_some() as i64)),
-            Op::HStrLen(k, f) => self
-                .hash(*k)
-                .map(|h| Frame::Integer(h.and_then(|h| h.get(f)).map_or(0, |v| v.len() as i64))),
+                .map(|h| Frame::Integer(h.as_ref().and_then(|h| h.get(f)).is_some() as i64)),
+            Op::HStrLen(k, f) => self.hash(*k).map(|h| {
+                Frame::Integer(
+                    h.as_ref()
+                        .and_then(|h| h.get(f))
+                        .map_or(0, |v| v.len() as i64),
+                )
+            }),
             Op::HIncrBy(k, f, d) => match self.hash(*k) {
                 Err(e) => Err(e),
                 Ok(h) => {
-                    let cur = h.and_then(|h| h.get(f)).map(|v| {
+                    let cur = h.as_ref().and_then(|h| h.get(f)).map(|v| {
                         // Redis' string2ll: canonical decimal only.
                         v.parse::<i64>().ok().filter(|n| n.to_string() == v)
                     });
@@ -195,7 +239,8 @@ impl Model {
             },
             Op::HGetAll(k) => self.hash(*k).map(|h| {
                 Frame::Map(
-                    h.map_or(&[][..], |h| &h.pairs)
+                    h.as_ref()
+                        .map_or(&[][..], |h| &h.pairs)
                         .iter()
                         .map(|(f, v)| (bulk(f), bulk(v)))
                         .collect(),
@@ -203,7 +248,8 @@ impl Model {
             }),
             Op::HKeys(k) => self.hash(*k).map(|h| {
                 Frame::Array(
-                    h.map_or(&[][..], |h| &h.pairs)
+                    h.as_ref()
+                        .map_or(&[][..], |h| &h.pairs)
                         .iter()
                         .map(|(f, _)| bulk(f))
                         .collect(),
@@ -211,7 +257,11 @@ impl Model {
             }),
             Op::Encoding(k) => Ok(match &self.keys[*k] {
                 None => Frame::Null,
-                Some(Val::Hash(h)) => bulk(if h.table { "hashtable" } else { "listpack" }),
+                Some(Val::Hash(h)) => bulk(match (h.table, h.ttl.is_empty()) {
+                    (true, _) => "hashtable",
+                    (false, true) => "listpack",
+                    (false, false) => "listpackex",
+                }),
                 Some(Val::Str(s)) => bulk(if s.parse::<i64>().is_ok_and(|n| n.to_string() == *s) {
                     "int"
                 } else {
@@ -228,6 +278,89 @@ impl Model {
                 Some(Val::Hash(_)) => Err(error(WRONGTYPE)),
             },
             Op::Del(k) => Ok(Frame::Integer(self.keys[*k].take().is_some() as i64)),
+            Op::HPExpire(k, ms, cond, fields) => match self.hash(*k) {
+                Err(e) => Err(e),
+                Ok(h) => {
+                    let at = self.now + ms;
+                    let codes: Vec<i64> = fields
+                        .iter()
+                        .map(|f| match h.as_ref().filter(|h| h.get(f).is_some()) {
+                            None => -2,
+                            Some(h) => {
+                                let cur = h.ttl.get(f.as_str()).copied();
+                                let ok = match *cond {
+                                    None => true,
+                                    Some("NX") => cur.is_none(),
+                                    Some("XX") => cur.is_some(),
+                                    Some("GT") => cur.is_some_and(|c| at > c),
+                                    _ => cur.is_none_or(|c| at < c),
+                                };
+                                match (ok, at <= self.now) {
+                                    (false, _) => 0,
+                                    (true, false) => 1,
+                                    (true, true) => 2,
+                                }
+                            }
+                        })
+                        .collect();
+                    if codes.iter().any(|&c| c > 0) {
+                        let _ = self.write(*k, |h| {
+                            for (f, &c) in fields.iter().zip(&codes) {
+                                if c == 1 {
+                                    h.ttl.insert(f.clone(), at);
+                                } else if c == 2 {
+                                    h.del(f);
+                                }
+                            }
+                        });
+                    }
+                    Ok(Frame::Array(
+                        codes.into_iter().map(Frame::Integer).collect(),
+                    ))
+                }
+            },
+            Op::HPersist(k, fields) => match self.hash(*k) {
+                Err(e) => Err(e),
+                Ok(h) => {
+                    let codes: Vec<i64> = fields
+                        .iter()
+                        .map(|f| match h.as_ref().filter(|h| h.get(f).is_some()) {
+                            None => -2,
+                            Some(h) if h.ttl.contains_key(f.as_str()) => 1,
+                            Some(_) => -1,
+                        })
+                        .collect();
+                    if codes.contains(&1) {
+                        let _ = self.write(*k, |h| {
+                            for f in fields {
+                                h.ttl.remove(f.as_str());
+                            }
+                        });
+                    }
+                    Ok(Frame::Array(
+                        codes.into_iter().map(Frame::Integer).collect(),
+                    ))
+                }
+            },
+            Op::HPTtl(k, fields) => self.hash(*k).map(|h| {
+                Frame::Array(
+                    fields
+                        .iter()
+                        .map(|f| {
+                            Frame::Integer(match h.as_ref().filter(|h| h.get(f).is_some()) {
+                                None => -2,
+                                Some(h) => {
+                                    h.ttl.get(f.as_str()).map_or(-1, |&t| (t - self.now) as i64)
+                                }
+                            })
+                        })
+                        .collect(),
+                )
+            }),
+            Op::Advance(ms) => {
+                self.now += ms;
+                Ok(Frame::Simple(b"OK".to_vec()))
+            }
         };
         r.unwrap_or_else(|e| e)
     }
@@ -263,11 +396,40 @@ fn argv(op: &Op) -> Vec<String> {
         Op::Set(k, x) => v.extend(["SET".into(), key(k), x.clone()]),
         Op::Get(k) => v.extend(["GET".into(), key(k)]),
         Op::Del(k) => v.extend(["DEL".into(), key(k)]),
+        Op::HPExpire(k, ms, cond, fs) => {
+            v.extend(["HPEXPIRE".into(), key(k), ms.to_string()]);
+            v.extend(cond.map(String::from));
+            v.extend(["FIELDS".into(), fs.len().to_string()]);
+            v.extend(fs.iter().cloned());
+        }
+        Op::HPersist(k, fs) => {
+            v.extend([
+                "HPERSIST".into(),
+                key(k),
+                "FIELDS".into(),
+                fs.len().to_string(),
+            ]);
+            v.extend(fs.iter().cloned());
+        }
+        Op::HPTtl(k, fs) => {
+            v.extend([
+                "HPTTL".into(),
+                key(k),
+                "FIELDS".into(),
+                fs.len().to_string(),
+            ]);
+            v.extend(fs.iter().cloned());
+        }
+        Op::Advance(_) => v.push("PING".into()),
     }
     v
 }
 
-fn exec(ks: &mut Keyspace, op: &Op) -> Frame {
+fn exec(ks: &mut Keyspace, op: &Op, now: &mut u64) -> Frame {
+    if let Op::Advance(ms) = op {
+        *now += ms;
+        return Frame::Simple(b"OK".to_vec());
+    }
     let owned = argv(op);
     let refs: Vec<&[u8]> = owned.iter().map(|a| a.as_bytes()).collect();
     let mut out = FrameReply::new();
@@ -275,11 +437,11 @@ fn exec(ks: &mut Keyspace, op: &Op) -> Frame {
         // OBJECT is not a transaction command: run it directly.
         use cairn_engine::cmd::Command;
         match cairn_engine::cmd::object::Object::parse(&refs) {
-            Ok(c) => c.apply(ks, 0, &mut out),
+            Ok(c) => c.apply(ks, *now, &mut out),
             Err(e) => cairn_engine::Reply::error(&mut out, e.msg()),
         }
     } else {
-        apply_in_tx(ks, &refs, 0, &mut out);
+        apply_in_tx(ks, &refs, *now, &mut out);
     }
     out.take().pop().expect("one reply")
 }
@@ -321,7 +483,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => k.clone().prop_map(Op::Encoding),
         1 => (k.clone(), "[0-9a-z]{1,4}").prop_map(|(k, v)| Op::Set(k, v)),
         1 => k.clone().prop_map(Op::Get),
-        1 => k.prop_map(Op::Del),
+        1 => k.clone().prop_map(Op::Del),
+        3 => (k.clone(), prop_oneof![Just(0u64), 1..50u64, Just(1000)], prop_oneof![Just(None), Just(Some("NX")), Just(Some("XX")), Just(Some("GT")), Just(Some("LT"))], prop::collection::vec(field(), 1..4)).prop_map(|(k, ms, c, f)| Op::HPExpire(k, ms, c, f)),
+        1 => (k.clone(), prop::collection::vec(field(), 1..3)).prop_map(|(k, f)| Op::HPersist(k, f)),
+        1 => (k, prop::collection::vec(field(), 1..3)).prop_map(|(k, f)| Op::HPTtl(k, f)),
+        2 => (1..40u64).prop_map(Op::Advance),
     ]
 }
 
@@ -332,14 +498,15 @@ proptest! {
     fn engine_hashes_match_the_model(ops in prop::collection::vec(op(), 1..80)) {
         let mut ks = Keyspace::new(0x5eed);
         let mut model = Model::default();
+        let mut now = 0;
         for (i, op) in ops.iter().enumerate() {
             let want = model.apply(op);
-            let got = exec(&mut ks, op);
+            let got = exec(&mut ks, op, &mut now);
             prop_assert_eq!(&got, &want, "step {}: {:?}", i, op);
         }
         for (k, name) in KEYS.iter().enumerate() {
             let want = model.apply(&Op::HGetAll(k));
-            prop_assert_eq!(exec(&mut ks, &Op::HGetAll(k)), want, "final {}", name);
+            prop_assert_eq!(exec(&mut ks, &Op::HGetAll(k), &mut now), want, "final {}", name);
         }
         let live = model.keys.iter().filter(|v| v.is_some()).count();
         prop_assert_eq!(ks.len(), live);
