@@ -48,7 +48,9 @@ type Ttls = std::collections::BTreeMap<Box<[u8]>, u64>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Enc {
     Listpack(Listpack),
-    Table(Table),
+    /// Boxed: a small hash pays for a listpack's three words, not a
+    /// table's nine.
+    Table(Box<Table>),
 }
 
 /// The small encoding: pairs in one buffer, each length one byte.
@@ -107,15 +109,20 @@ impl Listpack {
     /// is new. An existing field keeps its place, a new one goes last.
     fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
         debug_assert!(fits_listpack(field, value));
+        // Grown to the byte, as Redis' listpack reallocates per insert: a
+        // doubling Vec would leave up to half of every small hash unused.
         match self.find(field) {
             Some((_, vat)) => {
                 let vlen = self.buf[vat] as usize;
+                self.buf.reserve_exact(value.len().saturating_sub(vlen));
                 self.buf[vat] = value.len() as u8;
                 self.buf
                     .splice(vat + 1..vat + 1 + vlen, value.iter().copied());
+                self.trim();
                 false
             }
             None => {
+                self.buf.reserve_exact(2 + field.len() + value.len());
                 self.buf.push(field.len() as u8);
                 self.buf.extend_from_slice(field);
                 self.buf.push(value.len() as u8);
@@ -126,6 +133,13 @@ impl Listpack {
         }
     }
 
+    /// Gives back spare capacity past a few bytes (after a shrink).
+    fn trim(&mut self) {
+        if self.buf.capacity() - self.buf.len() > 32 {
+            self.buf.shrink_to_fit();
+        }
+    }
+
     fn remove(&mut self, field: &[u8]) -> bool {
         let Some((at, vat)) = self.find(field) else {
             return false;
@@ -133,6 +147,7 @@ impl Listpack {
         let end = vat + 1 + self.buf[vat] as usize;
         self.buf.drain(at..end);
         self.len -= 1;
+        self.trim();
         true
     }
 }
@@ -238,7 +253,7 @@ impl Hash {
                 let pushed = t.push((f.into(), v.into()));
                 debug_assert!(pushed);
             }
-            self.enc = Enc::Table(t);
+            self.enc = Enc::Table(Box::new(t));
         }
     }
 
@@ -324,7 +339,7 @@ impl Hash {
         });
         ttl + match &self.enc {
             Enc::Listpack(l) => malloc_size(l.buf.capacity()),
-            Enc::Table(t) => t.heap_bytes(),
+            Enc::Table(t) => malloc_size(std::mem::size_of::<Table>()) + t.heap_bytes(),
         }
     }
 
@@ -413,7 +428,7 @@ impl Hash {
     pub fn restoring(table: bool, seed: u64) -> Hash {
         if table {
             Hash {
-                enc: Enc::Table(Table::new(seed, 0)),
+                enc: Enc::Table(Box::new(Table::new(seed, 0))),
                 ttl: None,
             }
         } else {

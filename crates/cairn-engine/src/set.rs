@@ -33,9 +33,11 @@ pub const MEMBERS_MAX: usize = crate::table::ENTRIES_MAX;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Set {
     /// Sorted ascending, distinct.
-    Intset(Vec<i64>),
+    Intset(Intset),
     Listpack(Listpack),
-    Table(Table),
+    /// Boxed: a small set pays for a listpack's three words, not a
+    /// table's nine.
+    Table(Box<Table>),
 }
 
 /// Why a member could not be added: the set holds [`MEMBERS_MAX`].
@@ -90,6 +92,9 @@ impl Listpack {
 
     fn push(&mut self, member: &[u8]) {
         debug_assert!(member.len() <= LISTPACK_VALUE_MAX);
+        // Grown to the byte, as Redis' listpack: a doubling Vec would
+        // leave up to half of every small set unused.
+        self.buf.reserve_exact(1 + member.len());
         self.buf.push(member.len() as u8);
         self.buf.extend_from_slice(member);
         self.len += 1;
@@ -102,6 +107,9 @@ impl Listpack {
         let end = at + 1 + self.buf[at] as usize;
         self.buf.drain(at..end);
         self.len -= 1;
+        if self.buf.capacity() - self.buf.len() > 32 {
+            self.buf.shrink_to_fit();
+        }
         true
     }
 }
@@ -129,24 +137,136 @@ fn as_int(member: &[u8]) -> Option<i64> {
     crate::num::parse_i64(member)
 }
 
+/// Integers sorted ascending in one buffer, each 2, 4 or 8 bytes (the
+/// narrowest that holds every member, as Redis' intset): a small set of
+/// small numbers costs 2 bytes a member. The width grows when a wider
+/// member arrives and never shrinks (as Redis).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Intset {
+    /// 0 while empty, then 2, 4 or 8.
+    width: u8,
+    data: Vec<u8>,
+}
+
+/// The narrowest width that holds `n`.
+fn int_width(n: i64) -> u8 {
+    if i16::try_from(n).is_ok() {
+        2
+    } else if i32::try_from(n).is_ok() {
+        4
+    } else {
+        8
+    }
+}
+
+impl Intset {
+    pub fn len(&self) -> usize {
+        if self.width == 0 {
+            0
+        } else {
+            self.data.len() / self.width as usize
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<i64> {
+        let w = self.width as usize;
+        let b = self.data.get(i * w..(i + 1) * w)?;
+        Some(match w {
+            2 => i64::from(i16::from_le_bytes([b[0], b[1]])),
+            4 => i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => i64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+        })
+    }
+
+    pub fn last(&self) -> Option<i64> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// As `slice::binary_search`.
+    pub fn binary_search(&self, n: &i64) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid).map(|m| m.cmp(n)) {
+                Some(std::cmp::Ordering::Less) => lo = mid + 1,
+                Some(std::cmp::Ordering::Greater) => hi = mid,
+                _ => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    fn put(out: &mut Vec<u8>, n: i64, w: u8) {
+        match w {
+            2 => out.extend_from_slice(&(n as i16).to_le_bytes()),
+            4 => out.extend_from_slice(&(n as i32).to_le_bytes()),
+            _ => out.extend_from_slice(&n.to_le_bytes()),
+        }
+    }
+
+    /// Inserts `n` at position `at` (from `binary_search`), widening every
+    /// member first when `n` needs it. Grown to the byte.
+    pub fn insert(&mut self, at: usize, n: i64) {
+        let w = int_width(n);
+        if w > self.width {
+            let mut data = Vec::with_capacity((self.len() + 1) * w as usize);
+            for m in self.iter() {
+                Self::put(&mut data, m, w);
+            }
+            self.data = data;
+            self.width = w;
+        }
+        let w = self.width as usize;
+        let mut bytes = Vec::with_capacity(w);
+        Self::put(&mut bytes, n, self.width);
+        self.data.reserve_exact(w);
+        self.data.splice(at * w..at * w, bytes);
+    }
+
+    /// Appends `n` (snapshot restore: members arrive in order).
+    pub fn push(&mut self, n: i64) {
+        let at = self.len();
+        self.insert(at, n);
+    }
+
+    pub fn remove(&mut self, at: usize) {
+        let w = self.width as usize;
+        self.data.drain(at * w..(at + 1) * w);
+        if self.data.capacity() - self.data.len() > 32 {
+            self.data.shrink_to_fit();
+        }
+    }
+}
+
 impl Set {
     /// An empty set for a first member and a hint of how many will come
     /// (Redis' `setTypeCreate`): an intset for an integer when the hint
     /// fits one, else a listpack when it fits one, else a table.
     pub fn for_members(first: &[u8], size_hint: usize, seed: u64) -> Set {
         if as_int(first).is_some() && size_hint <= INTSET_ENTRIES_MAX {
-            Set::Intset(Vec::new())
+            Set::Intset(Intset::default())
         } else if size_hint <= LISTPACK_ENTRIES_MAX {
             Set::Listpack(Listpack::default())
         } else {
-            Set::Table(Table::new(seed, size_hint.min(LISTPACK_ENTRIES_MAX * 8)))
+            Set::Table(Box::new(Table::new(
+                seed,
+                size_hint.min(LISTPACK_ENTRIES_MAX * 8),
+            )))
         }
     }
 
     /// The empty set a computed result (SUNIONSTORE, ...) starts from, as
     /// in Redis: an intset, converting as members arrive.
     pub fn empty() -> Set {
-        Set::Intset(Vec::new())
+        Set::Intset(Intset::default())
     }
 
     pub fn len(&self) -> usize {
@@ -182,7 +302,7 @@ impl Set {
     /// insertion order for a listpack, position order for a table).
     pub fn iter(&self) -> impl Iterator<Item = Member<'_>> + '_ {
         let (i, l, t) = match self {
-            Set::Intset(v) => (Some(v.iter().map(|&n| Member::Int(n))), None, None),
+            Set::Intset(v) => (Some(v.iter().map(Member::Int)), None, None),
             Set::Listpack(l) => (None, Some(l.iter().map(Member::Bytes)), None),
             Set::Table(t) => (
                 None,
@@ -200,7 +320,7 @@ impl Set {
     /// except for a listpack (a walk over at most 128 members).
     pub fn nth(&self, i: usize) -> Option<Member<'_>> {
         match self {
-            Set::Intset(v) => v.get(i).map(|&n| Member::Int(n)),
+            Set::Intset(v) => v.get(i).map(Member::Int),
             Set::Listpack(l) => l.iter().nth(i).map(Member::Bytes),
             Set::Table(t) => t.entries().get(i).map(|m| Member::Bytes(m)),
         }
@@ -217,7 +337,7 @@ impl Set {
             let pushed = m.with(|b| t.push(b.into()));
             debug_assert!(pushed);
         }
-        *self = Set::Table(t);
+        *self = Set::Table(Box::new(t));
     }
 
     /// Redis' `setTypeMaybeConvert`: before `size_hint` members are added
@@ -256,7 +376,7 @@ impl Set {
                 None if v.len() < LISTPACK_ENTRIES_MAX && member.len() <= LISTPACK_VALUE_MAX => {
                     let mut l = Listpack::default();
                     for n in v.iter() {
-                        l.push(itoa::Buffer::new().format(*n).as_bytes());
+                        l.push(itoa::Buffer::new().format(n).as_bytes());
                     }
                     *self = Set::Listpack(l);
                 }
@@ -334,9 +454,9 @@ impl Set {
     /// counted by [`crate::Value::heap_bytes`]).
     pub fn heap_bytes(&self) -> usize {
         match self {
-            Set::Intset(v) => malloc_size(v.capacity() * std::mem::size_of::<i64>()),
+            Set::Intset(v) => malloc_size(v.data.capacity()),
             Set::Listpack(l) => malloc_size(l.buf.capacity()),
-            Set::Table(t) => t.heap_bytes(),
+            Set::Table(t) => malloc_size(std::mem::size_of::<Table>()) + t.heap_bytes(),
         }
     }
 
@@ -345,9 +465,9 @@ impl Set {
     /// An empty set of an encoding: 0 intset, 1 listpack, 2 hashtable.
     pub fn restoring(encoding: u8, seed: u64) -> Option<Set> {
         match encoding {
-            0 => Some(Set::Intset(Vec::new())),
+            0 => Some(Set::Intset(Intset::default())),
             1 => Some(Set::Listpack(Listpack::default())),
-            2 => Some(Set::Table(Table::new(seed, 0))),
+            2 => Some(Set::Table(Box::new(Table::new(seed, 0)))),
             _ => None,
         }
     }
@@ -367,7 +487,7 @@ impl Set {
         match self {
             Set::Intset(v) => {
                 let n = as_int(member).ok_or("intset member that is not an integer")?;
-                if v.last().is_some_and(|&last| last >= n) {
+                if v.last().is_some_and(|last| last >= n) {
                     return Err("intset members out of order");
                 }
                 if v.len() >= INTSET_ENTRIES_MAX {
@@ -402,6 +522,54 @@ impl Set {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_intset_widens_only_as_needed_and_keeps_its_order() {
+        let mut v = Intset::default();
+        let mut model: Vec<i64> = Vec::new();
+        let values = [
+            5,
+            -3,
+            i64::from(i16::MAX),
+            i64::from(i16::MIN),
+            70_000,
+            i64::from(i32::MIN),
+            i64::MAX,
+            i64::MIN,
+            0,
+            -40_000,
+        ];
+        for (step, n) in values.into_iter().enumerate() {
+            let at = v.binary_search(&n).unwrap_err();
+            v.insert(at, n);
+            let Err(m) = model.binary_search(&n) else {
+                panic!()
+            };
+            model.insert(m, n);
+            assert_eq!(v.iter().collect::<Vec<_>>(), model, "step {step}");
+            let want = model.iter().map(|&m| int_width(m)).max().unwrap();
+            assert_eq!(v.width, want);
+            assert_eq!(v.data.len(), model.len() * want as usize);
+        }
+        for n in &model {
+            assert!(v.binary_search(n).is_ok());
+        }
+        assert_eq!(
+            v.binary_search(&1),
+            Err(model.binary_search(&1).unwrap_err())
+        );
+        let at = v.binary_search(&i64::MIN).unwrap();
+        v.remove(at);
+        assert_eq!(v.last(), Some(i64::MAX));
+        assert_eq!(v.get(0), Some(i64::from(i32::MIN)));
+        assert_eq!(v.get(99), None);
+        // Sixteen small numbers take 2 bytes each.
+        let mut small = Intset::default();
+        for n in 0..16 {
+            small.push(n);
+        }
+        assert_eq!((small.width, small.data.capacity()), (2, 32));
+    }
+
     use super::*;
 
     fn members(s: &Set) -> Vec<Vec<u8>> {
