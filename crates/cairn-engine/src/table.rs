@@ -27,17 +27,6 @@ pub trait TableEntry {
     fn heap_bytes(&self) -> usize;
 }
 
-/// A hash's field and value.
-impl TableEntry for (Box<[u8]>, Box<[u8]>) {
-    fn key(&self) -> &[u8] {
-        &self.0
-    }
-
-    fn heap_bytes(&self) -> usize {
-        malloc_size(self.0.len()) + malloc_size(self.1.len())
-    }
-}
-
 /// A set's member.
 impl TableEntry for Box<[u8]> {
     fn key(&self) -> &[u8] {

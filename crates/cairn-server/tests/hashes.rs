@@ -244,8 +244,9 @@ fn a_big_hash_scans_completely_in_several_calls() {
     let (seen, calls) = scan_all(&mut c, "HSCAN", "big", 100, &["NOVALUES"]);
     assert_eq!(seen.len(), 1000);
     assert!(calls >= 10, "{calls} calls");
+    // Per field at least the pair's allocation (32) and its slot (16).
     let usage = memory_usage(&mut c, "big");
-    assert!(usage > 1000 * 64, "{usage}");
+    assert!(usage > 1000 * 48, "{usage}");
 }
 
 fn ints(v: Value) -> Vec<i64> {
