@@ -264,3 +264,30 @@ fn fuzz_seeds_apply_alike_on_two_replicas() {
     }
     assert!(seen >= 6, "{seen} seeds");
 }
+
+/// How long LCS takes at its bound (about 2^27 cells). Run in release:
+/// `cargo test --release -p cairn-engine --test bitmaps -- --ignored`.
+#[test]
+#[ignore = "measurement; run in release"]
+fn lcs_at_the_bound() {
+    let mut ks = Keyspace::new(1);
+    let n = 11_580; // (n+1)^2 just under 2^27
+    let a: String = (0..n)
+        .map(|i| (b'a' + (i * 7 % 13) as u8) as char)
+        .collect();
+    let b: String = (0..n)
+        .map(|i| (b'a' + (i * 5 % 11) as u8) as char)
+        .collect();
+    run(&mut ks, &format!("SET a {a}"));
+    run(&mut ks, &format!("SET b {b}"));
+    for opt in ["LEN", "IDX"] {
+        let t = std::time::Instant::now();
+        let r = run(&mut ks, &format!("LCS a b {opt}"));
+        assert!(!matches!(r, Frame::Error(_)), "{r:?}");
+        eprintln!(
+            "LCS {opt} of {} cells: {:?}",
+            (n + 1) * (n + 1),
+            t.elapsed()
+        );
+    }
+}
