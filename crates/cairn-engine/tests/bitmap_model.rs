@@ -29,14 +29,17 @@ enum FieldOp {
     Overflow(Ow),
 }
 
+/// BITPOS's optional start, then optional end and unit.
+type PosRange = Option<(i64, Option<(i64, Option<bool>)>)>;
+
 #[derive(Clone, Debug)]
-enum Op {
+enum Step {
     SetBit(usize, u64, bool),
     GetBit(usize, u64),
     /// Range and unit (true: BIT).
     BitCount(usize, Option<(i64, i64, Option<bool>)>),
     /// Bit, then start, end, unit.
-    BitPos(usize, bool, Option<(i64, Option<(i64, Option<bool>)>)>),
+    BitPos(usize, bool, PosRange),
     /// 0 AND, 1 OR, 2 XOR, 3 NOT; destination, sources.
     BitOp(u8, usize, Vec<usize>),
     BitField(usize, Vec<FieldOp>, bool),
@@ -217,19 +220,19 @@ impl Model {
         Ok(Frame::Array(out))
     }
 
-    fn apply(&mut self, op: &Op) -> Frame {
+    fn apply(&mut self, op: &Step) -> Frame {
         let r = match op {
-            Op::SetBit(k, off, on) => self.string(*k).map(|s| s.cloned()).map(|s| {
+            Step::SetBit(k, off, on) => self.string(*k).map(|s| s.cloned()).map(|s| {
                 let mut s = s.unwrap_or_default();
                 let old = bit(&s, *off);
                 put_bit(&mut s, *off, *on);
                 self.keys[*k] = Some(Val::Str(s));
                 int(old as i64)
             }),
-            Op::GetBit(k, off) => self
+            Step::GetBit(k, off) => self
                 .string(*k)
                 .map(|s| int(s.is_some_and(|s| bit(s, *off)) as i64)),
-            Op::BitCount(k, range) => self.string(*k).map(|s| {
+            Step::BitCount(k, range) => self.string(*k).map(|s| {
                 let Some(s) = s else { return int(0) };
                 let (first, last) = match *range {
                     None => (0, (s.len() as u64 * 8).wrapping_sub(1)),
@@ -246,7 +249,7 @@ impl Model {
                 }
                 int((first..=last).filter(|&i| bit(s, i)).count() as i64)
             }),
-            Op::BitPos(k, b, range) => self.string(*k).map(|s| {
+            Step::BitPos(k, b, range) => self.string(*k).map(|s| {
                 let Some(s) = s else {
                     return int(if *b { -1 } else { 0 });
                 };
@@ -264,7 +267,7 @@ impl Model {
                     None => int(s.len() as i64 * 8),
                 }
             }),
-            Op::BitOp(o, dest, srcs) => {
+            Step::BitOp(o, dest, srcs) => {
                 let mut strs = Vec::new();
                 for k in srcs {
                     match self.string(*k) {
@@ -289,12 +292,12 @@ impl Model {
                 self.keys[*dest] = (!out.is_empty()).then_some(Val::Str(out));
                 Ok(int(len as i64))
             }
-            Op::BitField(k, ops, ro) => self.bitfield(*k, ops, *ro),
-            Op::Set(k, v) => {
+            Step::BitField(k, ops, ro) => self.bitfield(*k, ops, *ro),
+            Step::Set(k, v) => {
                 self.keys[*k] = Some(Val::Str(v.clone()));
                 Ok(Frame::Simple(b"OK".to_vec()))
             }
-            Op::HSet(k) => match &self.keys[*k] {
+            Step::HSet(k) => match &self.keys[*k] {
                 Some(Val::Str(_)) => Err(error(WRONGTYPE)),
                 Some(Val::Hash) => Ok(int(0)),
                 None => {
@@ -302,8 +305,8 @@ impl Model {
                     Ok(int(1))
                 }
             },
-            Op::Del(k) => Ok(int(self.keys[*k].take().is_some() as i64)),
-            Op::Get(k) => self.string(*k).map(|s| match s {
+            Step::Del(k) => Ok(int(self.keys[*k].take().is_some() as i64)),
+            Step::Get(k) => self.string(*k).map(|s| match s {
                 Some(s) => Frame::Bulk(s.clone()),
                 None => Frame::Null,
             }),
@@ -316,7 +319,7 @@ fn field_args(signed: bool, bits: u32, off: u64) -> [String; 2] {
     [
         format!("{}{bits}", if signed { "i" } else { "u" }),
         // Some offsets in fields (#n) when they divide evenly.
-        if off % u64::from(bits) == 0 && off % 3 == 0 {
+        if off.is_multiple_of(u64::from(bits)) && off.is_multiple_of(3) {
             format!("#{}", off / u64::from(bits))
         } else {
             off.to_string()
@@ -324,25 +327,25 @@ fn field_args(signed: bool, bits: u32, off: u64) -> [String; 2] {
     ]
 }
 
-fn argv(op: &Op) -> Vec<Vec<u8>> {
-    if let Op::Set(key, val) = op {
+fn argv(op: &Step) -> Vec<Vec<u8>> {
+    if let Step::Set(key, val) = op {
         return vec![b"SET".to_vec(), KEYS[*key].as_bytes().to_vec(), val.clone()];
     }
     words(op).into_iter().map(String::into_bytes).collect()
 }
 
-fn words(op: &Op) -> Vec<String> {
+fn words(op: &Step) -> Vec<String> {
     let k = |i: &usize| KEYS[*i].to_string();
     let s = |x: &str| x.to_string();
     match op {
-        Op::SetBit(key, off, on) => vec![
+        Step::SetBit(key, off, on) => vec![
             s("SETBIT"),
             k(key),
             off.to_string(),
             s(if *on { "1" } else { "0" }),
         ],
-        Op::GetBit(key, off) => vec![s("GETBIT"), k(key), off.to_string()],
-        Op::BitCount(key, range) => {
+        Step::GetBit(key, off) => vec![s("GETBIT"), k(key), off.to_string()],
+        Step::BitCount(key, range) => {
             let mut v = vec![s("BITCOUNT"), k(key)];
             if let Some((a, b, u)) = range {
                 v.extend([a.to_string(), b.to_string()]);
@@ -350,7 +353,7 @@ fn words(op: &Op) -> Vec<String> {
             }
             v
         }
-        Op::BitPos(key, b, range) => {
+        Step::BitPos(key, b, range) => {
             let mut v = vec![s("BITPOS"), k(key), s(if *b { "1" } else { "0" })];
             if let Some((st, rest)) = range {
                 v.push(st.to_string());
@@ -361,7 +364,7 @@ fn words(op: &Op) -> Vec<String> {
             }
             v
         }
-        Op::BitOp(o, dest, srcs) => {
+        Step::BitOp(o, dest, srcs) => {
             let mut v = vec![
                 s("BITOP"),
                 s(["AND", "OR", "XOR", "NOT"][*o as usize]),
@@ -370,7 +373,7 @@ fn words(op: &Op) -> Vec<String> {
             v.extend(srcs.iter().map(k));
             v
         }
-        Op::BitField(key, ops, ro) => {
+        Step::BitField(key, ops, ro) => {
             let mut v = vec![s(if *ro { "BITFIELD_RO" } else { "BITFIELD" }), k(key)];
             for o in ops {
                 match *o {
@@ -399,14 +402,14 @@ fn words(op: &Op) -> Vec<String> {
             }
             v
         }
-        Op::Set(..) => unreachable!("argv writes SET's bytes"),
-        Op::HSet(key) => vec![s("HSET"), k(key), s("f"), s("v")],
-        Op::Del(key) => vec![s("DEL"), k(key)],
-        Op::Get(key) => vec![s("GET"), k(key)],
+        Step::Set(..) => unreachable!("argv writes SET's bytes"),
+        Step::HSet(key) => vec![s("HSET"), k(key), s("f"), s("v")],
+        Step::Del(key) => vec![s("DEL"), k(key)],
+        Step::Get(key) => vec![s("GET"), k(key)],
     }
 }
 
-fn exec(ks: &mut Keyspace, op: &Op) -> Frame {
+fn exec(ks: &mut Keyspace, op: &Step) -> Frame {
     let owned = argv(op);
     let refs: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
     let mut out = FrameReply::new();
@@ -475,30 +478,30 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (key(), offset(), any::<bool>()).prop_map(|(k, o, b)| Op::SetBit(k, o, b)),
-        3 => (key(), offset()).prop_map(|(k, o)| Op::GetBit(k, o)),
+        4 => (key(), offset(), any::<bool>()).prop_map(|(k, o, b)| Step::SetBit(k, o, b)),
+        3 => (key(), offset()).prop_map(|(k, o)| Step::GetBit(k, o)),
         3 => (key(), proptest::option::of((position(), position(), unit_arg())))
-            .prop_map(|(k, r)| Op::BitCount(k, r)),
+            .prop_map(|(k, r)| Step::BitCount(k, r)),
         3 => (
             key(),
             any::<bool>(),
             proptest::option::of((position(), proptest::option::of((position(), unit_arg()))))
         )
-            .prop_map(|(k, b, r)| Op::BitPos(k, b, r)),
+            .prop_map(|(k, b, r)| Step::BitPos(k, b, r)),
         2 => (0..4u8, key(), proptest::collection::vec(key(), 1..4)).prop_map(|(o, d, mut s)| {
             if o == 3 {
                 s.truncate(1);
             }
-            Op::BitOp(o, d, s)
+            Step::BitOp(o, d, s)
         }),
         4 => (key(), proptest::collection::vec(field_op(), 0..6), prop::bool::weighted(0.2))
-            .prop_map(|(k, ops, ro)| Op::BitField(k, ops, ro)),
-        2 => (key(), value()).prop_map(|(k, v)| Op::Set(k, v)),
-        1 => key().prop_map(Op::HSet),
-        1 => key().prop_map(Op::Del),
-        1 => key().prop_map(Op::Get),
+            .prop_map(|(k, ops, ro)| Step::BitField(k, ops, ro)),
+        2 => (key(), value()).prop_map(|(k, v)| Step::Set(k, v)),
+        1 => key().prop_map(Step::HSet),
+        1 => key().prop_map(Step::Del),
+        1 => key().prop_map(Step::Get),
     ]
 }
 
@@ -514,9 +517,9 @@ proptest! {
             let got = exec(&mut ks, op);
             prop_assert_eq!(&got, &want, "step {}: {:?}", i, op);
         }
-        for k in 0..KEYS.len() {
-            let want = model.apply(&Op::Get(k));
-            prop_assert_eq!(exec(&mut ks, &Op::Get(k)), want, "final {}", KEYS[k]);
+        for (k, name) in KEYS.iter().enumerate() {
+            let want = model.apply(&Step::Get(k));
+            prop_assert_eq!(exec(&mut ks, &Step::Get(k)), want, "final {}", name);
         }
         let live = model.keys.iter().filter(|v| v.is_some()).count();
         prop_assert_eq!(ks.len(), live);
@@ -528,13 +531,13 @@ proptest! {
 fn the_model_sees_a_wrong_answer() {
     let mut ks = Keyspace::new(1);
     let mut model = Model::default();
-    let set = Op::SetBit(0, 9, true);
+    let set = Step::SetBit(0, 9, true);
     assert_eq!(exec(&mut ks, &set), model.apply(&set));
-    let count = Op::BitCount(0, Some((0, 0, None)));
+    let count = Step::BitCount(0, Some((0, 0, None)));
     assert_eq!(exec(&mut ks, &count), model.apply(&count));
     model.keys[0] = Some(Val::Str(vec![0, 0x41]));
     assert_ne!(
-        exec(&mut ks, &Op::BitCount(0, None)),
-        model.apply(&Op::BitCount(0, None))
+        exec(&mut ks, &Step::BitCount(0, None)),
+        model.apply(&Step::BitCount(0, None))
     );
 }
