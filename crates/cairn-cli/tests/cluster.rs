@@ -2431,6 +2431,10 @@ fn bitmap_writes_replicate_and_bitfield_gets_are_reads() {
         arr(vec![int(255), int(10)])
     );
     assert_eq!(ro.cmd(&[b"GETBIT", b"{bk}:a", b"7"]).unwrap(), int(1));
+    assert_eq!(
+        ro.cmd(&[b"LCS", b"{bk}:a", b"{bk}:x", b"LEN"]).unwrap(),
+        int(11)
+    );
     // Transactions hold bit commands.
     let mut conn = Conn::open(c.ports[proxy]).unwrap();
     for argv in [
