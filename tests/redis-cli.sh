@@ -178,6 +178,22 @@ c "get after setrange" "Hello Redis" GET ap
 c "setrange pads" "6" SETRANGE padded 5 x
 c "padded value" '"\x00\x00\x00\x00\x00x"' --no-raw GET padded
 
+# Bitmaps and LCS
+c "setbit" "0" SETBIT bm 7 1
+c "getbit" "1" GETBIT bm 7
+c "setbit grows" "0" SETBIT bm 23 1
+c "bitcount" "2" BITCOUNT bm
+c "bitcount bit range" "1" BITCOUNT bm 8 -1 BIT
+c "bitpos" "7" BITPOS bm 1
+c "bitop" "3" BITOP NOT bmn bm
+c "bitfield" $'1\n-1' BITFIELD bm GET u8 0 INCRBY i4 '#1' -2
+c "bitfield_ro" "-1" BITFIELD_RO bm GET i4 4
+c "bitfield bad type" "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is." BITFIELD bm GET u64 0
+c "setbit bad offset" "ERR bit offset is not an integer or out of range" SETBIT bm -1 1
+c "lcs set" "OK" MSET l1 ohmytext l2 mynewtext
+c "lcs" "mytext" LCS l1 l2
+c "lcs len" "6" LCS l1 l2 LEN
+
 # EXPIRE / TTL / PERSIST
 c "expire" "1" EXPIRE ap 100
 c "ttl" "100" TTL ap

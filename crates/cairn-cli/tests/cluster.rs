@@ -2291,6 +2291,184 @@ fn set_writes_replicate_and_survive_a_leader_change() {
     assert!(!c.converged_digests().is_empty());
 }
 
+/// Bitmaps on a 3-node durable cluster: SETBIT, BITFIELD and BITOP
+/// writes through the leader and a proxy converge to equal digests;
+/// reads (GETBIT, BITCOUNT, BITPOS, LCS, BITFIELD_RO and a BITFIELD of
+/// GETs only) and invalid writes never reach the log (no applied index
+/// moves); BITOP and LCS need one group; a READONLY connection reads a
+/// replica with a GET-only BITFIELD; transactions hold bit commands; the
+/// bits survive a leader change.
+#[test]
+fn bitmap_writes_replicate_and_bitfield_gets_are_reads() {
+    let _serial = serial();
+    let (mut c, leader, proxy) = cluster_with_key(b"{bk}");
+    let int = Reply::Int;
+    let arr = Reply::Array;
+    for (node, argv, want) in [
+        (leader, &[&b"SETBIT"[..], b"{bk}:a", b"7", b"1"][..], int(0)),
+        (proxy, &[b"SETBIT", b"{bk}:a", b"100", b"1"], int(0)),
+        (
+            proxy,
+            &[
+                b"BITFIELD",
+                b"{bk}:b",
+                b"SET",
+                b"u8",
+                b"0",
+                b"255",
+                b"INCRBY",
+                b"i5",
+                b"8",
+                b"20",
+            ],
+            arr(vec![int(0), int(-12)]),
+        ),
+        (
+            leader,
+            &[b"BITOP", b"XOR", b"{bk}:x", b"{bk}:a", b"{bk}:b"],
+            int(13),
+        ),
+        // "1" is the byte 0x31: its first bit is clear.
+        (proxy, &[b"SETBIT", b"{bk}", b"0", b"1"], int(0)),
+    ] {
+        assert_eq!(until_answered_or_error(&c, node, argv), want, "{argv:?}");
+    }
+    let before = c.converged_digests();
+    for node in [leader, proxy] {
+        for (argv, want) in [
+            (&[&b"GETBIT"[..], b"{bk}:a", b"100"][..], int(1)),
+            (&[b"BITCOUNT", b"{bk}:x"], int(10)),
+            (&[b"BITPOS", b"{bk}:x", b"0"], int(7)),
+            (&[b"LCS", b"{bk}:a", b"{bk}:x", b"LEN"], int(11)),
+            (
+                &[b"BITFIELD", b"{bk}:b", b"GET", b"u8", b"0"],
+                arr(vec![int(255)]),
+            ),
+            (
+                &[
+                    b"BITFIELD",
+                    b"{bk}:b",
+                    b"OVERFLOW",
+                    b"SAT",
+                    b"GET",
+                    b"i5",
+                    b"8",
+                ],
+                arr(vec![int(-12)]),
+            ),
+            (
+                &[b"BITFIELD_RO", b"{bk}:b", b"GET", b"i5", b"8"],
+                arr(vec![int(-12)]),
+            ),
+        ] {
+            assert_eq!(until_answered_or_error(&c, node, argv), want, "{argv:?}");
+        }
+        for (argv, want) in [
+            (
+                &[&b"SETBIT"[..], b"{bk}:a", b"1", b"2"][..],
+                "ERR bit is not an integer or out of range",
+            ),
+            (
+                &[b"SETBIT", b"{bk}:a", b"-1", b"1"],
+                "ERR bit offset is not an integer or out of range",
+            ),
+            (
+                &[b"BITFIELD", b"{bk}:a", b"SET", b"i8", b"0", b"x"],
+                "ERR value is not an integer or out of range",
+            ),
+            (
+                &[b"BITFIELD", b"{bk}:a", b"GET", b"u64", b"0"],
+                "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.",
+            ),
+            (
+                &[b"BITFIELD_RO", b"{bk}:a", b"SET", b"i8", b"0", b"1"],
+                "ERR BITFIELD_RO only supports the GET subcommand",
+            ),
+            (
+                &[b"BITOP", b"NOT", b"{bk}:d", b"{bk}:a", b"{bk}:b"],
+                "ERR BITOP NOT must be called with a single source key.",
+            ),
+            (
+                &[b"BITOP", b"AND", b"a", b"b"],
+                "CROSSSLOT Keys in request don't hash to the same slot",
+            ),
+            (
+                &[b"LCS", b"a", b"b"],
+                "CROSSSLOT Keys in request don't hash to the same slot",
+            ),
+        ] {
+            match until_answered_or_error(&c, node, argv) {
+                Reply::Error(e) => assert_eq!(e, want, "{argv:?}"),
+                other => panic!("{argv:?}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        c.converged_digests(),
+        before,
+        "a read or an invalid write was proposed"
+    );
+    // A replica's own copy, through READONLY.
+    let follower = c
+        .live()
+        .into_iter()
+        .find(|&i| i != leader)
+        .expect("a follower");
+    let mut ro = Conn::open(c.ports[follower]).unwrap();
+    assert_eq!(ro.cmd(&[b"READONLY"]).unwrap(), Reply::Simple("OK".into()));
+    assert_eq!(
+        ro.cmd(&[
+            b"BITFIELD",
+            b"{bk}:b",
+            b"GET",
+            b"u8",
+            b"0",
+            b"GET",
+            b"u4",
+            b"8"
+        ])
+        .unwrap(),
+        arr(vec![int(255), int(10)])
+    );
+    assert_eq!(ro.cmd(&[b"GETBIT", b"{bk}:a", b"7"]).unwrap(), int(1));
+    assert_eq!(
+        ro.cmd(&[b"LCS", b"{bk}:a", b"{bk}:x", b"LEN"]).unwrap(),
+        int(11)
+    );
+    // Transactions hold bit commands.
+    let mut conn = Conn::open(c.ports[proxy]).unwrap();
+    for argv in [
+        &[&b"MULTI"[..]][..],
+        &[b"SETBIT", b"{bk}:m", b"1", b"1"],
+        &[b"BITFIELD", b"{bk}:m", b"GET", b"u8", b"0"],
+        &[b"BITCOUNT", b"{bk}:m"],
+        &[b"LCS", b"{bk}:m", b"{bk}:m", b"LEN"],
+        &[b"EXEC"],
+    ] {
+        conn.send(argv).unwrap();
+    }
+    let replies: Vec<Reply> = (0..6).map(|_| conn.read().unwrap()).collect();
+    assert_eq!(
+        replies[5],
+        arr(vec![int(0), arr(vec![int(64)]), int(1), int(1)])
+    );
+    let x = until_answered(&c, proxy, &[b"GET", b"{bk}:x"]);
+    assert!(!c.converged_digests().is_empty());
+    let leader = c.leader_of(b"{bk}").expect("a leader");
+    c.kill(leader);
+    let other = c.live().into_iter().find(|&i| i != leader).unwrap();
+    assert_eq!(until_answered(&c, other, &[b"GET", b"{bk}:x"]), x);
+    assert_eq!(
+        until_answered(&c, other, &[b"SETBIT", b"{bk}:x", b"7", b"1"]),
+        int(0)
+    );
+    assert_eq!(
+        until_answered(&c, other, &[b"BITCOUNT", b"{bk}:x"]),
+        int(11)
+    );
+    assert!(!c.converged_digests().is_empty());
+}
+
 /// Polls `f` every 100 ms until it is true (at most 20 s).
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);

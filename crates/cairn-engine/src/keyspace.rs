@@ -694,6 +694,48 @@ impl Keyspace {
         r
     }
 
+    /// Applies `f` to the string at `key` as raw bytes at least `len`
+    /// long, for a bit write (SETBIT, BITFIELD), as Redis'
+    /// `lookupStringForBitCommand`: an absent key becomes `len` zero
+    /// bytes, a shorter string grows with zeros, and any string takes
+    /// the raw encoding (an `int` one becomes its digits). `f` answers
+    /// its result and whether it changed a byte; the key is marked
+    /// changed (WATCH) only when it was created, grew or changed, as
+    /// Redis signals. Another type is WRONGTYPE and changes nothing.
+    /// The caller bounds `len` (the string length limit).
+    pub fn write_bits<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> (R, bool),
+    ) -> Result<R, &'static str> {
+        let Some(pos) = self.find(key, now_ms) else {
+            let mut buf = vec![0u8; len];
+            let (r, _) = f(&mut buf);
+            self.insert(key, Value::Growable(Box::new(buf)), Some(None), now_ms);
+            return Ok(r);
+        };
+        if !self.entries[pos].value.is_string() {
+            return Err(WRONGTYPE);
+        }
+        self.touch_at(pos, now_ms);
+        let value = &mut self.entries[pos].value;
+        let before = value.heap_bytes();
+        let buf = value.make_growable();
+        let grew = buf.len() < len;
+        if grew {
+            buf.resize(len, 0);
+        }
+        let (r, changed) = f(buf);
+        let after = value.heap_bytes();
+        self.heap_bytes = self.heap_bytes + after - before;
+        if grew || changed {
+            self.mark(pos);
+        }
+        Ok(r)
+    }
+
     /// Stores `value` under `key`. `expire` is `Some(deadline)`,
     /// `Some(None)` to clear any deadline, or `None` to keep the existing
     /// one (KEEPTTL). Returns whether the key already existed.

@@ -20,6 +20,7 @@
 //! The rule that must not be broken: nothing in this crate reads a clock,
 //! an RNG or does I/O. Time is an argument; randomness is seeded state.
 
+pub mod bits;
 pub mod bytes;
 pub mod cmd;
 pub mod evict;

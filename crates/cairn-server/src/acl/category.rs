@@ -84,6 +84,7 @@ pub(crate) fn of(spec: &Spec) -> u32 {
     }
     c |= match spec.group {
         "string" => b("string"),
+        "bitmap" => b("bitmap"),
         "hash" => b("hash"),
         "list" => b("list"),
         "set" => b("set"),
@@ -139,7 +140,9 @@ pub(crate) fn key_use(spec: &Spec, argv: &[&[u8]], pos: usize) -> KeyUse {
         "getset" | "getdel" | "getex" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat"
         | "hincrby" | "hincrbyfloat" | "lpop" | "rpop" | "lmpop" | "blpop" | "brpop" | "blmpop"
         | "spop" | "zpopmin" | "zpopmax" | "bzpopmin" | "bzpopmax" | "zmpop" | "bzmpop"
-        | "zincrby" => KeyUse::ReadWrite,
+        | "zincrby" | "setbit" => KeyUse::ReadWrite,
+        "bitfield" if cairn_engine::cmd::bitfield::only_reads(argv) => KeyUse::Read,
+        "bitfield" => KeyUse::ReadWrite,
         "rename" | "renamenx" | "lmove" | "blmove" | "rpoplpush" | "brpoplpush" | "smove"
             if pos == 1 =>
         {
@@ -153,6 +156,8 @@ pub(crate) fn key_use(spec: &Spec, argv: &[&[u8]], pos: usize) -> KeyUse {
         {
             KeyUse::Read
         }
+        // BITOP op dest src...: the sources are read.
+        "bitop" if pos > 2 => KeyUse::Read,
         "set" if argv[3..].iter().any(|a| a.eq_ignore_ascii_case(b"GET")) => KeyUse::ReadWrite,
         _ if spec.flags & WRITE != 0 => KeyUse::Write,
         _ if spec.flags & READONLY != 0 => KeyUse::Read,
@@ -189,6 +194,13 @@ mod tests {
             ("set", &["write", "string", "slow"]),
             ("getrange", &["read", "string", "slow"]),
             ("hset", &["write", "hash", "fast"]),
+            ("setbit", &["write", "bitmap", "slow"]),
+            ("getbit", &["read", "bitmap", "fast"]),
+            ("bitcount", &["read", "bitmap", "slow"]),
+            ("bitop", &["write", "bitmap", "slow"]),
+            ("bitfield", &["write", "bitmap", "slow"]),
+            ("bitfield_ro", &["read", "bitmap", "fast"]),
+            ("lcs", &["read", "string", "slow"]),
             ("hgetall", &["read", "hash", "slow"]),
             ("del", &["keyspace", "write", "slow"]),
             ("exists", &["keyspace", "read", "fast"]),

@@ -162,7 +162,11 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
             }
         }
     }
-    let write = spec.flags & WRITE != 0;
+    // A BITFIELD of GETs only is a read (BITFIELD_RO's work), served
+    // like one: from a READONLY connection's replica, or after a read
+    // barrier, never through the log.
+    let write = spec.flags & WRITE != 0
+        && !(spec.name == "bitfield" && cairn_engine::cmd::bitfield::only_reads(argv));
     if !write && (conn.readonly || shared.config.unsafe_stale_reads) {
         return Route::Local;
     }

@@ -226,6 +226,15 @@ static TABLE: &[Spec] = &[
     spec!("incrby", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", eng!(incr::IncrBy<1, true>)),
     spec!("decrby", -3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", eng!(incr::DecrBy)),
     spec!("incrbyfloat", 3, WRITE | DENYOOM | FAST, 1, 1, 1, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", eng!(incrbyfloat::IncrByFloat)),
+    spec!("lcs", -3, READONLY, 1, 2, 1, "string", "7.0.0", "Finds the longest common substring.", eng!(lcs::Lcs)),
+    // bitmaps (docs/design/datatypes.md, "Bitmaps and LCS")
+    spec!("setbit", 4, WRITE | DENYOOM, 1, 1, 1, "bitmap", "2.2.0", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", eng!(setbit::SetBit)),
+    spec!("getbit", 3, READONLY | FAST, 1, 1, 1, "bitmap", "2.2.0", "Returns a bit value by offset.", eng!(getbit::GetBit)),
+    spec!("bitcount", -2, READONLY, 1, 1, 1, "bitmap", "2.6.0", "Counts the number of set bits (population counting) in a string.", eng!(bitcount::BitCount)),
+    spec!("bitpos", -3, READONLY, 1, 1, 1, "bitmap", "2.8.7", "Finds the first set (1) or clear (0) bit in a string.", eng!(bitpos::BitPos)),
+    spec!("bitop", -4, WRITE | DENYOOM, 2, -1, 1, "bitmap", "2.6.0", "Performs bitwise operations on multiple strings, and stores the result.", eng!(bitop::BitOp)),
+    spec!("bitfield", -2, WRITE | DENYOOM, 1, 1, 1, "bitmap", "3.2.0", "Performs arbitrary bitfield integer operations on strings.", eng!(bitfield::BitField<false>)),
+    spec!("bitfield_ro", -2, READONLY | FAST, 1, 1, 1, "bitmap", "6.0.0", "Performs arbitrary read-only bitfield integer operations on strings.", eng!(bitfield::BitFieldRo)),
     // hashes (docs/design/datatypes.md)
     spec!("hset", -4, WRITE | DENYOOM | FAST, 1, 1, 1, "hash", "2.0.0", "Creates or modifies the value of a field in a hash.", eng!(hset::HSet<false>)),
     spec!("hmset", -4, WRITE | DENYOOM | FAST, 1, 1, 1, "hash", "2.0.0", "Sets the values of multiple fields.", eng!(hset::HMSet)),
