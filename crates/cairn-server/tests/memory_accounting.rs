@@ -31,12 +31,15 @@ enum Shape<'a> {
     Set(usize),
     /// A set of this many small integers (an intset up to 512).
     Ints(usize),
+    /// A list of this many elements like `element:000123` (chunks of up
+    /// to 8 KiB).
+    List(usize),
 }
 
 fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
     let per_key = match shape {
         Shape::Str(_) => 1,
-        Shape::Set(m) | Shape::Ints(m) => m,
+        Shape::Set(m) | Shape::Ints(m) | Shape::List(m) => m,
     };
     let keys_per_batch = (1000 / per_key).max(1);
     for chunk in 0..n.div_ceil(keys_per_batch) {
@@ -53,6 +56,16 @@ fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
                 }
                 Shape::Ints(m) => {
                     p.sadd(key, (0..m as i64).collect::<Vec<_>>()).ignore();
+                }
+                Shape::List(m) => {
+                    // At most 1000 elements a command (a long list grows
+                    // over many pushes, not one huge request).
+                    for from in (0..m).step_by(1000) {
+                        let elements: Vec<String> = (from..(from + 1000).min(m))
+                            .map(|j| format!("element:{j:06}"))
+                            .collect();
+                        p.rpush(&key, elements).ignore();
+                    }
                 }
             }
         }
@@ -98,6 +111,8 @@ fn dataset_accounting_matches_rss_growth() {
         check("listpack-sets", 20_000, Shape::Set(20)),
         check("table-sets", 100, Shape::Set(2_000)),
         check("intsets", 20_000, Shape::Ints(100)),
+        check("lists", 20_000, Shape::List(16)),
+        check("quicklists", 20, Shape::List(50_000)),
     ];
     for h in servers {
         h.shutdown();
