@@ -43,6 +43,10 @@
 //!           decimal, ascending
 //! list      LIST | key_len | key | meta u32 | encoding u8 (0 listpack,
 //!           1 quicklist) | count (>= 1) | (len | element)*   head first
+//! zset      ZSET | key_len | key | meta u32 | encoding u8 (0 listpack,
+//!           1 skiplist) | count (>= 1) | (member_len | member
+//!           | score f64)*   a listpack in order, a skiplist in its
+//!           table's order
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
@@ -57,7 +61,10 @@
 //! hash iterates, scans and samples like the original); older snapshots
 //! hold only strings and load as before. Version 7 added set and list
 //! entries (members and elements in the value's own order, the same
-//! reasons); older snapshots hold neither and load as before.
+//! reasons); older snapshots hold neither and load as before. Version 8
+//! added sorted-set entries (a listpack's members in order, a skiplist's
+//! in its table's order, which ZSCAN and ZRANDMEMBER follow); older
+//! snapshots hold none and load as before.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -78,10 +85,14 @@ use crate::keyspace::Keyspace;
 use crate::list::List;
 use crate::set::Set;
 use crate::value::Value;
+use crate::zset::ZSet;
 
-/// 7: set entries (`tag::SET`) and list entries (`tag::LIST`), built on
-/// parallel branches and merged as one bump.
-pub const SNAPSHOT_VERSION: u8 = 7;
+/// 8: sorted-set entries (`tag::ZSET`). 7: set entries (`tag::SET`) and
+/// list entries (`tag::LIST`), built on parallel branches and merged as
+/// one bump.
+pub const SNAPSHOT_VERSION: u8 = 8;
+/// First version with sorted-set records.
+const ZSETS_SINCE: u8 = 8;
 /// First version with list (and set) records.
 const LISTS_SINCE: u8 = 7;
 /// Oldest version this reader still loads.
@@ -117,6 +128,8 @@ mod tag {
     pub const LIST: u8 = 6;
     /// A set entry (since version 7).
     pub const SET: u8 = 7;
+    /// A sorted-set entry (since version 8).
+    pub const ZSET: u8 = 8;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
     pub const VERSIONS: u8 = 0x30;
@@ -412,13 +425,16 @@ fn put_entry<W: Write>(
     match value {
         Value::Hash(h) => return put_hash(out, key, h, meta),
         Value::Set(s) => return put_set(out, key, s, meta),
+        Value::ZSet(z) => return put_zset(out, key, z, meta),
         _ => {}
     }
     if let Value::List(l) = value {
         return put_list(out, key, l, meta);
     }
     let (tag, body): (u8, Option<&[u8]>) = match value {
-        Value::Hash(_) | Value::Set(_) | Value::List(_) => unreachable!("written above"),
+        Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => {
+            unreachable!("written above")
+        }
         Value::Int(_) => (tag::INT, None),
         Value::Inline { len, data } => (tag::INLINE, Some(&data[..*len as usize])),
         Value::Heap(b) => (tag::HEAP, Some(b)),
@@ -540,6 +556,54 @@ fn read_set<R: Read>(
             .map_err(SnapshotError::Corrupt)?;
     }
     Ok(Value::Set(Box::new(set)))
+}
+
+fn put_zset<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    key: &[u8],
+    zset: &ZSet,
+    meta: u32,
+) -> Result<(), SnapshotError> {
+    put_collection_head(out, tag::ZSET, key, meta, zset.encoding_code(), zset.len())?;
+    let mut r = Ok(());
+    zset.for_each_stored(|score, m| {
+        if r.is_ok() {
+            r = put_string(out, "zset member", m).and_then(|()| Ok(out.put(&score.to_le_bytes())?));
+        }
+    });
+    r
+}
+
+/// Reads a sorted-set entry's body (after its key and meta); members are
+/// added as they arrive, so a lying count costs an error, not memory.
+fn read_zset<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    seed: u64,
+    spill: &mut Vec<u8>,
+) -> Result<Value, SnapshotError> {
+    let mut zset = ZSet::restoring(input.byte()?, seed)
+        .ok_or(SnapshotError::Corrupt("unknown zset encoding"))?;
+    let count = input.varint()?;
+    if count == 0 {
+        return Err(SnapshotError::Corrupt("empty zset"));
+    }
+    if count > crate::zset::MEMBERS_MAX as u64 {
+        return Err(SnapshotError::TooLarge {
+            what: "zset member count",
+            len: count,
+            max: crate::zset::MEMBERS_MAX as u64,
+        });
+    }
+    let mut member = Vec::new();
+    for _ in 0..count {
+        let n = input.len("zset member")?;
+        member.clear();
+        member.extend_from_slice(input.bytes(n, spill)?);
+        let score = f64::from_le_bytes(input.array()?);
+        zset.push_restored(&member, score)
+            .map_err(SnapshotError::Corrupt)?;
+    }
+    Ok(Value::ZSet(Box::new(zset)))
 }
 
 fn put_list<W: Write>(
@@ -864,10 +928,11 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     }
                 }
             }
-            tag::INT..=tag::GROWABLE | tag::HASH | tag::SET | tag::LIST => {
+            tag::INT..=tag::GROWABLE | tag::HASH | tag::SET | tag::LIST | tag::ZSET => {
                 if (tag == tag::HASH && input.version < 6)
                     || (tag == tag::SET && input.version < 7)
                     || (tag == tag::LIST && input.version < LISTS_SINCE)
+                    || (tag == tag::ZSET && input.version < ZSETS_SINCE)
                 {
                     return Err(SnapshotError::Corrupt("unknown record tag"));
                 }
@@ -881,6 +946,8 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     read_set(&mut input, field_seed, &mut spill)?
                 } else if tag == tag::LIST {
                     read_list(&mut input, &mut spill)?
+                } else if tag == tag::ZSET {
+                    read_zset(&mut input, field_seed, &mut spill)?
                 } else {
                     read_value(&mut input, tag, &mut spill)?
                 };
