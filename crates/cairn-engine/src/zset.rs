@@ -116,8 +116,11 @@ impl Listpack {
     }
 
     /// Inserts a member known to be absent at its place in the order.
+    /// Redis stores an integral score as a listpack integer, so `-0`
+    /// comes back as `0` from a listpack (and only from one).
     fn insert(&mut self, score: f64, member: &[u8]) {
         debug_assert!(member.len() <= LISTPACK_VALUE_MAX);
+        let score = if score == 0.0 { 0.0 } else { score };
         let at = self
             .iter()
             .find(|(_, s, m)| cmp_entry((*s, m), (score, member)) == Ordering::Greater)
@@ -133,6 +136,18 @@ impl Listpack {
         let len = self.buf[at + 8] as usize;
         self.buf.drain(at..at + LP_HEAD + len);
         self.len -= 1;
+    }
+}
+
+/// A score as Redis keeps it in a listpack and ZSCAN prints it from
+/// there (`zzlInsertAt`): an integer when the score is integral within
+/// ±2^62 (`double2ll`), else `%.17g`.
+pub fn listpack_score_text(score: f64) -> String {
+    const LIMIT: f64 = (i64::MAX / 2) as f64;
+    if (-LIMIT..=LIMIT).contains(&score) && score == score.trunc() {
+        itoa::Buffer::new().format(score as i64).to_string()
+    } else {
+        cairn_proto::format_double(score)
     }
 }
 
