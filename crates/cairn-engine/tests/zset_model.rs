@@ -57,6 +57,7 @@ enum Op {
     ZRangeStore(usize, usize, i64, i64),
     Encoding(usize),
     Set(usize, String),
+    Get(usize),
     Del(usize),
 }
 
@@ -420,7 +421,7 @@ impl Model {
                 };
                 self.zadd(*k, &f, &[(*by, m.clone())])
             }
-            Op::ZRem(k, ms) => self.z(*k).map(|_| {
+            Op::ZRem(k, ms) => self.z(*k).map(|_| ()).map(|()| {
                 let n = self
                     .write(*k, None, |z| ms.iter().filter(|m| z.remove(m)).count())
                     .unwrap_or(0);
@@ -523,14 +524,14 @@ impl Model {
                     hi - lo
                 }) as i64)
             }),
-            Op::ZRemRangeByRank(k, start, stop) => self.z(*k).map(|_| {
+            Op::ZRemRangeByRank(k, start, stop) => self.z(*k).map(|_| ()).map(|()| {
                 let n = self.write(*k, None, |z| {
                     let (lo, hi) = rank_interval(*start, *stop, z.items.len());
                     z.items.drain(lo..hi).count()
                 });
                 Frame::Integer(n.unwrap_or(0) as i64)
             }),
-            Op::ZRemRangeByScore(k, min, minex, max, maxex) => self.z(*k).map(|_| {
+            Op::ZRemRangeByScore(k, min, minex, max, maxex) => self.z(*k).map(|_| ()).map(|()| {
                 let n = self.write(*k, None, |z| {
                     let (lo, hi) = z.score_ranks(*min, *minex, *max, *maxex);
                     z.items.drain(lo..hi).count()
@@ -610,6 +611,11 @@ impl Model {
                 self.keys[*k] = Some(Val::Str(v.clone()));
                 Ok(Frame::Simple(b"OK".to_vec()))
             }
+            Op::Get(k) => match &self.keys[*k] {
+                None => Ok(Frame::Null),
+                Some(Val::Str(s)) => Ok(bulk(s)),
+                Some(Val::Z(_)) => Err(error(WRONGTYPE)),
+            },
             Op::Del(k) => Ok(Frame::Integer(self.keys[*k].take().is_some() as i64)),
         };
         Some(r.unwrap_or_else(|e| e))
@@ -758,6 +764,7 @@ fn argv(op: &Op) -> Vec<String> {
         ]),
         Op::Encoding(k) => v.extend(["OBJECT".into(), "ENCODING".into(), key(k)]),
         Op::Set(k, x) => v.extend(["SET".into(), key(k), x.clone()]),
+        Op::Get(k) => v.extend(["GET".into(), key(k)]),
         Op::Del(k) => v.extend(["DEL".into(), key(k)]),
     }
     v
@@ -872,6 +879,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (k.clone(), k.clone(), idx.clone(), idx.clone()).prop_map(|(d, s, a, b)| Op::ZRangeStore(d, s, a, b)),
         2 => k.clone().prop_map(Op::Encoding),
         1 => (k.clone(), "[a-z]{1,4}").prop_map(|(k, v)| Op::Set(k, v)),
+        1 => k.clone().prop_map(Op::Get),
         1 => k.prop_map(Op::Del),
     ]
 }
