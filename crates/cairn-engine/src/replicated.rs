@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 69);
+        assert_eq!(NAMES.len(), 85);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

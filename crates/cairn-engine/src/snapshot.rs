@@ -1994,6 +1994,182 @@ mod tests {
         assert_eq!(ks.get(b"s", 0).map(|v| v.encoding()), Some("intset"));
     }
 
+    /// Sorted sets of both encodings: a listpack (with `-0`, infinities
+    /// and ties), a skiplist of many members with a deadline and holes
+    /// from deletes (its table order is what ZSCAN follows), a skiplist
+    /// shrunk to one member.
+    fn add_zsets(ks: &mut Keyspace) {
+        let seed = ks.field_seed();
+        let mut small = ZSet::for_member(b"a", seed);
+        for (m, s) in [
+            ("b", 1.0),
+            ("a", 1.0),
+            ("", f64::NEG_INFINITY),
+            ("z", f64::INFINITY),
+            ("0", 0.5),
+        ] {
+            small.insert(m.as_bytes(), s, seed).unwrap();
+        }
+        ks.insert(b"zset:small", Value::ZSet(Box::new(small)), Some(None), 0);
+        let mut big = ZSet::for_member(b"a", seed);
+        for i in 0..700 {
+            big.insert(
+                format!("member:{i}").as_bytes(),
+                (i % 13) as f64 - 0.25,
+                seed,
+            )
+            .unwrap();
+        }
+        for i in (0..700).step_by(9) {
+            big.remove(format!("member:{i}").as_bytes());
+        }
+        big.insert(b"member:3", -0.0, seed).unwrap();
+        assert_eq!(big.encoding(), "skiplist");
+        ks.insert(
+            b"zset:big",
+            Value::ZSet(Box::new(big)),
+            Some(Some(9_000)),
+            0,
+        );
+        let mut shrunk = ZSet::for_member(&[b'l'; 100], seed);
+        shrunk.insert(&[b'l'; 100], 1.0, seed).unwrap();
+        shrunk.insert(b"7", 7.0, seed).unwrap();
+        shrunk.remove(&[b'l'; 100]);
+        ks.insert(b"zset:shrunk", Value::ZSet(Box::new(shrunk)), Some(None), 0);
+    }
+
+    fn zset_items(ks: &mut Keyspace, key: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let z = ks.get_zset(key, 0).unwrap().unwrap();
+        let mut out = Vec::new();
+        z.for_each_stored(|s, m| out.push((s.to_bits(), m.to_vec())));
+        out
+    }
+
+    fn zset_record(key: &[u8], encoding: u8, count: u64, members: &[(&[u8], f64)]) -> Vec<u8> {
+        let mut body = vec![encoding];
+        body.extend_from_slice(varint(count).as_slice());
+        for (m, s) in members {
+            body.extend(string(m));
+            body.extend_from_slice(&s.to_le_bytes());
+        }
+        entry(tag::ZSET, key, 0, &body)
+    }
+
+    #[test]
+    fn zsets_round_trip_with_their_encoding_order_and_deadline() {
+        let mut ks = Keyspace::new(SEED);
+        add_zsets(&mut ks);
+        add_sets(&mut ks);
+        for chunk_len in [1, 7, CHUNK_LEN] {
+            let (mut restored, _) = decode(&encode(&ks, chunk_len)).expect("valid snapshot");
+            assert_restored(&ks, &restored);
+            assert_eq!(restored.digest(), ks.digest());
+            for (key, encoding) in [
+                (&b"zset:small"[..], "listpack"),
+                (b"zset:big", "skiplist"),
+                (b"zset:shrunk", "skiplist"),
+            ] {
+                let got = restored.get(key, 0).map(|v| v.encoding());
+                assert_eq!(got, Some(encoding), "{key:?}");
+                // Storage order (a skiplist's table order) and scores
+                // bit for bit, `-0` included.
+                assert_eq!(zset_items(&mut restored, key), zset_items(&mut ks, key));
+                let (a, b) = (
+                    restored.get_zset(key, 0).unwrap().unwrap().to_vec(),
+                    ks.get_zset(key, 0).unwrap().unwrap().to_vec(),
+                );
+                assert!(a == b, "{key:?}: order");
+            }
+            assert_eq!(restored.deadline(b"zset:big", 0), Some(Some(9_000)));
+            let z = restored.get_zset(b"zset:big", 0).unwrap().unwrap();
+            assert_eq!(
+                z.score(b"member:3").map(f64::to_bits),
+                Some((-0.0f64).to_bits())
+            );
+            assert_eq!(z.score(b"member:9"), None);
+            assert_eq!(
+                z.rank(b"member:3"),
+                ks.get_zset(b"zset:big", 0)
+                    .unwrap()
+                    .unwrap()
+                    .rank(b"member:3")
+            );
+        }
+    }
+
+    #[test]
+    fn version_7_snapshots_load_and_know_no_zsets() {
+        let set = set_record(b"s", 0, 2, &[b"1", b"2"]);
+        let (mut ks, _) = decode(&seal_version(7, 3, &set, 1, 64)).expect("v7 loads");
+        assert_eq!(
+            set_members(&mut ks, b"s"),
+            vec![b"1".to_vec(), b"2".to_vec()]
+        );
+        let zset = zset_record(b"z", 0, 2, &[(b"a", 1.0), (b"b", 2.0)]);
+        match decode(&seal_version(7, 3, &zset, 1, 64)) {
+            Err(SnapshotError::Corrupt(why)) => assert_eq!(why, "unknown record tag"),
+            other => panic!("{:?}", other.map(|(_, i)| i)),
+        }
+        let (mut ks, _) = decode(&seal(3, &zset, 1, 64)).expect("v8 loads zsets");
+        assert_eq!(
+            zset_items(&mut ks, b"z"),
+            vec![
+                (1f64.to_bits(), b"a".to_vec()),
+                (2f64.to_bits(), b"b".to_vec())
+            ]
+        );
+        assert_eq!(ks.get(b"z", 0).map(|v| v.encoding()), Some("listpack"));
+    }
+
+    #[test]
+    fn zset_records_that_break_the_rules_are_corrupt() {
+        let long = [b'x'; 65];
+        let many: Vec<Vec<u8>> = (0..129).map(|i| format!("m{i:03}").into_bytes()).collect();
+        let many: Vec<(&[u8], f64)> = many.iter().map(|m| (m.as_slice(), 1.0)).collect();
+        for enc in [0, 1] {
+            assert_eq!(corrupt(&zset_record(b"z", enc, 0, &[]), 1), "empty zset");
+            assert_eq!(
+                corrupt(&zset_record(b"z", enc, 1, &[(b"a", f64::NAN)]), 1),
+                "zset score that is not a number"
+            );
+        }
+        assert_eq!(
+            corrupt(&zset_record(b"z", 2, 1, &[(b"a", 1.0)]), 1),
+            "unknown zset encoding"
+        );
+        assert_eq!(
+            corrupt(&zset_record(b"z", 1, 2, &[(b"a", 1.0), (b"a", 2.0)]), 1),
+            "duplicate zset member"
+        );
+        for pair in [
+            [(&b"a"[..], 1.0), (b"a", 1.0)],
+            [(b"b", 1.0), (b"a", 1.0)],
+            [(b"a", 2.0), (b"b", 1.0)],
+        ] {
+            assert_eq!(
+                corrupt(&zset_record(b"z", 0, 2, &pair), 1),
+                "listpack zset members out of order"
+            );
+        }
+        assert_eq!(
+            corrupt(&zset_record(b"z", 0, 1, &[(&long, 1.0)]), 1),
+            "listpack zset member longer than 64 bytes"
+        );
+        assert_eq!(
+            corrupt(&zset_record(b"z", 0, 129, &many), 1),
+            "listpack zset with more than 128 members"
+        );
+        // A skiplist takes any order (its table's) and long members.
+        let (mut ks, _) = decode(&seal(
+            3,
+            &zset_record(b"z", 1, 2, &[(&long, 2.0), (b"a", 1.0)]),
+            1,
+            64,
+        ))
+        .expect("valid");
+        assert_eq!(ks.get_zset(b"z", 0).unwrap().unwrap().rank(&long), Some(1));
+    }
+
     #[test]
     fn set_records_that_break_the_rules_are_corrupt() {
         let long = [b'x'; 65];
