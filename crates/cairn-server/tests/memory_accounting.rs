@@ -31,12 +31,15 @@ enum Shape<'a> {
     Set(usize),
     /// A set of this many small integers (an intset up to 512).
     Ints(usize),
+    /// A sorted set of this many members like `member:000123` with
+    /// repeating scores (a listpack up to 128, a skiplist above).
+    ZSet(usize),
 }
 
 fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
     let per_key = match shape {
         Shape::Str(_) => 1,
-        Shape::Set(m) | Shape::Ints(m) => m,
+        Shape::Set(m) | Shape::Ints(m) | Shape::ZSet(m) => m,
     };
     let keys_per_batch = (1000 / per_key).max(1);
     for chunk in 0..n.div_ceil(keys_per_batch) {
@@ -53,6 +56,12 @@ fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
                 }
                 Shape::Ints(m) => {
                     p.sadd(key, (0..m as i64).collect::<Vec<_>>()).ignore();
+                }
+                Shape::ZSet(m) => {
+                    let items: Vec<(i64, String)> = (0..m)
+                        .map(|j| ((j % 100) as i64, format!("member:{j:06}")))
+                        .collect();
+                    p.zadd_multiple(key, &items).ignore();
                 }
             }
         }
@@ -98,6 +107,8 @@ fn dataset_accounting_matches_rss_growth() {
         check("listpack-sets", 20_000, Shape::Set(20)),
         check("table-sets", 100, Shape::Set(2_000)),
         check("intsets", 20_000, Shape::Ints(100)),
+        check("listpack-zsets", 20_000, Shape::ZSet(20)),
+        check("skiplist-zsets", 100, Shape::ZSet(2_000)),
     ];
     for h in servers {
         h.shutdown();
