@@ -2676,6 +2676,251 @@ fn list_writes_replicate_and_blpop_is_woken_across_nodes() {
     );
 }
 
+/// Sorted sets on a 3-node durable cluster: writes through the leader, a
+/// proxy and the third node converge to equal digests, scores come back
+/// in Redis' form (RESP2 bulk strings, `%.17g`), replies made in RESP3
+/// through the log are flattened for a RESP2 client as Redis does
+/// (ZPOPMIN with a count, WITHSCORES inside MULTI), invalid writes are
+/// answered before proposing, multi-key commands need one group, and a
+/// BZPOPMIN blocked on one node is woken by a ZADD through another, also
+/// across a leader kill.
+#[test]
+fn zset_writes_replicate_and_bzpopmin_is_woken_across_nodes() {
+    let _serial = serial();
+    let (mut c, leader, proxy) = cluster_with_key(b"{zk}:s");
+    let third = 3 - leader - proxy;
+    let bulk = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+    let arr = |items: &[&str]| Reply::Array(items.iter().map(|s| bulk(s)).collect());
+    let pairs: Vec<String> = (0..300)
+        .flat_map(|i| [(i % 7).to_string(), format!("m{i}")])
+        .collect();
+    let mut zadd_big: Vec<&[u8]> = vec![b"ZADD", b"{zk}:big"];
+    zadd_big.extend(pairs.iter().map(|m| m.as_bytes()));
+    assert_eq!(
+        until_answered_or_error(&c, leader, &zadd_big),
+        Reply::Int(300)
+    );
+    for (node, argv, want) in [
+        (
+            leader,
+            &[&b"ZADD"[..], b"{zk}", b"1", b"a", b"2", b"b", b"3", b"c"][..],
+            Reply::Int(3),
+        ),
+        (
+            proxy,
+            &[b"ZINCRBY", b"{zk}", b"0.1", b"a"],
+            bulk("1.1000000000000001"),
+        ),
+        (
+            third,
+            &[b"ZADD", b"{zk}", b"GT", b"CH", b"5", b"b", b"0", b"c"],
+            Reply::Int(1),
+        ),
+        (
+            proxy,
+            &[b"ZPOPMIN", b"{zk}", b"2"],
+            arr(&["a", "1.1000000000000001", "c", "3"]),
+        ),
+        (
+            proxy,
+            &[b"ZADD", b"{zk}:o", b"2", b"b", b"9", b"z"],
+            Reply::Int(2),
+        ),
+        (
+            leader,
+            &[
+                b"ZUNIONSTORE",
+                b"{zk}:u",
+                b"2",
+                b"{zk}",
+                b"{zk}:o",
+                b"WEIGHTS",
+                b"1",
+                b"2",
+            ],
+            Reply::Int(2),
+        ),
+        (
+            third,
+            &[b"ZRANGE", b"{zk}:u", b"0", b"-1", b"WITHSCORES"],
+            arr(&["b", "9", "z", "18"]),
+        ),
+        (
+            proxy,
+            &[b"ZRANGESTORE", b"{zk}:r", b"{zk}:big", b"0", b"199"],
+            Reply::Int(200),
+        ),
+        (
+            proxy,
+            &[b"OBJECT", b"ENCODING", b"{zk}:r"],
+            bulk("skiplist"),
+        ),
+        (
+            leader,
+            &[b"ZREMRANGEBYSCORE", b"{zk}:big", b"(4", b"+inf"],
+            Reply::Int(85),
+        ),
+        (
+            third,
+            &[b"ZMPOP", b"2", b"{zk}:none", b"{zk}:o", b"MAX"],
+            Reply::Array(vec![bulk("{zk}:o"), Reply::Array(vec![arr(&["z", "9"])])]),
+        ),
+        (proxy, &[b"ZCARD", b"{zk}:big"], Reply::Int(215)),
+        (
+            proxy,
+            &[b"ZINTERCARD", b"2", b"{zk}:big", b"{zk}:r"],
+            Reply::Int(200),
+        ),
+    ] {
+        assert_eq!(until_answered_or_error(&c, node, argv), want, "{argv:?}");
+    }
+    let before = c.converged_digests();
+    for (argv, want) in [
+        (
+            &[&b"ZADD"[..], b"{zk}", b"1"][..],
+            "ERR wrong number of arguments for 'zadd' command",
+        ),
+        (
+            &[b"ZADD", b"{zk}", b"NX", b"XX", b"1", b"a"],
+            "ERR XX and NX options at the same time are not compatible",
+        ),
+        (
+            &[b"ZADD", b"{zk}", b"nan", b"a"],
+            "ERR value is not a valid float",
+        ),
+        (
+            &[b"ZINCRBY", b"{zk}", b"x", b"a"],
+            "ERR value is not a valid float",
+        ),
+        (
+            &[b"ZREMRANGEBYSCORE", b"{zk}", b"x", b"1"],
+            "ERR min or max is not a float",
+        ),
+        (
+            &[b"ZPOPMIN", b"{zk}", b"-1"],
+            "ERR value is out of range, must be positive",
+        ),
+        (&[b"BZPOPMIN", b"{zk}", b"-1"], "ERR timeout is negative"),
+        (
+            &[b"ZADD", b"{zk}:s", b"1", b"v"],
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &[b"ZUNIONSTORE", b"a", b"1", b"b"],
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ),
+        (
+            &[b"ZRANGESTORE", b"a", b"b", b"0", b"1"],
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ),
+        (
+            &[b"ZINTERCARD", b"2", b"a", b"b"],
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ),
+        (
+            &[b"BZMPOP", b"0", b"2", b"a", b"b", b"MIN"],
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ),
+        (
+            &[b"ZUNIONSTORE", b"{zk}:d", b"0", b"{zk}"],
+            "ERR at least 1 input key is needed for 'zunionstore' command",
+        ),
+    ] {
+        match until_answered_or_error(&c, proxy, argv) {
+            Reply::Error(e) => assert_eq!(e, want, "{argv:?}"),
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+    // The WRONGTYPE write was proposed and changed nothing; the others
+    // were never proposed: the state digests stay.
+    assert_eq!(digest_state(&c.converged_digests()), digest_state(&before));
+    let mut conn = Conn::open(c.ports[proxy]).unwrap();
+    for argv in [
+        &[&b"MULTI"[..]][..],
+        &[b"ZADD", b"{zk}:t", b"1", b"x", b"2", b"y"],
+        &[b"ZRANGE", b"{zk}:t", b"0", b"-1", b"WITHSCORES"],
+        &[b"ZPOPMAX", b"{zk}:t", b"1"],
+        &[b"ZSCORE", b"{zk}:t", b"x"],
+        &[b"EXEC"],
+    ] {
+        conn.send(argv).unwrap();
+    }
+    let replies: Vec<Reply> = (0..6).map(|_| conn.read().unwrap()).collect();
+    assert_eq!(
+        replies[5],
+        Reply::Array(vec![
+            Reply::Int(2),
+            arr(&["x", "1", "y", "2"]),
+            arr(&["y", "2"]),
+            bulk("1"),
+        ])
+    );
+    // A blocking pop that finds a member answers at once; one that
+    // times out answers null.
+    assert_eq!(
+        until_answered(&c, proxy, &[b"BZPOPMIN", b"{zk}:t", b"0"]),
+        arr(&["{zk}:t", "x", "1"])
+    );
+    assert_eq!(
+        until_answered_or_error(&c, third, &[b"BZPOPMAX", b"{zk}:none", b"0.2"]),
+        Reply::Bulk(None)
+    );
+    // Blocked on the proxy, woken by a ZADD sent to the third node.
+    let mut waiter = Conn::open(c.ports[proxy]).unwrap();
+    waiter.send(&[b"BZPOPMIN", b"{zk}:q", b"0"]).unwrap();
+    wait_blocked(&c, proxy, 1);
+    assert_eq!(
+        until_answered(&c, third, &[b"ZADD", b"{zk}:q", b"4", b"job"]),
+        Reply::Int(1)
+    );
+    assert_eq!(waiter.read().unwrap(), arr(&["{zk}:q", "job", "4"]));
+    wait_blocked(&c, proxy, 0);
+    assert_eq!(
+        until_answered(&c, leader, &[b"EXISTS", b"{zk}:q"]),
+        Reply::Int(0)
+    );
+    assert!(!c.converged_digests().is_empty());
+    // The leader goes while a client is blocked on the proxy: the ZADD
+    // the new leader commits wakes it, and its pop goes through the log.
+    waiter
+        .send(&[b"BZMPOP", b"0", b"1", b"{zk}:f", b"MAX", b"COUNT", b"2"])
+        .unwrap();
+    wait_blocked(&c, proxy, 1);
+    let all = until_answered(
+        &c,
+        proxy,
+        &[b"ZRANGE", b"{zk}:big", b"0", b"-1", b"WITHSCORES"],
+    );
+    c.kill(leader);
+    assert_eq!(
+        until_answered(
+            &c,
+            third,
+            &[b"ZADD", b"{zk}:f", b"1", b"lo", b"2", b"hi", b"3", b"top"]
+        ),
+        Reply::Int(3)
+    );
+    assert_eq!(
+        waiter.read().unwrap(),
+        Reply::Array(vec![
+            bulk("{zk}:f"),
+            Reply::Array(vec![arr(&["top", "3"]), arr(&["hi", "2"])])
+        ])
+    );
+    assert_eq!(
+        until_answered(&c, third, &[b"ZRANGE", b"{zk}:f", b"0", b"-1"]),
+        arr(&["lo"])
+    );
+    assert_eq!(
+        until_answered(
+            &c,
+            third,
+            &[b"ZRANGE", b"{zk}:big", b"0", b"-1", b"WITHSCORES"]
+        ),
+        all
+    );
+}
+
 /// `cairn dev --tls`'s setup with real processes: three nodes with TLS
 /// (no cluster secret: mutual TLS authenticates the peers) form the
 /// cluster, a write through one node's plain port is read with redis-cli

@@ -23,6 +23,7 @@ use crate::hash::Hash;
 use crate::list::List;
 use crate::set::Set;
 use crate::value::{Collection, Value};
+use crate::zset::ZSet;
 
 const NOT_VOLATILE: u32 = u32::MAX;
 /// LRU clock resolution. 10 ms units in a u32 wrap after ~497 days.
@@ -98,10 +99,11 @@ pub struct Keyspace {
     /// standalone mode, where `version_counter` counts changes instead.
     version_stamp: u64,
     version_counter: u64,
-    /// Lists left non-empty by a write, for the server to wake blocked
-    /// pops (docs/design/datatypes.md, "Blocking pops"); node-local, not
-    /// replicated state. Recorded only while `watch_lists` is on.
-    ready_lists: Vec<Box<[u8]>>,
+    /// Lists and sorted sets left non-empty by a write, for the server to
+    /// wake blocked pops (docs/design/datatypes.md, "Blocking pops");
+    /// node-local, not replicated state. Recorded only while
+    /// `watch_lists` is on.
+    ready_lists: Vec<(Box<[u8]>, Blocked)>,
     ready_overflow: bool,
     watch_lists: bool,
     /// Keys of hashes that have (or had) fields with deadlines, for
@@ -110,6 +112,16 @@ pub struct Keyspace {
     hfe: std::collections::BTreeSet<Box<[u8]>>,
     /// Where the standalone field-expiry cycle goes on from.
     hfe_cursor: Vec<u8>,
+}
+
+/// What a blocked pop waits for at a key: a list (BLPOP and friends) or
+/// a sorted set (BZPOPMIN, BZPOPMAX, BZMPOP). A write of one type wakes
+/// only the waiters for that type, as in Redis, where a key that becomes
+/// a value of another type leaves its waiters blocked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Blocked {
+    List,
+    ZSet,
 }
 
 /// Ready list keys kept between two drains at most (the server drains
@@ -569,6 +581,86 @@ impl Keyspace {
         fixed.hash_one((self.version_stamp, key)) | 1
     }
 
+    /// Looks a key up for a read of a sorted set (ZSCORE, ZRANGE, ...):
+    /// as [`Self::get`], but another type is WRONGTYPE.
+    pub fn get_zset(&mut self, key: &[u8], now_ms: u64) -> Result<Option<&ZSet>, &'static str> {
+        match self.get(key, now_ms) {
+            None => Ok(None),
+            Some(v) => v.as_zset().map(Some).ok_or(WRONGTYPE),
+        }
+    }
+
+    /// Applies `f` to the sorted set at `key` for a write. An absent key
+    /// is given the zset `create` makes, if any (stored only if `f` leaves
+    /// a member in it), else `f` does not run and the answer is
+    /// `Ok(None)`. A zset left empty is deleted; another type is
+    /// WRONGTYPE and changes nothing.
+    ///
+    /// `f` returns its result and whether it changed the zset: only a
+    /// change marks the key for WATCH (a ZADD that updates nothing is no
+    /// write, as in Redis) and reports it ready for blocked pops.
+    pub fn write_zset<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: Option<&dyn Fn(u64) -> ZSet>,
+        f: impl FnOnce(&mut ZSet, u64) -> (R, bool),
+    ) -> Result<Option<R>, &'static str> {
+        let seed = self.field_seed();
+        match self.find(key, now_ms) {
+            Some(pos) => {
+                if self.entries[pos].value.as_zset().is_none() {
+                    return Err(WRONGTYPE);
+                }
+                self.touch_at(pos, now_ms);
+                let value = &mut self.entries[pos].value;
+                let before = value.heap_bytes();
+                let (r, changed) = match value.as_zset_mut() {
+                    Some(z) => f(z, seed),
+                    None => return Err(WRONGTYPE),
+                };
+                let after = value.heap_bytes();
+                self.heap_bytes = self.heap_bytes + after - before;
+                if changed {
+                    self.mark(pos);
+                }
+                if self.entries[pos]
+                    .value
+                    .as_zset()
+                    .is_some_and(|z| z.is_empty())
+                {
+                    self.remove_at(pos);
+                } else if changed {
+                    self.key_ready(key, Blocked::ZSet);
+                }
+                Ok(Some(r))
+            }
+            None => match create {
+                Some(make) => {
+                    let mut z = make(seed);
+                    let (r, _) = f(&mut z, seed);
+                    if !z.is_empty() {
+                        // `insert` reports the key ready.
+                        self.insert(key, Value::ZSet(Box::new(z)), Some(None), now_ms);
+                    }
+                    Ok(Some(r))
+                }
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Stores a computed sorted set under `key` (ZUNIONSTORE and
+    /// friends), replacing any value and deadline; an empty one deletes
+    /// the key.
+    pub fn store_zset(&mut self, key: &[u8], zset: ZSet, now_ms: u64) {
+        if zset.is_empty() {
+            self.remove(key, now_ms);
+        } else {
+            self.insert(key, Value::ZSet(Box::new(zset)), Some(None), now_ms);
+        }
+    }
+
     /// Looks a key up for a read of a list (LLEN, LRANGE, ...): as
     /// [`Self::get`], but another type is WRONGTYPE.
     pub fn get_list(&mut self, key: &[u8], now_ms: u64) -> Result<Option<&List>, &'static str> {
@@ -604,7 +696,7 @@ impl Keyspace {
                 {
                     self.remove_at(pos);
                 } else {
-                    self.list_ready(key);
+                    self.key_ready(key, Blocked::List);
                 }
                 r
             }
@@ -613,7 +705,7 @@ impl Keyspace {
                 let r = f(&mut l);
                 if !l.is_empty() {
                     self.insert(key, Value::List(Box::new(l)), Some(None), now_ms);
-                    self.list_ready(key);
+                    self.key_ready(key, Blocked::List);
                 }
                 Some(r)
             }
@@ -622,23 +714,27 @@ impl Keyspace {
         Ok(r)
     }
 
-    /// The length of the list stored at `key` (0 for none or another
-    /// type; an expired one still counts), without statistics, access
-    /// or expiry side effects.
-    pub fn peek_list_len(&self, key: &[u8]) -> usize {
-        self.position(key)
-            .and_then(|pos| self.entries[pos].value.as_list())
-            .map_or(0, List::len)
+    /// Whether `key` holds a non-empty value of the kind a blocked pop
+    /// waits for (an expired one still counts), without statistics,
+    /// access or expiry side effects.
+    pub fn peek_ready(&self, key: &[u8], kind: Blocked) -> bool {
+        self.position(key).is_some_and(|pos| {
+            let v = &self.entries[pos].value;
+            match kind {
+                Blocked::List => v.as_list().is_some_and(|l| !l.is_empty()),
+                Blocked::ZSet => v.as_zset().is_some_and(|z| !z.is_empty()),
+            }
+        })
     }
 
-    fn list_ready(&mut self, key: &[u8]) {
+    fn key_ready(&mut self, key: &[u8], kind: Blocked) {
         if !self.watch_lists {
             return;
         }
         if self.ready_lists.len() >= READY_LISTS_MAX {
             self.ready_overflow = true;
-        } else if self.ready_lists.last().map(|k| &k[..]) != Some(key) {
-            self.ready_lists.push(key.into());
+        } else if self.ready_lists.last().map(|(k, w)| (&k[..], *w)) != Some((key, kind)) {
+            self.ready_lists.push((key.into(), kind));
         }
     }
 
@@ -656,10 +752,11 @@ impl Keyspace {
         self.watch_lists
     }
 
-    /// The keys list writes left non-empty since the last call (at most
-    /// `READY_LISTS_MAX`), and whether more were dropped (then every
-    /// waiter of the shard should look again).
-    pub fn take_ready_lists(&mut self) -> (Vec<Box<[u8]>>, bool) {
+    /// The keys list and sorted-set writes left non-empty since the last
+    /// call, with their kind (at most `READY_LISTS_MAX`), and whether
+    /// more were dropped (then every waiter of the shard should look
+    /// again).
+    pub fn take_ready_lists(&mut self) -> (Vec<(Box<[u8]>, Blocked)>, bool) {
         let overflow = std::mem::take(&mut self.ready_overflow);
         (std::mem::take(&mut self.ready_lists), overflow)
     }
@@ -760,10 +857,13 @@ impl Keyspace {
         expire: Option<Option<u64>>,
         now_ms: u64,
     ) -> bool {
-        // A list stored whole (RENAME, COPY, a new list): blocked pops
-        // on this key may proceed, as Redis' dbAdd signals.
+        // A list or sorted set stored whole (RENAME, COPY, a new one, a
+        // STORE result): blocked pops on this key may proceed, as Redis'
+        // dbAdd signals.
         if value.as_list().is_some() {
-            self.list_ready(key);
+            self.key_ready(key, Blocked::List);
+        } else if value.as_zset().is_some() {
+            self.key_ready(key, Blocked::ZSet);
         }
         if value.as_hash().is_some_and(Hash::has_ttls) && !self.hfe.contains(key) {
             self.hfe.insert(key.into());
@@ -1244,6 +1344,16 @@ impl Keyspace {
                     fixed.hash_one((key, b"list", list.encoding(), self.expire_of(pos))),
                     |acc, (i, e)| acc.wrapping_add(fixed.hash_one((key, i, e))),
                 ),
+                // The order is the scores': each member counts with its
+                // score, and the encoding (which sets the table order
+                // ZSCAN and ZRANDMEMBER see) with the key.
+                Value::ZSet(z) => {
+                    let mut acc = fixed.hash_one((key, b"zset", z.encoding(), self.expire_of(pos)));
+                    z.for_each_stored(|s, m| {
+                        acc = acc.wrapping_add(fixed.hash_one((key, m, s.to_bits())));
+                    });
+                    acc
+                }
                 v => v.with_bytes(|v| fixed.hash_one((key, v, self.expire_of(pos)))),
             };
             acc = acc.wrapping_add(h);

@@ -37,6 +37,7 @@ pub mod slot;
 pub mod snapshot;
 pub mod table;
 pub mod value;
+pub mod zset;
 
 pub use evict::Policy;
 pub use keyspace::{AccessTracking, Keyspace, Stats};

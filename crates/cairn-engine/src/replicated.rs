@@ -175,6 +175,22 @@ replicated! {
     b"blmove" => 6, blpop::BLMove;
     b"brpoplpush" => 4, blpop::BRPopLPush;
     b"blmpop" => -5, blpop::BLMPop;
+    b"zadd" => -4, zadd::ZAdd<false>;
+    b"zincrby" => 4, zadd::ZIncrBy;
+    b"zrem" => -3, zrem::ZRem;
+    b"zremrangebyrank" => 4, zrange::ZRemRangeByRank;
+    b"zremrangebyscore" => 4, zrange::ZRemRangeByScore;
+    b"zremrangebylex" => 4, zrange::ZRemRangeByLex;
+    b"zrangestore" => -5, zrange::ZRangeStore;
+    b"zunionstore" => -4, zunion::ZUnionStore;
+    b"zinterstore" => -4, zunion::ZInterStore;
+    b"zdiffstore" => -4, zunion::ZDiffStore;
+    b"zpopmin" => -2, zpop::ZPopMin;
+    b"zpopmax" => -2, zpop::ZPopMax;
+    b"zmpop" => -4, zpop::ZMPop;
+    b"bzpopmin" => -3, zpop::BZPopMin;
+    b"bzpopmax" => -3, zpop::BZPopMax;
+    b"bzmpop" => -5, zpop::BZMPop;
     b"cairn.expired" => -1, expired::Expired;
     b"cairn.evict" => -1, evict::Evict;
     b"lock.acquire" => -4, lock_acquire::LockAcquire<false>;
@@ -273,6 +289,25 @@ tx_reads! {
     b"lrange" => 4, lrange::LRange;
     b"lindex" => 3, lindex::LIndex;
     b"lpos" => -3, lpos::LPos;
+    b"zcard" => 2, zscore::ZCard;
+    b"zscore" => 3, zscore::ZScore<false>;
+    b"zmscore" => -3, zscore::ZMScore;
+    b"zrank" => 3, zscore::ZRank<false>;
+    b"zrevrank" => 3, zscore::ZRevRank;
+    b"zcount" => 4, zrange::ZCount<false>;
+    b"zlexcount" => 4, zrange::ZLexCount;
+    b"zrange" => -4, zrange::ZRange;
+    b"zrevrange" => -4, zrange::ZRevRange;
+    b"zrangebyscore" => -4, zrange::ZRangeByScore;
+    b"zrevrangebyscore" => -4, zrange::ZRevRangeByScore;
+    b"zrangebylex" => -4, zrange::ZRangeByLex;
+    b"zrevrangebylex" => -4, zrange::ZRevRangeByLex;
+    b"zunion" => -3, zunion::ZUnion;
+    b"zinter" => -3, zunion::ZInter;
+    b"zdiff" => -3, zunion::ZDiff;
+    b"zintercard" => -3, zunion::ZInterCard;
+    b"zrandmember" => -2, zrandmember::ZRandMember;
+    b"zscan" => -3, zscan::ZScan;
     b"lock.info" => 2, lock_info::LockInfo;
     b"sem.info" => 2, sem_info::SemInfo;
     b"lock.fence" => 3, lock_fence::LockFence;
@@ -442,7 +477,7 @@ mod tests {
 
     #[test]
     fn every_replicated_name_is_applied() {
-        assert_eq!(NAMES.len(), 78);
+        assert_eq!(NAMES.len(), 94);
         for name in NAMES {
             assert!(arity(name.to_uppercase().as_bytes()).is_some(), "{name}");
             let mut ks = Keyspace::new(1);

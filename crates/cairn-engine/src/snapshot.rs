@@ -45,6 +45,10 @@
 //!           decimal, ascending
 //! list      LIST | key_len | key | meta u32 | encoding u8 (0 listpack,
 //!           1 quicklist) | count (>= 1) | (len | element)*   head first
+//! zset      ZSET | key_len | key | meta u32 | encoding u8 (0 listpack,
+//!           1 skiplist) | count (>= 1) | (member_len | member
+//!           | score f64)*   a listpack in order, a skiplist in its
+//!           table's order
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
@@ -59,7 +63,10 @@
 //! hash iterates, scans and samples like the original); older snapshots
 //! hold only strings and load as before. Version 7 added set and list
 //! entries (members and elements in the value's own order, the same
-//! reasons); older snapshots hold neither and load as before.
+//! reasons); older snapshots hold neither and load as before. Version 8
+//! added sorted-set entries (a listpack's members in order, a skiplist's
+//! in its table's order, which ZSCAN and ZRANDMEMBER follow); older
+//! snapshots hold none and load as before.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -80,10 +87,14 @@ use crate::keyspace::Keyspace;
 use crate::list::List;
 use crate::set::Set;
 use crate::value::Value;
+use crate::zset::ZSet;
 
-/// 7: set entries (`tag::SET`) and list entries (`tag::LIST`), built on
-/// parallel branches and merged as one bump.
-pub const SNAPSHOT_VERSION: u8 = 7;
+/// 8: sorted-set entries (`tag::ZSET`). 7: set entries (`tag::SET`) and
+/// list entries (`tag::LIST`), built on parallel branches and merged as
+/// one bump.
+pub const SNAPSHOT_VERSION: u8 = 8;
+/// First version with sorted-set records.
+const ZSETS_SINCE: u8 = 8;
 /// First version with list (and set) records.
 const LISTS_SINCE: u8 = 7;
 /// Oldest version this reader still loads.
@@ -119,6 +130,8 @@ mod tag {
     pub const LIST: u8 = 6;
     /// A set entry (since version 7).
     pub const SET: u8 = 7;
+    /// A sorted-set entry (since version 8).
+    pub const ZSET: u8 = 8;
     pub const DEADLINE: u8 = 0x10;
     pub const LOCK: u8 = 0x20;
     pub const VERSIONS: u8 = 0x30;
@@ -414,13 +427,16 @@ fn put_entry<W: Write>(
     match value {
         Value::Hash(h) => return put_hash(out, key, h, meta),
         Value::Set(s) => return put_set(out, key, s, meta),
+        Value::ZSet(z) => return put_zset(out, key, z, meta),
         _ => {}
     }
     if let Value::List(l) = value {
         return put_list(out, key, l, meta);
     }
     let (tag, body): (u8, Option<&[u8]>) = match value {
-        Value::Hash(_) | Value::Set(_) | Value::List(_) => unreachable!("written above"),
+        Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => {
+            unreachable!("written above")
+        }
         Value::Int(_) => (tag::INT, None),
         Value::Inline { len, data } => (tag::INLINE, Some(&data[..*len as usize])),
         Value::Heap(b) => (tag::HEAP, Some(b)),
@@ -556,6 +572,54 @@ fn read_set<R: Read>(
             .map_err(SnapshotError::Corrupt)?;
     }
     Ok(Value::Set(Box::new(set)))
+}
+
+fn put_zset<W: Write>(
+    out: &mut ChunkWriter<'_, W>,
+    key: &[u8],
+    zset: &ZSet,
+    meta: u32,
+) -> Result<(), SnapshotError> {
+    put_collection_head(out, tag::ZSET, key, meta, zset.encoding_code(), zset.len())?;
+    let mut r = Ok(());
+    zset.for_each_stored(|score, m| {
+        if r.is_ok() {
+            r = put_string(out, "zset member", m).and_then(|()| Ok(out.put(&score.to_le_bytes())?));
+        }
+    });
+    r
+}
+
+/// Reads a sorted-set entry's body (after its key and meta); members are
+/// added as they arrive, so a lying count costs an error, not memory.
+fn read_zset<R: Read>(
+    input: &mut ChunkReader<'_, R>,
+    seed: u64,
+    spill: &mut Vec<u8>,
+) -> Result<Value, SnapshotError> {
+    let mut zset = ZSet::restoring(input.byte()?, seed)
+        .ok_or(SnapshotError::Corrupt("unknown zset encoding"))?;
+    let count = input.varint()?;
+    if count == 0 {
+        return Err(SnapshotError::Corrupt("empty zset"));
+    }
+    if count > crate::zset::MEMBERS_MAX as u64 {
+        return Err(SnapshotError::TooLarge {
+            what: "zset member count",
+            len: count,
+            max: crate::zset::MEMBERS_MAX as u64,
+        });
+    }
+    let mut member = Vec::new();
+    for _ in 0..count {
+        let n = input.len("zset member")?;
+        member.clear();
+        member.extend_from_slice(input.bytes(n, spill)?);
+        let score = f64::from_le_bytes(input.array()?);
+        zset.push_restored(&member, score)
+            .map_err(SnapshotError::Corrupt)?;
+    }
+    Ok(Value::ZSet(Box::new(zset)))
 }
 
 fn put_list<W: Write>(
@@ -895,10 +959,11 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     }
                 }
             }
-            tag::INT..=tag::GROWABLE | tag::HASH | tag::SET | tag::LIST => {
+            tag::INT..=tag::GROWABLE | tag::HASH | tag::SET | tag::LIST | tag::ZSET => {
                 if (tag == tag::HASH && input.version < 6)
                     || (tag == tag::SET && input.version < 7)
                     || (tag == tag::LIST && input.version < LISTS_SINCE)
+                    || (tag == tag::ZSET && input.version < ZSETS_SINCE)
                 {
                     return Err(SnapshotError::Corrupt("unknown record tag"));
                 }
@@ -912,6 +977,8 @@ pub fn read(r: &mut impl Read, seed: u64) -> Result<(Keyspace, SnapshotInfo), Sn
                     read_set(&mut input, field_seed, &mut spill)?
                 } else if tag == tag::LIST {
                     read_list(&mut input, &mut spill)?
+                } else if tag == tag::ZSET {
+                    read_zset(&mut input, field_seed, &mut spill)?
                 } else {
                     read_value(&mut input, tag, &mut spill)?
                 };
@@ -2001,6 +2068,182 @@ mod tests {
             vec![b"1".to_vec(), b"2".to_vec()]
         );
         assert_eq!(ks.get(b"s", 0).map(|v| v.encoding()), Some("intset"));
+    }
+
+    /// Sorted sets of both encodings: a listpack (with `-0`, infinities
+    /// and ties), a skiplist of many members with a deadline and holes
+    /// from deletes (its table order is what ZSCAN follows), a skiplist
+    /// shrunk to one member.
+    fn add_zsets(ks: &mut Keyspace) {
+        let seed = ks.field_seed();
+        let mut small = ZSet::for_member(b"a", seed);
+        for (m, s) in [
+            ("b", 1.0),
+            ("a", 1.0),
+            ("", f64::NEG_INFINITY),
+            ("z", f64::INFINITY),
+            ("0", 0.5),
+        ] {
+            small.insert(m.as_bytes(), s, seed).unwrap();
+        }
+        ks.insert(b"zset:small", Value::ZSet(Box::new(small)), Some(None), 0);
+        let mut big = ZSet::for_member(b"a", seed);
+        for i in 0..700 {
+            big.insert(
+                format!("member:{i}").as_bytes(),
+                (i % 13) as f64 - 0.25,
+                seed,
+            )
+            .unwrap();
+        }
+        for i in (0..700).step_by(9) {
+            big.remove(format!("member:{i}").as_bytes());
+        }
+        big.insert(b"member:3", -0.0, seed).unwrap();
+        assert_eq!(big.encoding(), "skiplist");
+        ks.insert(
+            b"zset:big",
+            Value::ZSet(Box::new(big)),
+            Some(Some(9_000)),
+            0,
+        );
+        let mut shrunk = ZSet::for_member(&[b'l'; 100], seed);
+        shrunk.insert(&[b'l'; 100], 1.0, seed).unwrap();
+        shrunk.insert(b"7", 7.0, seed).unwrap();
+        shrunk.remove(&[b'l'; 100]);
+        ks.insert(b"zset:shrunk", Value::ZSet(Box::new(shrunk)), Some(None), 0);
+    }
+
+    fn zset_items(ks: &mut Keyspace, key: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let z = ks.get_zset(key, 0).unwrap().unwrap();
+        let mut out = Vec::new();
+        z.for_each_stored(|s, m| out.push((s.to_bits(), m.to_vec())));
+        out
+    }
+
+    fn zset_record(key: &[u8], encoding: u8, count: u64, members: &[(&[u8], f64)]) -> Vec<u8> {
+        let mut body = vec![encoding];
+        body.extend_from_slice(varint(count).as_slice());
+        for (m, s) in members {
+            body.extend(string(m));
+            body.extend_from_slice(&s.to_le_bytes());
+        }
+        entry(tag::ZSET, key, 0, &body)
+    }
+
+    #[test]
+    fn zsets_round_trip_with_their_encoding_order_and_deadline() {
+        let mut ks = Keyspace::new(SEED);
+        add_zsets(&mut ks);
+        add_sets(&mut ks);
+        for chunk_len in [1, 7, CHUNK_LEN] {
+            let (mut restored, _) = decode(&encode(&ks, chunk_len)).expect("valid snapshot");
+            assert_restored(&ks, &restored);
+            assert_eq!(restored.digest(), ks.digest());
+            for (key, encoding) in [
+                (&b"zset:small"[..], "listpack"),
+                (b"zset:big", "skiplist"),
+                (b"zset:shrunk", "skiplist"),
+            ] {
+                let got = restored.get(key, 0).map(|v| v.encoding());
+                assert_eq!(got, Some(encoding), "{key:?}");
+                // Storage order (a skiplist's table order) and scores
+                // bit for bit, `-0` included.
+                assert_eq!(zset_items(&mut restored, key), zset_items(&mut ks, key));
+                let (a, b) = (
+                    restored.get_zset(key, 0).unwrap().unwrap().to_vec(),
+                    ks.get_zset(key, 0).unwrap().unwrap().to_vec(),
+                );
+                assert!(a == b, "{key:?}: order");
+            }
+            assert_eq!(restored.deadline(b"zset:big", 0), Some(Some(9_000)));
+            let z = restored.get_zset(b"zset:big", 0).unwrap().unwrap();
+            assert_eq!(
+                z.score(b"member:3").map(f64::to_bits),
+                Some((-0.0f64).to_bits())
+            );
+            assert_eq!(z.score(b"member:9"), None);
+            assert_eq!(
+                z.rank(b"member:3"),
+                ks.get_zset(b"zset:big", 0)
+                    .unwrap()
+                    .unwrap()
+                    .rank(b"member:3")
+            );
+        }
+    }
+
+    #[test]
+    fn version_7_snapshots_load_and_know_no_zsets() {
+        let set = set_record(b"s", 0, 2, &[b"1", b"2"]);
+        let (mut ks, _) = decode(&seal_version(7, 3, &set, 1, 64)).expect("v7 loads");
+        assert_eq!(
+            set_members(&mut ks, b"s"),
+            vec![b"1".to_vec(), b"2".to_vec()]
+        );
+        let zset = zset_record(b"z", 0, 2, &[(b"a", 1.0), (b"b", 2.0)]);
+        match decode(&seal_version(7, 3, &zset, 1, 64)) {
+            Err(SnapshotError::Corrupt(why)) => assert_eq!(why, "unknown record tag"),
+            other => panic!("{:?}", other.map(|(_, i)| i)),
+        }
+        let (mut ks, _) = decode(&seal(3, &zset, 1, 64)).expect("v8 loads zsets");
+        assert_eq!(
+            zset_items(&mut ks, b"z"),
+            vec![
+                (1f64.to_bits(), b"a".to_vec()),
+                (2f64.to_bits(), b"b".to_vec())
+            ]
+        );
+        assert_eq!(ks.get(b"z", 0).map(|v| v.encoding()), Some("listpack"));
+    }
+
+    #[test]
+    fn zset_records_that_break_the_rules_are_corrupt() {
+        let long = [b'x'; 65];
+        let many: Vec<Vec<u8>> = (0..129).map(|i| format!("m{i:03}").into_bytes()).collect();
+        let many: Vec<(&[u8], f64)> = many.iter().map(|m| (m.as_slice(), 1.0)).collect();
+        for enc in [0, 1] {
+            assert_eq!(corrupt(&zset_record(b"z", enc, 0, &[]), 1), "empty zset");
+            assert_eq!(
+                corrupt(&zset_record(b"z", enc, 1, &[(b"a", f64::NAN)]), 1),
+                "zset score that is not a number"
+            );
+        }
+        assert_eq!(
+            corrupt(&zset_record(b"z", 2, 1, &[(b"a", 1.0)]), 1),
+            "unknown zset encoding"
+        );
+        assert_eq!(
+            corrupt(&zset_record(b"z", 1, 2, &[(b"a", 1.0), (b"a", 2.0)]), 1),
+            "duplicate zset member"
+        );
+        for pair in [
+            [(&b"a"[..], 1.0), (b"a", 1.0)],
+            [(b"b", 1.0), (b"a", 1.0)],
+            [(b"a", 2.0), (b"b", 1.0)],
+        ] {
+            assert_eq!(
+                corrupt(&zset_record(b"z", 0, 2, &pair), 1),
+                "listpack zset members out of order"
+            );
+        }
+        assert_eq!(
+            corrupt(&zset_record(b"z", 0, 1, &[(&long, 1.0)]), 1),
+            "listpack zset member longer than 64 bytes"
+        );
+        assert_eq!(
+            corrupt(&zset_record(b"z", 0, 129, &many), 1),
+            "listpack zset with more than 128 members"
+        );
+        // A skiplist takes any order (its table's) and long members.
+        let (mut ks, _) = decode(&seal(
+            3,
+            &zset_record(b"z", 1, 2, &[(&long, 2.0), (b"a", 1.0)]),
+            1,
+            64,
+        ))
+        .expect("valid");
+        assert_eq!(ks.get_zset(b"z", 0).unwrap().unwrap().rank(&long), Some(1));
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! (`int`), short strings inline in the table slot (`embstr`), longer ones
 //! in one exact-size allocation (`raw`), and strings that grew by APPEND or
 //! SETRANGE in a growable buffer so repeated appends stay amortised O(1).
-//! Hashes, sets and lists are boxed variants (so the enum stays three
-//! words) with encodings of their own ([`crate::hash`], [`crate::set`],
-//! [`crate::list`]); sorted sets will join the same way.
+//! Hashes, sets, lists and sorted sets are boxed variants (so the enum
+//! stays three words) with encodings of their own ([`crate::hash`],
+//! [`crate::set`], [`crate::list`], [`crate::zset`]).
 
 use crate::bytes::{malloc_size, INLINE_MAX};
 use crate::hash::Hash;
 use crate::list::List;
 use crate::set::Set;
+use crate::zset::ZSet;
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Value {
@@ -22,6 +23,7 @@ pub enum Value {
     Hash(Box<Hash>),
     Set(Box<Set>),
     List(Box<List>),
+    ZSet(Box<ZSet>),
 }
 
 /// The Redis type name of a value (TYPE, SCAN TYPE).
@@ -31,6 +33,7 @@ pub enum ValueType {
     Hash,
     Set,
     List,
+    ZSet,
 }
 
 impl ValueType {
@@ -40,6 +43,7 @@ impl ValueType {
             ValueType::Hash => "hash",
             ValueType::Set => "set",
             ValueType::List => "list",
+            ValueType::ZSet => "zset",
         }
     }
 }
@@ -114,12 +118,16 @@ impl Value {
             Value::Hash(_) => ValueType::Hash,
             Value::Set(_) => ValueType::Set,
             Value::List(_) => ValueType::List,
+            Value::ZSet(_) => ValueType::ZSet,
             _ => ValueType::String,
         }
     }
 
     pub fn is_string(&self) -> bool {
-        !matches!(self, Value::Hash(_) | Value::Set(_) | Value::List(_))
+        !matches!(
+            self,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_)
+        )
     }
 
     /// The list this value holds, if it is one.
@@ -133,6 +141,21 @@ impl Value {
     pub fn as_list_mut(&mut self) -> Option<&mut List> {
         match self {
             Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The sorted set this value holds, if it is one.
+    pub fn as_zset(&self) -> Option<&ZSet> {
+        match self {
+            Value::ZSet(z) => Some(z),
+            _ => None,
+        }
+    }
+
+    pub fn as_zset_mut(&mut self) -> Option<&mut ZSet> {
+        match self {
+            Value::ZSet(z) => Some(z),
             _ => None,
         }
     }
@@ -177,7 +200,7 @@ impl Value {
             Value::Inline { len, data } => f(&data[..*len as usize]),
             Value::Heap(b) => f(b),
             Value::Growable(v) => f(v),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) => {
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => {
                 debug_assert!(
                     false,
                     "string bytes of a collection: a missing WRONGTYPE check"
@@ -197,7 +220,7 @@ impl Value {
             Value::Inline { len, .. } => *len as usize,
             Value::Heap(b) => b.len(),
             Value::Growable(v) => v.len(),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) => 0,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => 0,
         }
     }
 
@@ -206,7 +229,7 @@ impl Value {
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(n) => Some(*n),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) => None,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => None,
             other => other.with_bytes(crate::num::parse_i64),
         }
     }
@@ -233,6 +256,7 @@ impl Value {
             Value::Hash(h) => h.encoding(),
             Value::Set(s) => s.encoding(),
             Value::List(l) => l.encoding(),
+            Value::ZSet(z) => z.encoding(),
         }
     }
 
@@ -247,6 +271,7 @@ impl Value {
             Value::Hash(h) => malloc_size(std::mem::size_of::<Hash>()) + h.heap_bytes(),
             Value::Set(s) => malloc_size(std::mem::size_of::<Set>()) + s.heap_bytes(),
             Value::List(l) => malloc_size(std::mem::size_of::<List>()) + l.heap_bytes(),
+            Value::ZSet(z) => malloc_size(std::mem::size_of::<ZSet>()) + z.heap_bytes(),
         }
     }
 }

@@ -22,4 +22,4 @@ mod writer;
 pub use frame::{Frame, FrameError};
 pub use limits::Limits;
 pub use request::{parse_i64_strict, Args, ProtoError, RequestParser};
-pub use writer::{Protocol, ReplyWriter};
+pub use writer::{format_double, Protocol, ReplyWriter};

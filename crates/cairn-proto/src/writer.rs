@@ -132,8 +132,10 @@ impl<'a> ReplyWriter<'a> {
     }
 }
 
-/// Formats a double the way Redis does for replies: integral values without
-/// a fraction, `inf`/`-inf`, otherwise the shortest round-trip form.
+/// Formats a double the way Redis 7.0 does for replies (`addReplyDouble`):
+/// `inf`/`-inf`, otherwise C's `%.17g` — up to 17 significant digits,
+/// trailing zeros dropped, an exponent below 1e-4 and from 1e17 (so 1.1
+/// is `1.1000000000000001`, 2.5 is `2.5`, 1e20 is `1e+20`).
 pub fn format_double(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "inf".into() } else { "-inf".into() };
@@ -141,10 +143,35 @@ pub fn format_double(v: f64) -> String {
     if v.is_nan() {
         return "nan".into();
     }
-    if v == v.trunc() && v.abs() < 1e17 {
-        return format!("{}", v as i64);
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
     }
-    format!("{v}")
+    // The exponent `%g` decides by is the one of the value rounded to 17
+    // digits, which `{:.16e}` gives (Rust rounds the exact binary value).
+    let e = format!("{v:.16e}");
+    let Some((mantissa, exp)) = e.split_once('e') else {
+        return e;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!(
+            "{}e{sign}{:02}",
+            trim_fraction(mantissa),
+            exp.unsigned_abs()
+        )
+    } else {
+        trim_fraction(&format!("{:.*}", (16 - exp) as usize, v)).to_string()
+    }
+}
+
+/// `%g`'s trailing-zero removal: zeros after the point, then the point.
+fn trim_fraction(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +199,33 @@ mod tests {
         w.double(3.0);
         w.verbatim("txt", b"hi");
         assert_eq!(out, b"_\r\n%1\r\n#f\r\n,3\r\n=6\r\ntxt:hi\r\n");
+    }
+
+    /// C's `%.17g`, as redis-server 7.0 prints scores (checked against
+    /// it for these values).
+    #[test]
+    fn doubles_format_like_printf_17g() {
+        for (v, want) in [
+            (1.1, "1.1000000000000001"),
+            (0.1, "0.10000000000000001"),
+            (2.5, "2.5"),
+            (16.0, "16"),
+            (-3.0, "-3"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1e16, "10000000000000000"),
+            (1e17, "1e+17"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (4.9406564584124654e-324, "4.9406564584124654e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (3.0e-3, "0.0030000000000000001"),
+        ] {
+            assert_eq!(format_double(v), want, "{v:e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Blocking list pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP
-//! (docs/design/datatypes.md, "Blocking pops").
+//! Blocking pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP on lists, and
+//! BZPOPMIN, BZPOPMAX, BZMPOP on sorted sets (docs/design/datatypes.md,
+//! "Blocking pops").
+//!
+//! A wait is for a key *and a type*: a zset written where a BLPOP waits
+//! wakes nobody (the BLPOP keeps waiting, as in Redis), nor a list where
+//! a BZPOPMIN waits.
 //!
 //! The same "pending reply" mechanism as lock waits (`lockwait::Waits`):
 //! a connection whose pop found every list empty registers, per list, in
@@ -24,7 +29,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use cairn_engine::keyspace::Keyspace;
+use cairn_engine::keyspace::{Blocked, Keyspace};
 use cairn_proto::{Protocol, ReplyWriter};
 use tokio::sync::oneshot;
 
@@ -34,8 +39,8 @@ use crate::lockwait::Waits;
 use crate::session::ConnState;
 use crate::Shared;
 
-/// A list waited on: (shard, key).
-pub(crate) type ListKey = (usize, Box<[u8]>);
+/// A key waited on: (shard, key, what for: a list or a sorted set).
+pub(crate) type ListKey = (usize, Box<[u8]>, Blocked);
 
 /// Waiting connections by list.
 pub(crate) type ListWaits = Waits<ListKey, ()>;
@@ -69,8 +74,8 @@ pub(crate) fn wake_ready(shared: &Shared, i: usize, ks: &mut Keyspace) {
             waits.wake_first(&k, ());
         }
     } else {
-        for key in ready {
-            waits.wake_first(&(i, key), ());
+        for (key, kind) in ready {
+            waits.wake_first(&(i, key, kind), ());
         }
     }
     if waits.is_empty() {
@@ -94,10 +99,10 @@ pub(crate) fn after_restore(shared: &Shared, i: usize) {
 /// registered then).
 fn register(shared: &Shared, keys: &[ListKey], first: bool) -> Option<Vec<oneshot::Receiver<()>>> {
     let mut wakes = Vec::with_capacity(keys.len());
-    for (i, key) in keys {
-        let mut ks = shared.db.lock(*i);
+    for k in keys {
+        let mut ks = shared.db.lock(k.0);
         ks.set_watch_lists(true);
-        wakes.push(shared.list_waits.register((*i, key.clone()), first)?);
+        wakes.push(shared.list_waits.register(k.clone(), first)?);
     }
     Some(wakes)
 }
@@ -110,7 +115,7 @@ fn pass_on(shared: &Shared, keys: &[ListKey], wakes: Vec<oneshot::Receiver<()>>)
     for k in keys {
         shared.list_waits.forget(k);
         let ks = shared.db.lock(k.0);
-        if ks.peek_list_len(&k.1) > 0 {
+        if ks.peek_ready(&k.1, k.2) {
             shared.list_waits.wake_first(k, ());
         }
     }
@@ -162,9 +167,15 @@ fn deadline_of(timeout_ms: u64) -> Option<tokio::time::Instant> {
 }
 
 /// Writes a blocking pop's RESP3 reply in the connection's protocol: a
-/// null is Redis' null array for BLPOP, BRPOP and BLMPOP in RESP2.
+/// null is Redis' null array for BLPOP, BRPOP, BLMPOP and the zset pops
+/// in RESP2.
 pub(crate) fn write_reply(out: &mut Vec<u8>, proto: Protocol, name: &str, reply: &[u8]) {
-    if reply == NULL && matches!(name, "blpop" | "brpop" | "blmpop") {
+    if reply == NULL
+        && matches!(
+            name,
+            "blpop" | "brpop" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop"
+        )
+    {
         ReplyWriter::new(out, proto).null_array();
     } else {
         crate::cluster::exec::write_resp3(out, proto, reply);
@@ -175,7 +186,7 @@ pub(crate) fn write_reply(out: &mut Vec<u8>, proto: Protocol, name: &str, reply:
 /// command to its group and waits in `cluster_wait`): one attempt now,
 /// and if every list is empty, a wait.
 pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
-    let (keys, timeout_ms) = match cairn_engine::cmd::blpop::wait_of(argv) {
+    let (keys, timeout_ms, kind) = match cairn_engine::cmd::blpop::wait_of(argv) {
         Some(Ok(w)) => w,
         Some(Err(e)) => {
             ctx.out.error(e.msg());
@@ -189,7 +200,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
     let shared = ctx.shared;
     let keys: Vec<ListKey> = keys
         .iter()
-        .map(|k| (shared.db.index_of(k), Box::from(*k)))
+        .map(|k| (shared.db.index_of(k), Box::from(*k), kind))
         .collect();
     let reply = match attempt(shared, ctx.spec, argv, ctx.now_ms, Some(&keys), false) {
         Ok(reply) => reply,
@@ -250,9 +261,9 @@ fn attempt(
     // Registering needs each shard's lock, which the guard holds: do it
     // through the guard so no push slips in between.
     let mut wakes = Vec::with_capacity(keys.len());
-    for (i, key) in keys {
-        guard.with_shard(*i, |ks| ks.set_watch_lists(true));
-        match shared.list_waits.register((*i, key.clone()), first) {
+    for k in keys {
+        guard.with_shard(k.0, |ks| ks.set_watch_lists(true));
+        match shared.list_waits.register(k.clone(), first) {
             Some(rx) => wakes.push(rx),
             None => {
                 drop(guard);
@@ -349,7 +360,10 @@ pub(crate) async fn standalone_wait(
 /// it in `cluster_wait`).
 pub(crate) fn is_blocking(d: &Deferred) -> bool {
     let name = crate::cmd::table()[d.idx].name;
-    matches!(name, "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop")
+    matches!(
+        name,
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop"
+    )
 }
 
 /// Cluster mode: registers on this node, proposes the attempt through
@@ -367,12 +381,15 @@ pub(crate) async fn cluster_wait(
 ) -> Result<crate::cluster::exec::Output, String> {
     use crate::cluster::exec::{run_in_group, Output};
     let argv: Vec<&[u8]> = d.argv.iter().map(|a| a.as_slice()).collect();
-    let (keys, timeout_ms) = match cairn_engine::cmd::blpop::wait_of(&argv) {
-        Some(Ok((keys, t))) => (keys, t),
+    let (keys, timeout_ms, kind) = match cairn_engine::cmd::blpop::wait_of(&argv) {
+        Some(Ok(w)) => w,
         // Not waiting: the group answers (the error, or the attempt).
         _ => return run_in_group(shared, conn, d, g, true).await,
     };
-    let keys: Vec<ListKey> = keys.iter().map(|k| (g as usize, Box::from(*k))).collect();
+    let keys: Vec<ListKey> = keys
+        .iter()
+        .map(|k| (g as usize, Box::from(*k), kind))
+        .collect();
     let deadline = deadline_of(timeout_ms);
     let mut first = false;
     let mut waiting = Waiting::new(shared, keys, Vec::new());

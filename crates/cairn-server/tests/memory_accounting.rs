@@ -34,12 +34,15 @@ enum Shape<'a> {
     /// A list of this many elements like `element:000123` (chunks of up
     /// to 8 KiB).
     List(usize),
+    /// A sorted set of this many members like `member:000123` with
+    /// repeating scores (a listpack up to 128, a skiplist above).
+    ZSet(usize),
 }
 
 fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
     let per_key = match shape {
         Shape::Str(_) => 1,
-        Shape::Set(m) | Shape::Ints(m) | Shape::List(m) => m,
+        Shape::Set(m) | Shape::Ints(m) | Shape::List(m) | Shape::ZSet(m) => m,
     };
     let keys_per_batch = (1000 / per_key).max(1);
     for chunk in 0..n.div_ceil(keys_per_batch) {
@@ -66,6 +69,12 @@ fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
                             .collect();
                         p.rpush(&key, elements).ignore();
                     }
+                }
+                Shape::ZSet(m) => {
+                    let items: Vec<(i64, String)> = (0..m)
+                        .map(|j| ((j % 100) as i64, format!("member:{j:06}")))
+                        .collect();
+                    p.zadd_multiple(key, &items).ignore();
                 }
             }
         }
@@ -113,6 +122,8 @@ fn dataset_accounting_matches_rss_growth() {
         check("intsets", 20_000, Shape::Ints(100)),
         check("lists", 20_000, Shape::List(16)),
         check("quicklists", 20, Shape::List(50_000)),
+        check("listpack-zsets", 20_000, Shape::ZSet(20)),
+        check("skiplist-zsets", 100, Shape::ZSet(2_000)),
     ];
     for h in servers {
         h.shutdown();

@@ -11,7 +11,9 @@
 
 use super::lmove::{end_arg, LMove};
 use super::lmpop::LMPop;
+use super::zpop::{BZMPop, BZPopMax, BZPopMin};
 use super::{CmdError, Command, Db};
+use crate::keyspace::Blocked;
 use crate::list::End;
 use crate::reply::Reply;
 
@@ -25,6 +27,11 @@ pub trait Blocking<'a> {
     fn wait_keys(&self) -> &[&'a [u8]];
     /// How long to wait; 0 = forever.
     fn timeout_ms(&self) -> u64;
+    /// Whether it waits for sorted sets (BZPOPMIN, BZPOPMAX, BZMPOP)
+    /// rather than lists.
+    fn zset(&self) -> bool {
+        false
+    }
 }
 
 /// Redis' `getTimeoutFromObjectOrReply` in seconds: a float, rounded up
@@ -164,16 +171,21 @@ impl<'a> Blocking<'a> for BLMPop<'a> {
     }
 }
 
-/// The lists a blocking command waits on, and its timeout in ms (0 =
-/// forever).
-pub type Wait<'a> = (Vec<&'a [u8]>, u64);
+/// The keys a blocking command waits on, its timeout in ms (0 =
+/// forever), and what it waits for there (lists or sorted sets).
+pub type Wait<'a> = (Vec<&'a [u8]>, u64, Blocked);
 
 /// What a blocking command waits for; `None` for a command that does
 /// not block.
 pub fn wait_of<'a>(argv: &'a [&'a [u8]]) -> Option<Result<Wait<'a>, CmdError>> {
     fn of<'a, C: Command<'a> + Blocking<'a>>(argv: &'a [&'a [u8]]) -> Result<Wait<'a>, CmdError> {
         let c = C::parse(argv)?;
-        Ok((c.wait_keys().to_vec(), c.timeout_ms()))
+        let kind = if c.zset() {
+            Blocked::ZSet
+        } else {
+            Blocked::List
+        };
+        Ok((c.wait_keys().to_vec(), c.timeout_ms(), kind))
     }
     let name = *argv.first()?;
     Some(if super::is(name, "blpop") {
@@ -186,6 +198,12 @@ pub fn wait_of<'a>(argv: &'a [&'a [u8]]) -> Option<Result<Wait<'a>, CmdError>> {
         of::<BRPopLPush>(argv)
     } else if super::is(name, "blmpop") {
         of::<BLMPop>(argv)
+    } else if super::is(name, "bzpopmin") {
+        of::<BZPopMin>(argv)
+    } else if super::is(name, "bzpopmax") {
+        of::<BZPopMax>(argv)
+    } else if super::is(name, "bzmpop") {
+        of::<BZMPop>(argv)
     } else {
         return None;
     })

@@ -101,6 +101,14 @@ pub mod touch;
 pub mod ttl;
 pub mod type_;
 pub mod versions;
+pub mod zadd;
+pub mod zpop;
+pub mod zrandmember;
+pub mod zrange;
+pub mod zrem;
+pub mod zscan;
+pub mod zscore;
+pub mod zunion;
 
 pub const SYNTAX: &str = "ERR syntax error";
 pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
@@ -279,6 +287,39 @@ impl<'a> ExpiryOptions<'a> {
         self.expiry
             .map(|(unit, v)| Ok((unit, int_arg(v)?)))
             .transpose()
+    }
+}
+
+/// Whether the RESP3 reply of `argv` nests pairs that Redis flattens in
+/// RESP2 (`[[member, score], ...]` there is `[member, score, ...]`):
+/// ZRANGE and its forms, ZUNION, ZINTER and ZDIFF WITHSCORES, ZRANDMEMBER
+/// and HRANDFIELD with scores or values, ZPOPMIN and ZPOPMAX with a
+/// count. A reply made in RESP3 for a RESP2 client (cluster mode applies
+/// commands through the log in RESP3) is flattened one level for these.
+pub fn resp2_flattens(argv: &[&[u8]]) -> bool {
+    let Some(name) = argv.first() else {
+        return false;
+    };
+    let any = |word: &str| argv[1..].iter().any(|a| is(a, word));
+    if [
+        "zrange",
+        "zrevrange",
+        "zrangebyscore",
+        "zrevrangebyscore",
+        "zunion",
+        "zinter",
+        "zdiff",
+    ]
+    .iter()
+    .any(|n| is(name, n))
+    {
+        any("WITHSCORES")
+    } else if is(name, "zrandmember") || is(name, "hrandfield") {
+        argv.len() == 4
+    } else if is(name, "zpopmin") || is(name, "zpopmax") {
+        argv.len() == 3
+    } else {
+        false
     }
 }
 

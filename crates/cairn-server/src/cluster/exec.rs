@@ -146,8 +146,66 @@ fn deliver(conn: &mut ConnState, d: &Deferred, reply: Result<Output, String>, ou
         (Then::Exec, Ok(Output::Resp3(b))) if b == b"_\r\n" => {
             ReplyWriter::new(out, proto).null_array()
         }
-        (_, Ok(Output::Resp3(bytes))) => write_resp3(out, proto, &bytes),
+        (then, Ok(Output::Resp3(bytes))) => write_resp3_of(out, proto, &bytes, &d.argv, then),
         (_, Ok(Output::Written(bytes))) => out.extend_from_slice(&bytes),
+    }
+}
+
+/// [`write_resp3`] for the reply of `argv` (or, for EXEC, of each
+/// command of the transaction `argv`): where Redis answers a RESP2 client
+/// flat pairs and a RESP3 one nested pairs (ZRANGE ... WITHSCORES,
+/// ZPOPMIN with a count: `cairn_engine::cmd::resp2_flattens`), the RESP3
+/// reply is flattened.
+fn write_resp3_of(out: &mut Vec<u8>, proto: Protocol, resp3: &[u8], argv: &[Vec<u8>], then: Then) {
+    use cairn_engine::cmd::resp2_flattens;
+    let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+    let flat: Vec<bool> = match then {
+        Then::Exec => match cairn_engine::cmd::exec::Exec::parse(&args) {
+            Ok(tx) => tx.cmds.iter().map(|c| resp2_flattens(c)).collect(),
+            Err(_) => Vec::new(),
+        },
+        _ => vec![resp2_flattens(&args)],
+    };
+    if proto == Protocol::Resp3 || !flat.contains(&true) {
+        return write_resp3(out, proto, resp3);
+    }
+    let frame = match Frame::decode(resp3, usize::MAX) {
+        Ok(Some((f, _))) => f,
+        _ => return ReplyWriter::new(out, proto).error("ERR malformed reply from the cluster"),
+    };
+    let frame = match (then, frame) {
+        (Then::Exec, Frame::Array(items)) => Frame::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    if flat.get(i) == Some(&true) {
+                        flatten(f)
+                    } else {
+                        f
+                    }
+                })
+                .collect(),
+        ),
+        (Then::Exec, other) => other,
+        (_, f) => flatten(f),
+    };
+    write_frame(&mut ReplyWriter::new(out, proto), &frame);
+}
+
+/// An array of pairs as one flat array (anything else as it is).
+fn flatten(f: Frame) -> Frame {
+    match f {
+        Frame::Array(items) if items.iter().all(|i| matches!(i, Frame::Array(_))) => Frame::Array(
+            items
+                .into_iter()
+                .flat_map(|i| match i {
+                    Frame::Array(pair) => pair,
+                    other => vec![other],
+                })
+                .collect(),
+        ),
+        other => other,
     }
 }
 

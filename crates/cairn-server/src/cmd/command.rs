@@ -19,9 +19,16 @@ fn info_entry(ctx: &mut Ctx<'_>, s: &Spec) {
     }
     // Movable keys (NUMKEYS: SINTERCARD, and LMPOP on the lists branch)
     // show as Redis' `movablekeys` with no legacy range (0 0 0).
+    // With a destination first (ZUNIONSTORE ...) Redis' legacy range is
+    // that key alone (1 1 1).
     let movable = s.flags & super::NUMKEYS != 0;
+    let dest = s.flags & super::DEST != 0;
     for n in [s.first_key, s.last_key, s.step] {
-        out.int(if movable { 0 } else { i64::from(n) });
+        out.int(match (movable, dest) {
+            (true, true) => 1,
+            (true, false) => 0,
+            _ => i64::from(n),
+        });
     }
     // ACL categories, as Redis (in ACL CAT's order, which is Redis' own
     // for most commands: @read @string @fast).

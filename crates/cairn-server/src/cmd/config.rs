@@ -49,6 +49,9 @@ const PARAMS: &[(&str, bool)] = &[
     ("set-max-intset-entries", false),
     ("set-max-listpack-entries", false),
     ("set-max-listpack-value", false),
+    // And sorted sets.
+    ("zset-max-listpack-entries", false),
+    ("zset-max-listpack-value", false),
 ];
 
 fn get(sh: &Shared, name: &str) -> String {
@@ -94,6 +97,8 @@ fn get(sh: &Shared, name: &str) -> String {
         "set-max-intset-entries" => cairn_engine::set::INTSET_ENTRIES_MAX.to_string(),
         "set-max-listpack-entries" => cairn_engine::set::LISTPACK_ENTRIES_MAX.to_string(),
         "set-max-listpack-value" => cairn_engine::set::LISTPACK_VALUE_MAX.to_string(),
+        "zset-max-listpack-entries" => cairn_engine::zset::LISTPACK_ENTRIES_MAX.to_string(),
+        "zset-max-listpack-value" => cairn_engine::zset::LISTPACK_VALUE_MAX.to_string(),
         _ => String::new(),
     }
 }

@@ -79,6 +79,10 @@ pub(crate) const FENCE_TAIL: u32 = 1 << 8;
 /// `numkeys` being the argument just before (LMPOP, BLMPOP); Redis
 /// calls these movable keys.
 pub(crate) const NUMKEYS: u32 = 1 << 9;
+/// Not a Redis flag: with NUMKEYS, the first argument is a key too (the
+/// destination of ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE), before
+/// `numkeys`.
+pub(crate) const DEST: u32 = 1 << 10;
 
 pub(crate) const FLAG_NAMES: [(u32, &str); 9] = [
     (WRITE, "write"),
@@ -109,6 +113,7 @@ pub(crate) struct Spec {
 impl Spec {
     /// Argument positions of the keys in the call `argv`.
     pub fn keys_of(&self, argv: &[&[u8]]) -> impl Iterator<Item = usize> {
+        let dest = (self.flags & DEST != 0 && argv.len() > 1).then_some(1);
         let mut argc = argv.len();
         if self.flags & FENCE_TAIL != 0
             && argc >= 5
@@ -127,7 +132,7 @@ impl Spec {
                 .unwrap_or(0);
             argc = argc.min(first.saturating_add(n));
         }
-        self.key_positions(argc)
+        dest.into_iter().chain(self.key_positions(argc))
     }
 
     /// Argument positions of the keys in a call with `argc` arguments.
@@ -303,6 +308,42 @@ static TABLE: &[Spec] = &[
     spec!("blmove", 6, WRITE | DENYOOM | NOSCRIPT, 1, 2, 1, "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", crate::listwait::run),
     spec!("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT, 1, 2, 1, "list", "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
     spec!("blmpop", -5, WRITE | NUMKEYS, 3, -1, 1, "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", crate::listwait::run),
+    // sorted sets (docs/design/datatypes.md, "Sorted sets")
+    spec!("zadd", -4, WRITE | DENYOOM | FAST, 1, 1, 1, "sorted_set", "1.2.0", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.", eng!(zadd::ZAdd<false>)),
+    spec!("zincrby", 4, WRITE | DENYOOM | FAST, 1, 1, 1, "sorted_set", "1.2.0", "Increments the score of a member in a sorted set.", eng!(zadd::ZIncrBy)),
+    spec!("zrem", -3, WRITE | FAST, 1, 1, 1, "sorted_set", "1.2.0", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.", eng!(zrem::ZRem)),
+    spec!("zcard", 2, READONLY | FAST, 1, 1, 1, "sorted_set", "1.2.0", "Returns the number of members in a sorted set.", eng!(zscore::ZCard)),
+    spec!("zscore", 3, READONLY | FAST, 1, 1, 1, "sorted_set", "1.2.0", "Returns the score of a member in a sorted set.", eng!(zscore::ZScore<false>)),
+    spec!("zmscore", -3, READONLY | FAST, 1, 1, 1, "sorted_set", "6.2.0", "Returns the score of one or more members in a sorted set.", eng!(zscore::ZMScore)),
+    spec!("zrank", 3, READONLY | FAST, 1, 1, 1, "sorted_set", "2.0.0", "Returns the index of a member in a sorted set ordered by ascending scores.", eng!(zscore::ZRank<false>)),
+    spec!("zrevrank", 3, READONLY | FAST, 1, 1, 1, "sorted_set", "2.0.0", "Returns the index of a member in a sorted set ordered by descending scores.", eng!(zscore::ZRevRank)),
+    spec!("zcount", 4, READONLY | FAST, 1, 1, 1, "sorted_set", "2.0.0", "Returns the count of members in a sorted set that have scores within a range.", eng!(zrange::ZCount<false>)),
+    spec!("zlexcount", 4, READONLY | FAST, 1, 1, 1, "sorted_set", "2.8.9", "Returns the number of members in a sorted set within a lexicographical range.", eng!(zrange::ZLexCount)),
+    spec!("zrange", -4, READONLY, 1, 1, 1, "sorted_set", "1.2.0", "Returns members in a sorted set within a range of indexes.", eng!(zrange::ZRange)),
+    spec!("zrevrange", -4, READONLY, 1, 1, 1, "sorted_set", "1.2.0", "Returns members in a sorted set within a range of indexes in reverse order.", eng!(zrange::ZRevRange)),
+    spec!("zrangebyscore", -4, READONLY, 1, 1, 1, "sorted_set", "1.0.5", "Returns members in a sorted set within a range of scores.", eng!(zrange::ZRangeByScore)),
+    spec!("zrevrangebyscore", -4, READONLY, 1, 1, 1, "sorted_set", "2.2.0", "Returns members in a sorted set within a range of scores in reverse order.", eng!(zrange::ZRevRangeByScore)),
+    spec!("zrangebylex", -4, READONLY, 1, 1, 1, "sorted_set", "2.8.9", "Returns members in a sorted set within a lexicographical range.", eng!(zrange::ZRangeByLex)),
+    spec!("zrevrangebylex", -4, READONLY, 1, 1, 1, "sorted_set", "2.8.9", "Returns members in a sorted set within a lexicographical range in reverse order.", eng!(zrange::ZRevRangeByLex)),
+    spec!("zrangestore", -5, WRITE | DENYOOM, 1, 2, 1, "sorted_set", "6.2.0", "Stores a range of members from sorted set in a key.", eng!(zrange::ZRangeStore)),
+    spec!("zremrangebyrank", 4, WRITE, 1, 1, 1, "sorted_set", "2.0.0", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.", eng!(zrange::ZRemRangeByRank)),
+    spec!("zremrangebyscore", 4, WRITE, 1, 1, 1, "sorted_set", "1.2.0", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.", eng!(zrange::ZRemRangeByScore)),
+    spec!("zremrangebylex", 4, WRITE, 1, 1, 1, "sorted_set", "2.8.9", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.", eng!(zrange::ZRemRangeByLex)),
+    spec!("zunion", -3, READONLY | NUMKEYS, 2, -1, 1, "sorted_set", "6.2.0", "Returns the union of multiple sorted sets.", eng!(zunion::ZUnion)),
+    spec!("zinter", -3, READONLY | NUMKEYS, 2, -1, 1, "sorted_set", "6.2.0", "Returns the intersect of multiple sorted sets.", eng!(zunion::ZInter)),
+    spec!("zdiff", -3, READONLY | NUMKEYS, 2, -1, 1, "sorted_set", "6.2.0", "Returns the difference between multiple sorted sets.", eng!(zunion::ZDiff)),
+    spec!("zintercard", -3, READONLY | NUMKEYS, 2, -1, 1, "sorted_set", "7.0.0", "Returns the number of members of the intersect of multiple sorted sets.", eng!(zunion::ZInterCard)),
+    spec!("zunionstore", -4, WRITE | DENYOOM | NUMKEYS | DEST, 3, -1, 1, "sorted_set", "2.0.0", "Stores the union of multiple sorted sets in a key.", eng!(zunion::ZUnionStore)),
+    spec!("zinterstore", -4, WRITE | DENYOOM | NUMKEYS | DEST, 3, -1, 1, "sorted_set", "2.0.0", "Stores the intersect of multiple sorted sets in a key.", eng!(zunion::ZInterStore)),
+    spec!("zdiffstore", -4, WRITE | DENYOOM | NUMKEYS | DEST, 3, -1, 1, "sorted_set", "6.2.0", "Stores the difference of multiple sorted sets in a key.", eng!(zunion::ZDiffStore)),
+    spec!("zpopmin", -2, WRITE | FAST, 1, 1, 1, "sorted_set", "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", eng!(zpop::ZPopMin)),
+    spec!("zpopmax", -2, WRITE | FAST, 1, 1, 1, "sorted_set", "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", eng!(zpop::ZPopMax)),
+    spec!("zmpop", -4, WRITE | NUMKEYS, 2, -1, 1, "sorted_set", "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", eng!(zpop::ZMPop)),
+    spec!("bzpopmin", -3, WRITE | NOSCRIPT | FAST, 1, -2, 1, "sorted_set", "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", crate::listwait::run),
+    spec!("bzpopmax", -3, WRITE | NOSCRIPT | FAST, 1, -2, 1, "sorted_set", "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise. Deletes the sorted set if the last element was popped.", crate::listwait::run),
+    spec!("bzmpop", -5, WRITE | NUMKEYS, 3, -1, 1, "sorted_set", "7.0.0", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", crate::listwait::run),
+    spec!("zrandmember", -2, READONLY, 1, 1, 1, "sorted_set", "6.2.0", "Returns one or more random members from a sorted set.", eng!(zrandmember::ZRandMember)),
+    spec!("zscan", -3, READONLY, 1, 1, 1, "sorted_set", "2.8.0", "Iterates over members and scores of a sorted set.", eng!(zscan::ZScan)),
     // keys
     spec!("del", -2, WRITE | FENCE_TAIL, 1, -1, 1, "generic", "1.0.0", "Deletes one or more keys.", eng!(del::Del<true>)),
     spec!("unlink", -2, WRITE | FAST, 1, -1, 1, "generic", "4.0.0", "Asynchronously deletes one or more keys.", eng!(del::Unlink)),

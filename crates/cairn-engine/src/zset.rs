@@ -1,0 +1,1069 @@
+//! Sorted set values: distinct members, each with a score (an f64, never
+//! NaN), ordered by (score, member) — members compared as bytes — in one
+//! of two encodings chosen by size, like Redis 7.0 (docs/design/
+//! datatypes.md, "Sorted sets").
+//!
+//! * **listpack** — small zsets: one flat buffer of `(score f64, len u8,
+//!   member)` entries kept in order, so every read is a walk over at most
+//!   128 entries (a few KiB: faster than any index at this size).
+//! * **skiplist** (Redis' OBJECT ENCODING name) — the rest, two parts:
+//!   a [`DenseTable`] of `(member, score)` (member → score in O(1), a
+//!   dense vector ZSCAN walks by position and ZRANDMEMBER samples in
+//!   O(1), swap-remove on delete, as sets and hashes), and an [`Order`]:
+//!   the table positions sorted by (score, member) in blocks of at most
+//!   [`BLOCK_CAP`], with a Fenwick tree over the block lengths, so a
+//!   rank, a score or a member is found in O(log n) and an insert or a
+//!   delete moves at most one block's entries.
+//!
+//! The thing not to get wrong: the order is by (score, member) with the
+//! scores compared as numbers (`-0` equals `0`, the member decides), and
+//! everything observable — the order, the table positions (ZSCAN,
+//! ZRANDMEMBER), the encoding — depends only on the commands applied,
+//! so every replica holds the same zset. A zset converts listpack →
+//! skiplist only (never back), at Redis' thresholds, which are constants.
+
+use std::cmp::Ordering;
+
+use crate::bytes::{malloc_size, SmallBytes};
+use crate::table::{DenseTable, TableEntry};
+
+/// Most members a listpack-encoded zset holds (Redis'
+/// `zset-max-listpack-entries`).
+pub const LISTPACK_ENTRIES_MAX: usize = 128;
+/// Longest member a listpack-encoded zset holds, in bytes (Redis'
+/// `zset-max-listpack-value`). Below 256, so a length is one byte.
+pub const LISTPACK_VALUE_MAX: usize = 64;
+/// Most members one zset holds (table positions are u32).
+pub const MEMBERS_MAX: usize = crate::table::ENTRIES_MAX;
+/// Entries per block of the skiplist encoding's order (a block is one
+/// allocation of this many 16-byte entries, 4 KiB).
+pub const BLOCK_CAP: usize = 256;
+/// A block this short is merged with a neighbour.
+const BLOCK_MIN: usize = BLOCK_CAP / 4;
+
+/// Redis' order of scores: numeric, `-0 == 0` (NaN is never stored).
+pub fn cmp_score(a: f64, b: f64) -> Ordering {
+    if a < b {
+        Ordering::Less
+    } else if a > b {
+        Ordering::Greater
+    } else {
+        Ordering::Equal
+    }
+}
+
+/// The zset order: score, then member bytes.
+pub fn cmp_entry(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
+    cmp_score(a.0, b.0).then_with(|| a.1.cmp(b.1))
+}
+
+/// Why a member could not be added: the zset holds [`MEMBERS_MAX`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZSetFull;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ZSet {
+    Listpack(Listpack),
+    Skiplist(Skiplist),
+}
+
+// ---- listpack ----
+
+/// The small encoding: `(score f64 LE, len u8, member)` entries in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listpack {
+    buf: Vec<u8>,
+    len: u16,
+}
+
+const LP_HEAD: usize = 9;
+
+/// Entries of a listpack in order: `(offset, score, member)`.
+struct LpIter<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for LpIter<'a> {
+    type Item = (usize, f64, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let head = self.buf.get(self.at..self.at + LP_HEAD)?;
+        let mut score = [0u8; 8];
+        score.copy_from_slice(&head[..8]);
+        let len = head[8] as usize;
+        let start = self.at + LP_HEAD;
+        let member = self.buf.get(start..start + len)?;
+        let at = self.at;
+        self.at = start + len;
+        Some((at, f64::from_le_bytes(score), member))
+    }
+}
+
+impl Listpack {
+    fn iter(&self) -> LpIter<'_> {
+        LpIter {
+            buf: &self.buf,
+            at: 0,
+        }
+    }
+
+    /// `(offset, score)` of `member`.
+    fn find(&self, member: &[u8]) -> Option<(usize, f64)> {
+        self.iter()
+            .find(|(_, _, m)| *m == member)
+            .map(|(at, s, _)| (at, s))
+    }
+
+    /// Inserts a member known to be absent at its place in the order.
+    /// Redis stores an integral score as a listpack integer, so `-0`
+    /// comes back as `0` from a listpack (and only from one).
+    fn insert(&mut self, score: f64, member: &[u8]) {
+        debug_assert!(member.len() <= LISTPACK_VALUE_MAX);
+        let score = if score == 0.0 { 0.0 } else { score };
+        let at = self
+            .iter()
+            .find(|(_, s, m)| cmp_entry((*s, m), (score, member)) == Ordering::Greater)
+            .map_or(self.buf.len(), |(at, _, _)| at);
+        let mut entry = [0u8; LP_HEAD];
+        entry[..8].copy_from_slice(&score.to_le_bytes());
+        entry[8] = member.len() as u8;
+        self.buf.splice(at..at, entry.iter().chain(member).copied());
+        self.len += 1;
+    }
+
+    fn remove_at(&mut self, at: usize) {
+        let len = self.buf[at + 8] as usize;
+        self.buf.drain(at..at + LP_HEAD + len);
+        self.len -= 1;
+    }
+}
+
+/// A score as Redis keeps it in a listpack and ZSCAN prints it from
+/// there (`zzlInsertAt`): an integer when the score is integral within
+/// ±2^62 (`double2ll`), else `%.17g`.
+pub fn listpack_score_text(score: f64) -> String {
+    const LIMIT: f64 = (i64::MAX / 2) as f64;
+    if (-LIMIT..=LIMIT).contains(&score) && score == score.trunc() {
+        itoa::Buffer::new().format(score as i64).to_string()
+    } else {
+        cairn_proto::format_double(score)
+    }
+}
+
+// ---- skiplist ----
+
+/// A member and its score, as the skiplist encoding's table holds them.
+#[derive(Clone, Debug)]
+pub struct ZEntry {
+    pub member: SmallBytes,
+    pub score: f64,
+}
+
+impl PartialEq for ZEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.member == other.member && self.score.to_bits() == other.score.to_bits()
+    }
+}
+
+impl Eq for ZEntry {}
+
+impl TableEntry for ZEntry {
+    fn key(&self) -> &[u8] {
+        self.member.as_slice()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.member.heap_bytes()
+    }
+}
+
+/// The large encoding: a table of members and scores, and their order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skiplist {
+    table: DenseTable<ZEntry>,
+    order: Order,
+}
+
+/// One entry of the order: a score (kept here so most comparisons need
+/// no trip to the table) and the member's table position.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    score: f64,
+    pos: u32,
+}
+
+/// Table positions sorted by (score, member): blocks of at most
+/// [`BLOCK_CAP`] slots (none empty, each allocated at full capacity), and
+/// a Fenwick tree over their lengths for ranks.
+#[derive(Clone, Debug, Default)]
+struct Order {
+    blocks: Vec<Vec<Slot>>,
+    /// 1-based Fenwick tree: `tree[i]` sums the lengths of blocks
+    /// `i - lowbit(i) .. i`.
+    tree: Vec<usize>,
+    len: usize,
+}
+
+/// The order's equality is its sequence (the block layout is a detail).
+impl PartialEq for Order {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self
+                .blocks
+                .iter()
+                .flatten()
+                .zip(other.blocks.iter().flatten())
+                .all(|(a, b)| a.pos == b.pos && a.score.to_bits() == b.score.to_bits())
+    }
+}
+
+impl Eq for Order {}
+
+fn new_block() -> Vec<Slot> {
+    Vec::with_capacity(BLOCK_CAP)
+}
+
+impl Order {
+    fn member<'e>(entries: &'e [ZEntry], pos: u32) -> &'e [u8] {
+        entries[pos as usize].member.as_slice()
+    }
+
+    fn cmp(entries: &[ZEntry], slot: Slot, key: (f64, &[u8])) -> Ordering {
+        cmp_score(slot.score, key.0).then_with(|| Self::member(entries, slot.pos).cmp(key.1))
+    }
+
+    fn rebuild(&mut self) {
+        let n = self.blocks.len();
+        self.tree.clear();
+        self.tree.resize(n + 1, 0);
+        for i in 1..=n {
+            self.tree[i] += self.blocks[i - 1].len();
+            let j = i + (i & i.wrapping_neg());
+            if j <= n {
+                self.tree[j] += self.tree[i];
+            }
+        }
+    }
+
+    fn add(&mut self, block: usize, grow: bool) {
+        let mut i = block + 1;
+        while i < self.tree.len() {
+            if grow {
+                self.tree[i] += 1;
+            } else {
+                self.tree[i] -= 1;
+            }
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// Slots in blocks before `block`.
+    fn prefix(&self, block: usize) -> usize {
+        let mut s = 0;
+        let mut i = block;
+        while i > 0 {
+            s += self.tree[i];
+            i &= i - 1;
+        }
+        s
+    }
+
+    /// The block holding rank `rank` (< len) and the offset in it.
+    fn find_rank(&self, rank: usize) -> (usize, usize) {
+        let n = self.blocks.len();
+        let mut pos = 0;
+        let mut rem = rank;
+        let mut step = if n == 0 {
+            0
+        } else {
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        };
+        while step > 0 {
+            if pos + step <= n && self.tree[pos + step] <= rem {
+                pos += step;
+                rem -= self.tree[pos];
+            }
+            step >>= 1;
+        }
+        (pos, rem)
+    }
+
+    /// How many slots satisfy `pred`, which holds for a prefix of the
+    /// order (binary search over blocks, then in one block).
+    fn partition(&self, pred: impl Fn(Slot) -> bool) -> usize {
+        let b = self
+            .blocks
+            .partition_point(|blk| blk.last().is_some_and(|&s| pred(s)));
+        if b == self.blocks.len() {
+            return self.len;
+        }
+        self.prefix(b) + self.blocks[b].partition_point(|&s| pred(s))
+    }
+
+    /// Where `key` is or would go: (block, offset, found).
+    fn locate(&self, entries: &[ZEntry], key: (f64, &[u8])) -> (usize, usize, bool) {
+        let b = self.blocks.partition_point(|blk| {
+            blk.last()
+                .is_some_and(|&s| Self::cmp(entries, s, key) == Ordering::Less)
+        });
+        if b == self.blocks.len() {
+            let last = self.blocks.len().saturating_sub(1);
+            let at = self.blocks.last().map_or(0, Vec::len);
+            return (last, at, false);
+        }
+        let blk = &self.blocks[b];
+        let i = blk.partition_point(|&s| Self::cmp(entries, s, key) == Ordering::Less);
+        let found = blk
+            .get(i)
+            .is_some_and(|&s| Self::cmp(entries, s, key) == Ordering::Equal);
+        (b, i, found)
+    }
+
+    fn insert(&mut self, entries: &[ZEntry], score: f64, pos: u32) {
+        let slot = Slot { score, pos };
+        if self.blocks.is_empty() {
+            let mut blk = new_block();
+            blk.push(slot);
+            self.blocks.push(blk);
+            self.len = 1;
+            self.rebuild();
+            return;
+        }
+        let key = (score, Self::member(entries, pos));
+        let (mut b, mut i, _) = self.locate(entries, key);
+        self.len += 1;
+        if self.blocks[b].len() < BLOCK_CAP {
+            self.blocks[b].insert(i, slot);
+            self.add(b, true);
+            return;
+        }
+        // A full block: appending past the last one or before the first
+        // starts a new block (so ascending or descending inserts leave
+        // full blocks); otherwise it splits in two halves.
+        if i == BLOCK_CAP && b + 1 == self.blocks.len() {
+            let mut blk = new_block();
+            blk.push(slot);
+            self.blocks.push(blk);
+        } else if i == 0 && b == 0 {
+            let mut blk = new_block();
+            blk.push(slot);
+            self.blocks.insert(0, blk);
+        } else {
+            let half = BLOCK_CAP / 2;
+            let mut right = new_block();
+            right.extend(self.blocks[b].drain(half..));
+            self.blocks.insert(b + 1, right);
+            if i > half {
+                b += 1;
+                i -= half;
+            }
+            self.blocks[b].insert(i, slot);
+        }
+        self.rebuild();
+    }
+
+    /// Removes the slot of `key`; false if it is not there.
+    fn remove(&mut self, entries: &[ZEntry], key: (f64, &[u8])) -> bool {
+        let (b, i, found) = self.locate(entries, key);
+        if !found {
+            return false;
+        }
+        self.blocks[b].remove(i);
+        self.len -= 1;
+        let short = self.blocks[b].len();
+        if short == 0 {
+            self.blocks.remove(b);
+            self.rebuild();
+        } else if short < BLOCK_MIN && self.blocks.len() > 1 {
+            // Merge with a neighbour, or even the two out when together
+            // they overfill a block.
+            let (l, r) = if b + 1 < self.blocks.len() {
+                (b, b + 1)
+            } else {
+                (b - 1, b)
+            };
+            let total = self.blocks[l].len() + self.blocks[r].len();
+            if total <= BLOCK_CAP {
+                let right = self.blocks.remove(r);
+                self.blocks[l].extend(right);
+            } else {
+                let mut all: Vec<Slot> = Vec::with_capacity(total);
+                all.extend(self.blocks[l].drain(..));
+                all.extend(self.blocks[r].drain(..));
+                let half = total / 2;
+                self.blocks[l].extend_from_slice(&all[..half]);
+                self.blocks[r].extend_from_slice(&all[half..]);
+            }
+            self.rebuild();
+        } else {
+            self.add(b, false);
+        }
+        true
+    }
+
+    /// Repoints the slot of `key` at table position `pos` (the table
+    /// moved that member).
+    fn repoint(&mut self, entries: &[ZEntry], key: (f64, &[u8]), pos: u32) {
+        let (b, i, found) = self.locate(entries, key);
+        if found {
+            self.blocks[b][i].pos = pos;
+        }
+    }
+
+    fn rank(&self, entries: &[ZEntry], key: (f64, &[u8])) -> Option<usize> {
+        let (b, i, found) = self.locate(entries, key);
+        found.then(|| self.prefix(b) + i)
+    }
+
+    /// The slots of ranks `start..end` as block slices, in order.
+    fn slices(&self, start: usize, end: usize) -> Vec<&[Slot]> {
+        let end = end.min(self.len);
+        let mut out = Vec::new();
+        if start >= end {
+            return out;
+        }
+        let (mut b, mut i) = self.find_rank(start);
+        let mut left = end - start;
+        while left > 0 && b < self.blocks.len() {
+            let blk = &self.blocks[b];
+            let n = (blk.len() - i).min(left);
+            out.push(&blk[i..i + n]);
+            left -= n;
+            b += 1;
+            i = 0;
+        }
+        out
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.blocks.len() * malloc_size(BLOCK_CAP * std::mem::size_of::<Slot>())
+            + malloc_size(self.blocks.capacity() * std::mem::size_of::<Vec<Slot>>())
+            + malloc_size(self.tree.capacity() * std::mem::size_of::<usize>())
+    }
+}
+
+impl Skiplist {
+    fn new(seed: u64, capacity: usize) -> Skiplist {
+        Skiplist {
+            table: DenseTable::new(seed, capacity),
+            order: Order::default(),
+        }
+    }
+
+    fn score(&self, member: &[u8]) -> Option<f64> {
+        self.table
+            .position(member)
+            .map(|p| self.table.entries()[p].score)
+    }
+
+    /// Adds a new member or moves an existing one to `score`; the
+    /// previous score.
+    fn set(&mut self, member: &[u8], score: f64) -> Result<Option<f64>, ZSetFull> {
+        match self.table.position(member) {
+            Some(p) => {
+                let old = self.table.entries()[p].score;
+                self.order.remove(self.table.entries(), (old, member));
+                self.table.update(p, |e| e.score = score);
+                self.order.insert(self.table.entries(), score, p as u32);
+                Ok(Some(old))
+            }
+            None => {
+                let p = self.table.len();
+                if !self.table.push(ZEntry {
+                    member: SmallBytes::new(member),
+                    score,
+                }) {
+                    return Err(ZSetFull);
+                }
+                self.order.insert(self.table.entries(), score, p as u32);
+                Ok(None)
+            }
+        }
+    }
+
+    fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let p = self.table.position(member)?;
+        let score = self.table.entries()[p].score;
+        self.order.remove(self.table.entries(), (score, member));
+        // Swap-remove will move the last entry into `p`: repoint its
+        // slot first, while the table still holds both.
+        let last = self.table.len() - 1;
+        if p != last {
+            let moved = &self.table.entries()[last];
+            let key = (moved.score, moved.member.as_slice());
+            self.order.repoint(self.table.entries(), key, p as u32);
+        }
+        self.table.remove(member);
+        Some(score)
+    }
+
+    fn entry(&self, slot: Slot) -> (f64, &[u8]) {
+        (
+            slot.score,
+            self.table.entries()[slot.pos as usize].member.as_slice(),
+        )
+    }
+}
+
+// ---- the zset ----
+
+impl ZSet {
+    /// The zset ZADD creates for its first member (Redis 7.0): a
+    /// listpack, unless that member is too long for one.
+    pub fn for_member(first: &[u8], seed: u64) -> ZSet {
+        if first.len() > LISTPACK_VALUE_MAX {
+            ZSet::Skiplist(Skiplist::new(seed, 0))
+        } else {
+            ZSet::Listpack(Listpack::default())
+        }
+    }
+
+    /// An empty zset of the encoding Redis starts a computed result with
+    /// for `size_hint` members (ZRANGESTORE's `zsetTypeCreate`): a
+    /// listpack unless more than [`LISTPACK_ENTRIES_MAX`] will come.
+    pub fn with_hint(size_hint: usize, seed: u64) -> ZSet {
+        if size_hint > LISTPACK_ENTRIES_MAX {
+            ZSet::Skiplist(Skiplist::new(seed, size_hint.min(LISTPACK_ENTRIES_MAX * 8)))
+        } else {
+            ZSet::Listpack(Listpack::default())
+        }
+    }
+
+    /// A computed zset (ZUNIONSTORE and friends) from members already in
+    /// order: a listpack when it is small enough for one (Redis'
+    /// `zsetConvertToListpackIfNeeded`), else a skiplist whose table
+    /// holds the members in that order.
+    pub fn from_sorted(items: &[(f64, Vec<u8>)], seed: u64) -> Result<ZSet, ZSetFull> {
+        let small = items.len() <= LISTPACK_ENTRIES_MAX
+            && items.iter().all(|(_, m)| m.len() <= LISTPACK_VALUE_MAX);
+        let mut z = if small {
+            ZSet::Listpack(Listpack::default())
+        } else {
+            ZSet::Skiplist(Skiplist::new(seed, items.len().min(MEMBERS_MAX)))
+        };
+        for (score, member) in items {
+            z.insert(member, *score, seed)?;
+        }
+        Ok(z)
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ZSet::Listpack(l) => l.len as usize,
+            ZSet::Skiplist(s) => s.table.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Redis' OBJECT ENCODING name.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            ZSet::Listpack(_) => "listpack",
+            ZSet::Skiplist(_) => "skiplist",
+        }
+    }
+
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        match self {
+            ZSet::Listpack(l) => l.find(member).map(|(_, s)| s),
+            ZSet::Skiplist(s) => s.score(member),
+        }
+    }
+
+    /// Converts to the skiplist encoding (no-op if it is one already).
+    pub fn convert(&mut self, seed: u64) {
+        let ZSet::Listpack(l) = self else {
+            return;
+        };
+        let mut s = Skiplist::new(seed, l.len as usize + 1);
+        for (_, score, member) in l.iter() {
+            // Fewer than MEMBERS_MAX: cannot fail.
+            let _ = s.set(member, score);
+        }
+        *self = ZSet::Skiplist(s);
+    }
+
+    /// Adds `member` with `score`, or moves it there if present; a new
+    /// member that would outgrow a listpack (a 129th, or one over 64
+    /// bytes) converts it first, as Redis' `zsetAdd`. Returns the
+    /// previous score. `score` must not be NaN.
+    pub fn insert(
+        &mut self,
+        member: &[u8],
+        score: f64,
+        seed: u64,
+    ) -> Result<Option<f64>, ZSetFull> {
+        debug_assert!(!score.is_nan());
+        if let ZSet::Listpack(l) = self {
+            match l.find(member) {
+                Some((at, old)) => {
+                    l.remove_at(at);
+                    l.insert(score, member);
+                    return Ok(Some(old));
+                }
+                None if (l.len as usize) < LISTPACK_ENTRIES_MAX
+                    && member.len() <= LISTPACK_VALUE_MAX =>
+                {
+                    l.insert(score, member);
+                    return Ok(None);
+                }
+                None => self.convert(seed),
+            }
+        }
+        match self {
+            ZSet::Skiplist(s) => s.set(member, score),
+            ZSet::Listpack(_) => unreachable!("converted just above"),
+        }
+    }
+
+    /// Removes a member; its score if it was there.
+    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        match self {
+            ZSet::Listpack(l) => {
+                let (at, score) = l.find(member)?;
+                l.remove_at(at);
+                Some(score)
+            }
+            ZSet::Skiplist(s) => s.remove(member),
+        }
+    }
+
+    /// The 0-based rank of `member`, lowest score first.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        match self {
+            ZSet::Listpack(l) => l.iter().position(|(_, _, m)| m == member),
+            ZSet::Skiplist(s) => {
+                let score = s.score(member)?;
+                s.order.rank(s.table.entries(), (score, member))
+            }
+        }
+    }
+
+    /// How many leading members (in order) `pred` holds for: a binary
+    /// search in a skiplist, a walk in a listpack (the first member it
+    /// fails for ends the count, as Redis' listpack walks do).
+    fn count_while(&self, pred: impl Fn(f64, &[u8]) -> bool) -> usize {
+        match self {
+            ZSet::Listpack(l) => l.iter().take_while(|(_, s, m)| pred(*s, m)).count(),
+            ZSet::Skiplist(s) => {
+                let entries = s.table.entries();
+                s.order
+                    .partition(|slot| pred(slot.score, Order::member(entries, slot.pos)))
+            }
+        }
+    }
+
+    /// How many members score below `score` (at or below it when
+    /// `inclusive`).
+    pub fn count_score_below(&self, score: f64, inclusive: bool) -> usize {
+        self.count_while(|s, _| if inclusive { s <= score } else { s < score })
+    }
+
+    /// How many leading members sort before `member` as bytes (at or
+    /// before it when `inclusive`): the rank a lex range starts or ends
+    /// at, for a zset whose scores are all equal (Redis' rule for lex
+    /// ranges; with mixed scores the answer is unspecified, as there).
+    pub fn count_lex_below(&self, member: &[u8], inclusive: bool) -> usize {
+        self.count_while(|_, m| if inclusive { m <= member } else { m < member })
+    }
+
+    /// Calls `f` with the members of ranks `start..end` (clamped to the
+    /// size), in order or (`rev`) from `end - 1` down to `start`.
+    pub fn for_range(&self, start: usize, end: usize, rev: bool, mut f: impl FnMut(f64, &[u8])) {
+        let end = end.min(self.len());
+        if start >= end {
+            return;
+        }
+        match self {
+            ZSet::Listpack(l) => {
+                let items = l.iter().skip(start).take(end - start);
+                if rev {
+                    let all: Vec<(usize, f64, &[u8])> = items.collect();
+                    for &(_, s, m) in all.iter().rev() {
+                        f(s, m);
+                    }
+                } else {
+                    for (_, s, m) in items {
+                        f(s, m);
+                    }
+                }
+            }
+            ZSet::Skiplist(s) => {
+                let slices = s.order.slices(start, end);
+                if rev {
+                    for slot in slices.iter().rev().flat_map(|b| b.iter().rev()) {
+                        let (score, m) = s.entry(*slot);
+                        f(score, m);
+                    }
+                } else {
+                    for slot in slices.iter().flat_map(|b| b.iter()) {
+                        let (score, m) = s.entry(*slot);
+                        f(score, m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The member of rank `rank`, with its score.
+    pub fn get(&self, rank: usize) -> Option<(f64, &[u8])> {
+        match self {
+            ZSet::Listpack(l) => l.iter().nth(rank).map(|(_, s, m)| (s, m)),
+            ZSet::Skiplist(s) => {
+                if rank >= s.order.len {
+                    return None;
+                }
+                let (b, i) = s.order.find_rank(rank);
+                s.order.blocks.get(b)?.get(i).map(|&slot| s.entry(slot))
+            }
+        }
+    }
+
+    /// Every member in order, with its score (copied out).
+    pub fn to_vec(&self) -> Vec<(f64, Vec<u8>)> {
+        let mut out = Vec::with_capacity(self.len());
+        self.for_range(0, self.len(), false, |s, m| out.push((s, m.to_vec())));
+        out
+    }
+
+    /// Removes the members of ranks `start..end` (clamped); returns them
+    /// in order.
+    pub fn remove_range(&mut self, start: usize, end: usize) -> Vec<(f64, Vec<u8>)> {
+        let mut gone = Vec::new();
+        self.for_range(start, end, false, |s, m| gone.push((s, m.to_vec())));
+        for (_, m) in &gone {
+            self.remove(m);
+        }
+        gone
+    }
+
+    /// The member at position `i` (0..len) of the encoding's storage
+    /// order (the order for a listpack, the table's for a skiplist): what
+    /// ZRANDMEMBER samples, O(1) in a skiplist.
+    pub fn stored(&self, i: usize) -> Option<(f64, &[u8])> {
+        match self {
+            ZSet::Listpack(_) => self.get(i),
+            ZSet::Skiplist(s) => s
+                .table
+                .entries()
+                .get(i)
+                .map(|e| (e.score, e.member.as_slice())),
+        }
+    }
+
+    /// For ZSCAN: a listpack is visited whole in one call (cursor 0 back),
+    /// as Redis does; a skiplist's table is walked by position going down
+    /// from `cursor` (0 starts at the top), up to `count` positions, which
+    /// keeps SCAN's guarantee under swap-remove. Returns the next cursor,
+    /// 0 when done.
+    pub fn scan<'s>(&'s self, cursor: u64, count: usize, mut f: impl FnMut(f64, &'s [u8])) -> u64 {
+        let ZSet::Skiplist(s) = self else {
+            if let ZSet::Listpack(l) = self {
+                for (_, score, m) in l.iter() {
+                    f(score, m);
+                }
+            }
+            return 0;
+        };
+        let entries = s.table.entries();
+        let len = entries.len() as u64;
+        let mut i = if cursor == 0 { len } else { cursor.min(len) };
+        let mut visited = 0;
+        while i > 0 && visited < count.max(1) {
+            i -= 1;
+            visited += 1;
+            let e = &entries[i as usize];
+            f(e.score, e.member.as_slice());
+        }
+        i
+    }
+
+    /// Heap bytes this zset owns, allocator-rounded (the box holding it is
+    /// counted by [`crate::Value::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            ZSet::Listpack(l) => malloc_size(l.buf.capacity()),
+            ZSet::Skiplist(s) => s.table.heap_bytes() + s.order.heap_bytes(),
+        }
+    }
+
+    // ---- snapshot restore ----
+
+    /// An empty zset of an encoding: 0 listpack, 1 skiplist.
+    pub fn restoring(encoding: u8, seed: u64) -> Option<ZSet> {
+        match encoding {
+            0 => Some(ZSet::Listpack(Listpack::default())),
+            1 => Some(ZSet::Skiplist(Skiplist::new(seed, 0))),
+            _ => None,
+        }
+    }
+
+    /// The snapshot code of this zset's encoding (see [`ZSet::restoring`]).
+    pub fn encoding_code(&self) -> u8 {
+        match self {
+            ZSet::Listpack(_) => 0,
+            ZSet::Skiplist(_) => 1,
+        }
+    }
+
+    /// Calls `f` with every member and score in storage order.
+    pub fn for_each_stored(&self, mut f: impl FnMut(f64, &[u8])) {
+        match self {
+            ZSet::Listpack(l) => {
+                for (_, s, m) in l.iter() {
+                    f(s, m);
+                }
+            }
+            ZSet::Skiplist(s) => {
+                for e in s.table.entries() {
+                    f(e.score, e.member.as_slice());
+                }
+            }
+        }
+    }
+
+    /// Appends a restored member in the zset's storage order; an error
+    /// names the rule it breaks (NaN, duplicate, out of order, too long,
+    /// too many).
+    pub fn push_restored(&mut self, member: &[u8], score: f64) -> Result<(), &'static str> {
+        if score.is_nan() {
+            return Err("zset score that is not a number");
+        }
+        match self {
+            ZSet::Listpack(l) => {
+                if member.len() > LISTPACK_VALUE_MAX {
+                    return Err("listpack zset member longer than 64 bytes");
+                }
+                if l.len as usize >= LISTPACK_ENTRIES_MAX {
+                    return Err("listpack zset with more than 128 members");
+                }
+                if let Some((_, s, m)) = l.iter().last() {
+                    if cmp_entry((s, m), (score, member)) != Ordering::Less {
+                        return Err("listpack zset members out of order");
+                    }
+                }
+                l.insert(score, member);
+            }
+            ZSet::Skiplist(s) => {
+                if s.table.position(member).is_some() {
+                    return Err("duplicate zset member");
+                }
+                if s.set(member, score).is_err() {
+                    return Err("zset with too many members");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(z: &ZSet) -> Vec<(f64, Vec<u8>)> {
+        z.to_vec()
+    }
+
+    fn big(n: usize, seed: u64) -> ZSet {
+        let mut z = ZSet::for_member(b"x", seed);
+        for i in 0..n {
+            z.insert(format!("m{i:05}").as_bytes(), (i % 97) as f64, seed)
+                .unwrap();
+        }
+        z
+    }
+
+    /// The order and ranks of a zset checked against a sorted copy.
+    fn check(z: &ZSet) {
+        let got = members(z);
+        let mut want = got.clone();
+        want.sort_by(|a, b| cmp_entry((a.0, &a.1), (b.0, &b.1)));
+        assert_eq!(got.len(), z.len());
+        assert!(got == want, "out of order");
+        for (r, (s, m)) in got.iter().enumerate().step_by(7) {
+            assert_eq!(z.rank(m), Some(r));
+            assert_eq!(z.score(m).map(f64::to_bits), Some(s.to_bits()));
+            assert_eq!(
+                z.get(r).map(|(s, m)| (s, m.to_vec())),
+                Some((*s, m.clone()))
+            );
+        }
+        if let ZSet::Skiplist(s) = z {
+            let o = &s.order;
+            assert_eq!(o.blocks.iter().map(Vec::len).sum::<usize>(), o.len);
+            for (b, blk) in o.blocks.iter().enumerate() {
+                assert!(!blk.is_empty() && blk.len() <= BLOCK_CAP);
+                assert_eq!(blk.capacity(), BLOCK_CAP);
+                assert_eq!(o.prefix(b + 1) - o.prefix(b), blk.len());
+            }
+            for (p, e) in s.table.entries().iter().enumerate() {
+                let r = z.rank(e.member.as_slice()).unwrap();
+                let (b, i) = o.find_rank(r);
+                assert_eq!(o.blocks[b][i].pos as usize, p);
+            }
+        }
+    }
+
+    #[test]
+    fn listpack_keeps_score_then_member_order() {
+        let mut z = ZSet::for_member(b"b", 1);
+        for (m, s) in [("b", 2.0), ("a", 2.0), ("c", 1.0), ("d", -0.0), ("e", 0.0)] {
+            assert_eq!(z.insert(m.as_bytes(), s, 1), Ok(None));
+        }
+        assert_eq!(z.encoding(), "listpack");
+        let order: Vec<Vec<u8>> = members(&z).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(order, [&b"d"[..], b"e", b"c", b"a", b"b"]);
+        assert_eq!(z.insert(b"c", 5.0, 1), Ok(Some(1.0)));
+        assert_eq!(z.rank(b"c"), Some(4));
+        assert_eq!(z.remove(b"a"), Some(2.0));
+        assert_eq!(z.remove(b"a"), None);
+        assert_eq!(z.count_score_below(2.0, false), 2);
+        assert_eq!(z.count_score_below(2.0, true), 3);
+        check(&z);
+    }
+
+    #[test]
+    fn converts_at_129_members_or_a_65_byte_member_and_never_back() {
+        let mut z = ZSet::for_member(b"a", 1);
+        for i in 0..128 {
+            z.insert(format!("m{i}").as_bytes(), i as f64, 1).unwrap();
+        }
+        assert_eq!(z.encoding(), "listpack");
+        let before = members(&z);
+        // An update of a present member converts nothing.
+        z.insert(b"m5", 1000.0, 1).unwrap();
+        assert_eq!(z.encoding(), "listpack");
+        z.insert(b"m5", 5.0, 1).unwrap();
+        z.insert(b"m128", 128.0, 1).unwrap();
+        assert_eq!(z.encoding(), "skiplist");
+        assert_eq!(&members(&z)[..128], &before[..]);
+        for i in 0..128 {
+            z.remove(format!("m{i}").as_bytes());
+        }
+        assert_eq!(z.encoding(), "skiplist");
+        check(&z);
+        let mut z = ZSet::for_member(&[b'x'; 64], 1);
+        z.insert(&[b'x'; 64], 1.0, 1).unwrap();
+        assert_eq!(z.encoding(), "listpack");
+        z.insert(&[b'x'; 65], 1.0, 1).unwrap();
+        assert_eq!(z.encoding(), "skiplist");
+        assert_eq!(ZSet::for_member(&[b'x'; 65], 1).encoding(), "skiplist");
+    }
+
+    #[test]
+    fn skiplist_order_ranks_and_blocks_stay_right_under_churn() {
+        let mut z = big(3000, 7);
+        check(&z);
+        // Moves, removals from everywhere, re-adds.
+        for i in (0..3000).step_by(3) {
+            z.insert(format!("m{i:05}").as_bytes(), -(i as f64), 7)
+                .unwrap();
+        }
+        check(&z);
+        for i in (0..3000).step_by(2) {
+            assert!(z.remove(format!("m{i:05}").as_bytes()).is_some());
+        }
+        check(&z);
+        let gone = z.remove_range(100, 900);
+        assert_eq!(gone.len(), 800);
+        check(&z);
+        while z.len() > 10 {
+            let n = z.len();
+            z.remove_range(n / 3, n / 3 + 37);
+            check(&z);
+        }
+        z.remove_range(0, 10);
+        assert!(z.is_empty());
+        let ZSet::Skiplist(s) = &z else { panic!() };
+        assert!(s.order.blocks.is_empty());
+        assert_eq!(s.table.data_bytes(), 0);
+    }
+
+    #[test]
+    fn ascending_inserts_fill_blocks() {
+        let mut z = ZSet::for_member(&[b'x'; 65], 1);
+        for i in 0..(BLOCK_CAP * 10) {
+            z.insert(format!("{i:08}").as_bytes(), i as f64, 1).unwrap();
+        }
+        let ZSet::Skiplist(s) = &z else { panic!() };
+        assert_eq!(s.order.blocks.len(), 10);
+        check(&z);
+    }
+
+    #[test]
+    fn ranges_forward_and_backward() {
+        for n in [5usize, 200, 1000] {
+            let z = big(n, 3);
+            let all = members(&z);
+            for (start, end) in [(0, n), (1, 3), (n / 2, n), (n - 1, n + 5), (3, 2)] {
+                let mut fwd = Vec::new();
+                z.for_range(start, end, false, |s, m| fwd.push((s, m.to_vec())));
+                let want: Vec<_> = all
+                    .iter()
+                    .skip(start)
+                    .take(end.saturating_sub(start))
+                    .cloned()
+                    .collect();
+                assert!(fwd == want, "{n} {start}..{end}");
+                let mut back = Vec::new();
+                z.for_range(start, end, true, |s, m| back.push((s, m.to_vec())));
+                back.reverse();
+                assert!(back == want, "rev {n} {start}..{end}");
+            }
+            assert_eq!(
+                z.count_score_below(50.0, false),
+                all.iter().filter(|e| e.0 < 50.0).count()
+            );
+            assert_eq!(
+                z.count_score_below(50.0, true),
+                all.iter().filter(|e| e.0 <= 50.0).count()
+            );
+        }
+    }
+
+    #[test]
+    fn byte_count_and_scan_follow_the_table() {
+        let mut z = big(500, 5);
+        let before = z.heap_bytes();
+        assert!(before > 500 * 40, "{before}");
+        let mut seen = std::collections::HashSet::new();
+        let (mut cursor, mut round) = (0, 0);
+        loop {
+            cursor = z.scan(cursor, 7, |_, m| {
+                seen.insert(m.to_vec());
+            });
+            for j in 0..3 {
+                z.remove(format!("m{:05}", round * 3 + j).as_bytes());
+            }
+            round += 1;
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 300..500 {
+            assert!(seen.contains(format!("m{i:05}").as_bytes()), "missed m{i}");
+        }
+    }
+
+    #[test]
+    fn restore_rejects_what_the_encoding_cannot_hold() {
+        let mut l = ZSet::restoring(0, 1).unwrap();
+        l.push_restored(b"a", 1.0).unwrap();
+        assert!(l.push_restored(b"a", 1.0).is_err());
+        assert!(l.push_restored(b"0", 0.5).is_err());
+        assert!(l.push_restored(b"b", f64::NAN).is_err());
+        assert!(l.push_restored(&[b'z'; 65], 9.0).is_err());
+        l.push_restored(b"b", 1.0).unwrap();
+        let mut s = ZSet::restoring(1, 1).unwrap();
+        s.push_restored(b"b", 3.0).unwrap();
+        s.push_restored(b"a", 4.0).unwrap();
+        assert!(s.push_restored(b"a", 1.0).is_err());
+        assert_eq!(s.stored(0).map(|(_, m)| m.to_vec()), Some(b"b".to_vec()));
+        assert!(ZSet::restoring(2, 1).is_none());
+    }
+}
