@@ -4,8 +4,9 @@
 #   benches/types.sh [REPS]     (default 3; needs target/release/cairn)
 #
 # 1. Throughput: redis-benchmark -c 50 -P 16 -r 100000 with its built-in
-#    hset, lpush, rpush, lpop, rpop, sadd, spop and lrange_100 tests
-#    (pops and LRANGE on a list / set filled first, so never empty);
+#    hset, lpush, rpush, lpop, rpop, sadd, spop, lrange_100, zadd and
+#    zpopmin tests, and ZSCORE / ZRANGE 0 9 as custom commands (pops,
+#    LRANGE and the zset reads on a key filled first, so never empty);
 #    median of REPS rounds alternating the servers; the ratio.
 # 2. Memory per element: INFO used_memory before and after loading, for
 #    each type at a small size (20,000 keys of 16 elements: listpack /
@@ -47,21 +48,27 @@ prep() {
     case "$1" in
     lpop | rpop | lrange_100) echo "lpush 300000" ;;
     spop) echo "sadd 300000" ;;
+    zpopmin | zscore | zrange_10) echo "zadd 300000" ;;
     *) echo "" ;;
     esac
 }
 count() {
     case "$1" in
     lpop | rpop) echo 150000 ;;
-    spop) echo 50000 ;;
+    spop | zpopmin) echo 50000 ;;
     *) echo 300000 ;;
     esac
 }
 bench() { # port test n -> rps
-    redis-benchmark -p "$1" -c 50 -P 16 -n "$3" -r 100000 -t "$2" --csv 2>/dev/null |
+    local what=(-t "$2")
+    case "$2" in
+    zscore) what=(ZSCORE myzset "element:__rand_int__") ;;
+    zrange_10) what=(ZRANGE myzset 0 9) ;;
+    esac
+    redis-benchmark -p "$1" -c 50 -P 16 -n "$3" -r 100000 --csv "${what[@]}" 2>/dev/null |
         awk -F, 'NR==2 {gsub(/"/,"",$2); print $2}'
 }
-for t in hset lpush rpush lpop rpop sadd spop lrange_100; do
+for t in hset lpush rpush lpop rpop sadd spop lrange_100 zadd zpopmin zscore zrange_10; do
     cs=(); rs=()
     read -r pt pn _ <<<"$(prep "$t") x x"
     for _ in $(seq "$REPS"); do
@@ -107,13 +114,18 @@ for k in range(keys):
             cmd("SADD", key, *[i for i in items])
         elif kind == "list":
             cmd("RPUSH", key, *["element:%d" % i for i in items])
+        elif kind == "zset":
+            args = []
+            for i in items:
+                args += [i, "member:%d" % i]
+            cmd("ZADD", key, *args)
 PY
 }
 
 echo
 echo "== memory per element (INFO used_memory delta / elements)"
 printf '%-8s %-22s %12s %12s %8s\n' type shape cairn redis ratio
-for kind in hash set intset list; do
+for kind in hash set intset list zset; do
     for shape in "20000 16" "1 200000"; do
         read -r keys per <<<"$shape"
         n=$((keys * per))

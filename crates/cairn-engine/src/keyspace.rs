@@ -128,6 +128,10 @@ pub enum Blocked {
 /// after every command; past this, every waiter of the shard looks again).
 const READY_LISTS_MAX: usize = 1024;
 
+/// Keys written (lists, sorted sets) that blocked pops may now take
+/// from, with the kind of value ([`Keyspace::take_ready_lists`]).
+pub type ReadyKeys = Vec<(Box<[u8]>, Blocked)>;
+
 impl Keyspace {
     /// `seed` seeds both the hash function and the sampling generator.
     pub fn new(seed: u64) -> Self {
@@ -756,7 +760,7 @@ impl Keyspace {
     /// call, with their kind (at most `READY_LISTS_MAX`), and whether
     /// more were dropped (then every waiter of the shard should look
     /// again).
-    pub fn take_ready_lists(&mut self) -> (Vec<(Box<[u8]>, Blocked)>, bool) {
+    pub fn take_ready_lists(&mut self) -> (ReadyKeys, bool) {
         let overflow = std::mem::take(&mut self.ready_overflow);
         (std::mem::take(&mut self.ready_lists), overflow)
     }
