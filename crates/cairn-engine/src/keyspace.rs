@@ -103,7 +103,7 @@ pub struct Keyspace {
     /// wake blocked pops (docs/design/datatypes.md, "Blocking pops");
     /// node-local, not replicated state. Recorded only while
     /// `watch_lists` is on.
-    ready_lists: Vec<(Box<[u8]>, Blocked)>,
+    ready_lists: Vec<ReadyKey>,
     ready_overflow: bool,
     watch_lists: bool,
 }
@@ -117,6 +117,10 @@ pub enum Blocked {
     List,
     ZSet,
 }
+
+/// A key a write left holding a non-empty value of a kind blocked pops
+/// wait for.
+pub type ReadyKey = (Box<[u8]>, Blocked);
 
 /// Ready list keys kept between two drains at most (the server drains
 /// after every command; past this, every waiter of the shard looks again).
@@ -647,7 +651,7 @@ impl Keyspace {
     /// call, with their kind (at most `READY_LISTS_MAX`), and whether
     /// more were dropped (then every waiter of the shard should look
     /// again).
-    pub fn take_ready_lists(&mut self) -> (Vec<(Box<[u8]>, Blocked)>, bool) {
+    pub fn take_ready_lists(&mut self) -> (Vec<ReadyKey>, bool) {
         let overflow = std::mem::take(&mut self.ready_overflow);
         (std::mem::take(&mut self.ready_lists), overflow)
     }

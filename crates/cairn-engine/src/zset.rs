@@ -225,7 +225,7 @@ fn new_block() -> Vec<Slot> {
 }
 
 impl Order {
-    fn member<'e>(entries: &'e [ZEntry], pos: u32) -> &'e [u8] {
+    fn member(entries: &[ZEntry], pos: u32) -> &[u8] {
         entries[pos as usize].member.as_slice()
     }
 
@@ -389,8 +389,8 @@ impl Order {
                 self.blocks[l].extend(right);
             } else {
                 let mut all: Vec<Slot> = Vec::with_capacity(total);
-                all.extend(self.blocks[l].drain(..));
-                all.extend(self.blocks[r].drain(..));
+                all.append(&mut self.blocks[l]);
+                all.append(&mut self.blocks[r]);
                 let half = total / 2;
                 self.blocks[l].extend_from_slice(&all[..half]);
                 self.blocks[r].extend_from_slice(&all[half..]);

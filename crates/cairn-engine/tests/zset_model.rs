@@ -264,7 +264,7 @@ impl Model {
                 "ERR XX and NX options at the same time are not compatible",
             ));
         }
-        if (f.gt && f.nx) || (f.lt && f.nx) || (f.gt && f.lt) {
+        if ((f.gt || f.lt) && f.nx) || (f.gt && f.lt) {
             return Err(error(
                 "ERR GT, LT, and/or NX options at the same time are not compatible",
             ));
@@ -898,11 +898,11 @@ proptest! {
                 prop_assert_eq!(&got, &want, "step {}: {:?}", i, op);
             }
         }
-        for k in 0..3 {
+        for (k, name) in KEYS.iter().enumerate() {
             let op = Op::ZRange(k, 0, -1, false, true);
             let want = model.apply(&op).expect("predicted");
             let got = exec(&mut ks, &op);
-            prop_assert_eq!(got, want, "final {}", KEYS[k]);
+            prop_assert_eq!(got, want, "final {}", name);
             let op = Op::Encoding(k);
             prop_assert_eq!(exec(&mut ks, &op), model.apply(&op).expect("predicted"));
         }
@@ -922,11 +922,11 @@ proptest! {
         cairn_engine::snapshot::write(&ks, &mut bytes).expect("write");
         let (mut restored, _) = cairn_engine::snapshot::read(&mut &bytes[..], 0x5eed).expect("read");
         prop_assert_eq!(restored.digest(), ks.digest());
-        for k in 0..3 {
+        for (k, name) in KEYS.iter().enumerate() {
             for op in [Op::ZRange(k, 0, -1, false, true), Op::Encoding(k)] {
                 prop_assert_eq!(exec(&mut restored, &op), exec(&mut ks, &op));
             }
-            let scan: Vec<&[u8]> = vec![b"ZSCAN", KEYS[k].as_bytes(), b"0", b"COUNT", b"1000"];
+            let scan: Vec<&[u8]> = vec![b"ZSCAN", name.as_bytes(), b"0", b"COUNT", b"1000"];
             let (mut a, mut b) = (FrameReply::new(), FrameReply::new());
             apply_in_tx(&mut restored, &scan, 0, &mut a);
             apply_in_tx(&mut ks, &scan, 0, &mut b);

@@ -66,13 +66,13 @@ impl<'a, const ZINCRBY: bool> Command<'a> for ZAdd<'a, ZINCRBY> {
             at += 1;
         }
         let rest = &argv[at.min(argv.len())..];
-        if rest.is_empty() || rest.len() % 2 != 0 {
+        if rest.is_empty() || !rest.len().is_multiple_of(2) {
             return Err(SYNTAX.into());
         }
         if z.nx && z.xx {
             return Err(XX_NX.into());
         }
-        if (z.gt && z.nx) || (z.lt && z.nx) || (z.gt && z.lt) {
+        if ((z.gt || z.lt) && z.nx) || (z.gt && z.lt) {
             return Err(GT_LT_NX.into());
         }
         if z.incr && rest.len() > 2 {
