@@ -103,7 +103,7 @@ pub struct Keyspace {
     /// wake blocked pops (docs/design/datatypes.md, "Blocking pops");
     /// node-local, not replicated state. Recorded only while
     /// `watch_lists` is on.
-    ready_lists: Vec<(Box<[u8]>, Blocked)>,
+    ready_lists: Vec<ReadyKey>,
     ready_overflow: bool,
     watch_lists: bool,
     /// Keys of hashes that have (or had) fields with deadlines, for
@@ -123,6 +123,10 @@ pub enum Blocked {
     List,
     ZSet,
 }
+
+/// A key a write left holding a non-empty value of a kind blocked pops
+/// wait for.
+pub type ReadyKey = (Box<[u8]>, Blocked);
 
 /// Ready list keys kept between two drains at most (the server drains
 /// after every command; past this, every waiter of the shard looks again).
