@@ -134,7 +134,7 @@ const READY_LISTS_MAX: usize = 1024;
 
 /// Keys written (lists, sorted sets) that blocked pops may now take
 /// from, with the kind of value ([`Keyspace::take_ready_lists`]).
-pub type ReadyKeys = Vec<(Box<[u8]>, Blocked)>;
+pub type ReadyKeys = Vec<ReadyKey>;
 
 impl Keyspace {
     /// `seed` seeds both the hash function and the sampling generator.
