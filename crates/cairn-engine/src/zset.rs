@@ -64,7 +64,9 @@ pub struct ZSetFull;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ZSet {
     Listpack(Listpack),
-    Skiplist(Skiplist),
+    /// Boxed: a small zset's value holds a listpack's three words, not
+    /// a skiplist's table and order.
+    Skiplist(Box<Skiplist>),
 }
 
 // ---- listpack ----
@@ -128,6 +130,8 @@ impl Listpack {
         let mut entry = [0u8; LP_HEAD];
         entry[..8].copy_from_slice(&score.to_le_bytes());
         entry[8] = member.len() as u8;
+        // Grown to the byte, as Redis' listpack.
+        self.buf.reserve_exact(LP_HEAD + member.len());
         self.buf.splice(at..at, entry.iter().chain(member).copied());
         self.len += 1;
     }
@@ -513,7 +517,7 @@ impl ZSet {
     /// listpack, unless that member is too long for one.
     pub fn for_member(first: &[u8], seed: u64) -> ZSet {
         if first.len() > LISTPACK_VALUE_MAX {
-            ZSet::Skiplist(Skiplist::new(seed, 0))
+            ZSet::Skiplist(Box::new(Skiplist::new(seed, 0)))
         } else {
             ZSet::Listpack(Listpack::default())
         }
@@ -524,7 +528,10 @@ impl ZSet {
     /// listpack unless more than [`LISTPACK_ENTRIES_MAX`] will come.
     pub fn with_hint(size_hint: usize, seed: u64) -> ZSet {
         if size_hint > LISTPACK_ENTRIES_MAX {
-            ZSet::Skiplist(Skiplist::new(seed, size_hint.min(LISTPACK_ENTRIES_MAX * 8)))
+            ZSet::Skiplist(Box::new(Skiplist::new(
+                seed,
+                size_hint.min(LISTPACK_ENTRIES_MAX * 8),
+            )))
         } else {
             ZSet::Listpack(Listpack::default())
         }
@@ -540,7 +547,7 @@ impl ZSet {
         let mut z = if small {
             ZSet::Listpack(Listpack::default())
         } else {
-            ZSet::Skiplist(Skiplist::new(seed, items.len().min(MEMBERS_MAX)))
+            ZSet::Skiplist(Box::new(Skiplist::new(seed, items.len().min(MEMBERS_MAX))))
         };
         for (score, member) in items {
             z.insert(member, *score, seed)?;
@@ -584,7 +591,7 @@ impl ZSet {
             // Fewer than MEMBERS_MAX: cannot fail.
             let _ = s.set(member, score);
         }
-        *self = ZSet::Skiplist(s);
+        *self = ZSet::Skiplist(Box::new(s));
     }
 
     /// Adds `member` with `score`, or moves it there if present; a new
@@ -787,7 +794,11 @@ impl ZSet {
     pub fn heap_bytes(&self) -> usize {
         match self {
             ZSet::Listpack(l) => malloc_size(l.buf.capacity()),
-            ZSet::Skiplist(s) => s.table.heap_bytes() + s.order.heap_bytes(),
+            ZSet::Skiplist(s) => {
+                malloc_size(std::mem::size_of::<Skiplist>())
+                    + s.table.heap_bytes()
+                    + s.order.heap_bytes()
+            }
         }
     }
 
@@ -797,7 +808,7 @@ impl ZSet {
     pub fn restoring(encoding: u8, seed: u64) -> Option<ZSet> {
         match encoding {
             0 => Some(ZSet::Listpack(Listpack::default())),
-            1 => Some(ZSet::Skiplist(Skiplist::new(seed, 0))),
+            1 => Some(ZSet::Skiplist(Box::new(Skiplist::new(seed, 0)))),
             _ => None,
         }
     }
