@@ -458,7 +458,7 @@ impl Keyspace {
 
     /// Removes `key`'s fields expired at `now_ms` (deleting the key if none
     /// is left) and forgets it for active expiry once it has no deadline
-    /// left. Returns how many fields went.
+    /// left. Returns 1 if the hash changed (fields went), else 0.
     pub fn hash_purge(&mut self, key: &[u8], now_ms: u64) -> usize {
         let mut n = 0;
         if let Some(pos) = self.position(key) {

@@ -10,7 +10,7 @@ use redis::Value;
 
 mod common;
 
-use common::{assert_same_replies, connect, Reference, Server};
+use common::{connect, Server};
 
 /// An argument of a script line: `\xHH` escapes, `""` for empty.
 fn unescape(token: &str) -> Vec<u8> {
@@ -732,29 +732,18 @@ fn script() -> Vec<String> {
 
 #[test]
 fn bitmap_commands_answer_like_redis() {
-    let reference = Reference::start();
-    let cairn = Server::start();
-    let script = script();
-    let want = play(&reference.url(), &script);
-    let got = play(&cairn.url(), &script);
-    assert_same_replies(&want, &got);
+    common::same_replies_as_redis(&script(), play, false);
 }
 
 /// The same script in RESP3 (LCS IDX answers a map; BITFIELD's FAIL a
 /// RESP3 null).
 #[test]
 fn bitmap_commands_answer_like_redis_in_resp3() {
-    let reference = Reference::start();
-    let cairn = Server::start();
-    let script = script();
-    let resp3 = |url: String| format!("{url}?protocol=resp3");
-    let want = play(&resp3(reference.url()), &script);
-    let got = play(&resp3(cairn.url()), &script);
+    let want = common::same_replies_as_redis(&script(), play, true);
     assert!(
         want.iter().any(|(_, r)| matches!(r, Ok(Value::Map(_)))),
         "the reference speaks RESP3"
     );
-    assert_same_replies(&want, &got);
 }
 
 /// Where cairn differs on purpose: a BITFIELD write may not grow a

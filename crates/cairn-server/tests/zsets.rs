@@ -18,7 +18,7 @@ use redis::Value;
 
 mod common;
 
-use common::{assert_same_replies, connect, scan_all, send as cmd, Played, Reference, Server};
+use common::{connect, scan_all, send as cmd, Played, Reference, Server};
 
 fn sorted(v: Value) -> Value {
     match v {
@@ -679,30 +679,20 @@ fn script() -> Vec<String> {
 
 #[test]
 fn zset_commands_answer_like_redis() {
-    let reference = Reference::start();
-    let cairn = Server::start();
     let script = script();
     assert!(script.len() >= 400, "{} commands", script.len());
-    let want = play(&reference.url(), &script);
-    let got = play(&cairn.url(), &script);
-    assert_same_replies(&want, &got);
+    common::same_replies_as_redis(&script, play, false);
 }
 
 /// The same script in RESP3: scores as doubles, WITHSCORES and ZPOPMIN
 /// with a count as nested pairs, nulls of RESP3's kind.
 #[test]
 fn zset_commands_answer_like_redis_in_resp3() {
-    let reference = Reference::start();
-    let cairn = Server::start();
-    let script = script();
-    let resp3 = |url: String| format!("{url}?protocol=resp3");
-    let want = play(&resp3(reference.url()), &script);
-    let got = play(&resp3(cairn.url()), &script);
+    let want = common::same_replies_as_redis(&script(), play, true);
     assert!(
         want.iter().any(|(_, r)| matches!(r, Ok(Value::Double(_)))),
         "the reference speaks RESP3"
     );
-    assert_same_replies(&want, &got);
 }
 
 /// Scores print as redis-server 7.0 prints them (`%.17g`): compared as

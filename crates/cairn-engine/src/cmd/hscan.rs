@@ -9,10 +9,31 @@ use super::{is, CmdError, Command, Db, SYNTAX};
 use crate::glob::glob_match;
 use crate::reply::Reply;
 
-pub struct HScan<'a> {
-    key: &'a [u8],
-    cursor: u64,
-    options: &'a [&'a [u8]],
+pub struct HScan<'a>(ScanArgs<'a>);
+
+/// `KEY cursor [options...]` of HSCAN, SSCAN and ZSCAN: the options are
+/// only read once the key holds the right type (as Redis).
+pub(crate) struct ScanArgs<'a> {
+    pub key: &'a [u8],
+    pub cursor: u64,
+    pub options: &'a [&'a [u8]],
+}
+
+impl<'a> ScanArgs<'a> {
+    pub fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
+        Ok(ScanArgs {
+            key: super::arg(argv, 1)?,
+            cursor: cursor(super::arg(argv, 2)?)?,
+            options: &argv[3..],
+        })
+    }
+}
+
+/// The reply of a scan of a missing key: cursor 0, nothing.
+pub(crate) fn empty_scan(out: &mut impl Reply) {
+    out.array(2);
+    out.bulk(b"0");
+    out.array(0);
 }
 
 pub(crate) struct Options<'a> {
@@ -65,30 +86,22 @@ pub(crate) fn cursor(arg: &[u8]) -> Result<u64, CmdError> {
 
 impl<'a> Command<'a> for HScan<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        let key = super::arg(argv, 1)?;
-        Ok(HScan {
-            key,
-            cursor: cursor(super::arg(argv, 2)?)?,
-            options: &argv[3..],
-        })
+        ScanArgs::parse(argv).map(HScan)
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let h = match db.shard(self.key).get_hash(self.key, now_ms) {
+        let a = &self.0;
+        let h = match db.shard(a.key).get_hash(a.key, now_ms) {
             Ok(Some(h)) => h,
-            Ok(None) => {
-                out.array(2);
-                out.bulk(b"0");
-                return out.array(0);
-            }
+            Ok(None) => return empty_scan(out),
             Err(e) => return out.error(e),
         };
-        let o = match options(self.options, true) {
+        let o = match options(a.options, true) {
             Ok(o) => o,
             Err(e) => return super::reply_err(out, e),
         };
         let mut found: Vec<(&[u8], &[u8])> = Vec::new();
-        let next = h.scan(self.cursor, o.count, |f, v| {
+        let next = h.scan(a.cursor, o.count, |f, v| {
             if o.pattern.is_none_or(|p| glob_match(p, f)) {
                 found.push((f, v));
             }

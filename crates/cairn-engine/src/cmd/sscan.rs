@@ -5,42 +5,31 @@
 //! As in Redis, the options are checked only once the key is found to
 //! hold a set: a missing key answers an empty scan whatever follows.
 
-use super::hscan::{cursor, options};
+use super::hscan::{empty_scan, options, ScanArgs};
 use super::{CmdError, Command, Db};
 use crate::glob::glob_match;
 use crate::reply::Reply;
 
-pub struct SScan<'a> {
-    key: &'a [u8],
-    cursor: u64,
-    options: &'a [&'a [u8]],
-}
+pub struct SScan<'a>(ScanArgs<'a>);
 
 impl<'a> Command<'a> for SScan<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(SScan {
-            key: super::arg(argv, 1)?,
-            cursor: cursor(super::arg(argv, 2)?)?,
-            options: &argv[3..],
-        })
+        ScanArgs::parse(argv).map(SScan)
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let s = match db.shard(self.key).get_set(self.key, now_ms) {
+        let a = &self.0;
+        let s = match db.shard(a.key).get_set(a.key, now_ms) {
             Ok(Some(s)) => s,
-            Ok(None) => {
-                out.array(2);
-                out.bulk(b"0");
-                return out.array(0);
-            }
+            Ok(None) => return empty_scan(out),
             Err(e) => return out.error(e),
         };
-        let o = match options(self.options, false) {
+        let o = match options(a.options, false) {
             Ok(o) => o,
             Err(e) => return super::reply_err(out, e),
         };
         let mut found = Vec::new();
-        let next = s.scan(self.cursor, o.count, |m| {
+        let next = s.scan(a.cursor, o.count, |m| {
             if m.with(|b| o.pattern.is_none_or(|p| glob_match(p, b))) {
                 found.push(m);
             }

@@ -8,42 +8,31 @@
 //! is `100000000000000000` there). As in Redis, the options are checked
 //! only once the key is found to hold a zset.
 
-use super::hscan::{cursor, options};
+use super::hscan::{empty_scan, options, ScanArgs};
 use super::{CmdError, Command, Db};
 use crate::glob::glob_match;
 use crate::reply::Reply;
 
-pub struct ZScan<'a> {
-    key: &'a [u8],
-    cursor: u64,
-    options: &'a [&'a [u8]],
-}
+pub struct ZScan<'a>(ScanArgs<'a>);
 
 impl<'a> Command<'a> for ZScan<'a> {
     fn parse(argv: &'a [&'a [u8]]) -> Result<Self, CmdError> {
-        Ok(ZScan {
-            key: super::arg(argv, 1)?,
-            cursor: cursor(super::arg(argv, 2)?)?,
-            options: &argv[3..],
-        })
+        ScanArgs::parse(argv).map(ZScan)
     }
 
     fn apply(&self, db: &mut impl Db, now_ms: u64, out: &mut impl Reply) {
-        let z = match db.shard(self.key).get_zset(self.key, now_ms) {
+        let a = &self.0;
+        let z = match db.shard(a.key).get_zset(a.key, now_ms) {
             Ok(Some(z)) => z,
-            Ok(None) => {
-                out.array(2);
-                out.bulk(b"0");
-                return out.array(0);
-            }
+            Ok(None) => return empty_scan(out),
             Err(e) => return out.error(e),
         };
-        let o = match options(self.options, false) {
+        let o = match options(a.options, false) {
             Ok(o) => o,
             Err(e) => return super::reply_err(out, e),
         };
         let mut found = Vec::new();
-        let next = z.scan(self.cursor, o.count, |s, m| {
+        let next = z.scan(a.cursor, o.count, |s, m| {
             if o.pattern.is_none_or(|p| glob_match(p, m)) {
                 found.push((s, m));
             }

@@ -110,6 +110,30 @@ pub fn send(c: &mut redis::Connection, args: &[String]) -> Result<redis::Value, 
 /// Replies of one script played on both servers.
 pub type Played = Vec<(String, Result<redis::Value, String>)>;
 
+/// Plays `script` with `play` against a fresh redis-server and a fresh
+/// cairn (in RESP3 when `resp3`), asserts the replies are the same, and
+/// returns the reference's (for checks that it spoke the protocol asked).
+#[allow(dead_code)]
+pub fn same_replies_as_redis(
+    script: &[String],
+    play: fn(&str, &[String]) -> Played,
+    resp3: bool,
+) -> Played {
+    let reference = Reference::start();
+    let cairn = Server::start();
+    let url = |u: String| {
+        if resp3 {
+            format!("{u}?protocol=resp3")
+        } else {
+            u
+        }
+    };
+    let want = play(&url(reference.url()), script);
+    let got = play(&url(cairn.url()), script);
+    assert_same_replies(&want, &got);
+    want
+}
+
 /// Panics listing every line whose replies differ (the lists tests' name).
 pub fn assert_same(want: &Played, got: &Played) {
     assert_same_replies(want, got);
