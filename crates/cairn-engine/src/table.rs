@@ -133,6 +133,21 @@ impl<E: TableEntry> DenseTable<E> {
             .ok()?;
         let pos = *slot.get() as usize;
         slot.remove();
+        Some(self.take(pos))
+    }
+
+    /// Removes the entry at `pos` (< len); the last entry moves into its
+    /// place, as with [`DenseTable::remove`].
+    pub fn remove_at(&mut self, pos: usize) -> E {
+        let h = self.hasher.hash_one(self.entries[pos].key());
+        if let Ok(slot) = self.index.find_entry(h, |&i| i as usize == pos) {
+            slot.remove();
+        }
+        self.take(pos)
+    }
+
+    /// Swap-removes entry `pos`, whose index slot is gone already.
+    fn take(&mut self, pos: usize) -> E {
         let last = self.entries.len() - 1;
         if pos != last {
             // The last entry moves into the hole: repoint its index slot.
@@ -143,7 +158,7 @@ impl<E: TableEntry> DenseTable<E> {
         }
         let e = self.entries.swap_remove(pos);
         self.data_bytes -= e.heap_bytes();
-        Some(e)
+        e
     }
 
     /// Heap bytes of the vector, the index and every entry.

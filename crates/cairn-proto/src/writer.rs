@@ -97,6 +97,20 @@ impl<'a> ReplyWriter<'a> {
     }
 
     pub fn double(&mut self, v: f64) {
+        if let Some(i) = integral(v) {
+            // The common case (integer scores) without the 17-digit
+            // formatting: `%.17g` prints such a value as the integer.
+            let mut buf = itoa::Buffer::new();
+            let text = buf.format(i);
+            return match self.proto {
+                Protocol::Resp3 => {
+                    self.out.push(b',');
+                    self.out.extend_from_slice(text.as_bytes());
+                    self.out.extend_from_slice(b"\r\n");
+                }
+                Protocol::Resp2 => self.bulk(text.as_bytes()),
+            };
+        }
         let text = format_double(v);
         match self.proto {
             Protocol::Resp3 => {
@@ -137,6 +151,14 @@ impl<'a> ReplyWriter<'a> {
 /// trailing zeros dropped, an exponent below 1e-4 and from 1e17 (so 1.1
 /// is `1.1000000000000001`, 2.5 is `2.5`, 1e20 is `1e+20`).
 pub fn format_double(v: f64) -> String {
+    match integral(v) {
+        Some(i) => itoa::Buffer::new().format(i).to_string(),
+        None => printf_17g(v),
+    }
+}
+
+/// `%.17g` the long way: 17 significant digits, then `%g`'s rules.
+fn printf_17g(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "inf".into() } else { "-inf".into() };
     }
@@ -163,6 +185,13 @@ pub fn format_double(v: f64) -> String {
     } else {
         trim_fraction(&format!("{:.*}", (16 - exp) as usize, v)).to_string()
     }
+}
+
+/// `v` as an integer when `%.17g` prints it as one: integral, not zero
+/// (`-0` keeps its sign) and below 10^17 in magnitude, so at most 17
+/// digits (no exponent), all exact (every double is an integer there).
+fn integral(v: f64) -> Option<i64> {
+    (v != 0.0 && v.abs() < 1e17 && v.trunc() == v).then_some(v as i64)
 }
 
 /// `%g`'s trailing-zero removal: zeros after the point, then the point.
@@ -225,6 +254,52 @@ mod tests {
             (3.0e-3, "0.0030000000000000001"),
         ] {
             assert_eq!(format_double(v), want, "{v:e}");
+        }
+    }
+
+    /// The integer shortcut prints what the 17-digit path prints.
+    #[test]
+    fn integral_doubles_take_the_shortcut_and_print_the_same() {
+        let mut vals = vec![1.0, -1.0, 9.0, 10.0, 99.0, 1e15, -1e15, 1e16 - 2.0];
+        let edge = (1u64 << 53) as f64;
+        vals.extend([
+            edge - 1.0,
+            -(edge + 2.0),
+            99999999999999984.0,
+            -99999999999999984.0,
+        ]);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = (x >> (7 + x % 54)) as f64;
+            if v >= 1e17 {
+                continue;
+            }
+            vals.push(if x & 1 == 0 { v } else { -v });
+        }
+        for v in vals {
+            if v == 0.0 {
+                continue;
+            }
+            assert!(integral(v).is_some(), "{v}");
+            assert_eq!(format_double(v), printf_17g(v), "{v}");
+            for proto in [Protocol::Resp2, Protocol::Resp3] {
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                ReplyWriter::new(&mut fast, proto).double(v);
+                let text = printf_17g(v);
+                let mut w = ReplyWriter::new(&mut slow, proto);
+                match proto {
+                    Protocol::Resp2 => w.bulk(text.as_bytes()),
+                    Protocol::Resp3 => slow.extend_from_slice(format!(",{text}\r\n").as_bytes()),
+                }
+                assert_eq!(fast, slow, "{v}");
+            }
+        }
+        // Not integral, zero, or too large to be exact: the long way.
+        for v in [0.5, 0.0, -0.0, 1e17, -1e17, 2e17, f64::INFINITY, f64::NAN] {
+            assert_eq!(integral(v), None, "{v}");
         }
     }
 
