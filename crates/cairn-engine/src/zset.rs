@@ -71,14 +71,19 @@ pub enum ZSet {
 
 // ---- listpack ----
 
-/// The small encoding: `(score f64 LE, len u8, member)` entries in order.
+/// The small encoding: entries in order, each `head u8, score, member`.
+/// The head's low 7 bits are the member's length (at most 64); its top
+/// bit says how the score follows: set, an integral score within ±2^62
+/// as a zigzag varint (1 byte for -64..63, 2 up to ±8191: what Redis'
+/// listpack integers save), else the f64's 8 bytes, little-endian.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listpack {
     buf: Vec<u8>,
     len: u16,
 }
 
-const LP_HEAD: usize = 9;
+/// The head bit of an integer-coded score.
+const LP_INT: u8 = 0x80;
 
 /// Entries of a listpack in order: `(offset, score, member)`.
 struct LpIter<'a> {
@@ -90,15 +95,60 @@ impl<'a> Iterator for LpIter<'a> {
     type Item = (usize, f64, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let head = self.buf.get(self.at..self.at + LP_HEAD)?;
-        let mut score = [0u8; 8];
-        score.copy_from_slice(&head[..8]);
-        let len = head[8] as usize;
-        let start = self.at + LP_HEAD;
-        let member = self.buf.get(start..start + len)?;
         let at = self.at;
-        self.at = start + len;
-        Some((at, f64::from_le_bytes(score), member))
+        let (score, member, next) = lp_entry(self.buf, at)?;
+        self.at = next;
+        Some((at, score, member))
+    }
+}
+
+/// The entry at `at`: its score, its member and where the next starts.
+fn lp_entry(buf: &[u8], at: usize) -> Option<(f64, &[u8], usize)> {
+    let head = *buf.get(at)?;
+    let mut i = at + 1;
+    let score = if head & LP_INT != 0 {
+        let mut z = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = *buf.get(i)?;
+            i += 1;
+            z |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift >= 64 {
+                return None;
+            }
+        }
+        ((z >> 1) as i64 ^ -((z & 1) as i64)) as f64
+    } else {
+        let bytes = buf.get(i..i + 8)?;
+        i += 8;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bytes);
+        f64::from_le_bytes(b)
+    };
+    let len = usize::from(head & !LP_INT);
+    let member = buf.get(i..i + len)?;
+    Some((score, member, i + len))
+}
+
+/// The head and score bytes of an entry (at most 1 + 10).
+fn lp_head(score: f64, member_len: usize, out: &mut Vec<u8>) {
+    const LIMIT: f64 = (1u64 << 62) as f64;
+    if score.trunc() == score && (-LIMIT..=LIMIT).contains(&score) {
+        out.push(LP_INT | member_len as u8);
+        let v = score as i64;
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push(z as u8 | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    } else {
+        out.push(member_len as u8);
+        out.extend_from_slice(&score.to_le_bytes());
     }
 }
 
@@ -127,18 +177,17 @@ impl Listpack {
             .iter()
             .find(|(_, s, m)| cmp_entry((*s, m), (score, member)) == Ordering::Greater)
             .map_or(self.buf.len(), |(at, _, _)| at);
-        let mut entry = [0u8; LP_HEAD];
-        entry[..8].copy_from_slice(&score.to_le_bytes());
-        entry[8] = member.len() as u8;
+        let mut head = Vec::with_capacity(11);
+        lp_head(score, member.len(), &mut head);
         // Grown to the byte, as Redis' listpack.
-        self.buf.reserve_exact(LP_HEAD + member.len());
-        self.buf.splice(at..at, entry.iter().chain(member).copied());
+        self.buf.reserve_exact(head.len() + member.len());
+        self.buf.splice(at..at, head.iter().chain(member).copied());
         self.len += 1;
     }
 
     fn remove_at(&mut self, at: usize) {
-        let len = self.buf[at + 8] as usize;
-        self.buf.drain(at..at + LP_HEAD + len);
+        let end = lp_entry(&self.buf, at).map_or(self.buf.len(), |(_, _, next)| next);
+        self.buf.drain(at..end);
         self.len -= 1;
     }
 }
@@ -989,6 +1038,66 @@ mod tests {
                 let (b, i) = o.find_rank(r);
                 assert_eq!(o.blocks[b][i].pos as usize, p);
             }
+        }
+    }
+
+    /// Every score comes back bit for bit (but `-0`), integral ones in
+    /// fewer bytes.
+    #[test]
+    fn listpack_scores_round_trip_and_integers_are_short() {
+        let big = (1u64 << 62) as f64;
+        let scores = [
+            0.0,
+            1.0,
+            -1.0,
+            63.0,
+            -64.0,
+            64.0,
+            8191.0,
+            -8192.0,
+            1e15,
+            -1e15,
+            big,
+            -big,
+            big * 2.0,
+            -big * 2.0,
+            0.5,
+            -2.5,
+            1e-300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+        ];
+        let mut l = Listpack::default();
+        for (i, &sc) in scores.iter().enumerate() {
+            l.insert(sc, format!("m{i}").as_bytes());
+        }
+        assert_eq!(l.iter().count(), scores.len());
+        for (i, &sc) in scores.iter().enumerate() {
+            let (_, got) = l.find(format!("m{i}").as_bytes()).unwrap();
+            assert_eq!(got.to_bits(), sc.to_bits(), "{sc}");
+        }
+        let size = |sc: f64| {
+            let mut v = Vec::new();
+            lp_head(sc, 3, &mut v);
+            v.len()
+        };
+        assert_eq!(size(5.0), 2);
+        assert_eq!(size(-64.0), 2);
+        assert_eq!(size(8191.0), 3);
+        assert_eq!(size(0.5), 9);
+        assert_eq!(size(big * 2.0), 9);
+        // Removing entries of either kind leaves the others intact.
+        for i in (0..scores.len()).step_by(2) {
+            let (at, _) = l.find(format!("m{i}").as_bytes()).unwrap();
+            l.remove_at(at);
+        }
+        let left: Vec<Vec<u8>> = l.iter().map(|(_, _, m)| m.to_vec()).collect();
+        assert_eq!(left.len(), scores.len() / 2);
+        for i in (1..scores.len()).step_by(2) {
+            assert!(left.contains(&format!("m{i}").into_bytes()));
         }
     }
 
