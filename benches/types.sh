@@ -46,16 +46,18 @@ printf '%-12s %12s %12s %8s\n' test cairn redis ratio
 # many requests (pops stay below what the fill added).
 prep() {
     case "$1" in
-    lpop | rpop | lrange_100) echo "lpush 300000" ;;
-    spop) echo "sadd 300000" ;;
-    zpopmin | zscore | zrange_10) echo "zadd 300000" ;;
+    lpop | rpop | lrange_100) echo "lpush 300000 100000" ;;
+    # The pop tests get a bigger collection (about 450,000 members), so
+    # that 300,000 pops run long enough to time.
+    spop) echo "sadd 600000 1000000" ;;
+    zpopmin) echo "zadd 600000 1000000" ;;
+    zscore | zrange_10) echo "zadd 300000 100000" ;;
     *) echo "" ;;
     esac
 }
 count() {
     case "$1" in
     lpop | rpop) echo 150000 ;;
-    spop | zpopmin) echo 50000 ;;
     *) echo 300000 ;;
     esac
 }
@@ -70,13 +72,13 @@ bench() { # port test n -> rps
 }
 for t in hset lpush rpush lpop rpop sadd spop lrange_100 zadd zpopmin zscore zrange_10; do
     cs=(); rs=()
-    read -r pt pn _ <<<"$(prep "$t") x x"
+    read -r pt pn pr _ <<<"$(prep "$t") x x x"
     for _ in $(seq "$REPS"); do
         for side in c r; do
             if [ "$side" = c ]; then port=$cp; else port=$rp; fi
             redis-cli -p "$port" flushall >/dev/null
             if [ "$pt" != x ]; then
-                redis-benchmark -p "$port" -c 50 -P 16 -n "$pn" -r 100000 -t "$pt" >/dev/null 2>&1
+                redis-benchmark -p "$port" -c 50 -P 16 -n "$pn" -r "$pr" -t "$pt" >/dev/null 2>&1
             fi
             v=$(bench "$port" "$t" "$(count "$t")")
             if [ "$side" = c ]; then cs+=("$v"); else rs+=("$v"); fi

@@ -17,6 +17,9 @@
 //! HRANDFIELD, ZRANDMEMBER, RANDOMKEY, also inside CAIRN.EXEC) differ
 //! between them, as between a leader and its followers, where only the
 //! leader answers: for an entry that names one, only the states are compared.
+//! Such an entry with a count over 4,096 is skipped: a million draws
+//! (the documented bound) is a few hundred MiB of captured reply frames
+//! under the sanitizer, over libFuzzer's memory limit.
 
 #![no_main]
 
@@ -35,6 +38,10 @@ fuzz_target!(|data: &[u8]| {
     b.set_string_len_max(1 << 20);
     for (i, entry) in rest.split(|&c| c == 0xff).take(64).enumerate() {
         let argv: Vec<&[u8]> = entry.split(|&c| c == 0xfe).collect();
+        let random = argv.iter().any(|a| is_random_read(a));
+        if random && argv.iter().any(|a| is_big_count(a)) {
+            continue;
+        }
         let now = u64::from(t) * 1000 + i as u64;
         a.set_stamp(i as u64 + 1, 0);
         b.set_stamp(i as u64 + 1, 0);
@@ -42,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         apply_argv(&mut a, &argv, now, &mut ra);
         apply_argv(&mut b, &argv, now, &mut rb);
         let (ra, rb) = (ra.take(), rb.take());
-        if !argv.iter().any(|a| is_random_read(a)) {
+        if !random {
             assert_eq!(ra, rb, "replies differ for {argv:?}");
         }
     }
@@ -54,4 +61,11 @@ fn is_random_read(arg: &[u8]) -> bool {
     [&b"SRANDMEMBER"[..], b"HRANDFIELD", b"ZRANDMEMBER", b"RANDOMKEY"]
         .iter()
         .any(|name| arg.eq_ignore_ascii_case(name))
+}
+
+fn is_big_count(arg: &[u8]) -> bool {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_some_and(|n| n.unsigned_abs() > 4096)
 }

@@ -49,18 +49,53 @@ impl fmt::Debug for SmallBytes {
     }
 }
 
-/// What a general-purpose malloc really hands out for `n` bytes: a 16-byte
-/// aligned chunk with an 8-byte header, at least 32 bytes.
+/// What the allocator really hands out for `n` bytes: jemalloc's size
+/// class (the `cairn` binary's allocator, docs/design/allocator.md; Redis
+/// counts the same way): 8, then multiples of 16 up to 128, then four
+/// classes per doubling (160, 192, 224, 256, 320, ...). No per-block
+/// header.
 pub fn malloc_size(n: usize) -> usize {
-    if n == 0 {
-        return 0;
+    match n {
+        0 => 0,
+        1..=8 => 8,
+        9..=128 => (n + 15) & !15,
+        _ => {
+            // 2^k < n <= 2^(k+1): classes every 2^(k-2).
+            let k = usize::BITS - 1 - (n - 1).leading_zeros();
+            let step = 1usize << (k - 2);
+            (n + step - 1) & !(step - 1)
+        }
     }
-    ((n + 8 + 15) & !15).max(32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malloc_sizes_are_jemallocs_classes() {
+        let classes = [
+            (0, 0),
+            (1, 8),
+            (8, 8),
+            (9, 16),
+            (17, 32),
+            (33, 48),
+            (128, 128),
+            (129, 160),
+            (161, 192),
+            (256, 256),
+            (257, 320),
+            (513, 640),
+            (4096, 4096),
+            (4097, 5120),
+            (16384, 16384),
+            (16385, 20480),
+        ];
+        for (n, want) in classes {
+            assert_eq!(malloc_size(n), want, "{n}");
+        }
+    }
 
     #[test]
     fn small_bytes_is_three_words_and_inline_up_to_22() {

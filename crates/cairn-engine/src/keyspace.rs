@@ -17,6 +17,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 use crate::bytes::SmallBytes;
+use crate::chunkvec::ChunkVec;
 use crate::cmd::WRONGTYPE;
 use crate::evict::{EvictionPool, Policy};
 use crate::hash::Hash;
@@ -69,7 +70,7 @@ pub enum AccessTracking {
 }
 
 pub struct Keyspace {
-    entries: Vec<Entry>,
+    entries: ChunkVec<Entry>,
     index: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
     volatile: Vec<VolatileSlot>,
@@ -140,7 +141,7 @@ impl Keyspace {
     /// `seed` seeds both the hash function and the sampling generator.
     pub fn new(seed: u64) -> Self {
         Keyspace {
-            entries: Vec::new(),
+            entries: ChunkVec::new(),
             index: HashTable::new(),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             volatile: Vec::new(),
@@ -1002,8 +1003,8 @@ impl Keyspace {
 
     fn maybe_shrink(&mut self) {
         let len = self.entries.len();
-        if self.entries.capacity() > 1024 && len < self.entries.capacity() / 4 {
-            self.entries.shrink_to(len * 2);
+        self.entries.shrink();
+        if self.index.capacity() > 1024 && len < self.index.capacity() / 4 {
             let (entries, hasher) = (&self.entries, &self.hasher);
             self.index.shrink_to(len * 2, |&i| {
                 hasher.hash_one(entries[i as usize].key.as_slice())
@@ -1015,7 +1016,7 @@ impl Keyspace {
     /// Removes every key.
     pub fn clear(&mut self) {
         self.hfe.clear();
-        self.entries = Vec::new();
+        self.entries = ChunkVec::new();
         self.index = HashTable::new();
         self.volatile = Vec::new();
         self.heap_bytes = 0;

@@ -22,6 +22,7 @@
 
 pub mod bits;
 pub mod bytes;
+pub mod chunkvec;
 pub mod cmd;
 pub mod evict;
 pub mod glob;
