@@ -859,3 +859,383 @@ impl Leaders<'_> {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    const GROUPS: u16 = 64;
+
+    fn equal(ids: impl IntoIterator<Item = u64>) -> Vec<Member> {
+        ids.into_iter().map(|id| Member::new(id, 1)).collect()
+    }
+
+    /// Replicas copied from `from` to `to`.
+    fn copies(from: &Placement, to: &Placement) -> usize {
+        moves(from, to).iter().filter(|m| m.add.is_some()).count()
+    }
+
+    /// Max over mean of the per-node counts (nodes of positive weight,
+    /// holding none included in the mean).
+    fn max_over_mean(counts: &BTreeMap<u64, usize>, nodes: usize) -> f64 {
+        let total: usize = counts.values().sum();
+        let max = counts.values().copied().max().unwrap_or(0);
+        max as f64 * nodes as f64 / total as f64
+    }
+
+    /// What every placement must satisfy: exactly min(rf, live nodes)
+    /// distinct replicas per group, all on nodes of positive weight, and
+    /// no zone holding more of a group than the spread rule allows.
+    fn check(p: &Placement, members: &[Member], groups: u16, rf: usize) {
+        let live: BTreeMap<u64, String> = members
+            .iter()
+            .filter(|m| m.weight > 0)
+            .map(|m| {
+                (
+                    m.id,
+                    m.zone.clone().unwrap_or_else(|| format!("node {}", m.id)),
+                )
+            })
+            .collect();
+        let r = rf.min(live.len());
+        let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
+        for z in live.values() {
+            *sizes.entry(z).or_insert(0) += 1;
+        }
+        let mut cap = r.div_ceil(sizes.len().max(1));
+        while sizes.values().map(|&n| n.min(cap)).sum::<usize>() < r {
+            cap += 1;
+        }
+        assert_eq!(p.groups.len(), groups as usize);
+        for (g, reps) in p.groups.iter().enumerate() {
+            assert_eq!(reps.len(), r, "group {g}: {reps:?}");
+            let distinct: BTreeSet<u64> = reps.iter().copied().collect();
+            assert_eq!(distinct.len(), r, "group {g} repeats a node: {reps:?}");
+            let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+            for id in reps {
+                let zone = live.get(id).unwrap_or_else(|| panic!("group {g} on {id}"));
+                *per_zone.entry(zone).or_insert(0) += 1;
+            }
+            assert!(
+                per_zone.values().all(|&n| n <= cap),
+                "group {g}: {per_zone:?}, at most {cap} per zone"
+            );
+        }
+    }
+
+    /// One membership change: the new placement, the replicas it copies
+    /// and the theoretical minimum; asserts the invariants and the 1.1 bound.
+    fn step(from: &Placement, members: &[Member], rf: usize) -> (Placement, usize, usize) {
+        let to = place(members, GROUPS, rf, Some(from)).unwrap();
+        check(&to, members, GROUPS, rf);
+        let (n, min) = (
+            copies(from, &to),
+            minimum_moves(from, members, GROUPS, rf).unwrap(),
+        );
+        assert!(n * 10 <= min * 11, "{n} replicas copied, minimum {min}");
+        (to, n, min)
+    }
+
+    #[test]
+    fn replicas_and_leaders_stay_within_the_bound_for_3_to_10_nodes() {
+        for n in [3u64, 4, 5, 6, 7, 10] {
+            let p = place(&equal(1..=n), GROUPS, 3, None).unwrap();
+            check(&p, &equal(1..=n), GROUPS, 3);
+            let (rep, lead) = (
+                max_over_mean(&p.replicas_per_node(), n as usize),
+                max_over_mean(&p.leaders_per_node(), n as usize),
+            );
+            assert!(rep <= 1.1, "{n} nodes: replicas max/mean {rep}");
+            assert!(lead <= 1.2, "{n} nodes: leaders max/mean {lead}");
+            // Integer quotas: every node within one of the mean.
+            let mean = 192.0 / n as f64;
+            for (id, c) in p.replicas_per_node() {
+                assert!(
+                    (c as f64 - mean).abs() < 1.0,
+                    "{n} nodes: node {id} has {c}"
+                );
+            }
+            assert_eq!(p.replicas_per_node().len(), n as usize);
+        }
+    }
+
+    #[test]
+    fn weights_one_to_two_give_shares_within_ten_percent() {
+        let cases: [(&[u32], u16, usize); 3] = [
+            (&[1, 1, 2, 2, 2], 64, 3),
+            (&[1, 2], 256, 1),
+            (&[1, 2, 2], 64, 2),
+        ];
+        for (weights, groups, rf) in cases {
+            let members: Vec<Member> = (1..)
+                .zip(weights)
+                .map(|(id, &w)| Member::new(id, w))
+                .collect();
+            let p = place(&members, groups, rf, None).unwrap();
+            check(&p, &members, groups, rf);
+            let (total, weight_sum) = (
+                groups as f64 * rf as f64,
+                weights.iter().sum::<u32>() as f64,
+            );
+            let (counts, leaders) = (p.replicas_per_node(), p.leaders_per_node());
+            for m in &members {
+                let share = m.weight as f64 / weight_sum;
+                let got = counts[&m.id] as f64 / total;
+                assert!(
+                    (got - share).abs() <= 0.1 * share,
+                    "{weights:?}: node {} {got} vs {share}",
+                    m.id
+                );
+                let led = leaders[&m.id] as f64 / groups as f64;
+                assert!(
+                    (led - share).abs() <= 0.1 * share,
+                    "{weights:?}: node {} leads {led}",
+                    m.id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_heavy_node_holds_at_most_one_replica_per_group_and_the_rest_share_evenly() {
+        let mut members = equal(1..=4);
+        members.push(Member::new(5, 10));
+        let p = place(&members, GROUPS, 3, None).unwrap();
+        check(&p, &members, GROUPS, 3);
+        let counts = p.replicas_per_node();
+        assert_eq!(counts[&5], 64);
+        assert!((1..=4).all(|id| counts[&id] == 32), "{counts:?}");
+    }
+
+    #[test]
+    fn a_draining_node_gets_nothing_and_only_its_replicas_move() {
+        let p = place(&equal(1..=5), GROUPS, 3, None).unwrap();
+        let mut members = equal(1..=5);
+        members[2].weight = 0;
+        let had = p.replicas_per_node()[&3];
+        let (q, n, min) = step(&p, &members, 3);
+        assert!(!q.replicas_per_node().contains_key(&3));
+        assert_eq!((n, min), (had, had));
+    }
+
+    #[test]
+    fn replicas_of_a_group_never_share_a_zone_when_there_are_enough_zones() {
+        let members: Vec<Member> = (1..=6)
+            .map(|id| Member::in_zone(id, 1, ["a", "b", "c"][id as usize % 3]))
+            .collect();
+        let p = place(&members, GROUPS, 3, None).unwrap();
+        check(&p, &members, GROUPS, 3);
+        let zone = |id: u64| {
+            members
+                .iter()
+                .find(|m| m.id == id)
+                .and_then(|m| m.zone.clone())
+        };
+        for reps in &p.groups {
+            let zones: BTreeSet<_> = reps.iter().map(|&id| zone(id)).collect();
+            assert_eq!(zones.len(), 3, "{reps:?}");
+        }
+        assert!(p.replicas_per_node().values().all(|&c| c == 32));
+        // A seventh node in zone a: the zone still holds one replica per
+        // group, so it takes its share from zone a's nodes only.
+        let mut seven = members.clone();
+        seven.push(Member::in_zone(7, 1, "a"));
+        let (q, n, min) = step(&p, &seven, 3);
+        let counts = q.replicas_per_node();
+        assert_eq!(counts[&7] + counts[&3] + counts[&6], 64);
+        assert_eq!((n, min), (21, 21), "{counts:?}");
+    }
+
+    #[test]
+    fn with_fewer_zones_than_replicas_every_group_uses_every_zone() {
+        let members: Vec<Member> = (1..=6)
+            .map(|id| Member::in_zone(id, 1, ["a", "b"][id as usize % 2]))
+            .collect();
+        let p = place(&members, GROUPS, 3, None).unwrap();
+        check(&p, &members, GROUPS, 3);
+        for reps in &p.groups {
+            let in_a = reps.iter().filter(|&&id| id % 2 == 0).count();
+            assert!(in_a == 1 || in_a == 2, "{reps:?}");
+        }
+        assert!(max_over_mean(&p.replicas_per_node(), 6) <= 1.1);
+    }
+
+    #[test]
+    fn a_lone_zone_takes_one_replica_of_every_group_even_above_its_weight() {
+        // Zone rule first: 3 zones, rf 3, so zone c's only node holds all.
+        let mut members: Vec<Member> = (1..=4)
+            .map(|id| Member::in_zone(id, 1, ["a", "b"][id as usize % 2]))
+            .collect();
+        members.push(Member::in_zone(5, 1, "c"));
+        let p = place(&members, GROUPS, 3, None).unwrap();
+        check(&p, &members, GROUPS, 3);
+        assert_eq!(p.replicas_per_node()[&5], 64);
+    }
+
+    #[test]
+    fn small_and_odd_clusters_get_min_rf_nodes_replicas() {
+        for (n, rf) in [(1u64, 3), (2, 3), (2, 2), (3, 1), (4, 5)] {
+            let p = place(&equal(1..=n), 16, rf, None).unwrap();
+            check(&p, &equal(1..=n), 16, rf);
+        }
+        let empty = place(&[], 16, 3, None).unwrap();
+        assert_eq!(empty.groups, vec![Vec::<u64>::new(); 16]);
+        let drained = place(&[Member::new(1, 0)], 4, 3, None).unwrap();
+        assert!(drained.groups.iter().all(Vec::is_empty));
+        assert_eq!(place(&equal(1..=3), 0, 3, None).unwrap().groups.len(), 0);
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        let dup = [Member::new(4, 1), Member::new(2, 1), Member::new(4, 2)];
+        assert_eq!(
+            place(&dup, 8, 3, None),
+            Err(PlacementError::DuplicateNode(4))
+        );
+        assert_eq!(
+            place(&equal(0..3), 8, 3, None),
+            Err(PlacementError::ZeroNodeId)
+        );
+        assert_eq!(
+            place(&equal(1..3), 8, 0, None),
+            Err(PlacementError::ZeroReplication)
+        );
+        let many = equal(1..=MAX_MEMBERS as u64 + 1);
+        assert_eq!(
+            place(&many, 8, 3, None),
+            Err(PlacementError::TooManyNodes(MAX_MEMBERS + 1))
+        );
+        assert_eq!(
+            minimum_moves(&Placement::default(), &dup, 8, 3),
+            Err(PlacementError::DuplicateNode(4))
+        );
+    }
+
+    #[test]
+    fn joins_and_removals_move_no_more_than_the_minimum_allows() {
+        let p3 = place(&equal(1..=3), GROUPS, 3, None).unwrap();
+        // The 4th node takes 192/4 = 48; the 5th 192/5 = 38.4.
+        let (p4, n, _) = step(&p3, &equal(1..=4), 3);
+        assert_eq!(n, 48);
+        let (p5, n, _) = step(&p4, &equal(1..=5), 3);
+        assert!(n == 38 || n == 39, "{n}");
+        // Removing node 5 moves exactly its replicas; so does losing node 2.
+        let had = p5.replicas_per_node()[&5];
+        let (p4b, n, _) = step(&p5, &equal(1..=4), 3);
+        assert_eq!(n, had);
+        let had = p4b.replicas_per_node()[&2];
+        let (_, n, _) = step(&p4b, &equal([1, 3, 4]), 3);
+        assert_eq!(n, had);
+        // Two joins at once: 3 → 5 moves 2 × 38.4.
+        let (_, n, _) = step(&p3, &equal(1..=5), 3);
+        assert!((76..=77).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn placing_again_moves_nothing_and_keeps_every_leader() {
+        for n in [3u64, 5, 7] {
+            let p = place(&equal(1..=n), GROUPS, 3, None).unwrap();
+            assert_eq!(place(&equal(1..=n), GROUPS, 3, Some(&p)).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn leaders_stay_balanced_after_joins_and_mostly_stay_put() {
+        let p4 = place(&equal(1..=4), GROUPS, 3, None).unwrap();
+        let p5 = place(&equal(1..=5), GROUPS, 3, Some(&p4)).unwrap();
+        assert!(max_over_mean(&p5.leaders_per_node(), 5) <= 1.2);
+        // Node 5 needs ~13 leaders; few others should change.
+        let changed = (0..GROUPS)
+            .filter(|&g| p4.leader(g) != p5.leader(g))
+            .count();
+        assert!(changed <= 16, "{changed} leaders changed");
+    }
+
+    /// A tiny deterministic generator (no RNG in the placement's tests).
+    fn shuffled(members: &[Member], seed: u64) -> Vec<Member> {
+        let mut v = members.to_vec();
+        let mut s = seed;
+        for i in (1..v.len()).rev() {
+            s = mix(s.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            v.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        v
+    }
+
+    #[test]
+    fn input_order_does_not_change_the_placement() {
+        let members: Vec<Member> = (1..=7)
+            .map(|id| Member {
+                id: id * 11,
+                weight: 1 + (id % 3) as u32,
+                zone: None,
+            })
+            .collect();
+        let base = place(&members, GROUPS, 3, None).unwrap();
+        let next = place(&members[1..], GROUPS, 3, Some(&base)).unwrap();
+        for seed in 0..8 {
+            let m = shuffled(&members, seed);
+            assert_eq!(place(&m, GROUPS, 3, None).unwrap(), base, "seed {seed}");
+            let fewer: Vec<Member> = m.into_iter().filter(|x| x.id != 11).collect();
+            assert_eq!(
+                place(&fewer, GROUPS, 3, Some(&base)).unwrap(),
+                next,
+                "seed {seed}"
+            );
+        }
+    }
+
+    fn members_from(spec: &[(u32, usize)]) -> Vec<Member> {
+        (1..)
+            .zip(spec)
+            .map(|(id, &(weight, zone))| Member {
+                id,
+                weight,
+                zone: (zone > 0).then(|| format!("z{zone}")),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn any_change_keeps_the_invariants_and_is_never_below_the_minimum(
+            before in proptest::collection::vec((0u32..4, 0usize..4), 1..9),
+            after in proptest::collection::vec((0u32..4, 0usize..4), 0..9),
+            groups in 1u16..48,
+            rf in 1usize..5,
+        ) {
+            let (m1, m2) = (members_from(&before), members_from(&after));
+            let p1 = place(&m1, groups, rf, None).unwrap();
+            check(&p1, &m1, groups, rf);
+            let p2 = place(&m2, groups, rf, Some(&p1)).unwrap();
+            check(&p2, &m2, groups, rf);
+            prop_assert!(copies(&p1, &p2) >= minimum_moves(&p1, &m2, groups, rf).unwrap());
+            prop_assert_eq!(&place(&m2, groups, rf, Some(&p2)).unwrap(), &p2);
+            let reversed: Vec<Member> = m2.iter().rev().cloned().collect();
+            prop_assert_eq!(&place(&reversed, groups, rf, Some(&p1)).unwrap(), &p2);
+        }
+
+        #[test]
+        fn without_zones_every_node_ends_within_its_quota(
+            before in proptest::collection::vec(0u32..4, 1..9),
+            after in proptest::collection::vec(0u32..4, 1..9),
+            groups in 1u16..48,
+            rf in 1usize..5,
+        ) {
+            let unzoned = |w: &[u32]| -> Vec<Member> { (1..).zip(w).map(|(id, &w)| Member::new(id, w)).collect() };
+            let (m1, m2) = (unzoned(&before), unzoned(&after));
+            let p1 = place(&m1, groups, rf, None).unwrap();
+            let p2 = place(&m2, groups, rf, Some(&p1)).unwrap();
+            let lay = Layout::new(&m2, groups, rf).unwrap();
+            let quotas = lay.quotas(&lay.counts(&lay.keep(Some(&p1))));
+            let counts = p2.replicas_per_node();
+            for (id, q) in lay.ids.iter().zip(&quotas) {
+                let c = counts.get(id).copied().unwrap_or(0);
+                prop_assert!(q.lo <= c && c <= q.hi, "node {} holds {} of {:?}", id, c, q);
+            }
+        }
+    }
+}
