@@ -1187,6 +1187,134 @@ mod tests {
         }
     }
 
+    /// Plain rendezvous (top `r` ranks per group, no load bound): what
+    /// the bound pass is compared with.
+    fn rendezvous_unbounded(n: u64, groups: u16, r: usize) -> Placement {
+        let groups = (0..groups as usize)
+            .map(|g| {
+                let mut ids: Vec<u64> = (1..=n).collect();
+                ids.sort_by_key(|&id| Reverse(rank(g, id)));
+                ids.truncate(r);
+                ids
+            })
+            .collect();
+        Placement { groups }
+    }
+
+    /// A consistent-hash ring with `vnodes` points per node: each group
+    /// takes the first `r` distinct nodes clockwise of its own point.
+    fn ring_unbounded(n: u64, groups: u16, r: usize, vnodes: u64) -> Placement {
+        let mut ring: Vec<(u64, u64)> = (1..=n)
+            .flat_map(|id| (0..vnodes).map(move |v| (mix(id << 20 | v), id)))
+            .collect();
+        ring.sort_unstable();
+        let groups = (0..groups as u64)
+            .map(|g| {
+                let start = ring.partition_point(|&(p, _)| p < mix(g ^ 0x5bd1_e995));
+                let mut ids = Vec::new();
+                for &(_, id) in ring.iter().cycle().skip(start).take(ring.len()) {
+                    if ids.len() < r && !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+                ids
+            })
+            .collect();
+        Placement { groups }
+    }
+
+    /// The figures of docs/design/placement.md:
+    /// `cargo test -p cairn-cluster --lib placement_table -- --nocapture`.
+    #[test]
+    fn placement_table() {
+        println!("64 groups x rf 3, equal weights, placed from scratch");
+        println!("nodes | max/mean replicas | max/mean leaders | plain HRW | ring x100 vnodes");
+        for n in [3u64, 4, 5, 6, 7, 10] {
+            let p = place(&equal(1..=n), GROUPS, 3, None).unwrap();
+            let (hrw, ring) = (
+                rendezvous_unbounded(n, GROUPS, 3),
+                ring_unbounded(n, GROUPS, 3, 100),
+            );
+            let spread = |p: &Placement| max_over_mean(&p.replicas_per_node(), n as usize);
+            println!(
+                "{n:>5} | {:>17.3} | {:>16.3} | {:>9.3} | {:>16.3}",
+                spread(&p),
+                max_over_mean(&p.leaders_per_node(), n as usize),
+                spread(&hrw),
+                spread(&ring),
+            );
+            if n >= 5 {
+                assert!(spread(&p) < spread(&hrw).min(spread(&ring)), "{n} nodes");
+            }
+        }
+        println!("membership changes, each placed from the previous placement");
+        println!("change | replicas copied | minimum | max/mean replicas | max/mean leaders | leaders changed");
+        let p3 = place(&equal(1..=3), GROUPS, 3, None).unwrap();
+        let mut prev = p3.clone();
+        let chain: [(&str, Vec<u64>); 5] = [
+            ("3 -> 4 (join)", (1..=4).collect()),
+            ("4 -> 5 (join)", (1..=5).collect()),
+            ("5 -> 4 (remove 5)", (1..=4).collect()),
+            ("4 -> 3 (2 lost)", vec![1, 3, 4]),
+            ("3 -> 5 (two joins)", vec![1, 3, 4, 5, 6]),
+        ];
+        for (name, ids) in chain {
+            let nodes = ids.len();
+            let (next, n, min) = step(&prev, &equal(ids), 3);
+            let changed = (0..GROUPS)
+                .filter(|&g| prev.leader(g) != next.leader(g))
+                .count();
+            println!(
+                "{name:<18} | {n:>15} | {min:>7} | {:>17.3} | {:>16.3} | {changed:>15}",
+                max_over_mean(&next.replicas_per_node(), nodes),
+                max_over_mean(&next.leaders_per_node(), nodes),
+            );
+            prev = next;
+        }
+        // Recomputing from scratch is not minimal; neither are the plain
+        // hashes (their 4 -> 5 moves, for comparison).
+        let p4 = place(&equal(1..=4), GROUPS, 3, Some(&p3)).unwrap();
+        let scratch = place(&equal(1..=5), GROUPS, 3, None).unwrap();
+        let min = minimum_moves(&p4, &equal(1..=5), GROUPS, 3).unwrap();
+        let hrw = copies(
+            &rendezvous_unbounded(4, GROUPS, 3),
+            &rendezvous_unbounded(5, GROUPS, 3),
+        );
+        let ring = copies(
+            &ring_unbounded(4, GROUPS, 3, 100),
+            &ring_unbounded(5, GROUPS, 3, 100),
+        );
+        println!(
+            "4 -> 5 from scratch: {} copied (minimum {min}); plain HRW {hrw}, ring {ring}",
+            copies(&p4, &scratch)
+        );
+        assert!(copies(&p4, &scratch) > min);
+        let members: Vec<Member> = (1..)
+            .zip([1, 1, 2, 2, 2])
+            .map(|(id, w)| Member::new(id, w))
+            .collect();
+        let p = place(&members, GROUPS, 3, None).unwrap();
+        let (counts, leaders) = (p.replicas_per_node(), p.leaders_per_node());
+        println!(
+            "weights 1,1,2,2,2: replicas {counts:?} (exact 24,24,48,48,48), leaders {leaders:?}"
+        );
+        let start = std::time::Instant::now();
+        let big: Vec<Member> = equal(1..=MAX_MEMBERS as u64);
+        let a = place(&big[1..], 1024, 3, None).unwrap();
+        let b = place(&big, 1024, 3, Some(&a)).unwrap();
+        println!(
+            "1024 groups, 63 -> 64 nodes: {} copied, both placements in {:?} (this build)",
+            copies(&a, &b),
+            start.elapsed()
+        );
+        let start = std::time::Instant::now();
+        let _ = place(&equal(1..=5), GROUPS, 3, Some(&p4)).unwrap();
+        println!(
+            "64 groups, 4 -> 5 nodes: {:?} (this build)",
+            start.elapsed()
+        );
+    }
+
     fn members_from(spec: &[(u32, usize)]) -> Vec<Member> {
         (1..)
             .zip(spec)
