@@ -16,6 +16,7 @@ pub mod log;
 pub mod meta;
 mod net;
 mod node;
+pub mod placement;
 /// Deterministic simulation of the Raft engine (feature `sim`; see
 /// docs/design/simulation.md).
 #[cfg(feature = "sim")]
