@@ -244,9 +244,10 @@ fn a_big_hash_scans_completely_in_several_calls() {
     let (seen, calls) = scan_all(&mut c, "HSCAN", "big", 100, &["NOVALUES"]);
     assert_eq!(seen.len(), 1000);
     assert!(calls >= 10, "{calls} calls");
-    // Per field at least the pair's allocation (32) and its slot (16).
+    // Per field at least the pair's allocation (16: jemalloc's class for
+    // `f123` and `123` with their lengths) and its slot (16).
     let usage = memory_usage(&mut c, "big");
-    assert!(usage > 1000 * 48, "{usage}");
+    assert!(usage > 1000 * 32, "{usage}");
 }
 
 fn ints(v: Value) -> Vec<i64> {
