@@ -776,7 +776,8 @@ impl Cluster {
             node.peer.as_bytes(),
         ])
         .await?;
-        self.wait_members(|voters| voters.contains(&id)).await
+        self.wait_members(|_, _, st| st.members.contains_key(&id))
+            .await
     }
 
     /// Removes node `id` from the meta group's members, then waits until
@@ -785,7 +786,8 @@ impl Cluster {
         let id_s = id.to_string();
         self.meta_write(&[b"META.FORGET".as_slice(), id_s.as_bytes()])
             .await?;
-        self.wait_members(|voters| !voters.contains(&id)).await
+        self.wait_members(|_, voters, st| !voters.contains(&id) && !st.members.contains_key(&id))
+            .await
     }
 
     /// Moves each data group's leadership to its preferred node — group g
@@ -891,16 +893,25 @@ impl Cluster {
             .await
     }
 
-    /// Waits (at most two minutes) until every group's voters, as this
-    /// node sees them, satisfy `ok`.
-    async fn wait_members(&self, ok: impl Fn(&BTreeSet<u64>) -> bool) -> Result<(), String> {
+    /// Waits (at most two minutes) until the placement controller rests
+    /// and every group's voters, as this node sees them, are the ones the
+    /// meta state places it on and satisfy `ok` (group, voters, state).
+    async fn wait_members(
+        &self,
+        ok: impl Fn(u16, &BTreeSet<u64>, &MetaState) -> bool,
+    ) -> Result<(), String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let groups = self.inner.cfg.groups;
         loop {
+            let st = self.inner.meta.get();
+            let placing = st.wanted_placement(groups).is_some();
             let pending: Vec<usize> = (0..self.inner.views.len())
                 .filter(|&g| {
                     let voters: BTreeSet<u64> =
                         self.inner.views[g].lock().voters.iter().copied().collect();
-                    !ok(&voters)
+                    placing
+                        || voters != st.target_voters(g as u16, groups)
+                        || !ok(g as u16, &voters, &st)
                 })
                 .collect();
             if pending.is_empty() {
@@ -1456,16 +1467,43 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
             }
             continue;
         }
+        // The placement controller (docs/design/sharding.md, step 1): a
+        // change of members, weights or the replication factor is placed
+        // again, from the stored placement (minimal movement), and stored;
+        // `META.PLACE` names the epoch it was computed at, so a placement
+        // from a stale state is refused.
+        if let Some(want) = st.wanted_placement(meta_g) {
+            let mut argv: Vec<Vec<u8>> =
+                vec![b"META.PLACE".to_vec(), st.epoch.to_string().into_bytes()];
+            argv.extend(want.iter().map(|r| {
+                r.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into_bytes()
+            }));
+            let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+            match inner.admin(meta_g, meta_cmd(&refs)).await {
+                Ok(()) => tracing::info!(epoch = st.epoch, "stored a new placement"),
+                Err(e) => tracing::debug!(error = %e, "storing the placement"),
+            }
+            continue;
+        }
         for g in 0..=meta_g {
             let Some(v) = inner.view(g) else {
                 continue;
             };
             let voters: BTreeSet<u64> = v.voters.iter().copied().collect();
-            let op = if let Some((id, n)) = st.members.iter().find(|(id, _)| !voters.contains(id)) {
-                Admin::AddVoter(*id, n.clone())
-            } else if let Some(id) = voters.iter().find(|id| !st.members.contains_key(id)) {
+            let target = st.target_voters(g, meta_g);
+            let add = target
+                .iter()
+                .find(|id| !voters.contains(id))
+                .and_then(|id| st.members.get(id).map(|n| (*id, n.clone())));
+            let op = if let Some((id, n)) = add {
+                Admin::AddVoter(id, n)
+            } else if let Some(id) = voters.iter().find(|id| !target.contains(id)) {
                 Admin::RemoveVoter(*id)
-            } else if let Some(id) = v.learners.iter().find(|id| !st.members.contains_key(id)) {
+            } else if let Some(id) = v.learners.iter().find(|id| !target.contains(id)) {
                 Admin::RemoveVoter(*id)
             } else {
                 continue;

@@ -591,3 +591,96 @@ fn three_loops_per_node_replicate_restart_and_quiesce() {
         n.cluster.shutdown();
     }
 }
+
+/// The placement controller (docs/design/sharding.md, step 1): lowering
+/// `replication-factor` to 2 stores a balanced placement and the
+/// reconciler shrinks every data group to its two placed voters (the meta
+/// group stays on all three); writes go on; raising it back to 3 brings
+/// every group back to three voters, caught up.
+#[test]
+fn the_replication_factor_places_and_reconciles_every_group() {
+    let groups = 8;
+    let (rt, _dirs, _ports, mut nodes) = three_durable_nodes(groups);
+    wait_for("3 joined members", || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.meta().joined.len() == 3)
+    });
+    for g in 0..groups {
+        write(&rt, &nodes, g, &[b"SET", b"k", format!("v{g}").as_bytes()]);
+    }
+    let n1 = nodes[0].as_ref().unwrap().cluster.clone();
+    let voters_of = |g: u16| -> Vec<u64> {
+        // The group's own view, from a node that is still a voter of it.
+        let mut best: Vec<u64> = Vec::new();
+        for n in nodes.iter().flatten() {
+            let t = &n.cluster.topology()[g as usize];
+            if t.is_leader {
+                best = t.voters.iter().map(|(id, _)| *id).collect();
+            }
+        }
+        best.sort_unstable();
+        best
+    };
+    rt.block_on(n1.set_setting("replication-factor", "2"))
+        .unwrap();
+    wait_for("every group on its two placed voters", || {
+        let st = n1.meta();
+        st.wanted_placement(groups).is_none()
+            && st.placement.len() == groups as usize
+            && (0..groups).all(|g| {
+                let mut want = st.placement(g);
+                want.sort_unstable();
+                want.len() == 2 && voters_of(g) == want
+            })
+    });
+    let st = n1.meta();
+    let mut per = BTreeMap::new();
+    for g in 0..groups {
+        for id in st.placement(g) {
+            *per.entry(id).or_insert(0) += 1;
+        }
+    }
+    // 16 replicas on 3 nodes: 5 or 6 each.
+    assert!(per.values().all(|&n| n == 5 || n == 6), "{per:?}");
+    assert_eq!(per.values().sum::<i32>(), 16);
+    assert_eq!(
+        n1.meta()
+            .target_voters(groups, groups)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "the meta group stays on every member"
+    );
+    for g in 0..groups {
+        assert_eq!(
+            write(&rt, &nodes, g, &[b"INCR", b"n"]),
+            b":1\r\n",
+            "group {g} still writes"
+        );
+    }
+    rt.block_on(n1.set_setting("replication-factor", "3"))
+        .unwrap();
+    wait_for("every group back on three voters", || {
+        n1.meta().wanted_placement(groups).is_none()
+            && (0..groups).all(|g| voters_of(g) == vec![1, 2, 3])
+    });
+    for g in 0..groups {
+        write(&rt, &nodes, g, &[b"INCR", b"n"]);
+    }
+    wait_converged(&nodes, groups);
+    for n in nodes.iter().flatten() {
+        for g in 0..groups {
+            assert_eq!(
+                n.host.state(g).get(b"n".as_slice()).map(Vec::as_slice),
+                Some(&b"2"[..])
+            );
+        }
+    }
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+}
