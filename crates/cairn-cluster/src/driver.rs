@@ -107,6 +107,49 @@ pub(crate) struct GroupView {
     /// Woken whenever `leader` or `term` changes (a proxy waiting on a
     /// forwarded request gives up on a deposed leader).
     pub moved: Arc<tokio::sync::Notify>,
+    /// This node is a voter or learner of the group. When it is not (the
+    /// group is placed elsewhere), its own replica knows nothing current,
+    /// and routing follows the hints the group's leader sends
+    /// (docs/design/sharding.md, step 2).
+    pub hosted: bool,
+    pub hint: Option<GroupHint>,
+}
+
+/// What a group's leader tells the members that do not host the group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct GroupHint {
+    pub group: u16,
+    pub term: u64,
+    pub leader: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+impl GroupView {
+    /// The hint, when routing should follow it: the group is not hosted
+    /// here and the hint is at least as recent as the local replica.
+    fn live_hint(&self) -> Option<&GroupHint> {
+        self.hint
+            .as_ref()
+            .filter(|h| !self.hosted && h.term >= self.term && h.leader != 0)
+    }
+
+    /// The leader requests for the group go to (0: none known).
+    pub fn route_leader(&self) -> u64 {
+        self.live_hint().map_or(self.leader, |h| h.leader)
+    }
+
+    pub fn route_term(&self) -> u64 {
+        self.live_hint().map_or(self.term, |h| h.term)
+    }
+
+    pub fn route_voters(&self) -> &[u64] {
+        self.live_hint().map_or(&self.voters, |h| &h.voters)
+    }
+
+    pub fn route_learners(&self) -> &[u64] {
+        self.live_hint().map_or(&self.learners, |h| &h.learners)
+    }
 }
 
 #[derive(Default)]
@@ -1381,9 +1424,12 @@ impl Loop {
             return;
         };
         let mut v = slot.lock();
-        if v.leader != g.raw.raft.leader_id || v.term != g.raw.raft.term {
+        let me = g.raw.raft.id;
+        let hosted = s.cs.voters.contains(&me) || s.cs.learners.contains(&me);
+        if v.leader != g.raw.raft.leader_id || v.term != g.raw.raft.term || v.hosted != hosted {
             v.leader = g.raw.raft.leader_id;
             v.term = g.raw.raft.term;
+            v.hosted = hosted;
             v.moved.notify_waiters();
         }
         v.role_leader = g.is_leader();

@@ -20,7 +20,7 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use raft::RawNode;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::driver::{Ctx, EngineStats, GroupCore, GroupView, Input, Loop};
+use crate::driver::{Ctx, EngineStats, GroupCore, GroupHint, GroupView, Input, Loop};
 use crate::forward::{self, Forwarder};
 use crate::host::{Forward, Host};
 use crate::log::{LogOptions, LogStore};
@@ -154,7 +154,13 @@ enum Admin {
     Probe(u64),
     /// Hand the group's leadership to this voter, run by the leader.
     Transfer(u64),
+    /// Leaders' news for a node that does not host their groups: who
+    /// leads, in which term, with which voters (docs/design/sharding.md).
+    Hints(Vec<GroupHint>),
 }
+
+/// How often a leader tells the members outside its group who leads it.
+const HINT_PERIOD: Duration = Duration::from_millis(500);
 
 /// A node's answer to [`Admin::Probe`], from its copy of the meta state.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -595,6 +601,7 @@ impl Cluster {
         }
         handle.spawn(reconcile(Arc::downgrade(&inner), stop_rx.clone()));
         handle.spawn(auto_rebalance(Arc::downgrade(&inner), stop_rx.clone()));
+        handle.spawn(send_hints(Arc::downgrade(&inner), stop_rx.clone()));
         handle.spawn(learn_addresses(Arc::downgrade(&inner), stop_rx));
         *inner.rt.lock() = Some(rt);
         Ok(Cluster { inner })
@@ -717,10 +724,11 @@ impl Cluster {
             let sent = term0.is_some();
             let replaced = {
                 let v = slot.lock();
-                let t0 = *term0.get_or_insert(v.term);
+                let (leader, term) = (v.route_leader(), v.route_term());
+                let t0 = *term0.get_or_insert(term);
                 // A pre-candidate forgets the leader without a new term:
                 // wait for the election's outcome.
-                v.leader != to.0 && (v.leader != 0 || v.term > t0)
+                leader != to.0 && (leader != 0 || term > t0)
             };
             if replaced {
                 // A leader handing over on purpose (a transfer) is alive
@@ -754,6 +762,12 @@ impl Cluster {
 
     pub fn is_leader(&self, group: u16) -> bool {
         self.inner.is_leader(group)
+    }
+
+    /// Whether this node holds a replica of `group` (a READONLY read may
+    /// be served from it).
+    pub fn hosts(&self, group: u16) -> bool {
+        self.inner.hosts(group)
     }
 
     /// The cluster's members: the meta group's voters, or the configured
@@ -907,8 +921,12 @@ impl Cluster {
             let placing = st.wanted_placement(groups).is_some();
             let pending: Vec<usize> = (0..self.inner.views.len())
                 .filter(|&g| {
-                    let voters: BTreeSet<u64> =
-                        self.inner.views[g].lock().voters.iter().copied().collect();
+                    let voters: BTreeSet<u64> = self.inner.views[g]
+                        .lock()
+                        .route_voters()
+                        .iter()
+                        .copied()
+                        .collect();
                     placing
                         || voters != st.target_voters(g as u16, groups)
                         || !ok(g as u16, &voters, &st)
@@ -936,12 +954,13 @@ impl Cluster {
             .map(|g| {
                 let v = self.inner.views[g as usize].lock().clone();
                 let info = |id: u64| addrs.get(&id).cloned().unwrap_or_default();
+                let leader = v.route_leader();
                 GroupStatus {
                     group: g,
                     slots: (g as u32 * per, (g as u32 + 1) * per - 1),
-                    leader: (v.leader != 0).then(|| (v.leader, info(v.leader))),
-                    voters: v.voters.iter().map(|&id| (id, info(id))).collect(),
-                    term: v.term,
+                    leader: (leader != 0).then(|| (leader, info(leader))),
+                    voters: v.route_voters().iter().map(|&id| (id, info(id))).collect(),
+                    term: v.route_term(),
                     last_applied: v.applied,
                     last_log: v.last_index,
                     is_leader: v.role_leader,
@@ -1140,8 +1159,38 @@ impl Inner {
             .is_some_and(|v| v.lock().role_leader)
     }
 
+    /// Records leaders' hints (bounded: one per group, known groups only,
+    /// at most [`crate::meta::MAX_MEMBERS`] ids each, never an older term
+    /// over a newer one).
+    fn take_hints(&self, hints: Vec<GroupHint>) {
+        for h in hints.into_iter().take(self.views.len()) {
+            let Some(slot) = self.views.get(h.group as usize) else {
+                continue;
+            };
+            if h.voters.len() + h.learners.len() > crate::meta::MAX_MEMBERS || h.leader == 0 {
+                continue;
+            }
+            let mut v = slot.lock();
+            if v.hint.as_ref().is_some_and(|old| old.term > h.term) {
+                continue;
+            }
+            let before = (v.route_leader(), v.route_term());
+            v.hint = Some(h);
+            if (v.route_leader(), v.route_term()) != before {
+                v.moved.notify_waiters();
+            }
+        }
+    }
+
+    /// Whether this node holds a replica (voter or learner) of `group`.
+    fn hosts(&self, group: u16) -> bool {
+        self.views
+            .get(group as usize)
+            .is_some_and(|v| v.lock().hosted)
+    }
+
     fn leader(&self, group: u16) -> Option<(u64, NodeInfo)> {
-        let id = self.views.get(group as usize)?.lock().leader;
+        let id = self.views.get(group as usize)?.lock().route_leader();
         if id == 0 {
             return None;
         }
@@ -1240,7 +1289,7 @@ impl Inner {
                 .await
             }
             Admin::Transfer(to) => self.transfer(group, to).await,
-            Admin::Probe(_) => Err("refused: not a membership change".into()),
+            Admin::Probe(_) | Admin::Hints(_) => Err("refused: not a membership change".into()),
         }
     }
 
@@ -1313,6 +1362,10 @@ impl Inner {
             let op: Admin = postcard::from_bytes(&body).ok()?;
             if let Admin::Probe(id) = op {
                 return postcard::to_allocvec(&self.probe_answer(id)).ok();
+            }
+            if let Admin::Hints(hints) = op {
+                self.take_hints(hints);
+                return postcard::to_allocvec(&Ok::<(), String>(())).ok();
             }
             let r = self.admin(group, op).await;
             return postcard::to_allocvec(&r).ok();
@@ -1493,7 +1546,8 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
             let Some(v) = inner.view(g) else {
                 continue;
             };
-            let voters: BTreeSet<u64> = v.voters.iter().copied().collect();
+            let voters: BTreeSet<u64> = v.route_voters().iter().copied().collect();
+            let learners: Vec<u64> = v.route_learners().to_vec();
             let target = st.target_voters(g, meta_g);
             let add = target
                 .iter()
@@ -1503,7 +1557,7 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
                 Admin::AddVoter(id, n)
             } else if let Some(id) = voters.iter().find(|id| !target.contains(id)) {
                 Admin::RemoveVoter(*id)
-            } else if let Some(id) = v.learners.iter().find(|id| !target.contains(id)) {
+            } else if let Some(id) = learners.iter().find(|id| !target.contains(id)) {
                 Admin::RemoveVoter(*id)
             } else {
                 continue;
@@ -1523,6 +1577,57 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
                 }
                 busy2.lock().remove(&g);
                 drop(permit);
+            });
+        }
+    }
+}
+
+/// Tells every member outside a group this node leads who leads it, every
+/// [`HINT_PERIOD`]: one small call per such member, listing all those
+/// groups (nothing is sent while every member hosts every group).
+async fn send_hints(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HINT_PERIOD) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let members = inner.members();
+        let mut per_peer: BTreeMap<u64, Vec<GroupHint>> = BTreeMap::new();
+        for g in 0..inner.cfg.groups {
+            let Some(v) = inner.view(g) else {
+                continue;
+            };
+            if !v.role_leader {
+                continue;
+            }
+            let hint = GroupHint {
+                group: g,
+                term: v.term,
+                leader: inner.id,
+                voters: v.voters.clone(),
+                learners: v.learners.clone(),
+            };
+            for &id in members.keys() {
+                if id != inner.id && !v.voters.contains(&id) && !v.learners.contains(&id) {
+                    per_peer.entry(id).or_default().push(hint.clone());
+                }
+            }
+        }
+        for (id, hints) in per_peer {
+            let Some(node) = members.get(&id).cloned() else {
+                continue;
+            };
+            let Ok(body) = postcard::to_allocvec(&Admin::Hints(hints)) else {
+                continue;
+            };
+            let net = inner.net.clone();
+            inner.handle.spawn(async move {
+                let _ = net
+                    .call(id, &node.peer, 0, K_ADMIN, body, HINT_PERIOD)
+                    .await;
             });
         }
     }

@@ -177,6 +177,27 @@ fn wait_converged(nodes: &[Option<Node>], groups: u16) {
     }
 }
 
+/// A runtime for the test's own calls and `n` durable nodes.
+fn durable_nodes(n: usize, groups: u16) -> Started {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let nodes = (1..=n as u64)
+        .map(|id| {
+            Some(start(
+                id,
+                &ports,
+                groups,
+                Some(dirs[id as usize - 1].path().into()),
+            ))
+        })
+        .collect();
+    (rt, dirs, ports, nodes)
+}
+
 type Started = (
     tokio::runtime::Runtime,
     Vec<tempfile::TempDir>,
@@ -678,6 +699,95 @@ fn the_replication_factor_places_and_reconciles_every_group() {
             );
         }
     }
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+}
+
+/// Sharding step 2 (docs/design/sharding.md): with 4 nodes and
+/// replication factor 3, the node outside each group's placement hosts
+/// no replica of it, yet knows its leader from the leader's hints and
+/// forwards to it, also after that leader is killed and another elected.
+#[test]
+fn unhosted_groups_route_by_the_leaders_hints() {
+    let groups = 8;
+    let (rt, _dirs, _ports, mut nodes) = durable_nodes(4, groups);
+    wait_for("4 joined members", || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.meta().joined.len() == 4)
+    });
+    let n1 = nodes[0].as_ref().unwrap().cluster.clone();
+    rt.block_on(n1.set_setting("replication-factor", "3"))
+        .unwrap();
+    let leader_of = |nodes: &[Option<Node>], g: u16| -> Option<u64> {
+        nodes
+            .iter()
+            .flatten()
+            .find(|n| n.cluster.is_leader(g))
+            .map(|n| n.cluster.node_id())
+    };
+    wait_for("every group on its three placed voters", || {
+        let st = n1.meta();
+        st.wanted_placement(groups).is_none()
+            && (0..groups).all(|g| {
+                let mut want = st.placement(g);
+                want.sort_unstable();
+                want.len() == 3
+                    && nodes
+                        .iter()
+                        .flatten()
+                        .all(|n| n.cluster.hosts(g) == want.contains(&n.cluster.node_id()))
+            })
+    });
+    let st = n1.meta();
+    let outsider = |g: u16| -> usize {
+        let placed = st.placement(g);
+        (1..=4u64)
+            .find(|id| !placed.contains(id))
+            .expect("one node is outside") as usize
+            - 1
+    };
+    for g in 0..groups {
+        let o = nodes[outsider(g)].as_ref().unwrap();
+        wait_for("the outsider to learn the leader", || {
+            leader_of(&nodes, g).is_some()
+                && o.cluster.leader(g).map(|l| l.0) == leader_of(&nodes, g)
+        });
+        let l = o.cluster.leader(g).unwrap();
+        let r = rt.block_on(o.cluster.forward(&l, g, &[b"INCR".as_slice(), b"n"], true));
+        assert_eq!(
+            r.unwrap(),
+            b":1\r\n",
+            "group {g} through node {}",
+            o.cluster.node_id()
+        );
+        let mut voters: Vec<u64> = o.cluster.topology()[g as usize]
+            .voters
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        voters.sort_unstable();
+        let mut want = st.placement(g);
+        want.sort_unstable();
+        assert_eq!(voters, want, "the outsider lists the placed voters");
+    }
+    // Kill group 0's leader: the outsider follows the new one.
+    let g = 0;
+    let o = outsider(g);
+    let dead = leader_of(&nodes, g).unwrap();
+    nodes[dead as usize - 1].take().unwrap().cluster.shutdown();
+    let oc = nodes[o].as_ref().unwrap().cluster.clone();
+    wait_for("a new leader known to the outsider", || {
+        let now = leader_of(&nodes, g);
+        now.is_some() && now != Some(dead) && oc.leader(g).map(|l| l.0) == now
+    });
+    let l = oc.leader(g).unwrap();
+    let r = rt.block_on(oc.forward(&l, g, &[b"INCR".as_slice(), b"n"], true));
+    assert_eq!(r.unwrap(), b":2\r\n");
     for n in nodes.iter_mut() {
         if let Some(n) = n.take() {
             n.cluster.shutdown();
