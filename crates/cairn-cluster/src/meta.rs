@@ -613,6 +613,13 @@ impl Host for HostMux {
         Ok(())
     }
 
+    fn clear(&self, group: u16) {
+        // The meta group is on every member: never retired.
+        if group != self.meta_group {
+            self.host.clear(group);
+        }
+    }
+
     fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         self.host.forward(reqs)
     }

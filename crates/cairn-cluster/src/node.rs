@@ -333,8 +333,12 @@ pub(crate) fn recover_group(
         st.hs.commit = st.hs.commit.max(commit);
         st.hs.term = st.hs.term.max(term);
     }
+    // A snapshot at index 0 is a retired replica's tombstone (a group's
+    // first real snapshot is at INIT_INDEX): entries beside it are what a
+    // crash during the retirement left, and belong to the old replica.
+    let tombstone = snap_index == Some(0);
     let mut ents = Vec::new();
-    for (index, bytes) in rec.entries {
+    for (index, bytes) in rec.entries.into_iter().filter(|_| !tombstone) {
         if index <= st.base.0 {
             continue;
         }
@@ -591,6 +595,7 @@ impl Cluster {
             lease_us: inner.lease_us,
             quiesce: cfg.quiesce,
             heard: inner.heard.clone(),
+            raft_cfg: raft_config(&cfg, 0),
         });
         for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
             let lp = Loop::new(ctx.clone(), groups);

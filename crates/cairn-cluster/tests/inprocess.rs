@@ -64,6 +64,9 @@ impl Host for KvHost {
         self.groups.lock().insert(group, m);
         Ok(())
     }
+    fn clear(&self, group: u16) {
+        self.groups.lock().remove(&group);
+    }
     fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         let c = self.cluster.get().cloned();
         Box::pin(async move {
@@ -613,15 +616,17 @@ fn three_loops_per_node_replicate_restart_and_quiesce() {
     }
 }
 
-/// The placement controller (docs/design/sharding.md, step 1): lowering
-/// `replication-factor` to 2 stores a balanced placement and the
+/// The placement controller (docs/design/sharding.md, steps 1 and 6):
+/// lowering `replication-factor` to 2 stores a balanced placement, the
 /// reconciler shrinks every data group to its two placed voters (the meta
-/// group stays on all three); writes go on; raising it back to 3 brings
-/// every group back to three voters, caught up.
+/// group stays on all three), and the node outside each group drops its
+/// replica (empty keyspace, also after a restart from its tombstone);
+/// writes go on; raising it back to 3 brings every group back to three
+/// voters, caught up by snapshot.
 #[test]
 fn the_replication_factor_places_and_reconciles_every_group() {
     let groups = 8;
-    let (rt, _dirs, _ports, mut nodes) = three_durable_nodes(groups);
+    let (rt, dirs, ports, mut nodes) = three_durable_nodes(groups);
     wait_for("3 joined members", || {
         nodes
             .iter()
@@ -632,7 +637,7 @@ fn the_replication_factor_places_and_reconciles_every_group() {
         write(&rt, &nodes, g, &[b"SET", b"k", format!("v{g}").as_bytes()]);
     }
     let n1 = nodes[0].as_ref().unwrap().cluster.clone();
-    let voters_of = |g: u16| -> Vec<u64> {
+    let voters_of = |nodes: &[Option<Node>], g: u16| -> Vec<u64> {
         // The group's own view, from a node that is still a voter of it.
         let mut best: Vec<u64> = Vec::new();
         for n in nodes.iter().flatten() {
@@ -653,7 +658,7 @@ fn the_replication_factor_places_and_reconciles_every_group() {
             && (0..groups).all(|g| {
                 let mut want = st.placement(g);
                 want.sort_unstable();
-                want.len() == 2 && voters_of(g) == want
+                want.len() == 2 && voters_of(&nodes, g) == want
             })
     });
     let st = n1.meta();
@@ -681,11 +686,36 @@ fn the_replication_factor_places_and_reconciles_every_group() {
             "group {g} still writes"
         );
     }
+    let outside = |g: u16| -> usize {
+        let placed = st.placement(g);
+        (1..=3u64).find(|id| !placed.contains(id)).unwrap() as usize - 1
+    };
+    wait_for("each group's outsider to drop its replica", || {
+        (0..groups).all(|g| {
+            let n = nodes[outside(g)].as_ref().unwrap();
+            !n.cluster.hosts(g) && n.host.state(g).is_empty()
+        })
+    });
+    // Node 3 restarts: its retired groups come back as tombstones (no
+    // data, not hosted), its others from their logs.
+    nodes[2].take().unwrap().cluster.shutdown();
+    nodes[2] = Some(start(3, &ports, groups, Some(dirs[2].path().into())));
+    {
+        let n3 = nodes[2].as_ref().unwrap();
+        wait_for("node 3's hosted groups caught up", || {
+            (0..groups).all(|g| {
+                let hosted = st.placement(g).contains(&3);
+                let has_n =
+                    n3.host.state(g).get(b"n".as_slice()).map(Vec::as_slice) == Some(&b"1"[..]);
+                n3.cluster.hosts(g) == hosted && has_n == hosted
+            })
+        });
+    }
     rt.block_on(n1.set_setting("replication-factor", "3"))
         .unwrap();
     wait_for("every group back on three voters", || {
         n1.meta().wanted_placement(groups).is_none()
-            && (0..groups).all(|g| voters_of(g) == vec![1, 2, 3])
+            && (0..groups).all(|g| voters_of(&nodes, g) == vec![1, 2, 3])
     });
     for g in 0..groups {
         write(&rt, &nodes, g, &[b"INCR", b"n"]);
