@@ -94,7 +94,7 @@ impl Host for ServerHost {
         let written = cairn_engine::snapshot::write(&cairn_engine::Keyspace::new(0), &mut empty);
         if let Err(e) = written
             .map_err(|e| e.to_string())
-            .and_then(|()| self.restore(group, &empty))
+            .and_then(|_| self.restore(group, &empty))
         {
             tracing::error!(group, error = %e, "clearing a group this node left");
         }
