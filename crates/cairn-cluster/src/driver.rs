@@ -20,7 +20,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use prost::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot,
+    ConfChange, ConfChangeSingle, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
+    MessageType, Snapshot, SnapshotMetadata,
 };
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
@@ -107,6 +108,49 @@ pub(crate) struct GroupView {
     /// Woken whenever `leader` or `term` changes (a proxy waiting on a
     /// forwarded request gives up on a deposed leader).
     pub moved: Arc<tokio::sync::Notify>,
+    /// This node is a voter or learner of the group. When it is not (the
+    /// group is placed elsewhere), its own replica knows nothing current,
+    /// and routing follows the hints the group's leader sends
+    /// (docs/design/sharding.md, step 2).
+    pub hosted: bool,
+    pub hint: Option<GroupHint>,
+}
+
+/// What a group's leader tells the members that do not host the group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct GroupHint {
+    pub group: u16,
+    pub term: u64,
+    pub leader: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+impl GroupView {
+    /// The hint, when routing should follow it: the group is not hosted
+    /// here and the hint is at least as recent as the local replica.
+    fn live_hint(&self) -> Option<&GroupHint> {
+        self.hint
+            .as_ref()
+            .filter(|h| !self.hosted && h.term >= self.term && h.leader != 0)
+    }
+
+    /// The leader requests for the group go to (0: none known).
+    pub fn route_leader(&self) -> u64 {
+        self.live_hint().map_or(self.leader, |h| h.leader)
+    }
+
+    pub fn route_term(&self) -> u64 {
+        self.live_hint().map_or(self.term, |h| h.term)
+    }
+
+    pub fn route_voters(&self) -> &[u64] {
+        self.live_hint().map_or(&self.voters, |h| &h.voters)
+    }
+
+    pub fn route_learners(&self) -> &[u64] {
+        self.live_hint().map_or(&self.learners, |h| &h.learners)
+    }
 }
 
 #[derive(Default)]
@@ -243,6 +287,18 @@ pub(crate) struct Ctx {
     pub quiesce: bool,
     /// Frames heard from each peer.
     pub heard: Arc<Liveness>,
+    /// The Raft settings every group was built with (`applied` aside): a
+    /// retired group's `RawNode` is built again from them.
+    pub raft_cfg: raft::Config,
+}
+
+/// Whether node `me` is in the conf state: voter, learner, or either in
+/// a joint configuration.
+fn in_conf(cs: &ConfState, me: u64) -> bool {
+    cs.voters.contains(&me)
+        || cs.learners.contains(&me)
+        || cs.voters_outgoing.contains(&me)
+        || cs.learners_next.contains(&me)
 }
 
 enum Waiter {
@@ -300,6 +356,9 @@ pub(crate) struct GroupCore {
     snapshot_index: Option<u64>,
     /// Quiesced: not ticked, sends nothing until something wakes it.
     quiet: bool,
+    /// This node applied its own removal from the group: it retires the
+    /// replica once it has applied everything committed (`Loop::retire`).
+    retire: bool,
     /// Something happened to the group since the last tick (an input or
     /// a peer's message), so it is not idle.
     busy: bool,
@@ -333,6 +392,7 @@ impl GroupCore {
             applied_term,
             snapshot_index,
             quiet: false,
+            retire: false,
             busy: false,
             idle_ticks: 0,
         }
@@ -713,6 +773,11 @@ impl Loop {
             self.flush_reads(i);
         }
         self.process_readies()?;
+        for i in 0..self.groups.len() {
+            if self.groups[i].retire {
+                self.retire(i)?;
+            }
+        }
         // Reads served under the lease need no Ready: answer those whose
         // index is applied already.
         for g in &mut self.groups {
@@ -1264,6 +1329,7 @@ impl Loop {
                             learn_address(&self.ctx, &cc);
                             match g.raw.apply_conf_change(&cc) {
                                 Ok(cs) => {
+                                    g.retire = !in_conf(&cs, g.raw.raft.id);
                                     g.raw.mut_store().cs = cs;
                                     conf_ok = true;
                                 }
@@ -1350,6 +1416,93 @@ impl Loop {
         Ok(())
     }
 
+    /// Group `i`'s replica here was removed (docs/design/sharding.md,
+    /// step 6): once everything committed is applied and this node is
+    /// still out of the configuration (a later entry may add it back),
+    /// its log, keyspace and snapshot go, leaving a tombstone: the hard
+    /// state's term and vote (a replica added back must not vote twice in
+    /// a term), commit 0, no entries, an empty snapshot at index 0 with
+    /// the configuration it left. The `RawNode` is built again on that
+    /// (raft-rs cannot rewind one). Added back later, it has match 0 and
+    /// is sent the leader's snapshot. Order for crashes: the snapshot file
+    /// says index 0 first; recovery drops whatever entries a crash left
+    /// beside such a file (`node::recover_group`).
+    fn retire(&mut self, i: usize) -> std::io::Result<()> {
+        let g = &mut self.groups[i];
+        let me = g.raw.raft.id;
+        let s = g.raw.store();
+        if in_conf(&s.cs, me) {
+            g.retire = false;
+            return Ok(());
+        }
+        if s.applied < s.hs.commit {
+            return Ok(());
+        }
+        let (id, cs) = (g.id, s.cs.clone());
+        let hs = HardState {
+            term: g.raw.raft.term,
+            vote: g.raw.raft.vote,
+            commit: 0,
+        };
+        tracing::info!(group = id, "this node left the group: dropping its replica");
+        self.ctx.host.clear(id);
+        let meta = SnapshotMetadata {
+            conf_state: Some(cs.clone()),
+            index: 0,
+            term: 0,
+        };
+        if let Some(dir) = &self.ctx.snap_dir {
+            let data = snapfile::payload(0, &self.ctx.host.snapshot(id));
+            snapfile::write(
+                &dir.join(format!("g{id}.snap")),
+                &SnapshotMeta::from_raft(&meta),
+                &data,
+            )?;
+        }
+        self.ctx.store.truncate(id, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.ctx.store.save_meta_cb(
+            id,
+            MetaKey::Vote,
+            Bytes::from(encode_hard_state(&hs)),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .map_err(|_| std::io::Error::other("log writer stopped"))??;
+        let mut st = GroupStorage::new(id, self.ctx.host.clone());
+        st.apply_snapshot(&meta);
+        st.hs = hs;
+        let mut rc = self.ctx.raft_cfg.clone();
+        rc.applied = 0;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw =
+            RawNode::new(&rc, st, &logger).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let old = std::mem::replace(&mut self.groups[i], GroupCore::new(id, raw, Some(0)));
+        for (_, tx) in old.props {
+            let _ = tx.send(Err(ClusterError::NotLeader(None)));
+        }
+        for p in old.pending {
+            p.waiter.fail(ClusterError::NotLeader(None));
+        }
+        for tx in old.reads_new {
+            let _ = tx.send(Err(ClusterError::NotLeader(None)));
+        }
+        for (_, r) in old.reads_sent {
+            for tx in r.waiters {
+                let _ = tx.send(Err(ClusterError::NotLeader(None)));
+            }
+        }
+        for (_, waiters) in old.reads_ready {
+            for tx in waiters {
+                let _ = tx.send(Err(ClusterError::NotLeader(None)));
+            }
+        }
+        self.publish(i);
+        Ok(())
+    }
+
     /// Writes group `i`'s keyspace at its applied index to its snapshot
     /// file and compacts the log below it.
     fn take_snapshot(&mut self, i: usize) -> std::io::Result<()> {
@@ -1381,9 +1534,12 @@ impl Loop {
             return;
         };
         let mut v = slot.lock();
-        if v.leader != g.raw.raft.leader_id || v.term != g.raw.raft.term {
+        let me = g.raw.raft.id;
+        let hosted = s.cs.voters.contains(&me) || s.cs.learners.contains(&me);
+        if v.leader != g.raw.raft.leader_id || v.term != g.raw.raft.term || v.hosted != hosted {
             v.leader = g.raw.raft.leader_id;
             v.term = g.raw.raft.term;
+            v.hosted = hosted;
             v.moved.notify_waiters();
         }
         v.role_leader = g.is_leader();

@@ -46,6 +46,9 @@ pub trait Host: Send + Sync + 'static {
     /// Replaces the group's keyspace with a snapshot; on error the old
     /// state stays.
     fn restore(&self, group: u16, data: &[u8]) -> Result<(), String>;
+    /// Empties the group's keyspace: this node no longer holds a replica
+    /// of it (docs/design/sharding.md, step 6).
+    fn clear(&self, group: u16);
     /// Executes a batch of forwarded client commands as if a client of
     /// this node had pipelined them; returns their RESP3 replies in order.
     /// The future's first poll must hand each command to its group in

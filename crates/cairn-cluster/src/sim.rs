@@ -270,6 +270,9 @@ impl Host for SimHost {
         self.groups.lock().insert(group, st);
         Ok(())
     }
+    fn clear(&self, group: u16) {
+        self.groups.lock().remove(&group);
+    }
     fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         let n = reqs.len();
         Box::pin(async move { vec![b"-ERR not simulated\r\n".to_vec(); n] })
@@ -572,6 +575,11 @@ impl Sim {
             lease_us,
             quiesce: true,
             heard: Arc::default(),
+            raft_cfg: {
+                let mut rc = raft_config(&ccfg, 0);
+                rc.max_election_tick = rc.min_election_tick + 1;
+                rc
+            },
         });
         let mut lp = Loop::new(ctx, cores);
         lp.publish_all();

@@ -248,6 +248,7 @@ mod tests {
         fn restore(&self, _: u16, _: &[u8]) -> Result<(), String> {
             Ok(())
         }
+        fn clear(&self, _: u16) {}
         fn forward(&self, _: Vec<crate::host::Forward>) -> crate::host::BoxFuture<Vec<Vec<u8>>> {
             Box::pin(async { Vec::new() })
         }

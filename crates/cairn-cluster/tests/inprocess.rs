@@ -64,6 +64,9 @@ impl Host for KvHost {
         self.groups.lock().insert(group, m);
         Ok(())
     }
+    fn clear(&self, group: u16) {
+        self.groups.lock().remove(&group);
+    }
     fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         let c = self.cluster.get().cloned();
         Box::pin(async move {
@@ -175,6 +178,27 @@ fn wait_converged(nodes: &[Option<Node>], groups: u16) {
         assert!(Instant::now() < deadline, "replicas did not converge");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A runtime for the test's own calls and `n` durable nodes.
+fn durable_nodes(n: usize, groups: u16) -> Started {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let nodes = (1..=n as u64)
+        .map(|id| {
+            Some(start(
+                id,
+                &ports,
+                groups,
+                Some(dirs[id as usize - 1].path().into()),
+            ))
+        })
+        .collect();
+    (rt, dirs, ports, nodes)
 }
 
 type Started = (
@@ -589,5 +613,214 @@ fn three_loops_per_node_replicate_restart_and_quiesce() {
     });
     for n in nodes.into_iter().flatten() {
         n.cluster.shutdown();
+    }
+}
+
+/// The placement controller (docs/design/sharding.md, steps 1 and 6):
+/// lowering `replication-factor` to 2 stores a balanced placement, the
+/// reconciler shrinks every data group to its two placed voters (the meta
+/// group stays on all three), and the node outside each group drops its
+/// replica (empty keyspace, also after a restart from its tombstone);
+/// writes go on; raising it back to 3 brings every group back to three
+/// voters, caught up by snapshot.
+#[test]
+fn the_replication_factor_places_and_reconciles_every_group() {
+    let groups = 8;
+    let (rt, dirs, ports, mut nodes) = three_durable_nodes(groups);
+    wait_for("3 joined members", || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.meta().joined.len() == 3)
+    });
+    for g in 0..groups {
+        write(&rt, &nodes, g, &[b"SET", b"k", format!("v{g}").as_bytes()]);
+    }
+    let n1 = nodes[0].as_ref().unwrap().cluster.clone();
+    let voters_of = |nodes: &[Option<Node>], g: u16| -> Vec<u64> {
+        // The group's own view, from a node that is still a voter of it.
+        let mut best: Vec<u64> = Vec::new();
+        for n in nodes.iter().flatten() {
+            let t = &n.cluster.topology()[g as usize];
+            if t.is_leader {
+                best = t.voters.iter().map(|(id, _)| *id).collect();
+            }
+        }
+        best.sort_unstable();
+        best
+    };
+    rt.block_on(n1.set_setting("replication-factor", "2"))
+        .unwrap();
+    wait_for("every group on its two placed voters", || {
+        let st = n1.meta();
+        st.wanted_placement(groups).is_none()
+            && st.placement.len() == groups as usize
+            && (0..groups).all(|g| {
+                let mut want = st.placement(g);
+                want.sort_unstable();
+                want.len() == 2 && voters_of(&nodes, g) == want
+            })
+    });
+    let st = n1.meta();
+    let mut per = BTreeMap::new();
+    for g in 0..groups {
+        for id in st.placement(g) {
+            *per.entry(id).or_insert(0) += 1;
+        }
+    }
+    // 16 replicas on 3 nodes: 5 or 6 each.
+    assert!(per.values().all(|&n| n == 5 || n == 6), "{per:?}");
+    assert_eq!(per.values().sum::<i32>(), 16);
+    assert_eq!(
+        n1.meta()
+            .target_voters(groups, groups)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "the meta group stays on every member"
+    );
+    for g in 0..groups {
+        assert_eq!(
+            write(&rt, &nodes, g, &[b"INCR", b"n"]),
+            b":1\r\n",
+            "group {g} still writes"
+        );
+    }
+    let outside = |g: u16| -> usize {
+        let placed = st.placement(g);
+        (1..=3u64).find(|id| !placed.contains(id)).unwrap() as usize - 1
+    };
+    wait_for("each group's outsider to drop its replica", || {
+        (0..groups).all(|g| {
+            let n = nodes[outside(g)].as_ref().unwrap();
+            !n.cluster.hosts(g) && n.host.state(g).is_empty()
+        })
+    });
+    // Node 3 restarts: its retired groups come back as tombstones (no
+    // data, not hosted), its others from their logs.
+    nodes[2].take().unwrap().cluster.shutdown();
+    nodes[2] = Some(start(3, &ports, groups, Some(dirs[2].path().into())));
+    {
+        let n3 = nodes[2].as_ref().unwrap();
+        wait_for("node 3's hosted groups caught up", || {
+            (0..groups).all(|g| {
+                let hosted = st.placement(g).contains(&3);
+                let has_n =
+                    n3.host.state(g).get(b"n".as_slice()).map(Vec::as_slice) == Some(&b"1"[..]);
+                n3.cluster.hosts(g) == hosted && has_n == hosted
+            })
+        });
+    }
+    rt.block_on(n1.set_setting("replication-factor", "3"))
+        .unwrap();
+    wait_for("every group back on three voters", || {
+        n1.meta().wanted_placement(groups).is_none()
+            && (0..groups).all(|g| voters_of(&nodes, g) == vec![1, 2, 3])
+    });
+    for g in 0..groups {
+        write(&rt, &nodes, g, &[b"INCR", b"n"]);
+    }
+    wait_converged(&nodes, groups);
+    for n in nodes.iter().flatten() {
+        for g in 0..groups {
+            assert_eq!(
+                n.host.state(g).get(b"n".as_slice()).map(Vec::as_slice),
+                Some(&b"2"[..])
+            );
+        }
+    }
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+}
+
+/// Sharding step 2 (docs/design/sharding.md): with 4 nodes and
+/// replication factor 3, the node outside each group's placement hosts
+/// no replica of it, yet knows its leader from the leader's hints and
+/// forwards to it, also after that leader is killed and another elected.
+#[test]
+fn unhosted_groups_route_by_the_leaders_hints() {
+    let groups = 8;
+    let (rt, _dirs, _ports, mut nodes) = durable_nodes(4, groups);
+    wait_for("4 joined members", || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.meta().joined.len() == 4)
+    });
+    let n1 = nodes[0].as_ref().unwrap().cluster.clone();
+    rt.block_on(n1.set_setting("replication-factor", "3"))
+        .unwrap();
+    let leader_of = |nodes: &[Option<Node>], g: u16| -> Option<u64> {
+        nodes
+            .iter()
+            .flatten()
+            .find(|n| n.cluster.is_leader(g))
+            .map(|n| n.cluster.node_id())
+    };
+    wait_for("every group on its three placed voters", || {
+        let st = n1.meta();
+        st.wanted_placement(groups).is_none()
+            && (0..groups).all(|g| {
+                let mut want = st.placement(g);
+                want.sort_unstable();
+                want.len() == 3
+                    && nodes
+                        .iter()
+                        .flatten()
+                        .all(|n| n.cluster.hosts(g) == want.contains(&n.cluster.node_id()))
+            })
+    });
+    let st = n1.meta();
+    let outsider = |g: u16| -> usize {
+        let placed = st.placement(g);
+        (1..=4u64)
+            .find(|id| !placed.contains(id))
+            .expect("one node is outside") as usize
+            - 1
+    };
+    for g in 0..groups {
+        let o = nodes[outsider(g)].as_ref().unwrap();
+        wait_for("the outsider to learn the leader", || {
+            leader_of(&nodes, g).is_some()
+                && o.cluster.leader(g).map(|l| l.0) == leader_of(&nodes, g)
+        });
+        let l = o.cluster.leader(g).unwrap();
+        let r = rt.block_on(o.cluster.forward(&l, g, &[b"INCR".as_slice(), b"n"], true));
+        assert_eq!(
+            r.unwrap(),
+            b":1\r\n",
+            "group {g} through node {}",
+            o.cluster.node_id()
+        );
+        let mut voters: Vec<u64> = o.cluster.topology()[g as usize]
+            .voters
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        voters.sort_unstable();
+        let mut want = st.placement(g);
+        want.sort_unstable();
+        assert_eq!(voters, want, "the outsider lists the placed voters");
+    }
+    // Kill group 0's leader: the outsider follows the new one.
+    let g = 0;
+    let o = outsider(g);
+    let dead = leader_of(&nodes, g).unwrap();
+    nodes[dead as usize - 1].take().unwrap().cluster.shutdown();
+    let oc = nodes[o].as_ref().unwrap().cluster.clone();
+    wait_for("a new leader known to the outsider", || {
+        let now = leader_of(&nodes, g);
+        now.is_some() && now != Some(dead) && oc.leader(g).map(|l| l.0) == now
+    });
+    let l = oc.leader(g).unwrap();
+    let r = rt.block_on(oc.forward(&l, g, &[b"INCR".as_slice(), b"n"], true));
+    assert_eq!(r.unwrap(), b":2\r\n");
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
     }
 }

@@ -87,6 +87,19 @@ impl Host for ServerHost {
         Ok(())
     }
 
+    fn clear(&self, group: u16) {
+        // Through restore, so every piece of per-group state (locks,
+        // waiters looking again, settings) is reset as a snapshot does.
+        let mut empty = Vec::new();
+        let written = cairn_engine::snapshot::write(&cairn_engine::Keyspace::new(0), &mut empty);
+        if let Err(e) = written
+            .map_err(|e| e.to_string())
+            .and_then(|_| self.restore(group, &empty))
+        {
+            tracing::error!(group, error = %e, "clearing a group this node left");
+        }
+    }
+
     fn forward(&self, reqs: Vec<Forward>) -> BoxFuture<Vec<Vec<u8>>> {
         let shared = self.shared();
         let from = self.forwarded.clone();

@@ -167,7 +167,9 @@ pub(crate) fn route(shared: &Shared, conn: &ConnState, idx: usize, argv: &[&[u8]
     // barrier, never through the log.
     let write = spec.flags & WRITE != 0
         && !(spec.name == "bitfield" && cairn_engine::cmd::bitfield::only_reads(argv));
-    if !write && (conn.readonly || shared.config.unsafe_stale_reads) {
+    // (Only from a replica this node holds: a group placed elsewhere is
+    // read through its leader.)
+    if !write && (conn.readonly || shared.config.unsafe_stale_reads) && cluster.hosts(group) {
         return Route::Local;
     }
     // Only valid commands reach the log: arity, syntax and range errors
