@@ -28,6 +28,10 @@ pub struct DevArgs {
     /// Raft data groups.
     #[arg(long, default_value_t = 64)]
     groups: u16,
+    /// Replicas per group: with more nodes than this, each group lives on
+    /// this many of them (docs/design/sharding.md); `all` for every node.
+    #[arg(long, default_value = "3")]
+    replication_factor: String,
     /// Worker threads per node (0 = the server's default).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -111,6 +115,7 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
             .arg("--cluster-secret-file")
             .arg(&secret)
             .args(["--cluster-groups", &a.groups.to_string()])
+            .args(["--replication-factor", &a.replication_factor])
             .args(["--durability", &a.durability])
             .args(["--dir", &node_dir.to_string_lossy()])
             .arg("--audit-log")
@@ -145,9 +150,10 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "cairn dev: {} nodes, {} groups, {} log, data in {}{}",
+        "cairn dev: {} nodes, {} groups × {} replicas, {} log, data in {}{}",
         a.nodes,
         a.groups,
+        a.replication_factor,
         a.durability,
         dir.display(),
         if temporary { " (removed on exit)" } else { "" }

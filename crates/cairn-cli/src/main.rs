@@ -126,6 +126,9 @@ struct ServerArgs {
     /// Raft data groups (power of two; default 64).
     #[arg(long)]
     cluster_groups: Option<u16>,
+    /// Replicas per data group of a new cluster: all (default) or a count.
+    #[arg(long)]
+    replication_factor: Option<String>,
     /// Data directory for the Raft log and snapshots.
     #[arg(long)]
     dir: Option<String>,
@@ -315,6 +318,9 @@ fn build_config(a: &ServerArgs) -> anyhow::Result<cairn_server::Config> {
     }
     if let Some(v) = a.cluster_groups {
         c.cluster_groups = v;
+    }
+    if let Some(v) = &a.replication_factor {
+        c.replication_factor = v.clone();
     }
     if let Some(v) = &a.dir {
         c.dir = v.clone();

@@ -3174,3 +3174,118 @@ fn hash_field_deadlines_replicate_and_expire_through_the_log() {
     let r = until_answered(&c, proxy, &[b"HTTL", b"{hf}", b"FIELDS", b"2", b"a", b"b"]);
     assert_eq!(ints(r), vec![-2, -1]);
 }
+
+/// Every node's CLUSTER SLOTS: per slot range, the node ports listed
+/// (leader first).
+fn slots_by_port(port: u16) -> Option<Vec<(i64, Vec<i64>)>> {
+    let Ok(Reply::Array(ranges)) = Conn::open(port).ok()?.cmd(&[b"CLUSTER", b"SLOTS"]) else {
+        return None;
+    };
+    let mut out = Vec::new();
+    for r in ranges {
+        let Reply::Array(items) = r else { return None };
+        let Some(Reply::Int(first)) = items.first() else {
+            return None;
+        };
+        let mut ports = Vec::new();
+        for node in &items[2..] {
+            let Reply::Array(n) = node else { return None };
+            let Some(Reply::Int(p)) = n.get(1) else {
+                return None;
+            };
+            ports.push(*p);
+        }
+        out.push((*first, ports));
+    }
+    Some(out)
+}
+
+/// Sharding (docs/design/sharding.md): five real nodes started with
+/// `--replication-factor 3` place each of 16 groups on three of them,
+/// balanced (9 or 10 groups each), and every node shows the same slot map
+/// with three replicas per range; a key written through one node is read
+/// through every node (a node outside its group forwards), and each key
+/// lives on exactly three nodes (the others dropped their replicas:
+/// DBSIZE over all nodes is 3× the keys). Killing a node keeps every
+/// group writable (each loses at most one of three replicas).
+#[test]
+fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
+    let _g = serial();
+    let rf = vec!["--replication-factor".to_string(), "3".to_string()];
+    let mut c = TestCluster::start_all(5, "durable", vec![rf; 5]);
+    c.wait_ok();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let map = loop {
+        let maps: Vec<Option<Vec<(i64, Vec<i64>)>>> =
+            c.ports.iter().map(|&p| slots_by_port(p)).collect();
+        let settled = maps.iter().all(|m| {
+            m.as_ref()
+                .is_some_and(|m| m.len() == 16 && m.iter().all(|(_, ps)| ps.len() == 3))
+        }) && maps.iter().all(|m| m == &maps[0]);
+        if settled {
+            break maps[0].clone().unwrap();
+        }
+        assert!(Instant::now() < deadline, "placement never settled: {maps:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut per_node: BTreeMap<i64, usize> = BTreeMap::new();
+    for (_, ports) in &map {
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), 3, "three different nodes: {ports:?}");
+        for p in ports {
+            *per_node.entry(*p).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(per_node.len(), 5, "{per_node:?}");
+    assert!(per_node.values().all(|&n| n == 9 || n == 10), "{per_node:?}");
+    let keys: Vec<String> = (0..300).map(|i| format!("shard-key-{i}")).collect();
+    let mut c1 = Conn::open(c.ports[0]).unwrap();
+    for k in &keys {
+        assert_eq!(
+            c1.cmd(&[b"SET", k.as_bytes(), k.as_bytes()]).unwrap(),
+            Reply::Simple("OK".into())
+        );
+    }
+    for &p in &c.ports {
+        let mut conn = Conn::open(p).unwrap();
+        for k in keys.iter().step_by(7) {
+            assert_eq!(
+                conn.cmd(&[b"GET", k.as_bytes()]).unwrap(),
+                Reply::Bulk(Some(k.as_bytes().to_vec())),
+                "{k} through port {p}"
+            );
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let total: i64 = c
+            .ports
+            .iter()
+            .map(|&p| match Conn::open(p).and_then(|mut x| x.cmd(&[b"DBSIZE"])) {
+                Ok(Reply::Int(n)) => n,
+                _ => 0,
+            })
+            .sum();
+        if total == 3 * keys.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "keys over all nodes: {total}, want {}",
+            3 * keys.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.kill(4);
+    let mut c2 = Conn::open(c.ports[1]).unwrap();
+    for k in keys.iter().step_by(5) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match c2.cmd(&[b"SET", k.as_bytes(), b"after-kill"]).unwrap() {
+                Reply::Simple(s) if s == "OK" => break,
+                r => assert!(Instant::now() < deadline, "{k}: {r:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -29,7 +29,7 @@ pub mod wire;
 pub use balance::AUTO_REBALANCE;
 pub use frame::{PeerFrame, PeerFrameError, FRAME_VERSION};
 pub use host::{BoxFuture, Forward, Host, Stamp};
-pub use meta::MetaState;
+pub use meta::{MetaState, MAX_MEMBERS, REPLICATION_FACTOR};
 pub use net::PeerTls;
 pub use node::{
     Cluster, ClusterConfig, ClusterError, ClusterStats, GroupStatus, SLOTS, WIPED_MEMBER_ERROR,

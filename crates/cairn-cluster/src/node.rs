@@ -70,6 +70,10 @@ pub struct ClusterConfig {
     pub secret: Option<Vec<u8>>,
     /// Mutual TLS on peer connections (`None`: plain TCP).
     pub tls: Option<crate::net::PeerTls>,
+    /// The replication factor a new cluster starts with (the
+    /// `replication-factor` setting, seeded once when the meta group is
+    /// first formed; `None`: every group on every member).
+    pub replication_factor: Option<usize>,
 }
 
 impl ClusterConfig {
@@ -91,6 +95,7 @@ impl ClusterConfig {
             quiesce: true,
             secret: None,
             tls: None,
+            replication_factor: None,
         }
     }
 }
@@ -1506,7 +1511,17 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
             continue;
         }
         if st.members.is_empty() {
-            // A new cluster: the meta group's initial voters are the members.
+            // A new cluster: its replication factor (first, so that the
+            // members below are placed by it), and the meta group's
+            // initial voters as the members.
+            if let Some(rf) = inner.cfg.replication_factor {
+                let (k, v) = (crate::meta::REPLICATION_FACTOR, rf.to_string());
+                let op = meta_cmd(&[b"META.SET".as_slice(), k.as_bytes(), v.as_bytes()]);
+                if let Err(e) = inner.admin(meta_g, op).await {
+                    tracing::debug!(error = %e, "seeding the replication factor");
+                    continue;
+                }
+            }
             let addrs = inner.addrs.lock().clone();
             for id in mv.voters {
                 let Some(n) = addrs.get(&id) else {

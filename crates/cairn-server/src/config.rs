@@ -60,6 +60,10 @@ pub struct Config {
     pub cluster_peers: String,
     /// Raft data groups the 16384 slots are split over (power of two).
     pub cluster_groups: u16,
+    /// Replicas per data group of a new cluster: `all` (every member) or
+    /// a count (docs/design/sharding.md); afterwards `CLUSTER SETTING
+    /// replication-factor`.
+    pub replication_factor: String,
     /// Data directory (Raft log and snapshots). Required when durable.
     pub dir: String,
     /// `durable` (fsync before acknowledging) or `volatile` (memory-only
@@ -135,6 +139,7 @@ impl Default for Config {
             peer_port: 0,
             cluster_peers: String::new(),
             cluster_groups: 64,
+            replication_factor: "all".into(),
             dir: String::new(),
             durability: "durable".into(),
             election_timeout_min: 250,
@@ -231,6 +236,12 @@ impl Config {
                 return Err(invalid(
                     "node-id",
                     format!("{} is not among cluster-peers", self.node_id),
+                ));
+            }
+            if !crate::cmd::config::replication_factor_ok(&self.replication_factor) {
+                return Err(invalid(
+                    "replication-factor",
+                    "must be all or a count from 1 to 64",
                 ));
             }
             if !self.cluster_groups.is_power_of_two() || self.cluster_groups > 16384 {

@@ -454,6 +454,7 @@ fn start_cluster(shared: &Arc<Shared>, local_addr: SocketAddr) -> io::Result<()>
     cc.heartbeat_ms = c.heartbeat_interval;
     cc.raft_threads = c.raft_worker_threads();
     cc.raft_loops = c.raft_loops;
+    cc.replication_factor = c.replication_factor.parse::<usize>().ok();
     cc.election_min_ms = c.election_timeout_min;
     cc.election_max_ms = c.election_timeout_max;
     // A node that cannot write its log stops (exit status 70); restart it

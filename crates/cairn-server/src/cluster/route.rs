@@ -17,6 +17,7 @@ pub(crate) const CLUSTER_SETTINGS: &[&str] = &[
     "maxmemory-policy",
     "maxmemory-samples",
     cairn_cluster::AUTO_REBALANCE,
+    cairn_cluster::REPLICATION_FACTOR,
 ];
 
 /// Parses CLUSTER ADDNODE <id> <host:port[@peerport]> | DELNODE <id>.

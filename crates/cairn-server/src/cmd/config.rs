@@ -103,6 +103,11 @@ fn get(sh: &Shared, name: &str) -> String {
     }
 }
 
+/// `all` or a replica count from 1 to the most members a cluster has.
+pub(crate) fn replication_factor_ok(value: &str) -> bool {
+    value == "all" || matches!(value.parse::<usize>(), Ok(n) if (1..=cairn_cluster::MAX_MEMBERS).contains(&n))
+}
+
 /// Checks a value of a cluster-wide setting (`CLUSTER SETTING`) without
 /// applying it, with CONFIG SET's wording.
 pub(crate) fn validate(name: &str, value: &str) -> Result<(), String> {
@@ -111,6 +116,7 @@ pub(crate) fn validate(name: &str, value: &str) -> Result<(), String> {
         "maxmemory-policy" => Policy::parse(value).is_some(),
         "maxmemory-samples" => matches!(value.parse::<u64>(), Ok(1..=64)),
         cairn_cluster::AUTO_REBALANCE => matches!(value, "yes" | "no"),
+        cairn_cluster::REPLICATION_FACTOR => replication_factor_ok(value),
         _ => false,
     };
     if ok {
@@ -140,7 +146,8 @@ pub(crate) fn set(sh: &Shared, name: &str, value: &str) -> Result<(), String> {
         }
         "maxmemory-samples" => s.samples.store(num(1, 64)? as u32, Relaxed),
         // Read from the meta state by the cluster's rebalancer.
-        cairn_cluster::AUTO_REBALANCE => {}
+        // Read by the cluster layer from the meta state itself.
+        cairn_cluster::AUTO_REBALANCE | cairn_cluster::REPLICATION_FACTOR => {}
         "maxclients" => s.maxclients.store(num(1, 1_000_000)? as usize, Relaxed),
         "proto-max-bulk-len" => {
             let v = mem()?;
