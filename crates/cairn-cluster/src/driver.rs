@@ -74,6 +74,14 @@ pub(crate) enum Input {
     Snapshot {
         group: u16,
     },
+    /// The group's leader says this node left the group's configuration
+    /// at `conf_index` (a hint): a replica that never applied its removal
+    /// (the leader stops talking to a removed node, which may miss the
+    /// commit) retires if it has not applied that far.
+    Removed {
+        group: u16,
+        conf_index: u64,
+    },
     /// The leader's view of each replica's matched index, and its own last.
     Progress {
         group: u16,
@@ -114,6 +122,8 @@ pub(crate) struct GroupView {
     /// (docs/design/sharding.md, step 2).
     pub hosted: bool,
     pub hint: Option<GroupHint>,
+    /// Index of the last configuration this replica applied.
+    pub conf_index: u64,
 }
 
 /// What a group's leader tells the members that do not host the group.
@@ -124,6 +134,8 @@ pub(crate) struct GroupHint {
     pub leader: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// The index of the configuration `voters` and `learners` are from.
+    pub conf_index: u64,
 }
 
 impl GroupView {
@@ -359,6 +371,12 @@ pub(crate) struct GroupCore {
     /// This node applied its own removal from the group: it retires the
     /// replica once it has applied everything committed (`Loop::retire`).
     retire: bool,
+    /// The leader's hint that this node left at this configuration index,
+    /// which this replica has not applied (`Input::Removed`).
+    removed_at: Option<u64>,
+    /// Index of the last configuration change applied (or of the snapshot
+    /// that carried the configuration): sent in leaders' hints.
+    conf_index: u64,
     /// Something happened to the group since the last tick (an input or
     /// a peer's message), so it is not idle.
     busy: bool,
@@ -393,6 +411,8 @@ impl GroupCore {
             snapshot_index,
             quiet: false,
             retire: false,
+            removed_at: None,
+            conf_index: snapshot_index.unwrap_or(0),
             busy: false,
             idle_ticks: 0,
         }
@@ -923,6 +943,15 @@ impl Loop {
                     }
                 }
             }
+            Input::Removed { group, conf_index } => {
+                if let Some(&i) = self.pos.get(&group) {
+                    let g = &mut self.groups[i];
+                    if conf_index > g.raw.store().applied && !g.is_leader() {
+                        g.removed_at = Some(conf_index);
+                        g.retire = true;
+                    }
+                }
+            }
             Input::Progress { group, tx } => {
                 let r = self.pos.get(&group).and_then(|&i| {
                     let g = &self.groups[i];
@@ -1331,6 +1360,7 @@ impl Loop {
                                 Ok(cs) => {
                                     g.retire = !in_conf(&cs, g.raw.raft.id);
                                     g.raw.mut_store().cs = cs;
+                                    g.conf_index = e.index;
                                     conf_ok = true;
                                 }
                                 Err(err) => {
@@ -1403,6 +1433,7 @@ impl Loop {
         }
         g.raw.mut_store().apply_snapshot(&meta);
         g.raw.mut_store().applied_ts = ts;
+        g.conf_index = meta.index;
         g.applied_term = meta.term;
         g.snapshot_index = Some(meta.index);
         self.ctx.store.purge(g.id, meta.index, Bytes::new());
@@ -1431,12 +1462,20 @@ impl Loop {
         let g = &mut self.groups[i];
         let me = g.raw.raft.id;
         let s = g.raw.store();
-        if in_conf(&s.cs, me) {
-            g.retire = false;
-            return Ok(());
-        }
-        if s.applied < s.hs.commit {
-            return Ok(());
+        // Told by the leader (a removal this replica never applied): as
+        // long as it still has not applied that far, and does not lead.
+        let told = g
+            .removed_at
+            .is_some_and(|at| at > s.applied && !g.is_leader());
+        if !told {
+            g.removed_at = None;
+            if in_conf(&s.cs, me) {
+                g.retire = false;
+                return Ok(());
+            }
+            if s.applied < s.hs.commit {
+                return Ok(());
+            }
         }
         let (id, cs) = (g.id, s.cs.clone());
         let hs = HardState {
@@ -1561,6 +1600,7 @@ impl Loop {
         v.last_index = s.last_index();
         v.first_index = s.first_index();
         v.snapshot_index = g.snapshot_index;
+        v.conf_index = g.conf_index;
     }
 }
 

@@ -1184,10 +1184,22 @@ impl Inner {
             if v.hint.as_ref().is_some_and(|old| old.term > h.term) {
                 continue;
             }
+            // A replica here that the leader's configuration (newer than
+            // what this replica applied) no longer has: it missed its
+            // removal; the loop retires it (docs/design/sharding.md).
+            let missed_removal = v.hosted
+                && !h.voters.contains(&self.id)
+                && !h.learners.contains(&self.id)
+                && h.conf_index > v.applied;
+            let (group, conf_index) = (h.group, h.conf_index);
             let before = (v.route_leader(), v.route_term());
             v.hint = Some(h);
             if (v.route_leader(), v.route_term()) != before {
                 v.moved.notify_waiters();
+            }
+            drop(v);
+            if missed_removal {
+                let _ = self.inbox(group).try_send(Input::Removed { group, conf_index });
             }
         }
     }
@@ -1629,6 +1641,7 @@ async fn send_hints(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool
                 leader: inner.id,
                 voters: v.voters.clone(),
                 learners: v.learners.clone(),
+                conf_index: v.conf_index,
             };
             for &id in members.keys() {
                 if id != inner.id && !v.voters.contains(&id) && !v.learners.contains(&id) {
