@@ -3175,9 +3175,12 @@ fn hash_field_deadlines_replicate_and_expire_through_the_log() {
     assert_eq!(ints(r), vec![-2, -1]);
 }
 
-/// Every node's CLUSTER SLOTS: per slot range, the node ports listed
-/// (leader first).
-fn slots_by_port(port: u16) -> Option<Vec<(i64, Vec<i64>)>> {
+/// Per slot range (its first slot), the node ports CLUSTER SLOTS lists.
+type SlotMap = Vec<(i64, Vec<i64>)>;
+
+/// A node's CLUSTER SLOTS: per slot range, the node ports listed (leader
+/// first).
+fn slots_by_port(port: u16) -> Option<SlotMap> {
     let Ok(Reply::Array(ranges)) = Conn::open(port).ok()?.cmd(&[b"CLUSTER", b"SLOTS"]) else {
         return None;
     };
@@ -3202,8 +3205,9 @@ fn slots_by_port(port: u16) -> Option<Vec<(i64, Vec<i64>)>> {
 
 /// Sharding (docs/design/sharding.md): five real nodes started with
 /// `--replication-factor 3` place each of 16 groups on three of them,
-/// balanced (9 or 10 groups each), and every node shows the same slot map
-/// with three replicas per range; a key written through one node is read
+/// balanced (9 or 10 groups each, leading 3 or 4 once the rebalancer has
+/// moved leaders to the placement's choice), and every node shows the same
+/// slot map with three replicas per range; a key written through one node is read
 /// through every node (a node outside its group forwards), and each key
 /// lives on exactly three nodes (the others dropped their replicas:
 /// DBSIZE over all nodes is 3× the keys). Killing a node keeps every
@@ -3216,8 +3220,7 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
     c.wait_ok();
     let deadline = Instant::now() + Duration::from_secs(120);
     let map = loop {
-        let maps: Vec<Option<Vec<(i64, Vec<i64>)>>> =
-            c.ports.iter().map(|&p| slots_by_port(p)).collect();
+        let maps: Vec<Option<SlotMap>> = c.ports.iter().map(|&p| slots_by_port(p)).collect();
         let settled = maps.iter().all(|m| {
             m.as_ref()
                 .is_some_and(|m| m.len() == 16 && m.iter().all(|(_, ps)| ps.len() == 3))
@@ -3225,7 +3228,10 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
         if settled {
             break maps[0].clone().unwrap();
         }
-        assert!(Instant::now() < deadline, "placement never settled: {maps:?}");
+        assert!(
+            Instant::now() < deadline,
+            "placement never settled: {maps:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let mut per_node: BTreeMap<i64, usize> = BTreeMap::new();
@@ -3237,7 +3243,31 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
         }
     }
     assert_eq!(per_node.len(), 5, "{per_node:?}");
-    assert!(per_node.values().all(|&n| n == 9 || n == 10), "{per_node:?}");
+    assert!(
+        per_node.values().all(|&n| n == 9 || n == 10),
+        "{per_node:?}"
+    );
+    // Leaders move to the placement's preferred ones (the automatic
+    // rebalancer, after its settle period): 16 groups, 3 or 4 each.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut leads: BTreeMap<i64, usize> = BTreeMap::new();
+        if let Some(m) = slots_by_port(c.ports[0]) {
+            for (_, ports) in &m {
+                if let Some(&l) = ports.first() {
+                    *leads.entry(l).or_insert(0) += 1;
+                }
+            }
+        }
+        if leads.len() == 5 && leads.values().all(|&n| n == 3 || n == 4) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaders never balanced: {leads:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let keys: Vec<String> = (0..300).map(|i| format!("shard-key-{i}")).collect();
     let mut c1 = Conn::open(c.ports[0]).unwrap();
     for k in &keys {
@@ -3261,10 +3291,12 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
         let total: i64 = c
             .ports
             .iter()
-            .map(|&p| match Conn::open(p).and_then(|mut x| x.cmd(&[b"DBSIZE"])) {
-                Ok(Reply::Int(n)) => n,
-                _ => 0,
-            })
+            .map(
+                |&p| match Conn::open(p).and_then(|mut x| x.cmd(&[b"DBSIZE"])) {
+                    Ok(Reply::Int(n)) => n,
+                    _ => 0,
+                },
+            )
             .sum();
         if total == 3 * keys.len() as i64 {
             break;

@@ -141,6 +141,18 @@ impl MetaState {
         }
     }
 
+    /// The placement's preferred leader of data group `g`, when a
+    /// replication factor is set (with `all`, leaders keep the `g mod n`
+    /// rule they started with: no transfers after an upgrade).
+    pub fn preferred_leader(&self, g: u16) -> Option<u64> {
+        self.replication_factor()?;
+        self.placement
+            .get(g as usize)?
+            .first()
+            .copied()
+            .filter(|id| self.members.contains_key(id))
+    }
+
     /// The `replication-factor` setting: `None` for `all` (or unset, or
     /// unreadable), else the count.
     pub fn replication_factor(&self) -> Option<usize> {

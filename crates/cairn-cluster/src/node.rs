@@ -814,7 +814,8 @@ impl Cluster {
             .await
     }
 
-    /// Moves each data group's leadership to its preferred node — group g
+    /// Moves each data group's leadership to its preferred node — the
+    /// placement's leader when a replication factor is set, else group g
     /// to the (g mod n)-th of the n voters, by id — one group at a time
     /// (raft-rs leadership transfer: the target campaigns once it has the
     /// whole log). Returns how many groups moved; errors name the groups
@@ -823,12 +824,13 @@ impl Cluster {
         let inner = &self.inner;
         let mut moved = 0;
         let mut failed = Vec::new();
+        let st = inner.meta.get();
         for g in 0..inner.cfg.groups {
             let (voters, leader) = {
                 let v = inner.views[g as usize].lock();
-                (v.voters.clone(), v.leader)
+                (v.route_voters().to_vec(), v.route_leader())
             };
-            let Some(want) = crate::balance::preferred(g, &voters) else {
+            let Some(want) = crate::balance::preferred(g, &voters, st.preferred_leader(g)) else {
                 continue;
             };
             if leader == want {
@@ -1199,7 +1201,9 @@ impl Inner {
             }
             drop(v);
             if missed_removal {
-                let _ = self.inbox(group).try_send(Input::Removed { group, conf_index });
+                let _ = self
+                    .inbox(group)
+                    .try_send(Input::Removed { group, conf_index });
             }
         }
     }
@@ -1688,15 +1692,17 @@ async fn auto_rebalance(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<
             .settings
             .get(AUTO_REBALANCE)
             .is_some_and(|v| v == "no");
-        let groups: Vec<(Vec<u64>, u64)> = (0..inner.cfg.groups)
+        let st = inner.meta.get();
+        let groups: Vec<(Vec<u64>, u64, Option<u64>)> = (0..inner.cfg.groups)
             .map(|g| {
-                inner
+                let (voters, leader) = inner
                     .view(g)
-                    .map(|v| (v.voters, v.leader))
-                    .unwrap_or_default()
+                    .map(|v| (v.route_voters().to_vec(), v.route_leader()))
+                    .unwrap_or_default();
+                (voters, leader, st.preferred_leader(g))
             })
             .collect();
-        if off || groups.iter().any(|(_, leader)| *leader == 0) {
+        if off || groups.iter().any(|(_, leader, _)| *leader == 0) {
             settled_since = now;
             continue;
         }

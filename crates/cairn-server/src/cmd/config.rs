@@ -105,7 +105,8 @@ fn get(sh: &Shared, name: &str) -> String {
 
 /// `all` or a replica count from 1 to the most members a cluster has.
 pub(crate) fn replication_factor_ok(value: &str) -> bool {
-    value == "all" || matches!(value.parse::<usize>(), Ok(n) if (1..=cairn_cluster::MAX_MEMBERS).contains(&n))
+    value == "all"
+        || matches!(value.parse::<usize>(), Ok(n) if (1..=cairn_cluster::MAX_MEMBERS).contains(&n))
 }
 
 /// Checks a value of a cluster-wide setting (`CLUSTER SETTING`) without
