@@ -3210,8 +3210,10 @@ fn slots_by_port(port: u16) -> Option<SlotMap> {
 /// slot map with three replicas per range; a key written through one node is read
 /// through every node (a node outside its group forwards), and each key
 /// lives on exactly three nodes (the others dropped their replicas:
-/// DBSIZE over all nodes is 3× the keys). Killing a node keeps every
-/// group writable (each loses at most one of three replicas).
+/// DBSIZE over all nodes is 3× the keys). CLUSTER WEIGHT 5 0 drains node
+/// 5 (every group moves off it, its DBSIZE drops to 0, keys still read);
+/// then killing another node keeps every group writable (each loses at
+/// most one of three replicas).
 #[test]
 fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
     let _g = serial();
@@ -3308,7 +3310,63 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    c.kill(4);
+    // Bad weights are refused with nothing changed; weight 0 drains node
+    // 5: every group moves off it, and it drops their data.
+    let mut c3 = Conn::open(c.ports[2]).unwrap();
+    for (argv, want) in [
+        (
+            &[&b"CLUSTER"[..], b"WEIGHT", b"5", b"x"][..],
+            "ERR weight must be",
+        ),
+        (
+            &[b"CLUSTER", b"WEIGHT", b"5", b"1001"],
+            "ERR weight must be",
+        ),
+        (&[b"CLUSTER", b"WEIGHT", b"0", b"1"], "ERR invalid node id"),
+        (
+            &[b"CLUSTER", b"WEIGHT", b"9", b"1"],
+            "ERR cluster change failed",
+        ),
+        (
+            &[b"CLUSTER", b"WEIGHT", b"5"],
+            "ERR wrong number of arguments",
+        ),
+    ] {
+        match c3.cmd(argv).unwrap() {
+            Reply::Error(e) => assert!(e.starts_with(want), "{argv:?}: {e}"),
+            r => panic!("{argv:?}: {r:?}"),
+        }
+    }
+    assert_eq!(
+        c3.cmd(&[b"CLUSTER", b"WEIGHT", b"5", b"0"]).unwrap(),
+        Reply::Simple("OK".into())
+    );
+    let drained = c.ports[4] as i64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let map = slots_by_port(c.ports[0]).unwrap_or_default();
+        let gone = map.len() == 16
+            && map
+                .iter()
+                .all(|(_, ps)| ps.len() == 3 && !ps.contains(&drained));
+        let empty = matches!(
+            Conn::open(c.ports[4]).and_then(|mut x| x.cmd(&[b"DBSIZE"])),
+            Ok(Reply::Int(0))
+        );
+        if gone && empty {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 5 never drained: {map:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for k in keys.iter().step_by(11) {
+        assert_eq!(
+            c3.cmd(&[b"GET", k.as_bytes()]).unwrap(),
+            Reply::Bulk(Some(k.as_bytes().to_vec())),
+            "{k} after the drain"
+        );
+    }
+    c.kill(3);
     let mut c2 = Conn::open(c.ports[1]).unwrap();
     for k in keys.iter().step_by(5) {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -870,6 +870,17 @@ impl Cluster {
             .await
     }
 
+    /// Sets member `id`'s placement weight (0: drain it) and zone through
+    /// the meta group; the placement controller moves groups to match.
+    pub async fn set_weight(&self, id: u64, weight: u32, zone: Option<&str>) -> Result<(), String> {
+        let (id_s, w_s) = (id.to_string(), weight.to_string());
+        let mut argv: Vec<&[u8]> = vec![b"META.WEIGHT", id_s.as_bytes(), w_s.as_bytes()];
+        if let Some(z) = zone {
+            argv.push(z.as_bytes());
+        }
+        self.meta_write(&argv).await
+    }
+
     /// Appends audit records (fragments, see [`crate::meta::audit_line`])
     /// to the cluster's audit chain through the meta group, as batch
     /// `batch` of sender (`node`, `boot`): a batch resent after a lost

@@ -50,6 +50,9 @@ pub(crate) enum AdminOp {
     Remove(u64),
     /// CLUSTER SETTING name value: a cluster-wide setting via the meta group.
     Setting(String, String),
+    /// CLUSTER WEIGHT id weight [zone]: a member's placement weight and
+    /// zone via the meta group.
+    Weight(u64, u32, Option<String>),
     /// CLUSTER REBALANCE: each group's leadership back to its preferred node.
     Rebalance,
     /// ACL SETUSER/DELUSER: users' descriptions via the meta group

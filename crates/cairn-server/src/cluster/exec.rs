@@ -112,6 +112,7 @@ pub(crate) async fn execute(
             (Some(c), AdminOp::Add(id, node)) => c.add_node(*id, node.clone()).await,
             (Some(c), AdminOp::Remove(id)) => c.remove_node(*id).await,
             (Some(c), AdminOp::Setting(k, v)) => c.set_setting(k, v).await,
+            (Some(c), AdminOp::Weight(id, w, zone)) => c.set_weight(*id, *w, zone.as_deref()).await,
             (Some(_), AdminOp::Rebalance | AdminOp::Users(..)) => Ok(()),
         };
         let mut w = ReplyWriter::new(out, proto);

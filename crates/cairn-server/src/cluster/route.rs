@@ -63,6 +63,33 @@ fn admin_op(argv: &[&[u8]]) -> Option<Result<AdminOp, String>> {
             crate::cmd::config::validate(&name, &value)?;
             Ok(AdminOp::Setting(name, value))
         })()),
+        "WEIGHT" => Some((|| {
+            if !(4..=5).contains(&argv.len()) {
+                return Err("ERR wrong number of arguments for 'cluster|weight' command".into());
+            }
+            let id = id()?;
+            let w = std::str::from_utf8(argv[3])
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .filter(|&w| w <= cairn_cluster::meta::MAX_WEIGHT)
+                .ok_or_else(|| {
+                    format!(
+                        "ERR weight must be an integer from 0 to {}",
+                        cairn_cluster::meta::MAX_WEIGHT
+                    )
+                })?;
+            let zone = match argv.get(4) {
+                Some(z) if z.is_empty() || z.len() > cairn_cluster::meta::MAX_ZONE_LEN => {
+                    return Err(format!(
+                        "ERR zone must be 1 to {} bytes",
+                        cairn_cluster::meta::MAX_ZONE_LEN
+                    ))
+                }
+                Some(z) => Some(String::from_utf8_lossy(z).into_owned()),
+                None => None,
+            };
+            Ok(AdminOp::Weight(id, w, zone))
+        })()),
         "REBALANCE" => Some(if argv.len() == 2 {
             Ok(AdminOp::Rebalance)
         } else {
