@@ -48,6 +48,7 @@ fn render(c: &Config) -> String {
         peer_port,
         cluster_peers,
         cluster_groups,
+        replication_factor,
         dir,
         durability,
         election_timeout_min,
@@ -112,6 +113,7 @@ fn render(c: &Config) -> String {
     s("cluster_peers", cluster_peers.clone());
     s("dir", dir.clone());
     s("durability", durability.clone());
+    s("replication_factor", replication_factor.clone());
     s("requirepass", requirepass.clone());
     s("aclfile", aclfile.clone());
     s("tls_cert_file", tls_cert_file.clone());
@@ -153,6 +155,12 @@ fn check_accepted(c: &Config) {
         let peers = parse_peers(&c.cluster_peers).expect("validated peers parse");
         assert!(peers.contains_key(&c.node_id), "node id not a member");
         assert!(c.cluster_groups.is_power_of_two());
+        assert!(
+            c.replication_factor == "all"
+                || c.replication_factor.parse::<usize>().is_ok_and(|n| (1..=64).contains(&n)),
+            "replication factor {:?}",
+            c.replication_factor
+        );
         assert!(c.election_timeout_min < c.election_timeout_max);
     }
     let settings = Settings::new(c);
