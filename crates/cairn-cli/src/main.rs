@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod dev;
+mod status;
 
-// mimalloc instead of glibc's malloc: see docs/design/allocator.md.
+// jemalloc instead of glibc's malloc: see docs/design/allocator.md.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -34,6 +35,16 @@ enum Cmd {
     /// The audit log: check its hash chain, show its end.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// A running cluster, as one of its nodes sees it.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Groups, leaders and the placement's progress (a bar and an ETA
+    /// with --watch), from the node's INFO cluster.
+    Status(status::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -195,6 +206,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Server(args) => server(*args),
         Cmd::Dev(args) => dev::run(args),
+        Cmd::Cluster(ClusterCmd::Status(args)) => status::run(args),
         Cmd::Audit(AuditCmd::Verify { file }) => match cairn_server::audit::verify(&file) {
             Ok(v) => {
                 println!(

@@ -3270,6 +3270,28 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    // `cairn cluster status` reads the same from INFO cluster.
+    let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
+    let out = Command::new(&bin)
+        .args([
+            "cluster",
+            "status",
+            "--port",
+            &c.ports[2].to_string(),
+            "--watch",
+        ])
+        .output()
+        .expect("cairn cluster status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("replication factor 3"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "[{}] 16/16 groups placed, settled",
+            "#".repeat(30)
+        )),
+        "{text}"
+    );
     let keys: Vec<String> = (0..300).map(|i| format!("shard-key-{i}")).collect();
     let mut c1 = Conn::open(c.ports[0]).unwrap();
     for k in &keys {

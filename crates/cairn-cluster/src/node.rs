@@ -100,6 +100,21 @@ impl ClusterConfig {
     }
 }
 
+/// [`Cluster::placement_progress`]'s answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacementProgress {
+    /// `None`: every group on every member.
+    pub replication_factor: Option<usize>,
+    pub groups: usize,
+    /// Groups whose voters are exactly their placement.
+    pub placed: usize,
+    /// The controller has a new placement to store (members, weights or
+    /// the replication factor changed a moment ago).
+    pub placing: bool,
+    /// Groups this node holds a replica of.
+    pub hosted: usize,
+}
+
 /// Why a request got no result.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
@@ -778,6 +793,33 @@ impl Cluster {
     /// be served from it).
     pub fn hosts(&self, group: u16) -> bool {
         self.inner.hosts(group)
+    }
+
+    /// How far the data groups are from the stored placement, as this node
+    /// sees them (its replicas, or leaders' hints for the others): groups
+    /// whose voters are their placement, of all; and whether the placement
+    /// controller still has a new placement to store.
+    pub fn placement_progress(&self) -> PlacementProgress {
+        let st = self.inner.meta.get();
+        let groups = self.inner.cfg.groups;
+        let done = (0..groups)
+            .filter(|&g| {
+                let voters: BTreeSet<u64> = self.inner.views[g as usize]
+                    .lock()
+                    .route_voters()
+                    .iter()
+                    .copied()
+                    .collect();
+                !voters.is_empty() && voters == st.target_voters(g, groups)
+            })
+            .count();
+        PlacementProgress {
+            replication_factor: st.replication_factor(),
+            groups: groups as usize,
+            placed: done,
+            placing: st.wanted_placement(groups).is_some(),
+            hosted: (0..groups).filter(|&g| self.inner.hosts(g)).count(),
+        }
     }
 
     /// The cluster's members: the meta group's voters, or the configured

@@ -174,9 +174,10 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
             Some(c) => {
                 let st = c.stats();
                 let topo = c.topology();
+                let pl = c.placement_progress();
                 let _ = write!(
                     o,
-                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\ncairn_groups_quiet:{}\r\ncairn_groups_quiesced_total:{}\r\ncairn_groups_woken_total:{}\r\ncairn_raft_messages_sent:{}\r\ncairn_requests_forwarded:{}\r\ncairn_moved_replies:{}\r\ncairn_peer_auth:{}\r\ncairn_peer_auth_failures:{}\r\n\r\n",
+                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\ncairn_groups_quiet:{}\r\ncairn_groups_quiesced_total:{}\r\ncairn_groups_woken_total:{}\r\ncairn_raft_messages_sent:{}\r\ncairn_requests_forwarded:{}\r\ncairn_moved_replies:{}\r\ncairn_peer_auth:{}\r\ncairn_peer_auth_failures:{}\r\ncairn_replication_factor:{}\r\ncairn_groups_hosted:{}\r\ncairn_placement_groups_placed:{}\r\ncairn_placement_groups_total:{}\r\ncairn_placement_settled:{}\r\n\r\n",
                     c.node_id(),
                     topo.len(),
                     topo.iter().filter(|g| g.is_leader).count(),
@@ -206,6 +207,12 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                         (false, false) => "none",
                     },
                     cairn_cluster::peer_auth_failures(),
+                    pl.replication_factor
+                        .map_or_else(|| "all".to_string(), |n| n.to_string()),
+                    pl.hosted,
+                    pl.placed,
+                    pl.groups,
+                    u8::from(!pl.placing && pl.placed == pl.groups),
                 );
             }
         }
