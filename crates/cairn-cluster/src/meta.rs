@@ -25,6 +25,7 @@
 //! | `META.AUDIT node boot batch fragment...` | append audit records to the cluster's chain |
 //! | `META.WEIGHT id weight [zone]` | member `id`'s placement weight (0 drains it) and zone |
 //! | `META.PLACE base-epoch replicas...` | store the placement (one `id,id,...` per data group), only if the state is still at `base-epoch` |
+//! | `META.DOWN id` / `META.UP id` | member `id` was not heard from for `replica-repair-timeout` (placed as weight 0) / is back |
 //!
 //! The audit chain ([`AuditChain`], docs/design/audit.md) lives beside
 //! [`MetaState`], not in it: it changes often and is not a setting, so it
@@ -55,6 +56,11 @@ pub const MAX_PLACED_GROUPS: usize = 16384;
 pub const MAX_ZONE_LEN: usize = 64;
 /// Heaviest placement weight.
 pub const MAX_WEIGHT: u32 = 1000;
+/// The setting: seconds a member may go unheard before the meta leader
+/// marks it down and its replicas are placed elsewhere (0: never).
+pub const REPAIR_TIMEOUT: &str = "replica-repair-timeout";
+/// Its default, in seconds.
+pub const REPAIR_TIMEOUT_DEFAULT: u64 = 30;
 /// Settings: at most this many, names and values at most this long (a
 /// hostile or buggy proposal cannot grow the meta state without bound).
 pub const MAX_SETTINGS: usize = 256;
@@ -83,6 +89,10 @@ pub struct MetaState {
     /// replicas, the preferred leader first. Empty: none stored yet, every
     /// group on every member.
     pub placement: Vec<Vec<u64>>,
+    /// Members the meta leader has not heard from for
+    /// `replica-repair-timeout`: placed as if of weight 0 until they are
+    /// back, so their groups get their replicas elsewhere.
+    pub down: std::collections::BTreeSet<u64>,
 }
 
 /// The state as snapshot versions 1 and 2 hold it.
@@ -153,6 +163,16 @@ impl MetaState {
             .filter(|id| self.members.contains_key(id))
     }
 
+    /// The `replica-repair-timeout` setting: `None` for 0 (never).
+    pub fn repair_timeout(&self) -> Option<std::time::Duration> {
+        let secs = self
+            .settings
+            .get(REPAIR_TIMEOUT)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(REPAIR_TIMEOUT_DEFAULT);
+        (secs > 0).then(|| std::time::Duration::from_secs(secs))
+    }
+
     /// The `replication-factor` setting: `None` for `all` (or unset, or
     /// unreadable), else the count.
     pub fn replication_factor(&self) -> Option<usize> {
@@ -162,12 +182,22 @@ impl MetaState {
             .filter(|&n| n > 0)
     }
 
-    /// The members as placement sees them (weights and zones).
+    /// The members as placement sees them (weights and zones; a member
+    /// that is down counts as weight 0 while enough others are up to hold
+    /// the replication factor).
     pub fn placement_members(&self) -> Vec<crate::placement::Member> {
+        let repair = self
+            .replication_factor()
+            .is_some_and(|rf| self.members.len().saturating_sub(self.down.len()) >= rf);
         self.members
             .keys()
             .map(|&id| {
                 let (weight, zone) = self.weights.get(&id).cloned().unwrap_or((1, None));
+                let weight = if repair && self.down.contains(&id) {
+                    0
+                } else {
+                    weight
+                };
                 crate::placement::Member { id, weight, zone }
             })
             .collect()
@@ -238,6 +268,23 @@ impl MetaState {
                 self.members.remove(&id);
                 self.joined.remove(&id);
                 self.weights.remove(&id);
+                self.down.remove(&id);
+            }
+            (b"META.DOWN", 2) => {
+                let id = id(1)?;
+                if !self.members.contains_key(&id) {
+                    return Err(format!("node {id} is not a member"));
+                }
+                if self.down.len() + 1 >= self.members.len() && !self.down.contains(&id) {
+                    return Err("at least one member stays up".into());
+                }
+                self.down.insert(id);
+            }
+            (b"META.UP", 2) => {
+                let id = id(1)?;
+                if !self.down.remove(&id) {
+                    return Err(format!("node {id} is not down"));
+                }
             }
             (b"META.WEIGHT", 3 | 4) => {
                 let id = id(1)?;
@@ -344,6 +391,7 @@ impl MetaState {
         if st.members.len() > MAX_MEMBERS
             || st.joined.len() > MAX_MEMBERS
             || st.weights.len() > MAX_MEMBERS
+            || st.down.len() > MAX_MEMBERS
             || st.placement.len() > MAX_PLACED_GROUPS
             || st.placement.iter().any(|r| r.len() > MAX_MEMBERS)
             || st.settings.len() > MAX_SETTINGS
@@ -931,5 +979,47 @@ mod tests {
         apply(&mut st, &["META.WEIGHT", "5", "0"]).unwrap();
         place(&mut st);
         assert!((0..64).all(|g| !st.placement(g).contains(&5)));
+    }
+
+    #[test]
+    fn down_members_are_placed_elsewhere_only_while_others_can_hold_the_factor() {
+        let mut st = MetaState::default();
+        for id in ["1", "2", "3", "4"] {
+            apply(&mut st, &["META.MEMBER", id, "h:1", "h:2"]).unwrap();
+        }
+        for argv in [
+            &["META.DOWN", "9"][..],
+            &["META.UP", "1"],
+            &["META.DOWN", "x"],
+        ] {
+            assert!(apply(&mut st, argv).is_err(), "{argv:?}");
+        }
+        apply(&mut st, &["META.DOWN", "4"]).unwrap();
+        let weight = |st: &MetaState, id: u64| {
+            st.placement_members()
+                .iter()
+                .find(|m| m.id == id)
+                .map(|m| m.weight)
+        };
+        // No replication factor: every group is on every member anyway.
+        assert_eq!(weight(&st, 4), Some(1));
+        apply(&mut st, &["META.SET", REPLICATION_FACTOR, "3"]).unwrap();
+        assert_eq!(weight(&st, 4), Some(0), "three others hold the factor");
+        apply(&mut st, &["META.DOWN", "3"]).unwrap();
+        assert_eq!(weight(&st, 4), Some(1), "two up cannot hold three replicas");
+        apply(&mut st, &["META.DOWN", "2"]).unwrap();
+        assert!(
+            apply(&mut st, &["META.DOWN", "1"]).is_err(),
+            "one member stays up"
+        );
+        apply(&mut st, &["META.UP", "2"]).unwrap();
+        apply(&mut st, &["META.FORGET", "3"]).unwrap();
+        assert_eq!(st.down.iter().copied().collect::<Vec<_>>(), vec![4]);
+        assert_eq!(
+            st.repair_timeout(),
+            Some(std::time::Duration::from_secs(30))
+        );
+        apply(&mut st, &["META.SET", REPAIR_TIMEOUT, "0"]).unwrap();
+        assert_eq!(st.repair_timeout(), None);
     }
 }

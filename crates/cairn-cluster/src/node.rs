@@ -1556,6 +1556,10 @@ async fn learn_addresses(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver
 async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
     let busy: Arc<Mutex<BTreeSet<u16>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(8));
+    // Since when this node leads the meta group (with an entry of its
+    // term applied): a member counts as down only after a whole repair
+    // timeout of leading without hearing from it.
+    let mut leading_since: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -1577,8 +1581,10 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
             continue;
         };
         if !(mv.role_leader && mv.applied_term == mv.term) {
+            leading_since = None;
             continue;
         }
+        let since = *leading_since.get_or_insert_with(std::time::Instant::now);
         if st.members.is_empty() {
             // A new cluster: its replication factor (first, so that the
             // members below are placed by it), and the meta group's
@@ -1608,6 +1614,44 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
                 }
             }
             continue;
+        }
+        // Repair (docs/design/sharding.md): with a replication factor set,
+        // a member not heard from for the repair timeout is marked down
+        // (placed as weight 0, so its replicas go elsewhere), and up again
+        // once heard; one change per tick, and never this node itself.
+        // (With `all` there is nowhere else to go: nothing is marked.)
+        if let Some(timeout) = st
+            .repair_timeout()
+            .filter(|_| st.replication_factor().is_some())
+        {
+            let now = (inner.now_us)();
+            let window = timeout.as_micros() as u64;
+            let change = st.members.keys().copied().find_map(|id| {
+                let alive = id == inner.id || inner.heard.alive(id, now, window);
+                match (alive, st.down.contains(&id)) {
+                    (false, false) if since.elapsed() >= timeout => {
+                        Some((b"META.DOWN".as_slice(), id))
+                    }
+                    (true, true) => Some((b"META.UP".as_slice(), id)),
+                    _ => None,
+                }
+            });
+            if let Some((cmd, id)) = change {
+                let id_s = id.to_string();
+                match inner.admin(meta_g, meta_cmd(&[cmd, id_s.as_bytes()])).await {
+                    Ok(()) => tracing::warn!(
+                        node = id,
+                        "{}",
+                        if cmd == b"META.DOWN" {
+                            "member not heard from for the repair timeout: placing its replicas elsewhere"
+                        } else {
+                            "member heard from again: placing replicas on it again"
+                        }
+                    ),
+                    Err(e) => tracing::debug!(error = %e, "marking a member down or up"),
+                }
+                continue;
+            }
         }
         // The placement controller (docs/design/sharding.md, step 1): a
         // change of members, weights or the replication factor is placed

@@ -824,3 +824,84 @@ fn unhosted_groups_route_by_the_leaders_hints() {
         }
     }
 }
+
+/// Repair (docs/design/sharding.md): with replication factor 3 on 4 nodes
+/// and `replica-repair-timeout` 2 s, a node that stops is marked down
+/// after the timeout and every group it held gets a replica on the other
+/// three; writes go on; when it comes back it is marked up and groups are
+/// placed on it again, caught up.
+#[test]
+fn a_lost_node_is_replaced_and_placed_again_when_back() {
+    let groups = 8;
+    let (rt, dirs, ports, mut nodes) = durable_nodes(4, groups);
+    wait_for("4 joined members", || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.meta().joined.len() == 4)
+    });
+    let n1 = nodes[0].as_ref().unwrap().cluster.clone();
+    rt.block_on(n1.set_setting("replica-repair-timeout", "2"))
+        .unwrap();
+    rt.block_on(n1.set_setting("replication-factor", "3"))
+        .unwrap();
+    let settled = |nodes: &[Option<Node>]| -> bool {
+        let st = n1.meta();
+        st.wanted_placement(groups).is_none()
+            && (0..groups).all(|g| {
+                let mut want = st.placement(g);
+                want.sort_unstable();
+                let leader = nodes.iter().flatten().find(|n| n.cluster.is_leader(g));
+                leader.is_some_and(|l| {
+                    let mut v: Vec<u64> = l.cluster.topology()[g as usize]
+                        .voters
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .collect();
+                    v.sort_unstable();
+                    want.len() == 3 && v == want
+                })
+            })
+    };
+    wait_for("the placement on 4 nodes", || settled(&nodes));
+    for g in 0..groups {
+        write(&rt, &nodes, g, &[b"INCR", b"n"]);
+    }
+    // Node 4 stops (n1 stays: it is the one asked).
+    nodes[3].take().unwrap().cluster.shutdown();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(n1.meta().down.contains(&4) && settled(&nodes)) {
+        assert!(Instant::now() < deadline, "groups never left node 4");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = n1.meta();
+    assert!((0..groups).all(|g| !st.placement(g).contains(&4)));
+    for g in 0..groups {
+        assert_eq!(write(&rt, &nodes, g, &[b"INCR", b"n"]), b":2\r\n");
+    }
+    // Back: marked up, placed on again, caught up.
+    nodes[3] = Some(start(4, &ports, groups, Some(dirs[3].path().into())));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(!n1.meta().down.contains(&4)
+        && (0..groups).any(|g| n1.meta().placement(g).contains(&4))
+        && settled(&nodes))
+    {
+        assert!(Instant::now() < deadline, "node 4 never placed on again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = n1.meta();
+    let n4 = nodes[3].as_ref().unwrap();
+    wait_for("node 4's groups caught up", || {
+        (0..groups).all(|g| {
+            let placed = st.placement(g).contains(&4);
+            n4.cluster.hosts(g) == placed
+                && (!placed
+                    || n4.host.state(g).get(b"n".as_slice()).map(Vec::as_slice) == Some(&b"2"[..]))
+        })
+    });
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+}

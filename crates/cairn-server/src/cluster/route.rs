@@ -18,6 +18,7 @@ pub(crate) const CLUSTER_SETTINGS: &[&str] = &[
     "maxmemory-samples",
     cairn_cluster::AUTO_REBALANCE,
     cairn_cluster::REPLICATION_FACTOR,
+    cairn_cluster::meta::REPAIR_TIMEOUT,
 ];
 
 /// Parses CLUSTER ADDNODE <id> <host:port[@peerport]> | DELNODE <id>.

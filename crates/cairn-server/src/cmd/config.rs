@@ -118,6 +118,7 @@ pub(crate) fn validate(name: &str, value: &str) -> Result<(), String> {
         "maxmemory-samples" => matches!(value.parse::<u64>(), Ok(1..=64)),
         cairn_cluster::AUTO_REBALANCE => matches!(value, "yes" | "no"),
         cairn_cluster::REPLICATION_FACTOR => replication_factor_ok(value),
+        cairn_cluster::meta::REPAIR_TIMEOUT => matches!(value.parse::<u64>(), Ok(0..=86_400)),
         _ => false,
     };
     if ok {
@@ -148,7 +149,9 @@ pub(crate) fn set(sh: &Shared, name: &str, value: &str) -> Result<(), String> {
         "maxmemory-samples" => s.samples.store(num(1, 64)? as u32, Relaxed),
         // Read from the meta state by the cluster's rebalancer.
         // Read by the cluster layer from the meta state itself.
-        cairn_cluster::AUTO_REBALANCE | cairn_cluster::REPLICATION_FACTOR => {}
+        cairn_cluster::AUTO_REBALANCE
+        | cairn_cluster::REPLICATION_FACTOR
+        | cairn_cluster::meta::REPAIR_TIMEOUT => {}
         "maxclients" => s.maxclients.store(num(1, 1_000_000)? as usize, Relaxed),
         "proto-max-bulk-len" => {
             let v = mem()?;
