@@ -3353,6 +3353,14 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
             &[b"CLUSTER", b"WEIGHT", b"5"],
             "ERR wrong number of arguments",
         ),
+        (
+            &[b"CLUSTER", b"SETTING", b"replica-repair-timeout", b"-1"],
+            "ERR Invalid argument",
+        ),
+        (
+            &[b"CLUSTER", b"SETTING", b"replication-factor", b"0"],
+            "ERR Invalid argument",
+        ),
     ] {
         match c3.cmd(argv).unwrap() {
             Reply::Error(e) => assert!(e.starts_with(want), "{argv:?}: {e}"),
