@@ -1783,13 +1783,8 @@ async fn auto_rebalance(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<
             return;
         };
         let now = std::time::Instant::now();
-        let off = inner
-            .meta
-            .get()
-            .settings
-            .get(AUTO_REBALANCE)
-            .is_some_and(|v| v == "no");
         let st = inner.meta.get();
+        let off = st.settings.get(AUTO_REBALANCE).is_some_and(|v| v == "no");
         let groups: Vec<(Vec<u64>, u64, Option<u64>)> = (0..inner.cfg.groups)
             .map(|g| {
                 let (voters, leader) = inner

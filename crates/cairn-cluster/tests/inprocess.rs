@@ -180,6 +180,29 @@ fn wait_converged(nodes: &[Option<Node>], groups: u16) {
     }
 }
 
+/// Stops every node still running.
+fn shutdown_all(nodes: &mut [Option<Node>]) {
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.cluster.shutdown();
+        }
+    }
+}
+
+/// Group `g`'s voters as its current leader sees them, sorted (empty
+/// while no node leads it).
+fn leader_voters(nodes: &[Option<Node>], g: u16) -> Vec<u64> {
+    let mut voters: Vec<u64> = nodes
+        .iter()
+        .flatten()
+        .map(|n| n.cluster.topology().swap_remove(g as usize))
+        .find(|t| t.is_leader)
+        .map(|t| t.voters.iter().map(|(id, _)| *id).collect())
+        .unwrap_or_default();
+    voters.sort_unstable();
+    voters
+}
+
 /// A runtime for the test's own calls and `n` durable nodes.
 fn durable_nodes(n: usize, groups: u16) -> Started {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -304,11 +327,7 @@ fn three_nodes_replicate_fail_over_and_recover_from_disk() {
         n.cluster.snapshot_all();
     }
     std::thread::sleep(Duration::from_millis(300));
-    for n in nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.cluster.shutdown();
-        }
-    }
+    shutdown_all(&mut nodes);
     let mut nodes: Vec<Option<Node>> = (1..=3)
         .map(|id| {
             Some(start(
@@ -324,11 +343,7 @@ fn three_nodes_replicate_fail_over_and_recover_from_disk() {
     let r = write(&rt, &nodes, 3, &[b"INCR", b"c3"]);
     assert_eq!(r, b":76\r\n");
     wait_converged(&nodes, groups);
-    for n in nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.cluster.shutdown();
-        }
-    }
+    shutdown_all(&mut nodes);
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -432,11 +447,7 @@ fn meta_group_tracks_members_settings_and_refuses_a_wiped_member() {
     wait_for("node 3 marked joined again", || {
         n1.meta().joined.contains(&3)
     });
-    for n in nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.cluster.shutdown();
-        }
-    }
+    shutdown_all(&mut nodes);
 }
 
 /// Followers apply a commit within a round of the leader's reply, so
@@ -594,11 +605,7 @@ fn three_loops_per_node_replicate_restart_and_quiesce() {
         write(&rt, &nodes, g, &[b"INCR", format!("c{g}").as_bytes()]);
     }
     wait_converged(&nodes, groups);
-    for n in nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.cluster.shutdown();
-        }
-    }
+    shutdown_all(&mut nodes);
     let nodes = boot(&dirs);
     for g in 0..groups {
         let r = write(&rt, &nodes, g, &[b"INCR", format!("c{g}").as_bytes()]);
@@ -637,18 +644,6 @@ fn the_replication_factor_places_and_reconciles_every_group() {
         write(&rt, &nodes, g, &[b"SET", b"k", format!("v{g}").as_bytes()]);
     }
     let n1 = nodes[0].as_ref().unwrap().cluster.clone();
-    let voters_of = |nodes: &[Option<Node>], g: u16| -> Vec<u64> {
-        // The group's own view, from a node that is still a voter of it.
-        let mut best: Vec<u64> = Vec::new();
-        for n in nodes.iter().flatten() {
-            let t = &n.cluster.topology()[g as usize];
-            if t.is_leader {
-                best = t.voters.iter().map(|(id, _)| *id).collect();
-            }
-        }
-        best.sort_unstable();
-        best
-    };
     rt.block_on(n1.set_setting("replication-factor", "2"))
         .unwrap();
     wait_for("every group on its two placed voters", || {
@@ -658,7 +653,7 @@ fn the_replication_factor_places_and_reconciles_every_group() {
             && (0..groups).all(|g| {
                 let mut want = st.placement(g);
                 want.sort_unstable();
-                want.len() == 2 && voters_of(&nodes, g) == want
+                want.len() == 2 && leader_voters(&nodes, g) == want
             })
     });
     let st = n1.meta();
@@ -715,7 +710,7 @@ fn the_replication_factor_places_and_reconciles_every_group() {
         .unwrap();
     wait_for("every group back on three voters", || {
         n1.meta().wanted_placement(groups).is_none()
-            && (0..groups).all(|g| voters_of(&nodes, g) == vec![1, 2, 3])
+            && (0..groups).all(|g| leader_voters(&nodes, g) == vec![1, 2, 3])
     });
     for g in 0..groups {
         write(&rt, &nodes, g, &[b"INCR", b"n"]);
@@ -729,11 +724,7 @@ fn the_replication_factor_places_and_reconciles_every_group() {
             );
         }
     }
-    for n in nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.cluster.shutdown();
-        }
-    }
+    shutdown_all(&mut nodes);
 }
 
 /// Sharding step 2 (docs/design/sharding.md): with 4 nodes and
@@ -818,11 +809,7 @@ fn unhosted_groups_route_by_the_leaders_hints() {
     let l = oc.leader(g).unwrap();
     let r = rt.block_on(oc.forward(&l, g, &[b"INCR".as_slice(), b"n"], true));
     assert_eq!(r.unwrap(), b":2\r\n");
-    for n in nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.cluster.shutdown();
-        }
-    }
+    shutdown_all(&mut nodes);
 }
 
 /// Repair (docs/design/sharding.md): with replication factor 3 on 4 nodes
@@ -851,16 +838,7 @@ fn a_lost_node_is_replaced_and_placed_again_when_back() {
             && (0..groups).all(|g| {
                 let mut want = st.placement(g);
                 want.sort_unstable();
-                let leader = nodes.iter().flatten().find(|n| n.cluster.is_leader(g));
-                leader.is_some_and(|l| {
-                    let mut v: Vec<u64> = l.cluster.topology()[g as usize]
-                        .voters
-                        .iter()
-                        .map(|(id, _)| *id)
-                        .collect();
-                    v.sort_unstable();
-                    want.len() == 3 && v == want
-                })
+                want.len() == 3 && leader_voters(nodes, g) == want
             })
     };
     wait_for("the placement on 4 nodes", || settled(&nodes));
@@ -899,9 +877,5 @@ fn a_lost_node_is_replaced_and_placed_again_when_back() {
                     || n4.host.state(g).get(b"n".as_slice()).map(Vec::as_slice) == Some(&b"2"[..]))
         })
     });
-    for n in nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.cluster.shutdown();
-        }
-    }
+    shutdown_all(&mut nodes);
 }
