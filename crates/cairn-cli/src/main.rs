@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod dev;
+mod rebalance;
 mod status;
 
 // jemalloc instead of glibc's malloc: see docs/design/allocator.md.
@@ -45,6 +46,9 @@ enum ClusterCmd {
     /// Groups, leaders and the placement's progress (a bar and an ETA
     /// with --watch), from the node's INFO cluster.
     Status(status::StatusArgs),
+    /// Pause, resume or throttle replica moves; where they stand (moves
+    /// left, bytes copied, the plan against the minimum, an ETA).
+    Rebalance(rebalance::RebalanceArgs),
 }
 
 #[derive(Subcommand)]
@@ -207,6 +211,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Server(args) => server(*args),
         Cmd::Dev(args) => dev::run(args),
         Cmd::Cluster(ClusterCmd::Status(args)) => status::run(args),
+        Cmd::Cluster(ClusterCmd::Rebalance(args)) => rebalance::run(args),
         Cmd::Audit(AuditCmd::Verify { file }) => match cairn_server::audit::verify(&file) {
             Ok(v) => {
                 println!(

@@ -34,8 +34,18 @@ pub struct StatusArgs {
 /// One RESP request on a fresh connection; the reply's text (bulk or
 /// verbatim string), or the error.
 fn ask(a: &StatusArgs, argv: &[&str]) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect((a.host.as_str(), a.port))
-        .with_context(|| format!("connecting to {}:{}", a.host, a.port))?;
+    ask_node(&a.host, a.port, a.password.as_deref(), argv)
+}
+
+/// [`ask`] for any node.
+pub(crate) fn ask_node(
+    host: &str,
+    port: u16,
+    password: Option<&str>,
+    argv: &[&str],
+) -> anyhow::Result<String> {
+    let mut s =
+        TcpStream::connect((host, port)).with_context(|| format!("connecting to {host}:{port}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut r = BufReader::new(s.try_clone()?);
     let mut send = |argv: &[&str]| -> anyhow::Result<String> {
@@ -61,28 +71,28 @@ fn ask(a: &StatusArgs, argv: &[&str]) -> anyhow::Result<String> {
             _ => anyhow::bail!("unexpected reply {line:?}"),
         }
     };
-    if let Some(p) = &a.password {
+    if let Some(p) = password {
         send(&["AUTH", p])?;
     }
     send(argv)
 }
 
 /// The `key:value` lines of an INFO reply.
-fn fields(info: &str) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn fields(info: &str) -> std::collections::BTreeMap<String, String> {
     info.lines()
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
 }
 
-fn num(f: &std::collections::BTreeMap<String, String>, k: &str) -> anyhow::Result<u64> {
+pub(crate) fn num(f: &std::collections::BTreeMap<String, String>, k: &str) -> anyhow::Result<u64> {
     f.get(k)
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("INFO cluster has no {k} (not a cluster node, or an older one)"))
 }
 
 /// `[#####.....]`, `width` wide.
-fn bar(done: u64, total: u64, width: usize) -> String {
+pub(crate) fn bar(done: u64, total: u64, width: usize) -> String {
     let filled = (done as usize * width)
         .checked_div(total as usize)
         .unwrap_or(width);

@@ -3367,11 +3367,62 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
             r => panic!("{argv:?}: {r:?}"),
         }
     }
+    // `cairn cluster rebalance`: bad values refused, nothing set; then
+    // paused, the drain below is stored but moves nothing until resumed.
+    let rebalance = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .args(["cluster", "rebalance", "--port", &c.ports[1].to_string()])
+            .args(args)
+            .output()
+            .expect("cairn cluster rebalance");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    for bad in [&["--throttle", "fast"][..], &["--max-moves", "0"]] {
+        let (ok, text) = rebalance(bad);
+        assert!(!ok && text.contains("Invalid argument"), "{bad:?}: {text}");
+    }
+    let (ok, text) = rebalance(&["--pause", "--throttle", "20mb", "--max-moves", "2"]);
+    assert!(ok, "{text}");
+    let (ok, text) = rebalance(&[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(
+            "rebalance PAUSED: up to 2 groups at a time, throttled to 20.0 MiB/s per node"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("left: 0 replicas to copy, 0 to remove"),
+        "{text}"
+    );
     assert_eq!(
         c3.cmd(&[b"CLUSTER", b"WEIGHT", b"5", b"0"]).unwrap(),
         Reply::Simple("OK".into())
     );
     let drained = c.ports[4] as i64;
+    std::thread::sleep(Duration::from_secs(3));
+    let map = slots_by_port(c.ports[0]).unwrap_or_default();
+    let on5 = map.iter().filter(|(_, ps)| ps.contains(&drained)).count();
+    assert!(on5 >= 9, "groups moved off node 5 while paused: {map:?}");
+    let (ok, text) = rebalance(&["--status"]);
+    assert!(ok, "{text}");
+    let left = text
+        .split_once("left: ")
+        .and_then(|(_, r)| r.split_once(" replicas to copy"))
+        .and_then(|(n, _)| n.parse::<usize>().ok());
+    assert!(
+        left.is_some_and(|n| n >= on5),
+        "{on5} groups on node 5 to copy elsewhere: {text}"
+    );
+    let (ok, text) = rebalance(&["--resume"]);
+    assert!(ok && text.contains("rebalance-paused set to no"), "{text}");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let map = slots_by_port(c.ports[0]).unwrap_or_default();
@@ -3396,6 +3447,24 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
             "{k} after the drain"
         );
     }
+    // The drain copied node 5's replicas, no more than the minimum.
+    let (ok, text) = rebalance(&["--watch", "--timeout", "60"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("settled: nothing left to move"), "{text}");
+    let plan = text
+        .lines()
+        .find_map(|l| l.split_once("): ")?.1.strip_suffix(')'))
+        .and_then(|p| {
+            let (copies, rest) = p.split_once(" replicas to copy, minimum ")?;
+            let minimum = rest.split_once(' ')?.0;
+            Some((
+                copies.parse::<usize>().ok()?,
+                minimum.parse::<usize>().ok()?,
+            ))
+        });
+    let (copies, minimum) = plan.unwrap_or_else(|| panic!("no plan line: {text}"));
+    assert_eq!(minimum, on5, "the minimum is node 5's replicas: {text}");
+    assert!(copies * 10 <= minimum * 11, "copies within 1.1x: {text}");
     c.kill(3);
     let mut c2 = Conn::open(c.ports[1]).unwrap();
     for k in keys.iter().step_by(5) {

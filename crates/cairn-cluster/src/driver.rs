@@ -1477,7 +1477,20 @@ impl Loop {
                 return Ok(());
             }
         }
-        let (id, cs) = (g.id, s.cs.clone());
+        // The tombstone's configuration never lists this node: told by a
+        // hint, its own (stale) configuration still does, and a tombstone
+        // that lists it would count as a hosted replica (served READONLY
+        // reads and routed by its own empty view instead of the leaders'
+        // hints) and be told to retire again at every hint.
+        let (id, mut cs) = (g.id, s.cs.clone());
+        for ids in [
+            &mut cs.voters,
+            &mut cs.learners,
+            &mut cs.voters_outgoing,
+            &mut cs.learners_next,
+        ] {
+            ids.retain(|&x| x != me);
+        }
         let hs = HardState {
             term: g.raw.raft.term,
             vote: g.raw.raft.vote,
@@ -1511,6 +1524,7 @@ impl Loop {
         rx.recv()
             .map_err(|_| std::io::Error::other("log writer stopped"))??;
         let mut st = GroupStorage::new(id, self.ctx.host.clone());
+        st.throttle = g.raw.store().throttle.clone();
         st.apply_snapshot(&meta);
         st.hs = hs;
         let mut rc = self.ctx.raft_cfg.clone();

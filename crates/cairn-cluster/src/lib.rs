@@ -23,6 +23,7 @@ pub mod placement;
 pub mod sim;
 pub mod snapfile;
 mod storage;
+mod throttle;
 pub mod types;
 pub mod wire;
 
@@ -32,8 +33,8 @@ pub use host::{BoxFuture, Forward, Host, Stamp};
 pub use meta::{MetaState, MAX_MEMBERS, REPLICATION_FACTOR};
 pub use net::PeerTls;
 pub use node::{
-    Cluster, ClusterConfig, ClusterError, ClusterStats, GroupStatus, PlacementProgress, SLOTS,
-    WIPED_MEMBER_ERROR,
+    Cluster, ClusterConfig, ClusterError, ClusterStats, GroupStatus, PlacementProgress, PlanReport,
+    SLOTS, WIPED_MEMBER_ERROR,
 };
 pub use types::{decode_argvs, encode_argv, NodeInfo};
 

@@ -61,6 +61,37 @@ pub const MAX_WEIGHT: u32 = 1000;
 pub const REPAIR_TIMEOUT: &str = "replica-repair-timeout";
 /// Its default, in seconds.
 pub const REPAIR_TIMEOUT_DEFAULT: u64 = 30;
+/// The setting: `yes` holds back new replica moves (membership changes
+/// towards the stored placement, and leadership moves); moves under way
+/// finish. `no` (the default) resumes.
+pub const REBALANCE_PAUSED: &str = "rebalance-paused";
+/// The setting: bytes per second of data-group snapshots each node sends
+/// (Redis memory units: `10mb`), `0` (the default) for no limit.
+pub const REBALANCE_THROTTLE: &str = "rebalance-throttle";
+/// The setting: groups changing membership at once, 1 to 64 (default 8).
+pub const REBALANCE_MAX_MOVES: &str = "rebalance-max-moves";
+pub const REBALANCE_MAX_MOVES_DEFAULT: usize = 8;
+
+/// A byte count in Redis' memory units (`100`, `10k` = 10,000, `10kb` =
+/// 10,240, `m`/`mb`, `g`/`gb`), as `CONFIG SET maxmemory` reads it.
+pub fn parse_bytes(v: &str) -> Option<u64> {
+    let l = v.trim().to_ascii_lowercase();
+    let split = l.find(|c: char| !c.is_ascii_digit()).unwrap_or(l.len());
+    let (digits, unit) = l.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
 /// Settings: at most this many, names and values at most this long (a
 /// hostile or buggy proposal cannot grow the meta state without bound).
 pub const MAX_SETTINGS: usize = 256;
@@ -171,6 +202,30 @@ impl MetaState {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(REPAIR_TIMEOUT_DEFAULT);
         (secs > 0).then(|| std::time::Duration::from_secs(secs))
+    }
+
+    /// The `rebalance-paused` setting.
+    pub fn rebalance_paused(&self) -> bool {
+        self.settings
+            .get(REBALANCE_PAUSED)
+            .is_some_and(|v| v == "yes")
+    }
+
+    /// The `rebalance-throttle` setting in bytes/s (0: none).
+    pub fn rebalance_throttle(&self) -> u64 {
+        self.settings
+            .get(REBALANCE_THROTTLE)
+            .and_then(|v| parse_bytes(v))
+            .unwrap_or(0)
+    }
+
+    /// The `rebalance-max-moves` setting.
+    pub fn rebalance_max_moves(&self) -> usize {
+        self.settings
+            .get(REBALANCE_MAX_MOVES)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| (1..=64).contains(n))
+            .unwrap_or(REBALANCE_MAX_MOVES_DEFAULT)
     }
 
     /// The `replication-factor` setting: `None` for `all` (or unset, or
@@ -688,6 +743,37 @@ impl Host for HostMux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_read_redis_memory_units() {
+        assert_eq!(parse_bytes("0"), Some(0));
+        assert_eq!(parse_bytes("1500"), Some(1500));
+        assert_eq!(parse_bytes("10k"), Some(10_000));
+        assert_eq!(parse_bytes("10KB"), Some(10_240));
+        assert_eq!(parse_bytes("2mb"), Some(2 << 20));
+        assert_eq!(parse_bytes("1g"), Some(1_000_000_000));
+        for bad in ["", "-1", "1.5mb", "10 tb", "mb", "99999999999999999999gb"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rebalance_settings_have_defaults_and_ignore_garbage() {
+        let mut st = MetaState::default();
+        assert!(!st.rebalance_paused());
+        assert_eq!(st.rebalance_throttle(), 0);
+        assert_eq!(st.rebalance_max_moves(), REBALANCE_MAX_MOVES_DEFAULT);
+        apply(&mut st, &["META.SET", REBALANCE_PAUSED, "yes"]).unwrap();
+        apply(&mut st, &["META.SET", REBALANCE_THROTTLE, "4mb"]).unwrap();
+        apply(&mut st, &["META.SET", REBALANCE_MAX_MOVES, "2"]).unwrap();
+        assert!(st.rebalance_paused());
+        assert_eq!(st.rebalance_throttle(), 4 << 20);
+        assert_eq!(st.rebalance_max_moves(), 2);
+        apply(&mut st, &["META.SET", REBALANCE_MAX_MOVES, "0"]).unwrap();
+        apply(&mut st, &["META.SET", REBALANCE_THROTTLE, "fast"]).unwrap();
+        assert_eq!(st.rebalance_max_moves(), REBALANCE_MAX_MOVES_DEFAULT);
+        assert_eq!(st.rebalance_throttle(), 0);
+    }
 
     #[test]
     fn meta_outcomes_are_not_resp_and_round_trip() {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use raft::RawNode;
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{oneshot, watch};
 
 use crate::driver::{Ctx, EngineStats, GroupCore, GroupHint, GroupView, Input, Loop};
 use crate::forward::{self, Forwarder};
@@ -28,6 +28,7 @@ use crate::meta::{HostMux, Meta, MetaState};
 use crate::net::{self, PeerNet, K_ADMIN, K_FORWARD};
 use crate::snapfile::{self, SnapshotMeta};
 use crate::storage::{decode_entry, decode_hard_state, GroupStorage, INIT_INDEX, INIT_TERM};
+use crate::throttle::SnapThrottle;
 use crate::types::{decode_argvs, encode_argv, NodeInfo};
 use crate::wire;
 
@@ -113,6 +114,58 @@ pub struct PlacementProgress {
     pub placing: bool,
     /// Groups this node holds a replica of.
     pub hosted: usize,
+    /// Membership changes left to reach the placement (replicas to add,
+    /// to remove), summed over the data groups as this node sees them.
+    pub adds_left: usize,
+    pub removes_left: usize,
+    /// The rebalance settings in force (`rebalance-paused`,
+    /// `rebalance-throttle` in bytes/s, `rebalance-max-moves`).
+    pub paused: bool,
+    pub throttle: u64,
+    pub max_moves: usize,
+    /// Data-group snapshots this node has built for peers (replicas it
+    /// copied as a group's leader), their bytes, and how often the
+    /// throttle put one off.
+    pub snapshots_sent: u64,
+    pub snapshot_bytes_sent: u64,
+    pub snapshots_deferred: u64,
+    /// The last placement this node stored as the meta leader.
+    pub plan: Option<PlanReport>,
+}
+
+/// A stored placement's cost: the replicas it copies from the placement
+/// before it, against [`crate::placement::minimum_moves`] (the least any
+/// placement within the load bound could copy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanReport {
+    /// The meta epoch the placement was stored at.
+    pub epoch: u64,
+    pub copies: usize,
+    pub minimum: Option<usize>,
+}
+
+fn plan_report(st: &MetaState, groups: u16, want: Vec<Vec<u64>>) -> PlanReport {
+    use crate::placement::{minimum_moves, moves, Placement};
+    let from = if st.placement.len() == groups as usize {
+        Placement {
+            groups: st.placement.clone(),
+        }
+    } else {
+        Placement {
+            groups: vec![st.members.keys().copied().collect(); groups as usize],
+        }
+    };
+    let rf = st.replication_factor().unwrap_or(st.members.len());
+    let minimum = minimum_moves(&from, &st.placement_members(), groups, rf).ok();
+    let copies = moves(&from, &Placement { groups: want })
+        .iter()
+        .filter(|m| m.add.is_some())
+        .count();
+    PlanReport {
+        epoch: st.epoch + 1,
+        copies,
+        minimum,
+    }
 }
 
 /// Why a request got no result.
@@ -242,6 +295,13 @@ struct Inner {
     lease_us: u64,
     /// Frames heard from each peer.
     heard: Arc<crate::driver::Liveness>,
+    /// The rebalance throttle over the data groups' snapshots this node
+    /// sends (`rebalance-throttle`), and their count.
+    snap_throttle: Arc<SnapThrottle>,
+    /// The last placement this node stored as the meta leader.
+    last_plan: Mutex<Option<PlanReport>>,
+    /// This process started on stored Raft state (not a new node).
+    had_state: bool,
 }
 
 #[derive(Clone)]
@@ -452,10 +512,15 @@ impl Cluster {
         });
         let snap_dir = cfg.dir.as_ref().map(|d| d.join("snapshots"));
         let mut storages = Vec::with_capacity(cfg.groups as usize + 1);
+        let snap_throttle: Arc<SnapThrottle> = Arc::default();
         for g in 0..=cfg.groups {
             let rec = recovered.groups.remove(&g).unwrap_or_default();
             let path = snap_dir.as_ref().map(|d| d.join(format!("g{g}.snap")));
-            storages.push(recover_group(g, &host, path.as_deref(), rec)?);
+            let mut s = recover_group(g, &host, path.as_deref(), rec)?;
+            if g < cfg.groups {
+                s.0.throttle = Some(snap_throttle.clone());
+            }
+            storages.push(s);
         }
         let all_fresh = storages.iter().all(|s| s.2);
         let probe = all_fresh && cfg.members.len() > 1;
@@ -497,6 +562,9 @@ impl Cluster {
                 Duration::from_millis((cfg.heartbeat_ms / 2).max(1)),
             ),
             heard: Arc::default(),
+            snap_throttle,
+            last_plan: Mutex::new(None),
+            had_state: !all_fresh,
         });
         // Inbound Raft messages: decoded on the connection's task, routed
         // to the loops of their groups.
@@ -558,14 +626,30 @@ impl Cluster {
                     "the cluster exists and this node is not a member: waiting to be added"
                 );
                 joining = true;
-            } else if p.joined {
-                tracing::info!("volatile member restarted empty: catching up from the leaders");
+            } else if p.initialized {
+                // Listed: an added node whose CLUSTER ADDNODE committed
+                // before it asked, an initial member that starts after
+                // the others formed the cluster, or a volatile member
+                // restarted empty. Bootstrapping here would give groups
+                // this node's own idea of their first voters (its peer
+                // list), not the placement's: it waits for the leaders'
+                // snapshots instead.
+                tracing::info!(
+                    joined = p.joined,
+                    "the cluster exists and lists this node: catching up from the leaders"
+                );
                 joining = true;
             }
         }
         // Bootstrap: every initial member starts each fresh group from
         // the same initial snapshot (the members as voters); the group's
-        // preferred member (g mod n) campaigns at once.
+        // preferred member (g mod n) campaigns at once. Only a node with
+        // no stored state at all bootstraps: one that has some groups
+        // (added to a cluster with a replication factor, then restarted
+        // before any replica of the others was placed on it) leaves the
+        // rest empty, for a leader's snapshot if one is ever placed here;
+        // starting them from its own peer list as voters would give them a
+        // first configuration no other member has.
         let ids: Vec<u64> = cfg.members.keys().copied().collect();
         let my_pos = ids.iter().position(|&i| i == cfg.node_id).unwrap_or(0);
         let logger = slog::Logger::root(slog::Discard, slog::o!());
@@ -573,7 +657,7 @@ impl Cluster {
         for (g, (mut st, mut snap_index, fresh)) in storages.into_iter().enumerate() {
             let g = g as u16;
             let mut campaign = false;
-            if fresh && !joining {
+            if fresh && all_fresh && !joining {
                 let meta = SnapshotMeta {
                     index: INIT_INDEX,
                     term: INIT_TERM,
@@ -802,23 +886,40 @@ impl Cluster {
     pub fn placement_progress(&self) -> PlacementProgress {
         let st = self.inner.meta.get();
         let groups = self.inner.cfg.groups;
-        let done = (0..groups)
-            .filter(|&g| {
-                let voters: BTreeSet<u64> = self.inner.views[g as usize]
-                    .lock()
-                    .route_voters()
-                    .iter()
-                    .copied()
-                    .collect();
-                !voters.is_empty() && voters == st.target_voters(g, groups)
-            })
-            .count();
+        let (mut done, mut adds_left, mut removes_left) = (0, 0, 0);
+        for g in 0..groups {
+            let (voters, learners): (BTreeSet<u64>, Vec<u64>) = {
+                let v = self.inner.views[g as usize].lock();
+                (
+                    v.route_voters().iter().copied().collect(),
+                    v.route_learners().to_vec(),
+                )
+            };
+            if voters.is_empty() {
+                continue;
+            }
+            let target = st.target_voters(g, groups);
+            done += usize::from(voters == target);
+            adds_left += target.difference(&voters).count();
+            removes_left += voters.difference(&target).count()
+                + learners.iter().filter(|id| !target.contains(id)).count();
+        }
+        let t = &self.inner.snap_throttle;
         PlacementProgress {
             replication_factor: st.replication_factor(),
             groups: groups as usize,
             placed: done,
             placing: st.wanted_placement(groups).is_some(),
             hosted: (0..groups).filter(|&g| self.inner.hosts(g)).count(),
+            adds_left,
+            removes_left,
+            paused: st.rebalance_paused(),
+            throttle: st.rebalance_throttle(),
+            max_moves: st.rebalance_max_moves(),
+            snapshots_sent: t.sent.load(Relaxed),
+            snapshot_bytes_sent: t.bytes.load(Relaxed),
+            snapshots_deferred: t.deferred.load(Relaxed),
+            plan: self.inner.last_plan.lock().clone(),
         }
     }
 
@@ -1208,7 +1309,10 @@ impl Inner {
     fn probe_answer(&self, id: u64) -> Probe {
         let st = self.meta.get();
         Probe {
-            initialized: !st.members.is_empty(),
+            // A node that started on stored Raft state belongs to a
+            // cluster that exists, even before it has applied its meta
+            // log again after a restart.
+            initialized: !st.members.is_empty() || self.had_state,
             listed: st.members.contains_key(&id),
             joined: st.joined.contains(&id),
         }
@@ -1555,7 +1659,6 @@ async fn learn_addresses(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver
 /// that this node has stored Raft state (`META.JOINED`).
 async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>) {
     let busy: Arc<Mutex<BTreeSet<u16>>> = Arc::default();
-    let slots = Arc::new(Semaphore::new(8));
     // Since when this node leads the meta group (with an entry of its
     // term applied): a member counts as down only after a whole repair
     // timeout of leading without hearing from it.
@@ -1570,6 +1673,7 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
         };
         let meta_g = inner.cfg.groups;
         let st = inner.meta.get();
+        inner.snap_throttle.set_rate(st.rebalance_throttle());
         if st.members.contains_key(&inner.id) && !st.joined.contains(&inner.id) {
             let op = meta_cmd(&[b"META.JOINED".as_slice(), inner.id.to_string().as_bytes()]);
             let i2 = inner.clone();
@@ -1670,12 +1774,27 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
             }));
             let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
             match inner.admin(meta_g, meta_cmd(&refs)).await {
-                Ok(()) => tracing::info!(epoch = st.epoch, "stored a new placement"),
+                Ok(()) => {
+                    let plan = plan_report(&st, meta_g, want);
+                    tracing::info!(
+                        epoch = st.epoch,
+                        copies = plan.copies,
+                        minimum = ?plan.minimum,
+                        "stored a new placement"
+                    );
+                    *inner.last_plan.lock() = Some(plan);
+                }
                 Err(e) => tracing::debug!(error = %e, "storing the placement"),
             }
             continue;
         }
+        let (paused, max_moves) = (st.rebalance_paused(), st.rebalance_max_moves());
         for g in 0..=meta_g {
+            // Pausing holds back the data groups' moves; the meta group
+            // (membership itself) is always reconciled.
+            if g < meta_g && paused {
+                continue;
+            }
             let Some(v) = inner.view(g) else {
                 continue;
             };
@@ -1695,13 +1814,15 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
             } else {
                 continue;
             };
-            if !busy.lock().insert(g) {
-                continue;
+            {
+                let mut b = busy.lock();
+                if g < meta_g && b.iter().filter(|&&x| x < meta_g).count() >= max_moves {
+                    continue;
+                }
+                if !b.insert(g) {
+                    continue;
+                }
             }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                busy.lock().remove(&g);
-                break;
-            };
             let (i2, busy2) = (inner.clone(), busy.clone());
             inner.handle.spawn(async move {
                 tracing::info!(group = g, ?op, "reconciling membership with the meta group");
@@ -1709,7 +1830,6 @@ async fn reconcile(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<bool>
                     tracing::warn!(group = g, error = %e, "membership change failed; will retry");
                 }
                 busy2.lock().remove(&g);
-                drop(permit);
             });
         }
     }
@@ -1784,7 +1904,8 @@ async fn auto_rebalance(weak: std::sync::Weak<Inner>, mut stop: watch::Receiver<
         };
         let now = std::time::Instant::now();
         let st = inner.meta.get();
-        let off = st.settings.get(AUTO_REBALANCE).is_some_and(|v| v == "no");
+        let off =
+            st.settings.get(AUTO_REBALANCE).is_some_and(|v| v == "no") || st.rebalance_paused();
         let groups: Vec<(Vec<u64>, u64, Option<u64>)> = (0..inner.cfg.groups)
             .map(|g| {
                 let (voters, leader) = inner

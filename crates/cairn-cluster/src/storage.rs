@@ -15,6 +15,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::host::Host;
+use crate::throttle::SnapThrottle;
 
 /// Where a new group's log starts (TiKV's RAFT_INIT_LOG_INDEX/TERM): the
 /// initial conf state is an "initial snapshot" at this index, so a node
@@ -40,6 +41,9 @@ pub(crate) struct GroupStorage {
     /// Leader time of the last entry applied (apply's clamp: time never
     /// runs backwards in a group); travels with snapshots.
     pub applied_ts: u64,
+    /// The node's rebalance throttle (data groups only): snapshots for
+    /// peers wait while it is in debt, and are charged to it.
+    pub throttle: Option<Arc<SnapThrottle>>,
 }
 
 impl GroupStorage {
@@ -53,6 +57,7 @@ impl GroupStorage {
             entries: Vec::new(),
             applied: 0,
             applied_ts: 0,
+            throttle: None,
         }
     }
 
@@ -186,8 +191,17 @@ impl raft::Storage for GroupStorage {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
+        if self.throttle.as_ref().is_some_and(|t| !t.admit()) {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let data = crate::snapfile::payload(self.applied_ts, &self.host.snapshot(self.group));
+        if let Some(t) = &self.throttle {
+            t.charge(data.len() as u64);
+        }
         Ok(Snapshot {
-            data: crate::snapfile::payload(self.applied_ts, &self.host.snapshot(self.group)),
+            data,
             metadata: Some(self.snapshot_meta()),
         })
     }

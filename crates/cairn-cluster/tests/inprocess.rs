@@ -879,3 +879,116 @@ fn a_lost_node_is_replaced_and_placed_again_when_back() {
     });
     shutdown_all(&mut nodes);
 }
+
+/// Sharding step 4's controls (docs/design/sharding.md): with
+/// `rebalance-paused` a new placement is stored but no replica moves;
+/// with `rebalance-throttle` the leaders put snapshots off while their
+/// bucket is in debt; resumed, every group reaches its placement, the
+/// copies are counted (snapshots and bytes), and the stored plan's copies
+/// equal the minimum.
+#[test]
+fn rebalance_pauses_resumes_and_throttles_snapshots() {
+    let groups = 8;
+    let (rt, _dirs, _ports, mut nodes) = three_durable_nodes(groups);
+    wait_for("3 joined members", || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.meta().joined.len() == 3)
+    });
+    // About 1 MiB per group, so that a snapshot is worth throttling.
+    let value = vec![b'x'; 16 << 10];
+    for g in 0..groups {
+        for k in 0..64 {
+            write(
+                &rt,
+                &nodes,
+                g,
+                &[b"SET", format!("k{k}").as_bytes(), &value],
+            );
+        }
+    }
+    let n1 = nodes[0].as_ref().unwrap().cluster.clone();
+    rt.block_on(n1.set_setting("replication-factor", "2"))
+        .unwrap();
+    wait_for("every group on two voters", || {
+        let st = n1.meta();
+        st.wanted_placement(groups).is_none()
+            && st.placement.len() == groups as usize
+            && (0..groups).all(|g| leader_voters(&nodes, g).len() == 2)
+    });
+    let sent = |nodes: &[Option<Node>]| -> (u64, u64, u64) {
+        nodes.iter().flatten().fold((0, 0, 0), |acc, n| {
+            let p = n.cluster.placement_progress();
+            (
+                acc.0 + p.snapshots_sent,
+                acc.1 + p.snapshot_bytes_sent,
+                acc.2 + p.snapshots_deferred,
+            )
+        })
+    };
+    let before = sent(&nodes);
+
+    rt.block_on(n1.set_setting("rebalance-paused", "yes"))
+        .unwrap();
+    rt.block_on(n1.set_setting("rebalance-throttle", "1mb"))
+        .unwrap();
+    rt.block_on(n1.set_setting("replication-factor", "3"))
+        .unwrap();
+    wait_for("the new placement stored", || {
+        let st = n1.meta();
+        st.wanted_placement(groups).is_none() && (0..groups).all(|g| st.placement(g).len() == 3)
+    });
+    // Paused: several reconcile rounds go by and nothing moves.
+    std::thread::sleep(Duration::from_secs(3));
+    for g in 0..groups {
+        assert_eq!(
+            leader_voters(&nodes, g).len(),
+            2,
+            "group {g} moved while paused"
+        );
+    }
+    let p = n1.placement_progress();
+    assert!(p.paused);
+    assert_eq!(p.throttle, 1 << 20);
+    assert_eq!((p.adds_left, p.removes_left), (groups as usize, 0));
+    assert_eq!(p.placed, 0);
+    assert_eq!(sent(&nodes).0, before.0, "no snapshot sent while paused");
+
+    rt.block_on(n1.set_setting("rebalance-paused", "no"))
+        .unwrap();
+    wait_for("every group on its three placed voters", || {
+        (0..groups).all(|g| leader_voters(&nodes, g) == vec![1, 2, 3])
+    });
+    let after = sent(&nodes);
+    assert!(
+        after.0 - before.0 >= groups as u64,
+        "a snapshot per copied replica: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.1 - before.1 >= groups as u64 * 64 * (16 << 10),
+        "the snapshots' bytes: {before:?} -> {after:?}"
+    );
+    // ~8 MiB from three leaders' 1 MiB buckets at 1 MiB/s: some wait.
+    assert!(after.2 > before.2, "the throttle put some off: {after:?}");
+    let plan = nodes
+        .iter()
+        .flatten()
+        .filter_map(|n| n.cluster.placement_progress().plan)
+        .max_by_key(|p| p.epoch)
+        .expect("the meta leader reports its plan");
+    assert_eq!(
+        (plan.copies, plan.minimum),
+        (groups as usize, Some(groups as usize))
+    );
+    let p = n1.placement_progress();
+    assert_eq!(
+        (p.adds_left, p.removes_left, p.placed),
+        (0, 0, groups as usize)
+    );
+    for g in 0..groups {
+        write(&rt, &nodes, g, &[b"INCR", b"n"]);
+    }
+    wait_converged(&nodes, groups);
+    shutdown_all(&mut nodes);
+}

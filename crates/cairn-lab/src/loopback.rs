@@ -67,6 +67,11 @@ pub struct LoopbackCluster {
     peers: String,
     root: PathBuf,
     extra_args: Vec<String>,
+    /// `--cluster-groups`.
+    groups: u16,
+    /// Which nodes are members (started at formation, or joined and not
+    /// removed since).
+    members: Vec<bool>,
     proxy: Option<(
         tokio::sync::oneshot::Sender<()>,
         std::thread::JoinHandle<()>,
@@ -83,10 +88,26 @@ fn free_port(ip: Ipv4Addr) -> Result<u16, LabError> {
 impl LoopbackCluster {
     /// Starts `n` (1..=9) durable nodes of `bin` (a cairn binary) with
     /// `extra_args` (e.g. Raft timings), and the proxy; waits until every
-    /// node says `cluster_state:ok` (60 s at most).
+    /// node says `cluster_state:ok` (60 s at most). 8 groups.
     pub fn start(bin: &Path, n: usize, extra_args: &[&str]) -> Result<LoopbackCluster, LabError> {
-        if n == 0 || n > 9 {
-            return Err(LabError::Invalid(format!("{n} nodes: 1 to 9")));
+        LoopbackCluster::start_members(bin, n, n, 8, extra_args)
+    }
+
+    /// Like [`LoopbackCluster::start`] with `groups` data groups, where
+    /// only the first `members` of the `n` nodes form the cluster and are
+    /// started; the others get addresses, a proxy and a data directory and
+    /// wait for [`LoopbackCluster::join`].
+    pub fn start_members(
+        bin: &Path,
+        n: usize,
+        members: usize,
+        groups: u16,
+        extra_args: &[&str],
+    ) -> Result<LoopbackCluster, LabError> {
+        if n == 0 || n > 9 || members == 0 || members > n {
+            return Err(LabError::Invalid(format!(
+                "{n} nodes (1 to 9), {members} members (1 to {n})"
+            )));
         }
         let root = std::env::temp_dir().join(format!(
             "cairn-loopback-{}-{:08x}",
@@ -109,6 +130,7 @@ impl LoopbackCluster {
         }
         let peers = nodes
             .iter()
+            .take(members)
             .enumerate()
             .map(|(i, nd)| format!("{}={}:{}@{}", i + 1, nd.ip, nd.resp, nd.peer_proxy))
             .collect::<Vec<_>>()
@@ -172,8 +194,10 @@ impl LoopbackCluster {
             root,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             proxy: Some((stop, proxy_thread)),
+            groups,
+            members: (0..n).map(|i| i < members).collect(),
         };
-        for i in 0..n {
+        for i in 0..members {
             c.restart(i)?;
         }
         c.wait_ok(Duration::from_secs(60))?;
@@ -193,18 +217,72 @@ impl LoopbackCluster {
             .collect()
     }
 
+    /// Whether node `i` is a member (formed the cluster, or joined and
+    /// was not removed since).
+    pub fn is_member(&self, i: usize) -> bool {
+        self.members.get(i).copied().unwrap_or(false)
+    }
+
+    /// What `CLUSTER ADDNODE` takes for node `i`: `IP:RESP@PEER` (the
+    /// peer port the others dial, the proxy's).
+    pub fn node_spec(&self, i: usize) -> Result<String, LabError> {
+        let nd = self.nodes.get(i).ok_or(LabError::NoSuchHost(i))?;
+        Ok(format!("{}:{}@{}", nd.ip, nd.resp, nd.peer_proxy))
+    }
+
+    /// Starts node `i` (not a member yet) on an empty data directory,
+    /// knowing the members: it waits to be added (`CLUSTER ADDNODE`, which
+    /// the caller sends, as an operator would). It counts as a member from
+    /// now on.
+    pub fn join(&mut self, i: usize) -> Result<(), LabError> {
+        if self.is_member(i) {
+            return Err(LabError::Invalid(format!("n{} is already a member", i + 1)));
+        }
+        self.members[i] = true;
+        self.restart(i)
+    }
+
+    /// Kills node `i` for good, after the caller removed it (`CLUSTER
+    /// DELNODE`): it no longer counts as a member.
+    pub fn retire(&mut self, i: usize) -> Result<(), LabError> {
+        self.kill(i)?;
+        if let Some(m) = self.members.get_mut(i) {
+            *m = false;
+        }
+        Ok(())
+    }
+
     /// (Re)starts node `i` on its data directory.
     pub fn restart(&mut self, i: usize) -> Result<(), LabError> {
         self.kill(i)?;
         let nd = &self.nodes[i];
-        let log = std::fs::File::create(&nd.log).map_err(|e| LabError::Invalid(e.to_string()))?;
+        // A node outside the initial members lists itself too (it asks the
+        // members whether the cluster exists, finds it does not list it,
+        // and waits to be added).
+        let mut peers = self.peers.clone();
+        let me = format!("{}=", i + 1);
+        if !peers.split(',').any(|p| p.starts_with(&me)) {
+            peers.push_str(&format!(
+                ",{}={}:{}@{}",
+                i + 1,
+                nd.ip,
+                nd.resp,
+                nd.peer_proxy
+            ));
+        }
+        // Appended to: a restarted node's log follows its earlier runs'.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&nd.log)
+            .map_err(|e| LabError::Invalid(e.to_string()))?;
         let child = Command::new(&self.bin)
             .args(["server", "--threads", "1", "--bind", &nd.ip.to_string()])
             .args(["--port", &nd.resp.to_string()])
             .args(["--peer-port", &nd.peer_real.to_string()])
             .args(["--node-id", &(i + 1).to_string()])
-            .args(["--cluster-peers", &self.peers])
-            .args(["--cluster-groups", "8"])
+            .args(["--cluster-peers", &peers])
+            .args(["--cluster-groups", &self.groups.to_string()])
             .args(["--dir", &nd.dir.to_string_lossy()])
             .args(&self.extra_args)
             .stdout(Stdio::null())
@@ -357,7 +435,12 @@ impl Drop for LoopbackCluster {
             let _ = stop.send(());
             let _ = thread.join();
         }
-        let _ = std::fs::remove_dir_all(&self.root);
+        // A failing test keeps the nodes' logs and data to look at.
+        if std::thread::panicking() || std::env::var_os("CAIRN_LAB_KEEP").is_some() {
+            eprintln!("loopback cluster kept in {}", self.root.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
     }
 }
 

@@ -19,6 +19,9 @@ pub(crate) const CLUSTER_SETTINGS: &[&str] = &[
     cairn_cluster::AUTO_REBALANCE,
     cairn_cluster::REPLICATION_FACTOR,
     cairn_cluster::meta::REPAIR_TIMEOUT,
+    cairn_cluster::meta::REBALANCE_PAUSED,
+    cairn_cluster::meta::REBALANCE_THROTTLE,
+    cairn_cluster::meta::REBALANCE_MAX_MOVES,
 ];
 
 /// Parses CLUSTER ADDNODE <id> <host:port[@peerport]> | DELNODE <id>.

@@ -22,10 +22,10 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
                 "INFO", "    Return information about the cluster.",
                 "KEYSLOT <key>", "    Return the hash slot for <key>.",
                 "MYID", "    Return the node id.",
-                "DIGEST", "    (cairn) Per group: applied log index and state digest of this replica.",
+                "DIGEST", "    (cairn) Per group held here: applied log index and state digest of this replica.",
                 "ADDNODE <id> <host:port[@peerport]>", "    (cairn) Add a running node to every group (learner, then voter).",
                 "DELNODE <id>", "    (cairn) Remove a node from every group.",
-                "SETTING <name> <value>", "    (cairn) Set maxmemory, maxmemory-policy, maxmemory-samples, cluster-auto-rebalance or replication-factor on every node (meta group).",
+                "SETTING <name> <value>", "    (cairn) Set maxmemory, maxmemory-policy, maxmemory-samples, cluster-auto-rebalance, replication-factor, replica-repair-timeout, rebalance-paused, rebalance-throttle or rebalance-max-moves on every node (meta group).",
                 "WEIGHT <id> <weight> [<zone>]", "    (cairn) A node's placement weight (0 drains it) and zone; groups move to match.",
                 "META", "    (cairn) The meta group's state on this node: epoch, members, settings.",
                 "REBALANCE", "    (cairn) Move each group's leadership back to its preferred node; returns how many moved.",
@@ -67,11 +67,13 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> Flow {
             ctx.out.verbatim("txt", text.as_bytes());
         }
         // cairn extension: per group "group applied-index digest" of this
-        // node's replica, to compare replicas (equal index ⇒ equal digest).
+        // node's replica, to compare replicas (equal index ⇒ equal digest);
+        // groups this node holds no replica of (a replication factor below
+        // the member count) are left out.
         "DIGEST" => {
             let topo = cluster.topology();
             let mut text = String::new();
-            for g in &topo {
+            for g in topo.iter().filter(|g| cluster.hosts(g.group)) {
                 let d = ctx.shared.db.lock(g.group as usize).digest();
                 text.push_str(&format!("{} {} {:016x}\n", g.group, g.last_applied, d));
             }

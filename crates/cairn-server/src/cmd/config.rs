@@ -119,6 +119,11 @@ pub(crate) fn validate(name: &str, value: &str) -> Result<(), String> {
         cairn_cluster::AUTO_REBALANCE => matches!(value, "yes" | "no"),
         cairn_cluster::REPLICATION_FACTOR => replication_factor_ok(value),
         cairn_cluster::meta::REPAIR_TIMEOUT => matches!(value.parse::<u64>(), Ok(0..=86_400)),
+        cairn_cluster::meta::REBALANCE_PAUSED => matches!(value, "yes" | "no"),
+        cairn_cluster::meta::REBALANCE_THROTTLE => {
+            cairn_cluster::meta::parse_bytes(value).is_some()
+        }
+        cairn_cluster::meta::REBALANCE_MAX_MOVES => matches!(value.parse::<u64>(), Ok(1..=64)),
         _ => false,
     };
     if ok {
@@ -151,7 +156,10 @@ pub(crate) fn set(sh: &Shared, name: &str, value: &str) -> Result<(), String> {
         // Read by the cluster layer from the meta state itself.
         cairn_cluster::AUTO_REBALANCE
         | cairn_cluster::REPLICATION_FACTOR
-        | cairn_cluster::meta::REPAIR_TIMEOUT => {}
+        | cairn_cluster::meta::REPAIR_TIMEOUT
+        | cairn_cluster::meta::REBALANCE_PAUSED
+        | cairn_cluster::meta::REBALANCE_THROTTLE
+        | cairn_cluster::meta::REBALANCE_MAX_MOVES => {}
         "maxclients" => s.maxclients.store(num(1, 1_000_000)? as usize, Relaxed),
         "proto-max-bulk-len" => {
             let v = mem()?;

@@ -177,7 +177,7 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                 let pl = c.placement_progress();
                 let _ = write!(
                     o,
-                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\ncairn_groups_quiet:{}\r\ncairn_groups_quiesced_total:{}\r\ncairn_groups_woken_total:{}\r\ncairn_raft_messages_sent:{}\r\ncairn_requests_forwarded:{}\r\ncairn_moved_replies:{}\r\ncairn_peer_auth:{}\r\ncairn_peer_auth_failures:{}\r\ncairn_replication_factor:{}\r\ncairn_groups_hosted:{}\r\ncairn_placement_groups_placed:{}\r\ncairn_placement_groups_total:{}\r\ncairn_placement_settled:{}\r\n\r\n",
+                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\ncairn_groups_quiet:{}\r\ncairn_groups_quiesced_total:{}\r\ncairn_groups_woken_total:{}\r\ncairn_raft_messages_sent:{}\r\ncairn_requests_forwarded:{}\r\ncairn_moved_replies:{}\r\ncairn_peer_auth:{}\r\ncairn_peer_auth_failures:{}\r\ncairn_replication_factor:{}\r\ncairn_groups_hosted:{}\r\ncairn_placement_groups_placed:{}\r\ncairn_placement_groups_total:{}\r\ncairn_placement_settled:{}\r\n",
                     c.node_id(),
                     topo.len(),
                     topo.iter().filter(|g| g.is_leader).count(),
@@ -213,6 +213,23 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                     pl.placed,
                     pl.groups,
                     u8::from(!pl.placing && pl.placed == pl.groups),
+                );
+                // The rebalance (docs/OPERATIONS.md, "Rebalancing").
+                let (epoch, copies, minimum) = pl
+                    .plan
+                    .as_ref()
+                    .map_or((0, 0, 0), |p| (p.epoch, p.copies, p.minimum.unwrap_or(0)));
+                let _ = write!(
+                    o,
+                    "cairn_rebalance_paused:{}\r\ncairn_rebalance_throttle:{}\r\ncairn_rebalance_max_moves:{}\r\ncairn_rebalance_adds_left:{}\r\ncairn_rebalance_removes_left:{}\r\ncairn_rebalance_snapshots_sent:{}\r\ncairn_rebalance_bytes_sent:{}\r\ncairn_rebalance_snapshots_deferred:{}\r\ncairn_rebalance_plan_epoch:{epoch}\r\ncairn_rebalance_plan_copies:{copies}\r\ncairn_rebalance_plan_minimum:{minimum}\r\n\r\n",
+                    u8::from(pl.paused),
+                    pl.throttle,
+                    pl.max_moves,
+                    pl.adds_left,
+                    pl.removes_left,
+                    pl.snapshots_sent,
+                    pl.snapshot_bytes_sent,
+                    pl.snapshots_deferred,
                 );
             }
         }
