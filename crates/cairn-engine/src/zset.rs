@@ -9,23 +9,22 @@
 //! * **skiplist** (Redis' OBJECT ENCODING name) — the rest, two parts:
 //!   a [`DenseTable`] of `(member, score)` (member → score in O(1), a
 //!   vector ZSCAN walks by position and ZRANDMEMBER samples in O(1)), and
-//!   an [`Order`]:
-//!   the table positions sorted by (score, member) in blocks of at most
-//!   [`BLOCK_CAP`], with a Fenwick tree over the block lengths, so a
-//!   rank, a score or a member is found in O(log n) and an insert or a
-//!   delete moves at most one block's entries. A delete leaves a hole
-//!   in the table (a NaN score), so no other member moves and the order
-//!   needs no search to repoint one; when holes outnumber members the
-//!   table is compacted, keeping its order, and the order repointed in
-//!   one pass ([`Skiplist::compact`]).
+//!   an [`Order`]: the table positions sorted by (score, member) in
+//!   blocks of at most [`BLOCK_CAP`], with a Fenwick tree over the block
+//!   lengths, so a rank, a score or a member is found in O(log n) and an
+//!   insert or a delete moves at most one block's entries. A delete
+//!   leaves a hole in the table (a NaN score), so no other member moves
+//!   and the order needs no search to repoint one; when holes outnumber
+//!   members the table is compacted, keeping its order, and the order
+//!   repointed in one pass ([`Skiplist::compact`]).
 //!
 //! The thing not to get wrong: the order is by (score, member) with the
 //! scores compared as numbers (`-0` equals `0`, the member decides), and
 //! everything observable — the order, the table positions (ZSCAN,
 //! ZRANDMEMBER), the holes, the encoding — depends only on the commands
 //! applied, so every replica holds the same zset (a snapshot keeps the
-//! holes). A zset converts listpack →
-//! skiplist only (never back), at Redis' thresholds, which are constants.
+//! holes). A zset converts listpack → skiplist only (never back), at
+//! Redis' thresholds, which are constants.
 
 use std::cmp::Ordering;
 
@@ -618,7 +617,7 @@ impl Skiplist {
     /// returned in order. The slots come out of the order by rank and the
     /// entries out of the table by position, leaving holes: one hash
     /// probe and no order search per member, where removing by member
-    /// would need two of each.
+    /// needs two probes and a search.
     fn remove_ranks(&mut self, start: usize, end: usize) -> Vec<(f64, Vec<u8>)> {
         let mut positions = Vec::with_capacity(end - start);
         let mut gone = Vec::with_capacity(end - start);
