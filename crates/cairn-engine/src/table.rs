@@ -7,12 +7,16 @@
 //! swap-remove, which repoints the moved entry's index slot — or, for a
 //! table whose entries have a hole value ([`HoleEntry`], the zset's),
 //! leaves a hole that [`DenseTable::compact`] later squeezes out, so no
-//! other entry moves (whoever keeps positions need not be told).
+//! other entry moves (whoever keeps positions need not be told); such a
+//! table puts a new entry in its lowest hole, a rule that depends only
+//! on where the holes are (so a restored table fills the same ones).
 //!
 //! The thing not to get wrong: the index hashes keys with a seed derived
 //! from the shard's secret seed (so keys cannot be chosen to collide),
 //! and that seed changes no observable order.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
@@ -54,6 +58,9 @@ pub struct DenseTable<E> {
     entries: Vec<E>,
     /// How many of `entries` are holes.
     holes: usize,
+    /// The holes' positions, lowest first out (empty, unallocated, in a
+    /// table without holes).
+    free: BinaryHeap<Reverse<u32>>,
     index: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
     /// Heap bytes of every entry, kept as entries change so memory
@@ -84,6 +91,7 @@ impl<E: TableEntry> DenseTable<E> {
         DenseTable {
             entries: Vec::with_capacity(capacity),
             holes: 0,
+            free: BinaryHeap::new(),
             index: HashTable::with_capacity(capacity),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             data_bytes: 0,
@@ -198,6 +206,7 @@ impl<E: TableEntry> DenseTable<E> {
         };
         malloc_size(self.entries.capacity() * std::mem::size_of::<E>())
             + malloc_size(buckets * (std::mem::size_of::<u32>() + 1))
+            + malloc_size(self.free.capacity() * std::mem::size_of::<u32>())
             + self.data_bytes
     }
 
@@ -216,8 +225,30 @@ impl<E: HoleEntry> DenseTable<E> {
         self.unindex(pos);
         let e = std::mem::replace(&mut self.entries[pos], E::hole());
         self.holes += 1;
+        self.free.push(Reverse(pos as u32));
         self.data_bytes -= e.heap_bytes();
         e
+    }
+
+    /// Adds an entry whose key is absent in the lowest hole, else at the
+    /// end; its position, or `None` when the table is full.
+    pub fn insert(&mut self, entry: E) -> Option<usize> {
+        let Some(Reverse(pos)) = self.free.pop() else {
+            let pos = self.entries.len();
+            return self.push(entry).then_some(pos);
+        };
+        debug_assert!(self.position(entry.key()).is_none(), "duplicate key");
+        let pos = pos as usize;
+        debug_assert!(self.entries[pos].is_hole());
+        let h = self.hasher.hash_one(entry.key());
+        self.data_bytes += entry.heap_bytes();
+        self.entries[pos] = entry;
+        self.holes -= 1;
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(h, pos as u32, |&i| {
+            hasher.hash_one(entries[i as usize].key())
+        });
+        Some(pos)
     }
 
     /// Appends a hole (a snapshot restoring a table that had some).
@@ -225,6 +256,7 @@ impl<E: HoleEntry> DenseTable<E> {
         if self.entries.len() >= ENTRIES_MAX {
             return false;
         }
+        self.free.push(Reverse(self.entries.len() as u32));
         self.entries.push(E::hole());
         self.holes += 1;
         true
@@ -254,6 +286,7 @@ impl<E: HoleEntry> DenseTable<E> {
             *i = remap[*i as usize];
         }
         self.holes = 0;
+        self.free = BinaryHeap::new();
         remap
     }
 }

@@ -14,7 +14,8 @@
 //!   lengths, so a rank, a score or a member is found in O(log n) and an
 //!   insert or a delete moves at most one block's entries. A delete
 //!   leaves a hole in the table (a NaN score), so no other member moves
-//!   and the order needs no search to repoint one; when holes outnumber
+//!   and the order needs no search to repoint one; a new member fills
+//!   the lowest hole (else goes at the end); when holes outnumber
 //!   members the table is compacted, keeping its order, and the order
 //!   repointed in one pass ([`Skiplist::compact`]).
 //!
@@ -568,21 +569,32 @@ impl Skiplist {
                 Ok(Some(old))
             }
             None => {
-                if self.table.entries().len() >= crate::table::ENTRIES_MAX {
-                    // Full of positions, maybe not of members.
-                    self.compact();
-                }
-                let p = self.table.entries().len();
-                if !self.table.push(ZEntry {
-                    member: SmallBytes::new(member),
-                    score,
-                }) {
-                    return Err(ZSetFull);
-                }
+                let p = self
+                    .table
+                    .insert(ZEntry {
+                        member: SmallBytes::new(member),
+                        score,
+                    })
+                    .ok_or(ZSetFull)?;
                 self.order.insert(self.table.entries(), score, p as u32);
                 Ok(None)
             }
         }
+    }
+
+    /// Appends a member known to be absent after the last position,
+    /// holes or not (a snapshot's restore: positions come in order).
+    fn push_restored(&mut self, member: &[u8], score: f64) -> Result<(), ZSetFull> {
+        let p = self.table.entries().len();
+        let entry = ZEntry {
+            member: SmallBytes::new(member),
+            score,
+        };
+        if !self.table.push(entry) {
+            return Err(ZSetFull);
+        }
+        self.order.insert(self.table.entries(), score, p as u32);
+        Ok(())
     }
 
     fn remove(&mut self, member: &[u8]) -> Option<f64> {
@@ -1041,7 +1053,7 @@ impl ZSet {
                 if s.table.position(member).is_some() {
                     return Err("duplicate zset member");
                 }
-                if s.set(member, score).is_err() {
+                if s.push_restored(member, score).is_err() {
                     return Err("zset with too many members");
                 }
             }
@@ -1403,12 +1415,22 @@ mod tests {
             .filter(|m| m.as_ref().is_some_and(|m| !gone.contains(m)))
             .collect();
         assert_eq!(positions(&z), survivors);
-        // New members go after the last position, holes or not.
-        z.remove_range(0, 1);
+        // New members fill the lowest hole first, then go at the end.
+        assert_eq!(z.stored_len(), z.len());
+        for _ in 0..3 {
+            z.remove_range(5, 6);
+        }
+        let mut holes: Vec<usize> = (0..z.stored_len()).filter(|&i| !z.holds(i)).collect();
+        assert_eq!(holes.len(), 3);
         let end = z.stored_len();
-        z.insert(b"new", -1.0, 11).unwrap();
-        assert_eq!(z.stored(end), Some((-1.0, &b"new"[..])));
-        assert_eq!(z.rank(b"new"), Some(0));
+        holes.push(end);
+        for (i, &at) in holes.iter().enumerate() {
+            let m = format!("new{i}");
+            z.insert(m.as_bytes(), -1.0 - i as f64, 11).unwrap();
+            assert_eq!(z.stored(at), Some((-1.0 - i as f64, m.as_bytes())));
+            assert_eq!(z.rank(m.as_bytes()), Some(0));
+        }
+        assert_eq!(z.stored_len(), end + 1);
         check(&z);
         // Emptied by pops, it holds no bytes of its members.
         let n = z.len();

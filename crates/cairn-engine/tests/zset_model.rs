@@ -1015,8 +1015,15 @@ proptest! {
                 ] {
                     prop_assert_eq!(run(&mut restored, words), run(&mut ks, words), "{:?}", words);
                 }
+                if matches!(run(&mut ks, &["TYPE", name]), Frame::Simple(t) if t == b"zset") {
+                    // Every page: the same members at the same positions.
+                    prop_assert_eq!(scan_all(&mut restored, name, 3), scan_all(&mut ks, name, 3));
+                }
                 if round == 0 {
-                    for words in [&["ZPOPMIN", name, "40"][..], &["ZADD", name, "1", "new"]] {
+                    for words in [
+                        &["ZPOPMIN", name, "40"][..],
+                        &["ZADD", name, "1", "new", "2", "new2", "3", "new3"],
+                    ] {
                         prop_assert_eq!(run(&mut restored, words), run(&mut ks, words));
                     }
                 }
