@@ -3,6 +3,12 @@
 #
 #   benches/types.sh [REPS]     (default 3; needs target/release/cairn)
 #
+# Environment: CAIRN (the binary, default target/release/cairn; another
+# build, say a baseline, is compared the same way), TYPES_TESTS (the
+# throughput tests to run, default all, e.g. "zadd zpopmin zscore
+# zrange_10"), TYPES_KINDS (the memory kinds, default "hash set intset
+# list zset"; "none" skips the memory part).
+#
 # 1. Throughput: redis-benchmark -c 50 -P 16 -r 100000 with its built-in
 #    hset, lpush, rpush, lpop, rpop, sadd, spop, lrange_100, zadd and
 #    zpopmin tests, and ZSCORE / ZRANGE 0 9 as custom commands (pops,
@@ -17,7 +23,9 @@
 # on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CAIRN="$ROOT/target/release/cairn"
+CAIRN=${CAIRN:-"$ROOT/target/release/cairn"}
+TESTS=${TYPES_TESTS:-"hset lpush rpush lpop rpop sadd spop lrange_100 zadd zpopmin zscore zrange_10"}
+KINDS=${TYPES_KINDS:-"hash set intset list zset"}
 REPS=${1:-3}
 work=$(mktemp -d)
 pids=()
@@ -70,7 +78,7 @@ bench() { # port test n -> rps
     redis-benchmark -p "$1" -c 50 -P 16 -n "$3" -r 100000 --csv "${what[@]}" 2>/dev/null |
         awk -F, 'NR==2 {gsub(/"/,"",$2); print $2}'
 }
-for t in hset lpush rpush lpop rpop sadd spop lrange_100 zadd zpopmin zscore zrange_10; do
+for t in $TESTS; do
     cs=(); rs=()
     read -r pt pn pr _ <<<"$(prep "$t") x x x"
     for _ in $(seq "$REPS"); do
@@ -127,7 +135,8 @@ PY
 echo
 echo "== memory per element (INFO used_memory delta / elements)"
 printf '%-8s %-22s %12s %12s %8s\n' type shape cairn redis ratio
-for kind in hash set intset list zset; do
+[ "$KINDS" = none ] && exit 0
+for kind in $KINDS; do
     for shape in "20000 16" "1 200000"; do
         read -r keys per <<<"$shape"
         n=$((keys * per))

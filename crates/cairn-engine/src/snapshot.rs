@@ -48,7 +48,8 @@
 //! zset      ZSET | key_len | key | meta u32 | encoding u8 (0 listpack,
 //!           1 skiplist) | count (>= 1) | (member_len | member
 //!           | score f64)*   a listpack in order, a skiplist in its
-//!           table's order
+//!           table's order, holes included (version 9): a hole is an
+//!           empty member with the NaN score [`ZSET_HOLE_BITS`]
 //! ```
 //!
 //! Version 2 added lock records (after the deadlines, in name order);
@@ -66,7 +67,10 @@
 //! reasons); older snapshots hold neither and load as before. Version 8
 //! added sorted-set entries (a listpack's members in order, a skiplist's
 //! in its table's order, which ZSCAN and ZRANDMEMBER follow); older
-//! snapshots hold none and load as before.
+//! snapshots hold none and load as before. Version 9 added holes to a
+//! skiplist's table (a removed member's position, until the table is
+//! compacted): a version-8 reader would refuse their NaN score as
+//! corrupt, hence the bump; version-8 zsets have none and load as before.
 //!
 //! The writer emits entries in position order, then deadlines in the order
 //! of the volatile list, so the restored keyspace has the same layout, and
@@ -89,12 +93,17 @@ use crate::set::Set;
 use crate::value::Value;
 use crate::zset::ZSet;
 
-/// 8: sorted-set entries (`tag::ZSET`). 7: set entries (`tag::SET`) and
-/// list entries (`tag::LIST`), built on parallel branches and merged as
-/// one bump.
-pub const SNAPSHOT_VERSION: u8 = 8;
+/// 9: holes in a skiplist zset's table. 8: sorted-set entries
+/// (`tag::ZSET`). 7: set entries (`tag::SET`) and list entries
+/// (`tag::LIST`), built on parallel branches and merged as one bump.
+pub const SNAPSHOT_VERSION: u8 = 9;
 /// First version with sorted-set records.
 const ZSETS_SINCE: u8 = 8;
+/// First version whose skiplist zsets may hold holes.
+const ZSET_HOLES_SINCE: u8 = 9;
+/// The score of a hole in a zset record (f64::NAN's bits): the one NaN
+/// a reader accepts, so a snapshot has one encoding.
+pub const ZSET_HOLE_BITS: u64 = 0x7ff8_0000_0000_0000;
 /// First version with list (and set) records.
 const LISTS_SINCE: u8 = 7;
 /// Oldest version this reader still loads.
@@ -580,9 +589,17 @@ fn put_zset<W: Write>(
     zset: &ZSet,
     meta: u32,
 ) -> Result<(), SnapshotError> {
-    put_collection_head(out, tag::ZSET, key, meta, zset.encoding_code(), zset.len())?;
+    put_collection_head(
+        out,
+        tag::ZSET,
+        key,
+        meta,
+        zset.encoding_code(),
+        zset.stored_len(),
+    )?;
     let mut r = Ok(());
-    zset.for_each_stored(|score, m| {
+    zset.for_each_position(|e| {
+        let (score, m) = e.unwrap_or((f64::from_bits(ZSET_HOLE_BITS), b""));
         if r.is_ok() {
             r = put_string(out, "zset member", m).and_then(|()| Ok(out.put(&score.to_le_bytes())?));
         }
@@ -616,9 +633,17 @@ fn read_zset<R: Read>(
         member.clear();
         member.extend_from_slice(input.bytes(n, spill)?);
         let score = f64::from_le_bytes(input.array()?);
-        zset.push_restored(&member, score)
-            .map_err(SnapshotError::Corrupt)?;
+        let hole = input.version >= ZSET_HOLES_SINCE
+            && score.to_bits() == ZSET_HOLE_BITS
+            && member.is_empty();
+        if hole {
+            zset.push_restored_hole()
+        } else {
+            zset.push_restored(&member, score)
+        }
+        .map_err(SnapshotError::Corrupt)?;
     }
+    zset.check_restored().map_err(SnapshotError::Corrupt)?;
     Ok(Value::ZSet(Box::new(zset)))
 }
 
@@ -2117,7 +2142,10 @@ mod tests {
     fn zset_items(ks: &mut Keyspace, key: &[u8]) -> Vec<(u64, Vec<u8>)> {
         let z = ks.get_zset(key, 0).unwrap().unwrap();
         let mut out = Vec::new();
-        z.for_each_stored(|s, m| out.push((s.to_bits(), m.to_vec())));
+        z.for_each_position(|e| {
+            let (s, m) = e.unwrap_or((f64::from_bits(ZSET_HOLE_BITS), b"<hole>"));
+            out.push((s.to_bits(), m.to_vec()));
+        });
         out
     }
 
@@ -2158,6 +2186,8 @@ mod tests {
             }
             assert_eq!(restored.deadline(b"zset:big", 0), Some(Some(9_000)));
             let z = restored.get_zset(b"zset:big", 0).unwrap().unwrap();
+            // The removals left holes, and they came back where they were.
+            assert!(z.stored_len() > z.len());
             assert_eq!(
                 z.score(b"member:3").map(f64::to_bits),
                 Some((-0.0f64).to_bits())
@@ -2235,6 +2265,39 @@ mod tests {
             corrupt(&zset_record(b"z", 0, 129, &many), 1),
             "listpack zset with more than 128 members"
         );
+        // Holes (version 9): in a skiplist only, never outnumbering the
+        // members, and only as the one hole encoding.
+        let hole = f64::from_bits(ZSET_HOLE_BITS);
+        assert_eq!(
+            corrupt(&zset_record(b"z", 0, 2, &[(b"a", 1.0), (b"", hole)]), 1),
+            "hole in a listpack zset"
+        );
+        assert_eq!(
+            corrupt(
+                &zset_record(b"z", 1, 3, &[(b"", hole), (b"a", 1.0), (b"", hole)]),
+                1
+            ),
+            "zset with more holes than members"
+        );
+        assert_eq!(
+            corrupt(&zset_record(b"z", 1, 1, &[(b"", hole)]), 1),
+            "empty zset"
+        );
+        for (m, s) in [(&b"x"[..], hole), (b"", f64::from_bits(ZSET_HOLE_BITS | 1))] {
+            assert_eq!(
+                corrupt(&zset_record(b"z", 1, 2, &[(m, s), (b"a", 1.0)]), 1),
+                "zset score that is not a number"
+            );
+        }
+        let rec = zset_record(b"z", 1, 3, &[(b"", hole), (b"a", 1.0), (b"b", 2.0)]);
+        match decode(&seal_version(8, 3, &rec, 1, 64)) {
+            Err(SnapshotError::Corrupt(why)) => assert_eq!(why, "zset score that is not a number"),
+            other => panic!("a version-8 hole: {:?}", other.map(|(_, info)| info)),
+        }
+        let (mut ks, _) = decode(&seal(3, &rec, 1, 64)).expect("valid");
+        let z = ks.get_zset(b"z", 0).unwrap().unwrap();
+        assert_eq!((z.len(), z.stored_len(), z.stored(0)), (2, 3, None));
+        assert_eq!(z.stored(2), Some((2.0, &b"b"[..])));
         // A skiplist takes any order (its table's) and long members.
         let (mut ks, _) = decode(&seal(
             3,

@@ -8,24 +8,29 @@
 //!   128 entries (a few KiB: faster than any index at this size).
 //! * **skiplist** (Redis' OBJECT ENCODING name) — the rest, two parts:
 //!   a [`DenseTable`] of `(member, score)` (member → score in O(1), a
-//!   dense vector ZSCAN walks by position and ZRANDMEMBER samples in
-//!   O(1), swap-remove on delete, as sets and hashes), and an [`Order`]:
-//!   the table positions sorted by (score, member) in blocks of at most
-//!   [`BLOCK_CAP`], with a Fenwick tree over the block lengths, so a
-//!   rank, a score or a member is found in O(log n) and an insert or a
-//!   delete moves at most one block's entries.
+//!   vector ZSCAN walks by position and ZRANDMEMBER samples in O(1)), and
+//!   an [`Order`]: the table positions sorted by (score, member) in
+//!   blocks of at most [`BLOCK_CAP`], with a Fenwick tree over the block
+//!   lengths, so a rank, a score or a member is found in O(log n) and an
+//!   insert or a delete moves at most one block's entries. A delete
+//!   leaves a hole in the table (a NaN score), so no other member moves
+//!   and the order needs no search to repoint one; a new member fills
+//!   the lowest hole (else goes at the end); when holes outnumber
+//!   members the table is compacted, keeping its order, and the order
+//!   repointed in one pass ([`Skiplist::compact`]).
 //!
 //! The thing not to get wrong: the order is by (score, member) with the
 //! scores compared as numbers (`-0` equals `0`, the member decides), and
 //! everything observable — the order, the table positions (ZSCAN,
-//! ZRANDMEMBER), the encoding — depends only on the commands applied,
-//! so every replica holds the same zset. A zset converts listpack →
-//! skiplist only (never back), at Redis' thresholds, which are constants.
+//! ZRANDMEMBER), the holes, the encoding — depends only on the commands
+//! applied, so every replica holds the same zset (a snapshot keeps the
+//! holes). A zset converts listpack → skiplist only (never back), at
+//! Redis' thresholds, which are constants.
 
 use std::cmp::Ordering;
 
 use crate::bytes::{malloc_size, SmallBytes};
-use crate::table::{DenseTable, TableEntry};
+use crate::table::{DenseTable, HoleEntry, TableEntry};
 
 /// Most members a listpack-encoded zset holds (Redis'
 /// `zset-max-listpack-entries`).
@@ -228,6 +233,21 @@ impl TableEntry for ZEntry {
 
     fn heap_bytes(&self) -> usize {
         self.member.heap_bytes()
+    }
+}
+
+/// A removed member's place: an empty member with a NaN score (a score
+/// is never NaN), so a hole costs no more than a member.
+impl HoleEntry for ZEntry {
+    fn hole() -> Self {
+        ZEntry {
+            member: SmallBytes::new(b""),
+            score: f64::NAN,
+        }
+    }
+
+    fn is_hole(&self) -> bool {
+        self.score.is_nan()
     }
 }
 
@@ -482,15 +502,11 @@ impl Order {
         }
     }
 
-    /// Repoints the slot of `key` at table position `pos` (the table
-    /// moved that member).
-    fn repoint(&mut self, entries: &[ZEntry], key: (f64, &[u8]), pos: u32) {
-        let (b, i, found) = self.locate(entries, key);
-        if found {
-            self.blocks[b][i].pos = pos;
-            if i + 1 == self.blocks[b].len() {
-                self.lasts[b].pos = pos;
-            }
+    /// Repoints every slot at its entry's new table position
+    /// (`remap[old]`, from a table compaction).
+    fn repoint_all(&mut self, remap: &[u32]) {
+        for slot in self.blocks.iter_mut().flatten().chain(&mut self.lasts) {
+            slot.pos = remap[slot.pos as usize];
         }
     }
 
@@ -553,46 +569,67 @@ impl Skiplist {
                 Ok(Some(old))
             }
             None => {
-                let p = self.table.len();
-                if !self.table.push(ZEntry {
-                    member: SmallBytes::new(member),
-                    score,
-                }) {
-                    return Err(ZSetFull);
-                }
+                let p = self
+                    .table
+                    .insert(ZEntry {
+                        member: SmallBytes::new(member),
+                        score,
+                    })
+                    .ok_or(ZSetFull)?;
                 self.order.insert(self.table.entries(), score, p as u32);
                 Ok(None)
             }
         }
     }
 
+    /// Appends a member known to be absent after the last position,
+    /// holes or not (a snapshot's restore: positions come in order).
+    fn push_restored(&mut self, member: &[u8], score: f64) -> Result<(), ZSetFull> {
+        let p = self.table.entries().len();
+        let entry = ZEntry {
+            member: SmallBytes::new(member),
+            score,
+        };
+        if !self.table.push(entry) {
+            return Err(ZSetFull);
+        }
+        self.order.insert(self.table.entries(), score, p as u32);
+        Ok(())
+    }
+
     fn remove(&mut self, member: &[u8]) -> Option<f64> {
         let p = self.table.position(member)?;
         let score = self.table.entries()[p].score;
         self.order.remove(self.table.entries(), (score, member));
-        self.remove_position(p);
+        self.table.remove_leaving_hole(p);
+        self.compact_if_sparse();
         Some(score)
     }
 
-    /// Removes table entry `p`, whose slot has left the order already.
-    fn remove_position(&mut self, p: usize) {
-        // Swap-remove will move the last entry into `p`: repoint its
-        // slot first, while the table still holds both.
-        let last = self.table.len() - 1;
-        if p != last {
-            let moved = &self.table.entries()[last];
-            let key = (moved.score, moved.member.as_slice());
-            self.order.repoint(self.table.entries(), key, p as u32);
+    /// Compacts the table once holes outnumber members: then at least
+    /// half the positions were freed since the last compaction, so its
+    /// O(positions) cost is O(1) per removal, and a random position is
+    /// a member at least half the time (ZRANDMEMBER draws again on a
+    /// hole).
+    fn compact_if_sparse(&mut self) {
+        if self.table.holes() > self.table.len() {
+            self.compact();
         }
-        self.table.remove_at(p);
+    }
+
+    /// Squeezes the holes out of the table and repoints the order.
+    fn compact(&mut self) {
+        if self.table.holes() > 0 {
+            let remap = self.table.compact();
+            self.order.repoint_all(&remap);
+        }
     }
 
     /// Removes the members of ranks `start..end` (`start < end <= len`),
     /// returned in order. The slots come out of the order by rank and the
-    /// entries out of the table by position, highest first (so no entry
-    /// still to go is the one a swap-remove moves): one hash probe pair
-    /// and one order search per member, where removing by member would
-    /// need three of each.
+    /// entries out of the table by position, leaving holes: one hash
+    /// probe and no order search per member, where removing by member
+    /// needs two probes and a search.
     fn remove_ranks(&mut self, start: usize, end: usize) -> Vec<(f64, Vec<u8>)> {
         let mut positions = Vec::with_capacity(end - start);
         let mut gone = Vec::with_capacity(end - start);
@@ -604,10 +641,10 @@ impl Skiplist {
         for _ in start..end {
             self.order.remove_rank(start);
         }
-        positions.sort_unstable_by(|a, b| b.cmp(a));
         for p in positions {
-            self.remove_position(p as usize);
+            self.table.remove_leaving_hole(p as usize);
         }
+        self.compact_if_sparse();
         gone
     }
 
@@ -864,9 +901,28 @@ impl ZSet {
         gone
     }
 
-    /// The member at position `i` (0..len) of the encoding's storage
-    /// order (the order for a listpack, the table's for a skiplist): what
-    /// ZRANDMEMBER samples, O(1) in a skiplist.
+    /// How many positions the encoding's storage order has: the length
+    /// of a listpack, the table's positions (members and holes) of a
+    /// skiplist.
+    pub fn stored_len(&self) -> usize {
+        match self {
+            ZSet::Listpack(l) => l.len as usize,
+            ZSet::Skiplist(s) => s.table.entries().len(),
+        }
+    }
+
+    /// Whether storage position `i` holds a member (not a hole): O(1).
+    pub fn holds(&self, i: usize) -> bool {
+        match self {
+            ZSet::Listpack(l) => i < l.len as usize,
+            ZSet::Skiplist(s) => s.table.entries().get(i).is_some_and(|e| !e.is_hole()),
+        }
+    }
+
+    /// The member at position `i` (0..[`ZSet::stored_len`]) of the
+    /// encoding's storage order (the order for a listpack, the table's
+    /// for a skiplist; `None` for a hole): what ZRANDMEMBER samples, O(1)
+    /// in a skiplist.
     pub fn stored(&self, i: usize) -> Option<(f64, &[u8])> {
         match self {
             ZSet::Listpack(_) => self.get(i),
@@ -874,15 +930,18 @@ impl ZSet {
                 .table
                 .entries()
                 .get(i)
+                .filter(|e| !e.is_hole())
                 .map(|e| (e.score, e.member.as_slice())),
         }
     }
 
     /// For ZSCAN: a listpack is visited whole in one call (cursor 0 back),
     /// as Redis does; a skiplist's table is walked by position going down
-    /// from `cursor` (0 starts at the top), up to `count` positions, which
-    /// keeps SCAN's guarantee under swap-remove. Returns the next cursor,
-    /// 0 when done.
+    /// from `cursor` (0 starts at the top), up to `count` members (and at
+    /// most ten times as many positions, holes being skipped, as Redis
+    /// bounds its empty buckets), which keeps SCAN's guarantee: a removal
+    /// moves nothing and a compaction moves members only down. Returns
+    /// the next cursor, 0 when done.
     pub fn scan<'s>(&'s self, cursor: u64, count: usize, mut f: impl FnMut(f64, &'s [u8])) -> u64 {
         let ZSet::Skiplist(s) = self else {
             if let ZSet::Listpack(l) = self {
@@ -895,12 +954,16 @@ impl ZSet {
         let entries = s.table.entries();
         let len = entries.len() as u64;
         let mut i = if cursor == 0 { len } else { cursor.min(len) };
-        let mut visited = 0;
-        while i > 0 && visited < count.max(1) {
+        let count = count.max(1);
+        let (mut found, mut visited) = (0, 0);
+        while i > 0 && found < count && visited < count.saturating_mul(10) {
             i -= 1;
             visited += 1;
             let e = &entries[i as usize];
-            f(e.score, e.member.as_slice());
+            if !e.is_hole() {
+                found += 1;
+                f(e.score, e.member.as_slice());
+            }
         }
         i
     }
@@ -939,15 +1002,26 @@ impl ZSet {
 
     /// Calls `f` with every member and score in storage order.
     pub fn for_each_stored(&self, mut f: impl FnMut(f64, &[u8])) {
+        self.for_each_position(|e| {
+            if let Some((s, m)) = e {
+                f(s, m);
+            }
+        });
+    }
+
+    /// Calls `f` with every position of the storage order: a member and
+    /// its score, or `None` for a hole (what a snapshot writes, so the
+    /// restored zset has the same positions).
+    pub fn for_each_position(&self, mut f: impl FnMut(Option<(f64, &[u8])>)) {
         match self {
             ZSet::Listpack(l) => {
                 for (_, s, m) in l.iter() {
-                    f(s, m);
+                    f(Some((s, m)));
                 }
             }
             ZSet::Skiplist(s) => {
                 for e in s.table.entries() {
-                    f(e.score, e.member.as_slice());
+                    f((!e.is_hole()).then(|| (e.score, e.member.as_slice())));
                 }
             }
         }
@@ -979,12 +1053,41 @@ impl ZSet {
                 if s.table.position(member).is_some() {
                     return Err("duplicate zset member");
                 }
-                if s.set(member, score).is_err() {
+                if s.push_restored(member, score).is_err() {
                     return Err("zset with too many members");
                 }
             }
         }
         Ok(())
+    }
+
+    /// Appends a restored hole to a skiplist's table.
+    pub fn push_restored_hole(&mut self) -> Result<(), &'static str> {
+        match self {
+            ZSet::Listpack(_) => Err("hole in a listpack zset"),
+            ZSet::Skiplist(s) => {
+                if s.table.push_hole() {
+                    Ok(())
+                } else {
+                    Err("zset with too many members")
+                }
+            }
+        }
+    }
+
+    /// Checks a restored zset is one the commands could have left: not
+    /// empty, and no more holes than members (else it would have been
+    /// compacted).
+    pub fn check_restored(&self) -> Result<(), &'static str> {
+        if self.is_empty() {
+            return Err("empty zset");
+        }
+        match self {
+            ZSet::Skiplist(s) if s.table.holes() > s.table.len() => {
+                Err("zset with more holes than members")
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -1033,7 +1136,15 @@ mod tests {
                 assert_eq!(blk.capacity(), BLOCK_CAP);
                 assert_eq!(o.prefix(b + 1) - o.prefix(b), blk.len());
             }
+            assert!(s.table.holes() <= s.table.len(), "not compacted");
+            let live = s.table.entries().iter().filter(|e| !e.is_hole());
+            assert_eq!(live.count(), o.len);
             for (p, e) in s.table.entries().iter().enumerate() {
+                if e.is_hole() {
+                    assert!(e.member.as_slice().is_empty());
+                    continue;
+                }
+                assert_eq!(s.table.position(e.member.as_slice()), Some(p));
                 let r = z.rank(e.member.as_slice()).unwrap();
                 let (b, i) = o.find_rank(r);
                 assert_eq!(o.blocks[b][i].pos as usize, p);
@@ -1240,6 +1351,165 @@ mod tests {
         for i in 300..500 {
             assert!(seen.contains(format!("m{i:05}").as_bytes()), "missed m{i}");
         }
+    }
+
+    /// The members in storage order, holes as `None`.
+    fn positions(z: &ZSet) -> Vec<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        z.for_each_position(|e| out.push(e.map(|(_, m)| m.to_vec())));
+        out
+    }
+
+    #[test]
+    fn pops_leave_holes_until_they_outnumber_members_then_compaction_keeps_the_order() {
+        let mut z = big(2000, 11);
+        let before = positions(&z);
+        // ZPOPMIN-style removals by rank, and ZREM-style ones by member.
+        let mut gone: std::collections::HashSet<Vec<u8>> =
+            z.remove_range(0, 700).into_iter().map(|(_, m)| m).collect();
+        for i in (1..2000).step_by(10) {
+            let m = format!("m{i:05}").into_bytes();
+            if z.remove(&m).is_some() {
+                gone.insert(m);
+            }
+        }
+        let holes = gone.len();
+        assert!(holes < 1000, "{holes}");
+        // Nothing moved: every survivor is where it was, every removed
+        // member's position is a hole.
+        let want: Vec<Option<Vec<u8>>> = before
+            .iter()
+            .map(|m| m.clone().filter(|m| !gone.contains(m)))
+            .collect();
+        assert_eq!(positions(&z), want);
+        assert_eq!((z.len(), z.stored_len()), (2000 - holes, 2000));
+        for (i, m) in want.iter().enumerate() {
+            assert_eq!(z.holds(i), m.is_some());
+            assert_eq!(z.stored(i).map(|(_, m)| m.to_vec()), *m);
+        }
+        check(&z);
+        // A scan sees exactly the members.
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        loop {
+            cursor = z.scan(cursor, 5, |_, m| seen.push(m.to_vec()));
+            if cursor == 0 {
+                break;
+            }
+        }
+        let mut live: Vec<Vec<u8>> = want.iter().flatten().cloned().collect();
+        assert_eq!(seen.len(), live.len());
+        seen.sort();
+        live.sort();
+        assert_eq!(seen, live);
+        // Pops until holes outnumber members: the table is compacted, the
+        // survivors keep their relative order, and the order follows.
+        while z.stored_len() > z.len() {
+            let popped = z.remove_range(0, 1);
+            gone.extend(popped.into_iter().map(|(_, m)| m));
+            check(&z);
+        }
+        assert!(gone.len() > 1000, "{}", gone.len());
+        let survivors: Vec<Option<Vec<u8>>> = before
+            .into_iter()
+            .filter(|m| m.as_ref().is_some_and(|m| !gone.contains(m)))
+            .collect();
+        assert_eq!(positions(&z), survivors);
+        // New members fill the lowest hole first, then go at the end.
+        assert_eq!(z.stored_len(), z.len());
+        for _ in 0..3 {
+            z.remove_range(5, 6);
+        }
+        let mut holes: Vec<usize> = (0..z.stored_len()).filter(|&i| !z.holds(i)).collect();
+        assert_eq!(holes.len(), 3);
+        let end = z.stored_len();
+        holes.push(end);
+        for (i, &at) in holes.iter().enumerate() {
+            let m = format!("new{i}");
+            z.insert(m.as_bytes(), -1.0 - i as f64, 11).unwrap();
+            assert_eq!(z.stored(at), Some((-1.0 - i as f64, m.as_bytes())));
+            assert_eq!(z.rank(m.as_bytes()), Some(0));
+        }
+        assert_eq!(z.stored_len(), end + 1);
+        check(&z);
+        // Emptied by pops, it holds no bytes of its members.
+        let n = z.len();
+        z.remove_range(0, n);
+        let ZSet::Skiplist(s) = &z else { panic!() };
+        assert_eq!((s.table.len(), s.table.data_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_scan_misses_no_member_across_pops_and_compactions() {
+        let mut z = big(1500, 4);
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut compactions = 0;
+        loop {
+            let before = z.stored_len();
+            cursor = z.scan(cursor, 5, |_, m| {
+                seen.insert(m.to_vec());
+            });
+            if cursor == 0 {
+                break;
+            }
+            z.remove_range(0, 4);
+            compactions += usize::from(z.stored_len() < before);
+        }
+        assert!(compactions >= 1, "{compactions}");
+        // Members there from start to end were all seen.
+        let mut left = Vec::new();
+        z.for_each_stored(|_, m| left.push(m.to_vec()));
+        assert!(!left.is_empty());
+        for m in left {
+            assert!(seen.contains(&m), "missed {m:?}");
+        }
+    }
+
+    /// ZPOPMIN's work on a zset like benches/types.sh's (600,000 ZADDs
+    /// of `element:N` with random N and scores below 1,000,000: about
+    /// 450,000 members), then 300,000 pops of one; best of 5 runs:
+    /// `cargo test --release -p cairn-engine --lib zset::tests::pop_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "measurement; run in release"]
+    fn pop_cost_450k_members() {
+        use std::time::Instant;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % 1_000_000
+        };
+        let adds: Vec<(f64, Vec<u8>)> = (0..600_000)
+            .map(|_| {
+                (
+                    next() as f64,
+                    format!("element:{:012}", next()).into_bytes(),
+                )
+            })
+            .collect();
+        let (mut add_s, mut pop_s) = (f64::MAX, f64::MAX);
+        let mut len = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let mut z = ZSet::for_member(b"x", 1);
+            for (s, m) in &adds {
+                z.insert(m, *s, 1).unwrap();
+            }
+            add_s = add_s.min(t.elapsed().as_secs_f64());
+            len = z.len();
+            let t = Instant::now();
+            for _ in 0..300_000 {
+                std::hint::black_box(z.remove_range(0, 1));
+            }
+            pop_s = pop_s.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "{len} members: zadd {:.0} ns, zpopmin {:.0} ns",
+            add_s * 1e9 / 600_000.0,
+            pop_s * 1e9 / 300_000.0
+        );
     }
 
     #[test]

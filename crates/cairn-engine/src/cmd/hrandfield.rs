@@ -128,22 +128,39 @@ impl HRandField<'_> {
 /// steps of a Fisher-Yates shuffle, with the swaps kept in a map so the
 /// cost is O(k) whatever `n`.
 pub(crate) fn distinct(n: usize, k: usize, rng: &mut u64) -> Vec<usize> {
+    distinct_where(n, k, rng, |_| true)
+}
+
+/// `k` distinct positions of `0..n` that `keep` holds for (at least `k`
+/// do), uniformly among those: the shuffle of [`distinct`], its picks
+/// that `keep` refuses (a zset table's holes) passed over. With every
+/// position kept it draws exactly as [`distinct`].
+pub(crate) fn distinct_where(
+    n: usize,
+    k: usize,
+    rng: &mut u64,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<usize> {
     let mut swapped: hashbrown::HashMap<usize, usize, foldhash::fast::FixedState> =
         hashbrown::HashMap::with_capacity_and_hasher(k * 2, Default::default());
     let mut picks = Vec::with_capacity(k);
-    for i in 0..k {
+    let mut i = 0;
+    while picks.len() < k && i < n {
         let j = i + (xorshift_star(rng) % (n - i) as u64) as usize;
         let at_j = *swapped.get(&j).unwrap_or(&j);
         let at_i = *swapped.get(&i).unwrap_or(&i);
         swapped.insert(j, at_i);
-        picks.push(at_j);
+        if keep(at_j) {
+            picks.push(at_j);
+        }
+        i += 1;
     }
     picks
 }
 
 #[cfg(test)]
 mod tests {
-    use super::distinct;
+    use super::{distinct, distinct_where};
 
     #[test]
     fn distinct_picks_are_distinct_and_in_range() {
@@ -155,5 +172,24 @@ mod tests {
             assert_eq!(set.len(), k);
             assert!(p.iter().all(|&i| i < n));
         }
+    }
+
+    #[test]
+    fn distinct_where_passes_over_refused_positions_only() {
+        let mut rng = 777;
+        let even = |i: usize| i.is_multiple_of(2);
+        for (n, k) in [(10, 5), (10, 4), (1000, 10), (3, 2)] {
+            let p = distinct_where(n, k, &mut rng, even);
+            assert_eq!(p.len(), k, "{n} {k}");
+            let set: std::collections::HashSet<_> = p.iter().collect();
+            assert_eq!(set.len(), k);
+            assert!(p.iter().all(|&i| i < n && even(i)));
+        }
+        let (mut a, mut b) = (5, 5);
+        assert_eq!(
+            distinct(100, 7, &mut a),
+            distinct_where(100, 7, &mut b, |_| true)
+        );
+        assert_eq!(a, b);
     }
 }

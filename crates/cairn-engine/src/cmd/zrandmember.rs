@@ -9,7 +9,7 @@
 //! (Redis answers it, however large; cairn will not build a reply of
 //! unbounded size).
 
-use super::hrandfield::{distinct, RANDFIELD_COUNT_MAX};
+use super::hrandfield::{distinct_where, RANDFIELD_COUNT_MAX};
 use super::srandmember::COUNT_RANGE;
 use super::{is, CmdError, Command, Db, SYNTAX};
 use crate::keyspace::xorshift_star;
@@ -64,17 +64,38 @@ impl<'a> Command<'a> for ZRandMember<'a> {
         match (z, self.count) {
             (None, None) => out.null(),
             (None, Some(_)) | (Some(_), Some(0)) => out.array(0),
-            (Some(z), None) => {
-                let i = (xorshift_star(&mut rng) % z.len() as u64) as usize;
-                match z.stored(i) {
-                    Some((_, m)) => out.bulk(m),
-                    None => out.null(),
-                }
-            }
+            (Some(z), None) => match z.stored(draw(z, &mut rng)) {
+                Some((_, m)) => out.bulk(m),
+                None => out.null(),
+            },
             (Some(z), Some(c)) => self.reply_many(z, c, &mut rng, out),
         }
         ks.set_rng_state(rng);
     }
+}
+
+/// Draws after which [`draw`] stops drawing (a hole is at most every
+/// other position, so each draw misses with probability below 1/2).
+const DRAWS_MAX: usize = 64;
+
+/// A uniformly drawn storage position holding a member (a listpack has
+/// no holes; a skiplist's table may): positions are drawn until one
+/// does, at most [`DRAWS_MAX`] times, and then the first member at or
+/// after the last draw is taken. With no holes it is one draw, as
+/// before holes existed.
+fn draw(z: &ZSet, rng: &mut u64) -> usize {
+    let n = z.stored_len().max(1);
+    let mut i = 0;
+    for _ in 0..DRAWS_MAX {
+        i = (xorshift_star(rng) % n as u64) as usize;
+        if z.holds(i) {
+            return i;
+        }
+    }
+    (0..n)
+        .map(|d| (i + d) % n)
+        .find(|&j| z.holds(j))
+        .unwrap_or(i)
 }
 
 impl ZRandMember<'_> {
@@ -110,11 +131,9 @@ impl ZRandMember<'_> {
         };
         let picks: Vec<usize> = if count < 0 {
             let n = count.unsigned_abs() as usize;
-            (0..n)
-                .map(|_| (xorshift_star(rng) % len as u64) as usize)
-                .collect()
+            (0..n).map(|_| draw(z, rng)).collect()
         } else {
-            distinct(len, count as usize, rng)
+            distinct_where(z.stored_len(), count as usize, rng, |i| z.holds(i))
         };
         out.array(picks.len() * per);
         for i in picks {
