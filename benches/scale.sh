@@ -3,13 +3,14 @@
 # clusters, and what a rebalance costs foreground latency.
 #
 #   benches/scale.sh [--requests 200000] [--keys 500000] [--value 200]
-#                    [--chunk 40000] [--throttle 0] [--only scale|rebalance]
+#                    [--chunk 20000] [--throttle 0] [--only scale|rebalance]
 #   (needs target/release/cairn, or CAIRN=path; redis-benchmark 7)
 #
 # 1. scale: for N in 1 3 5, `cairn dev --nodes N --replication-factor 3`
 #    (durable, 64 groups); once every node has a leader for every group,
 #    `redis-benchmark --cluster -c 50 -P 16 -r 100000 -t set,get`
-#    (a cluster-aware client: each command to its group's leader).
+#    (a cluster-aware client: each command to its group's leader; with
+#    one node, without --cluster, which redis-benchmark refuses there).
 # 2. rebalance: 5 nodes, KEYS keys of VALUE bytes loaded; then chunks of
 #    `redis-benchmark --cluster -c 20 -P 1 -r KEYS -t set,get -n CHUNK
 #    --csv` (one request at a time per client, so latency is per request):
@@ -28,7 +29,7 @@ CAIRN=${CAIRN:-"$ROOT/target/release/cairn"}
 REQUESTS=200000
 KEYS=500000
 VALUE=200
-CHUNK=40000
+CHUNK=20000
 THROTTLE=0
 ONLY=""
 while [ $# -gt 0 ]; do
@@ -54,17 +55,33 @@ stop_dev() {
 cleanup() { stop_dev; rm -rf "$work"; }
 trap cleanup EXIT
 
+# free_port N: a base port P with P..P+N-1 and their peer ports (+10000)
+# all free right now.
 free_port() {
-    local p
-    p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    # Keep clear of the peer ports (+10000) and of 65535.
-    if [ "$p" -gt 50000 ]; then p=$((p - 20000)); fi
-    echo "$p"
+    python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(200):
+    base = random.randint(20000, 50000)
+    socks = []
+    try:
+        for p in [base + i for i in range(n)] + [base + 10000 + i for i in range(n)]:
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            socks.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in socks:
+            s.close()
+    print(base)
+    break
+PY
 }
 
 # start_dev N: a fresh durable cluster of N nodes; sets $port.
 start_dev() {
-    port=$(free_port)
+    port=$(free_port "$1")
     rm -rf "$work/dev"
     "$CAIRN" dev --nodes "$1" --replication-factor 3 --port "$port" --dir "$work/dev" \
         >"$work/dev.log" 2>&1 &
@@ -81,8 +98,8 @@ start_dev() {
     sleep 8
 }
 
-rps() { # the requests/s of one `-t X -q` line
-    awk -F'[:,]' '/requests per second/ {gsub(/ requests per second/, "", $2); gsub(/ /, "", $2); print $2; exit}'
+rps() { # the requests/s of one `-t X -q` run (progress lines end in \r)
+    tr '\r' '\n' | awk -F'[:,]' '/requests per second/ {gsub(/ requests per second/, "", $2); gsub(/ /, "", $2); print $2; exit}'
 }
 
 if [ "$ONLY" != rebalance ]; then
@@ -90,8 +107,12 @@ if [ "$ONLY" != rebalance ]; then
     printf "%-6s %12s %12s\n" nodes SET/s GET/s
     for n in 1 3 5; do
         start_dev "$n"
-        set_rps=$(redis-benchmark --cluster -p "$port" -c 50 -P 16 -r 100000 -n "$REQUESTS" -t set -q 2>/dev/null | rps)
-        get_rps=$(redis-benchmark --cluster -p "$port" -c 50 -P 16 -r 100000 -n "$REQUESTS" -t get -q 2>/dev/null | rps)
+        # redis-benchmark refuses --cluster with one node (which serves
+        # every slot anyway).
+        cl=--cluster
+        [ "$n" = 1 ] && cl=""
+        set_rps=$(redis-benchmark $cl -p "$port" -c 50 -P 16 -r 100000 -n "$REQUESTS" -t set -q 2>&1 | rps)
+        get_rps=$(redis-benchmark $cl -p "$port" -c 50 -P 16 -r 100000 -n "$REQUESTS" -t get -q 2>&1 | rps)
         printf "%-6s %12s %12s\n" "$n" "$set_rps" "$get_rps"
         stop_dev
     done
@@ -107,7 +128,7 @@ if [ "$THROTTLE" != 0 ]; then "$CAIRN" cluster rebalance -p "$port" --throttle "
 # chunk LABEL: one chunk of SET+GET; prints "LABEL test rps p50 p99".
 chunk() {
     redis-benchmark --cluster -p "$port" -c 20 -P 1 -r "$KEYS" -d "$VALUE" -n "$CHUNK" -t set,get --csv 2>/dev/null |
-        awk -F',' -v l="$1" 'NR > 1 { gsub(/"/, ""); print l, $1, $2, $5, $7 }'
+        awk -F',' -v l="$1" '{ gsub(/"/, "") } $1 == "SET" || $1 == "GET" { print l, $1, $2, $5, $7 }'
 }
 printf "%-8s %-4s %10s %8s %8s\n" phase test rps p50_ms p99_ms
 for i in 1 2 3; do chunk before; done | tee "$work/before" | awk '{printf "%-8s %-4s %10s %8s %8s\n", $1, $2, $3, $4, $5}'
