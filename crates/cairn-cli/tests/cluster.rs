@@ -3353,6 +3353,14 @@ fn five_nodes_with_replication_factor_3_place_route_and_drop_replicas() {
             &[b"CLUSTER", b"WEIGHT", b"5"],
             "ERR wrong number of arguments",
         ),
+        (&[b"CLUSTER", b"WEIGHT", b"5", b"-1"], "ERR weight must be"),
+        // Joining a member twice with another address, removing a node
+        // that is not a member: refused, nothing moved.
+        (
+            &[b"CLUSTER", b"ADDNODE", b"2", b"127.0.0.1:1@2"],
+            "ERR cluster change failed: refused: node 2 is already a member",
+        ),
+        (&[b"CLUSTER", b"DELNODE", b"9"], "ERR cluster change failed"),
         (
             &[b"CLUSTER", b"SETTING", b"replica-repair-timeout", b"-1"],
             "ERR Invalid argument",

@@ -304,6 +304,17 @@ impl MetaState {
                 if !self.members.contains_key(&id) && self.members.len() >= MAX_MEMBERS {
                     return Err(format!("at most {MAX_MEMBERS} members"));
                 }
+                // Adding a member again is a no-op (a retried ADDNODE);
+                // with other addresses it is a mistake, not a move.
+                if let Some(n) = self.members.get(&id) {
+                    if n.resp != resp || n.peer != peer {
+                        return Err(format!(
+                            "node {id} is already a member at {}@{}; remove it first to change its address",
+                            n.resp, n.peer
+                        ));
+                    }
+                }
+
                 self.members.insert(
                     id,
                     NodeInfo {
@@ -361,6 +372,23 @@ impl MetaState {
                     }
                     _ => None,
                 };
+                // A drain must leave enough nodes to hold each group's
+                // replicas (and some node to hold anything).
+                let positive = self
+                    .members
+                    .keys()
+                    .filter(|&&m| m != id && self.weights.get(&m).is_none_or(|w| w.0 > 0))
+                    .count()
+                    + usize::from(weight > 0);
+                let need = self
+                    .replication_factor()
+                    .unwrap_or(1)
+                    .min(self.members.len());
+                if positive < need {
+                    return Err(format!(
+                        "weight {weight} for node {id} would leave {positive} node(s) of positive weight for {need} replicas of each group; add a node or lower replication-factor first"
+                    ));
+                }
                 self.weights.insert(id, (weight, zone));
             }
             (b"META.PLACE", n) if n >= 3 && n - 2 <= MAX_PLACED_GROUPS => {
@@ -755,6 +783,46 @@ mod tests {
         for bad in ["", "-1", "1.5mb", "10 tb", "mb", "99999999999999999999gb"] {
             assert_eq!(parse_bytes(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn members_are_not_moved_by_a_second_add_and_drains_keep_enough_nodes() {
+        let mut st = MetaState::default();
+        for i in 1..=3 {
+            let (r, p) = (format!("h{i}:6379"), format!("h{i}:7379"));
+            apply(&mut st, &["META.MEMBER", &i.to_string(), &r, &p]).unwrap();
+        }
+        let before = st.clone();
+        // The same add again: fine, nothing changes but the epoch.
+        apply(&mut st, &["META.MEMBER", "2", "h2:6379", "h2:7379"]).unwrap();
+        assert_eq!(st.members, before.members);
+        let e = apply(&mut st, &["META.MEMBER", "2", "h9:6379", "h9:7379"]).unwrap_err();
+        assert!(e.contains("already a member at h2:6379@h2:7379"), "{e}");
+        assert_eq!(st.members, before.members);
+        // Replication factor 3 on 3 nodes: no drain; 2: one drain.
+        apply(&mut st, &["META.SET", REPLICATION_FACTOR, "3"]).unwrap();
+        let e = apply(&mut st, &["META.WEIGHT", "3", "0"]).unwrap_err();
+        assert!(
+            e.contains("would leave 2 node(s) of positive weight for 3 replicas"),
+            "{e}"
+        );
+        apply(&mut st, &["META.SET", REPLICATION_FACTOR, "2"]).unwrap();
+        apply(&mut st, &["META.WEIGHT", "3", "0"]).unwrap();
+        assert!(apply(&mut st, &["META.WEIGHT", "2", "0"]).is_err());
+        apply(&mut st, &["META.WEIGHT", "3", "2"]).unwrap();
+        for bad in ["-1", "1001", "x", ""] {
+            let e = apply(&mut st, &["META.WEIGHT", "3", bad]).unwrap_err();
+            assert!(e.contains("weight must be an integer"), "{bad}: {e}");
+        }
+        assert!(apply(&mut st, &["META.WEIGHT", "9", "1"])
+            .unwrap_err()
+            .contains("not a member"));
+        // Every group on every member (`all`): never every node at 0.
+        apply(&mut st, &["META.UNSET", REPLICATION_FACTOR]).unwrap();
+        apply(&mut st, &["META.WEIGHT", "1", "0"]).unwrap();
+        apply(&mut st, &["META.WEIGHT", "2", "0"]).unwrap();
+        let e = apply(&mut st, &["META.WEIGHT", "3", "0"]).unwrap_err();
+        assert!(e.contains("would leave 0 node(s)"), "{e}");
     }
 
     #[test]
