@@ -992,3 +992,39 @@ fn rebalance_pauses_resumes_and_throttles_snapshots() {
     wait_converged(&nodes, groups);
     shutdown_all(&mut nodes);
 }
+
+/// Zones on a running cluster: 4 nodes in two zones, replication factor
+/// 2: every group ends with one voter in each zone (docs/design/placement.md).
+#[test]
+fn replicas_of_a_group_are_spread_over_zones() {
+    let groups = 8;
+    let (rt, _dirs, _ports, mut nodes) = durable_nodes(4, groups);
+    wait_for("4 joined members", || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|n| n.cluster.meta().joined.len() == 4)
+    });
+    let n1 = nodes[0].as_ref().unwrap().cluster.clone();
+    // Ids 1 and 2 in zone a, 3 and 4 in b: by id, the default placement
+    // could well put a group on 1 and 2.
+    for (id, zone) in [(1, "a"), (2, "a"), (3, "b"), (4, "b")] {
+        rt.block_on(n1.set_weight(id, 1, Some(zone))).unwrap();
+    }
+    rt.block_on(n1.set_setting("replication-factor", "2"))
+        .unwrap();
+    wait_for("every group on one node of each zone", || {
+        let st = n1.meta();
+        st.wanted_placement(groups).is_none()
+            && (0..groups).all(|g| {
+                let v = leader_voters(&nodes, g);
+                let mut placed = st.placement(g);
+                placed.sort_unstable();
+                v == placed && v.len() == 2 && v[0] <= 2 && v[1] >= 3
+            })
+    });
+    for g in 0..groups {
+        assert_eq!(write(&rt, &nodes, g, &[b"INCR", b"z"]), b":1\r\n");
+    }
+    shutdown_all(&mut nodes);
+}
