@@ -140,6 +140,9 @@ pub fn run(a: StatusArgs) -> anyhow::Result<()> {
                 eta
             }
         );
+        if f.get("cairn_rebalance_paused").is_some_and(|v| v == "1") && !settled {
+            println!("rebalance PAUSED: nothing moves until `cairn cluster rebalance --resume`");
+        }
         if first.is_none() {
             first = Some((Instant::now(), placed));
         }
