@@ -6,12 +6,12 @@
 //! kept by the meta group), so any node takes them.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::status::{ask_node, bar, fields, num};
+use crate::status::{ask_node, bar, fields, next_poll, num};
 
 #[derive(Args)]
 pub struct RebalanceArgs {
@@ -233,12 +233,12 @@ pub fn run(a: RebalanceArgs) -> anyhow::Result<()> {
         if !a.watch || done {
             return Ok(());
         }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(a.timeout),
-            "the rebalance did not finish within {} s",
-            a.timeout
-        );
-        std::thread::sleep(Duration::from_secs_f64(a.interval.clamp(0.1, 60.0)));
+        next_poll(
+            started,
+            a.timeout,
+            a.interval,
+            "the rebalance did not finish",
+        )?;
     }
 }
 

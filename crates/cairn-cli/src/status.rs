@@ -149,13 +149,29 @@ pub fn run(a: StatusArgs) -> anyhow::Result<()> {
         if !a.watch || settled {
             return Ok(());
         }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(a.timeout),
-            "the placement did not settle within {} s",
-            a.timeout
-        );
-        std::thread::sleep(Duration::from_secs_f64(a.interval.clamp(0.1, 60.0)));
+        next_poll(
+            started,
+            a.timeout,
+            a.interval,
+            "the placement did not settle",
+        )?;
     }
+}
+
+/// Between two polls of a `--watch`: fails once `timeout` seconds have
+/// gone by since `started` (saying `what`), else sleeps `interval`.
+pub(crate) fn next_poll(
+    started: Instant,
+    timeout: u64,
+    interval: f64,
+    what: &str,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        started.elapsed() < Duration::from_secs(timeout),
+        "{what} within {timeout} s"
+    );
+    std::thread::sleep(Duration::from_secs_f64(interval.clamp(0.1, 60.0)));
+    Ok(())
 }
 
 #[cfg(test)]

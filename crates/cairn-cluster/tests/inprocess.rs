@@ -346,6 +346,16 @@ fn three_nodes_replicate_fail_over_and_recover_from_disk() {
     shutdown_all(&mut nodes);
 }
 
+/// Waits until every running node's meta state counts `n` joined members.
+fn wait_joined(nodes: &[Option<Node>], n: usize) {
+    wait_for(&format!("{n} joined members"), || {
+        nodes
+            .iter()
+            .flatten()
+            .all(|x| x.cluster.meta().joined.len() == n)
+    });
+}
+
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ok() {
@@ -634,12 +644,7 @@ fn three_loops_per_node_replicate_restart_and_quiesce() {
 fn the_replication_factor_places_and_reconciles_every_group() {
     let groups = 8;
     let (rt, dirs, ports, mut nodes) = three_durable_nodes(groups);
-    wait_for("3 joined members", || {
-        nodes
-            .iter()
-            .flatten()
-            .all(|n| n.cluster.meta().joined.len() == 3)
-    });
+    wait_joined(&nodes, 3);
     for g in 0..groups {
         write(&rt, &nodes, g, &[b"SET", b"k", format!("v{g}").as_bytes()]);
     }
@@ -735,12 +740,7 @@ fn the_replication_factor_places_and_reconciles_every_group() {
 fn unhosted_groups_route_by_the_leaders_hints() {
     let groups = 8;
     let (rt, _dirs, _ports, mut nodes) = durable_nodes(4, groups);
-    wait_for("4 joined members", || {
-        nodes
-            .iter()
-            .flatten()
-            .all(|n| n.cluster.meta().joined.len() == 4)
-    });
+    wait_joined(&nodes, 4);
     let n1 = nodes[0].as_ref().unwrap().cluster.clone();
     rt.block_on(n1.set_setting("replication-factor", "3"))
         .unwrap();
@@ -821,12 +821,7 @@ fn unhosted_groups_route_by_the_leaders_hints() {
 fn a_lost_node_is_replaced_and_placed_again_when_back() {
     let groups = 8;
     let (rt, dirs, ports, mut nodes) = durable_nodes(4, groups);
-    wait_for("4 joined members", || {
-        nodes
-            .iter()
-            .flatten()
-            .all(|n| n.cluster.meta().joined.len() == 4)
-    });
+    wait_joined(&nodes, 4);
     let n1 = nodes[0].as_ref().unwrap().cluster.clone();
     rt.block_on(n1.set_setting("replica-repair-timeout", "2"))
         .unwrap();
@@ -890,12 +885,7 @@ fn a_lost_node_is_replaced_and_placed_again_when_back() {
 fn rebalance_pauses_resumes_and_throttles_snapshots() {
     let groups = 8;
     let (rt, _dirs, _ports, mut nodes) = three_durable_nodes(groups);
-    wait_for("3 joined members", || {
-        nodes
-            .iter()
-            .flatten()
-            .all(|n| n.cluster.meta().joined.len() == 3)
-    });
+    wait_joined(&nodes, 3);
     // About 1 MiB per group, so that a snapshot is worth throttling.
     let value = vec![b'x'; 16 << 10];
     for g in 0..groups {
@@ -999,12 +989,7 @@ fn rebalance_pauses_resumes_and_throttles_snapshots() {
 fn replicas_of_a_group_are_spread_over_zones() {
     let groups = 8;
     let (rt, _dirs, _ports, mut nodes) = durable_nodes(4, groups);
-    wait_for("4 joined members", || {
-        nodes
-            .iter()
-            .flatten()
-            .all(|n| n.cluster.meta().joined.len() == 4)
-    });
+    wait_joined(&nodes, 4);
     let n1 = nodes[0].as_ref().unwrap().cluster.clone();
     // Ids 1 and 2 in zone a, 3 and 4 in b: by id, the default placement
     // could well put a group on 1 and 2.

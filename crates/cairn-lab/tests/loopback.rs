@@ -5,28 +5,10 @@
 
 use std::time::Duration;
 
-use cairn_check::{check, Budget, Counter, Register, Verdict};
 use cairn_lab::loopback::{LoopbackCluster, FALLBACK_NOTE};
 use cairn_lab::workload::{self, Kind};
 
 mod common;
-
-/// Generous Raft timings for a debug build on 2 busy cores (the release
-/// binary, CAIRN_LAB_CAIRN_BIN, gets cairn's defaults).
-fn timing() -> Vec<&'static str> {
-    if std::env::var_os("CAIRN_LAB_CAIRN_BIN").is_some() {
-        Vec::new()
-    } else {
-        vec![
-            "--heartbeat-interval",
-            "250",
-            "--election-timeout-min",
-            "1000",
-            "--election-timeout-max",
-            "2000",
-        ]
-    }
-}
 
 fn workload_cfg(targets: Vec<String>, kind: Kind, seed: u64) -> workload::Config {
     workload::Config {
@@ -55,7 +37,8 @@ fn loopback_fallback_partition_kill_and_pause_keep_histories_linearizable() {
     let _serial = common::serial();
     eprintln!("{FALLBACK_NOTE}");
     let bin = common::cairn_binary();
-    let mut c = LoopbackCluster::start(&bin, 3, &timing()).expect("loopback cluster starts");
+    let mut c =
+        LoopbackCluster::start(&bin, 3, &common::debug_timing()).expect("loopback cluster starts");
     let targets = c.targets();
     let runs: Vec<_> = [(Kind::Register, 71), (Kind::Counter, 72)]
         .into_iter()
@@ -97,26 +80,7 @@ fn loopback_fallback_partition_kill_and_pause_keep_histories_linearizable() {
     std::thread::sleep(Duration::from_secs(3));
     c.pause(2, false).unwrap();
     for run in runs {
-        let (kind, result) = run.join().expect("workload thread");
-        let (history, stats) = result.expect("workload ran");
-        eprintln!(
-            "{kind:?}: {} ops, {} ok, {} info, errors {:?}",
-            stats.ops, stats.ok, stats.info, stats.errors
-        );
-        assert!(
-            history.ops.len() > 200,
-            "{kind:?}: only {} ops",
-            history.ops.len()
-        );
-        let budget = Budget::default();
-        let t0 = std::time::Instant::now();
-        let report = match kind {
-            Kind::Counter => check(&history, &Counter, &budget),
-            _ => check(&history, &Register, &budget),
-        }
-        .expect("a valid history");
-        eprintln!("{kind:?}: checked in {:?}", t0.elapsed());
-        assert_eq!(report.verdict, Verdict::Linearizable, "{kind:?}");
+        common::check_workload(run);
     }
     c.wait_ok(Duration::from_secs(60))
         .expect("every node ready again");

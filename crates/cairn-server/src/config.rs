@@ -450,26 +450,13 @@ pub fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, PeerSpec>,
     Ok(out)
 }
 
-/// Redis' `memtoull`: "1k"=1000, "1kb"=1024, likewise m/mb, g/gb.
+/// Redis' `memtoull`: "1k"=1000, "1kb"=1024, likewise m/mb, g/gb; ""
+/// is 0.
 pub fn parse_memory(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    if s.is_empty() {
+    if s.trim().is_empty() {
         return Some(0);
     }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mul: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(mul)
+    cairn_cluster::meta::parse_bytes(s)
 }
 
 fn de_memory<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

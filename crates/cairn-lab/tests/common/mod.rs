@@ -276,3 +276,57 @@ pub fn each_fault_once(
     eprint!("{}", schedule.describe());
     schedule
 }
+
+/// Raft timings for a debug build of cairn on 2 busy cores (heartbeat
+/// 250 ms, election timeout 1-2 s); none (cairn's defaults) for the
+/// release binary of `CAIRN_LAB_CAIRN_BIN`.
+pub fn debug_timing() -> Vec<&'static str> {
+    if std::env::var_os("CAIRN_LAB_CAIRN_BIN").is_some() {
+        return Vec::new();
+    }
+    let mut a = vec!["--heartbeat-interval", "250"];
+    a.extend(["--election-timeout-min", "1000"]);
+    a.extend(["--election-timeout-max", "2000"]);
+    a
+}
+
+/// What a workload thread returns: its kind, and its history and figures.
+pub type WorkloadRun = (
+    cairn_lab::workload::Kind,
+    Result<(cairn_check::History, cairn_lab::workload::Stats), redis::RedisError>,
+);
+
+/// Joins a workload thread, prints its figures, and checks its history
+/// with the checker of its kind: register and counter linearizable, set
+/// nothing lost or invented. Panics otherwise (or with 200 ops or fewer).
+pub fn check_workload(run: std::thread::JoinHandle<WorkloadRun>) {
+    use cairn_check::{check, check_set, Budget, Counter, Register, SetVerdict, Verdict};
+    use cairn_lab::workload::Kind;
+    let (kind, result) = run.join().expect("workload thread");
+    let (history, stats) = result.expect("workload ran");
+    eprintln!(
+        "{kind:?}: {} ops, {} ok, {} info, errors {:?}",
+        stats.ops, stats.ok, stats.info, stats.errors
+    );
+    assert!(
+        history.ops.len() > 200,
+        "{kind:?}: only {} ops",
+        history.ops.len()
+    );
+    let t0 = std::time::Instant::now();
+    match kind {
+        Kind::Set => {
+            let report = check_set(&history).expect("a valid history");
+            assert_eq!(report.verdict, SetVerdict::Valid, "{report:#?}");
+        }
+        Kind::Counter => {
+            let report = check(&history, &Counter, &Budget::default()).expect("a valid history");
+            assert_eq!(report.verdict, Verdict::Linearizable, "{kind:?}");
+        }
+        _ => {
+            let report = check(&history, &Register, &Budget::default()).expect("a valid history");
+            assert_eq!(report.verdict, Verdict::Linearizable, "{kind:?}");
+        }
+    }
+    eprintln!("{kind:?}: checked in {:?}", t0.elapsed());
+}
