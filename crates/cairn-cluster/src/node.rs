@@ -401,7 +401,13 @@ pub(crate) fn recover_group(
         }
     }
     let stored = rec.vote.is_some() || !rec.entries.is_empty() || rec.purged.is_some();
-    if stored && snap_index.is_none() {
+    // A hard state alone, with no snapshot: a replica added to the group
+    // (or a member catching up) that heard the leader's term, or voted,
+    // before its first snapshot arrived. Its term and vote are kept; it
+    // waits for the snapshot again. Entries without a snapshot cannot be
+    // placed (a group's log starts after its first snapshot).
+    let awaiting_snapshot = rec.entries.is_empty() && rec.purged.is_none();
+    if stored && snap_index.is_none() && !awaiting_snapshot {
         return Err(io_err(format!(
             "group {g}: the log has records but the snapshot file is missing"
         )));
@@ -1948,4 +1954,56 @@ pub(crate) fn fuzz_bodies(data: &[u8]) {
     let _ = decode_hard_state(data);
     let _ = forward::decode_batch(data);
     let _ = postcard::from_bytes::<Admin>(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::GroupRecovered;
+    use raft::eraftpb::HardState;
+
+    struct NoHost;
+    impl Host for NoHost {
+        fn apply(&self, _: u16, _: crate::Stamp, _: &[&[u8]], _: &mut Vec<u8>) {}
+        fn snapshot(&self, _: u16) -> Vec<u8> {
+            Vec::new()
+        }
+        fn restore(&self, _: u16, _: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+        fn clear(&self, _: u16) {}
+        fn forward(&self, _: Vec<Forward>) -> crate::host::BoxFuture<Vec<Vec<u8>>> {
+            Box::pin(async { Vec::new() })
+        }
+    }
+
+    /// A replica killed after it heard its leader's term but before its
+    /// first snapshot arrived comes back with that term and vote and no
+    /// data (found by the 3 -> 5 -> 4 lab run: it used to refuse to start);
+    /// entries with no snapshot still refuse.
+    #[test]
+    fn a_hard_state_without_a_snapshot_is_a_replica_waiting_for_one() {
+        let host: Arc<dyn Host> = Arc::new(NoHost);
+        let hs = HardState {
+            term: 9,
+            vote: 2,
+            commit: 0,
+        };
+        let rec = GroupRecovered {
+            vote: Some(crate::storage::encode_hard_state(&hs).into()),
+            ..Default::default()
+        };
+        let (st, snap, fresh) = recover_group(3, &host, None, rec).unwrap();
+        assert_eq!((st.hs.term, st.hs.vote, st.hs.commit), (9, 2, 0));
+        assert_eq!((snap, fresh, st.last_index()), (None, false, 0));
+        let rec = GroupRecovered {
+            vote: Some(crate::storage::encode_hard_state(&hs).into()),
+            entries: vec![(7, Vec::new().into())],
+            ..Default::default()
+        };
+        let e = recover_group(3, &host, None, rec).err().unwrap();
+        assert!(e.to_string().contains("snapshot file is missing"), "{e}");
+        let (_, _, fresh) = recover_group(3, &host, None, GroupRecovered::default()).unwrap();
+        assert!(fresh);
+    }
 }

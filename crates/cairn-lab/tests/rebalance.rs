@@ -116,12 +116,15 @@ fn wait_settled(c: &Mutex<LoopbackCluster>, limit: Duration, what: &str) -> Repl
                 cmd(&targets[i], &["INFO", "cluster"], Duration::from_secs(3))
                     .is_ok_and(|t| t.contains("cairn_placement_settled:1"))
             });
-            if let Some(r) = replicas(&c) {
-                let placed = (0..GROUPS).all(|g| r.get(&g).is_some_and(|m| m.len() == RF));
-                if settled && placed {
-                    return r;
+            match replicas(&c) {
+                Some(r) => {
+                    let placed = (0..GROUPS).all(|g| r.get(&g).is_some_and(|m| m.len() == RF));
+                    if settled && placed {
+                        return r;
+                    }
+                    last = format!("settled {settled}: {:?}", placement_of(&r).groups);
                 }
-                last = format!("settled {settled}: {:?}", placement_of(&r).groups);
+                None => last = "a member does not answer CLUSTER DIGEST (see its log)".into(),
             }
         }
         assert!(
