@@ -107,7 +107,7 @@ fn placement_of(r: &Replicas) -> Placement {
 /// and every group is on exactly `RF` members; returns the replica sets.
 fn wait_settled(c: &Mutex<LoopbackCluster>, limit: Duration, what: &str) -> Replicas {
     let deadline = Instant::now() + limit;
-    let mut last = String::new();
+    let mut last: String;
     loop {
         {
             let c = lock(c);
