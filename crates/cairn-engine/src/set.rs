@@ -239,12 +239,10 @@ impl<'a> Ints<'a> {
     }
 }
 
-fn put_int(out: &mut Vec<u8>, n: i64, w: u8) {
-    match w {
-        2 => out.extend_from_slice(&(n as i16).to_le_bytes()),
-        4 => out.extend_from_slice(&(n as i32).to_le_bytes()),
-        _ => out.extend_from_slice(&n.to_le_bytes()),
-    }
+/// `n`'s low `w` bytes, little-endian: `n` itself when it fits `w` bytes
+/// (two's complement).
+fn int_bytes(n: i64, w: u8) -> impl Iterator<Item = u8> {
+    n.to_le_bytes().into_iter().take(w as usize)
 }
 
 /// Inserts `n` at position `at` (from [`Ints::binary_search`]) of an
@@ -260,16 +258,14 @@ fn ints_insert(buf: &mut Vec<u8>, at: usize, n: i64) {
         let mut wide = Vec::with_capacity(1 + (old.len() + 1) * w as usize);
         wide.push(w);
         for m in old.iter() {
-            put_int(&mut wide, m, w);
+            wide.extend(int_bytes(m, w));
         }
         *buf = wide;
     }
     let width = buf[0];
-    let mut bytes = Vec::with_capacity(width as usize);
-    put_int(&mut bytes, n, width);
     let at = 1 + at * width as usize;
-    buf.reserve_exact(bytes.len());
-    buf.splice(at..at, bytes);
+    buf.reserve_exact(width as usize);
+    buf.splice(at..at, int_bytes(n, width));
 }
 
 /// Removes the member at position `at` of an intset's buffer.
