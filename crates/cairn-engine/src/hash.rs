@@ -661,6 +661,36 @@ mod tests {
     }
 
     #[test]
+    fn a_listpack_is_bare_unless_a_field_has_a_deadline() {
+        assert_eq!(std::mem::size_of::<Hash>(), 16);
+        assert_eq!(malloc_size(std::mem::size_of::<Boxed>()), 32);
+        let mut h = Hash::default();
+        assert_eq!(h.heap_bytes(), 0);
+        h.set(b"a", b"1", 7).unwrap();
+        h.set(b"b", b"2", 7).unwrap();
+        assert!(matches!(h.0, Repr::Listpack(_)));
+        assert_eq!(h.heap_bytes(), malloc_size(1 + 2 * 4));
+        let bare = h.clone();
+        h.set_expiry(b"a", 10);
+        h.set_expiry(b"b", 10);
+        assert!(matches!(h.0, Repr::Boxed(_)));
+        h.persist(b"a");
+        assert!(matches!(h.0, Repr::Boxed(_)), "b still has one");
+        h.persist(b"b");
+        assert_eq!(h, bare);
+        // A removed field takes its deadline and, the last, the box.
+        h.set_expiry(b"a", 10);
+        h.remove(b"a");
+        assert!(matches!(h.0, Repr::Listpack(_)));
+        assert_eq!(h.heap_bytes(), malloc_size(1 + 4));
+        // A table stays boxed without deadlines.
+        h.convert(7, 0);
+        h.set_expiry(b"b", 10);
+        h.persist(b"b");
+        assert!(matches!(h.0, Repr::Boxed(_)) && h.is_table());
+    }
+
+    #[test]
     fn a_long_value_or_field_converts_to_a_table() {
         let mut h = Hash::default();
         h.set(b"f", &[b'x'; 64], 1).unwrap();
