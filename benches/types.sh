@@ -11,9 +11,12 @@
 #
 # 1. Throughput: redis-benchmark -c 50 -P 16 -r 100000 with its built-in
 #    hset, lpush, rpush, lpop, rpop, sadd, spop, lrange_100, zadd and
-#    zpopmin tests, and ZSCORE / ZRANGE 0 9 as custom commands (pops,
-#    LRANGE and the zset reads on a key filled first, so never empty);
-#    median of REPS rounds alternating the servers; the ratio.
+#    zpopmin tests, and ZSCORE / ZRANGE 0 9 / HGET / SISMEMBER as custom
+#    commands (pops, LRANGE and the reads on a key filled first, so never
+#    empty); the *_small tests write and read 10,000 keys (-r 10000) of
+#    about 30 fields or members each: listpack hashes and intsets (reads
+#    of a field or member mostly absent: a whole walk or search); median
+#    of REPS rounds alternating the servers; the ratio.
 # 2. Memory per element: INFO used_memory before and after loading, for
 #    each type at a small size (20,000 keys of 16 elements: listpack /
 #    intset encodings) and a large one (one key of 200,000 elements:
@@ -24,7 +27,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CAIRN=${CAIRN:-"$ROOT/target/release/cairn"}
-TESTS=${TYPES_TESTS:-"hset lpush rpush lpop rpop sadd spop lrange_100 zadd zpopmin zscore zrange_10"}
+TESTS=${TYPES_TESTS:-"hset hget lpush rpush lpop rpop sadd sismember spop lrange_100 zadd zpopmin zscore zrange_10 hset_small hget_small sadd_small sismember_small"}
 KINDS=${TYPES_KINDS:-"hash set intset list zset"}
 REPS=${1:-3}
 work=$(mktemp -d)
@@ -45,24 +48,12 @@ for p in "$cp" "$rp"; do
     for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
+# shellcheck source=benches/types-lib.sh
+. "$ROOT/benches/types-lib.sh"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "== throughput, -c 50 -P 16 (requests/s)"
-printf '%-12s %12s %12s %8s\n' test cairn redis ratio
-# prep TEST: what fills the key a pop test works on (redis-benchmark's
-# own mylist / myset), so pops never meet an empty collection; n: how
-# many requests (pops stay below what the fill added).
-prep() {
-    case "$1" in
-    lpop | rpop | lrange_100) echo "lpush 300000 100000" ;;
-    # The pop tests get a bigger collection (about 450,000 members), so
-    # that 300,000 pops run long enough to time.
-    spop) echo "sadd 600000 1000000" ;;
-    zpopmin) echo "zadd 600000 1000000" ;;
-    zscore | zrange_10) echo "zadd 300000 100000" ;;
-    *) echo "" ;;
-    esac
-}
+printf '%-16s %12s %12s %8s\n' test cairn redis ratio
 count() {
     case "$1" in
     lpop | rpop) echo 150000 ;;
@@ -70,12 +61,8 @@ count() {
     esac
 }
 bench() { # port test n -> rps
-    local what=(-t "$2")
-    case "$2" in
-    zscore) what=(ZSCORE myzset "element:__rand_int__") ;;
-    zrange_10) what=(ZRANGE myzset 0 9) ;;
-    esac
-    redis-benchmark -p "$1" -c 50 -P 16 -n "$3" -r 100000 --csv "${what[@]}" 2>/dev/null |
+    # shellcheck disable=SC2046 # what's words are the arguments
+    redis-benchmark -p "$1" -c 50 -P 16 -n "$3" -r "$(range "$2")" --csv $(what "$2") 2>/dev/null |
         awk -F, 'NR==2 {gsub(/"/,"",$2); print $2}'
 }
 for t in $TESTS; do
@@ -86,14 +73,15 @@ for t in $TESTS; do
             if [ "$side" = c ]; then port=$cp; else port=$rp; fi
             redis-cli -p "$port" flushall >/dev/null
             if [ "$pt" != x ]; then
-                redis-benchmark -p "$port" -c 50 -P 16 -n "$pn" -r "$pr" -t "$pt" >/dev/null 2>&1
+                # shellcheck disable=SC2046
+                redis-benchmark -p "$port" -c 50 -P 16 -n "$pn" -r "$pr" $(what "$pt") >/dev/null 2>&1
             fi
             v=$(bench "$port" "$t" "$(count "$t")")
             if [ "$side" = c ]; then cs+=("$v"); else rs+=("$v"); fi
         done
     done
     c=$(printf '%s\n' "${cs[@]}" | median); r=$(printf '%s\n' "${rs[@]}" | median)
-    printf '%-12s %12.0f %12.0f %8.2f\n' "$t" "$c" "$r" "$(echo "$c / $r" | bc -l)"
+    printf '%-16s %12.0f %12.0f %8.2f\n' "$t" "$c" "$r" "$(echo "$c / $r" | bc -l)"
 done
 
 used() { redis-cli -p "$1" info memory | awk -F: '/^used_memory:/ {print $2+0}'; }

@@ -49,6 +49,19 @@ impl fmt::Debug for SmallBytes {
     }
 }
 
+/// Edits an exact-size buffer as a `Vec` and puts it back exact-size: a
+/// growth that reserved exactly what it pushed costs no second
+/// reallocation, a shrink gives the spare bytes back (in place when the
+/// size class stays). The small encodings keep their buffers this way, so
+/// a buffer is two words and [`malloc_size`] of its length is what it
+/// costs.
+pub(crate) fn edit_boxed<R>(b: &mut Box<[u8]>, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut v = std::mem::take(b).into_vec();
+    let r = f(&mut v);
+    *b = v.into_boxed_slice();
+    r
+}
+
 /// What the allocator really hands out for `n` bytes: jemalloc's size
 /// class (the `cairn` binary's allocator, docs/design/allocator.md; Redis
 /// counts the same way): 8, then multiples of 16 up to 128, then four

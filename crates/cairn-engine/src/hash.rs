@@ -1,9 +1,10 @@
 //! Hash values: a map of fields to values, in one of two encodings chosen
 //! by size, like Redis (docs/design/datatypes.md).
 //!
-//! * **listpack** — small hashes: one flat buffer of
-//!   `(field_len u8, field, value_len u8, value)` pairs in insertion order.
-//!   One allocation, two bytes of overhead per pair; lookups are a linear
+//! * **listpack** — small hashes: one exact-size buffer of
+//!   `(field_len u8, field, value_len u8, value)` pairs in insertion order
+//!   after a count byte, held in the value itself ([`Hash`] is two words):
+//!   one allocation, two bytes of overhead per pair; lookups are a linear
 //!   walk over at most [`LISTPACK_ENTRIES_MAX`] pairs.
 //! * **hashtable** — the rest: a dense vector of pairs plus an index of
 //!   positions (the keyspace's own layout), so iteration order is the
@@ -16,13 +17,13 @@
 //! same encoding in the same order.
 //!
 //! Fields may expire (HEXPIRE and friends, Redis 7.4): their deadlines
-//! (Unix ms) sit in a side map that exists only while some field has one,
-//! so a hash without field TTLs pays one null pointer. An expired field
+//! (Unix ms) sit in a side map that exists only while some field has one
+//! (in a box beside the encoding, with which a listpack hash is boxed). An expired field
 //! is gone for every command at once (readers see the hash without it,
 //! [`Hash::without_expired`]); it is removed for good by the next write
 //! to the hash or by active expiry (docs/design/datatypes.md).
 
-use crate::bytes::malloc_size;
+use crate::bytes::{edit_boxed, malloc_size};
 use crate::table::DenseTable;
 
 /// Most pairs a listpack-encoded hash holds (Redis'
@@ -34,8 +35,29 @@ pub const LISTPACK_VALUE_MAX: usize = 64;
 /// Most fields one hash holds (positions are u32).
 pub const FIELDS_MAX: usize = crate::table::ENTRIES_MAX;
 
+/// A hash: two words, so a value holds it without a box of its own. A
+/// listpack without field deadlines is its buffer and nothing more; a
+/// table, or any hash with field deadlines, is boxed ([`Boxed`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hash(Repr);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hash {
+enum Repr {
+    /// A listpack whose fields have no deadlines.
+    Listpack(Listpack),
+    /// A table, or a listpack with deadlines (never one without: see
+    /// [`Hash::unbox`]).
+    Boxed(Box<Boxed>),
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::Listpack(Listpack::default())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Boxed {
     enc: Enc,
     /// Deadlines (Unix ms) of the fields that have one; `None` when no
     /// field does. Ordered, so digests and snapshots are deterministic.
@@ -44,21 +66,34 @@ pub struct Hash {
 
 type Ttls = std::collections::BTreeMap<Box<[u8]>, u64>;
 
-/// The two encodings.
+/// The two encodings, in a box.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Enc {
+enum Enc {
     Listpack(Listpack),
-    /// Boxed: a small hash pays for a listpack's three words, not a
-    /// table's nine.
+    /// Boxed: a listpack with deadlines pays for a listpack's two words,
+    /// not a table's nine.
     Table(Box<Table>),
 }
 
-/// The small encoding: pairs in one buffer, each length one byte.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Listpack {
-    buf: Vec<u8>,
-    len: u16,
+/// A hash's encoding, read.
+enum Body<'a> {
+    Listpack(&'a Listpack),
+    Table(&'a Table),
 }
+
+/// A hash's encoding, to change.
+enum BodyMut<'a> {
+    Listpack(&'a mut Listpack),
+    Table(&'a mut Table),
+}
+
+/// The small encoding: one exact-size buffer, a pair count byte (at most
+/// [`LISTPACK_ENTRIES_MAX`], one more while converting) then
+/// `(field_len u8, field, value_len u8, value)` pairs in insertion order.
+/// An empty buffer is an empty listpack. Two bytes of overhead per pair;
+/// lookups are a linear walk over at most [`LISTPACK_ENTRIES_MAX`] pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listpack(Box<[u8]>);
 
 /// One pair of a table: field, value.
 /// One pair of a table in one allocation: `field_len` (LEB128), the
@@ -130,25 +165,32 @@ pub fn fits_listpack(field: &[u8], value: &[u8]) -> bool {
 
 impl Listpack {
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.0.first().map_or(0, |&n| n as usize)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// The pairs, past the count byte.
+    fn pairs(&self) -> &[u8] {
+        self.0.get(1..).unwrap_or(&[])
     }
 
     pub fn iter(&self) -> ListpackIter<'_> {
-        ListpackIter { buf: &self.buf }
+        ListpackIter { buf: self.pairs() }
     }
 
-    /// Byte offset of `field`'s pair and of its value's length byte.
+    /// Offset in the buffer of `field`'s pair and of its value's length
+    /// byte.
     fn find(&self, field: &[u8]) -> Option<(usize, usize)> {
-        let mut at = 0;
-        while at < self.buf.len() {
-            let flen = self.buf[at] as usize;
+        let buf = &self.0;
+        let mut at = 1;
+        while at < buf.len() {
+            let flen = buf[at] as usize;
             let vat = at + 1 + flen;
-            let vlen = self.buf[vat] as usize;
-            if &self.buf[at + 1..vat] == field {
+            let vlen = buf[vat] as usize;
+            if &buf[at + 1..vat] == field {
                 return Some((at, vat));
             }
             at = vat + 1 + vlen;
@@ -158,8 +200,8 @@ impl Listpack {
 
     fn get(&self, field: &[u8]) -> Option<&[u8]> {
         let (_, vat) = self.find(field)?;
-        let vlen = self.buf[vat] as usize;
-        Some(&self.buf[vat + 1..vat + 1 + vlen])
+        let vlen = self.0[vat] as usize;
+        Some(&self.0[vat + 1..vat + 1 + vlen])
     }
 
     /// Sets a pair that fits (see [`fits_listpack`]); true if the field
@@ -170,30 +212,28 @@ impl Listpack {
         // doubling Vec would leave up to half of every small hash unused.
         match self.find(field) {
             Some((_, vat)) => {
-                let vlen = self.buf[vat] as usize;
-                self.buf.reserve_exact(value.len().saturating_sub(vlen));
-                self.buf[vat] = value.len() as u8;
-                self.buf
-                    .splice(vat + 1..vat + 1 + vlen, value.iter().copied());
-                self.trim();
+                edit_boxed(&mut self.0, |buf| {
+                    let vlen = buf[vat] as usize;
+                    buf.reserve_exact(value.len().saturating_sub(vlen));
+                    buf[vat] = value.len() as u8;
+                    buf.splice(vat + 1..vat + 1 + vlen, value.iter().copied());
+                });
                 false
             }
             None => {
-                self.buf.reserve_exact(2 + field.len() + value.len());
-                self.buf.push(field.len() as u8);
-                self.buf.extend_from_slice(field);
-                self.buf.push(value.len() as u8);
-                self.buf.extend_from_slice(value);
-                self.len += 1;
+                edit_boxed(&mut self.0, |buf| {
+                    if buf.is_empty() {
+                        buf.push(0);
+                    }
+                    buf.reserve_exact(2 + field.len() + value.len());
+                    buf.push(field.len() as u8);
+                    buf.extend_from_slice(field);
+                    buf.push(value.len() as u8);
+                    buf.extend_from_slice(value);
+                    buf[0] += 1;
+                });
                 true
             }
-        }
-    }
-
-    /// Gives back spare capacity past a few bytes (after a shrink).
-    fn trim(&mut self) {
-        if self.buf.capacity() - self.buf.len() > 32 {
-            self.buf.shrink_to_fit();
         }
     }
 
@@ -201,10 +241,11 @@ impl Listpack {
         let Some((at, vat)) = self.find(field) else {
             return false;
         };
-        let end = vat + 1 + self.buf[vat] as usize;
-        self.buf.drain(at..end);
-        self.len -= 1;
-        self.trim();
+        edit_boxed(&mut self.0, |buf| {
+            let end = vat + 1 + buf[vat] as usize;
+            buf.drain(at..end);
+            buf[0] -= 1;
+        });
         true
     }
 }
@@ -248,20 +289,61 @@ fn table_set(t: &mut Table, field: &[u8], value: &[u8]) -> Option<bool> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashFull;
 
-impl Default for Hash {
-    fn default() -> Self {
-        Hash {
-            enc: Enc::Listpack(Listpack::default()),
-            ttl: None,
+impl Hash {
+    fn body(&self) -> Body<'_> {
+        match &self.0 {
+            Repr::Listpack(l) => Body::Listpack(l),
+            Repr::Boxed(b) => match &b.enc {
+                Enc::Listpack(l) => Body::Listpack(l),
+                Enc::Table(t) => Body::Table(t),
+            },
         }
     }
-}
 
-impl Hash {
+    fn body_mut(&mut self) -> BodyMut<'_> {
+        match &mut self.0 {
+            Repr::Listpack(l) => BodyMut::Listpack(l),
+            Repr::Boxed(b) => match &mut b.enc {
+                Enc::Listpack(l) => BodyMut::Listpack(l),
+                Enc::Table(t) => BodyMut::Table(t),
+            },
+        }
+    }
+
+    fn ttl(&self) -> Option<&Ttls> {
+        match &self.0 {
+            Repr::Listpack(_) => None,
+            Repr::Boxed(b) => b.ttl.as_deref(),
+        }
+    }
+
+    /// The boxed form, boxing a bare listpack first.
+    fn boxed(&mut self) -> &mut Boxed {
+        if let Repr::Listpack(l) = &mut self.0 {
+            let enc = Enc::Listpack(std::mem::take(l));
+            self.0 = Repr::Boxed(Box::new(Boxed { enc, ttl: None }));
+        }
+        match &mut self.0 {
+            Repr::Boxed(b) => b,
+            Repr::Listpack(_) => unreachable!("boxed just above"),
+        }
+    }
+
+    /// Back to a bare listpack when the box holds one without deadlines
+    /// (so a listpack hash costs its buffer only, and equal hashes are
+    /// equal values).
+    fn unbox(&mut self) {
+        if let Repr::Boxed(b) = &mut self.0 {
+            if let (Enc::Listpack(l), None) = (&mut b.enc, &b.ttl) {
+                self.0 = Repr::Listpack(std::mem::take(l));
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
-        match &self.enc {
-            Enc::Listpack(l) => l.len(),
-            Enc::Table(t) => t.len(),
+        match self.body() {
+            Body::Listpack(l) => l.len(),
+            Body::Table(t) => t.len(),
         }
     }
 
@@ -272,31 +354,31 @@ impl Hash {
     /// Redis' OBJECT ENCODING name (`listpackex`: a listpack with field
     /// deadlines, as Redis 7.4 names it).
     pub fn encoding(&self) -> &'static str {
-        match (&self.enc, self.ttl.is_some()) {
-            (Enc::Listpack(_), false) => "listpack",
-            (Enc::Listpack(_), true) => "listpackex",
-            (Enc::Table(_), _) => "hashtable",
+        match (self.body(), self.has_ttls()) {
+            (Body::Listpack(_), false) => "listpack",
+            (Body::Listpack(_), true) => "listpackex",
+            (Body::Table(_), _) => "hashtable",
         }
     }
 
     /// Whether the table encoding is in use.
     pub fn is_table(&self) -> bool {
-        matches!(self.enc, Enc::Table(_))
+        matches!(self.body(), Body::Table(_))
     }
 
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        match &self.enc {
-            Enc::Listpack(l) => l.get(field),
-            Enc::Table(t) => t.position(field).map(|p| t.entries()[p].value()),
+        match self.body() {
+            Body::Listpack(l) => l.get(field),
+            Body::Table(t) => t.position(field).map(|p| t.entries()[p].value()),
         }
     }
 
     /// Every pair, in the encoding's order (insertion order for a
     /// listpack, position order for a table).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        let (l, t) = match &self.enc {
-            Enc::Listpack(l) => (Some(l.iter()), None),
-            Enc::Table(t) => (None, Some(t.entries().iter().map(pair))),
+        let (l, t) = match self.body() {
+            Body::Listpack(l) => (Some(l.iter()), None),
+            Body::Table(t) => (None, Some(t.entries().iter().map(pair))),
         };
         l.into_iter().flatten().chain(t.into_iter().flatten())
     }
@@ -304,13 +386,13 @@ impl Hash {
     /// Converts to the table encoding (no-op if it is one already), sized
     /// for `extra` more fields. `seed` seeds the field index's hash.
     pub fn convert(&mut self, seed: u64, extra: usize) {
-        if let Enc::Listpack(l) = &self.enc {
+        if let Body::Listpack(l) = self.body() {
             let mut t = Table::new(seed, l.len() + extra.min(LISTPACK_ENTRIES_MAX * 8));
             for (f, v) in l.iter() {
                 let pushed = t.push(Pair::new(f, v));
                 debug_assert!(pushed);
             }
-            self.enc = Enc::Table(Box::new(t));
+            self.boxed().enc = Enc::Table(Box::new(t));
         }
     }
 
@@ -319,37 +401,36 @@ impl Hash {
     /// new. The field's deadline, if any, stays (HINCRBY keeps it; HSET
     /// clears it with [`Self::persist`]).
     pub fn set(&mut self, field: &[u8], value: &[u8], seed: u64) -> Result<bool, HashFull> {
-        if let Enc::Listpack(l) = &mut self.enc {
-            if !fits_listpack(field, value) {
-                self.convert(seed, 1);
-            } else {
+        if let BodyMut::Listpack(l) = self.body_mut() {
+            if fits_listpack(field, value) {
                 let added = l.set(field, value);
                 if l.len() > LISTPACK_ENTRIES_MAX {
                     self.convert(seed, 0);
                 }
                 return Ok(added);
             }
+            self.convert(seed, 1);
         }
-        match &mut self.enc {
-            Enc::Table(t) => table_set(t, field, value).ok_or(HashFull),
-            Enc::Listpack(_) => unreachable!("converted above"),
+        match self.body_mut() {
+            BodyMut::Table(t) => table_set(t, field, value).ok_or(HashFull),
+            BodyMut::Listpack(_) => unreachable!("converted above"),
         }
     }
 
     /// Removes a field (and its deadline); true if it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
         self.persist(field);
-        match &mut self.enc {
-            Enc::Listpack(l) => l.remove(field),
-            Enc::Table(t) => t.remove(field).is_some(),
+        match self.body_mut() {
+            BodyMut::Listpack(l) => l.remove(field),
+            BodyMut::Table(t) => t.remove(field).is_some(),
         }
     }
 
     /// The pair at position `i` (0..len) of the encoding's order.
     pub fn nth(&self, i: usize) -> Option<(&[u8], &[u8])> {
-        match &self.enc {
-            Enc::Listpack(l) => l.iter().nth(i),
-            Enc::Table(t) => t.entries().get(i).map(pair),
+        match self.body() {
+            Body::Listpack(l) => l.iter().nth(i),
+            Body::Table(t) => t.entries().get(i).map(pair),
         }
     }
 
@@ -364,14 +445,14 @@ impl Hash {
         count: usize,
         mut f: impl FnMut(&'h [u8], &'h [u8]),
     ) -> u64 {
-        match &self.enc {
-            Enc::Listpack(l) => {
+        match self.body() {
+            Body::Listpack(l) => {
                 for (k, v) in l.iter() {
                     f(k, v);
                 }
                 0
             }
-            Enc::Table(t) => {
+            Body::Table(t) => {
                 let len = t.len() as u64;
                 let mut i = if cursor == 0 { len } else { cursor.min(len) };
                 let mut visited = 0;
@@ -386,25 +467,33 @@ impl Hash {
         }
     }
 
-    /// Heap bytes this hash owns, allocator-rounded (the box holding it
-    /// is counted by [`crate::Value::heap_bytes`]). A field deadline costs
-    /// its map node (~48 bytes) and its copy of the field name.
+    /// Heap bytes this hash owns, allocator-rounded (the hash itself is
+    /// inside the value: no box of its own). A listpack without deadlines
+    /// is its buffer; anything else adds the [`Boxed`] box. A field
+    /// deadline costs its map node (~48 bytes) and its copy of the field
+    /// name.
     pub fn heap_bytes(&self) -> usize {
-        let ttl = self.ttl.as_ref().map_or(0, |m| {
+        let ttl = self.ttl().map_or(0, |m| {
             malloc_size(std::mem::size_of::<Ttls>())
                 + m.keys().map(|f| 48 + malloc_size(f.len())).sum::<usize>()
         });
-        ttl + match &self.enc {
-            Enc::Listpack(l) => malloc_size(l.buf.capacity()),
-            Enc::Table(t) => malloc_size(std::mem::size_of::<Table>()) + t.heap_bytes(),
-        }
+        let boxed = match &self.0 {
+            Repr::Listpack(_) => 0,
+            Repr::Boxed(_) => malloc_size(std::mem::size_of::<Boxed>()),
+        };
+        boxed
+            + ttl
+            + match self.body() {
+                Body::Listpack(l) => malloc_size(l.0.len()),
+                Body::Table(t) => malloc_size(std::mem::size_of::<Table>()) + t.heap_bytes(),
+            }
     }
 
     // ---- field expiry (HEXPIRE and friends) ----
 
     /// `field`'s deadline (Unix ms), if it has one.
     pub fn expiry(&self, field: &[u8]) -> Option<u64> {
-        self.ttl.as_ref()?.get(field).copied()
+        self.ttl()?.get(field).copied()
     }
 
     /// Gives an existing `field` the deadline `at_ms`; false (nothing
@@ -413,7 +502,8 @@ impl Hash {
         if self.get(field).is_none() {
             return false;
         }
-        self.ttl
+        self.boxed()
+            .ttl
             .get_or_insert_with(Default::default)
             .insert(field.into(), at_ms);
         true
@@ -421,25 +511,29 @@ impl Hash {
 
     /// Removes `field`'s deadline; true if it had one.
     pub fn persist(&mut self, field: &[u8]) -> bool {
-        let Some(m) = self.ttl.as_mut() else {
+        let Repr::Boxed(b) = &mut self.0 else {
+            return false;
+        };
+        let Some(m) = b.ttl.as_mut() else {
             return false;
         };
         let had = m.remove(field).is_some();
         if m.is_empty() {
-            self.ttl = None;
+            b.ttl = None;
+            self.unbox();
         }
         had
     }
 
     /// Whether some field has a deadline.
     pub fn has_ttls(&self) -> bool {
-        self.ttl.is_some()
+        self.ttl().is_some()
     }
 
     /// Every (field, deadline), by field name.
     pub fn ttls(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
-        self.ttl
-            .iter()
+        self.ttl()
+            .into_iter()
             .flat_map(|m| m.iter().map(|(f, &t)| (&**f, t)))
     }
 
@@ -484,10 +578,10 @@ impl Hash {
     /// An empty hash of the named encoding ("listpack" or "hashtable").
     pub fn restoring(table: bool, seed: u64) -> Hash {
         if table {
-            Hash {
+            Hash(Repr::Boxed(Box::new(Boxed {
                 enc: Enc::Table(Box::new(Table::new(seed, 0))),
                 ttl: None,
-            }
+            })))
         } else {
             Hash::default()
         }
@@ -499,8 +593,8 @@ impl Hash {
         if self.get(field).is_some() {
             return Err("duplicate hash field");
         }
-        match &mut self.enc {
-            Enc::Listpack(l) => {
+        match self.body_mut() {
+            BodyMut::Listpack(l) => {
                 if !fits_listpack(field, value) {
                     return Err("listpack hash pair longer than 64 bytes");
                 }
@@ -510,7 +604,7 @@ impl Hash {
                 l.set(field, value);
                 Ok(())
             }
-            Enc::Table(t) => {
+            BodyMut::Table(t) => {
                 if t.push(Pair::new(field, value)) {
                     Ok(())
                 } else {
@@ -564,6 +658,36 @@ mod tests {
         assert_eq!(h.get(b"c"), Some(&b""[..]));
         assert_eq!(h.len(), 2);
         assert_eq!(h.nth(1).map(|(f, _)| f.to_vec()), Some(b"c".to_vec()));
+    }
+
+    #[test]
+    fn a_listpack_is_bare_unless_a_field_has_a_deadline() {
+        assert_eq!(std::mem::size_of::<Hash>(), 16);
+        assert_eq!(malloc_size(std::mem::size_of::<Boxed>()), 32);
+        let mut h = Hash::default();
+        assert_eq!(h.heap_bytes(), 0);
+        h.set(b"a", b"1", 7).unwrap();
+        h.set(b"b", b"2", 7).unwrap();
+        assert!(matches!(h.0, Repr::Listpack(_)));
+        assert_eq!(h.heap_bytes(), malloc_size(1 + 2 * 4));
+        let bare = h.clone();
+        h.set_expiry(b"a", 10);
+        h.set_expiry(b"b", 10);
+        assert!(matches!(h.0, Repr::Boxed(_)));
+        h.persist(b"a");
+        assert!(matches!(h.0, Repr::Boxed(_)), "b still has one");
+        h.persist(b"b");
+        assert_eq!(h, bare);
+        // A removed field takes its deadline and, the last, the box.
+        h.set_expiry(b"a", 10);
+        h.remove(b"a");
+        assert!(matches!(h.0, Repr::Listpack(_)));
+        assert_eq!(h.heap_bytes(), malloc_size(1 + 4));
+        // A table stays boxed without deadlines.
+        h.convert(7, 0);
+        h.set_expiry(b"b", 10);
+        h.persist(b"b");
+        assert!(matches!(h.0, Repr::Boxed(_)) && h.is_table());
     }
 
     #[test]
@@ -668,7 +792,7 @@ mod tests {
         h.set(b"field", &[1; 10], 3).unwrap();
         assert!(h.heap_bytes() > empty);
         h.remove(b"field");
-        let Enc::Table(t) = &h.enc else { panic!() };
+        let Body::Table(t) = h.body() else { panic!() };
         assert_eq!(t.data_bytes(), 0);
     }
 

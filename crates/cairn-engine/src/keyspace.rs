@@ -572,7 +572,7 @@ impl Keyspace {
         if set.is_empty() {
             self.remove(key, now_ms);
         } else {
-            self.insert(key, Value::Set(Box::new(set)), Some(None), now_ms);
+            self.insert(key, Value::Set(set), Some(None), now_ms);
         }
     }
 

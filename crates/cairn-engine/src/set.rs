@@ -3,20 +3,27 @@
 //! (docs/design/datatypes.md).
 //!
 //! * **intset** — every member is an integer (Redis' `string2ll` rule):
-//!   a sorted `Vec<i64>`, so iteration is ascending, exactly as Redis'.
-//! * **listpack** — small sets: one flat buffer of `(len u8, member)` in
-//!   insertion order (a delete closes the gap), Redis' listpack order.
+//!   sorted ascending, each 2, 4 or 8 bytes, so iteration is ascending,
+//!   exactly as Redis'.
+//! * **listpack** — small sets: `(len u8, member)` entries in insertion
+//!   order (a delete closes the gap), Redis' listpack order.
 //! * **hashtable** — the rest: a dense vector of members plus an index of
 //!   positions (the keyspace's own layout), so iteration order is the
 //!   vector's (deterministic, replayable), SSCAN walks positions and
 //!   SRANDMEMBER/SPOP sample in O(1).
+//!
+//! A [`Set`] is two words, held in the [`crate::Value`] itself: an intset
+//! or a listpack is one exact-size buffer whose first byte says which
+//! (an intset's width, or [`LISTPACK`] and a member count), so a small set
+//! costs its buffer and nothing more (Redis: a 16-byte object and an
+//! 8-byte intset header). A table is boxed.
 //!
 //! The thing not to get wrong: a set converts upward only (intset →
 //! listpack → hashtable, or intset → hashtable) at Redis' thresholds,
 //! which are constants, so every replica that applies the same commands
 //! holds the same encoding in the same order.
 
-use crate::bytes::malloc_size;
+use crate::bytes::{edit_boxed, malloc_size};
 use crate::table::DenseTable;
 
 /// Most members an intset holds (Redis' `set-max-intset-entries`).
@@ -30,14 +37,48 @@ pub const LISTPACK_VALUE_MAX: usize = 64;
 /// Most members one set holds (positions are u32).
 pub const MEMBERS_MAX: usize = crate::table::ENTRIES_MAX;
 
+/// A set: two words, so a value holds it without a box of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Set {
-    /// Sorted ascending, distinct.
-    Intset(Intset),
-    Listpack(Listpack),
-    /// Boxed: a small set pays for a listpack's three words, not a
-    /// table's nine.
+pub struct Set(Repr);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Repr {
+    /// An intset or a listpack in one exact-size buffer ([`small`]).
+    Small(Box<[u8]>),
     Table(Box<Table>),
+}
+
+/// First byte of a listpack's buffer, then a member count byte (at most
+/// [`LISTPACK_ENTRIES_MAX`]) and the entries. An intset's first byte is
+/// its width (2, 4 or 8), then the members; an empty buffer is an empty
+/// intset.
+const LISTPACK: u8 = 1;
+
+/// A small set's buffer, read.
+#[derive(Clone, Copy)]
+enum Small<'a> {
+    Ints(Ints<'a>),
+    Listpack(Listpack<'a>),
+}
+
+fn small(buf: &[u8]) -> Small<'_> {
+    match buf.split_first() {
+        None => Small::Ints(Ints {
+            width: 0,
+            data: &[],
+        }),
+        Some((&LISTPACK, rest)) => {
+            let (&count, data) = rest.split_first().unwrap_or((&0, &[]));
+            Small::Listpack(Listpack {
+                count: count as usize,
+                data,
+            })
+        }
+        Some((&width, data)) => Small::Ints(Ints {
+            width: width as usize,
+            data,
+        }),
+    }
 }
 
 /// Why a member could not be added: the set holds [`MEMBERS_MAX`].
@@ -65,53 +106,53 @@ impl Member<'_> {
     }
 }
 
-/// The small encoding: members in one buffer, each length one byte.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Listpack {
-    buf: Vec<u8>,
-    len: u16,
+/// The small encoding's entries: `count` members as `(len u8, member)`.
+#[derive(Clone, Copy)]
+struct Listpack<'a> {
+    count: usize,
+    data: &'a [u8],
 }
 
-impl Listpack {
-    fn iter(&self) -> ListpackIter<'_> {
-        ListpackIter { buf: &self.buf }
+impl<'a> Listpack<'a> {
+    fn iter(self) -> ListpackIter<'a> {
+        ListpackIter { buf: self.data }
     }
 
-    /// Byte offset of `member`'s length byte.
-    fn find(&self, member: &[u8]) -> Option<usize> {
+    /// Offset of `member`'s length byte in the entries.
+    fn find(self, member: &[u8]) -> Option<usize> {
         let mut at = 0;
-        while at < self.buf.len() {
-            let len = self.buf[at] as usize;
-            if &self.buf[at + 1..at + 1 + len] == member {
+        while let Some(&len) = self.data.get(at) {
+            let end = at + 1 + len as usize;
+            if self.data.get(at + 1..end) == Some(member) {
                 return Some(at);
             }
-            at += 1 + len;
+            at = end;
         }
         None
     }
+}
 
-    fn push(&mut self, member: &[u8]) {
-        debug_assert!(member.len() <= LISTPACK_VALUE_MAX);
-        // Grown to the byte, as Redis' listpack: a doubling Vec would
-        // leave up to half of every small set unused.
-        self.buf.reserve_exact(1 + member.len());
-        self.buf.push(member.len() as u8);
-        self.buf.extend_from_slice(member);
-        self.len += 1;
+/// Appends `member` to a listpack's buffer (an empty buffer becomes an
+/// empty listpack first). Grown to the byte, as Redis' listpack: a
+/// doubling buffer would leave up to half of every small set unused.
+fn listpack_push(buf: &mut Vec<u8>, member: &[u8]) {
+    debug_assert!(member.len() <= LISTPACK_VALUE_MAX);
+    if buf.is_empty() {
+        buf.extend_from_slice(&[LISTPACK, 0]);
     }
+    buf.reserve_exact(1 + member.len());
+    buf.push(member.len() as u8);
+    buf.extend_from_slice(member);
+    buf[1] += 1;
+}
 
-    fn remove(&mut self, member: &[u8]) -> bool {
-        let Some(at) = self.find(member) else {
-            return false;
-        };
-        let end = at + 1 + self.buf[at] as usize;
-        self.buf.drain(at..end);
-        self.len -= 1;
-        if self.buf.capacity() - self.buf.len() > 32 {
-            self.buf.shrink_to_fit();
-        }
-        true
-    }
+/// Removes the entry at `at` (from [`Listpack::find`]) of a listpack's
+/// buffer.
+fn listpack_remove(buf: &mut Vec<u8>, at: usize) {
+    let at = 2 + at;
+    let end = at + 1 + buf[at] as usize;
+    buf.drain(at..end);
+    buf[1] -= 1;
 }
 
 /// Members of a listpack in order.
@@ -137,15 +178,16 @@ fn as_int(member: &[u8]) -> Option<i64> {
     crate::num::parse_i64(member)
 }
 
-/// Integers sorted ascending in one buffer, each 2, 4 or 8 bytes (the
-/// narrowest that holds every member, as Redis' intset): a small set of
-/// small numbers costs 2 bytes a member. The width grows when a wider
-/// member arrives and never shrinks (as Redis).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Intset {
-    /// 0 while empty, then 2, 4 or 8.
-    width: u8,
-    data: Vec<u8>,
+/// An intset's members: integers sorted ascending, each `width` (2, 4 or
+/// 8) bytes little-endian, the narrowest that holds every member, as
+/// Redis' intset: a small set of small numbers costs 2 bytes a member.
+/// The width grows when a wider member arrives and never shrinks (as
+/// Redis).
+#[derive(Clone, Copy)]
+struct Ints<'a> {
+    /// 0 while empty.
+    width: usize,
+    data: &'a [u8],
 }
 
 /// The narrowest width that holds `n`.
@@ -159,21 +201,13 @@ fn int_width(n: i64) -> u8 {
     }
 }
 
-impl Intset {
-    pub fn len(&self) -> usize {
-        if self.width == 0 {
-            0
-        } else {
-            self.data.len() / self.width as usize
-        }
+impl<'a> Ints<'a> {
+    fn len(self) -> usize {
+        self.data.len().checked_div(self.width).unwrap_or(0)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    pub fn get(&self, i: usize) -> Option<i64> {
-        let w = self.width as usize;
+    fn get(self, i: usize) -> Option<i64> {
+        let w = self.width;
         let b = self.data.get(i * w..(i + 1) * w)?;
         Some(match w {
             2 => i64::from(i16::from_le_bytes([b[0], b[1]])),
@@ -182,20 +216,20 @@ impl Intset {
         })
     }
 
-    pub fn last(&self) -> Option<i64> {
+    fn last(self) -> Option<i64> {
         self.len().checked_sub(1).and_then(|i| self.get(i))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
+    fn iter(self) -> impl Iterator<Item = i64> + 'a {
+        (0..self.len()).filter_map(move |i| self.get(i))
     }
 
     /// As `slice::binary_search`.
-    pub fn binary_search(&self, n: &i64) -> Result<usize, usize> {
+    fn binary_search(self, n: i64) -> Result<usize, usize> {
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            match self.get(mid).map(|m| m.cmp(n)) {
+            match self.get(mid).map(|m| m.cmp(&n)) {
                 Some(std::cmp::Ordering::Less) => lo = mid + 1,
                 Some(std::cmp::Ordering::Greater) => hi = mid,
                 _ => return Ok(mid),
@@ -203,47 +237,41 @@ impl Intset {
         }
         Err(lo)
     }
+}
 
-    fn put(out: &mut Vec<u8>, n: i64, w: u8) {
-        match w {
-            2 => out.extend_from_slice(&(n as i16).to_le_bytes()),
-            4 => out.extend_from_slice(&(n as i32).to_le_bytes()),
-            _ => out.extend_from_slice(&n.to_le_bytes()),
+/// `n`'s low `w` bytes, little-endian: `n` itself when it fits `w` bytes
+/// (two's complement).
+fn int_bytes(n: i64, w: u8) -> impl Iterator<Item = u8> {
+    n.to_le_bytes().into_iter().take(w as usize)
+}
+
+/// Inserts `n` at position `at` (from [`Ints::binary_search`]) of an
+/// intset's buffer, widening every member first when `n` needs it. Grown
+/// to the byte.
+fn ints_insert(buf: &mut Vec<u8>, at: usize, n: i64) {
+    let w = int_width(n);
+    if buf.first().is_none_or(|&width| w > width) {
+        let Small::Ints(old) = small(buf) else {
+            debug_assert!(false, "an intset's buffer");
+            return;
+        };
+        let mut wide = Vec::with_capacity(1 + (old.len() + 1) * w as usize);
+        wide.push(w);
+        for m in old.iter() {
+            wide.extend(int_bytes(m, w));
         }
+        *buf = wide;
     }
+    let width = buf[0];
+    let at = 1 + at * width as usize;
+    buf.reserve_exact(width as usize);
+    buf.splice(at..at, int_bytes(n, width));
+}
 
-    /// Inserts `n` at position `at` (from `binary_search`), widening every
-    /// member first when `n` needs it. Grown to the byte.
-    pub fn insert(&mut self, at: usize, n: i64) {
-        let w = int_width(n);
-        if w > self.width {
-            let mut data = Vec::with_capacity((self.len() + 1) * w as usize);
-            for m in self.iter() {
-                Self::put(&mut data, m, w);
-            }
-            self.data = data;
-            self.width = w;
-        }
-        let w = self.width as usize;
-        let mut bytes = Vec::with_capacity(w);
-        Self::put(&mut bytes, n, self.width);
-        self.data.reserve_exact(w);
-        self.data.splice(at * w..at * w, bytes);
-    }
-
-    /// Appends `n` (snapshot restore: members arrive in order).
-    pub fn push(&mut self, n: i64) {
-        let at = self.len();
-        self.insert(at, n);
-    }
-
-    pub fn remove(&mut self, at: usize) {
-        let w = self.width as usize;
-        self.data.drain(at * w..(at + 1) * w);
-        if self.data.capacity() - self.data.len() > 32 {
-            self.data.shrink_to_fit();
-        }
-    }
+/// Removes the member at position `at` of an intset's buffer.
+fn ints_remove(buf: &mut Vec<u8>, at: usize) {
+    let w = buf.first().copied().unwrap_or(0) as usize;
+    buf.drain(1 + at * w..1 + (at + 1) * w);
 }
 
 impl Set {
@@ -252,28 +280,30 @@ impl Set {
     /// fits one, else a listpack when it fits one, else a table.
     pub fn for_members(first: &[u8], size_hint: usize, seed: u64) -> Set {
         if as_int(first).is_some() && size_hint <= INTSET_ENTRIES_MAX {
-            Set::Intset(Intset::default())
+            Set::empty()
         } else if size_hint <= LISTPACK_ENTRIES_MAX {
-            Set::Listpack(Listpack::default())
+            Set(Repr::Small(Box::new([LISTPACK, 0])))
         } else {
-            Set::Table(Box::new(Table::new(
+            Set(Repr::Table(Box::new(Table::new(
                 seed,
                 size_hint.min(LISTPACK_ENTRIES_MAX * 8),
-            )))
+            ))))
         }
     }
 
     /// The empty set a computed result (SUNIONSTORE, ...) starts from, as
     /// in Redis: an intset, converting as members arrive.
     pub fn empty() -> Set {
-        Set::Intset(Intset::default())
+        Set(Repr::Small(Box::default()))
     }
 
     pub fn len(&self) -> usize {
-        match self {
-            Set::Intset(v) => v.len(),
-            Set::Listpack(l) => l.len as usize,
-            Set::Table(t) => t.len(),
+        match &self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(v) => v.len(),
+                Small::Listpack(l) => l.count,
+            },
+            Repr::Table(t) => t.len(),
         }
     }
 
@@ -283,28 +313,39 @@ impl Set {
 
     /// Redis' OBJECT ENCODING name.
     pub fn encoding(&self) -> &'static str {
-        match self {
-            Set::Intset(_) => "intset",
-            Set::Listpack(_) => "listpack",
-            Set::Table(_) => "hashtable",
+        match &self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(_) => "intset",
+                Small::Listpack(_) => "listpack",
+            },
+            Repr::Table(_) => "hashtable",
         }
     }
 
+    /// Whether the listpack encoding is in use (where [`Set::nth`] walks).
+    pub fn is_listpack(&self) -> bool {
+        matches!(&self.0, Repr::Small(b) if matches!(small(b), Small::Listpack(_)))
+    }
+
     pub fn contains(&self, member: &[u8]) -> bool {
-        match self {
-            Set::Intset(v) => as_int(member).is_some_and(|n| v.binary_search(&n).is_ok()),
-            Set::Listpack(l) => l.find(member).is_some(),
-            Set::Table(t) => t.position(member).is_some(),
+        match &self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(v) => as_int(member).is_some_and(|n| v.binary_search(n).is_ok()),
+                Small::Listpack(l) => l.find(member).is_some(),
+            },
+            Repr::Table(t) => t.position(member).is_some(),
         }
     }
 
     /// Every member in the encoding's order (ascending for an intset,
     /// insertion order for a listpack, position order for a table).
     pub fn iter(&self) -> impl Iterator<Item = Member<'_>> + '_ {
-        let (i, l, t) = match self {
-            Set::Intset(v) => (Some(v.iter().map(Member::Int)), None, None),
-            Set::Listpack(l) => (None, Some(l.iter().map(Member::Bytes)), None),
-            Set::Table(t) => (
+        let (i, l, t) = match &self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(v) => (Some(v.iter().map(Member::Int)), None, None),
+                Small::Listpack(l) => (None, Some(l.iter().map(Member::Bytes)), None),
+            },
+            Repr::Table(t) => (
                 None,
                 None,
                 Some(t.entries().iter().map(|m| Member::Bytes(m))),
@@ -319,17 +360,19 @@ impl Set {
     /// The member at position `i` (0..len) of the encoding's order; O(1)
     /// except for a listpack (a walk over at most 128 members).
     pub fn nth(&self, i: usize) -> Option<Member<'_>> {
-        match self {
-            Set::Intset(v) => v.get(i).map(Member::Int),
-            Set::Listpack(l) => l.iter().nth(i).map(Member::Bytes),
-            Set::Table(t) => t.entries().get(i).map(|m| Member::Bytes(m)),
+        match &self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(v) => v.get(i).map(Member::Int),
+                Small::Listpack(l) => l.iter().nth(i).map(Member::Bytes),
+            },
+            Repr::Table(t) => t.entries().get(i).map(|m| Member::Bytes(m)),
         }
     }
 
     /// Converts to the table encoding (no-op if it is one already), sized
     /// for `extra` more members.
     pub fn convert(&mut self, seed: u64, extra: usize) {
-        if matches!(self, Set::Table(_)) {
+        if matches!(self.0, Repr::Table(_)) {
             return;
         }
         let mut t = Table::new(seed, self.len() + extra.min(LISTPACK_ENTRIES_MAX * 8));
@@ -337,7 +380,7 @@ impl Set {
             let pushed = m.with(|b| t.push(b.into()));
             debug_assert!(pushed);
         }
-        *self = Set::Table(Box::new(t));
+        self.0 = Repr::Table(Box::new(t));
     }
 
     /// Redis' `setTypeMaybeConvert`: before `size_hint` members are added
@@ -351,81 +394,91 @@ impl Set {
 
     /// Whether [`Set::reserve`] would convert for `size_hint` members.
     pub fn outgrown_by(&self, size_hint: usize) -> bool {
-        match self {
-            Set::Intset(_) => size_hint > INTSET_ENTRIES_MAX,
-            Set::Listpack(_) => size_hint > LISTPACK_ENTRIES_MAX,
-            Set::Table(_) => false,
+        match &self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(_) => size_hint > INTSET_ENTRIES_MAX,
+                Small::Listpack(_) => size_hint > LISTPACK_ENTRIES_MAX,
+            },
+            Repr::Table(_) => false,
         }
     }
 
     /// Adds a member, converting first when it outgrows the encoding
     /// (Redis' `setTypeAddAux`). Returns whether it is new.
     pub fn add(&mut self, member: &[u8], seed: u64) -> Result<bool, SetFull> {
-        match self {
-            Set::Intset(v) => match as_int(member) {
-                Some(n) => {
-                    let Err(at) = v.binary_search(&n) else {
+        if let Repr::Small(b) = &mut self.0 {
+            match small(b) {
+                Small::Ints(v) => match as_int(member) {
+                    Some(n) => {
+                        let Err(at) = v.binary_search(n) else {
+                            return Ok(false);
+                        };
+                        let len = v.len() + 1;
+                        edit_boxed(b, |buf| ints_insert(buf, at, n));
+                        if len > INTSET_ENTRIES_MAX {
+                            self.convert(seed, 0);
+                        }
+                        return Ok(true);
+                    }
+                    None if v.len() < LISTPACK_ENTRIES_MAX
+                        && member.len() <= LISTPACK_VALUE_MAX =>
+                    {
+                        // To a listpack of the integers, then the member
+                        // (new: it is not an integer).
+                        let mut buf = Vec::with_capacity(3 + 21 * v.len() + member.len());
+                        for n in v.iter() {
+                            listpack_push(&mut buf, itoa::Buffer::new().format(n).as_bytes());
+                        }
+                        listpack_push(&mut buf, member);
+                        *b = buf.into_boxed_slice();
+                        return Ok(true);
+                    }
+                    None => self.convert(seed, 1),
+                },
+                Small::Listpack(l) => {
+                    if l.find(member).is_some() {
                         return Ok(false);
-                    };
-                    v.insert(at, n);
-                    if v.len() > INTSET_ENTRIES_MAX {
-                        self.convert(seed, 0);
                     }
-                    return Ok(true);
-                }
-                None if v.len() < LISTPACK_ENTRIES_MAX && member.len() <= LISTPACK_VALUE_MAX => {
-                    let mut l = Listpack::default();
-                    for n in v.iter() {
-                        l.push(itoa::Buffer::new().format(n).as_bytes());
+                    if l.count < LISTPACK_ENTRIES_MAX && member.len() <= LISTPACK_VALUE_MAX {
+                        edit_boxed(b, |buf| listpack_push(buf, member));
+                        return Ok(true);
                     }
-                    *self = Set::Listpack(l);
+                    self.convert(seed, 1);
                 }
-                None => self.convert(seed, 1),
-            },
-            Set::Listpack(l) => {
-                if l.find(member).is_some() {
-                    return Ok(false);
-                }
-                if (l.len as usize) < LISTPACK_ENTRIES_MAX && member.len() <= LISTPACK_VALUE_MAX {
-                    l.push(member);
-                    return Ok(true);
-                }
-                self.convert(seed, 1);
             }
-            Set::Table(_) => {}
         }
-        match self {
-            Set::Listpack(l) => {
-                // Just converted from an intset: the member is not an
-                // integer, so it is new.
-                l.push(member);
-                Ok(true)
-            }
-            Set::Table(t) => {
-                if t.position(member).is_some() {
-                    Ok(false)
-                } else if t.push(member.into()) {
-                    Ok(true)
-                } else {
-                    Err(SetFull)
-                }
-            }
-            Set::Intset(_) => unreachable!("an intset takes integers above"),
+        let Repr::Table(t) = &mut self.0 else {
+            unreachable!("a small set added above or converted");
+        };
+        if t.position(member).is_some() {
+            Ok(false)
+        } else if t.push(member.into()) {
+            Ok(true)
+        } else {
+            Err(SetFull)
         }
     }
 
     /// Removes a member; true if it was there.
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        match self {
-            Set::Intset(v) => match as_int(member).map(|n| v.binary_search(&n)) {
-                Some(Ok(at)) => {
-                    v.remove(at);
-                    true
-                }
-                _ => false,
+        match &mut self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(v) => match as_int(member).map(|n| v.binary_search(n)) {
+                    Some(Ok(at)) => {
+                        edit_boxed(b, |buf| ints_remove(buf, at));
+                        true
+                    }
+                    _ => false,
+                },
+                Small::Listpack(l) => match l.find(member) {
+                    Some(at) => {
+                        edit_boxed(b, |buf| listpack_remove(buf, at));
+                        true
+                    }
+                    None => false,
+                },
             },
-            Set::Listpack(l) => l.remove(member),
-            Set::Table(t) => t.remove(member).is_some(),
+            Repr::Table(t) => t.remove(member).is_some(),
         }
     }
 
@@ -435,7 +488,7 @@ impl Set {
     /// which keeps SCAN's guarantee under swap-remove. Returns the next
     /// cursor, 0 when done.
     pub fn scan<'s>(&'s self, cursor: u64, count: usize, mut f: impl FnMut(Member<'s>)) -> u64 {
-        let Set::Table(t) = self else {
+        let Repr::Table(t) = &self.0 else {
             self.iter().for_each(f);
             return 0;
         };
@@ -450,13 +503,13 @@ impl Set {
         i
     }
 
-    /// Heap bytes this set owns, allocator-rounded (the box holding it is
-    /// counted by [`crate::Value::heap_bytes`]).
+    /// Heap bytes this set owns, allocator-rounded: a small set's buffer,
+    /// or a table's box and what it holds. (The set itself is inside the
+    /// value: no box of its own.)
     pub fn heap_bytes(&self) -> usize {
-        match self {
-            Set::Intset(v) => malloc_size(v.data.capacity()),
-            Set::Listpack(l) => malloc_size(l.buf.capacity()),
-            Set::Table(t) => malloc_size(std::mem::size_of::<Table>()) + t.heap_bytes(),
+        match &self.0 {
+            Repr::Small(b) => malloc_size(b.len()),
+            Repr::Table(t) => malloc_size(std::mem::size_of::<Table>()) + t.heap_bytes(),
         }
     }
 
@@ -465,49 +518,54 @@ impl Set {
     /// An empty set of an encoding: 0 intset, 1 listpack, 2 hashtable.
     pub fn restoring(encoding: u8, seed: u64) -> Option<Set> {
         match encoding {
-            0 => Some(Set::Intset(Intset::default())),
-            1 => Some(Set::Listpack(Listpack::default())),
-            2 => Some(Set::Table(Box::new(Table::new(seed, 0)))),
+            0 => Some(Set::empty()),
+            1 => Some(Set(Repr::Small(Box::new([LISTPACK, 0])))),
+            2 => Some(Set(Repr::Table(Box::new(Table::new(seed, 0))))),
             _ => None,
         }
     }
 
     /// The snapshot code of this set's encoding (see [`Set::restoring`]).
     pub fn encoding_code(&self) -> u8 {
-        match self {
-            Set::Intset(_) => 0,
-            Set::Listpack(_) => 1,
-            Set::Table(_) => 2,
+        match &self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(_) => 0,
+                Small::Listpack(_) => 1,
+            },
+            Repr::Table(_) => 2,
         }
     }
 
     /// Appends a restored member in the set's order; an error names the
     /// rule it breaks (duplicate, out of order, too long, too many).
     pub fn push_restored(&mut self, member: &[u8]) -> Result<(), &'static str> {
-        match self {
-            Set::Intset(v) => {
-                let n = as_int(member).ok_or("intset member that is not an integer")?;
-                if v.last().is_some_and(|last| last >= n) {
-                    return Err("intset members out of order");
+        match &mut self.0 {
+            Repr::Small(b) => match small(b) {
+                Small::Ints(v) => {
+                    let n = as_int(member).ok_or("intset member that is not an integer")?;
+                    if v.last().is_some_and(|last| last >= n) {
+                        return Err("intset members out of order");
+                    }
+                    if v.len() >= INTSET_ENTRIES_MAX {
+                        return Err("intset with more than 512 members");
+                    }
+                    let at = v.len();
+                    edit_boxed(b, |buf| ints_insert(buf, at, n));
                 }
-                if v.len() >= INTSET_ENTRIES_MAX {
-                    return Err("intset with more than 512 members");
+                Small::Listpack(l) => {
+                    if member.len() > LISTPACK_VALUE_MAX {
+                        return Err("listpack set member longer than 64 bytes");
+                    }
+                    if l.count >= LISTPACK_ENTRIES_MAX {
+                        return Err("listpack set with more than 128 members");
+                    }
+                    if l.find(member).is_some() {
+                        return Err("duplicate set member");
+                    }
+                    edit_boxed(b, |buf| listpack_push(buf, member));
                 }
-                v.push(n);
-            }
-            Set::Listpack(l) => {
-                if member.len() > LISTPACK_VALUE_MAX {
-                    return Err("listpack set member longer than 64 bytes");
-                }
-                if l.len as usize >= LISTPACK_ENTRIES_MAX {
-                    return Err("listpack set with more than 128 members");
-                }
-                if l.find(member).is_some() {
-                    return Err("duplicate set member");
-                }
-                l.push(member);
-            }
-            Set::Table(t) => {
+            },
+            Repr::Table(t) => {
                 if t.position(member).is_some() {
                     return Err("duplicate set member");
                 }
@@ -522,9 +580,18 @@ impl Set {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn ints(buf: &[u8]) -> Ints<'_> {
+        match small(buf) {
+            Small::Ints(v) => v,
+            Small::Listpack(_) => panic!("not an intset"),
+        }
+    }
+
     #[test]
     fn an_intset_widens_only_as_needed_and_keeps_its_order() {
-        let mut v = Intset::default();
+        let mut buf = Vec::new();
         let mut model: Vec<i64> = Vec::new();
         let values = [
             5,
@@ -539,38 +606,40 @@ mod tests {
             -40_000,
         ];
         for (step, n) in values.into_iter().enumerate() {
-            let at = v.binary_search(&n).unwrap_err();
-            v.insert(at, n);
+            let at = ints(&buf).binary_search(n).unwrap_err();
+            ints_insert(&mut buf, at, n);
             let Err(m) = model.binary_search(&n) else {
                 panic!()
             };
             model.insert(m, n);
-            assert_eq!(v.iter().collect::<Vec<_>>(), model, "step {step}");
+            assert_eq!(ints(&buf).iter().collect::<Vec<_>>(), model, "step {step}");
             let want = model.iter().map(|&m| int_width(m)).max().unwrap();
-            assert_eq!(v.width, want);
-            assert_eq!(v.data.len(), model.len() * want as usize);
+            assert_eq!(ints(&buf).width, want as usize);
+            assert_eq!(buf.len(), 1 + model.len() * want as usize);
         }
-        for n in &model {
-            assert!(v.binary_search(n).is_ok());
+        for &n in &model {
+            assert!(ints(&buf).binary_search(n).is_ok());
         }
         assert_eq!(
-            v.binary_search(&1),
+            ints(&buf).binary_search(1),
             Err(model.binary_search(&1).unwrap_err())
         );
-        let at = v.binary_search(&i64::MIN).unwrap();
-        v.remove(at);
-        assert_eq!(v.last(), Some(i64::MAX));
-        assert_eq!(v.get(0), Some(i64::from(i32::MIN)));
-        assert_eq!(v.get(99), None);
-        // Sixteen small numbers take 2 bytes each.
-        let mut small = Intset::default();
+        let at = ints(&buf).binary_search(i64::MIN).unwrap();
+        ints_remove(&mut buf, at);
+        assert_eq!(ints(&buf).last(), Some(i64::MAX));
+        assert_eq!(ints(&buf).get(0), Some(i64::from(i32::MIN)));
+        assert_eq!(ints(&buf).get(99), None);
+        // Sixteen small numbers take 2 bytes each after the width byte,
+        // and the set is that buffer: nothing boxed besides.
+        let mut small = Set::empty();
         for n in 0..16 {
-            small.push(n);
+            small.add(n.to_string().as_bytes(), 1).unwrap();
         }
-        assert_eq!((small.width, small.data.capacity()), (2, 32));
+        let Repr::Small(b) = &small.0 else { panic!() };
+        assert_eq!(b.len(), 33);
+        assert_eq!(small.heap_bytes(), malloc_size(33));
+        assert_eq!(std::mem::size_of::<Set>(), 16);
     }
-
-    use super::*;
 
     fn members(s: &Set) -> Vec<Vec<u8>> {
         s.iter().map(|m| m.to_vec()).collect()
@@ -692,7 +761,7 @@ mod tests {
         s.add(b"short", 3).unwrap();
         s.remove(&[1; 100]);
         s.remove(b"short");
-        let Set::Table(t) = &s else { panic!() };
+        let Repr::Table(t) = &s.0 else { panic!() };
         assert_eq!(t.data_bytes(), 0);
     }
 

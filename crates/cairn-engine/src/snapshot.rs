@@ -580,7 +580,7 @@ fn read_set<R: Read>(
         set.push_restored(input.bytes(n, spill)?)
             .map_err(SnapshotError::Corrupt)?;
     }
-    Ok(Value::Set(Box::new(set)))
+    Ok(Value::Set(set))
 }
 
 fn put_zset<W: Write>(
@@ -757,7 +757,7 @@ fn read_hash<R: Read>(
                 .map_err(SnapshotError::Corrupt)?;
         }
     }
-    Ok(Value::Hash(Box::new(hash)))
+    Ok(Value::Hash(hash))
 }
 
 fn check_len(what: &'static str, len: u64) -> Result<(), SnapshotError> {
@@ -1792,25 +1792,20 @@ mod tests {
         small.set(b"f1", b"v1", seed).unwrap();
         small.set(b"", b"", seed).unwrap();
         small.set(b"n", b"12", seed).unwrap();
-        ks.insert(b"hash:small", Value::Hash(Box::new(small)), Some(None), 0);
+        ks.insert(b"hash:small", Value::Hash(small), Some(None), 0);
         let mut big = crate::hash::Hash::default();
         for i in 0..(n * 3).max(200) {
             big.set(format!("field:{i}").as_bytes(), &vec![b'v'; i % 90], seed)
                 .unwrap();
         }
-        ks.insert(
-            b"hash:big",
-            Value::Hash(Box::new(big)),
-            Some(Some(9_000)),
-            0,
-        );
+        ks.insert(b"hash:big", Value::Hash(big), Some(Some(9_000)), 0);
         let mut shrunk = crate::hash::Hash::default();
         shrunk.set(b"long", &[b'l'; 100], seed).unwrap();
         shrunk.set(b"a", b"1", seed).unwrap();
         shrunk.set(b"b", b"2", seed).unwrap();
         shrunk.remove(b"long");
         assert_eq!(shrunk.encoding(), "hashtable");
-        ks.insert(b"hash:shrunk", Value::Hash(Box::new(shrunk)), Some(None), 0);
+        ks.insert(b"hash:shrunk", Value::Hash(shrunk), Some(None), 0);
     }
 
     fn hash_record(key: &[u8], encoding: u8, count: u64, pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
@@ -1834,7 +1829,7 @@ mod tests {
             }
             h.set_expiry(b"f1", 5_000);
             h.set_expiry(b"f2", 7_000);
-            ks.insert(key, Value::Hash(Box::new(h)), Some(None), 0);
+            ks.insert(key, Value::Hash(h), Some(None), 0);
         }
         assert_eq!(ks.hash_expiry_tracked(), 2);
         let (mut restored, _) = decode(&encode(&ks, CHUNK_LEN)).expect("valid snapshot");
@@ -2013,12 +2008,12 @@ mod tests {
         for m in ["5", "-3", "9223372036854775807", "0"] {
             ints.add(m.as_bytes(), seed).unwrap();
         }
-        ks.insert(b"set:ints", Value::Set(Box::new(ints)), Some(None), 0);
+        ks.insert(b"set:ints", Value::Set(ints), Some(None), 0);
         let mut small = crate::set::Set::empty();
         for m in ["b", "", "12", "a"] {
             small.add(m.as_bytes(), seed).unwrap();
         }
-        ks.insert(b"set:small", Value::Set(Box::new(small)), Some(None), 0);
+        ks.insert(b"set:small", Value::Set(small), Some(None), 0);
         let mut big = crate::set::Set::empty();
         for i in 0..300 {
             big.add(format!("member:{i}").as_bytes(), seed).unwrap();
@@ -2026,13 +2021,13 @@ mod tests {
         for i in (0..300).step_by(7) {
             big.remove(format!("member:{i}").as_bytes());
         }
-        ks.insert(b"set:big", Value::Set(Box::new(big)), Some(Some(9_000)), 0);
+        ks.insert(b"set:big", Value::Set(big), Some(Some(9_000)), 0);
         let mut shrunk = crate::set::Set::empty();
         shrunk.add(&[b'l'; 100], seed).unwrap();
         shrunk.add(b"7", seed).unwrap();
         shrunk.remove(&[b'l'; 100]);
         assert_eq!(shrunk.encoding(), "hashtable");
-        ks.insert(b"set:shrunk", Value::Set(Box::new(shrunk)), Some(None), 0);
+        ks.insert(b"set:shrunk", Value::Set(shrunk), Some(None), 0);
     }
 
     fn set_members(ks: &mut Keyspace, key: &[u8]) -> Vec<Vec<u8>> {

@@ -4,8 +4,10 @@
 //! (`int`), short strings inline in the table slot (`embstr`), longer ones
 //! in one exact-size allocation (`raw`), and strings that grew by APPEND or
 //! SETRANGE in a growable buffer so repeated appends stay amortised O(1).
-//! Hashes, sets, lists and sorted sets are boxed variants (so the enum
-//! stays three words) with encodings of their own ([`crate::hash`],
+//! Lists and sorted sets are boxed variants (so the enum stays three
+//! words); hashes and sets are two-word handles held in the value itself
+//! (a small one is one exact-size buffer, a large one a box): each type
+//! has encodings of its own ([`crate::hash`],
 //! [`crate::set`], [`crate::list`], [`crate::zset`]).
 
 use crate::bytes::{malloc_size, INLINE_MAX};
@@ -20,8 +22,8 @@ pub enum Value {
     Inline { len: u8, data: [u8; INLINE_MAX] },
     Heap(Box<[u8]>),
     Growable(Box<Vec<u8>>),
-    Hash(Box<Hash>),
-    Set(Box<Set>),
+    Hash(Hash),
+    Set(Set),
     List(Box<List>),
     ZSet(Box<ZSet>),
 }
@@ -48,7 +50,7 @@ impl ValueType {
     }
 }
 
-/// A boxed collection type of [`Value`] (hash, set): how the keyspace's
+/// A collection type of [`Value`] (hash, set): how the keyspace's
 /// generic write path finds it in a value, stores it, and sees it empty.
 pub(crate) trait Collection: Sized {
     /// The collection in `v`, if `v` holds this type.
@@ -63,7 +65,7 @@ impl Collection for Hash {
     }
 
     fn into_value(self) -> Value {
-        Value::Hash(Box::new(self))
+        Value::Hash(self)
     }
 
     fn is_empty(&self) -> bool {
@@ -77,7 +79,7 @@ impl Collection for Set {
     }
 
     fn into_value(self) -> Value {
-        Value::Set(Box::new(self))
+        Value::Set(self)
     }
 
     fn is_empty(&self) -> bool {
@@ -268,8 +270,9 @@ impl Value {
             Value::Growable(v) => {
                 malloc_size(v.capacity()) + malloc_size(std::mem::size_of::<Vec<u8>>())
             }
-            Value::Hash(h) => malloc_size(std::mem::size_of::<Hash>()) + h.heap_bytes(),
-            Value::Set(s) => malloc_size(std::mem::size_of::<Set>()) + s.heap_bytes(),
+            // Held in the value itself: no box of their own.
+            Value::Hash(h) => h.heap_bytes(),
+            Value::Set(s) => s.heap_bytes(),
             Value::List(l) => malloc_size(std::mem::size_of::<List>()) + l.heap_bytes(),
             Value::ZSet(z) => malloc_size(std::mem::size_of::<ZSet>()) + z.heap_bytes(),
         }
@@ -283,6 +286,9 @@ mod tests {
     #[test]
     fn value_is_three_words() {
         assert_eq!(std::mem::size_of::<Value>(), 24);
+        // Held unboxed: a small hash or set is its buffer and nothing more.
+        assert_eq!(std::mem::size_of::<Hash>(), 16);
+        assert_eq!(std::mem::size_of::<Set>(), 16);
     }
 
     #[test]

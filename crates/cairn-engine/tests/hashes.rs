@@ -7,6 +7,8 @@ use cairn_engine::replicated::apply_in_tx;
 use cairn_engine::{FrameReply, Keyspace};
 use cairn_proto::Frame;
 
+mod common;
+
 const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 
 fn run(ks: &mut Keyspace, line: &str) -> Frame {
@@ -388,4 +390,46 @@ fn memory_accounting_counts_hash_bytes_and_returns_to_zero() {
         ks.bytes_used()
     );
     assert!(ks.is_empty());
+}
+
+#[test]
+fn a_small_hash_costs_its_buffer_and_nothing_more() {
+    let mut ks = Keyspace::new(1);
+    run(&mut ks, "HSET h f v");
+    // A count byte and one pair (two length bytes, "f", "v"): the 8-byte
+    // class, no box beside it.
+    assert_eq!(common::value_cost(&mut ks, "h"), 8);
+    let pairs: Vec<String> = (0..16).map(|i| format!("field:{i} value:{i}")).collect();
+    run(&mut ks, &format!("HSET h16 {}", pairs.join(" ")));
+    // 1 + 16 * 2 + 236 bytes of fields and values: 269, in the 320 class.
+    assert_eq!(common::value_cost(&mut ks, "h16"), 320);
+    // A field deadline boxes the listpack (with its map), HPERSIST of the
+    // last one unboxes it: the same bytes and the same value as before.
+    let before = ks.get(b"h16", 0).unwrap().clone();
+    run(&mut ks, "HEXPIRE h16 100 FIELDS 1 field:3");
+    assert_eq!(ks.get(b"h16", 0).unwrap().encoding(), "listpackex");
+    assert!(common::value_cost(&mut ks, "h16") > 320 + 32);
+    assert_eq!(run(&mut ks, "HPERSIST h16 FIELDS 1 field:3"), arr_int(&[1]));
+    assert_eq!(common::value_cost(&mut ks, "h16"), 320);
+    assert_eq!(ks.get(b"h16", 0).unwrap(), &before);
+    // Shrinking and growing values keep the buffer exact.
+    run(&mut ks, "HSET h f a-longer-value-than-before");
+    assert_eq!(common::value_cost(&mut ks, "h"), 32);
+    run(&mut ks, "HSET h f v");
+    assert_eq!(common::value_cost(&mut ks, "h"), 8);
+    // COPY and RENAME carry the value as it is.
+    run(&mut ks, "COPY h16 h17");
+    assert_eq!(common::value_cost(&mut ks, "h17"), 320);
+    run(&mut ks, "RENAME h17 h18");
+    assert_eq!(common::value_cost(&mut ks, "h18"), 320);
+    assert_eq!(run(&mut ks, "TYPE h18"), Frame::Simple("hash".into()));
+    assert_eq!(run(&mut ks, "HGET h18 field:15"), b("value:15"));
+    // A table is boxed: more than its pairs' allocations alone.
+    let many: Vec<String> = (0..200).map(|i| format!("f{i} v")).collect();
+    run(&mut ks, &format!("HSET big {}", many.join(" ")));
+    assert!(common::value_cost(&mut ks, "big") > 200 * 16);
+}
+
+fn arr_int(items: &[i64]) -> Frame {
+    Frame::Array(items.iter().map(|&n| int(n)).collect())
 }

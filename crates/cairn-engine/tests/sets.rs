@@ -7,6 +7,8 @@ use cairn_engine::replicated::{apply_argv, apply_in_tx};
 use cairn_engine::{FrameReply, Keyspace};
 use cairn_proto::Frame;
 
+mod common;
+
 fn run(ks: &mut Keyspace, line: &str) -> Frame {
     let argv: Vec<&[u8]> = line.split(' ').map(|a| a.as_bytes()).collect();
     let mut out = FrameReply::new();
@@ -117,4 +119,58 @@ fn memory_is_counted_and_returned() {
     let ints = ks.bytes_used() - empty;
     run(&mut ks, "SADD l a b c");
     assert!(ints < 200 && ks.bytes_used() - empty - ints < 200);
+}
+
+#[test]
+fn a_small_set_costs_its_buffer_and_nothing_more() {
+    let mut ks = Keyspace::new(1);
+    let ints: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+    run(&mut ks, &format!("SADD ints {}", ints.join(" ")));
+    assert_eq!(enc(&mut ks, b"ints"), "intset");
+    // A width byte and sixteen 2-byte members: 33, the 48 class.
+    assert_eq!(common::value_cost(&mut ks, "ints"), 48);
+    // A wider member widens every one: 1 + 17 * 4 = 69, the 80 class.
+    run(&mut ks, "SADD ints 70000");
+    assert_eq!(common::value_cost(&mut ks, "ints"), 80);
+    run(&mut ks, "SREM ints 70000 15");
+    assert_eq!(common::value_cost(&mut ks, "ints"), malloc(1 + 15 * 4));
+    // A string turns it into a listpack: a marker and a count byte, then
+    // (len, member) for each.
+    run(&mut ks, "SADD ints x");
+    assert_eq!(enc(&mut ks, b"ints"), "listpack");
+    let digits = 10 + 5 * 2;
+    assert_eq!(
+        common::value_cost(&mut ks, "ints"),
+        malloc(2 + 16 + digits + 1)
+    );
+    assert_eq!(run(&mut ks, "SISMEMBER ints 14"), Frame::Integer(1));
+    assert_eq!(run(&mut ks, "SCARD ints"), Frame::Integer(16));
+    // A listpack from the start takes integers as strings, and stays one.
+    run(&mut ks, "SADD s a 1");
+    assert_eq!(enc(&mut ks, b"s"), "listpack");
+    assert_eq!(common::value_cost(&mut ks, "s"), malloc(2 + 2 + 2));
+    run(&mut ks, "SREM s a");
+    assert_eq!(enc(&mut ks, b"s"), "listpack");
+    assert_eq!(common::value_cost(&mut ks, "s"), malloc(2 + 2));
+    run(&mut ks, "COPY s s2");
+    assert_eq!(common::value_cost(&mut ks, "s2"), malloc(2 + 2));
+    assert_eq!(run(&mut ks, "TYPE s2"), Frame::Simple("set".into()));
+    // Every member of an intset removed: the key goes, as in Redis.
+    run(&mut ks, "SADD gone 1 2");
+    run(&mut ks, "SREM gone 1 2");
+    assert_eq!(run(&mut ks, "EXISTS gone"), Frame::Integer(0));
+}
+
+fn enc(ks: &mut Keyspace, key: &[u8]) -> &'static str {
+    ks.get(key, 0).unwrap().encoding()
+}
+
+/// jemalloc's size class for `n` bytes, up to 128.
+fn malloc(n: usize) -> usize {
+    assert!(n <= 128);
+    if n <= 8 {
+        8
+    } else {
+        n.div_ceil(16) * 16
+    }
 }

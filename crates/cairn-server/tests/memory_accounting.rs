@@ -49,12 +49,15 @@ enum Shape<'a> {
     /// A sorted set of this many members like `member:000123` with
     /// repeating scores (a listpack up to 128, a skiplist above).
     ZSet(usize),
+    /// A hash of this many fields like `field:000123` with values like
+    /// `value:123` (a listpack up to 128, a hashtable above).
+    Hash(usize),
 }
 
 fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
     let per_key = match shape {
         Shape::Str(_) => 1,
-        Shape::Set(m) | Shape::Ints(m) | Shape::List(m) | Shape::ZSet(m) => m,
+        Shape::Set(m) | Shape::Ints(m) | Shape::List(m) | Shape::ZSet(m) | Shape::Hash(m) => m,
     };
     let keys_per_batch = (1000 / per_key).max(1);
     for chunk in 0..n.div_ceil(keys_per_batch) {
@@ -87,6 +90,12 @@ fn load(c: &mut redis::Connection, prefix: &str, n: usize, shape: Shape<'_>) {
                         .map(|j| ((j % 100) as i64, format!("member:{j:06}")))
                         .collect();
                     p.zadd_multiple(key, &items).ignore();
+                }
+                Shape::Hash(m) => {
+                    let items: Vec<(String, String)> = (0..m)
+                        .map(|j| (format!("field:{j:06}"), format!("value:{j}")))
+                        .collect();
+                    p.hset_multiple(key, &items).ignore();
                 }
             }
         }
@@ -146,6 +155,8 @@ fn dataset_accounting_matches_rss_growth() {
         check("quicklists", 20, Shape::List(50_000)),
         check("listpack-zsets", 20_000, Shape::ZSet(20)),
         check("skiplist-zsets", 100, Shape::ZSet(2_000)),
+        check("listpack-hashes", 20_000, Shape::Hash(16)),
+        check("table-hashes", 100, Shape::Hash(2_000)),
     ];
     for h in servers {
         h.shutdown();

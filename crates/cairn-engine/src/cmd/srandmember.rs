@@ -92,9 +92,10 @@ impl<'a> Command<'a> for SRandMember<'a> {
 /// The members at positions `picks` of the set's order (a listpack is
 /// walked once, so each pick is O(1) on every encoding).
 pub(crate) fn members_at<'s>(s: &'s Set, picks: &[usize]) -> Vec<Member<'s>> {
-    let listed: Vec<Member<'s>> = match s {
-        Set::Listpack(_) => s.iter().collect(),
-        _ => Vec::new(),
+    let listed: Vec<Member<'s>> = if s.is_listpack() {
+        s.iter().collect()
+    } else {
+        Vec::new()
     };
     picks
         .iter()
