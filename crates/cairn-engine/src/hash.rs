@@ -89,9 +89,12 @@ enum BodyMut<'a> {
 
 /// The small encoding: one exact-size buffer, a pair count byte (at most
 /// [`LISTPACK_ENTRIES_MAX`], one more while converting) then
-/// `(field_len u8, field, value_len u8, value)` pairs in insertion order.
+/// `(field_len u8, value_len u8, field, value)` pairs in insertion order.
 /// An empty buffer is an empty listpack. Two bytes of overhead per pair;
 /// lookups are a linear walk over at most [`LISTPACK_ENTRIES_MAX`] pairs.
+/// Both lengths come first so that a walk finds the next pair with one
+/// two-byte load per pair (not two dependent ones), and skips a field of
+/// another length without reading it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listpack(Box<[u8]>);
 
@@ -143,6 +146,16 @@ impl Pair {
         let (h, f) = self.split();
         &self.0[h + f..]
     }
+
+    /// Replaces the value: in place when it has the old one's length
+    /// (HSET of a counter or a fixed-width value), else a new pair.
+    fn set_value(&mut self, field: &[u8], value: &[u8]) {
+        let (h, f) = self.split();
+        match self.0.get_mut(h + f..) {
+            Some(old) if old.len() == value.len() => old.copy_from_slice(value),
+            _ => *self = Pair::new(field, value),
+        }
+    }
 }
 
 impl crate::table::TableEntry for Pair {
@@ -181,27 +194,31 @@ impl Listpack {
         ListpackIter { buf: self.pairs() }
     }
 
-    /// Offset in the buffer of `field`'s pair and of its value's length
-    /// byte.
-    fn find(&self, field: &[u8]) -> Option<(usize, usize)> {
+    /// Where `field`'s pair is: (offset of its header, field length,
+    /// value length).
+    fn find(&self, field: &[u8]) -> Option<(usize, usize, usize)> {
         let buf = &self.0;
+        crate::bytes::prefetch(buf);
         let mut at = 1;
-        while at < buf.len() {
-            let flen = buf[at] as usize;
-            let vat = at + 1 + flen;
-            let vlen = buf[vat] as usize;
-            if &buf[at + 1..vat] == field {
-                return Some((at, vat));
+        while let Some(&[flen, vlen]) = buf.get(at..).and_then(|b| b.first_chunk::<2>()) {
+            let (flen, vlen) = (flen as usize, vlen as usize);
+            let fat = at + 2;
+            if flen == field.len()
+                && buf
+                    .get(fat..fat + flen)
+                    .is_some_and(|f| crate::bytes::same(f, field))
+            {
+                return Some((at, flen, vlen));
             }
-            at = vat + 1 + vlen;
+            at = fat + flen + vlen;
         }
         None
     }
 
     fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        let (_, vat) = self.find(field)?;
-        let vlen = self.0[vat] as usize;
-        Some(&self.0[vat + 1..vat + 1 + vlen])
+        let (at, flen, vlen) = self.find(field)?;
+        let vat = at + 2 + flen;
+        self.0.get(vat..vat + vlen)
     }
 
     /// Sets a pair that fits (see [`fits_listpack`]); true if the field
@@ -211,12 +228,16 @@ impl Listpack {
         // Grown to the byte, as Redis' listpack reallocates per insert: a
         // doubling Vec would leave up to half of every small hash unused.
         match self.find(field) {
-            Some((_, vat)) => {
+            Some((at, flen, vlen)) => {
+                let vat = at + 2 + flen;
+                if vlen == value.len() {
+                    self.0[vat..vat + vlen].copy_from_slice(value);
+                    return false;
+                }
                 edit_boxed(&mut self.0, |buf| {
-                    let vlen = buf[vat] as usize;
                     buf.reserve_exact(value.len().saturating_sub(vlen));
-                    buf[vat] = value.len() as u8;
-                    buf.splice(vat + 1..vat + 1 + vlen, value.iter().copied());
+                    buf[at + 1] = value.len() as u8;
+                    buf.splice(vat..vat + vlen, value.iter().copied());
                 });
                 false
             }
@@ -227,8 +248,8 @@ impl Listpack {
                     }
                     buf.reserve_exact(2 + field.len() + value.len());
                     buf.push(field.len() as u8);
-                    buf.extend_from_slice(field);
                     buf.push(value.len() as u8);
+                    buf.extend_from_slice(field);
                     buf.extend_from_slice(value);
                     buf[0] += 1;
                 });
@@ -238,12 +259,11 @@ impl Listpack {
     }
 
     fn remove(&mut self, field: &[u8]) -> bool {
-        let Some((at, vat)) = self.find(field) else {
+        let Some((at, flen, vlen)) = self.find(field) else {
             return false;
         };
         edit_boxed(&mut self.0, |buf| {
-            let end = vat + 1 + buf[vat] as usize;
-            buf.drain(at..end);
+            buf.drain(at..at + 2 + flen + vlen);
             buf[0] -= 1;
         });
         true
@@ -259,10 +279,9 @@ impl<'a> Iterator for ListpackIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (&flen, rest) = self.buf.split_first()?;
-        let (field, rest) = rest.split_at(flen as usize);
-        let (&vlen, rest) = rest.split_first()?;
-        let (value, rest) = rest.split_at(vlen as usize);
+        let (&[flen, vlen], rest) = self.buf.split_first_chunk::<2>()?;
+        let (field, rest) = rest.split_at_checked(flen as usize)?;
+        let (value, rest) = rest.split_at_checked(vlen as usize)?;
         self.buf = rest;
         Some((field, value))
     }
@@ -278,7 +297,7 @@ fn pair(p: &Pair) -> (&[u8], &[u8]) {
 fn table_set(t: &mut Table, field: &[u8], value: &[u8]) -> Option<bool> {
     match t.position(field) {
         Some(pos) => {
-            t.update(pos, |p| *p = Pair::new(field, value));
+            t.update(pos, |p| p.set_value(field, value));
             Some(false)
         }
         None => t.push(Pair::new(field, value)).then_some(true),

@@ -513,22 +513,47 @@ impl Keyspace {
         create: Option<&dyn Fn(u64) -> C>,
         f: impl FnOnce(&mut C, u64) -> R,
     ) -> Result<Option<R>, &'static str> {
+        self.write_collection_if(key, now_ms, create, |c, seed| (f(c, seed), true))
+    }
+
+    /// As [`Self::write_collection`], but `f` also answers whether it
+    /// changed the collection, and only a change marks the key (WATCH):
+    /// a write that may change nothing (SADD of members already there)
+    /// looks the key up once instead of checking first.
+    fn write_collection_if<C: Collection, R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: Option<&dyn Fn(u64) -> C>,
+        f: impl FnOnce(&mut C, u64) -> (R, bool),
+    ) -> Result<Option<R>, &'static str> {
         let seed = self.field_seed();
         match self.find(key, now_ms) {
             Some(pos) => {
                 if C::of_mut(&mut self.entries[pos].value).is_none() {
                     return Err(WRONGTYPE);
                 }
-                let r = self.update_at(pos, now_ms, |v| C::of_mut(v).map(|c| f(c, seed)));
+                self.touch_at(pos, now_ms);
+                let value = &mut self.entries[pos].value;
+                let before = value.heap_bytes();
+                let (r, changed) = match C::of_mut(value) {
+                    Some(c) => f(c, seed),
+                    None => return Err(WRONGTYPE),
+                };
+                let after = value.heap_bytes();
+                self.heap_bytes = self.heap_bytes + after - before;
+                if changed {
+                    self.mark(pos);
+                }
                 if C::of_mut(&mut self.entries[pos].value).is_some_and(|c| c.is_empty()) {
                     self.remove_at(pos);
                 }
-                Ok(r)
+                Ok(Some(r))
             }
             None => match create {
                 Some(make) => {
                     let mut c = make(seed);
-                    let r = f(&mut c, seed);
+                    let (r, _) = f(&mut c, seed);
                     if !c.is_empty() {
                         self.insert(key, c.into_value(), Some(None), now_ms);
                     }
@@ -564,6 +589,19 @@ impl Keyspace {
         f: impl FnOnce(&mut Set, u64) -> R,
     ) -> Result<Option<R>, &'static str> {
         self.write_collection(key, now_ms, create, f)
+    }
+
+    /// As [`Self::write_set`], but `f` answers whether it changed the
+    /// set too, and only a change marks the key for WATCH (SADD of
+    /// members already there is no write, as in Redis).
+    pub fn write_set_if<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: Option<&dyn Fn(u64) -> Set>,
+        f: impl FnOnce(&mut Set, u64) -> (R, bool),
+    ) -> Result<Option<R>, &'static str> {
+        self.write_collection_if(key, now_ms, create, f)
     }
 
     /// Stores a computed set under `key` (SINTERSTORE and friends),
@@ -1397,6 +1435,28 @@ mod tests {
 
     fn v(s: &str) -> Value {
         Value::from_bytes(s.as_bytes())
+    }
+
+    #[test]
+    fn a_set_write_that_changes_nothing_keeps_the_watch_version() {
+        let mut ks = Keyspace::new(7);
+        let make = |seed| Set::for_members(b"1", 1, seed);
+        let add = |ks: &mut Keyspace, m: &[u8]| {
+            ks.write_set_if(b"s", 0, Some(&make), |s, seed| {
+                let new = s.add(m, seed).unwrap_or(false);
+                (new, new)
+            })
+        };
+        assert_eq!(add(&mut ks, b"1"), Ok(Some(true)));
+        let (v1, alive) = ks.key_version(b"s", 0);
+        assert!(alive);
+        assert_eq!(add(&mut ks, b"1"), Ok(Some(false)));
+        assert_eq!(ks.key_version(b"s", 0).0, v1, "no change, no new version");
+        assert_eq!(add(&mut ks, b"2"), Ok(Some(true)));
+        assert_ne!(ks.key_version(b"s", 0).0, v1, "an added member is a write");
+        ks.insert(b"str", v("x"), Some(None), 0);
+        let r = ks.write_set_if(b"str", 0, Some(&make), |_, _| ((), true));
+        assert_eq!(r, Err(WRONGTYPE));
     }
 
     #[test]

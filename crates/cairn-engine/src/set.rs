@@ -120,10 +120,15 @@ impl<'a> Listpack<'a> {
 
     /// Offset of `member`'s length byte in the entries.
     fn find(self, member: &[u8]) -> Option<usize> {
+        crate::bytes::prefetch(self.data);
         let mut at = 0;
         while let Some(&len) = self.data.get(at) {
             let end = at + 1 + len as usize;
-            if self.data.get(at + 1..end) == Some(member) {
+            if self
+                .data
+                .get(at + 1..end)
+                .is_some_and(|m| crate::bytes::same(m, member))
+            {
                 return Some(at);
             }
             at = end;
@@ -226,6 +231,7 @@ impl<'a> Ints<'a> {
 
     /// As `slice::binary_search`.
     fn binary_search(self, n: i64) -> Result<usize, usize> {
+        crate::bytes::prefetch(self.data);
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = (lo + hi) / 2;

@@ -32,26 +32,18 @@ impl<'a> Command<'a> for SAdd<'a> {
         let members = self.members;
         // Adding nothing (and converting nothing) is not a write: WATCH
         // keeps its version, as in Redis.
-        match ks.get_set(self.key, now_ms) {
-            Err(e) => return out.error(e),
-            Ok(Some(s))
-                if !s.outgrown_by(members.len()) && members.iter().all(|m| s.contains(m)) =>
-            {
-                return out.int(0)
-            }
-            Ok(_) => {}
-        }
         let make = |seed| Set::for_members(members[0], members.len(), seed);
-        let r = ks.write_set(self.key, now_ms, Some(&make), |s, seed| {
+        let r = ks.write_set_if(self.key, now_ms, Some(&make), |s, seed| {
+            let converted = s.outgrown_by(members.len());
             s.reserve(members.len(), seed);
             let mut added = 0;
             for m in members {
                 match s.add(m, seed) {
                     Ok(new) => added += i64::from(new),
-                    Err(_) => return Err(SET_FULL),
+                    Err(_) => return (Err(SET_FULL), converted || added > 0),
                 }
             }
-            Ok(added)
+            (Ok(added), converted || added > 0)
         });
         match r.and_then(|r| r.unwrap_or(Ok(0))) {
             Ok(n) => out.int(n),
