@@ -30,6 +30,8 @@ command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
 command -v fiu-run >/dev/null 2>&1 || need_apt+=(fiu-utils)
 # A cairn-lab unit test makes a process whose main thread exits first (ctypes).
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# openssl: the TLS tests check `cairn cert dev` files and a TLS 1.2 client.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # redis-py for the TLS test (run with Debian's /usr/bin/python3).
 /usr/bin/python3 -c "import redis" >/dev/null 2>&1 || need_apt+=(python3-redis)
 if [ ${#need_apt[@]} -gt 0 ]; then
