@@ -222,3 +222,104 @@ fn audit_log_verify_and_tail_from_the_command_line() {
         "{out:?}"
     );
 }
+
+/// Starts `cairn server --port 0 --log info ...`, and returns it with the
+/// log lines up to and including "cairn ready" and the RESP port that line
+/// names (whatever address it is bound to).
+fn start_with_log(extra: &[&str]) -> (Child, Vec<String>, u16) {
+    let mut child = cairn()
+        .args(["server", "--port", "0", "--log", "info"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push(line.clone());
+        if line.contains("cairn ready to accept connections") {
+            let port: u16 = line
+                .split(" addr=")
+                .nth(1)
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .expect("port in the ready line");
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return (child, seen, port);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("cairn did not log that it is ready: {seen:?}");
+}
+
+/// Secure defaults: a node bound off loopback (0.0.0.0; the test only
+/// ever connects through 127.0.0.1) warns on stderr when it has no TLS,
+/// or when the default user needs no password, and says which; with both
+/// a password and TLS it does not warn. A loopback node never warns.
+#[test]
+fn a_node_off_loopback_without_tls_or_password_warns_and_says_which() {
+    let certs = tempfile::tempdir().unwrap();
+    let out = cairn()
+        .args(["cert", "dev", "--dir"])
+        .arg(certs.path())
+        .output()
+        .expect("cairn cert dev");
+    assert!(out.status.success(), "{out:?}");
+    let f = |n: &str| certs.path().join(n).to_string_lossy().into_owned();
+    let tls: Vec<String> = vec![
+        "--tls-port".into(),
+        "0".into(),
+        "--tls-cert-file".into(),
+        f("node.crt"),
+        "--tls-key-file".into(),
+        f("node.key"),
+        "--tls-ca-cert-file".into(),
+        f("ca.crt"),
+    ];
+    let pass: Vec<String> = vec!["--requirepass".into(), "pw-0123456789".into()];
+    let any: Vec<String> = vec!["--bind".into(), "0.0.0.0".into()];
+    let cases: Vec<(Vec<String>, Option<&str>)> = vec![
+        (any.clone(), Some("without TLS and without a password")),
+        (
+            [any.clone(), pass.clone()].concat(),
+            Some("address without TLS:"),
+        ),
+        (
+            [any.clone(), tls.clone()].concat(),
+            Some("address without a password:"),
+        ),
+        ([any.clone(), tls.clone(), pass.clone()].concat(), None),
+        // Loopback (the default bind): no warning even with neither.
+        (Vec::new(), None),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (mut child, log, port) = start_with_log(&args);
+        let warnings: Vec<&String> = log.iter().filter(|l| l.contains("non-loopback")).collect();
+        match want {
+            Some(which) => {
+                assert_eq!(warnings.len(), 1, "{args:?}: {log:#?}");
+                assert!(warnings[0].contains("WARN"), "{args:?}: {warnings:?}");
+                assert!(
+                    warnings[0].contains("SECURITY WARNING") && warnings[0].contains(which),
+                    "{args:?}: expected '{which}' in {warnings:?}"
+                );
+            }
+            None => assert!(warnings.is_empty(), "{args:?} warned: {warnings:?}"),
+        }
+        // It serves (through loopback) either way.
+        let reply = roundtrip(port, b"PING\r\n");
+        let want_reply: &[u8] = if args.contains(&"--requirepass") {
+            b"-NOAUTH Authentication required.\r\n"
+        } else {
+            b"+PONG\r\n"
+        };
+        assert_eq!(reply, want_reply, "{args:?}");
+        assert!(signal_and_wait(&mut child, libc::SIGTERM).success());
+    }
+}
