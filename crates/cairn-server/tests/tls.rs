@@ -718,3 +718,71 @@ fn a_client_presenting_a_corrupted_certificate_is_refused_and_others_are_served(
     let pong: String = redis::cmd("PING").query(&mut node.plain()).unwrap();
     assert_eq!(pong, "PONG");
 }
+
+/// The RESP port speaks TLS 1.2 as well as 1.3 (Redis' default
+/// `tls-protocols`): a client limited to either completes a PING, with
+/// its client certificate, and gets the version it asked for.
+#[test]
+fn a_tls_1_2_client_is_served_on_the_resp_port() {
+    use rustls::pki_types::pem::PemObject;
+    let node = Node::start("tls12", "yes");
+    let der = rustls::pki_types::CertificateDer::from_pem_file(node.file("client.crt"))
+        .unwrap()
+        .to_vec();
+    let ca = node.file("ca.crt");
+    let key = node.file("client.key");
+    for (version, want) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let (reply, got) = rustls_ping(
+            node.tls_port(),
+            rustls_client(&ca, Some((der.clone(), &key)), &[version]),
+        )
+        .unwrap_or_else(|e| panic!("{want:?}: {e}"));
+        assert_eq!(reply, b"+PONG\r\n", "{want:?}");
+        assert_eq!(got, Some(want));
+    }
+    // Without a client certificate, 1.2 is refused as 1.3 is.
+    let r = rustls_ping(
+        node.tls_port(),
+        rustls_client(&ca, None, &[&rustls::version::TLS12]),
+    );
+    assert!(r.is_err(), "{r:?}");
+    // openssl s_client -tls1_2, a client that is not rustls.
+    let port = node.tls_port().to_string();
+    let mut s = Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-quiet", "-no_ign_eof"])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .arg("-CAfile")
+        .arg(&ca)
+        .arg("-cert")
+        .arg(node.file("client.crt"))
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    // Keep stdin open until the reply is in (s_client quits at EOF).
+    let mut stdin = s.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"PING\r\n").unwrap();
+    let stdout = s.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    drop(stdin);
+    let _ = s.kill();
+    let out = s.wait_with_output().unwrap();
+    assert_eq!(
+        line,
+        "+PONG\r\n",
+        "openssl -tls1_2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
