@@ -1082,6 +1082,104 @@ fn cairn_dev_runs_a_local_cluster_and_ctrl_c_stops_it() {
     assert!(!data[0].exists(), "{} was not removed", data[0].display());
 }
 
+/// `cairn dev --nodes 3 --tls` as a process: its banner gives the
+/// redis-cli --tls line, the nodes form a cluster over mutual TLS (no
+/// other way: the peers' certificates come from its own `cert dev`), a
+/// SET with `redis-cli --tls` on node 1's TLS port is read with a GET on
+/// node 3's, and Ctrl-C stops it all.
+#[test]
+fn cairn_dev_tls_runs_a_tls_cluster_redis_cli_tls_reaches() {
+    let _g = serial();
+    // RESP ports P..P+2 with their TLS (+100) and peer (+10000) ports free.
+    let base = loop {
+        let (p, _) = free_port_pair();
+        if p < 55000
+            && (0..3).all(|i| {
+                [p + i, p + i + 100, p + i + 10000]
+                    .iter()
+                    .all(|&q| TcpListener::bind(("127.0.0.1", q)).is_ok())
+            })
+        {
+            break p;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
+    let mut dev = Command::new(&bin)
+        .args(["dev", "--nodes", "3", "--tls", "--groups", "8"])
+        .args(["--port", &base.to_string()])
+        .arg("--dir")
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn dev --tls");
+    let (btx, brx) = std::sync::mpsc::channel();
+    let stdout = dev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = btx.send(l);
+        }
+    });
+    let mut banner = String::new();
+    while let Ok(l) = brx.recv_timeout(Duration::from_secs(30)) {
+        banner.push_str(&l);
+        banner.push('\n');
+        if l.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let certs = tmp.path().join("certs");
+    let f = |n: &str| certs.join(n).to_string_lossy().into_owned();
+    let tls_line = format!(
+        "redis-cli -p {} --tls --cacert {} --cert {} --key {}",
+        base + 100,
+        f("ca.crt"),
+        f("client.crt"),
+        f("client.key")
+    );
+    assert!(banner.contains(&tls_line), "no `{tls_line}` in:\n{banner}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for i in 0..3 {
+        wait_cluster_ok(base + i, deadline);
+    }
+    let cli = |port: u16, args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "--tls"])
+            .args(["--cacert", &f("ca.crt"), "--cert", &f("client.crt")])
+            .args(["--key", &f("client.key")])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        cli(base + 100, &["SET", "dev-tls-key", "dev-tls-value"]),
+        "OK"
+    );
+    assert_eq!(cli(base + 102, &["GET", "dev-tls-key"]), "dev-tls-value");
+    for i in 0..3 {
+        assert_eq!(
+            cluster_info_field(base + i, "cairn_peer_auth").as_deref(),
+            Some("tls+secret"),
+            "node {}",
+            i + 1
+        );
+    }
+    unsafe { libc::kill(dev.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = dev.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = dev.kill();
+            panic!("cairn dev --tls still runs 30 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "cairn dev exited with {status}");
+}
+
 #[test]
 fn cairn_dev_refuses_a_bad_group_count_before_starting_anything() {
     let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());

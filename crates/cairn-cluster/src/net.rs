@@ -229,6 +229,8 @@ pub struct PeerNet {
     secret: OnceLock<ring::hmac::Key>,
     /// Mutual TLS on every peer connection, when set.
     tls: OnceLock<PeerTls>,
+    /// This node's share of [`PEER_AUTH_FAILURES`].
+    auth_failures: AtomicU64,
 }
 
 /// The current TLS configurations for peer connections: called once per
@@ -347,6 +349,7 @@ impl PeerNet {
             stopped: AtomicBool::new(false),
             secret: OnceLock::new(),
             tls: OnceLock::new(),
+            auth_failures: AtomicU64::new(0),
         })
     }
 
@@ -477,6 +480,21 @@ impl PeerNet {
             };
             tokio::spawn(accept(self.clone(), stream, from));
         }
+    }
+
+    /// Counts a handshake refused for authentication (here and in the
+    /// process-wide [`PEER_AUTH_FAILURES`]).
+    fn refused(&self) {
+        self.auth_failures.fetch_add(1, Relaxed);
+        PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+    }
+
+    /// Handshakes this node refused for authentication since it started.
+    /// A process has one node, whose count is the global one (INFO reads
+    /// that); tests run several nodes side by side and need their own.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.load(Relaxed)
     }
 
     /// Closes every connection and stops dialling.
@@ -644,8 +662,8 @@ fn nonce() -> std::io::Result<[u8; NONCE]> {
     Ok(n)
 }
 
-fn auth_failed(what: String) -> std::io::Error {
-    PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+fn auth_failed(net: &PeerNet, what: String) -> std::io::Error {
+    net.refused();
     std::io::Error::new(std::io::ErrorKind::PermissionDenied, what)
 }
 
@@ -665,7 +683,7 @@ async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(PeerStrea
                 .map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
             let connector = tokio_rustls::TlsConnector::from((tls.0)().1);
             let s = connector.connect(name, tcp).await.map_err(|e| {
-                PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+                net.refused();
                 std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
                     format!("TLS with node {} at {addr}: {e}", p.target),
@@ -689,21 +707,21 @@ async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(PeerStrea
     match secret {
         None if h.extra.is_empty() => {}
         None => {
-            return Err(auth_failed(format!(
+            return Err(auth_failed(net, format!(
                 "node {} at {addr} proves a cluster secret and this node has none: set cluster-secret-file here too",
                 p.target
             )))
         }
         Some(key) => {
             if h.extra.len() != NONCE + MAC {
-                return Err(auth_failed(format!(
+                return Err(auth_failed(net, format!(
                     "node {} at {addr} does not use a cluster secret: set the same cluster-secret-file there",
                     p.target
                 )));
             }
             let (na, mac) = h.extra.split_at(NONCE);
             if !verify(key, b"accept", net.me, p.target, &nd, na, mac) {
-                return Err(auth_failed(format!(
+                return Err(auth_failed(net, format!(
                     "node {} at {addr} failed to prove the cluster secret (a different cluster-secret-file?)",
                     p.target
                 )));
@@ -761,7 +779,7 @@ async fn accept(net: Arc<PeerNet>, tcp: TcpStream, addr: SocketAddr) {
             match tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => PeerStream::Server(Box::new(s)),
                 Ok(Err(e)) => {
-                    PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+                    net.refused();
                     tracing::error!(%addr, error = %e, "peer TLS handshake failed (no certificate from this cluster's CA?); refused");
                     return;
                 }
@@ -796,13 +814,13 @@ async fn accept(net: Arc<PeerNet>, tcp: TcpStream, addr: SocketAddr) {
     match net.secret.get() {
         None if h.extra.is_empty() => {}
         None => {
-            PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+            net.refused();
             tracing::error!(%addr, from, "peer offers a cluster secret handshake and this node has no secret: set cluster-secret-file here too; closing");
             return;
         }
         Some(key) => {
             if h.extra.len() != NONCE {
-                PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+                net.refused();
                 tracing::error!(%addr, from, "peer did not offer the cluster secret handshake (no cluster-secret-file there?); refused");
                 return;
             }
@@ -827,7 +845,7 @@ async fn accept(net: Arc<PeerNet>, tcp: TcpStream, addr: SocketAddr) {
                 _ => false,
             };
             if !ok {
-                PEER_AUTH_FAILURES.fetch_add(1, Relaxed);
+                net.refused();
                 tracing::error!(%addr, from, "peer failed to prove the cluster secret (wrong cluster-secret-file?); refused");
                 return;
             }
@@ -1276,6 +1294,157 @@ mod tests {
             0,
             "a replayed request reached the handler"
         );
+    }
+
+    /// A real session recorded on the wire and replayed whole: node 1
+    /// (with the secret) reaches node 2 through a recording TCP relay,
+    /// makes a call and sends a Raft batch (both delivered); node 1 goes
+    /// away, and everything it sent on that connection (HELLO with its
+    /// nonce, its proof, the request, the Raft frame) is sent again to
+    /// node 2 as one stream. Node 2 answers no frame past its own HELLO,
+    /// hands nothing to its handler or its Raft sink, and counts a refusal.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recorded_session_replayed_whole_delivers_nothing() {
+        let secret: &[u8] = b"correct horse battery staple 01";
+        let calls = Arc::new(AtomicU64::new(0));
+        let rafts = Arc::new(AtomicU64::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b_addr = listener.local_addr().unwrap().to_string();
+        let b = PeerNet::new(2, None, tokio::runtime::Handle::current());
+        b.set_secret(secret);
+        let r = rafts.clone();
+        b.set_sink(Arc::new(move |from, body| {
+            assert_eq!((from, body), (1, &b"raft batch"[..]));
+            r.fetch_add(1, Relaxed);
+        }));
+        let c = calls.clone();
+        let handler: Handler = Arc::new(move |_g, _k, body| {
+            c.fetch_add(1, Relaxed);
+            Box::pin(async move { Some(body) })
+        });
+        let (_stop, stop_rx) = watch::channel(false);
+        tokio::spawn(b.clone().serve(listener, handler, stop_rx));
+
+        // The relay: forwards each connection to node 2 and records what
+        // the dialer sent on it.
+        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay.local_addr().unwrap().to_string();
+        type Recording = Arc<Mutex<Vec<u8>>>;
+        let sessions: Arc<Mutex<Vec<Recording>>> = Arc::default();
+        let recs = sessions.clone();
+        let to = b_addr.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = relay.accept().await {
+                let Ok(outbound) = TcpStream::connect(&to).await else {
+                    continue;
+                };
+                let rec = Arc::new(Mutex::new(Vec::new()));
+                recs.lock().push(rec.clone());
+                tokio::spawn(async move {
+                    let (mut ir, mut iw) = inbound.into_split();
+                    let (mut or, mut ow) = outbound.into_split();
+                    let up = async move {
+                        let mut buf = vec![0u8; 64 << 10];
+                        while let Ok(n) = ir.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            rec.lock().extend_from_slice(&buf[..n]);
+                            if ow.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = ow.shutdown().await;
+                    };
+                    let down = async move {
+                        let _ = tokio::io::copy(&mut or, &mut iw).await;
+                        let _ = iw.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+
+        let a = PeerNet::new(1, None, tokio::runtime::Handle::current());
+        a.set_secret(secret);
+        assert_eq!(
+            call(&a, 2, &relay_addr, b"through the relay")
+                .await
+                .unwrap(),
+            b"through the relay"
+        );
+        assert!(a.send_oneway(2, &relay_addr, K_RAFT, b"raft batch"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rafts.load(Relaxed) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Raft batch never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (calls_before, rafts_before) = (calls.load(Relaxed), rafts.load(Relaxed));
+        assert_eq!((calls_before, rafts_before), (1, 1));
+        // Node 1 leaves; node 2 drops the connection.
+        a.shutdown();
+        while current(&b, 1).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the session never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The recorded session: HELLO, AUTH, the request, the Raft batch.
+        let recorded: Vec<u8> = sessions
+            .lock()
+            .iter()
+            .map(|r| r.lock().clone())
+            .find(|bytes| {
+                let mut rest = &bytes[..];
+                let mut kinds = Vec::new();
+                while let Ok(Some((f, used))) = PeerFrame::decode(rest, FRAME_MAX) {
+                    kinds.push(f.kind);
+                    rest = &rest[used..];
+                }
+                kinds.starts_with(&[K_HELLO, K_AUTH])
+                    && kinds.contains(&K_RAFT)
+                    && kinds.contains(&K_ADMIN)
+            })
+            .expect("a recorded session with a call and a Raft frame");
+
+        let refused = b.auth_failures();
+        let mut s = TcpStream::connect(&b_addr).await.unwrap();
+        let _ = s.write_all(&recorded).await;
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+        // Node 2's HELLO (a fresh nonce and its proof) and then nothing.
+        let (first, used) = PeerFrame::decode(&got, FRAME_MAX)
+            .ok()
+            .flatten()
+            .expect("node 2's HELLO");
+        assert_eq!(first.kind, K_HELLO);
+        assert!(
+            PeerFrame::decode(&got[used..], FRAME_MAX)
+                .ok()
+                .flatten()
+                .is_none(),
+            "node 2 answered a replayed session: {got:?}"
+        );
+        assert_eq!(
+            calls.load(Relaxed),
+            calls_before,
+            "a replayed call was served"
+        );
+        assert_eq!(
+            rafts.load(Relaxed),
+            rafts_before,
+            "a replayed Raft frame was delivered"
+        );
+        assert_eq!(
+            b.auth_failures(),
+            refused + 1,
+            "the replay was not counted as refused"
+        );
+        assert!(current(&b, 1).is_none());
     }
 
     /// A CA and, signed by it, a node certificate for 127.0.0.1 usable

@@ -71,19 +71,54 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A PEM reading error in words an operator can act on (the library's
+/// own text shows byte arrays and Rust enum names).
+fn pem_error(path: &Path, what: &str, e: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    let why = match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a PEM section has no -----END {}----- line: the file is cut short",
+            String::from_utf8_lossy(&end_marker)
+        ),
+        Error::IllegalSectionStart { .. } => "a malformed PEM BEGIN line".to_string(),
+        Error::Base64Decode(e) => format!("the PEM body is not valid base64 ({e})"),
+        Error::NoItemsFound => format!("no {what} in the file (expected PEM)"),
+        Error::Io(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    format!("{}: {why}", path.display())
+}
+
+/// A certificate rustls or webpki could not use, in plain words where the
+/// cause is the file's content.
+fn cert_error(paths: &str, e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding) => {
+            format!("{paths}: a certificate in the file is not valid DER (truncated or corrupted)")
+        }
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            format!("{paths}: the private key does not match the certificate")
+        }
+        other => format!("{paths}: {other}"),
+    }
+}
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(|e| pem_error(path, "certificate", e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| pem_error(path, "certificate", e))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate in the file", path.display()));
+        return Err(format!(
+            "{}: no certificate in the file (expected PEM)",
+            path.display()
+        ));
     }
     Ok(certs)
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, "private key", e))
 }
 
 /// A root store from a CA bundle file.
@@ -92,7 +127,7 @@ pub fn read_roots(path: &Path) -> Result<RootCertStore, String> {
     for c in read_certs(path)? {
         roots
             .add(c)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| cert_error(&path.display().to_string(), &e))?;
     }
     Ok(roots)
 }
@@ -122,9 +157,13 @@ impl TlsFiles {
                 builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
             }
         };
-        builder
-            .with_single_cert(certs, key)
-            .map_err(|e| format!("{} / {}: {e}", self.cert.display(), self.key.display()))
+        builder.with_single_cert(certs, key).map_err(|e| {
+            let paths = match e {
+                rustls::Error::InvalidCertificate(_) => self.cert.display().to_string(),
+                _ => format!("{} / {}", self.cert.display(), self.key.display()),
+            };
+            cert_error(&paths, &e)
+        })
     }
 
     /// The peer connections' configurations: mutual TLS always (a peer
@@ -151,13 +190,13 @@ impl TlsFiles {
                 },
                 read_key(&self.key)?,
             )
-            .map_err(|e| format!("{}: {e}", self.cert.display()))?;
+            .map_err(|e| cert_error(&self.cert.display().to_string(), &e))?;
         let client = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_client_auth_cert(read_certs(&self.cert)?, read_key(&self.key)?)
-            .map_err(|e| format!("{}: {e}", self.cert.display()))?;
+            .map_err(|e| cert_error(&self.cert.display().to_string(), &e))?;
         Ok((Arc::new(server), Arc::new(client)))
     }
 
@@ -181,6 +220,8 @@ pub struct TlsState {
     /// Cluster mode: the peer transport's, reloaded with the clients'.
     peer: RwLock<Option<PeerConfigs>>,
     reloads: std::sync::atomic::AtomicU64,
+    /// Changed files that did not load (the old configuration stayed).
+    reload_failures: std::sync::atomic::AtomicU64,
 }
 
 impl TlsState {
@@ -194,6 +235,7 @@ impl TlsState {
             current: RwLock::new((config, stamp)),
             peer: RwLock::new(peer),
             reloads: Default::default(),
+            reload_failures: Default::default(),
         })
     }
 
@@ -237,6 +279,8 @@ impl TlsState {
                 // Remember the stamp so a broken file is reported once,
                 // not every check; fixing it changes the stamp again.
                 self.current.write().1 = stamp;
+                self.reload_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(error = %e, "TLS certificates not reloaded, keeping the previous ones");
                 false
             }
@@ -246,6 +290,13 @@ impl TlsState {
     /// Successful reloads since start (INFO).
     pub fn reloads(&self) -> u64 {
         self.reloads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Reloads refused since start (a changed file that did not load;
+    /// INFO).
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

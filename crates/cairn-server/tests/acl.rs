@@ -291,6 +291,76 @@ fn getuser_list_and_rule_errors_match_redis() {
     );
 }
 
+/// `sanitize-payload` and its opposite, logging in as a user that is
+/// `off` (AUTH and HELLO AUTH, right and wrong password), and AUTH after
+/// `resetpass` (a password, then nopass, each taken away), with ACL
+/// GETUSER after each change and the ACL LOG the failures leave.
+#[test]
+fn sanitize_payload_off_users_and_resetpass_match_redis() {
+    let cairn = Server::start();
+    let redis = Reference::start();
+    same_as_redis(
+        &cairn.url(),
+        &redis.url(),
+        &[
+            "ACL SETUSER s1 on >pw sanitize-payload ~* +@all",
+            "ACL GETUSER s1",
+            "ACL SETUSER s1 skip-sanitize-payload",
+            "ACL GETUSER s1",
+            "ACL SETUSER s1 sanitize-payload",
+            "ACL GETUSER s1",
+            "ACL SETUSER s1 reset",
+            "ACL GETUSER s1",
+            "ACL LIST",
+            // A user that is off: no login, whatever the password.
+            "ACL SETUSER off1 off >pw ~* +@all",
+            "ACL GETUSER off1",
+            "AUTH off1 pw",
+            "AUTH off1 wrong",
+            "HELLO 2 AUTH off1 pw",
+            "ACL WHOAMI",
+            "ACL DRYRUN off1 GET k",
+            "ACL SETUSER off1 on",
+            "ACL GETUSER off1",
+            "AUTH off1 pw",
+            "ACL WHOAMI",
+            // Turned off while logged in: the session goes on (Redis 7.0
+            // only stops new logins).
+            "ACL SETUSER off1 off",
+            "ACL WHOAMI",
+            "GET k",
+            "AUTH off1 pw",
+            "ACL WHOAMI",
+            "AUTH default anything",
+            "ACL WHOAMI",
+            // resetpass: the password that worked no longer does.
+            "ACL SETUSER rp on >pw ~* +@all",
+            "AUTH rp pw",
+            "ACL WHOAMI",
+            "ACL SETUSER rp resetpass",
+            "ACL GETUSER rp",
+            "ACL WHOAMI",
+            "AUTH rp pw",
+            "AUTH rp ",
+            "ACL WHOAMI",
+            // ... nor does nopass once reset.
+            "ACL SETUSER rp nopass",
+            "ACL GETUSER rp",
+            "AUTH rp whatever",
+            "ACL SETUSER rp resetpass",
+            "ACL GETUSER rp",
+            "AUTH rp whatever",
+            "ACL SETUSER rp >new",
+            "ACL GETUSER rp",
+            "AUTH rp new",
+            "ACL WHOAMI",
+            "AUTH default x",
+            "ACL LIST",
+            "log: ACL LOG",
+        ],
+    );
+}
+
 #[test]
 fn categories_are_redis_in_redis_order_then_cairns() {
     let cairn = Server::start();

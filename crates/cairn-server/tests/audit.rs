@@ -98,7 +98,28 @@ fn logins_acl_changes_admin_and_refused_commands_are_chained_without_values() {
         e.to_uppercase().contains("NOPERM") || e.contains("permission"),
         "{e}"
     );
+    // Lock force-release is for administrators: refused to bob (and
+    // recorded), recorded when the admin runs it.
+    let e = run(&mut b, &["LOCK.FORCERELEASE", "bkey"]).unwrap_err();
+    assert!(e.to_uppercase().contains("NOPERM"), "{e}");
     run(&mut c, &["FLUSHALL"]).unwrap();
+    run(&mut c, &["LOCK.FORCERELEASE", "some-lock"]).unwrap();
+    // CLUSTER commands are recorded whatever they answer (this node is
+    // standalone).
+    let _ = run(&mut c, &["CLUSTER", "INFO"]);
+    // Bob's address as the server sees it, to find in his records.
+    let list = match run(&mut c, &["CLIENT", "LIST"]).unwrap() {
+        redis::Value::BulkString(b) => String::from_utf8(b).unwrap(),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => panic!("{other:?}"),
+    };
+    let bob_addr = list
+        .lines()
+        .find(|l| l.contains(" user=bob "))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("addr=")))
+        .unwrap_or_else(|| panic!("no bob in {list}"))
+        .to_string();
+    assert!(bob_addr.starts_with("127.0.0.1:"), "{bob_addr}");
     // The writer is asynchronous: INFO shows the records once written.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let info = loop {
@@ -106,7 +127,7 @@ fn logins_acl_changes_admin_and_refused_commands_are_chained_without_values() {
             redis::Value::BulkString(b) => String::from_utf8(b).unwrap(),
             other => panic!("{other:?}"),
         };
-        if info.contains("audit_records:13\r\n") {
+        if info.contains("audit_records:17\r\n") {
             break info;
         }
         assert!(std::time::Instant::now() < deadline, "{info}");
@@ -129,7 +150,11 @@ fn logins_acl_changes_admin_and_refused_commands_are_chained_without_values() {
         "auth bob auth ok",
         "denied bob get key",
         "denied bob flushall command",
+        "denied bob lock.forcerelease command",
         "command default flushall ",
+        "command default lock.forcerelease ",
+        "command default cluster|info ",
+        "command default client|list ",
     ];
     let got = records(&path);
     // INFO stats ran after these and is not audited; nothing else is.
@@ -140,6 +165,21 @@ fn logins_acl_changes_admin_and_refused_commands_are_chained_without_values() {
     }
     // Key names are kept (a refused GET names its key).
     assert!(text.contains(r#""keys":["other"]"#), "{text}");
+    // A denied command names the user, the client's address and the
+    // command: each of bob's refusals carries his connection's address.
+    let denied: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(r#""event":"denied","user":"bob""#))
+        .collect();
+    assert_eq!(denied.len(), 3, "{text}");
+    for l in &denied {
+        assert!(
+            l.contains(&format!(r#""client":"{bob_addr}","command":""#)),
+            "{l} lacks client {bob_addr}"
+        );
+    }
+    // The force-release names its lock (a key name), as other commands do.
+    assert!(text.contains(r#""keys":["some-lock"]"#), "{text}");
     let v = cairn_server::audit::verify(&path).unwrap();
     assert_eq!(v.records, want.len() as u64);
     assert!(

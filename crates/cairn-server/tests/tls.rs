@@ -432,3 +432,357 @@ fn expired_certificates_and_garbage_handshakes_are_refused_and_the_server_keeps_
     drop(node);
     let _ = std::fs::remove_dir_all(&pki);
 }
+
+/// Ways to spoil a PEM certificate file, from a good one: not PEM at
+/// all, a PEM envelope around text that is not base64, a body cut in
+/// half (valid base64, truncated DER), a file cut before its END line,
+/// and an empty file.
+fn spoiled(good_pem: &str) -> Vec<(&'static str, String)> {
+    let lines: Vec<&str> = good_pem.lines().collect();
+    let body: Vec<&str> = lines[1..lines.len() - 1].to_vec();
+    let half = body.len() / 2;
+    let truncated = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        body[..half].join("\n")
+    );
+    let unterminated = format!("-----BEGIN CERTIFICATE-----\n{}\n", body[..half].join("\n"));
+    vec![
+        ("not PEM", "this is not a certificate\n".to_string()),
+        (
+            "bad base64",
+            "-----BEGIN CERTIFICATE-----\n%%%% not base64 at all %%%%\n-----END CERTIFICATE-----\n"
+                .to_string(),
+        ),
+        ("truncated body", truncated),
+        ("no END line", unterminated),
+        ("empty", String::new()),
+    ]
+}
+
+/// Writes `text` over `path` by rename, as an operator should (so the
+/// reload task never reads half a file).
+fn replace_file(path: &Path, text: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn info_stat(node: &Node, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut node.plain())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in INFO: {info}"))
+}
+
+/// A malformed certificate, key or CA file stops start-up with an error
+/// that names the file; written over a running node's files, it is not
+/// loaded (counted in `tls_cert_reload_failures`), the node keeps serving
+/// with the certificates it had, and the good file put back is loaded.
+#[test]
+fn malformed_certificate_files_fail_start_up_naming_the_file_and_a_reload_keeps_the_old_ones() {
+    let base = std::env::temp_dir().join(format!("cairn-tls-test-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let good = base.join("good");
+    cairn_server::tls::write_dev_certs(&good, &[]).unwrap();
+    let good_cert = std::fs::read_to_string(good.join("node.crt")).unwrap();
+    let good_ca = std::fs::read_to_string(good.join("ca.crt")).unwrap();
+    let mut cases: Vec<(&str, &str, String)> = Vec::new();
+    for (how, text) in spoiled(&good_cert) {
+        cases.push(("node.crt", how, text));
+    }
+    for (how, text) in spoiled(&good_ca) {
+        cases.push(("ca.crt", how, text));
+    }
+    cases.push(("node.key", "not PEM", "not a key\n".into()));
+    cases.push(("node.key", "empty", String::new()));
+    // Start-up: refused, naming the file.
+    for (i, (file, how, text)) in cases.iter().enumerate() {
+        let dir = base.join(format!("start-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["node.crt", "node.key", "ca.crt"] {
+            std::fs::copy(good.join(f), dir.join(f)).unwrap();
+        }
+        std::fs::write(dir.join(file), text).unwrap();
+        let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let e = cairn_server::start(cairn_server::Config {
+            port: 0,
+            tls_port: Some(0),
+            tls_cert_file: path("node.crt"),
+            tls_key_file: path("node.key"),
+            tls_ca_cert_file: path("ca.crt"),
+            ..Default::default()
+        })
+        .err()
+        .unwrap_or_else(|| panic!("{file} ({how}) was accepted at start-up"));
+        assert!(
+            e.to_string().contains(&path(file)),
+            "{file} ({how}): the error does not name the file: {e}"
+        );
+        // ... and says what is wrong with it.
+        let why = match (*file, *how) {
+            ("node.key", _) => "no private key in the file",
+            (_, "not PEM" | "empty") => "no certificate in the file",
+            (_, "bad base64") => "not valid base64",
+            (_, "truncated body") => "not valid DER (truncated or corrupted)",
+            (_, "no END line") => "the file is cut short",
+            _ => unreachable!(),
+        };
+        assert!(e.to_string().contains(why), "{file} ({how}): {e}");
+    }
+    // Reload: the running node keeps its certificates.
+    let node = Node::start("badreload", "yes");
+    let orig = base.join("orig");
+    std::fs::create_dir_all(&orig).unwrap();
+    for f in ["ca.crt", "client.crt", "client.key", "node.crt", "node.key"] {
+        std::fs::copy(node.file(f), orig.join(f)).unwrap();
+    }
+    let mut open = node.tls(&orig, true).expect("first certificates");
+    // One of each kind (each costs two reload checks).
+    let picked = [
+        ("node.crt", "not PEM"),
+        ("node.crt", "bad base64"),
+        ("node.crt", "truncated body"),
+        ("ca.crt", "empty"),
+        ("node.key", "not PEM"),
+    ];
+    for (file, how, text) in cases.iter().filter(|(f, h, _)| picked.contains(&(*f, *h))) {
+        let failures = info_stat(&node, "tls_cert_reload_failures");
+        let reloads = info_stat(&node, "tls_cert_reloads");
+        replace_file(&node.file(file), text.as_bytes());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while info_stat(&node, "tls_cert_reload_failures") == failures {
+            assert!(
+                Instant::now() < deadline,
+                "{file} ({how}): the reload was never tried"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            info_stat(&node, "tls_cert_reloads"),
+            reloads,
+            "{file} ({how}) was loaded"
+        );
+        // New connections are served with the certificates it had.
+        let mut c = node
+            .tls(&orig, true)
+            .unwrap_or_else(|e| panic!("{file} ({how}): not serving TLS: {e}"));
+        let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+        assert_eq!(pong, "PONG");
+        // The good file back: loaded.
+        replace_file(&node.file(file), &std::fs::read(orig.join(file)).unwrap());
+        while info_stat(&node, "tls_cert_reloads") == reloads {
+            assert!(
+                Instant::now() < deadline,
+                "{file} ({how}): the good file put back was never loaded"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let pong: String = redis::cmd("PING").query(&mut open).unwrap();
+    assert_eq!(pong, "PONG", "the connection open throughout");
+    drop(node);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Presents whatever certificate chain it was given, with a real key:
+/// what a client with a corrupted certificate file sends on the wire
+/// (rustls' own builders would refuse to load it).
+#[derive(Debug)]
+struct Presents(std::sync::Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Presents {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A rustls client configuration trusting `ca` and presenting `chain`
+/// (signing with `key`) when given, for `versions`.
+fn rustls_client(
+    ca: &Path,
+    client: Option<(Vec<u8>, &Path)>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let provider = cairn_server::tls::provider();
+    let roots = cairn_server::tls::read_roots(ca).unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        None => b.with_no_client_auth(),
+        Some((der, key)) => {
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+            let key = provider.key_provider.load_private_key(key).unwrap();
+            let ck = rustls::sign::CertifiedKey::new(vec![der.into()], key);
+            b.with_client_cert_resolver(std::sync::Arc::new(Presents(std::sync::Arc::new(ck))))
+        }
+    };
+    std::sync::Arc::new(config)
+}
+
+/// PING over TLS with `config`: the reply's bytes and the version
+/// negotiated, or why it failed.
+fn rustls_ping(
+    port: u16,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<(Vec<u8>, Option<rustls::ProtocolVersion>), String> {
+    use std::io::{Read, Write};
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(b"*1\r\n$4\r\nPING\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    let n = tls.read(&mut buf).map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("closed".into());
+    }
+    Ok((buf[..n].to_vec(), conn.protocol_version()))
+}
+
+/// A client presenting a corrupted certificate (a flipped byte in the
+/// signed part, a flipped byte in the signature, the DER cut short) is
+/// refused; the same client with the intact certificate, clients already
+/// connected and plain clients are served.
+#[test]
+fn a_client_presenting_a_corrupted_certificate_is_refused_and_others_are_served() {
+    use rustls::pki_types::pem::PemObject;
+    let node = Node::start("corrupt", "yes");
+    let mut open = node.tls(&node.dir.clone(), true).unwrap();
+    let der = rustls::pki_types::CertificateDer::from_pem_file(node.file("client.crt"))
+        .unwrap()
+        .to_vec();
+    let all = &[&rustls::version::TLS13, &rustls::version::TLS12][..];
+    let ca = node.file("ca.crt");
+    let key = node.file("client.key");
+    // The harness itself works: the intact certificate gets PONG.
+    let (reply, _) = rustls_ping(
+        node.tls_port(),
+        rustls_client(&ca, Some((der.clone(), &key)), all),
+    )
+    .expect("the intact certificate is accepted");
+    assert_eq!(reply, b"+PONG\r\n");
+    let mut in_tbs = der.clone();
+    in_tbs[der.len() / 3] ^= 0x01;
+    let mut in_sig = der.clone();
+    let last = der.len() - 3;
+    in_sig[last] ^= 0x5a;
+    let cut = der[..der.len() / 2].to_vec();
+    let before = node.handshake_failures();
+    for (how, bad) in [
+        ("signed part", in_tbs),
+        ("signature", in_sig),
+        ("cut short", cut),
+    ] {
+        for versions in [
+            &[&rustls::version::TLS13][..],
+            &[&rustls::version::TLS12][..],
+        ] {
+            let r = rustls_ping(
+                node.tls_port(),
+                rustls_client(&ca, Some((bad.clone(), &key)), versions),
+            );
+            assert!(
+                !matches!(&r, Ok((reply, _)) if reply.starts_with(b"+PONG")),
+                "corrupted ({how}) certificate served over {versions:?}: {r:?}"
+            );
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while node.handshake_failures() < before + 6 {
+        assert!(Instant::now() < deadline, "refusals not counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pong: String = redis::cmd("PING").query(&mut open).unwrap();
+    assert_eq!(pong, "PONG");
+    let mut c = node.tls(&node.dir.clone(), true).unwrap();
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let pong: String = redis::cmd("PING").query(&mut node.plain()).unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+/// The RESP port speaks TLS 1.2 as well as 1.3 (Redis' default
+/// `tls-protocols`): a client limited to either completes a PING, with
+/// its client certificate, and gets the version it asked for.
+#[test]
+fn a_tls_1_2_client_is_served_on_the_resp_port() {
+    use rustls::pki_types::pem::PemObject;
+    let node = Node::start("tls12", "yes");
+    let der = rustls::pki_types::CertificateDer::from_pem_file(node.file("client.crt"))
+        .unwrap()
+        .to_vec();
+    let ca = node.file("ca.crt");
+    let key = node.file("client.key");
+    for (version, want) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let (reply, got) = rustls_ping(
+            node.tls_port(),
+            rustls_client(&ca, Some((der.clone(), &key)), &[version]),
+        )
+        .unwrap_or_else(|e| panic!("{want:?}: {e}"));
+        assert_eq!(reply, b"+PONG\r\n", "{want:?}");
+        assert_eq!(got, Some(want));
+    }
+    // Without a client certificate, 1.2 is refused as 1.3 is.
+    let r = rustls_ping(
+        node.tls_port(),
+        rustls_client(&ca, None, &[&rustls::version::TLS12]),
+    );
+    assert!(r.is_err(), "{r:?}");
+    // openssl s_client -tls1_2, a client that is not rustls.
+    let port = node.tls_port().to_string();
+    let mut s = Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-quiet", "-no_ign_eof"])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .arg("-CAfile")
+        .arg(&ca)
+        .arg("-cert")
+        .arg(node.file("client.crt"))
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    // Keep stdin open until the reply is in (s_client quits at EOF).
+    let mut stdin = s.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"PING\r\n").unwrap();
+    let stdout = s.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    drop(stdin);
+    let _ = s.kill();
+    let out = s.wait_with_output().unwrap();
+    assert_eq!(
+        line,
+        "+PONG\r\n",
+        "openssl -tls1_2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -146,7 +146,7 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
         let commands: u64 = sum(&|w| w.commands.iter().map(|c| c.calls.load(Relaxed)).sum());
         let _ = write!(
             o,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{commands}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\ntls_handshake_failures:{}\r\ntls_cert_reloads:{}\r\naudit_records:{}\r\naudit_last_hash:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{commands}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\ntls_handshake_failures:{}\r\ntls_cert_reloads:{}\r\ntls_cert_reload_failures:{}\r\naudit_records:{}\r\naudit_last_hash:{}\r\n\r\n",
             sum(&|w| w.connections_received.load(Relaxed)),
             sum(&|w| w.net_input_bytes.load(Relaxed)),
             sum(&|w| w.net_output_bytes.load(Relaxed)),
@@ -158,6 +158,7 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
             sum(&|w| w.commands.iter().map(|c| c.failed.load(Relaxed) + c.rejected.load(Relaxed)).sum()),
             sum(&|w| w.tls_handshake_failures.load(Relaxed)),
             sh.tls.as_ref().map_or(0, |t| t.reloads()),
+            sh.tls.as_ref().map_or(0, |t| t.reload_failures()),
             audit.0,
             audit.1,
         );
