@@ -98,35 +98,76 @@ enum BodyMut<'a> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listpack(Box<[u8]>);
 
-/// One pair of a table: field, value.
-/// One pair of a table in one allocation: `field_len` (LEB128), the
-/// field, then the value. Half the slot and one allocation fewer than a
-/// (field, value) pair of boxes: ~48 bytes a field less for short ones.
+/// One pair of a table: `field_len` (LEB128), the field, then the value,
+/// in the dense vector's own slot when that fits ([`PAIR_INLINE_MAX`]
+/// bytes: a 20-byte field with a short value), else in one allocation.
+/// Inline, a probe finds the field without a pointer to follow and the
+/// pair costs its 32-byte slot only (a boxed one: 16 + its allocation).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pair(Box<[u8]>);
+pub enum Pair {
+    Inline {
+        len: u8,
+        data: [u8; PAIR_INLINE_MAX],
+    },
+    Heap(Box<[u8]>),
+}
+
+/// The most bytes (header, field and value) a pair keeps inline.
+pub const PAIR_INLINE_MAX: usize = 30;
 
 impl Pair {
     fn new(field: &[u8], value: &[u8]) -> Pair {
-        let mut b = Vec::with_capacity(5 + field.len() + value.len());
+        let mut at = 0;
         let mut n = field.len();
+        let mut header = [0u8; 10];
         loop {
             let byte = (n & 0x7f) as u8;
             n >>= 7;
             if n == 0 {
-                b.push(byte);
+                header[at] = byte;
+                at += 1;
                 break;
             }
-            b.push(byte | 0x80);
+            header[at] = byte | 0x80;
+            at += 1;
         }
-        b.extend_from_slice(field);
-        b.extend_from_slice(value);
-        Pair(b.into_boxed_slice())
+        let total = at + field.len() + value.len();
+        if total <= PAIR_INLINE_MAX {
+            let mut data = [0u8; PAIR_INLINE_MAX];
+            data[..at].copy_from_slice(&header[..at]);
+            data[at..at + field.len()].copy_from_slice(field);
+            data[at + field.len()..total].copy_from_slice(value);
+            return Pair::Inline {
+                len: total as u8,
+                data,
+            };
+        }
+        let mut v = Vec::with_capacity(total);
+        v.extend_from_slice(&header[..at]);
+        v.extend_from_slice(field);
+        v.extend_from_slice(value);
+        Pair::Heap(v.into_boxed_slice())
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Pair::Inline { len, data } => &data[..*len as usize],
+            Pair::Heap(b) => b,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Pair::Inline { len, data } => &mut data[..*len as usize],
+            Pair::Heap(b) => b,
+        }
     }
 
     /// (header length, field length).
     fn split(&self) -> (usize, usize) {
+        let b = self.bytes();
         let (mut n, mut shift, mut at) = (0usize, 0, 0);
-        while let Some(&byte) = self.0.get(at) {
+        while let Some(&byte) = b.get(at) {
             n |= ((byte & 0x7f) as usize) << shift;
             at += 1;
             if byte & 0x80 == 0 || shift > 56 {
@@ -134,24 +175,24 @@ impl Pair {
             }
             shift += 7;
         }
-        (at, n.min(self.0.len() - at))
+        (at, n.min(b.len() - at))
     }
 
     fn field(&self) -> &[u8] {
         let (h, f) = self.split();
-        &self.0[h..h + f]
+        &self.bytes()[h..h + f]
     }
 
     fn value(&self) -> &[u8] {
         let (h, f) = self.split();
-        &self.0[h + f..]
+        &self.bytes()[h + f..]
     }
 
     /// Replaces the value: in place when it has the old one's length
     /// (HSET of a counter or a fixed-width value), else a new pair.
     fn set_value(&mut self, field: &[u8], value: &[u8]) {
         let (h, f) = self.split();
-        match self.0.get_mut(h + f..) {
+        match self.bytes_mut().get_mut(h + f..) {
             Some(old) if old.len() == value.len() => old.copy_from_slice(value),
             _ => *self = Pair::new(field, value),
         }
@@ -164,7 +205,10 @@ impl crate::table::TableEntry for Pair {
     }
 
     fn heap_bytes(&self) -> usize {
-        malloc_size(self.0.len())
+        match self {
+            Pair::Inline { .. } => 0,
+            Pair::Heap(b) => malloc_size(b.len()),
+        }
     }
 }
 
@@ -649,6 +693,46 @@ impl Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_pairs_are_inline_up_to_30_bytes_and_round_trip_either_way() {
+        use crate::table::TableEntry;
+        assert_eq!(std::mem::size_of::<Pair>(), 32);
+        let long_field = vec![b'f'; 200];
+        let long_value = vec![b'v'; 1000];
+        let cases: [(&[u8], &[u8], bool); 6] = [
+            (b"", b"", true),
+            (b"element:000000012345", b"xxx", true),
+            // 1 header byte + 29 = 30: the last inline size.
+            (&[b'a'; 20], &[b'b'; 9], true),
+            (&[b'a'; 20], &[b'b'; 10], false),
+            (&long_field, b"x", false),
+            (b"f", &long_value, false),
+        ];
+        for (f, v, inline) in cases {
+            let mut p = Pair::new(f, v);
+            assert_eq!((p.field(), p.value()), (f, v));
+            assert_eq!(
+                matches!(p, Pair::Inline { .. }),
+                inline,
+                "{}+{}",
+                f.len(),
+                v.len()
+            );
+            assert_eq!(p.heap_bytes() == 0, inline);
+            // Same length: in place; another length: a new pair of the
+            // right kind.
+            let same: Vec<u8> = v.iter().map(|b| b ^ 1).collect();
+            p.set_value(f, &same);
+            assert_eq!((p.field(), p.value()), (f, &same[..]));
+            p.set_value(f, &long_value);
+            assert_eq!((p.field(), p.value()), (f, &long_value[..]));
+            assert!(matches!(p, Pair::Heap(_)));
+            p.set_value(f, b"");
+            assert_eq!((p.field(), p.value()), (f, &b""[..]));
+            assert_eq!(p, Pair::new(f, b""), "one representation per content");
+        }
+    }
 
     fn pairs(h: &Hash) -> Vec<(Vec<u8>, Vec<u8>)> {
         h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect()

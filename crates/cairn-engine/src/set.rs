@@ -23,6 +23,7 @@
 //! which are constants, so every replica that applies the same commands
 //! holds the same encoding in the same order.
 
+use crate::bytes::SmallBytes;
 use crate::bytes::{edit_boxed, malloc_size};
 use crate::table::DenseTable;
 
@@ -177,7 +178,7 @@ impl<'a> Iterator for ListpackIter<'a> {
 }
 
 /// The large encoding: members in a dense table (crate::table).
-pub type Table = DenseTable<Box<[u8]>>;
+pub type Table = DenseTable<SmallBytes>;
 
 fn as_int(member: &[u8]) -> Option<i64> {
     crate::num::parse_i64(member)
@@ -354,7 +355,7 @@ impl Set {
             Repr::Table(t) => (
                 None,
                 None,
-                Some(t.entries().iter().map(|m| Member::Bytes(m))),
+                Some(t.entries().iter().map(|m| Member::Bytes(m.as_slice()))),
             ),
         };
         i.into_iter()
@@ -371,7 +372,7 @@ impl Set {
                 Small::Ints(v) => v.get(i).map(Member::Int),
                 Small::Listpack(l) => l.iter().nth(i).map(Member::Bytes),
             },
-            Repr::Table(t) => t.entries().get(i).map(|m| Member::Bytes(m)),
+            Repr::Table(t) => t.entries().get(i).map(|m| Member::Bytes(m.as_slice())),
         }
     }
 
@@ -383,7 +384,7 @@ impl Set {
         }
         let mut t = Table::new(seed, self.len() + extra.min(LISTPACK_ENTRIES_MAX * 8));
         for m in self.iter() {
-            let pushed = m.with(|b| t.push(b.into()));
+            let pushed = m.with(|b| t.push(SmallBytes::new(b)));
             debug_assert!(pushed);
         }
         self.0 = Repr::Table(Box::new(t));
@@ -458,7 +459,7 @@ impl Set {
         };
         if t.position(member).is_some() {
             Ok(false)
-        } else if t.push(member.into()) {
+        } else if t.push(SmallBytes::new(member)) {
             Ok(true)
         } else {
             Err(SetFull)
@@ -504,7 +505,7 @@ impl Set {
         while i > 0 && visited < count.max(1) {
             i -= 1;
             visited += 1;
-            f(Member::Bytes(&t.entries()[i as usize]));
+            f(Member::Bytes(t.entries()[i as usize].as_slice()));
         }
         i
     }
@@ -575,7 +576,7 @@ impl Set {
                 if t.position(member).is_some() {
                     return Err("duplicate set member");
                 }
-                if !t.push(member.into()) {
+                if !t.push(SmallBytes::new(member)) {
                     return Err("set with too many members");
                 }
             }

@@ -45,6 +45,18 @@ impl TableEntry for Box<[u8]> {
     }
 }
 
+/// A set's member, inline when short (up to 22 bytes: no allocation,
+/// and a probe reads the member from the dense vector itself).
+impl TableEntry for crate::bytes::SmallBytes {
+    fn key(&self) -> &[u8] {
+        self.as_slice()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        crate::bytes::SmallBytes::heap_bytes(self)
+    }
+}
+
 /// An entry type with a value that marks a removed entry's position
 /// (never equal to a live entry, holding no heap bytes).
 pub trait HoleEntry: TableEntry {
