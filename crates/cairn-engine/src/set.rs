@@ -269,10 +269,13 @@ fn ints_insert(buf: &mut Vec<u8>, at: usize, n: i64) {
         }
         *buf = wide;
     }
-    let width = buf[0];
-    let at = 1 + at * width as usize;
-    buf.reserve_exact(width as usize);
-    buf.splice(at..at, int_bytes(n, width));
+    let width = (buf[0] as usize).min(8);
+    let at = (1 + at * width).min(buf.len());
+    let end = buf.len();
+    buf.reserve_exact(width);
+    buf.resize(end + width, 0);
+    buf.copy_within(at..end, at + width);
+    buf[at..at + width].copy_from_slice(&n.to_le_bytes()[..width]);
 }
 
 /// Removes the member at position `at` of an intset's buffer.
