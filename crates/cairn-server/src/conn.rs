@@ -227,6 +227,11 @@ async fn run<S: Transport>(shared: &Shared, conn: &mut ConnState, stream: &mut S
         }
         pending_input = flow == Batch::OutputFull;
         if !wbuf.is_empty() {
+            // Let the worker's other ready connections read and execute
+            // first, then the replies go out back to back: a client woken
+            // by the first reply is still running when the rest arrive,
+            // instead of being woken (an IPI on loopback) once per reply.
+            tokio::task::yield_now().await;
             conn.info.obuf.store(wbuf.len(), Relaxed);
             // flush: TLS keeps records in rustls until flushed (a no-op
             // on TCP).
