@@ -2,7 +2,9 @@
 //!
 //! Every read is parsed completely and all replies of the batch go out in
 //! one write, so a pipelining client costs one read and one write per
-//! batch, not per command.
+//! batch, not per command. Before writing, a connection yields once so the
+//! worker's other ready connections run first and the writes go out back
+//! to back (docs/design/core.md, "Syscalls per request").
 //!
 //! Bounds (the thing not to get wrong):
 //! - input: a request may not exceed the query-buffer limit (1 GB) nor a
