@@ -1,5 +1,7 @@
-//! The set workload: clients add unique elements to a set key and read it
-//! back; no search is needed.
+//! The set and list workloads: clients add unique elements to a set (or
+//! push them onto a list) and read it back; no search is needed. A list
+//! read may hold an element twice, which is a violation (each element is
+//! pushed once).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,9 +13,9 @@ use crate::linear::CheckError;
 /// The verdict for a set key (or overall).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum SetVerdict {
-    /// Nothing lost, nothing unexpected.
+    /// Nothing lost, nothing unexpected, nothing read twice.
     Valid,
-    /// Lost or unexpected elements.
+    /// Lost, unexpected or duplicated elements.
     Invalid,
     /// No successful final read to judge by.
     Unknown,
@@ -34,6 +36,9 @@ pub struct SetKeyResult {
     /// Present in some read although no add of it that could have taken
     /// effect (`Ok` or `Info`) was invoked before that read completed.
     pub unexpected: Vec<i64>,
+    /// Read more than once by one read: every element is added once, so a
+    /// second copy (a list push applied twice) is a violation.
+    pub duplicated: Vec<i64>,
     /// Indeterminate (`Info`) adds that are present in the final read
     /// (informational: they took effect).
     pub recovered: Vec<i64>,
@@ -104,11 +109,16 @@ fn check_key(history: &History, idx: &[usize]) -> SetKeyResult {
         }
     }
     let mut unexpected = BTreeSet::new();
+    let mut duplicated = BTreeSet::new();
     for &(i, members) in &reads {
         let done = ops[i].complete_ns.unwrap_or(u64::MAX);
+        let mut seen = BTreeSet::new();
         for x in members {
             if first_attempt.get(x).is_none_or(|&t| t > done) {
                 unexpected.insert(*x);
+            }
+            if !seen.insert(*x) {
+                duplicated.insert(*x);
             }
         }
     }
@@ -141,7 +151,7 @@ fn check_key(history: &History, idx: &[usize]) -> SetKeyResult {
             .filter(|x| present.contains(x))
             .collect();
     }
-    let verdict = if !lost.is_empty() || !unexpected.is_empty() {
+    let verdict = if !lost.is_empty() || !unexpected.is_empty() || !duplicated.is_empty() {
         SetVerdict::Invalid
     } else if final_read.is_none() {
         SetVerdict::Unknown
@@ -154,6 +164,7 @@ fn check_key(history: &History, idx: &[usize]) -> SetKeyResult {
         acknowledged: acked.len(),
         lost: lost.into_iter().collect(),
         unexpected: unexpected.into_iter().collect(),
+        duplicated: duplicated.into_iter().collect(),
         recovered,
         concurrent_missing: concurrent_missing.into_iter().collect(),
     }

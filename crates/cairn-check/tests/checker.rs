@@ -345,6 +345,17 @@ fn set_accepts_info_either_way_and_concurrent_adds() {
     // No successful read: unknown, not valid.
     let h = History::from(vec![a(1, 1, 0, 10)]);
     assert_eq!(check_set(&h).unwrap().verdict, SetVerdict::Unknown);
+    // A list push applied twice: the element is read twice, even though
+    // nothing is lost or unexpected.
+    let h = History::from(vec![
+        a(1, 1, 0, 10),
+        Op::info(2, "s", Call::AddElement(2), 20),
+        read(3, &[1, 2, 2], 50, 60),
+    ]);
+    let rep = check_set(&h).unwrap();
+    assert_eq!(rep.verdict, SetVerdict::Invalid, "{rep:?}");
+    assert_eq!(rep.keys["s"].duplicated, vec![2]);
+    assert!(rep.keys["s"].lost.is_empty() && rep.keys["s"].unexpected.is_empty());
 }
 
 // ---------------------------------------------------------------- locks

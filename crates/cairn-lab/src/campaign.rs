@@ -305,11 +305,12 @@ pub fn check_set_history(history: &History) -> anyhow::Result<(Verdict, String)>
     for (key, r) in &report.keys {
         let _ = writeln!(
             s,
-            "set {key}: {:?}: {} acknowledged adds, lost {:?}, unexpected {:?}, {} indeterminate adds present, {} acknowledged adds concurrent with the final read and missing",
+            "set {key}: {:?}: {} acknowledged adds, lost {:?}, unexpected {:?}, duplicated {:?}, {} indeterminate adds present, {} acknowledged adds concurrent with the final read and missing",
             r.verdict,
             r.acknowledged,
             r.lost,
             r.unexpected,
+            r.duplicated,
             r.recovered.len(),
             r.concurrent_missing.len()
         );

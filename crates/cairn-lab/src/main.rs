@@ -152,8 +152,9 @@ fn parse_kind(kind: &str) -> anyhow::Result<workload::Kind> {
         "register" => Ok(workload::Kind::Register),
         "counter" => Ok(workload::Kind::Counter),
         "set" => Ok(workload::Kind::Set),
+        "list" => Ok(workload::Kind::List),
         "lock" => Ok(workload::Kind::Lock),
-        other => bail!("unknown workload kind '{other}' (register, counter, set or lock)"),
+        other => bail!("unknown workload kind '{other}' (register, counter, set, list or lock)"),
     }
 }
 
@@ -358,7 +359,7 @@ fn check_file(kind: workload::Kind, path: &std::path::Path) -> anyhow::Result<Ex
             print!("{text}");
             (verdict, "a fenced counter has no final read")
         }
-        workload::Kind::Set => {
+        workload::Kind::Set | workload::Kind::List => {
             let h = History::read_jsonl(reader)?;
             let (verdict, text) = campaign::check_set_history(&h)?;
             print!("{text}");

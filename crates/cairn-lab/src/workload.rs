@@ -96,6 +96,13 @@ pub enum Kind {
     /// acknowledged adds are judged by. `read_percent` sets the share of
     /// reads during the run (they can only show unexpected elements).
     Set,
+    /// A list per key that only grows, checked like [`Kind::Set`] plus
+    /// "no element twice" (`check_set`'s duplicates): an add is `RPUSH key
+    /// id` of a unique id, a read `LRANGE key 0 -1` (a keyed read, so
+    /// linearizable in cairn). No add is ever retried, so an element read
+    /// twice is a push applied twice (a forwarded or proposed command
+    /// replayed by the server), and a missing acknowledged one is lost.
+    List,
     /// Distributed locks with fenced writes, checked with
     /// [`cairn_check::check_lock_history`]: holders never overlap, tokens
     /// grow, a stale holder's fenced write is never accepted, the fenced
@@ -508,6 +515,32 @@ async fn read_set(
     Ending::Ok(Value::Set(present))
 }
 
+/// Reads list `key` whole: `LRANGE key 0 -1`, every element an id.
+/// `Ok(Set(ids))` in the list's order, duplicates kept for the checker.
+async fn read_list(conn: &mut MultiplexedConnection, key: &str, shared: &Shared) -> Ending {
+    let mut cmd = redis::cmd("LRANGE");
+    cmd.arg(key).arg(0).arg(-1);
+    let reply = match query(conn, &cmd, shared).await {
+        Ok(v) => v,
+        Err(ending) => return ending,
+    };
+    let redis::Value::Array(values) = &reply else {
+        return unexpected_reply(shared, &reply, &format!("LRANGE of list {key}"));
+    };
+    let mut ids = Vec::with_capacity(values.len());
+    for v in values {
+        let id = match v {
+            redis::Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()),
+            _ => None,
+        };
+        match id {
+            Some(id) => ids.push(id),
+            None => return unexpected_reply(shared, v, &format!("LRANGE of list {key}")),
+        }
+    }
+    Ending::Ok(Value::Set(ids))
+}
+
 /// Runs `call` on `key`; `set_ids` are the ids a set read asks for.
 async fn execute(
     conn: &mut MultiplexedConnection,
@@ -540,10 +573,18 @@ async fn execute(
                 .arg(expect.to_string());
             c
         }
+        Call::AddElement(id) if shared.cfg.kind == Kind::List => {
+            let mut c = redis::cmd("RPUSH");
+            c.arg(key).arg(id.to_string());
+            c
+        }
         Call::AddElement(id) => {
             let mut c = redis::cmd("SET");
             c.arg(set_element_key(key, *id)).arg(id.to_string());
             c
+        }
+        Call::ReadAll if shared.cfg.kind == Kind::List => {
+            return read_list(conn, key, shared).await
         }
         Call::ReadAll => return read_set(conn, key, set_ids, shared).await,
     };
@@ -562,6 +603,8 @@ async fn execute(
         (Call::Cas { .. }, redis::Value::Okay) => Some(Value::Bool(true)),
         (Call::Cas { .. }, redis::Value::Nil) => Some(Value::Bool(false)),
         (Call::AddElement(_), redis::Value::Okay) => Some(Value::Ack),
+        // RPUSH answers the list's new length.
+        (Call::AddElement(_), redis::Value::Int(n)) if *n > 0 => Some(Value::Ack),
         _ => None,
     };
     match value {
@@ -666,10 +709,10 @@ async fn one_op(
     let reads = u64::from(cfg.read_percent.min(100));
     let call = if roll < reads {
         match cfg.kind {
-            Kind::Set => Call::ReadAll,
+            Kind::Set | Kind::List => Call::ReadAll,
             _ => Call::Read,
         }
-    } else if cfg.kind == Kind::Set {
+    } else if matches!(cfg.kind, Kind::Set | Kind::List) {
         let id = shared.next_value.fetch_add(1, Ordering::Relaxed);
         // Recorded before the invocation, so every later read asks
         // for it (failed adds included).
@@ -793,7 +836,12 @@ async fn final_set_reads(shared: &Shared, clients: &[redis::Client]) {
         while let Some(c) = reader.conn().await {
             let invoke = shared.now_ns();
             let ids = shared.set_read_ids(k);
-            match read_set(c, &key, &ids, shared).await {
+            let read = if shared.cfg.kind == Kind::List {
+                read_list(c, &key, shared).await
+            } else {
+                read_set(c, &key, &ids, shared).await
+            };
+            match read {
                 Ending::Ok(members) => {
                     let complete = shared.now_ns().max(invoke);
                     reader.succeeded();
@@ -1166,7 +1214,7 @@ pub async fn run(cfg: Config) -> Result<(History, Stats), RedisError> {
     let (clients, shared) = start(cfg)?;
     let start_unix_ns = unix_now_ns();
     run_slots(&shared, &clients).await;
-    if shared.cfg.kind == Kind::Set {
+    if matches!(shared.cfg.kind, Kind::Set | Kind::List) {
         final_set_reads(&shared, &clients).await;
     }
     let ops = std::mem::take(

@@ -258,3 +258,148 @@ fn set_checker_catches_adds_deleted_behind_the_workloads_back() {
         assert!(r.unexpected.is_empty(), "{key}: {:?}", r.unexpected);
     }
 }
+
+/// The list workload (`RPUSH` of unique ids, `LRANGE` reads) under the
+/// same leader faults as the set test: no acknowledged push lost, nothing
+/// never pushed read, and no element read twice (a push applied twice).
+#[test]
+fn list_keeps_acknowledged_pushes_once_through_leader_kill_restart_and_isolation() {
+    let _serial = serial();
+    let Some(lab) = lab(3) else { return };
+    let t0 = Instant::now();
+    let seed = seed(12);
+    let schedule = leader_schedule(seed);
+    let cluster = start_cluster(&lab);
+    let w = WorkloadSpec {
+        kind: "list".into(),
+        keys: 3,
+        key_prefix: "{t}l:".into(),
+        processes: 6,
+        timeout_ms: 1000,
+        duration_ms: schedule.end_ms() + 2000,
+        think_ms: 5,
+        read_percent: 20,
+        ops_per_key: 0,
+        seed,
+    };
+    let key = w.first_key();
+    let out = lab.dir().join("history-list.jsonl");
+    run_under_nemesis(&cluster, &w, &key, &schedule, 3, &out);
+    cluster
+        .wait_ready(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("no recovery after the nemesis: {e}"));
+
+    let history = History::from_jsonl_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let report = check_set(&history).unwrap();
+    assert_valid(&report, seed);
+    assert_eq!(report.keys.len(), 3, "lists: {:?}", report.keys.keys());
+    for (key, r) in &report.keys {
+        assert!(
+            r.duplicated.is_empty(),
+            "{key}: read twice {:?}",
+            r.duplicated
+        );
+    }
+    let acked: usize = report.keys.values().map(|r| r.acknowledged).sum();
+    let (fail, info) = (
+        count(&history, |o| *o == Outcome::Fail),
+        count(&history, |o| *o == Outcome::Info),
+    );
+    eprintln!(
+        "{} ops: {acked} acknowledged pushes, {fail} fail, {info} info; took {:?}",
+        history.ops.len(),
+        t0.elapsed()
+    );
+    assert!(acked > 100, "too few acknowledged pushes ({acked})");
+    assert!(fail + info > 0, "no operation failed or timed out");
+    must_fail_on_tampered_copy(&history, &key);
+}
+
+/// Must-fail for the list workload on one loopback node: a saboteur
+/// pushes ids 0..5 of every list a second time while the workload runs;
+/// the checker must report them duplicated (and nothing lost).
+#[test]
+fn list_checker_catches_a_push_applied_twice() {
+    let _serial = serial();
+    let (_server, addr) = loopback_server();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(workload::wait_ready(&addr, Duration::from_secs(20)))
+        .unwrap();
+    let cfg = workload::Config {
+        targets: vec![addr.clone()],
+        keys: 2,
+        key_prefix: "labl:".into(),
+        read_percent: 20,
+        ops_per_key: 0,
+        ops: u64::MAX,
+        processes: 4,
+        timeout: Duration::from_secs(2),
+        duration: Some(Duration::from_millis(1500)),
+        think: Duration::from_millis(1),
+        seed: 6,
+        kind: Kind::List,
+    };
+    let stop = AtomicBool::new(false);
+    let (history, pushed) = rt.block_on(async {
+        let run = async {
+            let r = workload::run(cfg).await;
+            stop.store(true, Ordering::Relaxed);
+            r
+        };
+        let dup = async {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            // Once ids 0..5 exist (the first issued), push each again onto
+            // the list that holds it.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut pushed = 0;
+            'wait: while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                for k in 0..2 {
+                    let key = format!("labl:k{k}");
+                    let items: Vec<String> = redis::cmd("LRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    for id in ["0", "1", "2", "3", "4"] {
+                        if items.iter().any(|x| x == id) {
+                            let _: i64 = redis::cmd("RPUSH")
+                                .arg(&key)
+                                .arg(id)
+                                .query_async(&mut conn)
+                                .await
+                                .unwrap();
+                            pushed += 1;
+                        }
+                    }
+                }
+                if pushed > 0 {
+                    break 'wait;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            pushed
+        };
+        let (r, pushed) = tokio::join!(run, dup);
+        (r.unwrap().0, pushed)
+    });
+    assert!(pushed > 0, "the saboteur pushed nothing again");
+    let report = check_set(&history).unwrap();
+    assert_eq!(report.verdict, SetVerdict::Invalid, "{report:#?}");
+    let dups: BTreeSet<i64> = report
+        .keys
+        .values()
+        .flat_map(|r| r.duplicated.iter().copied())
+        .collect();
+    assert!(!dups.is_empty(), "no duplicate reported: {report:#?}");
+    assert!(dups.iter().all(|&x| (0..5).contains(&x)), "{dups:?}");
+    for (key, r) in &report.keys {
+        assert!(r.lost.is_empty(), "{key}: lost {:?}", r.lost);
+        assert!(r.unexpected.is_empty(), "{key}: {:?}", r.unexpected);
+    }
+}
