@@ -16,7 +16,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CAIRN="$ROOT/target/release/cairn"
+CAIRN=${CAIRN:-"$ROOT/target/release/cairn"}
 N=200000
 BUILD=1
 IDLE=10
