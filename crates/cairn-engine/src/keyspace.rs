@@ -502,7 +502,7 @@ impl Keyspace {
         self.hfe.len()
     }
 
-    /// What [`Self::write_hash`] and [`Self::write_set`] share: find the
+    /// What [`Self::write_hash`], [`Self::write_set`] and [`Self::write_zset`] share: find the
     /// collection of type `C` at `key` (WRONGTYPE, touching nothing, for
     /// any other value), create it with `create` when absent, run `f`,
     /// delete the key when `f` leaves it empty.
@@ -547,6 +547,8 @@ impl Keyspace {
                 }
                 if C::of_mut(&mut self.entries[pos].value).is_some_and(|c| c.is_empty()) {
                     self.remove_at(pos);
+                } else if let (true, Some(kind)) = (changed, C::BLOCKED) {
+                    self.key_ready(key, kind);
                 }
                 Ok(Some(r))
             }
@@ -653,48 +655,9 @@ impl Keyspace {
         create: Option<&dyn Fn(u64) -> ZSet>,
         f: impl FnOnce(&mut ZSet, u64) -> (R, bool),
     ) -> Result<Option<R>, &'static str> {
-        let seed = self.field_seed();
-        match self.find(key, now_ms) {
-            Some(pos) => {
-                if self.entries[pos].value.as_zset().is_none() {
-                    return Err(WRONGTYPE);
-                }
-                self.touch_at(pos, now_ms);
-                let value = &mut self.entries[pos].value;
-                let before = value.heap_bytes();
-                let (r, changed) = match value.as_zset_mut() {
-                    Some(z) => f(z, seed),
-                    None => return Err(WRONGTYPE),
-                };
-                let after = value.heap_bytes();
-                self.heap_bytes = self.heap_bytes + after - before;
-                if changed {
-                    self.mark(pos);
-                }
-                if self.entries[pos]
-                    .value
-                    .as_zset()
-                    .is_some_and(|z| z.is_empty())
-                {
-                    self.remove_at(pos);
-                } else if changed {
-                    self.key_ready(key, Blocked::ZSet);
-                }
-                Ok(Some(r))
-            }
-            None => match create {
-                Some(make) => {
-                    let mut z = make(seed);
-                    let (r, _) = f(&mut z, seed);
-                    if !z.is_empty() {
-                        // `insert` reports the key ready.
-                        self.insert(key, Value::ZSet(Box::new(z)), Some(None), now_ms);
-                    }
-                    Ok(Some(r))
-                }
-                None => Ok(None),
-            },
-        }
+        // A new zset is reported ready by `insert`, a changed one by the
+        // write path (`Collection::BLOCKED`).
+        self.write_collection_if(key, now_ms, create, f)
     }
 
     /// Stores a computed sorted set under `key` (ZUNIONSTORE and

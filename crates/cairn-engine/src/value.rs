@@ -50,9 +50,12 @@ impl ValueType {
     }
 }
 
-/// A collection type of [`Value`] (hash, set): how the keyspace's
+/// A collection type of [`Value`] (hash, set, sorted set): how the keyspace's
 /// generic write path finds it in a value, stores it, and sees it empty.
 pub(crate) trait Collection: Sized {
+    /// The kind of blocked pop a change to this type may serve (reported
+    /// ready by the write path), if any.
+    const BLOCKED: Option<crate::keyspace::Blocked> = None;
     /// The collection in `v`, if `v` holds this type.
     fn of_mut(v: &mut Value) -> Option<&mut Self>;
     fn into_value(self) -> Value;
@@ -84,6 +87,22 @@ impl Collection for Set {
 
     fn is_empty(&self) -> bool {
         Set::is_empty(self)
+    }
+}
+
+impl Collection for ZSet {
+    const BLOCKED: Option<crate::keyspace::Blocked> = Some(crate::keyspace::Blocked::ZSet);
+
+    fn of_mut(v: &mut Value) -> Option<&mut Self> {
+        v.as_zset_mut()
+    }
+
+    fn into_value(self) -> Value {
+        Value::ZSet(Box::new(self))
+    }
+
+    fn is_empty(&self) -> bool {
+        ZSet::is_empty(self)
     }
 }
 
