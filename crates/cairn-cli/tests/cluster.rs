@@ -126,6 +126,47 @@ fn free_port_pair() -> (u16, u16) {
     }
 }
 
+/// A base RESP port P below `below` for `cairn dev --nodes 3`: for each
+/// node i, P + i + every offset in `offsets` is free right now (0 is the
+/// RESP port, 10000 the peer port, 100 a TLS port).
+fn free_dev_base(below: u16, offsets: &[u16]) -> u16 {
+    loop {
+        let (p, _) = free_port_pair();
+        if p < below
+            && (0..3).all(|i| {
+                offsets
+                    .iter()
+                    .all(|&o| TcpListener::bind(("127.0.0.1", p + i + o)).is_ok())
+            })
+        {
+            return p;
+        }
+    }
+}
+
+/// Spawns `cmd` (a `cairn dev`) with stdout piped, returns the child and
+/// its banner up to the "Ctrl-C" line, and keeps draining stdout (a
+/// closed pipe would make the nodes' and the supervisor's writes fail).
+fn spawn_with_banner(cmd: &mut Command) -> (std::process::Child, String) {
+    let mut dev = cmd.stdout(Stdio::piped()).spawn().expect("spawn cairn dev");
+    let (btx, brx) = std::sync::mpsc::channel();
+    let stdout = dev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = btx.send(l);
+        }
+    });
+    let mut banner = String::new();
+    while let Ok(l) = brx.recv_timeout(Duration::from_secs(30)) {
+        banner.push_str(&l);
+        banner.push('\n');
+        if l.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    (dev, banner)
+}
+
 /// Raft timings: the defaults with a release binary (CAIRN_BIN), so the
 /// failover times printed are the defaults'; generous ones for an
 /// unoptimized build on 2 busy cores, where a loop iteration (apply,
@@ -995,42 +1036,14 @@ fn a_node_is_replaced_under_load_without_downtime() {
 fn cairn_dev_runs_a_local_cluster_and_ctrl_c_stops_it() {
     let _g = serial();
     // Three consecutive free RESP ports whose peer ports (+10000) are free too.
-    let base = loop {
-        let (p, _) = free_port_pair();
-        if p < 54990
-            && (1..3).all(|i| {
-                TcpListener::bind(("127.0.0.1", p + i)).is_ok()
-                    && TcpListener::bind(("127.0.0.1", p + i + 10000)).is_ok()
-            })
-        {
-            break p;
-        }
-    };
+    let base = free_dev_base(54990, &[0, 10000]);
     let tmp = tempfile::tempdir().unwrap();
     let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
-    let mut dev = Command::new(&bin)
-        .args(["dev", "--nodes", "3", "--port", &base.to_string()])
-        .env("TMPDIR", tmp.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn cairn dev");
-    // Read the banner, then keep draining stdout (a closed pipe would
-    // make the nodes' and the supervisor's writes fail).
-    let (btx, brx) = std::sync::mpsc::channel();
-    let stdout = dev.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = btx.send(l);
-        }
-    });
-    let mut banner = String::new();
-    while let Ok(l) = brx.recv_timeout(Duration::from_secs(30)) {
-        banner.push_str(&l);
-        banner.push('\n');
-        if l.starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let (mut dev, banner) = spawn_with_banner(
+        Command::new(&bin)
+            .args(["dev", "--nodes", "3", "--port", &base.to_string()])
+            .env("TMPDIR", tmp.path()),
+    );
     for i in 0..3 {
         assert!(
             banner.contains(&format!("redis-cli -p {}", base + i)),
@@ -1091,43 +1104,16 @@ fn cairn_dev_runs_a_local_cluster_and_ctrl_c_stops_it() {
 fn cairn_dev_tls_runs_a_tls_cluster_redis_cli_tls_reaches() {
     let _g = serial();
     // RESP ports P..P+2 with their TLS (+100) and peer (+10000) ports free.
-    let base = loop {
-        let (p, _) = free_port_pair();
-        if p < 55000
-            && (0..3).all(|i| {
-                [p + i, p + i + 100, p + i + 10000]
-                    .iter()
-                    .all(|&q| TcpListener::bind(("127.0.0.1", q)).is_ok())
-            })
-        {
-            break p;
-        }
-    };
+    let base = free_dev_base(55000, &[0, 100, 10000]);
     let tmp = tempfile::tempdir().unwrap();
     let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
-    let mut dev = Command::new(&bin)
-        .args(["dev", "--nodes", "3", "--tls", "--groups", "8"])
-        .args(["--port", &base.to_string()])
-        .arg("--dir")
-        .arg(tmp.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn cairn dev --tls");
-    let (btx, brx) = std::sync::mpsc::channel();
-    let stdout = dev.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = btx.send(l);
-        }
-    });
-    let mut banner = String::new();
-    while let Ok(l) = brx.recv_timeout(Duration::from_secs(30)) {
-        banner.push_str(&l);
-        banner.push('\n');
-        if l.starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let (mut dev, banner) = spawn_with_banner(
+        Command::new(&bin)
+            .args(["dev", "--nodes", "3", "--tls", "--groups", "8"])
+            .args(["--port", &base.to_string()])
+            .arg("--dir")
+            .arg(tmp.path()),
+    );
     let certs = tmp.path().join("certs");
     let f = |n: &str| certs.join(n).to_string_lossy().into_owned();
     let tls_line = format!(

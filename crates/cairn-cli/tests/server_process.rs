@@ -10,9 +10,11 @@ fn cairn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
 }
 
-/// Starts `cairn server --port 0 ...` and returns it with the port it
-/// logged.
-fn start(extra: &[&str]) -> (Child, u16) {
+/// Starts `cairn server --port 0 --log info ...` and reads its log until
+/// `port_of` finds the RESP port in a line; returns the child, the lines
+/// read (that one included) and the port, and keeps draining the log so
+/// the child never blocks on a full pipe.
+fn start_until(extra: &[&str], port_of: impl Fn(&str) -> Option<u16>) -> (Child, Vec<String>, u16) {
     let mut child = cairn()
         .args(["server", "--port", "0", "--log", "info"])
         .args(extra)
@@ -21,23 +23,34 @@ fn start(extra: &[&str]) -> (Child, u16) {
         .expect("spawn cairn");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
-        if let Some(rest) = line.split("addr=127.0.0.1:").nth(1) {
-            let port: u16 = rest
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("port in log");
-            // Keep draining the log so the child never blocks on a full pipe.
+        seen.push(line.clone());
+        if let Some(port) = port_of(&line) {
             std::thread::spawn(move || for _ in lines.by_ref() {});
-            return (child, port);
+            return (child, seen, port);
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("cairn did not log its address");
+    panic!("cairn did not log its address: {seen:?}");
+}
+
+/// Starts `cairn server --port 0 ...` and returns it with the port it
+/// logged.
+fn start(extra: &[&str]) -> (Child, u16) {
+    let (child, _, port) = start_until(extra, |line| {
+        let rest = line.split("addr=127.0.0.1:").nth(1)?;
+        let port = rest
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in log");
+        Some(port)
+    });
+    (child, port)
 }
 
 fn roundtrip(port: u16, req: &[u8]) -> Vec<u8> {
@@ -227,34 +240,19 @@ fn audit_log_verify_and_tail_from_the_command_line() {
 /// log lines up to and including "cairn ready" and the RESP port that line
 /// names (whatever address it is bound to).
 fn start_with_log(extra: &[&str]) -> (Child, Vec<String>, u16) {
-    let mut child = cairn()
-        .args(["server", "--port", "0", "--log", "info"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cairn");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        seen.push(line.clone());
-        if line.contains("cairn ready to accept connections") {
-            let port: u16 = line
-                .split(" addr=")
-                .nth(1)
-                .and_then(|a| a.split_whitespace().next())
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| p.parse().ok())
-                .expect("port in the ready line");
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return (child, seen, port);
+    start_until(extra, |line| {
+        if !line.contains("cairn ready to accept connections") {
+            return None;
         }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("cairn did not log that it is ready: {seen:?}");
+        let port = line
+            .split(" addr=")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("port in the ready line");
+        Some(port)
+    })
 }
 
 /// Secure defaults: a node bound off loopback (0.0.0.0; the test only

@@ -127,18 +127,23 @@ fn leader_schedule(seed: u64) -> Schedule {
     )
 }
 
-#[test]
-fn set_keeps_acknowledged_adds_through_leader_kill_restart_and_isolation() {
-    let _serial = serial();
-    let Some(lab) = lab(3) else { return };
-    let t0 = Instant::now();
-    let seed = seed(11);
+/// Runs workload `kind` ("set" or "list") on 3 keys under
+/// [`leader_schedule`] in a 3-node lab, waits for recovery and checks
+/// the history with `check_set`, asserting it valid with 3 keys; `None`
+/// where the lab cannot run (no root, `ip` or `nft`).
+fn run_under_leader_faults(
+    kind: &str,
+    prefix: &str,
+    default_seed: u64,
+) -> Option<(History, SetReport, String)> {
+    let lab = lab(3)?;
+    let seed = seed(default_seed);
     let schedule = leader_schedule(seed);
     let cluster = start_cluster(&lab);
     let w = WorkloadSpec {
-        kind: "set".into(),
+        kind: kind.into(),
         keys: 3,
-        key_prefix: "{t}s:".into(),
+        key_prefix: prefix.into(),
         processes: 6,
         timeout_ms: 1000,
         duration_ms: schedule.end_ms() + 2000,
@@ -148,16 +153,25 @@ fn set_keeps_acknowledged_adds_through_leader_kill_restart_and_isolation() {
         seed,
     };
     let key = w.first_key();
-    let out = lab.dir().join("history-set.jsonl");
+    let out = lab.dir().join(format!("history-{kind}.jsonl"));
     run_under_nemesis(&cluster, &w, &key, &schedule, 3, &out);
     cluster
         .wait_ready(Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("no recovery after the nemesis: {e}"));
-
     let history = History::from_jsonl_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let report = check_set(&history).unwrap();
     assert_valid(&report, seed);
-    assert_eq!(report.keys.len(), 3, "sets: {:?}", report.keys.keys());
+    assert_eq!(report.keys.len(), 3, "keys: {:?}", report.keys.keys());
+    Some((history, report, key))
+}
+
+#[test]
+fn set_keeps_acknowledged_adds_through_leader_kill_restart_and_isolation() {
+    let _serial = serial();
+    let t0 = Instant::now();
+    let Some((history, report, key)) = run_under_leader_faults("set", "{t}s:", 11) else {
+        return;
+    };
     let acked: usize = report.keys.values().map(|r| r.acknowledged).sum();
     let present: usize = report
         .keys
@@ -265,34 +279,10 @@ fn set_checker_catches_adds_deleted_behind_the_workloads_back() {
 #[test]
 fn list_keeps_acknowledged_pushes_once_through_leader_kill_restart_and_isolation() {
     let _serial = serial();
-    let Some(lab) = lab(3) else { return };
     let t0 = Instant::now();
-    let seed = seed(12);
-    let schedule = leader_schedule(seed);
-    let cluster = start_cluster(&lab);
-    let w = WorkloadSpec {
-        kind: "list".into(),
-        keys: 3,
-        key_prefix: "{t}l:".into(),
-        processes: 6,
-        timeout_ms: 1000,
-        duration_ms: schedule.end_ms() + 2000,
-        think_ms: 5,
-        read_percent: 20,
-        ops_per_key: 0,
-        seed,
+    let Some((history, report, key)) = run_under_leader_faults("list", "{t}l:", 12) else {
+        return;
     };
-    let key = w.first_key();
-    let out = lab.dir().join("history-list.jsonl");
-    run_under_nemesis(&cluster, &w, &key, &schedule, 3, &out);
-    cluster
-        .wait_ready(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("no recovery after the nemesis: {e}"));
-
-    let history = History::from_jsonl_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let report = check_set(&history).unwrap();
-    assert_valid(&report, seed);
-    assert_eq!(report.keys.len(), 3, "lists: {:?}", report.keys.keys());
     for (key, r) in &report.keys {
         assert!(
             r.duplicated.is_empty(),

@@ -417,17 +417,9 @@ fn expired_certificates_and_garbage_handshakes_are_refused_and_the_server_keeps_
     let dir = pki.join("server");
     cairn_server::tls::write_dev_certs_dated(&dir, &[], Some(((2020, 1, 1), (2021, 1, 1))))
         .unwrap();
-    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let e = cairn_server::start(cairn_server::Config {
-        port: 0,
-        tls_port: Some(0),
-        tls_cert_file: path("node.crt"),
-        tls_key_file: path("node.key"),
-        tls_ca_cert_file: path("ca.crt"),
-        ..Default::default()
-    })
-    .err()
-    .expect("an expired server certificate was accepted");
+    let e = start_tls_from(&dir)
+        .err()
+        .expect("an expired server certificate was accepted");
     assert!(e.to_string().contains("expired"), "{e}");
     drop(node);
     let _ = std::fs::remove_dir_all(&pki);
@@ -508,16 +500,9 @@ fn malformed_certificate_files_fail_start_up_naming_the_file_and_a_reload_keeps_
         }
         std::fs::write(dir.join(file), text).unwrap();
         let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let e = cairn_server::start(cairn_server::Config {
-            port: 0,
-            tls_port: Some(0),
-            tls_cert_file: path("node.crt"),
-            tls_key_file: path("node.key"),
-            tls_ca_cert_file: path("ca.crt"),
-            ..Default::default()
-        })
-        .err()
-        .unwrap_or_else(|| panic!("{file} ({how}) was accepted at start-up"));
+        let e = start_tls_from(&dir)
+            .err()
+            .unwrap_or_else(|| panic!("{file} ({how}) was accepted at start-up"));
         assert!(
             e.to_string().contains(&path(file)),
             "{file} ({how}): the error does not name the file: {e}"
@@ -785,4 +770,18 @@ fn a_tls_1_2_client_is_served_on_the_resp_port() {
         "openssl -tls1_2: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts a server with a TLS port on `dir`'s node.crt, node.key and
+/// ca.crt (what `cairn cert dev` writes).
+fn start_tls_from(dir: &std::path::Path) -> std::io::Result<cairn_server::ServerHandle> {
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    cairn_server::start(cairn_server::Config {
+        port: 0,
+        tls_port: Some(0),
+        tls_cert_file: path("node.crt"),
+        tls_key_file: path("node.key"),
+        tls_ca_cert_file: path("ca.crt"),
+        ..Default::default()
+    })
 }
