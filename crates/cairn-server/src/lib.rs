@@ -308,18 +308,13 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     if !ip.is_loopback() {
         let no_tls = tls_addr.is_none();
         let no_password = shared.acl.initial().is_some();
-        let missing = match (no_tls, no_password) {
-            (true, true) => Some("without TLS and without a password"),
-            (true, false) => Some("without TLS"),
-            (false, true) => Some("without a password"),
+        let warning = match (no_tls, no_password) {
+            (true, true) => Some(("without TLS and without a password", "anyone who reaches this port can read and write every key, and traffic is in clear (set tls-port, and requirepass or an ACL file that gives the default user a password)")),
+            (true, false) => Some(("without TLS", "passwords and data cross the network in clear (set tls-port)")),
+            (false, true) => Some(("without a password", "anyone who reaches this port can read and write every key as the default user (set requirepass, or an ACL file that gives the default user a password)")),
             (false, false) => None,
         };
-        if let Some(missing) = missing {
-            let hint = match (no_tls, no_password) {
-                (true, true) => "anyone who reaches this port can read and write every key, and traffic is in clear (set tls-port, and requirepass or an ACL file that gives the default user a password)",
-                (true, false) => "passwords and data cross the network in clear (set tls-port)",
-                _ => "anyone who reaches this port can read and write every key as the default user (set requirepass, or an ACL file that gives the default user a password)",
-            };
+        if let Some((missing, hint)) = warning {
             tracing::warn!(addr = %local_addr, "SECURITY WARNING: listening on a non-loopback address {missing}: {hint}");
         }
     }
