@@ -27,7 +27,7 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
 use crate::host::{Host, Stamp};
-use crate::log::{LogStore, MetaKey};
+use crate::log::{LogBatch, LogStore, MetaKey};
 use crate::net::{PeerNet, K_RAFT};
 use crate::node::ClusterError;
 use crate::snapfile::{self, SnapshotMeta};
@@ -302,6 +302,10 @@ pub(crate) struct Ctx {
     /// The Raft settings every group was built with (`applied` aside): a
     /// retired group's `RawNode` is built again from them.
     pub raft_cfg: raft::Config,
+    /// The loop writes its log batches itself (`LogStore::commit_now`)
+    /// instead of queueing them for the writer thread and waiting: right
+    /// for one loop per node; several loops share fsyncs through the queue.
+    pub direct_log: bool,
 }
 
 /// Whether node `me` is in the conf state: voter, learner, or either in
@@ -475,6 +479,10 @@ pub(crate) struct Loop {
     scratch: Vec<u8>,
     /// When a frame last left for each peer (monotonic µs).
     sent_at: HashMap<u64, u64>,
+    /// Log operations for the next commit, in order: every log write of
+    /// this loop goes through it, so truncations and purges stay ordered
+    /// with the appends around them.
+    log: LogBatch,
 }
 
 impl Loop {
@@ -489,7 +497,27 @@ impl Loop {
             read_seq: 0,
             scratch: Vec::new(),
             sent_at: HashMap::new(),
+            log: LogBatch::new(),
         }
+    }
+
+    /// Writes what `self.log` gathered and returns once it is durable (a
+    /// batch of lazy values only: once written, or queued).
+    fn commit_log(&mut self) -> std::io::Result<()> {
+        let batch = std::mem::take(&mut self.log);
+        if self.ctx.direct_log {
+            return self.ctx.store.commit_now(batch);
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
+        self.ctx.store.submit(
+            batch,
+            Box::new(move |r| {
+                let _ = done_tx.send(r);
+            }),
+        );
+        done_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("log writer gone"))?
     }
 
     /// Runs until [`Input::Stop`], the inbox closing, or a storage error.
@@ -1150,8 +1178,8 @@ impl Loop {
     /// Handles every group's Ready: sends, restores, applies, persists
     /// with one fsync, then advances each group.
     fn process_readies(&mut self) -> std::io::Result<()> {
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
-        let mut writes = 0usize;
+        // Every group's entries and hard states of this iteration go to the
+        // log as one batch (`self.log`): one write, one fdatasync.
         let mut staged = Vec::new();
         for i in 0..self.groups.len() {
             if !self.groups[i].raw.has_ready() {
@@ -1178,15 +1206,7 @@ impl Loop {
                     .map(|e| (e.index, Bytes::from(encode_entry(e))))
                     .collect();
                 self.groups[i].raw.mut_store().append(rd.entries());
-                let tx = done_tx.clone();
-                self.ctx.store.append(
-                    group,
-                    ents,
-                    Box::new(move |r| {
-                        let _ = tx.send(r);
-                    }),
-                );
-                writes += 1;
+                self.log.append(group, ents);
             }
             if let Some(hs) = rd.hs() {
                 let prev = &self.groups[i].raw.store().hs;
@@ -1199,18 +1219,9 @@ impl Loop {
                 let value = Bytes::from(encode_hard_state(hs));
                 self.groups[i].raw.mut_store().hs = hs.clone();
                 if lazy {
-                    self.ctx.store.save_meta_lazy(group, MetaKey::Vote, value);
+                    self.log.save_meta_lazy(group, MetaKey::Vote, value);
                 } else {
-                    let tx = done_tx.clone();
-                    self.ctx.store.save_meta_cb(
-                        group,
-                        MetaKey::Vote,
-                        value,
-                        Box::new(move |r| {
-                            let _ = tx.send(r);
-                        }),
-                    );
-                    writes += 1;
+                    self.log.save_meta(group, MetaKey::Vote, value);
                 }
             }
             for rs in rd.take_read_states() {
@@ -1237,21 +1248,15 @@ impl Loop {
             }
             staged.push((i, rd));
         }
-        drop(done_tx);
         // A leader's appends need not wait for its own fsync (raft-rs
         // counts its log in the commit only once persisted): send them
         // now, so followers write while this node does. Messages that
         // depend on this write (votes, append acknowledgements) are the
         // persisted ones, queued below after the fsync.
-        if writes > 0 {
+        if self.log.is_waited() {
             self.send_outbox();
         }
-        for _ in 0..writes {
-            match done_rx.recv() {
-                Ok(r) => r?,
-                Err(_) => return Err(std::io::Error::other("log writer gone")),
-            }
-        }
+        self.commit_log()?;
         for (i, mut rd) in staged {
             let msgs = rd.take_persisted_messages();
             self.queue_messages(i, msgs);
@@ -1436,8 +1441,8 @@ impl Loop {
         g.conf_index = meta.index;
         g.applied_term = meta.term;
         g.snapshot_index = Some(meta.index);
-        self.ctx.store.purge(g.id, meta.index, Bytes::new());
-        self.ctx.store.truncate(g.id, meta.index + 1);
+        self.log.purge(g.id, meta.index, Bytes::new());
+        self.log.truncate(g.id, meta.index + 1);
         while g.pending.front().is_some_and(|p| p.index <= meta.index) {
             if let Some(p) = g.pending.pop_front() {
                 p.waiter
@@ -1511,20 +1516,13 @@ impl Loop {
                 &data,
             )?;
         }
-        self.ctx.store.truncate(id, 0);
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.ctx.store.save_meta_cb(
-            id,
-            MetaKey::Vote,
-            Bytes::from(encode_hard_state(&hs)),
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.recv()
-            .map_err(|_| std::io::Error::other("log writer stopped"))??;
+        self.log.truncate(id, 0);
+        self.log
+            .save_meta(id, MetaKey::Vote, Bytes::from(encode_hard_state(&hs)));
+        let throttle = g.raw.store().throttle.clone();
+        self.commit_log()?;
         let mut st = GroupStorage::new(id, self.ctx.host.clone());
-        st.throttle = g.raw.store().throttle.clone();
+        st.throttle = throttle;
         st.apply_snapshot(&meta);
         st.hs = hs;
         let mut rc = self.ctx.raft_cfg.clone();
@@ -1573,7 +1571,7 @@ impl Loop {
         let upto = meta.index.saturating_sub(KEEP_BELOW_SNAPSHOT);
         if upto > g.raw.store().base.0 {
             g.raw.mut_store().compact(upto);
-            self.ctx.store.purge(g.id, upto, Bytes::new());
+            self.log.purge(g.id, upto, Bytes::new());
         }
         Ok(())
     }

@@ -706,6 +706,7 @@ impl Cluster {
             quiesce: cfg.quiesce,
             heard: inner.heard.clone(),
             raft_cfg: raft_config(&cfg, 0),
+            direct_log: loops_n == 1,
         });
         for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
             let lp = Loop::new(ctx.clone(), groups);

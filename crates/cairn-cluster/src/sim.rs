@@ -580,6 +580,7 @@ impl Sim {
                 rc.max_election_tick = rc.min_election_tick + 1;
                 rc
             },
+            direct_log: true,
         });
         let mut lp = Loop::new(ctx, cores);
         lp.publish_all();

@@ -123,6 +123,86 @@ impl Stats {
     }
 }
 
+/// Log operations of several groups gathered to be queued as one
+/// ([`LogStore::submit`]): the Raft loop's writes of one iteration.
+#[derive(Default)]
+pub struct LogBatch {
+    ops: Vec<Op>,
+    appends: u64,
+    /// Holds something that must be durable before `done`.
+    waited: bool,
+    /// The first error of a part (a malformed append, a meta value too
+    /// long), reported by the batch's `done`.
+    failed: Arc<parking_lot::Mutex<Option<io::Error>>>,
+}
+
+impl LogBatch {
+    pub fn new() -> LogBatch {
+        LogBatch::default()
+    }
+
+    /// As [`LogStore::append`].
+    pub fn append(&mut self, group: u16, entries: Vec<(u64, Bytes)>) {
+        let failed = self.failed.clone();
+        self.ops.push(Op::Append {
+            group,
+            entries,
+            done: Box::new(move |r| {
+                if let Err(e) = r {
+                    failed.lock().get_or_insert(e);
+                }
+            }),
+        });
+        self.appends += 1;
+        self.waited = true;
+    }
+
+    /// As [`LogStore::save_meta`]: durable before the batch's `done`.
+    pub fn save_meta(&mut self, group: u16, key: MetaKey, value: Bytes) {
+        let failed = self.failed.clone();
+        self.ops.push(Op::Meta {
+            group,
+            key,
+            value,
+            done: Some(Done::Callback(Box::new(move |r| {
+                if let Err(e) = r {
+                    failed.lock().get_or_insert(e);
+                }
+            }))),
+        });
+        self.waited = true;
+    }
+
+    /// As [`LogStore::save_meta_lazy`]: never the reason for an fsync.
+    pub fn save_meta_lazy(&mut self, group: u16, key: MetaKey, value: Bytes) {
+        self.ops.push(Op::Meta {
+            group,
+            key,
+            value,
+            done: None,
+        });
+    }
+
+    /// As [`LogStore::truncate`].
+    pub fn truncate(&mut self, group: u16, from: u64) {
+        self.ops.push(Op::Truncate { group, from });
+    }
+
+    /// As [`LogStore::purge`].
+    pub fn purge(&mut self, group: u16, upto: u64, purged_id: Bytes) {
+        self.ops.push(Op::Purge {
+            group,
+            upto,
+            id: purged_id,
+        });
+    }
+
+    /// Whether `done` will wait for an fsync.
+    pub fn is_waited(&self) -> bool {
+        self.waited
+    }
+}
+
 /// Handle to the node's log. Cheap to clone; the writer thread stops (after
 /// draining its queue) when the last clone is dropped.
 #[derive(Clone)]
@@ -141,6 +221,9 @@ struct Inner {
 struct WriterHandle {
     tx: Option<SyncSender<Op>>,
     thread: Option<JoinHandle<()>>,
+    /// The writer itself, shared by its thread and [`LogStore::commit_now`];
+    /// `None` once closed.
+    shared: Arc<parking_lot::Mutex<Option<Writer>>>,
 }
 
 impl Drop for WriterHandle {
@@ -185,14 +268,19 @@ impl LogStore {
             hooks.clone(),
         )?;
         let (tx, rx) = sync_channel(opts.queue_ops);
-        let thread = std::thread::Builder::new()
-            .name("cairn-log".into())
-            .spawn(move || writer.run(rx))?;
+        let shared = Arc::new(parking_lot::Mutex::new(Some(writer)));
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("cairn-log".into())
+                .spawn(move || Writer::run(shared, rx))?
+        };
         let store = LogStore {
             inner: Arc::new(Inner {
                 writer: Some(WriterHandle {
                     tx: Some(tx),
                     thread: Some(thread),
+                    shared,
                 }),
                 stats,
                 #[cfg(test)]
@@ -236,6 +324,79 @@ impl LogStore {
             entries,
             done,
         });
+    }
+
+    /// Queues a whole [`LogBatch`] as one operation: the writer takes it
+    /// into one write and, when it holds anything to wait for (entries or
+    /// a waited meta value), one fdatasync, then calls `done` once — with
+    /// the first error of any of its parts. A batch of lazy values only is
+    /// never waited for: `done` is called at once. One queue message per
+    /// batch, so the writer never starts its fsync with half of it.
+    pub fn submit(&self, batch: LogBatch, done: Box<dyn FnOnce(io::Result<()>) + Send + 'static>) {
+        if self.inner.writer.is_none() {
+            self.inner.stats.add(batch.appends, 0, 0);
+            return done(Ok(()));
+        }
+        let LogBatch {
+            mut ops,
+            failed,
+            waited,
+            ..
+        } = batch;
+        if !waited {
+            if !ops.is_empty() {
+                self.send(Op::Batch(ops));
+            }
+            return done(Ok(()));
+        }
+        ops.push(Op::Sync {
+            done: Done::Callback(Box::new(move |r| {
+                done(match failed.lock().take() {
+                    Some(e) => Err(e),
+                    None => r,
+                })
+            })),
+        });
+        self.send(Op::Batch(ops));
+    }
+
+    /// Commits a whole [`LogBatch`] on the calling thread: one write and,
+    /// when it holds anything to wait for, one fdatasync; returns once it
+    /// is durable (or the first error of any part). Ordered with the queued
+    /// operations as a whole (it takes the writer's lock between batches),
+    /// so one caller must not mix it with queued operations whose order it
+    /// relies on. Saves the two thread hand-offs of a queued batch for a
+    /// caller that would only wait for it: the Raft loop.
+    pub fn commit_now(&self, batch: LogBatch) -> io::Result<()> {
+        let Some(w) = &self.inner.writer else {
+            self.inner.stats.add(batch.appends, 0, 0);
+            return Ok(());
+        };
+        let LogBatch {
+            mut ops,
+            failed,
+            waited,
+            ..
+        } = batch;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        if waited {
+            let f = failed.clone();
+            ops.push(Op::Sync {
+                done: Done::Callback(Box::new(move |r| {
+                    if let Err(e) = r {
+                        f.lock().get_or_insert(e);
+                    }
+                })),
+            });
+        }
+        Writer::commit_now(&w.shared, ops);
+        let first_error = failed.lock().take();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Logically deletes entries with index >= `from` of this group.

@@ -140,6 +140,15 @@ fn replay_segment(
                 apply(rec, groups, &mut info);
                 at += used;
             }
+            Err(_) if last && bytes[at..].iter().all(|&b| b == 0) => {
+                // The zeros the writer writes ahead of its data: the log
+                // ends here (a crash kept them from being trimmed).
+                tracing::debug!(file = %path.display(), offset = at, "trimming the zeros after the log's end");
+                let f = OpenOptions::new().write(true).open(path)?;
+                f.set_len(at as u64)?;
+                f.sync_all()?;
+                break;
+            }
             Err(e) => {
                 check_torn_tail(path, &bytes, at, last, &e)?;
                 tracing::warn!(

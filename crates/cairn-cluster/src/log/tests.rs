@@ -818,3 +818,182 @@ fn handles_and_their_futures_can_cross_threads() {
     future(s.sync());
     future(s.close());
 }
+
+/// The Raft loop's iteration: two groups' appends, a hard state and a
+/// lazy commit point in one batch.
+fn loop_batch(g1: u64, g2: u64) -> LogBatch {
+    let mut b = LogBatch::new();
+    b.append(1, vec![ent(1, g1, 0, 40)]);
+    b.append(2, vec![ent(2, g2, 0, 40), ent(2, g2 + 1, 0, 40)]);
+    b.save_meta(1, MetaKey::Vote, Bytes::from(format!("vote{g1}")));
+    b.save_meta_lazy(2, MetaKey::Committed, Bytes::from(format!("commit{g2}")));
+    b
+}
+
+#[test]
+fn a_batch_committed_now_is_durable_in_one_fsync_and_ordered() {
+    let d = tempfile::tempdir().unwrap();
+    let (s, _) = LogStore::open(d.path(), LogOptions::default()).unwrap();
+    let before = s.stats();
+    s.commit_now(loop_batch(1, 1)).unwrap();
+    let after = s.stats();
+    assert_eq!(after.fsyncs - before.fsyncs, 1, "{before:?} -> {after:?}");
+    assert_eq!(after.appends - before.appends, 2);
+    // A truncation, then an append over the cut, in one batch: in order.
+    let mut b = LogBatch::new();
+    b.truncate(2, 2);
+    b.append(2, vec![ent(2, 2, 7, 40)]);
+    b.purge(1, 0, Bytes::from_static(b"p"));
+    s.commit_now(b).unwrap();
+    // Lazy values only: written, and no fsync.
+    let mut b = LogBatch::new();
+    b.save_meta_lazy(2, MetaKey::Committed, Bytes::from_static(b"lazy"));
+    assert!(!b.is_waited());
+    let f = s.stats().fsyncs;
+    s.commit_now(b).unwrap();
+    assert_eq!(s.stats().fsyncs, f, "a lazy batch costs no fsync");
+    // Queued as one op through the writer thread, after the direct ones.
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.submit(loop_batch(2, 3), Box::new(move |r| tx.send(r).unwrap()));
+    rx.recv().unwrap().unwrap();
+    drop(s);
+    let (_s, rec) = LogStore::open(d.path(), LogOptions::default()).unwrap();
+    assert_eq!(
+        rec.groups[&1].entries,
+        vec![ent(1, 1, 0, 40), ent(1, 2, 0, 40)]
+    );
+    assert_eq!(rec.groups[&1].vote.as_deref(), Some(&b"vote2"[..]));
+    assert_eq!(rec.groups[&1].purged, Some((0, Bytes::from_static(b"p"))));
+    assert_eq!(
+        rec.groups[&2].entries,
+        vec![
+            ent(2, 1, 0, 40),
+            ent(2, 2, 7, 40),
+            ent(2, 3, 0, 40),
+            ent(2, 4, 0, 40)
+        ],
+    );
+    assert_eq!(rec.groups[&2].committed.as_deref(), Some(&b"commit3"[..]));
+}
+
+#[test]
+fn a_malformed_part_fails_its_batch() {
+    let d = tempfile::tempdir().unwrap();
+    let (s, _) = LogStore::open(d.path(), LogOptions::default()).unwrap();
+    let mut b = loop_batch(1, 1);
+    b.append(3, vec![ent(3, 1, 0, 1), ent(3, 3, 0, 1)]);
+    let err = s.commit_now(b).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let mut b = loop_batch(2, 3);
+    b.save_meta(
+        4,
+        MetaKey::Vote,
+        Bytes::from(vec![0u8; record::VALUE_LEN_MAX + 1]),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.submit(b, Box::new(move |r| tx.send(r).unwrap()));
+    assert_eq!(
+        rx.recv().unwrap().unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
+    // Only the malformed parts were refused.
+    drop(s);
+    let (_s, rec) = LogStore::open(d.path(), LogOptions::default()).unwrap();
+    assert_eq!(rec.groups[&1].entries.len(), 2);
+    assert!(!rec.groups.contains_key(&3) && !rec.groups.contains_key(&4));
+}
+
+#[test]
+fn a_batch_on_a_failed_or_closed_store_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let (s, _) = LogStore::open(d.path(), LogOptions::default()).unwrap();
+    s.hooks().fail_fsync.store(true, Ordering::SeqCst);
+    let err = s.commit_now(loop_batch(1, 1)).unwrap_err();
+    assert!(err.to_string().contains("fsync"), "{err}");
+    assert!(s.commit_now(loop_batch(1, 1)).is_err());
+    let d2 = tempfile::tempdir().unwrap();
+    let (s2, _) = LogStore::open(d2.path(), LogOptions::default()).unwrap();
+    block(s2.close()).unwrap();
+    let err = s2.commit_now(loop_batch(1, 1)).unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+}
+
+/// The last segment's bytes: its records, then what follows them.
+fn records_end(path: &Path) -> (usize, usize) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut at = record::SEGMENT_HEADER_LEN;
+    while at < bytes.len() {
+        match record::decode_record(&bytes[at..]) {
+            Ok((_, used)) => at += used,
+            Err(_) => break,
+        }
+    }
+    assert!(
+        bytes[at..].iter().all(|&b| b == 0),
+        "only zeros after the records"
+    );
+    (at, bytes.len())
+}
+
+#[test]
+fn zeros_are_written_ahead_and_trimmed_at_rotation_and_close() {
+    let d = tempfile::tempdir().unwrap();
+    let (s, _) = LogStore::open(d.path(), small_segments()).unwrap();
+    s.commit_now(loop_batch(1, 1)).unwrap();
+    let (data, size) = records_end(&last_segment(d.path()));
+    assert!(
+        size >= data + writer::PREALLOC_BYTES as usize,
+        "{data} {size}"
+    );
+    // Across several rotations: every older segment ends with its last
+    // record (recovery refuses damage anywhere but at the very end).
+    for i in 2..60 {
+        s.commit_now(loop_batch(i, 2 * i - 1)).unwrap();
+    }
+    let segs = segments(d.path());
+    assert!(segs.len() > 3, "{segs:?}");
+    for seg in &segs[..segs.len() - 1] {
+        let (data, size) = records_end(seg);
+        assert_eq!(data, size, "{} keeps zeros", seg.display());
+    }
+    drop(s);
+    let (data, size) = records_end(&last_segment(d.path()));
+    assert_eq!(data, size, "closing trims the zeros");
+    let (_s, rec) = LogStore::open(d.path(), small_segments()).unwrap();
+    assert_eq!(rec.groups[&1].entries.len(), 59);
+    assert_eq!(rec.groups[&2].entries.len(), 118);
+}
+
+#[test]
+fn zeros_left_by_a_crash_end_the_last_segment_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    five_batches(d.path());
+    let seg = last_segment(d.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // A crash keeps the zeros written ahead: the file is longer.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len + 3 * 4096).unwrap();
+    drop(f);
+    let (s, rec) = LogStore::open(d.path(), LogOptions::default()).unwrap();
+    assert_eq!(rec.groups[&1].entries.len(), 5);
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        len,
+        "the zeros were cut"
+    );
+    append_wait(&s, 1, vec![ent(1, 6, 0, 50)]).unwrap();
+    drop(s);
+    let (_s, rec) = LogStore::open(d.path(), LogOptions::default()).unwrap();
+    assert_eq!(rec.groups[&1].entries.len(), 6);
+    // In an older segment, zeros after the records are damage.
+    let segs = segments(d.path());
+    let older = &segs[segs.len() - 2];
+    let len = std::fs::metadata(older).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(older).unwrap();
+    f.set_len(len + 4096).unwrap();
+    drop(f);
+    let err = LogStore::open(d.path(), LogOptions::default())
+        .err()
+        .expect("open must fail");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+}

@@ -7,10 +7,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 
@@ -70,6 +73,9 @@ pub(crate) enum Op {
     Close {
         done: Done,
     },
+    /// Several ops queued as one message, taken whole into one batch
+    /// (`LogStore::submit`). Never holds `Close` or another `Batch`.
+    Batch(Vec<Op>),
 }
 
 /// Entries records are cut at this payload size (a single larger entry
@@ -79,6 +85,13 @@ pub(crate) enum Op {
 const SPLIT_PAYLOAD_BYTES: usize = PAYLOAD_LEN_MAX;
 #[cfg(test)]
 const SPLIT_PAYLOAD_BYTES: usize = 2048;
+
+/// Zeros written ahead of the data each time the data reaches the end of
+/// the segment file (small in tests, so that tests cross it often).
+#[cfg(not(test))]
+const PREALLOC_BYTES: u64 = 1 << 20;
+#[cfg(test)]
+pub(crate) const PREALLOC_BYTES: u64 = 3000;
 
 /// Smallest cost of an op, so a batch of tiny ops is bounded in count too.
 const OP_COST_MIN_BYTES: usize = 64;
@@ -94,6 +107,11 @@ impl Op {
             | Op::Sync { done }
             | Op::Close { done } => done.complete(r),
             Op::Truncate { .. } | Op::Purge { .. } | Op::Meta { done: None, .. } => {}
+            Op::Batch(ops) => {
+                for op in ops {
+                    op.complete(r.as_ref().map(|_| ()).map_err(clone_error));
+                }
+            }
         }
     }
 
@@ -103,9 +121,29 @@ impl Op {
             Op::Purge { id, .. } => id.len(),
             Op::Meta { value, .. } => value.len(),
             Op::Truncate { .. } | Op::Sync { .. } | Op::Close { .. } => 0,
+            Op::Batch(ops) => return ops.iter().map(Op::cost_bytes).sum(),
         };
         payload.max(OP_COST_MIN_BYTES)
     }
+}
+
+/// Adds an op to the batch being gathered, a `Batch` as its parts (in
+/// order); returns its cost.
+fn take(batch: &mut Vec<Op>, op: Op) -> usize {
+    let cost = op.cost_bytes();
+    match op {
+        Op::Batch(ops) => batch.extend(ops),
+        op => batch.push(op),
+    }
+    cost
+}
+
+fn closed() -> io::Error {
+    io::Error::other("log store is closed")
+}
+
+fn clone_error(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
 }
 
 /// Fault injection for tests: fail the next write or fsync, or hold the
@@ -133,7 +171,11 @@ pub(crate) struct Writer {
     opts: LogOptions,
     /// The newest segment, open for appending.
     file: File,
+    /// Where the next batch goes: the end of what was written.
     file_len: u64,
+    /// The file's size: zeros past `file_len` written ahead of the data
+    /// (see [`PREALLOC_BYTES`]).
+    alloc_len: u64,
     /// Oldest first; the last one is `file`.
     segments: VecDeque<SegmentInfo>,
     meta: BTreeMap<u16, GroupMeta>,
@@ -149,6 +191,16 @@ pub(crate) struct Writer {
     _lock: File,
     #[cfg(test)]
     hooks: Arc<TestHooks>,
+}
+
+impl Drop for Writer {
+    /// A store closed or dropped leaves its last segment as long as its
+    /// data; a crash leaves the zeros, which recovery cuts off.
+    fn drop(&mut self) {
+        if let Err(e) = self.trim() {
+            tracing::warn!(error = %e, "cannot trim the zeros ahead of the log's end");
+        }
+    }
 }
 
 impl Writer {
@@ -174,6 +226,7 @@ impl Writer {
             opts,
             file,
             file_len,
+            alloc_len: file_len,
             segments,
             meta,
             buf,
@@ -189,44 +242,74 @@ impl Writer {
         Ok(w)
     }
 
-    pub(crate) fn run(mut self, rx: Receiver<Op>) {
+    /// The writer thread: takes what is queued (up to a batch's worth) and
+    /// commits it under the lock, so commits made directly by a caller
+    /// ([`Writer::commit_now`]) interleave whole. After `Close` the writer
+    /// is gone from `shared` and every later op fails.
+    pub(crate) fn run(shared: Arc<Mutex<Option<Writer>>>, rx: Receiver<Op>) {
+        let max_batch = shared
+            .lock()
+            .as_ref()
+            .map_or(usize::MAX, |w| w.opts.max_batch_bytes);
         let mut batch = Vec::new();
         while let Ok(first) = rx.recv() {
-            let mut cost = first.cost_bytes();
-            batch.push(first);
-            while cost < self.opts.max_batch_bytes {
+            let mut cost = take(&mut batch, first);
+            while cost < max_batch {
                 match rx.try_recv() {
-                    Ok(op) => {
-                        cost += op.cost_bytes();
-                        batch.push(op);
-                    }
+                    Ok(op) => cost += take(&mut batch, op),
                     Err(_) => break,
                 }
             }
+            let mut guard = shared.lock();
+            let Some(w) = guard.as_mut() else {
+                for op in batch.drain(..) {
+                    op.complete(Err(closed()));
+                }
+                continue;
+            };
             if let Some(at) = batch.iter().position(|op| matches!(op, Op::Close { .. })) {
                 let after = batch.split_off(at);
-                self.commit(&mut batch);
-                return self.close(after, rx);
+                w.commit(&mut batch);
+                let w = guard.take();
+                drop(guard);
+                if let Some(w) = w {
+                    w.close(after);
+                }
+                continue;
             }
-            self.commit(&mut batch);
+            w.commit(&mut batch);
+        }
+    }
+
+    /// Commits `ops` on the caller's thread (the Raft loop's, which would
+    /// only wait for the writer thread otherwise): one write and, unless
+    /// everything is lazy, one fdatasync; every op is completed before it
+    /// returns.
+    pub(crate) fn commit_now(shared: &Mutex<Option<Writer>>, mut ops: Vec<Op>) {
+        let mut guard = shared.lock();
+        match guard.as_mut() {
+            Some(w) => w.commit(&mut ops),
+            None => {
+                for op in ops {
+                    op.complete(Err(closed()));
+                }
+            }
         }
     }
 
     /// Closes the segment and releases the directory lock, answers the
-    /// `Close` at the head of `after`, then fails every later op until the
-    /// last handle is dropped (so each callback still fires exactly once).
-    fn close(self, after: Vec<Op>, rx: Receiver<Op>) {
+    /// `Close` at the head of `after`, then fails the rest.
+    fn close(self, after: Vec<Op>) {
         let result = match self.failed {
             None => Ok(()),
             Some(_) => Err(self.failure()),
         };
         drop(self);
-        let closed = || io::Error::other("log store is closed");
         let mut after = after.into_iter();
         if let Some(op) = after.next() {
             op.complete(result);
         }
-        for op in after.chain(rx.iter()) {
+        for op in after {
             op.complete(Err(closed()));
         }
     }
@@ -252,7 +335,7 @@ impl Writer {
             .iter()
             .any(|op| !matches!(op, Op::Meta { done: None, .. }));
         for op in batch.drain(..) {
-            appends += u64::from(self.encode(op));
+            appends += self.encode(op);
         }
         let written = self.buf.len() as u64;
         let result = if !self.buf.is_empty() {
@@ -288,8 +371,8 @@ impl Writer {
 
     /// Encodes one op into the batch buffer and updates the state it
     /// changes; a malformed op is refused on its own, nothing written.
-    /// Returns true for an accepted append.
-    fn encode(&mut self, op: Op) -> bool {
+    /// Returns the number of accepted appends.
+    fn encode(&mut self, op: Op) -> u64 {
         let first = self.buf.is_empty();
         match op {
             Op::Append {
@@ -299,11 +382,11 @@ impl Writer {
             } => {
                 if let Err(e) = check_append(&entries) {
                     done(Err(e));
-                    return false;
+                    return 0;
                 }
                 self.encode_entries(group, &entries);
                 self.pending.push(Done::Callback(done));
-                return true;
+                return 1;
             }
             Op::Truncate { group, from } => record::put_truncate(&mut self.buf, group, first, from),
             Op::Purge { group, upto, id } => {
@@ -315,7 +398,7 @@ impl Writer {
                         id_len = id.len(),
                         "purge id too long; purge ignored"
                     );
-                    return false;
+                    return 0;
                 }
                 record::put_purge(&mut self.buf, group, first, upto, &id);
                 self.meta.entry(group).or_default().purge(upto, id);
@@ -335,7 +418,7 @@ impl Writer {
                         Some(done) => done.complete(Err(e)),
                         None => tracing::error!(group, error = %e, "lazy meta value not written"),
                     }
-                    return false;
+                    return 0;
                 }
                 record::put_meta(&mut self.buf, group, first, key, &value);
                 self.meta.entry(group).or_default().set(key, value);
@@ -343,8 +426,11 @@ impl Writer {
             }
             // `run` takes `Close` out of the batch before encoding.
             Op::Sync { done } | Op::Close { done } => self.pending.push(done),
+            // `run` takes a batch apart as it gathers; this keeps its parts
+            // in order if one ever arrives here whole.
+            Op::Batch(ops) => return ops.into_iter().map(|op| self.encode(op)).sum(),
         }
-        false
+        0
     }
 
     /// Splits the entries over as many records as the payload limit needs.
@@ -383,11 +469,42 @@ impl Writer {
     fn write(&mut self, sync: bool) -> io::Result<()> {
         #[cfg(test)]
         TestHooks::injected(&self.hooks.fail_write, "write")?;
-        self.file.write_all(&self.buf)?;
-        self.file_len += self.buf.len() as u64;
+        let end = self.file_len + self.buf.len() as u64;
+        if end > self.alloc_len {
+            self.preallocate(end)?;
+        }
+        self.file.write_all_at(&self.buf, self.file_len)?;
+        self.file_len = end;
         self.unsynced = true;
         if sync {
             self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Writes zeros from the file's end to past `end`, so that the batches
+    /// that follow overwrite blocks the file already has: their fdatasync
+    /// then flushes data only, where an append also commits the file's new
+    /// size to the filesystem journal (measured on this project's VM: 30%
+    /// less time per fsync, docs/design/log-store.md). Made durable by the
+    /// fsync of the batch that needed it.
+    fn preallocate(&mut self, end: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let target = end + PREALLOC_BYTES;
+        while self.alloc_len < target {
+            let n = (target - self.alloc_len).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], self.alloc_len)?;
+            self.alloc_len += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Cuts the zeros written ahead off the file (at rotation and
+    /// shutdown): only the last segment may end in them.
+    fn trim(&mut self) -> io::Result<()> {
+        if self.alloc_len > self.file_len {
+            self.file.set_len(self.file_len)?;
+            self.alloc_len = self.file_len;
         }
         Ok(())
     }
@@ -419,7 +536,14 @@ impl Writer {
     /// recovery must find every segment but the newest whole); the new one
     /// is durable with its checkpoint and directory entry before use.
     fn rotate(&mut self) -> io::Result<()> {
-        if self.unsynced {
+        if self.alloc_len > self.file_len {
+            // Recovery refuses a damaged record anywhere but at the end of
+            // the newest segment: an older one must end with its last
+            // record, durably, before the next one exists.
+            self.trim()?;
+            self.file.sync_all()?;
+            self.unsynced = false;
+        } else if self.unsynced {
             self.sync()?;
         }
         let seq = self.segments.back().map_or(0, |s| s.seq + 1);
@@ -427,6 +551,7 @@ impl Writer {
         self.stats.add(0, 1, len);
         self.file = file;
         self.file_len = len;
+        self.alloc_len = len;
         self.segments
             .push_back(SegmentInfo::new(seq, segment::segment_path(&self.dir, seq)));
         Ok(())

@@ -178,7 +178,7 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                 let pl = c.placement_progress();
                 let _ = write!(
                     o,
-                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\ncairn_groups_quiet:{}\r\ncairn_groups_quiesced_total:{}\r\ncairn_groups_woken_total:{}\r\ncairn_raft_messages_sent:{}\r\ncairn_requests_forwarded:{}\r\ncairn_moved_replies:{}\r\ncairn_peer_auth:{}\r\ncairn_peer_auth_failures:{}\r\ncairn_replication_factor:{}\r\ncairn_groups_hosted:{}\r\ncairn_placement_groups_placed:{}\r\ncairn_placement_groups_total:{}\r\ncairn_placement_settled:{}\r\n",
+                    "# Cluster\r\ncluster_enabled:1\r\ncairn_node_id:{}\r\ncairn_groups:{}\r\ncairn_groups_led:{}\r\ncairn_groups_without_leader:{}\r\ncairn_writes_proposed:{}\r\ncairn_log_entries_proposed:{}\r\ncairn_reads_lease:{}\r\ncairn_reads_lease_fast:{}\r\ncairn_reads_read_index:{}\r\ncairn_durability:{}\r\ncairn_log_appends:{}\r\ncairn_log_fsyncs:{}\r\ncairn_log_bytes:{}\r\ncairn_groups_quiet:{}\r\ncairn_groups_quiesced_total:{}\r\ncairn_groups_woken_total:{}\r\ncairn_raft_messages_sent:{}\r\ncairn_raft_frames_sent:{}\r\ncairn_loop_iterations:{}\r\ncairn_requests_forwarded:{}\r\ncairn_moved_replies:{}\r\ncairn_peer_auth:{}\r\ncairn_peer_auth_failures:{}\r\ncairn_replication_factor:{}\r\ncairn_groups_hosted:{}\r\ncairn_placement_groups_placed:{}\r\ncairn_placement_groups_total:{}\r\ncairn_placement_settled:{}\r\n",
                     c.node_id(),
                     topo.len(),
                     topo.iter().filter(|g| g.is_leader).count(),
@@ -196,6 +196,8 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                     st.quiesced,
                     st.woken,
                     st.messages_sent,
+                    st.frames_sent,
+                    st.loop_iterations,
                     ctx.shared.forwarded.load(std::sync::atomic::Ordering::Relaxed),
                     ctx.shared.moved.load(std::sync::atomic::Ordering::Relaxed),
                     match (
