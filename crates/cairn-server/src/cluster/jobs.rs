@@ -184,17 +184,28 @@ pub(crate) async fn expire_cron(shared: Arc<Shared>) {
 /// clock (`CAIRN.LOCKEXPIRE name token owner renewed`; apply ignores it if
 /// that grant no longer holds or was renewed since). Every 10 ms: a crashed holder's lock passes on within
 /// its lease plus about that. docs/design/locks.md.
+/// The lock expiry scan's period while no group this node leads holds a
+/// lock.
+const LOCK_SCAN_IDLE_MS: u64 = 100;
+
 pub(crate) async fn lock_expire_cron(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
+    // Every 10 ms while a group this node leads holds a lock; every
+    // 100 ms while none does, so an idle node is not woken 100 times a
+    // second for nothing (a lease granted in such a stretch may end up to
+    // 100 ms late: never early, docs/design/locks.md).
+    let mut busy = false;
     loop {
+        let period = Duration::from_millis(if busy { 10 } else { LOCK_SCAN_IDLE_MS });
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = tokio::time::sleep(period) => {}
             _ = shutdown.wait_for(|v| *v) => return,
         }
         let Some(cluster) = shared.cluster.get() else {
             continue;
         };
         let now = crate::mono_us();
+        busy = false;
         for g in 0..cluster.groups() {
             if !cluster.is_leader(g) {
                 continue;
@@ -204,6 +215,7 @@ pub(crate) async fn lock_expire_cron(shared: Arc<Shared>) {
                 if ks.locks.is_empty() {
                     continue;
                 }
+                busy = true;
                 ks.locks.expired(now, 64)
             };
             for (name, owner, token, renewed) in expired {
