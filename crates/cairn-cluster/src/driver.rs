@@ -53,6 +53,20 @@ pub(crate) enum Input {
         argv: Vec<u8>,
         tx: Reply<Vec<u8>>,
     },
+    /// A client write for a group this node follows: sent to the leader
+    /// inside the next Raft frame, answered from this node's own apply
+    /// (docs/design/multiraft.md, "Relayed writes").
+    Relay {
+        group: u16,
+        argv: Vec<u8>,
+        tx: Reply<Vec<u8>>,
+    },
+    /// Answers once every write this node relayed to the group before it
+    /// has its outcome (a read forwarded behind them must see them).
+    RelayGate {
+        group: u16,
+        tx: Reply<()>,
+    },
     /// A linearizable-read barrier.
     Read {
         group: u16,
@@ -302,6 +316,9 @@ pub(crate) struct Ctx {
     /// The Raft settings every group was built with (`applied` aside): a
     /// retired group's `RawNode` is built again from them.
     pub raft_cfg: raft::Config,
+    /// Tells this process life's relayed writes from an earlier one's
+    /// (their numbers start again at 1 on every start).
+    pub incarnation: u64,
     /// The loop writes its log batches itself (`LogStore::commit_now`)
     /// instead of queueing them for the writer thread and waiting: right
     /// for one loop per node; several loops share fsyncs through the queue.
@@ -360,6 +377,20 @@ pub(crate) struct GroupCore {
     pub raw: RawNode<GroupStorage>,
     props: Vec<(Vec<u8>, Reply<Vec<u8>>)>,
     pending: VecDeque<Pending>,
+    /// Writes to relay to the leader this iteration.
+    relays: Vec<(Vec<u8>, Reply<Vec<u8>>)>,
+    /// Relayed batches waiting for their entry to apply here, by `seq`.
+    relayed: VecDeque<Relayed>,
+    /// The next relayed batch's number.
+    relay_seq: u64,
+    /// Reads waiting for the relayed writes up to this `seq` (inclusive).
+    relay_gates: Vec<(u64, Reply<()>)>,
+    /// As leader: the highest relayed batch proposed in this term per
+    /// (node, incarnation). A batch that arrives twice (a network that
+    /// duplicates) or after a later one is not proposed again: it would
+    /// apply twice. Only this term's leader proposes batches of this term,
+    /// so its memory is enough.
+    relay_seen: (u64, HashMap<(u64, u64), u64>),
     reads_new: Vec<Reply<()>>,
     /// Reads sent for confirmation: ReadIndex context → the round.
     reads_sent: BTreeMap<u64, ReadRound>,
@@ -406,6 +437,11 @@ impl GroupCore {
             raw,
             props: Vec::new(),
             pending: VecDeque::new(),
+            relays: Vec::new(),
+            relayed: VecDeque::new(),
+            relay_seq: 1,
+            relay_gates: Vec::new(),
+            relay_seen: (0, HashMap::new()),
             reads_new: Vec::new(),
             reads_sent: BTreeMap::new(),
             lease: None,
@@ -437,6 +473,8 @@ impl GroupCore {
             && self.raw.store().applied == last
             && self.props.is_empty()
             && self.pending.is_empty()
+            && self.relays.is_empty()
+            && self.relayed.is_empty()
             && self.reads_new.is_empty()
             && self.reads_sent.is_empty()
             && self.reads_ready.is_empty()
@@ -590,6 +628,9 @@ impl Loop {
     /// "Quiescence".
     pub fn tick(&mut self) {
         let now = (self.ctx.now_us)();
+        for g in &mut self.groups {
+            expire_relayed(g, now);
+        }
         let tick_us = self.ctx.tick.as_micros() as u64;
         let me = self.ctx.me;
         let mut watch: BTreeSet<u64> = BTreeSet::new();
@@ -817,6 +858,7 @@ impl Loop {
     /// confirmations, handle every Ready (one fsync), send.
     pub fn iterate(&mut self) -> std::io::Result<()> {
         for i in 0..self.groups.len() {
+            self.flush_relays(i);
             self.flush_proposals(i);
             self.flush_reads(i);
         }
@@ -830,6 +872,7 @@ impl Loop {
         // index is applied already.
         for g in &mut self.groups {
             release_reads(g);
+            release_relay_gates(g);
         }
         self.send_outbox();
         self.ctx.stats.iterations.fetch_add(1, Relaxed);
@@ -852,6 +895,7 @@ impl Loop {
             for p in g.pending.drain(..) {
                 p.waiter.fail(ClusterError::Unknown("node stopping".into()));
             }
+            fail_relayed(g, ClusterError::Unknown("node stopping".into()));
             let reads = g
                 .reads_new
                 .drain(..)
@@ -887,6 +931,27 @@ impl Loop {
                     let _ = tx.send(Err(ClusterError::Shutdown));
                 }
             },
+            Input::Relay { group, argv, tx } => match self.pos.get(&group) {
+                Some(&i) => self.groups[i].relays.push((argv, tx)),
+                None => {
+                    let _ = tx.send(Err(ClusterError::NotLeader(None)));
+                }
+            },
+            Input::RelayGate { group, tx } => match self.pos.get(&group) {
+                Some(&i) => {
+                    let g = &mut self.groups[i];
+                    // Commands not flushed yet get `relay_seq` this iteration.
+                    let upto = if g.relays.is_empty() {
+                        g.relay_seq - 1
+                    } else {
+                        g.relay_seq
+                    };
+                    g.relay_gates.push((upto, tx));
+                }
+                None => {
+                    let _ = tx.send(Ok(()));
+                }
+            },
             Input::Read { group, tx } => match self.pos.get(&group) {
                 Some(&i) => {
                     self.leader_wake(i);
@@ -919,6 +984,12 @@ impl Loop {
                     if hb_resp && m.context == WAKE_CTX {
                         // Only a wake-up call (its term may be anything: a
                         // restarted node's): never stepped.
+                        continue;
+                    }
+                    if m.msg_type == MessageType::MsgPropose as i32 {
+                        // A follower's relayed writes: proposed here with
+                        // this leader's time, never stepped as they came.
+                        self.relay_in(i, m);
                         continue;
                     }
                     let (from, term, commit) = (m.from, m.term, m.commit);
@@ -1011,6 +1082,115 @@ impl Loop {
 
     /// Proposes the commands gathered for group `i` since the last
     /// iteration, as few entries as the batch bounds allow.
+    /// Sends this iteration's relayed writes of group `i` to its leader
+    /// as one tagged entry (a `MsgPropose` in the next frame to it); as
+    /// the leader, proposes them itself.
+    fn flush_relays(&mut self, i: usize) {
+        if self.groups[i].relays.is_empty() {
+            return;
+        }
+        let relays = std::mem::take(&mut self.groups[i].relays);
+        let me = self.ctx.me;
+        let g = &mut self.groups[i];
+        if g.is_leader() {
+            g.props.extend(relays);
+            return;
+        }
+        let leader = g.raw.raft.leader_id;
+        if leader == 0 || leader == me {
+            for (_, tx) in relays {
+                let _ = tx.send(Err(ClusterError::NotLeader(None)));
+            }
+            return;
+        }
+        if g.relayed.len() >= RELAYED_MAX {
+            for (_, tx) in relays {
+                let _ = tx.send(Err(ClusterError::NoQuorum(
+                    "too many relayed writes waiting".into(),
+                )));
+            }
+            return;
+        }
+        let term = g.raw.raft.term;
+        let seq = g.relay_seq;
+        g.relay_seq += 1;
+        let mut data = Vec::new();
+        let mut txs = Vec::with_capacity(relays.len());
+        for (argv, tx) in relays {
+            data.extend_from_slice(&argv);
+            txs.push(tx);
+        }
+        let tag = RelayTag {
+            incarnation: self.ctx.incarnation,
+            node: me,
+            seq,
+            term,
+        };
+        let entry = Entry {
+            data,
+            context: tag.encode(),
+            ..Default::default()
+        };
+        let m = Message {
+            msg_type: MessageType::MsgPropose as i32,
+            to: leader,
+            from: me,
+            entries: vec![entry],
+            ..Default::default()
+        };
+        g.relayed.push_back(Relayed {
+            seq,
+            term,
+            txs,
+            sent_us: (self.ctx.now_us)(),
+        });
+        self.queue_messages(i, vec![m]);
+    }
+
+    /// A follower's relayed writes reach the leader: each entry is
+    /// proposed with this leader's time and the follower's tag, if the
+    /// follower sent it in this leader's term (else it is dropped: the
+    /// follower finds out when it applies an entry of a later term, and
+    /// retries — nothing of it can ever apply).
+    fn relay_in(&mut self, i: usize, m: Message) {
+        let g = &mut self.groups[i];
+        if !g.is_leader() {
+            return;
+        }
+        let term = g.raw.raft.term;
+        for e in m.entries.iter() {
+            let Some(tag) = RelayTag::decode(&e.context) else {
+                continue;
+            };
+            if tag.term != term || tag.node != m.from {
+                continue;
+            }
+            if g.relay_seen.0 != term {
+                g.relay_seen = (term, HashMap::new());
+            }
+            let last = g
+                .relay_seen
+                .1
+                .entry((tag.node, tag.incarnation))
+                .or_insert(0);
+            if tag.seq <= *last {
+                continue;
+            }
+            *last = tag.seq;
+            let ts = (self.ctx.clock)()
+                .max(g.last_ts)
+                .max(g.raw.store().applied_ts);
+            g.last_ts = ts;
+            let mut data = Vec::with_capacity(e.data.len() + 9);
+            wire::entry_header(&mut data, ts);
+            data.extend_from_slice(&e.data);
+            if g.raw.propose(e.context.to_vec(), data).is_ok() {
+                self.ctx.stats.batches.fetch_add(1, Relaxed);
+            }
+        }
+        self.leader_wake(i);
+    }
+
     fn flush_proposals(&mut self, i: usize) {
         if self.groups[i].props.is_empty() {
             return;
@@ -1307,7 +1487,16 @@ impl Loop {
             if e.index <= g.raw.store().applied {
                 continue;
             }
-            let waiting = g.pending.front().is_some_and(|p| p.index == e.index);
+            // A batch this node relayed: answered here, from this apply.
+            let relayed = RelayTag::decode(&e.context)
+                .filter(|t| t.node == self.ctx.me && t.incarnation == self.ctx.incarnation)
+                .and_then(|t| {
+                    g.relayed
+                        .iter()
+                        .position(|r| r.seq == t.seq && r.term == e.term)
+                });
+            let waiting =
+                relayed.is_some() || g.pending.front().is_some_and(|p| p.index == e.index);
             let mut replies: Vec<Vec<u8>> = Vec::new();
             let mut conf_ok = false;
             match e.get_entry_type() {
@@ -1381,6 +1570,25 @@ impl Loop {
             }
             g.raw.mut_store().applied = e.index;
             g.applied_term = e.term;
+            if let Some(r) = relayed.and_then(|at| g.relayed.remove(at)) {
+                let mut rs = std::mem::take(&mut replies).into_iter();
+                for tx in r.txs {
+                    let r = rs
+                        .next()
+                        .ok_or_else(|| ClusterError::Unknown("reply missing".into()));
+                    let _ = tx.send(r);
+                }
+            }
+            // A batch relayed in an earlier term that has not applied by
+            // now never will: its leader proposed it in that term, and this
+            // entry of a later term follows everything of it in the log.
+            while let Some(at) = g.relayed.iter().position(|r| r.term < e.term) {
+                if let Some(r) = g.relayed.remove(at) {
+                    for tx in r.txs {
+                        let _ = tx.send(Err(ClusterError::NotLeader(None)));
+                    }
+                }
+            }
             // Answer the requests of this index; earlier ones cannot be
             // pending any more (applies are in order).
             while let Some(p) = g.pending.front() {
@@ -1449,6 +1657,8 @@ impl Loop {
                     .fail(ClusterError::Unknown("replaced by a snapshot".into()));
             }
         }
+        // Relayed writes the snapshot may cover: never answered by an apply.
+        fail_relayed(g, ClusterError::Unknown("replaced by a snapshot".into()));
         Ok(())
     }
 
@@ -1530,7 +1740,11 @@ impl Loop {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw =
             RawNode::new(&rc, st, &logger).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let old = std::mem::replace(&mut self.groups[i], GroupCore::new(id, raw, Some(0)));
+        let mut old = std::mem::replace(&mut self.groups[i], GroupCore::new(id, raw, Some(0)));
+        fail_relayed(
+            &mut old,
+            ClusterError::Unknown("this node left the group".into()),
+        );
         for (_, tx) in old.props {
             let _ = tx.send(Err(ClusterError::NotLeader(None)));
         }
@@ -1687,6 +1901,122 @@ fn fail_overwritten(g: &mut GroupCore) {
             p.waiter.fail(ClusterError::NotLeader(None));
         }
     }
+}
+
+/// Relayed batches waiting per group at most (then writes are refused
+/// as retryable until some are answered).
+const RELAYED_MAX: usize = 4096;
+
+/// How long a relayed batch waits for its entry before its writers are
+/// told the outcome is unknown (the client side gives up at the same
+/// time; this frees the loop's memory).
+const RELAY_TIMEOUT_US: u64 = 10_000_000;
+
+/// One batch of writes this node relayed to a group's leader.
+struct Relayed {
+    seq: u64,
+    /// The term this node saw its leader in when it sent the batch.
+    term: u64,
+    txs: Vec<Reply<Vec<u8>>>,
+    sent_us: u64,
+}
+
+/// Identifies a relayed batch in its entry's context: which process
+/// life of which node sent it, its number, and the term it was sent in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RelayTag {
+    incarnation: u64,
+    node: u64,
+    seq: u64,
+    term: u64,
+}
+
+impl RelayTag {
+    const VERSION: u8 = b'R';
+    const LEN: usize = 33;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(Self::LEN);
+        b.push(Self::VERSION);
+        for v in [self.incarnation, self.node, self.seq, self.term] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<RelayTag> {
+        if b.len() != Self::LEN || b[0] != Self::VERSION {
+            return None;
+        }
+        let word = |k: usize| {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&b[1 + 8 * k..9 + 8 * k]);
+            u64::from_le_bytes(n)
+        };
+        Some(RelayTag {
+            incarnation: word(0),
+            node: word(1),
+            seq: word(2),
+            term: word(3),
+        })
+    }
+}
+
+/// Fails every relayed batch of the group: `err` for their writers.
+fn fail_relayed(g: &mut GroupCore, err: ClusterError) {
+    for r in g.relayed.drain(..) {
+        for tx in r.txs {
+            let _ = tx.send(Err(err.clone()));
+        }
+    }
+    for (_, tx) in g.relays.drain(..) {
+        let _ = tx.send(Err(ClusterError::NotLeader(None)));
+    }
+    for (_, tx) in g.relay_gates.drain(..) {
+        let _ = tx.send(Ok(()));
+    }
+}
+
+/// Gives up on relayed batches waiting longer than `RELAY_TIMEOUT_US`
+/// (their leader may have dropped them without a new term following:
+/// the outcome is unknown) and on those nobody waits for any more.
+fn expire_relayed(g: &mut GroupCore, now: u64) {
+    if g.relayed.is_empty() {
+        return;
+    }
+    let mut kept = VecDeque::with_capacity(g.relayed.len());
+    for r in g.relayed.drain(..) {
+        if now.saturating_sub(r.sent_us) > RELAY_TIMEOUT_US {
+            for tx in r.txs {
+                let _ = tx.send(Err(ClusterError::Unknown(
+                    "relayed write not applied in time".into(),
+                )));
+            }
+        } else if r.txs.iter().all(|tx| tx.is_closed()) {
+            // Its writers timed out: a later apply of it answers no one.
+        } else {
+            kept.push_back(r);
+        }
+    }
+    g.relayed = kept;
+    release_relay_gates(g);
+}
+
+/// Lets the reads through whose relayed writes all have their outcome.
+fn release_relay_gates(g: &mut GroupCore) {
+    if g.relay_gates.is_empty() {
+        return;
+    }
+    let first_open = g.relayed.iter().map(|r| r.seq).min();
+    let mut keep = Vec::new();
+    for (upto, tx) in std::mem::take(&mut g.relay_gates) {
+        if first_open.is_some_and(|f| f <= upto) {
+            keep.push((upto, tx));
+        } else {
+            let _ = tx.send(Ok(()));
+        }
+    }
+    g.relay_gates = keep;
 }
 
 /// Answers the confirmed reads whose index is applied.

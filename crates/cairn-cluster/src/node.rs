@@ -465,7 +465,15 @@ pub(crate) fn raft_config(cfg: &ClusterConfig, applied: u64) -> raft::Config {
         // READONLY clients read — trail the leader by one round, not by a
         // heartbeat. Measured cost: docs/design/multiraft.md.
         skip_bcast_commit: false,
-        batch_append: true,
+        // Off: raft-rs 0.7 merges new entries into a pending MsgAppend to
+        // the same peer when that message has no entries, without checking
+        // that they follow its index — after a reject moved the peer's
+        // next index back, an append "index 115, entries 111..115" went
+        // out, the follower acknowledged 120 and the leader committed an
+        // entry no quorum held (found by the simulation with relayed
+        // writes, seed 734 of CAIRN_SIM_SEEDS=1500; docs/VERIFICATION.md).
+        // The loop already sends one frame per peer per iteration.
+        batch_append: false,
         max_uncommitted_size: 256 << 20,
         ..Default::default()
     }
@@ -707,6 +715,11 @@ impl Cluster {
             heard: inner.heard.clone(),
             raft_cfg: raft_config(&cfg, 0),
             direct_log: loops_n == 1,
+            // Any value that differs between two lives of this node: the
+            // wall clock's nanoseconds at start.
+            incarnation: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
         });
         for (i, (groups, rx)) in cores.into_iter().zip(rxs).enumerate() {
             let lp = Loop::new(ctx.clone(), groups);
@@ -868,6 +881,66 @@ impl Cluster {
                 r = &mut call => return r,
                 () = &mut changed => {}
             }
+        }
+    }
+
+    /// A write for a group this node follows, sent to its leader inside
+    /// the Raft traffic and answered from this node's own apply — no
+    /// forward request, handler or reply (docs/design/multiraft.md,
+    /// "Relayed writes"). `NotLeader` means nothing was applied (no leader
+    /// known, or a new term began before the write was proposed): retry.
+    pub async fn relay<A: AsRef<[u8]>>(
+        &self,
+        group: u16,
+        argv: &[A],
+    ) -> Result<Vec<u8>, ClusterError> {
+        let inner = &self.inner;
+        if group > inner.cfg.groups || !inner.hosts(group) {
+            return Err(ClusterError::NotLeader(self.leader(group)));
+        }
+        // Counted before the first await: a read of this group that this
+        // node forwards later waits for it (`relay_gate`).
+        let _in_flight = inner.in_flight.get(group as usize).map(InFlight::new);
+        let mut enc = Vec::new();
+        encode_argv(&mut enc, argv);
+        let (tx, rx) = oneshot::channel();
+        inner
+            .submit(
+                group,
+                Input::Relay {
+                    group,
+                    argv: enc,
+                    tx,
+                },
+            )
+            .await?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClusterError::Unknown("node stopping".into())),
+            Err(_) => Err(ClusterError::Unknown("not applied in time".into())),
+        }
+    }
+
+    /// Returns once every write this node relayed to `group` before the
+    /// call has its outcome: a read forwarded to the leader after a
+    /// pipelined write must not overtake it. Free while none is in flight.
+    pub async fn relay_gate(&self, group: u16) -> Result<(), ClusterError> {
+        let inner = &self.inner;
+        let busy = inner
+            .in_flight
+            .get(group as usize)
+            .is_some_and(|c| c.load(Relaxed) > 0);
+        if !busy {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        inner.submit(group, Input::RelayGate { group, tx }).await?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClusterError::Shutdown),
+            Err(_) => Err(ClusterError::NoQuorum(
+                "relayed writes not answered in time".into(),
+            )),
         }
     }
 

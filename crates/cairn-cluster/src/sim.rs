@@ -88,6 +88,8 @@ pub struct SimStats {
     /// Reads answered under the lease without the loop (the client side
     /// of `Cluster::lease_read`).
     pub fast_reads: u64,
+    /// Writes relayed by a follower (`Input::Relay`).
+    pub relayed: u64,
     /// Lulls (all clients idle for a while, so groups quiesce under the
     /// nemesis), groups quiesced by their leaders, quiesced groups woken.
     pub lulls: u64,
@@ -144,9 +146,9 @@ impl SimOutcome {
         }
         let s = &self.stats;
         Ok(format!(
-            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} fast, {} lease, {} read-index; {} lulls, {} quiesced, {} woken",
+            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} fast, {} lease, {} read-index; {} relayed writes; {} lulls, {} quiesced, {} woken",
             self.seed, s.ops_ok, s.ops_fail, s.ops_info, s.crashes, s.pauses, s.partitions, s.transfers,
-            s.lost, s.lost + s.delivered, s.fast_reads, s.lease_reads, s.index_reads, s.lulls, s.quiesced, s.woken
+            s.lost, s.lost + s.delivered, s.fast_reads, s.lease_reads, s.index_reads, s.relayed, s.lulls, s.quiesced, s.woken
         ))
     }
 }
@@ -581,6 +583,7 @@ impl Sim {
                 rc
             },
             direct_log: true,
+            incarnation: self.rng.below(u64::MAX),
         });
         let mut lp = Loop::new(ctx, cores);
         lp.publish_all();
@@ -963,7 +966,10 @@ impl Sim {
                 return Ok(());
             }
         }
-        if !leads || !alive {
+        // A write sent to a follower is relayed to the leader half of the
+        // time (`Cluster::relay`), as the server does for plain clients.
+        let relay = alive && !leads && call != Call::Read && self.rng.chance(50);
+        if !relay && (!leads || !alive) {
             // Not proposed anywhere: a failed op; next, the leader this
             // node names, or any node.
             let hint = node.views.get(group as usize).map(|v| v.lock().leader);
@@ -1001,14 +1007,21 @@ impl Sim {
                 let mut enc = Vec::new();
                 encode_argv(&mut enc, &argv);
                 let (tx, rx) = oneshot::channel();
-                self.input(
-                    target,
+                let input = if relay {
+                    self.stats.relayed += 1;
+                    Input::Relay {
+                        group,
+                        argv: enc,
+                        tx,
+                    }
+                } else {
                     Input::Propose {
                         group,
                         argv: enc,
                         tx,
-                    },
-                );
+                    }
+                };
+                self.input(target, input);
                 if sabotage == Sabotage::AckBeforeCommit && !matches!(call, Call::Add(_)) {
                     let v = match call {
                         Call::Cas { .. } => Value::Bool(true),

@@ -260,6 +260,10 @@ async fn group_step(
         return Err("ERR cluster not started".into());
     };
     let deadline = Instant::now() + LEADER_WAIT;
+    // Set once a relay came back "nothing applied": the retries forward
+    // (this replica may not know the leader that hints name, say right
+    // after a restart while the group is quiet).
+    let mut relay_refused = false;
     loop {
         let leader = cluster.leader(g);
         let me = cluster.node_id();
@@ -293,9 +297,21 @@ async fn group_step(
                 shared
                     .forwarded
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match cluster.forward(l, g, &d.argv, d.write).await {
-                    Ok(r) if is_not_leader_here(&r) => Err(ClusterError::NotLeader(None)),
-                    r => r.map(|r| Step::Done(Output::Resp3(r))),
+                if !relay_refused && relayable(shared, cluster, d, g) {
+                    // Through the Raft traffic, answered from this
+                    // replica's apply (docs/design/multiraft.md).
+                    let r = cluster.relay(g, &d.argv).await;
+                    relay_refused = matches!(r, Err(ClusterError::NotLeader(_)));
+                    r.map(|r| Step::Done(Output::Resp3(r)))
+                } else {
+                    if !d.write {
+                        // Behind this node's relayed writes to the group.
+                        cluster.relay_gate(g).await.map_err(|e| error_text(&e))?;
+                    }
+                    match cluster.forward(l, g, &d.argv, d.write).await {
+                        Ok(r) if is_not_leader_here(&r) => Err(ClusterError::NotLeader(None)),
+                        r => r.map(|r| Step::Done(Output::Resp3(r))),
+                    }
                 }
             }
             // A forwarded request that finds another leader, or none:
@@ -317,6 +333,23 @@ async fn group_step(
             Err(e) => return Err(error_text(&e)),
         }
     }
+}
+
+/// Whether a write may be relayed through this node's replica of the
+/// group instead of forwarded: a plain write (not part of a transaction
+/// or a WATCH), on a node that holds a replica, and not one that may need
+/// the leader to evict first (`maxmemory` set and the command may grow
+/// memory: the leader's `make_room` runs only on the forward path).
+fn relayable(shared: &Shared, cluster: &cairn_cluster::Cluster, d: &Deferred, g: u16) -> bool {
+    d.write
+        && d.then == Then::Reply
+        && cluster.hosts(g)
+        && !(d.denyoom
+            && shared
+                .settings
+                .maxmemory
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0)
 }
 
 /// The error reply `NOT_LEADER_HERE` becomes on the wire.
