@@ -113,15 +113,33 @@ fn text(r: &Reply) -> String {
 
 // ---------- the cluster ----------
 
+/// A RESP port P and its default peer port P + 10000, both free now and
+/// both below the kernel's ephemeral range (32768 and up here): a port
+/// the kernel handed out by `bind(0)` is in that range, and between this
+/// check and the node's own bind, one of the many outgoing connections of
+/// the nodes already running could take it as its source port ("Address
+/// already in use" at start, seen once in CI). Never the same pair twice
+/// in one test process.
 fn free_port_pair() -> (u16, u16) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
     loop {
-        let a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p < 55000 {
-            // The peer port is p + 10000 by default; check it is free too.
-            if TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
-                return (p, p + 10000);
-            }
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let x = seed.wrapping_add(n.wrapping_mul(40_503)).wrapping_mul(2_654_435_761);
+        let p = 12000 + (x >> 8) as u16 % 10000;
+        let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
+        if used.contains(&p) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok()
+        {
+            used.push(p);
+            return (p, p + 10000);
         }
     }
 }
