@@ -129,7 +129,9 @@ fn free_port_pair() -> (u16, u16) {
         ^ std::process::id().wrapping_mul(2_654_435_761);
     loop {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let x = seed.wrapping_add(n.wrapping_mul(40_503)).wrapping_mul(2_654_435_761);
+        let x = seed
+            .wrapping_add(n.wrapping_mul(40_503))
+            .wrapping_mul(2_654_435_761);
         let p = 12000 + (x >> 8) as u16 % 10000;
         let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
         if used.contains(&p) {
