@@ -20,7 +20,7 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use raft::RawNode;
 use tokio::sync::{oneshot, watch};
 
-use crate::driver::{Ctx, EngineStats, GroupCore, GroupHint, GroupView, Input, Loop};
+use crate::driver::{Ctx, EngineStats, GroupCore, GroupHint, GroupView, Input, Loop, Reply};
 use crate::forward::{self, Forwarder};
 use crate::host::{Forward, Host};
 use crate::log::{LogOptions, LogStore};
@@ -901,24 +901,11 @@ impl Cluster {
         // Counted before the first await: a read of this group that this
         // node forwards later waits for it (`relay_gate`).
         let _in_flight = inner.in_flight.get(group as usize).map(InFlight::new);
-        let mut enc = Vec::new();
-        encode_argv(&mut enc, argv);
-        let (tx, rx) = oneshot::channel();
         inner
-            .submit(
-                group,
-                Input::Relay {
-                    group,
-                    argv: enc,
-                    tx,
-                },
-            )
-            .await?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(ClusterError::Unknown("node stopping".into())),
-            Err(_) => Err(ClusterError::Unknown("not applied in time".into())),
-        }
+            .write_through_loop(group, argv, "not applied in time", |argv, tx| {
+                Input::Relay { group, argv, tx }
+            })
+            .await
     }
 
     /// Returns once every write this node relayed to `group` before the
@@ -1298,22 +1285,30 @@ impl Inner {
         // Counted before the first await: a request handled after this
         // one's first poll sees it (`Cluster::lease_read`).
         let _in_flight = self.in_flight.get(group as usize).map(InFlight::new);
+        self.write_through_loop(group, argv, "not committed in time", |argv, tx| {
+            Input::Propose { group, argv, tx }
+        })
+        .await
+    }
+
+    /// Encodes a write, hands it to the group's loop as `input` and waits
+    /// (at most `REQUEST_TIMEOUT`, then `late` as an unknown outcome) for
+    /// the reply the loop sends once it is applied.
+    async fn write_through_loop<A: AsRef<[u8]>>(
+        &self,
+        group: u16,
+        argv: &[A],
+        late: &str,
+        input: impl FnOnce(Vec<u8>, Reply<Vec<u8>>) -> Input,
+    ) -> Result<Vec<u8>, ClusterError> {
         let mut enc = Vec::new();
         encode_argv(&mut enc, argv);
         let (tx, rx) = oneshot::channel();
-        self.submit(
-            group,
-            Input::Propose {
-                group,
-                argv: enc,
-                tx,
-            },
-        )
-        .await?;
+        self.submit(group, input(enc, tx)).await?;
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(ClusterError::Unknown("node stopping".into())),
-            Err(_) => Err(ClusterError::Unknown("not committed in time".into())),
+            Err(_) => Err(ClusterError::Unknown(late.into())),
         }
     }
 
