@@ -192,6 +192,9 @@ impl Model {
             Op::HDel(k, fields) => match self.hash(*k) {
                 Err(e) => Err(e),
                 Ok(None) => Ok(Frame::Integer(0)),
+                // Deleting nothing is not a write: expired fields stay
+                // stored (and the encoding keeps its deadlines).
+                Ok(Some(h)) if fields.iter().all(|f| h.get(f).is_none()) => Ok(Frame::Integer(0)),
                 Ok(Some(_)) => self
                     .write(*k, |h| fields.iter().filter(|f| h.del(f)).count() as i64)
                     .map(Frame::Integer),
