@@ -191,6 +191,8 @@ pub(crate) struct EngineStats {
     pub frames_sent: AtomicU64,
     /// Raft messages queued for peers (all groups).
     pub messages_sent: AtomicU64,
+    /// Empty relayed batches sent to flush out lost ones.
+    pub relay_fences: AtomicU64,
     /// Times a group was quiesced by this node as leader, and times a
     /// quiesced group woke here.
     pub quiesced: AtomicU64,
@@ -391,6 +393,9 @@ pub(crate) struct GroupCore {
     /// apply twice. Only this term's leader proposes batches of this term,
     /// so its memory is enough.
     relay_seen: (u64, HashMap<(u64, u64), u64>),
+    /// When this node last sent an empty relayed batch to flush out lost
+    /// ones (µs, `Ctx::now_us`), see `RELAY_PROBE_US`.
+    relay_fence_us: u64,
     reads_new: Vec<Reply<()>>,
     /// Reads sent for confirmation: ReadIndex context → the round.
     reads_sent: BTreeMap<u64, ReadRound>,
@@ -442,6 +447,7 @@ impl GroupCore {
             relay_seq: 1,
             relay_gates: Vec::new(),
             relay_seen: (0, HashMap::new()),
+            relay_fence_us: 0,
             reads_new: Vec::new(),
             reads_sent: BTreeMap::new(),
             lease: None,
@@ -628,8 +634,9 @@ impl Loop {
     /// "Quiescence".
     pub fn tick(&mut self) {
         let now = (self.ctx.now_us)();
-        for g in &mut self.groups {
-            expire_relayed(g, now);
+        for i in 0..self.groups.len() {
+            expire_relayed(&mut self.groups[i], now);
+            self.relay_fence(i, now);
         }
         let tick_us = self.ctx.tick.as_micros() as u64;
         let me = self.ctx.me;
@@ -1111,6 +1118,42 @@ impl Loop {
             }
             return;
         }
+        self.send_relayed(i, leader, relays);
+    }
+
+    /// When the oldest batch this node relayed to group `i` has waited
+    /// `RELAY_PROBE_US` (and no probe went out since), relays an empty
+    /// batch: once it applies, every earlier batch of its term that has
+    /// not applied is known never to (a connection that broke lost it,
+    /// or the leader could not propose it) and its writers retry. A
+    /// leader that is gone does not answer either; a new term settles
+    /// those batches instead.
+    fn relay_fence(&mut self, i: usize, now: u64) {
+        let me = self.ctx.me;
+        let g = &mut self.groups[i];
+        let Some(oldest) = g.relayed.front() else {
+            return;
+        };
+        if now.saturating_sub(oldest.sent_us) < RELAY_PROBE_US
+            || now.saturating_sub(g.relay_fence_us) < RELAY_PROBE_US
+            || g.is_leader()
+        {
+            return;
+        }
+        let leader = g.raw.raft.leader_id;
+        if leader == 0 || leader == me {
+            return;
+        }
+        g.relay_fence_us = now;
+        self.ctx.stats.relay_fences.fetch_add(1, Relaxed);
+        self.send_relayed(i, leader, Vec::new());
+    }
+
+    /// Sends `relays` (possibly none: a probe) to `leader` as one tagged
+    /// entry, remembered in `relayed` unless empty.
+    fn send_relayed(&mut self, i: usize, leader: u64, relays: Vec<(Vec<u8>, Reply<Vec<u8>>)>) {
+        let me = self.ctx.me;
+        let g = &mut self.groups[i];
         let term = g.raw.raft.term;
         let seq = g.relay_seq;
         g.relay_seq += 1;
@@ -1138,12 +1181,14 @@ impl Loop {
             entries: vec![entry],
             ..Default::default()
         };
-        g.relayed.push_back(Relayed {
-            seq,
-            term,
-            txs,
-            sent_us: (self.ctx.now_us)(),
-        });
+        if !txs.is_empty() {
+            g.relayed.push_back(Relayed {
+                seq,
+                term,
+                txs,
+                sent_us: (self.ctx.now_us)(),
+            });
+        }
         self.queue_messages(i, vec![m]);
     }
 
@@ -1488,13 +1533,13 @@ impl Loop {
                 continue;
             }
             // A batch this node relayed: answered here, from this apply.
-            let relayed = RelayTag::decode(&e.context)
-                .filter(|t| t.node == self.ctx.me && t.incarnation == self.ctx.incarnation)
-                .and_then(|t| {
-                    g.relayed
-                        .iter()
-                        .position(|r| r.seq == t.seq && r.term == e.term)
-                });
+            let mine = RelayTag::decode(&e.context)
+                .filter(|t| t.node == self.ctx.me && t.incarnation == self.ctx.incarnation);
+            let relayed = mine.and_then(|t| {
+                g.relayed
+                    .iter()
+                    .position(|r| r.seq == t.seq && r.term == e.term)
+            });
             let waiting =
                 relayed.is_some() || g.pending.front().is_some_and(|p| p.index == e.index);
             let mut replies: Vec<Vec<u8>> = Vec::new();
@@ -1582,7 +1627,13 @@ impl Loop {
             // A batch relayed in an earlier term that has not applied by
             // now never will: its leader proposed it in that term, and this
             // entry of a later term follows everything of it in the log.
-            while let Some(at) = g.relayed.iter().position(|r| r.term < e.term) {
+            // Nor will one this node relayed earlier in this term: the
+            // leader proposes a node's batches in the order of their
+            // numbers and drops any that arrives after a later one.
+            let lost = |r: &Relayed| {
+                r.term < e.term || mine.is_some_and(|t| r.term == e.term && r.seq < t.seq)
+            };
+            while let Some(at) = g.relayed.iter().position(lost) {
                 if let Some(r) = g.relayed.remove(at) {
                     for tx in r.txs {
                         let _ = tx.send(Err(ClusterError::NotLeader(None)));
@@ -1911,6 +1962,11 @@ const RELAYED_MAX: usize = 4096;
 /// told the outcome is unknown (the client side gives up at the same
 /// time; this frees the loop's memory).
 const RELAY_TIMEOUT_US: u64 = 10_000_000;
+
+/// A relayed batch not applied after this long draws an empty relayed
+/// batch behind it (`relay_fence`): normally a batch applies within one
+/// commit round.
+const RELAY_PROBE_US: u64 = 400_000;
 
 /// One batch of writes this node relayed to a group's leader.
 struct Relayed {

@@ -33,7 +33,8 @@
 //! per peer, at most `HANDLERS_PER_CONN` inbound requests being served per
 //! connection, frames over `FRAME_MAX` close the connection. A broken
 //! connection fails every request written on it and is re-dialled with
-//! exponential backoff (50 ms .. 2 s) and jitter.
+//! exponential backoff (50 ms .. 400 ms) and jitter; one that reads nothing
+//! for `SILENT_AFTER` is closed and re-dialled (PINGs keep idle ones alive).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -74,7 +75,25 @@ const HANDLERS_PER_CONN: usize = 512;
 const QUEUE: usize = 4096;
 const WRITE_COALESCE: usize = 256 << 10;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Re-dialling a known peer stays this frequent: after a partition heals,
+/// the pair is connected again within about this long (a refused or
+/// unanswered dial costs one SYN).
+const BACKOFF_MAX: Duration = Duration::from_millis(400);
+/// A TCP connect that has not completed by then is given up and tried
+/// again: the kernel would resend a lost SYN only after 1 s, then 3 s.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+/// A connection that has written nothing for this long writes a PING, so
+/// that its peer hears from it at least this often.
+const PING_EVERY: Duration = Duration::from_millis(100);
+/// A connection that has read nothing for this long is closed and
+/// re-dialled. TCP keeps a connection whose packets were dropped for a
+/// while (a partition, heavy loss) in retransmission backoff — 0.2, 0.4,
+/// 0.8, 1.6, 3.2 s... — and everything to and from that peer waits behind
+/// it, long after the network healed; a fresh connection does not. Also
+/// gives up on a stopped (SIGSTOP) peer: what was waiting on it fails and
+/// is retried elsewhere. Many PING intervals, so a busy machine's late
+/// timers do not close healthy connections.
+pub const SILENT_AFTER: Duration = Duration::from_millis(750);
 const CONNECT_GRACE: Duration = Duration::from_millis(150);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A HELLO frame is at most 80 bytes of payload; anything longer is not one.
@@ -231,6 +250,11 @@ pub struct PeerNet {
     tls: OnceLock<PeerTls>,
     /// This node's share of [`PEER_AUTH_FAILURES`].
     auth_failures: AtomicU64,
+    /// A connection that brings nothing in for this long is closed and
+    /// re-dialled (ms; see [`SILENT_AFTER`]).
+    silent_after_ms: AtomicU64,
+    /// Connections closed for silence, since start.
+    pub silent_closes: AtomicU64,
 }
 
 /// The current TLS configurations for peer connections: called once per
@@ -327,6 +351,18 @@ impl PeerNet {
         let _ = self.tls.set(tls);
     }
 
+    /// How long a connection may bring nothing in before it is closed
+    /// and re-dialled (default [`SILENT_AFTER`]); for tests.
+    #[cfg(test)]
+    pub fn set_silent_after(&self, d: Duration) {
+        self.silent_after_ms
+            .store(d.as_millis().max(1) as u64, Relaxed);
+    }
+
+    fn silent_after(&self) -> Duration {
+        Duration::from_millis(self.silent_after_ms.load(Relaxed))
+    }
+
     pub fn set_secret(&self, secret: &[u8]) {
         let _ = self
             .secret
@@ -350,6 +386,8 @@ impl PeerNet {
             secret: OnceLock::new(),
             tls: OnceLock::new(),
             auth_failures: AtomicU64::new(0),
+            silent_after_ms: AtomicU64::new(SILENT_AFTER.as_millis() as u64),
+            silent_closes: AtomicU64::new(0),
         })
     }
 
@@ -670,7 +708,9 @@ fn auth_failed(net: &PeerNet, what: String) -> std::io::Error {
 /// Dials peer `p` and exchanges HELLOs (and, with a secret, proofs): the
 /// stream and the bytes read past the handshake.
 async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(PeerStream, Vec<u8>)> {
-    let tcp = connect(addr, net.source).await?;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect(addr, net.source))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     let _ = tcp.set_nodelay(true);
     let mut stream = match net.tls.get() {
         None => PeerStream::Plain(tcp),
@@ -931,7 +971,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut reqs: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut resps: Vec<Vec<u8>> = Vec::new();
     let mut buf = Vec::new();
+    // Due when nothing was written for PING_EVERY (the peer's silence
+    // check, `read_loop`).
+    let ping = tokio::time::sleep(PING_EVERY);
+    tokio::pin!(ping);
     loop {
+        let mut pinging = false;
         tokio::select! {
             biased;
             _ = &mut closed => return,
@@ -943,9 +988,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Some(f) => reqs.push(f),
                 None => return,
             },
+            () = &mut ping => pinging = true,
         }
-        coalesce(&mut rx, &mut resp_rx, &mut reqs, &mut resps).await;
         buf.clear();
+        if pinging {
+            buf.extend_from_slice(&message(0, K_PING, 0, &[]));
+        } else {
+            coalesce(&mut rx, &mut resp_rx, &mut reqs, &mut resps).await;
+        }
         for f in resps.drain(..) {
             buf.extend_from_slice(&f);
         }
@@ -974,6 +1024,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             r = written => if r.is_err() { return },
             _ = &mut closed => return,
         }
+        ping.as_mut()
+            .reset(tokio::time::Instant::now() + PING_EVERY);
     }
 }
 
@@ -1032,6 +1084,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let handlers = Arc::new(Semaphore::new(HANDLERS_PER_CONN));
     let mut buf = rest;
     buf.reserve(64 << 10);
+    let silent_after = net.silent_after();
+    let silence = tokio::time::sleep(silent_after);
+    tokio::pin!(silence);
     loop {
         loop {
             let (f, used) = match PeerFrame::decode(&buf, FRAME_MAX) {
@@ -1105,12 +1160,26 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return;
         }
         let r = tokio::select! {
+            // Data already there is read before the silence check (this
+            // task may have waited for a handler slot).
+            biased;
             r = rd.read_buf(&mut buf) => r,
             _ = &mut closed => return,
+            () = &mut silence => {
+                net.silent_closes.fetch_add(1, Relaxed);
+                tracing::info!(
+                    peer = p.target,
+                    after_ms = silent_after.as_millis() as u64,
+                    "peer connection silent; closing it and dialling again"
+                );
+                return;
+            }
         };
         match r {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            Ok(_) => silence
+                .as_mut()
+                .reset(tokio::time::Instant::now() + silent_after),
         }
     }
 }
@@ -1541,6 +1610,79 @@ mod tests {
         );
         assert!(call(&a, 2, &b_addr, b"still").await.is_ok());
         let _ = a_addr;
+    }
+
+    /// A peer that completes the handshake and then never writes again
+    /// (a stopped process, or a connection stuck in TCP retransmission
+    /// backoff): the connection is closed and dialled again; one that
+    /// merely has nothing to say stays up, kept alive by PINGs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_peer_connection_is_closed_and_redialled_an_idle_one_is_kept() {
+        let (a, _a_addr, _sa) = node(1).await;
+        a.set_silent_after(Duration::from_millis(300));
+        let mute = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mute_addr = mute.local_addr().unwrap().to_string();
+        let (conn_tx, mut conn_rx) = mpsc::channel::<Duration>(16);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = mute.accept().await else {
+                    return;
+                };
+                let tx = conn_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    // Node 1's HELLO, answered as node 9; then only reads
+                    // (PINGs) until node 1 gives up on the connection.
+                    let _ = read_hello(&mut s, &mut buf).await;
+                    let _ = s.write_all(&hello(9, 1, &[])).await;
+                    let t0 = tokio::time::Instant::now();
+                    let mut sink = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    let _ = tx.send(t0.elapsed()).await;
+                });
+            }
+        });
+        // The first call dials; nothing ever answers it.
+        let r = a
+            .call(
+                9,
+                &mute_addr,
+                7,
+                K_ADMIN,
+                b"q".to_vec(),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert!(r.is_err(), "a mute peer answered: {r:?}");
+        let lived = tokio::time::timeout(Duration::from_secs(20), conn_rx.recv())
+            .await
+            .expect("node 1 never closed the silent connection")
+            .expect("mute peer gone");
+        assert!(
+            lived >= Duration::from_millis(300),
+            "closed after {lived:?}"
+        );
+        assert!(a.silent_closes.load(Relaxed) >= 1);
+        // ... and dialled it again without being asked.
+        tokio::time::timeout(Duration::from_secs(20), conn_rx.recv())
+            .await
+            .expect("the silent peer was not dialled again")
+            .expect("mute peer gone");
+
+        // Two real nodes with nothing to say: PINGs keep the connection.
+        let (b, b_addr, _sb) = node(2).await;
+        b.set_silent_after(Duration::from_millis(600));
+        a.set_silent_after(Duration::from_millis(600));
+        call(&a, 2, &b_addr, b"x").await.unwrap();
+        let before = current(&a, 2);
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        // (Node 1 keeps closing its connections to the mute peer.)
+        assert_eq!(current(&a, 2), before, "an idle connection was replaced");
+        assert_eq!(b.silent_closes.load(Relaxed), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,6 +210,11 @@ pub struct ClusterStats {
     pub messages_sent: u64,
     pub woken: u64,
     pub frames_sent: u64,
+    /// Empty relayed batches sent to flush out lost ones (a relayed
+    /// write waited too long).
+    pub relay_fences: u64,
+    /// Peer connections closed because nothing came in for a while.
+    pub peer_silent_closes: u64,
 }
 
 /// Requests between nodes outside Raft itself.
@@ -1234,6 +1239,8 @@ impl Cluster {
             quiesced: s.quiesced.load(Relaxed),
             messages_sent: s.messages_sent.load(Relaxed),
             woken: s.woken.load(Relaxed),
+            relay_fences: s.relay_fences.load(Relaxed),
+            peer_silent_closes: self.inner.net.silent_closes.load(Relaxed),
         }
     }
 

@@ -90,6 +90,8 @@ pub struct SimStats {
     pub fast_reads: u64,
     /// Writes relayed by a follower (`Input::Relay`).
     pub relayed: u64,
+    /// Empty relayed batches sent to flush out lost ones.
+    pub relay_fences: u64,
     /// Lulls (all clients idle for a while, so groups quiesce under the
     /// nemesis), groups quiesced by their leaders, quiesced groups woken.
     pub lulls: u64,
@@ -146,9 +148,9 @@ impl SimOutcome {
         }
         let s = &self.stats;
         Ok(format!(
-            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} fast, {} lease, {} read-index; {} relayed writes; {} lulls, {} quiesced, {} woken",
+            "seed {}: {} ok, {} fail, {} info; {} crashes, {} pauses, {} partitions, {} transfers, {} lost of {} messages; reads {} fast, {} lease, {} read-index; {} relayed writes ({} fences); {} lulls, {} quiesced, {} woken",
             self.seed, s.ops_ok, s.ops_fail, s.ops_info, s.crashes, s.pauses, s.partitions, s.transfers,
-            s.lost, s.lost + s.delivered, s.fast_reads, s.lease_reads, s.index_reads, s.relayed, s.lulls, s.quiesced, s.woken
+            s.lost, s.lost + s.delivered, s.fast_reads, s.lease_reads, s.index_reads, s.relayed, s.relay_fences, s.lulls, s.quiesced, s.woken
         ))
     }
 }
@@ -479,6 +481,10 @@ pub fn run(cfg: SimConfig) -> std::io::Result<SimOutcome> {
     for n in sim.nodes.values() {
         sim.stats.quiesced += n.stats.quiesced.load(std::sync::atomic::Ordering::Relaxed);
         sim.stats.woken += n.stats.woken.load(std::sync::atomic::Ordering::Relaxed);
+        sim.stats.relay_fences += n
+            .stats
+            .relay_fences
+            .load(std::sync::atomic::Ordering::Relaxed);
         sim.stats.lease_reads += n
             .stats
             .lease_reads

@@ -494,6 +494,64 @@ fn followers_apply_each_commit_soon_after_the_leader_answers() {
     }
 }
 
+/// A relayed write whose batch is lost on the way to the leader (the
+/// follower's frames to it dropped for a moment, no new term) is refused
+/// as "not the leader" — nothing applied, safe to retry — once an empty
+/// batch relayed behind it applies, not after the 10 s relay timeout.
+#[test]
+fn a_relayed_write_lost_on_the_way_is_refused_soon_and_never_applies() {
+    let (rt, _dirs, _ports, mut nodes) = three_durable_nodes(2);
+    let g = 1;
+    write(&rt, &nodes, g, &[b"SET", b"k", b"before"]);
+    let leader = (1..=3u64)
+        .find(|&id| {
+            nodes[id as usize - 1]
+                .as_ref()
+                .unwrap()
+                .cluster
+                .is_leader(g)
+        })
+        .expect("a leader");
+    let f = (1..=3u64).find(|&id| id != leader).unwrap();
+    let fc = nodes[f as usize - 1].as_ref().unwrap().cluster.clone();
+    wait_for("the follower knows the leader", || {
+        fc.leader(g).map(|l| l.0) == Some(leader)
+    });
+    let fences = fc.stats().relay_fences;
+    fc.block_peer(leader);
+    let t0 = Instant::now();
+    let lost: [&[u8]; 3] = [b"SET", b"k", b"lost"];
+    let (r, ()) = rt.block_on(async {
+        tokio::join!(fc.relay(g, &lost), async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            fc.heal();
+        })
+    });
+    let took = t0.elapsed();
+    assert!(
+        matches!(r, Err(ClusterError::NotLeader(_))),
+        "a lost relayed write answered {r:?}"
+    );
+    assert!(took < Duration::from_secs(8), "settled only after {took:?}");
+    assert!(
+        fc.stats().relay_fences > fences,
+        "no empty batch was relayed"
+    );
+    // The next relayed write goes through, and the lost one never applied.
+    let r = rt
+        .block_on(fc.relay(g, &[b"SET".as_slice(), b"k".as_slice(), b"after"]))
+        .unwrap();
+    assert_eq!(r, b"+OK\r\n");
+    wait_converged(&nodes, 2);
+    for n in nodes.iter().flatten() {
+        assert_eq!(
+            n.host.state(g).get(&b"k"[..]).map(Vec::as_slice),
+            Some(&b"after"[..])
+        );
+    }
+    shutdown_all(&mut nodes);
+}
+
 /// Quiescence: an idle cluster's groups stop ticking and heartbeating on
 /// every node (a few liveness frames per peer remain); a write or a read
 /// wakes a group; a leader cut off while its group is quiesced is

@@ -109,6 +109,10 @@ pub struct Args {
     /// linearizable (or undecided) or show an anomaly.
     #[arg(long, default_value = "cairn-campaign")]
     pub save_dir: PathBuf,
+    /// Only these fault kinds (names as in the summary table, e.g.
+    /// `pause-leader,loss-20pct`); default: all of them.
+    #[arg(long, value_delimiter = ',')]
+    pub faults: Vec<String>,
 }
 
 /// What one round did and found.
@@ -412,6 +416,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         "{} missing: build it (cargo build --release -p cairn-cli) or pass --cairn",
         cairn.display()
     );
+    let known: Vec<String> = Fault::all().iter().map(Fault::name).collect();
+    if let Some(bad) = args.faults.iter().find(|f| !known.contains(f)) {
+        anyhow::bail!("unknown fault kind '{bad}' (one of: {})", known.join(", "));
+    }
     let started = Instant::now();
     let limit = Duration::from_secs_f64(args.minutes.max(0.0) * 60.0);
     let mut spec = ClusterSpec::new(&cairn, &tool);
@@ -513,10 +521,11 @@ fn run_round(
         keys: args.locks.max(1),
         ..mk("lock", "l", 4)
     };
-    let schedule = Schedule::generate(
-        seed,
-        &round_schedule_spec(round_ms, cluster.spec().election_max_ms),
-    );
+    let mut spec = round_schedule_spec(round_ms, cluster.spec().election_max_ms);
+    if !args.faults.is_empty() {
+        spec.faults.retain(|f| args.faults.contains(&f.name()));
+    }
+    let schedule = Schedule::generate(seed, &spec);
     let reg_out = lab.dir().join(format!("round{round}-register.jsonl"));
     let ctr_out = lab.dir().join(format!("round{round}-counter.jsonl"));
     let set_out = lab.dir().join(format!("round{round}-set.jsonl"));

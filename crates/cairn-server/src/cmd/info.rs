@@ -217,6 +217,11 @@ fn render(ctx: &Ctx<'_>, wanted: &[String]) -> String {
                     pl.groups,
                     u8::from(!pl.placing && pl.placed == pl.groups),
                 );
+                let _ = write!(
+                    o,
+                    "cairn_relay_fences:{}\r\ncairn_peer_silent_closes:{}\r\n",
+                    st.relay_fences, st.peer_silent_closes
+                );
                 // The rebalance (docs/OPERATIONS.md, "Rebalancing").
                 let (epoch, copies, minimum) = pl
                     .plan
