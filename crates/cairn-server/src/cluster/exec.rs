@@ -326,6 +326,11 @@ async fn group_step(
             {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
+            // A read changes nothing: one whose forward was lost (its peer
+            // connection closed, its leader deposed) is simply sent again.
+            Err(ClusterError::Unknown(_)) if !d.write && Instant::now() < deadline => {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
             // A read changes nothing: whatever happened, retrying is safe.
             Err(ClusterError::Unknown(why)) if !d.write => {
                 return Err(format!("TRYAGAIN read not answered ({why}); retry"))
