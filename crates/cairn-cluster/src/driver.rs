@@ -1350,7 +1350,8 @@ impl Loop {
         g.raw.read_index(seq.to_le_bytes().to_vec());
     }
 
-    fn queue_messages(&mut self, i: usize, msgs: Vec<Message>) {
+    fn queue_messages(&mut self, i: usize, mut msgs: Vec<Message>) {
+        drop_superseded(&mut msgs);
         let group = self.groups[i].id;
         self.ctx
             .stats
@@ -2015,6 +2016,55 @@ impl RelayTag {
             seq: word(2),
             term: word(3),
         })
+    }
+}
+
+/// Drops the messages of one group's batch that a later message of the
+/// same batch to the same peer makes redundant (Raft tolerates any lost
+/// message, so dropping is always safe; what matters is that nothing is
+/// lost that the later message does not carry):
+/// - a leader's append without entries (it only carries the commit
+///   index, sent when the commit advanced) followed by another append to
+///   that follower in the same term: the later one carries a commit index
+///   at least as high, and raft-rs tracks no in-flight state for an empty
+///   append;
+/// - a follower's accepting append response followed by another accepting
+///   one to the same leader in the same term for an index at least as
+///   high: the leader only needs the highest acknowledged index.
+///
+/// Under load every group commits in every iteration, and each commit
+/// broadcast costs one append and one response per follower.
+fn drop_superseded(msgs: &mut Vec<Message>) {
+    if msgs.len() < 2 {
+        return;
+    }
+    let n = msgs.len();
+    let mut keep = vec![true; n];
+    let mut any = false;
+    for a in 0..n {
+        let m = &msgs[a];
+        let t = m.get_msg_type();
+        let redundant = match t {
+            MessageType::MsgAppend if m.entries.is_empty() => msgs[a + 1..].iter().any(|l| {
+                l.get_msg_type() == MessageType::MsgAppend && l.to == m.to && l.term == m.term
+            }),
+            MessageType::MsgAppendResponse if !m.reject => msgs[a + 1..].iter().any(|l| {
+                l.get_msg_type() == MessageType::MsgAppendResponse
+                    && !l.reject
+                    && l.to == m.to
+                    && l.term == m.term
+                    && l.index >= m.index
+            }),
+            _ => false,
+        };
+        if redundant {
+            keep[a] = false;
+            any = true;
+        }
+    }
+    if any {
+        let mut k = keep.into_iter();
+        msgs.retain(|_| k.next().unwrap_or(true));
     }
 }
 
