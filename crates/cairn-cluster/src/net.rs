@@ -81,6 +81,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(400);
 /// A TCP connect that has not completed by then is given up and tried
 /// again: the kernel would resend a lost SYN only after 1 s, then 3 s.
+/// Assumes peers less than 300 ms apart (round trip), as the election
+/// timeout (1 s by default) does anyway.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 /// A connection that has written nothing for this long writes a PING, so
 /// that its peer hears from it at least this often.
