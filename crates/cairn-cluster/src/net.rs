@@ -1649,16 +1649,7 @@ mod tests {
             }
         });
         // The first call dials; nothing ever answers it.
-        let r = a
-            .call(
-                9,
-                &mute_addr,
-                7,
-                K_ADMIN,
-                b"q".to_vec(),
-                Duration::from_secs(5),
-            )
-            .await;
+        let r = call_once(&a, 9, &mute_addr).await;
         assert!(r.is_err(), "a mute peer answered: {r:?}");
         let lived = tokio::time::timeout(Duration::from_secs(20), conn_rx.recv())
             .await

@@ -252,10 +252,9 @@ fn three_durable_nodes(groups: u16) -> Started {
     (rt, dirs, ports, nodes)
 }
 
-/// Cuts group `g`'s leader off from the other nodes, both ways; returns
-/// its id.
-fn isolate_leader(nodes: &[Option<Node>], g: u16) -> u64 {
-    let leader = (1..=3u64)
+/// The id of the node (of three) that leads group `g` now.
+fn leader_id(nodes: &[Option<Node>], g: u16) -> u64 {
+    (1..=3u64)
         .find(|&id| {
             nodes[id as usize - 1]
                 .as_ref()
@@ -263,7 +262,13 @@ fn isolate_leader(nodes: &[Option<Node>], g: u16) -> u64 {
                 .cluster
                 .is_leader(g)
         })
-        .expect("the group has a leader");
+        .expect("the group has a leader")
+}
+
+/// Cuts group `g`'s leader off from the other nodes, both ways; returns
+/// its id.
+fn isolate_leader(nodes: &[Option<Node>], g: u16) -> u64 {
+    let leader = leader_id(nodes, g);
     for id in 1..=3u64 {
         let c = &nodes[id as usize - 1].as_ref().unwrap().cluster;
         if id == leader {
@@ -503,15 +508,7 @@ fn a_relayed_write_lost_on_the_way_is_refused_soon_and_never_applies() {
     let (rt, _dirs, _ports, mut nodes) = three_durable_nodes(2);
     let g = 1;
     write(&rt, &nodes, g, &[b"SET", b"k", b"before"]);
-    let leader = (1..=3u64)
-        .find(|&id| {
-            nodes[id as usize - 1]
-                .as_ref()
-                .unwrap()
-                .cluster
-                .is_leader(g)
-        })
-        .expect("a leader");
+    let leader = leader_id(&nodes, g);
     let f = (1..=3u64).find(|&id| id != leader).unwrap();
     let fc = nodes[f as usize - 1].as_ref().unwrap().cluster.clone();
     wait_for("the follower knows the leader", || {
