@@ -44,6 +44,12 @@ pub struct DevArgs {
     /// Raft loops per node.
     #[arg(long, default_value_t = 1)]
     raft_loops: usize,
+    /// Scheduling policy of the nodes' threads (normal or batch). Batch
+    /// here: every node shares this machine's cores, and on 2 cores
+    /// SCHED_BATCH gave 8-17% more SETs per second with a lower p99
+    /// (docs/BENCHMARKS.md, session 20).
+    #[arg(long, default_value = "batch")]
+    sched_policy: String,
     /// Address the nodes listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
@@ -126,6 +132,7 @@ pub fn run(a: DevArgs) -> anyhow::Result<()> {
             .args(["--threads", &a.threads.to_string()])
             .args(["--raft-threads", &a.raft_threads.to_string()])
             .args(["--raft-loops", &a.raft_loops.to_string()])
+            .args(["--sched-policy", &a.sched_policy])
             .args(["--log", &a.log])
             .args(if a.tls {
                 let f = |n: &str| certs.join(n).to_string_lossy().into_owned();

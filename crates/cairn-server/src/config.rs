@@ -36,6 +36,11 @@ pub struct Config {
     /// groups, group g on loop g mod N (1 to 64; default 1, measured:
     /// docs/BENCHMARKS.md).
     pub raft_loops: usize,
+    /// The OS scheduling policy of every thread of the process: `normal`
+    /// or `batch` (Linux SCHED_BATCH: a woken thread does not preempt a
+    /// running one; fewer context switches where threads outnumber
+    /// cores). Applied at startup by the `cairn` binary.
+    pub sched_policy: String,
     #[serde(deserialize_with = "de_memory")]
     pub proto_max_bulk_len: u64,
     #[serde(deserialize_with = "de_memory")]
@@ -124,6 +129,7 @@ impl Default for Config {
             threads: 0,
             raft_threads: 0,
             raft_loops: 1,
+            sched_policy: "normal".into(),
             shards: 0,
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
@@ -209,6 +215,9 @@ impl Config {
         }
         if !(1..=64).contains(&self.raft_loops) {
             return Err(invalid("raft-loops", "must be 1..64"));
+        }
+        if self.sched_policy != "normal" && self.sched_policy != "batch" {
+            return Err(invalid("sched-policy", "must be normal or batch"));
         }
         if self.proto_max_bulk_len < 1024 {
             return Err(invalid("proto-max-bulk-len", "must be at least 1024"));
@@ -619,7 +628,7 @@ mod tests {
         fn arbitrary_known_keys_and_values_never_panic(
             key in proptest::sample::select(vec![
                 "bind", "port", "maxmemory", "maxmemory_policy", "maxmemory_samples", "maxclients",
-                "threads", "raft_threads", "raft_loops", "shards", "proto_max_bulk_len", "client_query_buffer_limit", "hz",
+                "threads", "raft_threads", "raft_loops", "sched_policy", "shards", "proto_max_bulk_len", "client_query_buffer_limit", "hz",
             ]),
             value in proptest::prop_oneof![
                 proptest::num::i64::ANY.prop_map(|v| v.to_string()),
@@ -683,6 +692,24 @@ mod tests {
         assert!(matches!(
             Config::from_toml("raft_threads = 257"),
             Err(ConfigError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn sched_policy_is_normal_or_batch() {
+        assert_eq!(Config::default().sched_policy, "normal");
+        assert_eq!(
+            Config::from_toml("sched_policy = \"batch\"")
+                .unwrap()
+                .sched_policy,
+            "batch"
+        );
+        assert!(matches!(
+            Config::from_toml("sched_policy = \"fifo\""),
+            Err(ConfigError::Invalid {
+                name: "sched-policy",
+                ..
+            })
         ));
     }
 }
