@@ -41,6 +41,9 @@ pub trait Host: Send + Sync + 'static {
     /// appending its RESP3 reply to `out`. Deterministic: every replica
     /// gets the same state.
     fn apply(&self, group: u16, at: Stamp, argv: &[&[u8]], out: &mut Vec<u8>);
+    /// A hint before [`Self::apply`]: these keys of `group` are about to
+    /// be written (start loading them). Changes nothing.
+    fn prefetch(&self, _group: u16, _keys: &[&[u8]]) {}
     /// The group's keyspace in the engine's snapshot format.
     fn snapshot(&self, group: u16) -> Vec<u8>;
     /// Replaces the group's keyspace with a snapshot; on error the old

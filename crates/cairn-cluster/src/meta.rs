@@ -736,6 +736,12 @@ impl Host for HostMux {
         }
     }
 
+    fn prefetch(&self, group: u16, keys: &[&[u8]]) {
+        if group != self.meta_group {
+            self.host.prefetch(group, keys);
+        }
+    }
+
     fn snapshot(&self, group: u16) -> Vec<u8> {
         if group != self.meta_group {
             return self.host.snapshot(group);

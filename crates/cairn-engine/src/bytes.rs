@@ -89,6 +89,21 @@ pub(crate) fn prefetch(buf: &[u8]) {
     let _ = buf;
 }
 
+/// Asks the CPU to start loading the cache line at `p` (a hint: reads
+/// nothing, never faults).
+#[inline]
+pub(crate) fn prefetch_line<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is a hint that never faults nor reads into
+        // the program, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Edits an exact-size buffer as a `Vec` and puts it back exact-size: a
 /// growth that reserved exactly what it pushed costs no second
 /// reallocation, a shrink gives the spare bytes back (in place when the

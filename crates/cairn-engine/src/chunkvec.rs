@@ -64,6 +64,14 @@ impl<T> ChunkVec<T> {
         }
     }
 
+    /// Asks the CPU to start loading element `i` (nothing if out of range).
+    #[inline]
+    pub fn prefetch(&self, i: usize) {
+        if let Some(v) = self.get(i) {
+            crate::bytes::prefetch_line(v as *const T);
+        }
+    }
+
     pub fn push(&mut self, v: T) {
         match self.chunks.last_mut() {
             Some(last) if last.len() < CHUNK => last.push(v),

@@ -50,6 +50,16 @@ impl Host for ServerHost {
         shared.db.refresh(i, &ks);
     }
 
+    fn prefetch(&self, group: u16, keys: &[&[u8]]) {
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        let ks = shared.db.lock(group as usize);
+        for k in keys {
+            ks.prefetch(k);
+        }
+    }
+
     fn snapshot(&self, group: u16) -> Vec<u8> {
         let Some(shared) = self.shared() else {
             return Vec::new();
