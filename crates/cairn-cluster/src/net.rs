@@ -96,6 +96,18 @@ const PING_EVERY: Duration = Duration::from_millis(100);
 /// is retried elsewhere. Many PING intervals, so a busy machine's late
 /// timers do not close healthy connections.
 pub const SILENT_AFTER: Duration = Duration::from_millis(750);
+/// The least time TCP waits before resending an unacknowledged segment on
+/// a peer connection (Linux: 200 ms for every socket unless told
+/// otherwise), and the most it backs off to (120 s). Under heavy loss a
+/// segment lost twice in a row costs 0.2 + 0.4 s at the defaults, three
+/// times 1.4 s — and every group's traffic between the two nodes waits
+/// behind it on the one connection. 50 ms stays above the receiver's
+/// delayed-ACK timer (40 ms), so a delayed ACK does not look like a loss;
+/// a peer far away gets its own measured round trip as the timeout
+/// anyway (the kernel's RTO is the larger of this and srtt + 4 rttvar).
+const RTO_MIN: Duration = Duration::from_millis(50);
+/// 1 s is the least the kernel accepts.
+const RTO_MAX: Duration = Duration::from_secs(1);
 const CONNECT_GRACE: Duration = Duration::from_millis(150);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A HELLO frame is at most 80 bytes of payload; anything longer is not one.
@@ -707,13 +719,43 @@ fn auth_failed(net: &PeerNet, what: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::PermissionDenied, what)
 }
 
+/// Socket options of every peer connection: no Nagle delay, and shorter
+/// retransmission timeouts ([`RTO_MIN`], [`RTO_MAX`]) where the kernel
+/// has them (Linux 6.15 and later; elsewhere the kernel's defaults stay).
+fn tune(tcp: &TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        const TCP_RTO_MAX_MS: libc::c_int = 44;
+        const TCP_RTO_MIN_US: libc::c_int = 45;
+        let set = |opt: libc::c_int, v: u128| {
+            let v = libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
+            // SAFETY: setsockopt on a descriptor this stream owns, with a
+            // pointer to a c_int and its size; an unknown option only
+            // returns an error.
+            unsafe {
+                libc::setsockopt(
+                    tcp.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    opt,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            }
+        };
+        set(TCP_RTO_MIN_US, RTO_MIN.as_micros());
+        set(TCP_RTO_MAX_MS, RTO_MAX.as_millis());
+    }
+}
+
 /// Dials peer `p` and exchanges HELLOs (and, with a secret, proofs): the
 /// stream and the bytes read past the handshake.
 async fn dial(net: &PeerNet, p: &Peer, addr: &str) -> std::io::Result<(PeerStream, Vec<u8>)> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect(addr, net.source))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    let _ = tcp.set_nodelay(true);
+    tune(&tcp);
     let mut stream = match net.tls.get() {
         None => PeerStream::Plain(tcp),
         Some(tls) => {
@@ -813,7 +855,7 @@ async fn dial_loop(net: Arc<PeerNet>, p: Arc<Peer>) {
 /// An accepted connection: HELLO (and, with a secret, the proofs), then
 /// the same as a dialled one.
 async fn accept(net: Arc<PeerNet>, tcp: TcpStream, addr: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
+    tune(&tcp);
     let mut stream = match net.tls.get() {
         None => PeerStream::Plain(tcp),
         Some(tls) => {
@@ -1618,6 +1660,43 @@ mod tests {
     /// (a stopped process, or a connection stuck in TCP retransmission
     /// backoff): the connection is closed and dialled again; one that
     /// merely has nothing to say stays up, kept alive by PINGs.
+    /// Peer sockets resend a lost segment after 50 ms, not the kernel's
+    /// 200 ms, and back off to 1 s at most (where the kernel has the
+    /// options; this machine's does).
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn peer_sockets_get_short_retransmission_timeouts() {
+        use std::os::fd::AsRawFd;
+        let get = |tcp: &TcpStream, opt: libc::c_int| {
+            let mut v: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt into a c_int with its size.
+            let r = unsafe {
+                libc::getsockopt(
+                    tcp.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    opt,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            (r == 0).then_some(v)
+        };
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let Some(before) = get(&tcp, 45) else {
+            eprintln!("kernel without TCP_RTO_MIN_US: nothing to check");
+            return;
+        };
+        assert_eq!(before, 200_000, "the kernel default");
+        tune(&tcp);
+        // Rounded to the kernel's clock tick.
+        let min = get(&tcp, 45).unwrap();
+        assert!((50_000..=54_000).contains(&min), "rto min {min} us");
+        assert_eq!(get(&tcp, 44), Some(1000), "rto max ms");
+        assert!(tcp.nodelay().unwrap());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_silent_peer_connection_is_closed_and_redialled_an_idle_one_is_kept() {
         let (a, _a_addr, _sa) = node(1).await;
