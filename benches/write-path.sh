@@ -7,7 +7,8 @@
 #                         [--dev-args "ARGS"] [--durabilities durable,volatile]
 #
 # For each of -P16 and -P1 (redis-benchmark -c 50 -r 100000 -t set,get):
-# requests/s of the single node and of the cluster, their ratio, and the
+# requests/s of the single node (measured again right before each
+# cluster) and of the cluster, their ratio, and the
 # cluster's CPU time per request (all three node processes, from
 # /proc/PID/stat) — for durable and volatile clusters. Then the idle CPU of
 # a durable cluster with no load (% of one core per node). Everything talks
@@ -29,7 +30,7 @@ while (($#)); do
     --idle) IDLE="${2:?}"; shift ;;
     --dev-args) DEV_ARGS="${2?}"; shift ;;
     --durabilities) DURABILITIES="${2//,/ }"; shift ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -102,16 +103,22 @@ PIDS+=($!)
 wait_ping "$SP"
 
 declare -A SINGLE
-for P in 16 1; do
-    for T in set get; do
-        # 5x the requests: at over a million per second, N alone would
-        # be over in a fraction of a second and mostly noise.
-        SINGLE[$P$T]=$(rps "$SP" $P $T $((N * 5)))
+# Measured again right before each cluster: this kind of machine gives
+# the single node rates 20% apart from one minute to the next, and the
+# ratio should compare the two under the same conditions.
+measure_single() {
+    for P in 16 1; do
+        for T in set get; do
+            # 5x the requests: at over a million per second, N alone would
+            # be over in a fraction of a second and mostly noise.
+            SINGLE[$P$T]=$(rps "$SP" $P $T $((N * 5)))
+        done
     done
-done
+}
 
 run_cluster() { # durability
     local d=$1 base
+    measure_single
     base=$(( ($(free_port) % 20000) + 20000 ))
     # shellcheck disable=SC2086
     "$CAIRN" dev --nodes 3 --port "$base" --durability "$d" --dir "$WORK/dev-$d" $DEV_ARGS >"$WORK/dev-$d.log" 2>&1 &
