@@ -34,6 +34,7 @@ fn render(c: &Config) -> String {
         shards,
         raft_threads,
         raft_loops,
+        sched_policy,
         proto_max_bulk_len,
         client_query_buffer_limit,
         timeout,
@@ -113,6 +114,7 @@ fn render(c: &Config) -> String {
     s("cluster_peers", cluster_peers.clone());
     s("dir", dir.clone());
     s("durability", durability.clone());
+    s("sched_policy", sched_policy.clone());
     s("replication_factor", replication_factor.clone());
     s("requirepass", requirepass.clone());
     s("aclfile", aclfile.clone());
