@@ -725,22 +725,19 @@ fn tune(tcp: &TcpStream) {
     {
         use std::os::fd::AsRawFd;
         const TCP_RTO_MAX_MS: libc::c_int = 44;
-        let set = |opt: libc::c_int, v: u128| {
-            let v = libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
-            // SAFETY: setsockopt on a descriptor this stream owns, with a
-            // pointer to a c_int and its size; an unknown option only
-            // returns an error.
-            unsafe {
-                libc::setsockopt(
-                    tcp.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    opt,
-                    (&v as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            }
-        };
-        set(TCP_RTO_MAX_MS, RTO_MAX.as_millis());
+        let max_ms = libc::c_int::try_from(RTO_MAX.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt on a descriptor this stream owns, with a
+        // pointer to a c_int and its size; an unknown option only returns
+        // an error.
+        unsafe {
+            libc::setsockopt(
+                tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                TCP_RTO_MAX_MS,
+                (&max_ms as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
     }
 }
 

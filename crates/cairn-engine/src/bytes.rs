@@ -75,18 +75,10 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
 /// reads nothing and changes nothing.
 #[inline]
 pub(crate) fn prefetch(buf: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let lines = buf.len().min(2048).div_ceil(64);
-        for i in 1..lines {
-            // SAFETY: a prefetch is a hint that never faults nor reads into
-            // the program; the address is inside `buf` (i * 64 < len).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(buf.as_ptr().add(i * 64).cast()) };
-        }
+    let lines = buf.len().min(2048).div_ceil(64);
+    for i in 1..lines {
+        prefetch_line(buf[i * 64..].as_ptr());
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = buf;
 }
 
 /// Asks the CPU to start loading the cache line at `p` (a hint: reads
