@@ -669,74 +669,103 @@ impl Work<'_> {
     /// joins h_(k-1) in place of x_(k-1), ..., x_1 joins a start group in
     /// place of its `leaving`", ending at a node `y` below quota, and
     /// applies it. Cost = replicas disturbed that were kept (a replica
-    /// added in this run moves for free). A 0-1 BFS over groups, O(groups
-    /// × (nodes + groups) × r). `banned` never joins (the node shedding).
+    /// added in this run moves for free). A 0-1 BFS over the states
+    /// (group, the replica leaving it) — not over groups alone: which
+    /// replica leaves decides who may join under the zone rule, so a group
+    /// reached first with one leaving replica must stay reachable with
+    /// another. A chain never visits a group twice (each step is checked
+    /// against the group as it is). O(groups × r × (nodes + groups) × r).
+    /// `banned` never joins (the node shedding).
     fn augment(&mut self, starts: &[(usize, Option<usize>)], banned: Option<usize>) -> bool {
         let (gn, n) = (self.lay.groups, self.lay.ids.len());
-        let mut member_of: Vec<Vec<usize>> = vec![Vec::new(); n];
+        // State (g, slot): slot < r is `sets[g][slot]` leaving, slot r is
+        // nobody leaving (a hole to fill).
+        let width = self.lay.r + 1;
+        let mut member_of: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
         for (g, set) in self.sets.iter().enumerate() {
-            for &x in set {
-                member_of[x].push(g);
+            for (slot, &x) in set.iter().enumerate() {
+                member_of[x].push((g, slot));
             }
         }
-        let mut dist = vec![usize::MAX; gn];
-        let mut leaving: Vec<Option<usize>> = vec![None; gn];
-        let mut parent: Vec<Option<usize>> = vec![None; gn];
-        let mut done = vec![false; gn];
+        let leaving = |sets: &[Vec<usize>], s: usize| -> Option<usize> {
+            sets[s / width]
+                .get(s % width)
+                .copied()
+                .filter(|_| s % width < width - 1)
+        };
+        let mut dist = vec![usize::MAX; gn * width];
+        let mut parent: Vec<Option<usize>> = vec![None; gn * width];
+        let mut done = vec![false; gn * width];
         let mut queue = VecDeque::new();
         for &(g, l) in starts {
-            if dist[g] == usize::MAX {
-                dist[g] = 0;
-                leaving[g] = l;
-                queue.push_back(g);
+            let slot = match l {
+                Some(x) => match self.sets[g].iter().position(|&y| y == x) {
+                    Some(slot) => slot,
+                    None => continue,
+                },
+                None => width - 1,
+            };
+            let s = g * width + slot;
+            if dist[s] == usize::MAX {
+                dist[s] = 0;
+                queue.push_back(s);
             }
         }
-        while let Some(h) = queue.pop_front() {
-            if std::mem::replace(&mut done[h], true) {
+        while let Some(s) = queue.pop_front() {
+            if std::mem::replace(&mut done[s], true) {
                 continue;
             }
-            if let Some(y) = self.best_joiner(h, leaving[h], banned) {
-                self.apply_chain(h, y, &leaving, &parent);
+            let (h, out) = (s / width, leaving(&self.sets, s));
+            if let Some(y) = self.best_joiner(h, out, banned) {
+                let mut chain = vec![(h, out)];
+                let mut at = s;
+                while let Some(p) = parent[at] {
+                    chain.push((p / width, leaving(&self.sets, p)));
+                    at = p;
+                }
+                let mut joining = y;
+                for (g, l) in chain {
+                    self.swap(g, l, joining);
+                    match l {
+                        Some(l) => joining = l,
+                        None => break,
+                    }
+                }
                 return true;
             }
             for (x, groups_of_x) in member_of.iter().enumerate() {
-                if Some(x) == banned || !self.may_join(h, x, leaving[h]) {
+                if Some(x) == banned || !self.may_join(h, x, out) {
                     continue;
                 }
-                for &h2 in groups_of_x {
-                    let cost = dist[h] + usize::from(self.kept[h2].contains(&x));
-                    if !done[h2] && cost < dist[h2] {
-                        dist[h2] = cost;
-                        leaving[h2] = Some(x);
-                        parent[h2] = Some(h);
-                        if cost == dist[h] {
-                            queue.push_front(h2);
-                        } else {
-                            queue.push_back(h2);
-                        }
+                for &(h2, slot) in groups_of_x {
+                    let t = h2 * width + slot;
+                    let cost = dist[s] + usize::from(self.kept[h2].contains(&x));
+                    if done[t] || cost >= dist[t] || on_chain(&parent, s, h2, width) {
+                        continue;
+                    }
+                    dist[t] = cost;
+                    parent[t] = Some(s);
+                    if cost == dist[s] {
+                        queue.push_front(t);
+                    } else {
+                        queue.push_back(t);
                     }
                 }
             }
         }
         false
     }
+}
 
-    fn apply_chain(
-        &mut self,
-        mut h: usize,
-        mut joining: usize,
-        leaving: &[Option<usize>],
-        parent: &[Option<usize>],
-    ) {
-        loop {
-            self.swap(h, leaving[h], joining);
-            match (parent[h], leaving[h]) {
-                (Some(p), Some(l)) => {
-                    h = p;
-                    joining = l;
-                }
-                _ => break,
-            }
+/// Whether the chain ending at state `s` already passes group `g`.
+fn on_chain(parent: &[Option<usize>], mut s: usize, g: usize, width: usize) -> bool {
+    loop {
+        if s / width == g {
+            return true;
+        }
+        match parent[s] {
+            Some(p) => s = p,
+            None => return false,
         }
     }
 }
@@ -1335,6 +1364,75 @@ mod tests {
                 zone: (zone > 0).then(|| format!("z{zone}")),
             })
             .collect()
+    }
+
+    /// Whether every node of positive weight holds exactly the quota
+    /// `place` aimed at when it started from `from`.
+    fn at_quota(
+        p: &Placement,
+        members: &[Member],
+        from: &Placement,
+        groups: u16,
+        rf: usize,
+    ) -> bool {
+        let lay = Layout::new(members, groups, rf).unwrap();
+        let quotas = lay.quotas(&lay.counts(&lay.keep(Some(from))));
+        let counts = p.replicas_per_node();
+        lay.ids
+            .iter()
+            .zip(&quotas)
+            .all(|(id, q)| counts.get(id).copied().unwrap_or(0) == q.target)
+    }
+
+    /// Found by the proptest in CI (session 21): node 2 was one over its
+    /// quota and node 1 one under; the one fixing chain (node 5 takes
+    /// node 2's place in group 39, node 1 takes node 5's in group 6) was
+    /// missed because the search had already reached group 6 with node 3
+    /// leaving it, which lets no one of node 1's zone in. The placement
+    /// stayed off quota, and placing again moved a replica: the controller
+    /// would have copied data twice for one membership change.
+    #[test]
+    fn a_chain_may_enter_a_group_through_any_of_its_replicas() {
+        let m1 = members_from(&[(1, 1), (2, 0), (1, 3), (1, 3), (1, 2), (2, 0)]);
+        let m2 = members_from(&[(2, 3), (2, 1), (1, 0), (3, 1), (2, 3), (2, 3)]);
+        let p1 = place(&m1, 43, 4, None).unwrap();
+        let p2 = place(&m2, 43, 4, Some(&p1)).unwrap();
+        check(&p2, &m2, 43, 4);
+        assert!(
+            at_quota(&p2, &m2, &p1, 43, 4),
+            "{:?}",
+            p2.replicas_per_node()
+        );
+        assert_eq!(place(&m2, 43, 4, Some(&p2)).unwrap(), p2);
+    }
+
+    /// 1,500 fixed pseudo-random changes (the proptest below draws 96 new
+    /// ones per run): every placement reaches its quotas and is a fixed
+    /// point. Before the chain search covered every leaving replica, about
+    /// 1 change in 1,300 missed a quota and 1 in 20,000 moved again.
+    #[test]
+    fn many_changes_reach_their_quotas_and_place_again_to_themselves() {
+        let mut seed = 20261208u64;
+        let mut next = |below: u64| {
+            seed = mix(seed.wrapping_add(0x9E37_79B9_7F4A_7C15));
+            seed % below
+        };
+        for case in 0..1500 {
+            let mut spec = |min: u64| -> Vec<(u32, usize)> {
+                (0..min + next(9 - min))
+                    .map(|_| (next(4) as u32, next(4) as usize))
+                    .collect()
+            };
+            let (before, after) = (spec(1), spec(0));
+            let (m1, m2) = (members_from(&before), members_from(&after));
+            let groups = 1 + next(47) as u16;
+            let rf = 1 + next(4) as usize;
+            let p1 = place(&m1, groups, rf, None).unwrap();
+            let p2 = place(&m2, groups, rf, Some(&p1)).unwrap();
+            let what = format!("case {case}: {before:?} -> {after:?}, {groups} groups, rf {rf}");
+            assert!(at_quota(&p2, &m2, &p1, groups, rf), "{what}");
+            assert_eq!(place(&m2, groups, rf, Some(&p2)).unwrap(), p2, "{what}");
+        }
     }
 
     proptest! {
