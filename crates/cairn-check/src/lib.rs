@@ -52,6 +52,7 @@ pub mod history;
 pub mod linear;
 pub mod lock;
 pub mod model;
+pub mod ports;
 pub mod set;
 
 pub use fenced::{

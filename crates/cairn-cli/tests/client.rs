@@ -8,7 +8,6 @@
 //! see the nodes' logs.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,14 +25,7 @@ fn one_at_a_time() -> Serial {
 
 /// A RESP port whose peer port (RESP + 10000) is free too.
 fn free_port() -> u16 {
-    for _ in 0..1000 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = l.local_addr().expect("addr").port();
-        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair in 1000 tries");
+    cairn_check::ports::free_port_with(&[0, 10000])
 }
 
 /// Three `cairn server` processes; killed (and resumed first, if

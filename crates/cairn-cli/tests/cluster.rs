@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -114,54 +114,20 @@ fn text(r: &Reply) -> String {
 // ---------- the cluster ----------
 
 /// A RESP port P and its default peer port P + 10000, both free now and
-/// both below the kernel's ephemeral range (32768 and up here): a port
-/// the kernel handed out by `bind(0)` is in that range, and between this
-/// check and the node's own bind, one of the many outgoing connections of
-/// the nodes already running could take it as its source port ("Address
-/// already in use" at start, seen once in CI). Never the same pair twice
-/// in one test process.
+/// below the kernel's ephemeral range (`cairn_check::ports`).
 fn free_port_pair() -> (u16, u16) {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-        ^ std::process::id().wrapping_mul(2_654_435_761);
-    loop {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let x = seed
-            .wrapping_add(n.wrapping_mul(40_503))
-            .wrapping_mul(2_654_435_761);
-        let p = 12000 + (x >> 8) as u16 % 10000;
-        let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
-        if used.contains(&p) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", p)).is_ok()
-            && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok()
-        {
-            used.push(p);
-            return (p, p + 10000);
-        }
-    }
+    let p = cairn_check::ports::free_port_with(&[0, 10000]);
+    (p, p + 10000)
 }
 
-/// A base RESP port P below `below` for `cairn dev --nodes 3`: for each
-/// node i, P + i + every offset in `offsets` is free right now (0 is the
-/// RESP port, 10000 the peer port, 100 a TLS port).
-fn free_dev_base(below: u16, offsets: &[u16]) -> u16 {
-    loop {
-        let (p, _) = free_port_pair();
-        if p < below
-            && (0..3).all(|i| {
-                offsets
-                    .iter()
-                    .all(|&o| TcpListener::bind(("127.0.0.1", p + i + o)).is_ok())
-            })
-        {
-            return p;
-        }
-    }
+/// A base RESP port P for `cairn dev --nodes 3`: for each node i,
+/// P + i + every offset in `offsets` is free (0 is the RESP port, 10000
+/// the peer port, 100 a TLS port).
+fn free_dev_base(offsets: &[u16]) -> u16 {
+    let all: Vec<u16> = (0..3)
+        .flat_map(|i| offsets.iter().map(move |&o| i + o))
+        .collect();
+    cairn_check::ports::free_port_with(&all)
 }
 
 /// Spawns `cmd` (a `cairn dev`) with stdout piped, returns the child and
@@ -1056,7 +1022,7 @@ fn a_node_is_replaced_under_load_without_downtime() {
 fn cairn_dev_runs_a_local_cluster_and_ctrl_c_stops_it() {
     let _g = serial();
     // Three consecutive free RESP ports whose peer ports (+10000) are free too.
-    let base = free_dev_base(54990, &[0, 10000]);
+    let base = free_dev_base(&[0, 10000]);
     let tmp = tempfile::tempdir().unwrap();
     let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
     let (mut dev, banner) = spawn_with_banner(
@@ -1124,7 +1090,7 @@ fn cairn_dev_runs_a_local_cluster_and_ctrl_c_stops_it() {
 fn cairn_dev_tls_runs_a_tls_cluster_redis_cli_tls_reaches() {
     let _g = serial();
     // RESP ports P..P+2 with their TLS (+100) and peer (+10000) ports free.
-    let base = free_dev_base(55000, &[0, 100, 10000]);
+    let base = free_dev_base(&[0, 100, 10000]);
     let tmp = tempfile::tempdir().unwrap();
     let bin = std::env::var("CAIRN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
     let (mut dev, banner) = spawn_with_banner(

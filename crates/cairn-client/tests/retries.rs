@@ -55,8 +55,7 @@ impl Fake {
 }
 
 async fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr").port()
+    cairn_check::ports::free_port()
 }
 
 async fn serve(

@@ -2227,7 +2227,7 @@ mod tests {
         }
         let mut e = Entry::default();
         e.set_entry_type(EntryType::EntryNormal);
-        e.data = data.into();
+        e.data = data;
         e
     }
 
@@ -2244,7 +2244,7 @@ mod tests {
     fn hinted_keys_are_first_arguments_in_order_within_the_budget() {
         let mut conf = Entry::default();
         conf.set_entry_type(EntryType::EntryConfChangeV2);
-        conf.data = b"not a command".to_vec().into();
+        conf.data = b"not a command".to_vec();
         let batches = vec![
             (
                 3,

@@ -3,7 +3,6 @@
 //! failover, and restart from the durable log.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -86,14 +85,6 @@ impl Host for KvHost {
             out
         })
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Node {
@@ -210,7 +201,7 @@ fn durable_nodes(n: usize, groups: u16) -> Started {
         .build()
         .unwrap();
     let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..n).map(|_| cairn_check::ports::free_port()).collect();
     let nodes = (1..=n as u64)
         .map(|id| {
             Some(start(
@@ -238,7 +229,7 @@ fn three_durable_nodes(groups: u16) -> Started {
         .build()
         .unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| cairn_check::ports::free_port()).collect();
     let nodes = (1..=3)
         .map(|id| {
             Some(start(
@@ -650,7 +641,7 @@ fn three_loops_per_node_replicate_restart_and_quiesce() {
         .build()
         .unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| cairn_check::ports::free_port()).collect();
     let boot = |dirs: &[tempfile::TempDir]| -> Vec<Option<Node>> {
         (1..=3)
             .map(|id| {

@@ -174,10 +174,7 @@ impl Drop for Server {
 
 /// Starts a standalone cairn on a free loopback port.
 pub fn loopback_server() -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = cairn_check::ports::free_port();
     let child = Command::new(cairn_binary())
         .args([
             "server",

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,10 +49,7 @@ impl Reference {
 
     /// With extra `--name value` settings.
     pub fn start_with(settings: &[&str]) -> Reference {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = cairn_check::ports::free_port();
         let child = Command::new("redis-server")
             .args([
                 "--port",
