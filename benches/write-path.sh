@@ -18,7 +18,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CAIRN=${CAIRN:-"$ROOT/target/release/cairn"}
-N=200000
+N=1000000
 BUILD=1
 IDLE=10
 DEV_ARGS=""
