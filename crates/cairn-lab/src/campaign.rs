@@ -105,8 +105,13 @@ pub struct Args {
     /// Pause between a client's operations, ms.
     #[arg(long, default_value_t = 2)]
     pub think_ms: u64,
+    /// The nodes' `--log` filter (their logs are kept with a saved round),
+    /// e.g. `info,cairn_cluster=debug` to see the peer links and relays.
+    #[arg(long, default_value = "warn")]
+    pub node_log: String,
     /// Where to save histories, schedules and logs of rounds that are not
-    /// linearizable (or undecided) or show an anomaly.
+    /// linearizable (or undecided), show an anomaly, or stall a healthy
+    /// node longer than election time + 1 s.
     #[arg(long, default_value = "cairn-campaign")]
     pub save_dir: PathBuf,
     /// Only these fault kinds (names as in the summary table, e.g.
@@ -147,12 +152,19 @@ pub struct RoundReport {
 
 impl RoundReport {
     /// Whether any workload's verdict is not linearizable (valid) or the
-    /// round showed an anomaly.
+    /// round showed an anomaly (the campaign then exits with 1).
     pub fn suspicious(&self) -> bool {
         [&self.register, &self.counter, &self.set, &self.lock]
             .iter()
             .any(|k| k.verdict != Some(Verdict::Linearizable))
             || !self.anomalies.is_empty()
+    }
+
+    /// Whether a healthy node went longer than `limit_ms` without a
+    /// completed request (the availability target): not a safety
+    /// failure, but its evidence is saved like a suspicious round's.
+    pub fn stalled_over(&self, limit_ms: u64) -> bool {
+        self.stalls.iter().any(|s| s.longest_ms > limit_ms)
     }
 }
 
@@ -395,6 +407,13 @@ fn history_counts(h: &History) -> (usize, usize, usize) {
     (h.ops.len(), ok, info)
 }
 
+impl Args {
+    /// The availability target: election time + 1 s.
+    pub fn stall_limit_ms(&self) -> u64 {
+        self.election_max_ms + 1000
+    }
+}
+
 /// Entry point of the subcommand.
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let seed = args.seed.unwrap_or_else(|| {
@@ -430,6 +449,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     spec.durable = !args.volatile;
     spec.unsafe_stale_reads = args.unsafe_stale_reads;
     spec.threads = 1;
+    spec.log.clone_from(&args.node_log);
     println!(
         "campaign seed {seed}: {} min, {} s rounds, cairn {}, 3 {} nodes, {} groups, heartbeat {} ms, election {}-{} ms{}",
         args.minutes,
@@ -696,7 +716,7 @@ fn run_round(
         stalls,
         took: t0.elapsed(),
     };
-    if report.suspicious() {
+    if report.suspicious() || report.stalled_over(args.stall_limit_ms()) {
         let dir = args
             .save_dir
             .join(format!("seed{campaign_seed}-round{round}"));
@@ -942,7 +962,7 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
     let _ = writeln!(s, "| anomalies | {} |", anomalies.len());
     // Availability per fault kind: the longest stretch without a
     // completed request at a healthy node, against the target.
-    let limit = args.election_max_ms + 1000;
+    let limit = args.stall_limit_ms();
     let mut stalls: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for r in reports {
         for st in &r.stalls {

@@ -618,8 +618,8 @@ impl Schedule {
                     Some(d) => {
                         let st = d.stop()?;
                         format!(
-                            "removed the delay ({} packets held, mean {} µs)",
-                            st.released, st.hold_us_mean
+                            "removed the delay ({} packets held, mean {} µs, at most {} at once, {} dropped at the cap, {} verdicts refused)",
+                            st.released, st.hold_us_mean, st.held_max, st.dropped_cap, st.verdict_errors
                         )
                     }
                     None => "no delay to remove".into(),
