@@ -674,8 +674,11 @@ impl Work<'_> {
     /// replica leaves decides who may join under the zone rule, so a group
     /// reached first with one leaving replica must stay reachable with
     /// another. A chain never visits a group twice (each step is checked
-    /// against the group as it is). O(groups × r × (nodes + groups) × r).
-    /// `banned` never joins (the node shedding).
+    /// against the group as it is). Not complete: a state is settled by
+    /// its first cheapest chain, so a costlier one that avoids a group the
+    /// first passed is dropped (docs/design/placement.md, step 6).
+    /// O(groups × r × (nodes + groups) × r). `banned` never joins (the
+    /// node shedding).
     fn augment(&mut self, starts: &[(usize, Option<usize>)], banned: Option<usize>) -> bool {
         let (gn, n) = (self.lay.groups, self.lay.ids.len());
         // State (g, slot): slot < r is `sets[g][slot]` leaving, slot r is

@@ -1001,3 +1001,52 @@ pub fn summarize(seed: u64, args: &Args, reports: &[RoundReport], took: Duration
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avail::Stall;
+
+    fn report(stalls: &[u64]) -> RoundReport {
+        let ok = KindResult {
+            verdict: Some(Verdict::Linearizable),
+            ..KindResult::default()
+        };
+        RoundReport {
+            round: 1,
+            seed: 1,
+            faults: vec![],
+            register: ok.clone(),
+            counter: ok.clone(),
+            set: ok.clone(),
+            lock: ok,
+            lock_counts: LockCounts::default(),
+            anomalies: vec![],
+            notes: vec![],
+            stalls: stalls
+                .iter()
+                .map(|&ms| Stall {
+                    fault: "latency-leader".into(),
+                    longest_ms: ms,
+                    node: 0,
+                })
+                .collect(),
+            took: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_stall_past_the_target_is_kept_but_is_not_a_safety_failure() {
+        let limit = 2000;
+        assert!(!report(&[300, 2000]).stalled_over(limit));
+        let slow = report(&[300, 3777]);
+        assert!(slow.stalled_over(limit));
+        assert!(
+            !slow.suspicious(),
+            "availability never changes the exit status"
+        );
+        let mut bad = report(&[]);
+        bad.anomalies.push("replicas differ".into());
+        assert!(bad.suspicious() && !bad.stalled_over(limit));
+    }
+}
