@@ -30,7 +30,7 @@ struct Fake {
 
 impl Fake {
     async fn start(script: Script) -> Fake {
-        Fake::on(free_port().await, script).await
+        Fake::on(cairn_check::ports::free_port(), script).await
     }
 
     /// A fake on a given port (so a `CLUSTER SLOTS` reply can name it).
@@ -52,10 +52,6 @@ impl Fake {
     fn seen(&self, name: &str) -> usize {
         *self.seen.lock().expect("lock").get(name).unwrap_or(&0)
     }
-}
-
-async fn free_port() -> u16 {
-    cairn_check::ports::free_port()
 }
 
 async fn serve(
@@ -215,7 +211,10 @@ fn all_slots_to(port: u16) -> String {
 
 #[tokio::test]
 async fn moved_is_followed_and_remembered() {
-    let (pa, pb) = (free_port().await, free_port().await);
+    let (pa, pb) = (
+        cairn_check::ports::free_port(),
+        cairn_check::ports::free_port(),
+    );
     // B leads every slot and knows it.
     let b = Fake::on(
         pb,

@@ -105,6 +105,12 @@ pub const SILENT_AFTER: Duration = Duration::from_millis(750);
 /// 100 ± 50 ms (more than the timeout) stalled a node for 5.3 s
 /// (docs/VERIFICATION.md, session 20).
 const RTO_MAX: Duration = Duration::from_secs(1);
+/// Linux's `TCP_RTO_MAX_MS` and `TCP_RTO_MIN_US` socket options (6.15;
+/// not in the libc crate yet).
+#[cfg(target_os = "linux")]
+const TCP_RTO_MAX_MS: libc::c_int = 44;
+#[cfg(all(target_os = "linux", test))]
+const TCP_RTO_MIN_US: libc::c_int = 45;
 const CONNECT_GRACE: Duration = Duration::from_millis(150);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A HELLO frame is at most 80 bytes of payload; anything longer is not one.
@@ -724,7 +730,6 @@ fn tune(tcp: &TcpStream) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        const TCP_RTO_MAX_MS: libc::c_int = 44;
         let max_ms = libc::c_int::try_from(RTO_MAX.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: setsockopt on a descriptor this stream owns, with a
         // pointer to a c_int and its size; an unknown option only returns
@@ -1648,10 +1653,6 @@ mod tests {
         let _ = a_addr;
     }
 
-    /// A peer that completes the handshake and then never writes again
-    /// (a stopped process, or a connection stuck in TCP retransmission
-    /// backoff): the connection is closed and dialled again; one that
-    /// merely has nothing to say stays up, kept alive by PINGs.
     /// Peer sockets back off to 1 s at most between resends, not the
     /// kernel's 120 s, and keep its 200 ms least timeout (where the kernel
     /// has the options; this machine's does).
@@ -1676,18 +1677,22 @@ mod tests {
         };
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let Some(before) = get(&tcp, 44) else {
+        let Some(before) = get(&tcp, TCP_RTO_MAX_MS) else {
             eprintln!("kernel without TCP_RTO_MAX_MS: nothing to check");
             return;
         };
         assert_eq!(before, 120_000, "the kernel default");
-        let min = get(&tcp, 45);
+        let min = get(&tcp, TCP_RTO_MIN_US);
         tune(&tcp);
-        assert_eq!(get(&tcp, 44), Some(1000), "rto max ms");
-        assert_eq!(get(&tcp, 45), min, "rto min left alone");
+        assert_eq!(get(&tcp, TCP_RTO_MAX_MS), Some(1000), "rto max ms");
+        assert_eq!(get(&tcp, TCP_RTO_MIN_US), min, "rto min left alone");
         assert!(tcp.nodelay().unwrap());
     }
 
+    /// A peer that completes the handshake and then never writes again
+    /// (a stopped process, or a connection stuck in TCP retransmission
+    /// backoff): the connection is closed and dialled again; one that
+    /// merely has nothing to say stays up, kept alive by PINGs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_silent_peer_connection_is_closed_and_redialled_an_idle_one_is_kept() {
         let (a, _a_addr, _sa) = node(1).await;

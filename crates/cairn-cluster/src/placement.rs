@@ -690,12 +690,6 @@ impl Work<'_> {
                 member_of[x].push((g, slot));
             }
         }
-        let leaving = |sets: &[Vec<usize>], s: usize| -> Option<usize> {
-            sets[s / width]
-                .get(s % width)
-                .copied()
-                .filter(|_| s % width < width - 1)
-        };
         let mut dist = vec![usize::MAX; gn * width];
         let mut parent: Vec<Option<usize>> = vec![None; gn * width];
         let mut done = vec![false; gn * width];
@@ -718,22 +712,9 @@ impl Work<'_> {
             if std::mem::replace(&mut done[s], true) {
                 continue;
             }
-            let (h, out) = (s / width, leaving(&self.sets, s));
+            let (h, out) = (s / width, leaving(&self.sets, s, width));
             if let Some(y) = self.best_joiner(h, out, banned) {
-                let mut chain = vec![(h, out)];
-                let mut at = s;
-                while let Some(p) = parent[at] {
-                    chain.push((p / width, leaving(&self.sets, p)));
-                    at = p;
-                }
-                let mut joining = y;
-                for (g, l) in chain {
-                    self.swap(g, l, joining);
-                    match l {
-                        Some(l) => joining = l,
-                        None => break,
-                    }
-                }
+                self.apply_chain(s, y, &parent, width);
                 return true;
             }
             for (x, groups_of_x) in member_of.iter().enumerate() {
@@ -758,6 +739,36 @@ impl Work<'_> {
         }
         false
     }
+
+    /// Applies the chain ending at state `end`, `joining` taking the place
+    /// there of the replica leaving: each state's leaving replica is read
+    /// before any swap (a swap reorders its group's set), then the swaps
+    /// run from the end back to the start.
+    fn apply_chain(&mut self, end: usize, joining: usize, parent: &[Option<usize>], width: usize) {
+        let mut chain = vec![end];
+        while let Some(&p) = chain.last().and_then(|&s| parent[s].as_ref()) {
+            chain.push(p);
+        }
+        let steps: Vec<(usize, Option<usize>)> = chain
+            .iter()
+            .map(|&s| (s / width, leaving(&self.sets, s, width)))
+            .collect();
+        let mut joining = joining;
+        for (g, l) in steps {
+            self.swap(g, l, joining);
+            match l {
+                Some(l) => joining = l,
+                None => break,
+            }
+        }
+    }
+}
+
+/// The replica leaving its group in search state `s` (`None`: a hole).
+fn leaving(sets: &[Vec<usize>], s: usize, width: usize) -> Option<usize> {
+    (s % width < width - 1)
+        .then(|| sets[s / width].get(s % width).copied())
+        .flatten()
 }
 
 /// Whether the chain ending at state `s` already passes group `g`.

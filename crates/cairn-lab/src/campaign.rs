@@ -120,6 +120,13 @@ pub struct Args {
     pub faults: Vec<String>,
 }
 
+impl Args {
+    /// The availability target: election time + 1 s.
+    pub fn stall_limit_ms(&self) -> u64 {
+        self.election_max_ms + 1000
+    }
+}
+
 /// What one round did and found.
 #[derive(Clone, Debug)]
 pub struct RoundReport {
@@ -405,13 +412,6 @@ fn history_counts(h: &History) -> (usize, usize, usize) {
         .count();
     let info = h.ops.iter().filter(|o| o.outcome == Outcome::Info).count();
     (h.ops.len(), ok, info)
-}
-
-impl Args {
-    /// The availability target: election time + 1 s.
-    pub fn stall_limit_ms(&self) -> u64 {
-        self.election_max_ms + 1000
-    }
 }
 
 /// Entry point of the subcommand.
